@@ -1,0 +1,232 @@
+"""The `recsys` command line. Exit codes: 0 ok, 1 bad input or config, 2 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from recsys.errors import RecsysError
+
+__all__ = ["main", "job_main"]
+
+log = logging.getLogger("recsys")
+
+DEFAULT_CONFIG = "configs/recsys.toml"
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from recsys.config import load_config
+
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).exists():
+        path = DEFAULT_CONFIG
+    return load_config(path)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_generate_demo(args: argparse.Namespace) -> int:
+    from recsys.demo import DemoSpec, generate_demo
+
+    spec = DemoSpec(orders=args.orders, products=args.products, seed=args.seed,
+                    customers=args.customers)
+    summary = generate_demo(Path(args.out), spec, progress=not args.quiet)
+    print(f"demo shop written to {args.out}: " + ", ".join(
+        f"{name} {count:,} rows" for name, count in summary.rows.items()))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from recsys.ingest import ingest
+    from recsys.mapping import load_mapping
+
+    mapping = load_mapping(args.mapping)
+    sources = {t: getattr(args, t) for t in ("orders", "events", "catalog") if getattr(args, t)}
+    report = ingest(sources, mapping, Path(args.out), show_progress=not args.quiet)
+    print(report.summary())
+    print(f"report: {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recsys.pipeline import run_pipeline
+
+    config = _config(args)
+    report, manifest = run_pipeline(config, show_progress=not args.quiet)
+    print(report.summary())
+    print(f"published artifact version {manifest.version} in {config.artifacts.root}")
+    return 0
+
+
+def cmd_artifacts(args: argparse.Namespace) -> int:
+    from recsys.artifacts import ArtifactStore
+
+    root = args.root or _config(args).artifacts.root
+    store = ArtifactStore(root)
+    if args.action == "list":
+        current = store.current_version()
+        versions = store.versions()
+        if not versions:
+            print(f"no versions in {root}")
+        for v in versions:
+            m = store.manifest(v)
+            mark = "*" if v == current else " "
+            print(f"{mark} {v}  created {m.created_at}  files {len(m.files)}  "
+                  f"config {m.config_hash[:12]}")
+    elif args.action == "show":
+        print(json.dumps(store.manifest(args.version).to_dict(), indent=2, sort_keys=True))
+    elif args.action == "verify":
+        m = store.verify(args.version)
+        print(f"version {m.version}: all {len(m.files)} files match their checksums")
+    elif args.action == "rollback":
+        version = store.rollback(args.version)
+        print(f"CURRENT now points at {version}")
+    return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise RecsysError(f"cannot serve on {host}:{port}: {exc.strerror}; is another "
+                              "server running? stop it or pass --port") from None
+
+
+def _serve(settings, quiet: bool) -> int:  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    _check_port_free(settings.host, settings.port)
+    for key, value in settings.model_dump(mode="json").items():  # workers read the environment
+        os.environ[f"RECSYS_SERVING_{key.upper()}"] = (
+            json.dumps(value) if isinstance(value, list) else str(value))
+    uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,
+                port=settings.port, workers=settings.workers,
+                log_level="warning" if quiet else "info")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _config(args).serving_settings(
+        artifacts=args.artifacts, host=args.host, port=args.port, workers=args.workers)
+    return _serve(settings, args.quiet)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the demo shop, run the whole pipeline, publish and serve it."""
+    from recsys.demo import DemoSpec, generate_demo
+    from recsys.pipeline import run_pipeline
+
+    config = _config(args)
+    generate_demo(Path(config.demo.out), DemoSpec(orders=config.demo.orders,
+                                                  products=config.demo.products,
+                                                  seed=config.demo.seed),
+                  progress=not args.quiet)
+    report, manifest = run_pipeline(config, show_progress=not args.quiet)
+    print(report.summary())
+    print(f"published artifact version {manifest.version}")
+    settings = config.serving_settings(port=args.port)
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"\nServing on {base}\n  API docs:   {base}/docs\n  health:     {base}/healthz\n"
+          f"  readiness:  {base}/readyz\n  version:    {base}/v1/version\n"
+          f"Example request:\n  curl '{base}/v1/popular?k=5'\n(Ctrl-C stops the server)\n",
+          flush=True)
+    if args.no_serve:
+        return 0
+    return _serve(settings, args.quiet)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys", description="Recommendation and cross-sell engine for online shops.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+            config: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        if config:
+            p.add_argument("--config", metavar="FILE",
+                           help=f"config file (default: {DEFAULT_CONFIG} if present, else built-in)")
+        return p
+
+    p = add("generate-demo", cmd_generate_demo, "write a generated demo shop (orders, events, catalog)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--orders", type=int, default=20_000)
+    p.add_argument("--products", type=int, default=300)
+    p.add_argument("--customers", type=int, default=None)
+
+    p = add("ingest", cmd_ingest, "read, map and validate sources into a data directory")
+    p.add_argument("--orders", required=True, metavar="PATH_OR_URL",
+                   help="CSV/Parquet file, or SQLAlchemy URL with #table")
+    p.add_argument("--events", metavar="PATH_OR_URL")
+    p.add_argument("--catalog", metavar="PATH_OR_URL")
+    p.add_argument("--mapping", metavar="FILE", help="column-mapping file (TOML)")
+    p.add_argument("--out", required=True, metavar="DATA_DIR")
+
+    add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
+
+    p = add("artifacts", cmd_artifacts, "list, show, verify or roll back artifact versions",
+            config=True)
+    p.add_argument("--root", metavar="DIR", help="artifact store (default: from the config)")
+    p.add_argument("action", choices=["list", "show", "verify", "rollback"])
+    p.add_argument("version", nargs="?", help="a version (default: current; rollback: previous)")
+
+    p = add("serve", cmd_serve, "serve the current artifact over HTTP", config=True)
+    p.add_argument("--artifacts", metavar="DIR")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+
+    p = add("demo", cmd_demo, "generate the demo shop, run the pipeline and serve it", config=True)
+    p.add_argument("--port", type=int)
+    p.add_argument("--no-serve", action="store_true", help="stop after publishing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from recsys.progress import set_quiet
+
+    set_quiet(args.quiet)
+    try:
+        return int(args.func(args))
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 2, no traceback
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 2
+
+
+def job_main(command: str, argv: Sequence[str]) -> int:
+    """Run one command with the global flags (-q, --debug) accepted anywhere (jobs/ scripts)."""
+    flags = [a for a in argv if a in ("-q", "--quiet", "--debug")]
+    rest = [a for a in argv if a not in flags]
+    return main([*flags, command, *rest])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Typed configuration: one TOML file (``configs/recsys.toml`` documents every key).
+
+Unknown keys and bad values fail before any work with the file, the key and what is wrong.
+Serving settings can be overridden by environment variables ``RECSYS_SERVING_<KEY>`` (for
+example ``RECSYS_SERVING_PORT=9000``), which win over the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from recsys.errors import ConfigError
+from recsys.matrices import InteractionWeights
+
+__all__ = [
+    "Config",
+    "IngestConfig",
+    "DemoConfig",
+    "PopularityConfig",
+    "ArtifactsConfig",
+    "ServingSettings",
+    "DEFAULT_API_KEY",
+    "load_config",
+    "format_validation_error",
+]
+
+DEFAULT_API_KEY = "change-me"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestConfig(_Section):
+    """Where the raw data is (paths or SQLAlchemy URLs) and how to map it."""
+
+    orders: str = Field("var/demo/orders.csv", description="orders: CSV/Parquet path or SQL URL#table")
+    events: str | None = Field("var/demo/events.csv", description="events source, optional")
+    catalog: str | None = Field("var/demo/catalog.csv", description="catalog source, optional")
+    mapping: str | None = Field(None, description="column-mapping file (TOML)")
+
+    def sources(self) -> dict[str, str]:
+        found = {"orders": self.orders, "events": self.events, "catalog": self.catalog}
+        return {k: v for k, v in found.items() if v}
+
+
+class DemoConfig(_Section):
+    """The generated demo shop that `recsys run` creates when the orders file is missing."""
+
+    generate_if_missing: bool = True
+    out: str = "var/demo"
+    seed: int = 42
+    orders: int = Field(20_000, ge=100)
+    products: int = Field(300, ge=20)
+
+
+class PopularityConfig(_Section):
+    """Best sellers, the fallback of every list."""
+
+    window_days: int = Field(90, ge=0, description="count orders of the last N days; 0 = all")
+    top_k: int = Field(100, ge=1, le=10_000, description="how many best sellers to keep")
+
+
+class ArtifactsConfig(_Section):
+    root: str = "var/artifacts"
+    keep_last: int = Field(5, ge=1, description="versions kept on disk (the current one always)")
+
+
+class ServingSettings(BaseSettings):
+    """API server settings: file values, overridden by RECSYS_SERVING_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_SERVING_", extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    artifacts: str = Field("var/artifacts", description="artifact store root to serve from")
+    environment: Literal["development", "production"] = "development"
+    api_key: str = Field(DEFAULT_API_KEY, min_length=8, description="admin API key")
+    cors_origins: list[str] = Field(default_factory=list)
+    reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class Config(_Section):
+    """The whole configuration of the offline pipeline and the server."""
+
+    data_dir: str = Field("var/data", description="canonical data directory (ingest output)")
+    ingest: IngestConfig = IngestConfig()
+    demo: DemoConfig = DemoConfig()
+    interactions: InteractionWeights = InteractionWeights()
+    popularity: PopularityConfig = PopularityConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    def serving_settings(self, **overrides: Any) -> ServingSettings:
+        """Serving settings: CLI overrides > environment > file > defaults.
+
+        Serves ``[artifacts] root`` unless ``[serving] artifacts`` is set. Refuses production
+        mode with the default API key.
+        """
+        values = {"artifacts": self.artifacts.root,
+                  **self.serving.model_dump(exclude_unset=True)}
+        try:
+            settings = ServingSettings(**values)
+            settings = ServingSettings.model_validate(
+                {**settings.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+        except ValidationError as exc:
+            raise ConfigError(f"serving settings: {format_validation_error(exc)}") from None
+        if settings.environment == "production" and settings.api_key == DEFAULT_API_KEY:
+            raise ConfigError("production mode refuses the default api_key; set "
+                              "RECSYS_SERVING_API_KEY (or [serving] api_key) to a secret")
+        return settings
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        """sha256 of the canonical JSON form: identifies what an artifact was built with."""
+        blob = json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``key.path: what is wrong``."""
+    parts = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{prefix}{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Load a config file (None: the embedded defaults). Raises ConfigError on any problem."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None

@@ -1,0 +1,126 @@
+"""The offline pipeline behind `recsys run`: ingest, every job, publish one artifact version.
+
+Each job reads the canonical tables and writes its files into the staging folder; its return
+value (a small dict of figures) goes into the manifest's ``metrics`` under the job's name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys.artifacts import ArtifactStore, Manifest, fingerprint_files
+from recsys.config import Config
+from recsys.ingest import IngestReport, ingest, load_table
+from recsys.mapping import load_mapping
+from recsys.matrices import item_vocabulary, order_item_matrix
+from recsys.popularity import best_sellers
+from recsys.progress import progress_bar
+
+__all__ = ["JobContext", "JOBS", "run_pipeline", "ensure_demo_data"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    """What a job sees: the config, the canonical tables and the staging folder to write to."""
+
+    config: Config
+    orders: pd.DataFrame
+    events: pd.DataFrame | None
+    catalog: pd.DataFrame | None
+    out: Path
+
+
+def job_catalog(ctx: JobContext) -> dict[str, Any]:
+    """Product vocabulary and the catalog the API shows (names, prices, stock)."""
+    items = item_vocabulary(ctx.catalog, ctx.orders, ctx.events)
+    items.save(ctx.out / "items.parquet")
+    if ctx.catalog is not None:
+        ctx.catalog.to_parquet(ctx.out / "catalog.parquet", index=False)
+    return {"products": len(items),
+            "catalog_products": 0 if ctx.catalog is None else len(ctx.catalog)}
+
+
+def job_popularity(ctx: JobContext) -> dict[str, Any]:
+    """Best sellers per scope (global and every category level)."""
+    cfg = ctx.config.popularity
+    table = best_sellers(ctx.orders, ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
+    table.to_parquet(ctx.out / "popular.parquet", index=False)
+    return {"scopes": int(table["scope"].nunique()), "rows": len(table)}
+
+
+def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
+    """Basket figures every later job relies on (from the order x product matrix)."""
+    baskets = order_item_matrix(ctx.orders)
+    sizes = baskets.matrix.getnnz(axis=1)
+    return {"orders": int(baskets.matrix.shape[0]), "products_ordered": int(baskets.matrix.shape[1]),
+            "mean_basket_size": round(float(sizes.mean()), 4) if len(sizes) else 0.0,
+            "max_basket_size": int(sizes.max()) if len(sizes) else 0}
+
+
+JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
+    "catalog": job_catalog,
+    "popularity": job_popularity,
+    "basket_stats": job_basket_stats,
+}
+
+
+def ensure_demo_data(config: Config, *, show_progress: bool = True) -> bool:
+    """Generate the demo shop when the config points at it and it is not there yet."""
+    demo = config.demo
+    orders_path = Path(config.ingest.orders)
+    if not demo.generate_if_missing or orders_path.exists():
+        return False
+    if orders_path.parent.resolve() != Path(demo.out).resolve():
+        return False
+    from recsys.demo import DemoSpec, generate_demo
+
+    log.info("generating the demo shop into %s", demo.out)
+    generate_demo(Path(demo.out), DemoSpec(orders=demo.orders, products=demo.products,
+                                           seed=demo.seed), progress=show_progress)
+    return True
+
+
+def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestReport, Manifest]:
+    """Ingest the configured sources, run every job and publish; returns the new manifest."""
+    ensure_demo_data(config, show_progress=show_progress)
+    mapping = load_mapping(config.ingest.mapping)
+    data_dir = Path(config.data_dir)
+    report = ingest(config.ingest.sources(), mapping, data_dir, show_progress=show_progress)
+    log.info("ingest done:\n%s", report.summary())
+    orders = load_table(data_dir, "orders")
+    assert orders is not None
+    ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}
+    store = ArtifactStore(config.artifacts.root, keep_last=config.artifacts.keep_last)
+    metrics: dict[str, Any] = {}
+    with store.staging() as staging:
+        ctx = JobContext(config=config, orders=orders, events=ctx_tables["events"],
+                         catalog=ctx_tables["catalog"], out=staging)
+        for name in progress_bar(list(JOBS), desc="jobs", unit="job", enabled=show_progress):
+            metrics[name] = JOBS[name](ctx)
+            log.info("job %s: %s", name, metrics[name])
+        shutil.copyfile(data_dir / "report.json", staging / "ingest_report.json")
+        inputs = {
+            "sources": {t: loc for t, loc in config.ingest.sources().items()},
+            "rows": {t: {"read": r.rows_read, "accepted": r.rows_accepted,
+                         "rejected": r.rows_rejected} for t, r in report.tables.items()},
+            "files": fingerprint_files(sorted(data_dir.glob("*.parquet"))),
+        }
+        manifest = store.publish(staging, config=config.to_json_dict(),
+                                 config_hash=config.hash(), inputs=inputs, metrics=metrics)
+    log.info("published version %s", manifest.version)
+    return report, manifest
+
+
+def describe(manifest: Manifest) -> str:
+    """A short human summary of a published version."""
+    return json.dumps({"version": manifest.version, "metrics": manifest.metrics}, indent=2)

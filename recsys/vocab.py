@@ -1,0 +1,107 @@
+"""Vocabulary: external ids (strings) <-> contiguous integer codes 0..n-1, vectorised.
+
+Codes follow the order of first appearance given to ``from_ids`` (or sorted, on request), are
+stable once built, and are saved with every artifact as a one-column Parquet file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recsys.errors import ArtifactError, UnknownIdError
+
+__all__ = ["Vocabulary", "UnknownPolicy"]
+
+UnknownPolicy = Literal["error", "mask", "drop"]
+"""What ``lookup`` does with ids the vocabulary lacks: raise UnknownIdError naming them;
+return -1 in their place ("mask"); or leave them out ("drop", with ``return_mask``)."""
+
+
+class Vocabulary:
+    """An immutable mapping between external string ids and codes ``0..len-1``."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, ids: Iterable[str] | pd.Index) -> None:
+        index = pd.Index(pd.array(list(ids) if not isinstance(ids, pd.Index) else ids,
+                                  dtype="string"), dtype="string")
+        if index.hasnans:
+            raise ValueError("a vocabulary cannot hold missing ids")
+        if not index.is_unique:
+            dupes = index[index.duplicated()].unique()[:5].tolist()
+            raise ValueError(f"a vocabulary needs unique ids; duplicated: {dupes}")
+        self._index = index
+
+    @classmethod
+    def from_ids(cls, ids: Iterable[str] | pd.Series, *, sort: bool = False) -> Vocabulary:
+        """Build from ids with repeats (first appearance order, or sorted)."""
+        series = pd.Series(ids, dtype="string").dropna()
+        unique = pd.Index(series.unique(), dtype="string")
+        return cls(unique.sort_values() if sort else unique)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self._index.equals(other._index)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._index))
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} ids)"
+
+    @property
+    def ids(self) -> np.ndarray:
+        """All ids as an object array of str, position = code."""
+        return self._index.to_numpy(dtype=object)
+
+    def lookup(self, ids: Iterable[str] | pd.Series | str, *,
+               on_unknown: UnknownPolicy = "error") -> np.ndarray:
+        """Codes (int64) for external ids, vectorised. See UnknownPolicy."""
+        if isinstance(ids, str):
+            ids = [ids]
+        query = pd.Index(pd.array(list(ids) if not isinstance(ids, pd.Series) else ids,
+                                  dtype="string"), dtype="string")
+        codes = self._index.get_indexer(query).astype(np.int64)
+        unknown = codes < 0
+        if unknown.any():
+            if on_unknown == "error":
+                missing = query[unknown].unique()
+                shown = ", ".join(repr(x) for x in missing[:5].tolist())
+                more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+                raise UnknownIdError(f"{len(missing)} unknown id(s): {shown}{more}")
+            if on_unknown == "drop":
+                return codes[~unknown]
+        return codes
+
+    def decode(self, codes: np.ndarray | Iterable[int]) -> np.ndarray:
+        """External ids (object array of str) for codes; raises IndexError for bad codes."""
+        arr = np.asarray(codes, dtype=np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
+            raise IndexError(f"codes must be in 0..{len(self) - 1}")
+        return self.ids[arr]
+
+    def save(self, path: Path | str) -> None:
+        """Write as a one-column Parquet file (``id``), row position = code."""
+        pq.write_table(pa.table({"id": pa.array(self.ids, type=pa.string())}), path)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Vocabulary:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ArtifactError(f"{path}: cannot read vocabulary ({exc})") from None
+        if table.column_names != ["id"]:
+            raise ArtifactError(f"{path}: a vocabulary file has one column 'id'")
+        return cls(pd.Index(table.column("id").to_pandas(), dtype="string"))
