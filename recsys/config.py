@@ -11,9 +11,9 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from recsys.errors import ConfigError
@@ -118,10 +118,17 @@ class Config(_Section):
         """
         values = {"artifacts": self.artifacts.root,
                   **self.serving.model_dump(exclude_unset=True)}
+        given = {k: v for k, v in overrides.items() if v is not None}
         try:
             settings = ServingSettings(**values)
-            settings = ServingSettings.model_validate(
-                {**settings.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+            for key, value in given.items():  # checked one by one: the env must not win here
+                field = ServingSettings.model_fields[key]
+                try:
+                    TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+                except ValidationError as exc:
+                    raise ConfigError(f"serving {key}={value!r}: "
+                                      f"{format_validation_error(exc)}") from None
+            settings = settings.model_copy(update=given)
         except ValidationError as exc:
             raise ConfigError(f"serving settings: {format_validation_error(exc)}") from None
         if settings.environment == "production" and settings.api_key == DEFAULT_API_KEY:

@@ -95,20 +95,30 @@ def _existing_file(spec: SourceSpec) -> Path:
 
 
 def read_columns(spec: SourceSpec) -> list[str]:
-    """The source's column names, checking that it can be read (and decoded) at all."""
+    """The source's column names, checking that it can be read (and decoded) at all and that it
+    has at least one data row (a header-only source fails here, before any output is written)."""
     fmt = _format(spec)
     if fmt == "sql":
-        return list(_read_sql(spec, limit=0).frame.columns)
+        first = _read_sql(spec, limit=1)
+        if first.frame.empty:
+            raise InputError(f"{spec.label}: the table or query returned no rows")
+        return list(first.frame.columns)
     path = _existing_file(spec)
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            return list(pq.read_schema(path).names)
+            names, rows = list(pq.read_schema(path).names), pq.read_metadata(path).num_rows
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-    return list(_read_csv(path, spec, nrows=0).frame.columns)
+        if rows == 0:
+            raise InputError(f"{path}: the file has a header but no data rows")
+        return names
+    first = _read_csv(path, spec, nrows=1).frame
+    if first.empty:
+        raise InputError(f"{path}: the file has a header but no data rows")
+    return list(first.columns)
 
 
 def read_source(spec: SourceSpec) -> RawTable:
@@ -128,8 +138,11 @@ def read_source(spec: SourceSpec) -> RawTable:
 
 
 def _detect_compression(path: Path) -> str | None:
-    with path.open("rb") as fh:
-        head = fh.read(8)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     for magic, name in _MAGIC.items():
         if head.startswith(magic):
             return name
@@ -271,8 +284,9 @@ def _read_sql(spec: SourceSpec, limit: int | None = None) -> RawTable:
     try:
         with engine.connect() as conn:
             frame = pd.read_sql(text(sql), conn)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    except (SQLAlchemyError, pd.errors.DatabaseError) as exc:  # pandas wraps execution errors
+        cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
+        reason = str(getattr(cause, "orig", None) or cause or exc).strip().splitlines()[0]
         raise InputError(f"{spec.label}: the database refused the read: {reason}") from None
     finally:
         engine.dispose()

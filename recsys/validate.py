@@ -72,6 +72,8 @@ def normalise_ids(values: pd.Series) -> pd.Series:
     if pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("string")
     out = values.astype("string").str.strip()
+    # Text that a float column left behind ("13085.0" in a CSV) names the same id as 13085.
+    out = out.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
     return out.mask(out == "", pd.NA)
 
 
@@ -198,6 +200,9 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
     accepted = pd.DataFrame({name: series[ok] for name, series in out.items()})
     accepted = accepted[[c for c in spec.columns if c in accepted.columns]].reset_index(drop=True)
     quarantine = frame.loc[~ok].copy()
+    # Raw columns named like the quarantine's own (source, row, reason, column) keep a raw_ prefix.
+    quarantine.columns = [f"raw_{c}" if c in ("source", "row", "reason", "column") else c
+                          for c in quarantine.columns]
     quarantine.insert(0, "column", marks.column[~ok])
     quarantine.insert(0, "reason", marks.reason[~ok])
     quarantine.insert(0, "row", raw.source_row[~ok].to_numpy())

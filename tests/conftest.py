@@ -70,3 +70,53 @@ def pg_table(postgres_url: str) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
     engine.dispose()
+
+
+def write_small_shop(folder: Path) -> dict[str, Path]:
+    """A hand-made shop with a known answer: 6 orders, 5 products, one out of stock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "orders.csv").write_text(
+        "order_id,product_id,customer_id,ordered_at,quantity,unit_price\n"
+        "o1,mug,c1,2025-01-01T10:00:00,1,8.5\n"
+        "o1,tea,c1,2025-01-01T10:00:00,2,4.0\n"
+        "o2,mug,c2,2025-01-02T11:00:00,1,8.5\n"
+        "o2,tea,c2,2025-01-02T11:00:00,1,4.0\n"
+        "o3,mug,,2025-01-03T12:00:00,1,8.5\n"
+        "o4,kettle,c1,2025-01-04T09:00:00,1,30\n"
+        "o4,tea,c1,2025-01-04T09:00:00,1,4.0\n"
+        "o5,spoon,c3,2025-01-05T09:00:00,3,1.5\n"
+        "o6,mug,c3,not a date,1,8.5\n"
+        "C7,mug,c3,2025-01-06T09:00:00,-1,8.5\n"
+    )
+    (folder / "catalog.csv").write_text(
+        "product_id,name,category,price,in_stock\n"
+        "mug,Ceramic Mug,Home > Kitchen > Mugs,8.5,true\n"
+        "tea,Green Tea,Food > Tea,4.0,true\n"
+        "kettle,Steel Kettle,Home > Kitchen > Kettles,30,false\n"
+        "spoon,Tea Spoon,Home > Kitchen,1.5,yes\n"
+        "pot,Tea Pot,Home > Kitchen,22,true\n"
+    )
+    (folder / "events.csv").write_text(
+        "product_id,event_type,occurred_at,session_id,customer_id\n"
+        "mug,view,2025-01-01T09:55:00,s1,c1\n"
+        "tea,view,2025-01-01T09:57:00,s1,c1\n"
+        "pot,view,2025-01-02T10:00:00,s2,\n"
+    )
+    (folder / "mapping.toml").write_text('[orders]\ncancellation_prefix = "C"\n')
+    return {"orders": folder / "orders.csv", "catalog": folder / "catalog.csv",
+            "events": folder / "events.csv", "mapping": folder / "mapping.toml"}
+
+
+def write_small_config(tmp: Path) -> Path:
+    """A config that runs the pipeline on the small shop inside ``tmp``."""
+    files = write_small_shop(tmp / "raw")
+    config = tmp / "recsys.toml"
+    config.write_text(
+        f'data_dir = "{tmp / "data"}"\n'
+        f'[ingest]\norders = "{files["orders"]}"\nevents = "{files["events"]}"\n'
+        f'catalog = "{files["catalog"]}"\nmapping = "{files["mapping"]}"\n'
+        f'[demo]\ngenerate_if_missing = false\n'
+        f'[popularity]\nwindow_days = 0\n'
+        f'[artifacts]\nroot = "{tmp / "artifacts"}"\nkeep_last = 3\n'
+    )
+    return config

@@ -1,0 +1,90 @@
+"""`recsys run` end to end on a small shop with a known answer; the artifact CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsys.artifacts import ArtifactStore
+from recsys.cli import main
+from tests.conftest import REPO, write_small_config
+
+
+def test_run_publishes_a_verified_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_small_config(tmp_path)
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "orders: 10 read, 8 accepted, 2 rejected" in out
+    store = ArtifactStore(tmp_path / "artifacts")
+    manifest = store.verify()
+    assert set(manifest.files) >= {"items.parquet", "catalog.parquet", "popular.parquet",
+                                   "ingest_report.json"}
+    assert manifest.inputs["rows"]["orders"] == {"read": 10, "accepted": 8, "rejected": 2}
+    assert manifest.metrics["basket_stats"] == {"orders": 5, "products_ordered": 4,
+                                                "mean_basket_size": 1.6, "max_basket_size": 2}
+    popular = pd.read_parquet(store.path() / "popular.parquet")
+    top = popular[popular["scope"] == "*"].sort_values("rank")
+    assert top["product_id"].tolist() == ["tea", "mug", "spoon", "kettle"]  # ties: more units
+    assert top["orders"].tolist() == [3, 3, 1, 1]
+    report = json.loads((tmp_path / "data" / "report.json").read_text())
+    assert report["rejected_by_reason"] == {"cancellation": 1, "unparseable_date": 1}
+    quarantine = pd.read_csv(tmp_path / "data" / "quarantine" / "orders.csv")
+    assert quarantine["row"].tolist() == [9, 10]
+    assert quarantine["reason"].tolist() == ["unparseable_date", "cancellation"]
+
+
+def test_artifacts_list_show_rollback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_small_config(tmp_path)
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    store = ArtifactStore(tmp_path / "artifacts")
+    first, second = store.versions()
+    capsys.readouterr()
+    assert main(["artifacts", "--config", str(config), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {second}" in listing and f"  {first}" in listing
+    assert main(["artifacts", "--config", str(config), "show", first]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == first
+    assert main(["artifacts", "--config", str(config), "rollback"]) == 0
+    assert store.current_version() == first
+    assert main(["artifacts", "--config", str(config), "show", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+def test_keep_last_versions(tmp_path: Path) -> None:
+    config = write_small_config(tmp_path)
+    for _ in range(4):
+        assert main(["-q", "run", "--config", str(config)]) == 0
+    assert len(ArtifactStore(tmp_path / "artifacts").versions()) == 3
+
+
+@pytest.mark.parametrize("command", ["generate-demo", "ingest", "run", "artifacts", "serve",
+                                     "demo"])
+def test_every_command_has_help(command: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "recsys.cli", command, "--help"],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0
+    assert "usage: recsys" in result.stdout
+
+
+def test_nightly_job_script_runs_the_pipeline(tmp_path: Path) -> None:
+    config = write_small_config(tmp_path)
+    result = subprocess.run([sys.executable, "jobs/nightly.py", "--config", str(config), "-q"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert ArtifactStore(tmp_path / "artifacts").current_version() is not None
+
+
+def test_missing_orders_file_is_exit_1_without_traceback(tmp_path: Path) -> None:
+    config = write_small_config(tmp_path)
+    (tmp_path / "raw" / "orders.csv").unlink()
+    result = subprocess.run([sys.executable, "-m", "recsys.cli", "-q", "run", "--config",
+                             str(config)], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 1
+    assert "orders.csv: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
