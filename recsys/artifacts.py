@@ -108,7 +108,7 @@ def save_npz(path: Path | str, **arrays: Any) -> None:
         converted[name] = arr
     # An open file keeps numpy from appending ".npz"; no object arrays reach it, so no pickle.
     with open(path, "wb") as f:
-        np.savez(f, **converted)
+        np.savez(f, **converted)  # type: ignore[arg-type]
 
 
 def load_npz(path: Path | str) -> dict[str, np.ndarray]:

@@ -10,8 +10,12 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys.errors import RecsysError
+
+if TYPE_CHECKING:
+    from recsys.config import Config, ServingSettings
 
 __all__ = ["main", "job_main"]
 
@@ -20,7 +24,7 @@ log = logging.getLogger("recsys")
 DEFAULT_CONFIG = "configs/recsys.toml"
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> Config:
     from recsys.config import load_config
 
     path = args.config
@@ -101,7 +105,7 @@ def _check_port_free(host: str, port: int) -> None:
                               "server running? stop it or pass --port") from None
 
 
-def _serve(settings, quiet: bool) -> int:  # type: ignore[no-untyped-def]
+def _serve(settings: ServingSettings, quiet: bool) -> int:
     import uvicorn
 
     _check_port_free(settings.host, settings.port)
@@ -133,14 +137,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report, manifest = run_pipeline(config, show_progress=not args.quiet)
     print(report.summary())
     print(f"published artifact version {manifest.version}")
+    if args.no_serve:
+        print("serve it with: recsys serve --config configs/recsys.toml")
+        return 0
     settings = config.serving_settings(port=args.port)
+    _check_port_free(settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
     print(f"\nServing on {base}\n  API docs:   {base}/docs\n  health:     {base}/healthz\n"
           f"  readiness:  {base}/readyz\n  version:    {base}/v1/version\n"
           f"Example request:\n  curl '{base}/v1/popular?k=5'\n(Ctrl-C stops the server)\n",
           flush=True)
-    if args.no_serve:
-        return 0
     return _serve(settings, args.quiet)
 
 

@@ -124,7 +124,8 @@ class Config(_Section):
             for key, value in given.items():  # checked one by one: the env must not win here
                 field = ServingSettings.model_fields[key]
                 try:
-                    TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+                    annotated = Annotated[field.annotation, *field.metadata]  # type: ignore[name-defined]
+                    TypeAdapter(annotated).validate_python(value)
                 except ValidationError as exc:
                     raise ConfigError(f"serving {key}={value!r}: "
                                       f"{format_validation_error(exc)}") from None

@@ -14,9 +14,9 @@ Column names are the canonical ones of :mod:`recsys.contract`; timestamps are IS
 anonymous session). The same spec (seed included) gives byte-identical files.
 
 The shop
-    Five departments (Home, Electronics, Pets, Garden, Sports) and 38 leaf categories
+    Five departments (Home, Electronics, Pets, Garden, Sports) and 41 leaf categories
     ("Home > Kitchen > Kettles"). Prices are log-normal per leaf; product popularity is
-    Zipf-like (weight ``rank ** -0.9``). Customers have a tenure window inside the date
+    Zipf-like (weight ``1 / (rank + 5)``). Customers have a tenure window inside the date
     range (about a third are one-off buyers active for under two weeks), a log-normal
     order frequency, and a favourite department that 40% of their basket lines come
     from. Every customer orders at least once where the order count allows; 10% of
@@ -65,7 +65,7 @@ Sessions
     views lead to an abandoned ``add_to_cart``.
 
 Scale
-    Orders and events are generated and appended in chunks of 200,000 orders, so large
+    Orders and events are generated and appended in chunks of 100,000 orders, so large
     shops (``DemoSpec(orders=3_000_000, products=50_000, mean_lines=10)``) run in bounded
     memory; only per-order and per-session headers (a few ints each) are held in full.
 """
@@ -75,7 +75,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -107,12 +107,15 @@ ORDER_DIRTY_KINDS = ("empty_product_id", "unparseable_date", "zero_quantity",
                      "negative_unit_price")
 EVENT_DIRTY_KINDS = ("empty_product_id", "unparseable_date", "no_session_or_customer")
 BAD_DATES = ("31/02/2025 25:61", "2025-13-45T99:99:99", "yesterday")
+_O_NO_PRODUCT, _O_BAD_DATE, _O_ZERO_QTY, _O_NEG_PRICE = range(len(ORDER_DIRTY_KINDS))
+_E_NO_PRODUCT, _E_BAD_DATE, _E_NO_SESSION = range(len(EVENT_DIRTY_KINDS))
 
-_CHUNK_ORDERS = 200_000
-_ZIPF_S = 0.9
+_CHUNK_ORDERS = 100_000
+_ZIPF_OFFSET = 5.0  # Zipf-Mandelbrot: weight = 1 / (rank + offset)
 _GUEST_SHARE = 0.10
 _FAVOURITE_DEPT_SHARE = 0.4
 _CONSUMABLE_BASE_WEIGHT = 0.3
+_CONSUMABLE_SHARE = 0.10
 _REPLENISH_MAX_SHARE = 0.25
 _PURCHASE_SESSION_SHARE = 0.5
 _SUBSTITUTE_COVIEW = 0.6
@@ -159,9 +162,6 @@ _TAXONOMY: tuple[_Leaf, ...] = (
           ("1L", "2L"), 7, 0.8, " ", (30, 60)),
     _Leaf("Home > Cleaning > Descalers", ("Descaler", "Descaling Tablets", "Kettle Descaler"),
           ("250ml", "500ml"), 9, joiner=" "),
-    _Leaf("Home > Cleaning > Cleaning Tools",
-          ("Microfibre Cloth Set", "Scrubbing Brush", "Spin Mop", "Dustpan Set"), _COLOURS, 15),
-    _Leaf("Home > Textiles > Towels", ("Bath Towel", "Hand Towel", "Beach Towel"), _COLOURS, 20),
     # Electronics
     _Leaf("Electronics > Phones > Smartphones", ("Nova Smartphone", "Pixelate Phone", "Orbit Phone"),
           ("64GB", "128GB", "256GB"), 450, joiner=" "),
@@ -175,14 +175,12 @@ _TAXONOMY: tuple[_Leaf, ...] = (
     _Leaf("Electronics > Audio > Speakers", ("Bluetooth Speaker", "Smart Speaker", "Soundbar"),
           ("Black", "White", "Grey"), 80),
     _Leaf("Electronics > Computers > Laptops", ("Ultrabook", "Laptop", "Gaming Laptop"),
-          ('13"', '14"', '15.6"'), 900, joiner=" "),
+          ("13-inch", "14-inch", "15.6-inch"), 900, joiner=" "),
     _Leaf("Electronics > Computers > Laptop Bags",
           ("Laptop Sleeve", "Laptop Backpack", "Messenger Bag"), _COLOURS, 35),
     _Leaf("Electronics > Computers > Mice & Keyboards",
           ("Wireless Mouse", "Mechanical Keyboard", "Ergonomic Mouse", "Keyboard Combo"),
           ("Black", "White"), 30),
-    _Leaf("Electronics > Computers > Printers", ("Inkjet Printer", "Laser Printer"),
-          ("Home", "Office"), 150, 0.6, " "),
     _Leaf("Electronics > Computers > Printer Ink",
           ("Black Ink Cartridge", "Colour Ink Cartridge", "Toner Cartridge"),
           ("Standard", "XL"), 22, 0.7, " ", (30, 60)),
@@ -269,13 +267,13 @@ _COMPLEMENT_LEAVES: tuple[tuple[str, str], ...] = (
     ("Coffee Machines", "Mugs"),
     ("Headphones", "Chargers"),
     ("Leashes & Collars", "Dog Toys"),
-    ("Printers", "Mice & Keyboards"),
+    ("Kettles", "Mugs"),
 )
 
 _SUBSTITUTE_LEAVES: tuple[str, ...] = (
     "Kettles", "Headphones", "Speakers", "Coffee Machines", "Dog Beds", "Running Shoes",
-    "Towels", "Coffee Grinders", "Yoga Mats", "Phone Cases", "Barbecues", "Laptop Bags",
-    "Cleaning Tools", "Leashes & Collars", "Mugs",
+    "Smartphones", "Coffee Grinders", "Yoga Mats", "Phone Cases", "Barbecues", "Laptop Bags",
+    "Laptops", "Leashes & Collars", "Mugs",
 )
 
 _HOUR_WEIGHTS = np.array([0.6, 0.35, 0.2, 0.15, 0.15, 0.25, 0.5, 1.0, 1.5, 1.8, 2.0, 2.2,
@@ -304,9 +302,9 @@ class DemoSpec:
         problems = []
         if self.orders < 100:
             problems.append(f"orders={self.orders} (needs >= 100)")
-        if self.products < 2 * len(_TAXONOMY):
-            problems.append(f"products={self.products} (needs >= {2 * len(_TAXONOMY)}, two "
-                            "per leaf category)")
+        if self.products < 100:
+            problems.append(f"products={self.products} (needs >= 100: two per leaf category "
+                            "and room for the planted pairs)")
         if self.customers is not None and self.customers < 1:
             problems.append(f"customers={self.customers} (needs >= 1 or None)")
         if self.days < 28:
@@ -403,7 +401,6 @@ class _Shop:
 
     n: int
     leaf: np.ndarray  # (n,) leaf index
-    dept: np.ndarray  # (n,) department index
     pid: pa.Array  # (n,) product_id strings
     price_cents: np.ndarray
     cycle: np.ndarray  # (n,) repurchase days, 0 = not a consumable
@@ -418,7 +415,7 @@ class _Shop:
     cons_sampler: _Sampler  # segment 0 = consumables (sqrt popularity)
     n_dept: int
     catalog: pa.Table
-    planted: dict[str, object]
+    planted: PlantedTruth  # dirty_rows still empty
 
 
 @dataclass
@@ -449,6 +446,11 @@ def _group_offsets(counts: np.ndarray) -> np.ndarray:
     return np.arange(counts.sum()) - np.repeat(starts, counts)
 
 
+def _run_starts(keys: np.ndarray) -> np.ndarray:
+    """True where a run of equal (sorted) keys starts."""
+    return np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+
+
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     """``prefix`` + zero-padded numbers, e.g. O0000001."""
     digits = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width=width,
@@ -470,6 +472,21 @@ def _money(cents: np.ndarray) -> pa.Array:
 def _take(strings: pa.Array, idx: np.ndarray) -> pa.Array:
     """``strings[idx]`` with null (written as empty) where idx < 0."""
     return strings.take(pa.array(np.maximum(idx, 0), mask=idx < 0))
+
+
+def _null_where(strings: pa.Array, mask: np.ndarray) -> pa.Array:
+    """``strings`` with null (written as empty) where mask is true."""
+    if not mask.any():
+        return strings
+    return pc.if_else(pa.array(mask), pa.scalar(None, pa.string()), strings)
+
+
+def _break_dates(rng: np.random.Generator, when: pa.Array, mask: np.ndarray) -> pa.Array:
+    """Replace the timestamps under ``mask`` with unparseable ones (dirty rows)."""
+    if not mask.any():
+        return when
+    bad = pa.array(BAD_DATES).take(pa.array(rng.integers(0, len(BAD_DATES), int(mask.sum()))))
+    return pc.replace_with_mask(when, pa.array(mask), bad)
 
 
 class _Clock:
@@ -515,8 +532,12 @@ def _build_shop(rng: np.random.Generator, spec: DemoSpec) -> _Shop:
     n_leaf = len(leaves)
     depts = list(dict.fromkeys(lf.path.split(" > ")[0] for lf in leaves))
     leaf_dept = np.array([depts.index(lf.path.split(" > ")[0]) for lf in leaves])
+    is_cons_leaf = np.array([bool(lf.cycles) for lf in leaves])
     shares = np.array([lf.share for lf in leaves])
-    counts = _allocate(n, shares, minimum=2)
+    n_cons = max(2 * is_cons_leaf.sum(), round(_CONSUMABLE_SHARE * n))
+    counts = np.zeros(n_leaf, np.int64)
+    counts[is_cons_leaf] = _allocate(n_cons, shares[is_cons_leaf], minimum=2)
+    counts[~is_cons_leaf] = _allocate(n - n_cons, shares[~is_cons_leaf], minimum=2)
     leaf = np.repeat(np.arange(n_leaf), counts)
     leaf_start = np.cumsum(counts) - counts
     leaf_end = leaf_start + counts
@@ -533,11 +554,10 @@ def _build_shop(rng: np.random.Generator, spec: DemoSpec) -> _Shop:
 
     # prices: log-normal around the leaf median; packs scale it; consumables get a cycle
     median = np.array([lf.price for lf in leaves], dtype=np.float64)[leaf]
-    is_cons_leaf = np.array([bool(lf.cycles) for lf in leaves])
     pack = np.where(is_cons_leaf[leaf], 1.0 + 0.8 * var_i, 1.0)
     price = median * pack * np.exp(0.35 * rng.standard_normal(n))
     cycle = np.zeros(n, np.int64)
-    for li in np.flatnonzero(is_cons_leaf):
+    for li in np.flatnonzero(is_cons_leaf).tolist():
         sl = slice(leaf_start[li], leaf_end[li])
         cycle[sl] = np.asarray(leaves[li].cycles)[var_i[sl]]
 
@@ -591,12 +611,12 @@ def _build_shop(rng: np.random.Generator, spec: DemoSpec) -> _Shop:
     # popularity: Zipf over ranks; planted products take ranks just below the very top
     planted = np.flatnonzero(used)
     rank = np.empty(n, np.int64)
-    head = np.arange(3, min(n, 3 + int(1.4 * len(planted)) + 1))
+    head = np.arange(2, min(n, 2 + int(1.15 * len(planted)) + 1))
     planted_ranks = rng.choice(head, size=len(planted), replace=False)
     rank[planted] = planted_ranks
     rest = np.setdiff1d(np.arange(n), planted_ranks)
     rank[np.flatnonzero(~used)] = rng.permutation(rest)
-    pop = (rank + 1.0) ** -_ZIPF_S
+    pop = 1.0 / (rank + _ZIPF_OFFSET)
 
     # availability, margins, brands, ids
     free = np.flatnonzero(~used)
@@ -650,15 +670,16 @@ def _build_shop(rng: np.random.Generator, spec: DemoSpec) -> _Shop:
     cons_lo, cons_hi = np.array([cons.min()]), np.array([cons.max() + 1])
 
     pid_list = np.asarray(pid.to_pylist(), dtype=object)
-    truth = {
-        "complements": tuple((pid_list[a], pid_list[b]) for a, b in comps),
-        "substitutes": tuple((pid_list[a], pid_list[b]) for a, b in subs),
-        "consumables": {pid_list[i]: int(cycle[i]) for i in cons[np.argsort(pid_num[cons])]},
-        "out_of_stock": tuple(sorted(pid_list[~in_stock])),
-        "inactive": tuple(sorted(pid_list[~active])),
-    }
+    truth = PlantedTruth(
+        complements=tuple((pid_list[a], pid_list[b]) for a, b in comps),
+        substitutes=tuple((pid_list[a], pid_list[b]) for a, b in subs),
+        consumables={pid_list[i]: int(cycle[i]) for i in cons[np.argsort(pid_num[cons])]},
+        out_of_stock=tuple(sorted(pid_list[~in_stock])),
+        inactive=tuple(sorted(pid_list[~active])),
+        dirty_rows={},
+    )
     return _Shop(
-        n=n, leaf=leaf, dept=dept, pid=pid, price_cents=cents, cycle=cycle,
+        n=n, leaf=leaf, pid=pid, price_cents=cents, cycle=cycle,
         comp_partner=comp_partner, comp_prob=comp_prob, sub_pair=sub_pair, sub_side=sub_side,
         sub_partner=sub_partner, n_sub=len(subs),
         line_sampler=_Sampler(line_w, starts, ends),
@@ -672,17 +693,20 @@ def _build_customers(rng: np.random.Generator, spec: DemoSpec, shop: _Shop) -> _
     """Tenure windows (a third one-off), log-normal frequency, favourite department."""
     n, days = spec.n_customers, spec.days
     one_off = rng.random(n) < 0.35
-    tenure = np.where(one_off, rng.integers(1, 15, n), rng.integers(30, days + 1, n))
-    tenure = np.minimum(tenure, days)
-    first = np.floor(rng.random(n) * (days - tenure + 1)).astype(np.int64)
-    weight = rng.lognormal(0.0, 0.8, n) * tenure
+    tenure = np.where(one_off, rng.integers(1, 15, n), rng.integers(min(30, days), days + 1, n))
+    # windows may start before or end after the range and are clipped: flat coverage
+    first = np.floor(rng.random(n) * (days + tenure - 1)).astype(np.int64) - tenure + 1
+    last = np.minimum(first + tenure - 1, days - 1)
+    first = np.maximum(first, 0)
+    weight = rng.lognormal(0.0, 0.8, n) * (last - first + 1)
     dept_mass = shop.view_sampler.hi[1:1 + shop.n_dept] - shop.view_sampler.lo[1:1 + shop.n_dept]
     fav = rng.choice(shop.n_dept, size=n, p=dept_mass / dept_mass.sum())
-    return _Customers(n=n, first=first, last=first + tenure - 1, cum_weight=np.cumsum(weight),
+    return _Customers(n=n, first=first, last=last, cum_weight=np.cumsum(weight),
                       fav_dept=fav, cid=_ids("C", np.arange(1, n + 1), max(6, len(str(n)))))
 
 
 def _draw_customers(rng: np.random.Generator, cust: _Customers, size: int) -> np.ndarray:
+    """``size`` customer indices drawn by activity weight."""
     x = rng.random(size) * cust.cum_weight[-1]
     return np.minimum(np.searchsorted(cust.cum_weight, x, side="right"), cust.n - 1)
 
@@ -732,6 +756,7 @@ class _Headers:
 
 def _build_headers(rng: np.random.Generator, spec: DemoSpec, shop: _Shop, cust: _Customers,
                    clock: _Clock) -> _Headers:
+    """Who orders when (replenishments, registered, guests), sessions, and dirty-row picks."""
     n = spec.orders
     r_cust, r_day, r_prod = _replenishments(rng, spec, shop, cust)
     n_guest = round(_GUEST_SHARE * n)
@@ -774,7 +799,7 @@ def _build_headers(rng: np.random.Generator, spec: DemoSpec, shop: _Shop, cust: 
         d = min(n, max(k, round(_DIRTY_ORDER_RATE * n * spec.mean_lines)))
         o_dirty[rng.choice(n, size=d, replace=False)] = rng.permutation(np.arange(d) % k)
         k = len(EVENT_DIRTY_KINDS)
-        d = min(n_browse, max(k, round(_DIRTY_EVENT_RATE * n_sess * 4)))
+        d = min(n_browse, max(k, round(_DIRTY_EVENT_RATE * n_sess * 5)))
         b_dirty[rng.choice(n_browse, size=d, replace=False)] = rng.permutation(np.arange(d) % k)
     return _Headers(o_cust=o_cust, o_ts=o_ts, o_sub=o_sub, o_sess=o_sess,
                     b_no=number[len(with_sess):][b_order], b_cust=bc[b_order], b_ts=bts[b_order],
@@ -842,8 +867,9 @@ def _purchase_events(rng: np.random.Generator, shop: _Shop, order: np.ndarray,
     e_order, e_prod, e_type = e_order[idx], e_prod[idx], e_type[idx]
     gap = 10 + rng.exponential(60.0, len(e_order)).astype(np.int64)
     csum = np.cumsum(gap)
-    last = np.flatnonzero(np.r_[e_order[1:] != e_order[:-1], True])
-    end = np.repeat(csum[last], np.diff(np.r_[-1, last]))
+    first = np.flatnonzero(_run_starts(e_order))
+    last = np.r_[first[1:], len(e_order)][: len(first)] - 1
+    end = np.repeat(csum[last], last - first + 1)
     e_ts = ts[e_order] - (end - csum + gap)
     return {
         "order": np.concatenate([e_order, order]),
@@ -854,10 +880,11 @@ def _purchase_events(rng: np.random.Generator, shop: _Shop, order: np.ndarray,
     }
 
 
-def _browse_events(rng: np.random.Generator, shop: _Shop, no: np.ndarray,
+def _browse_events(rng: np.random.Generator, shop: _Shop,
                    ts: np.ndarray) -> dict[str, np.ndarray]:
-    """Browse sessions: views from one or two leaves, substitute co-views, abandoned carts."""
-    s = len(no)
+    """Browse sessions starting at ``ts``: views from one or two leaves, substitute co-views,
+    abandoned carts. ``sess`` in the result indexes ``ts``."""
+    s = len(ts)
     n_view = rng.geometric(1 / 3.5, s)
     leaf1 = shop.leaf[shop.view_sampler.draw(rng, np.zeros(s, np.int64))]
     leaf2 = np.where(rng.random(s) < 0.3,
@@ -877,7 +904,7 @@ def _browse_events(rng: np.random.Generator, shop: _Shop, no: np.ndarray,
     idx = np.lexsort((e_key, e_sess))
     e_sess, e_prod, e_type = e_sess[idx], e_prod[idx], e_type[idx]
     gap = 5 + rng.exponential(50.0, len(e_sess)).astype(np.int64)
-    first = np.r_[True, e_sess[1:] != e_sess[:-1]]
+    first = _run_starts(e_sess)
     gap[first] = 0
     csum = np.cumsum(gap)
     start = np.repeat(csum[first], np.diff(np.r_[np.flatnonzero(first), len(e_sess)]))
@@ -924,27 +951,18 @@ def _write_chunk(rng: np.random.Generator, spec: DemoSpec, shop: _Shop, cust: _C
     cents = cents * (100 - disc) // 100
 
     # dirty order lines: a broken copy right after the first line of a chosen order
-    kind = np.full(n_line, -1, np.int64)
-    first = np.r_[True, order[1:] != order[:-1]]
-    src = np.flatnonzero(first & (hdr.o_dirty[lo:hi][order] >= 0))
-    pos = np.concatenate([np.arange(n_line), src]).astype(np.float64)
-    pos[n_line:] += 0.5
-    idx = np.argsort(pos, kind="stable")
-    kind = np.concatenate([kind, hdr.o_dirty[lo:hi][order[src]]])[idx]
-    order, product = np.concatenate([order, order[src]])[idx], np.concatenate([product, product[src]])[idx]
-    qty, cents = np.concatenate([qty, qty[src]])[idx], np.concatenate([cents, cents[src]])[idx]
+    src = np.flatnonzero(_run_starts(order) & (hdr.o_dirty[lo:hi][order] >= 0))
+    kind = np.insert(np.full(n_line, -1), src + 1, hdr.o_dirty[lo:hi][order[src]])
+    order, product, qty, cents = (np.insert(a, src + 1, a[src])
+                                  for a in (order, product, qty, cents))
     np.add.at(dirty["orders"], kind[kind >= 0], 1)
-    qty[kind == 2] = 0
-    cents[kind == 3] = -np.maximum(cents[kind == 3], 1)
-    when = clock.iso(o_ts[order])
-    bad = kind == 1
-    if bad.any():
-        bad_txt = pa.array(BAD_DATES).take(pa.array(rng.integers(0, len(BAD_DATES), len(kind))))
-        when = pc.if_else(pa.array(bad), bad_txt, when)
+    qty[kind == _O_ZERO_QTY] = 0
+    cents[kind == _O_NEG_PRICE] = -np.maximum(cents[kind == _O_NEG_PRICE], 1)
+    when = _break_dates(rng, clock.iso(o_ts[order]), kind == _O_BAD_DATE)
     width = max(7, len(str(spec.orders)))
     orders_out.write(pa.table({
         "order_id": _ids("O", lo + order + 1, width),
-        "product_id": _take(shop.pid, np.where(kind == 0, -1, product)),
+        "product_id": _take(shop.pid, np.where(kind == _O_NO_PRODUCT, -1, product)),
         "customer_id": _take(cust.cid, o_cust[order]),
         "ordered_at": when,
         "quantity": pa.array(qty.astype(np.int64)),
@@ -956,35 +974,32 @@ def _write_chunk(rng: np.random.Generator, spec: DemoSpec, shop: _Shop, cust: _C
     o_sess = hdr.o_sess[lo:hi]
     has = clean & (o_sess[order] >= 0)
     pe = _purchase_events(rng, shop, order[has], product[has], o_sess, o_ts)
-    pe_cust = o_cust[pe["order"]]
-    be = _browse_events(rng, shop, hdr.b_no[b_lo:b_hi], hdr.b_ts[b_lo:b_hi])
-    b_dirty = hdr.b_dirty[b_lo:b_hi]
-    src = np.flatnonzero(be["first"] & (b_dirty[be["sess"]] >= 0))
-    n_b = len(be["sess"])
-    e_kind = np.concatenate([np.full(len(pe["sess"]) + n_b, -1), b_dirty[be["sess"][src]]])
-    sess = np.concatenate([pe["sess"], hdr.b_no[b_lo:b_hi][be["sess"]],
-                           hdr.b_no[b_lo:b_hi][be["sess"][src]]])
-    e_prod = np.concatenate([pe["product"], be["product"], be["product"][src]])
-    e_type = np.concatenate([pe["type"], be["type"], be["type"][src]])
-    e_ts = np.concatenate([pe["ts"], be["ts"], be["ts"][src]])
-    b_cust = hdr.b_cust[b_lo:b_hi][be["sess"]]
-    e_cust = np.concatenate([pe_cust, b_cust, b_cust[src]])
-    tie = np.concatenate([np.zeros(len(pe["sess"]) + n_b), np.ones(len(src))])
-    idx = np.lexsort((tie, e_ts, sess))
-    sess, e_prod, e_type, e_ts, e_cust, e_kind = (a[idx] for a in
-                                                  (sess, e_prod, e_type, e_ts, e_cust, e_kind))
+    be = _browse_events(rng, shop, hdr.b_ts[b_lo:b_hi])
+    # dirty events: a broken copy right after the first event of a chosen browse session
+    b_dirty = hdr.b_dirty[b_lo:b_hi][be["sess"]]
+    src = np.flatnonzero(be["first"] & (b_dirty >= 0))
+    b_kind = np.insert(np.full(len(b_dirty), -1), src + 1, b_dirty[src])
+    b_no, b_cust, b_prod, b_type, b_ts = (
+        np.insert(a, src + 1, a[src])
+        for a in (hdr.b_no[b_lo:b_hi][be["sess"]], hdr.b_cust[b_lo:b_hi][be["sess"]],
+                  be["product"], be["type"], be["ts"]))
+    sess = np.concatenate([pe["sess"], b_no])
+    e_ts = np.concatenate([pe["ts"], b_ts])
+    idx = np.lexsort((e_ts, sess))  # stable: a dirty copy stays right after its source
+    e_prod = np.concatenate([pe["product"], b_prod])[idx]
+    e_type = np.concatenate([pe["type"], b_type])[idx]
+    e_cust = np.concatenate([o_cust[pe["order"]], b_cust])[idx]
+    e_kind = np.concatenate([np.full(len(pe["sess"]), -1), b_kind])[idx]
+    sess, e_ts = sess[idx], e_ts[idx]
     np.add.at(dirty["events"], e_kind[e_kind >= 0], 1)
-    when = clock.iso(e_ts)
-    if (e_kind == 1).any():
-        bad_txt = pa.array(BAD_DATES).take(pa.array(rng.integers(0, len(BAD_DATES), len(e_kind))))
-        when = pc.if_else(pa.array(e_kind == 1), bad_txt, when)
-    anonymous = e_kind == 2
+    when = _break_dates(rng, clock.iso(e_ts), e_kind == _E_BAD_DATE)
+    anonymous = e_kind == _E_NO_SESSION
     events_out.write(pa.table({
-        "product_id": _take(shop.pid, np.where(e_kind == 0, -1, e_prod)),
+        "product_id": _take(shop.pid, np.where(e_kind == _E_NO_PRODUCT, -1, e_prod)),
         "event_type": _EVENT_TYPES.take(pa.array(e_type)),
         "occurred_at": when,
-        "session_id": _take(_ids("S", sess + 1, max(7, len(str(hdr.n_sessions)))).cast(pa.string()),
-                            np.where(anonymous, -1, np.arange(len(sess)))),
+        "session_id": _null_where(_ids("S", sess + 1, max(7, len(str(hdr.n_sessions)))),
+                                  anonymous),
         "customer_id": _take(cust.cid, np.where(anonymous, -1, e_cust)),
     }, schema=_EVENT_SCHEMA))
 
@@ -1024,21 +1039,17 @@ def generate_demo(out_dir: Path, spec: DemoSpec, *, progress: bool = True) -> De
     try:
         with tqdm(total=len(bounds), desc="demo shop", unit="chunk", disable=not progress,
                   file=sys.stderr) as bar:
-            for k, lo in enumerate(bounds):  # a handful of chunks
+            for chunk, lo in enumerate(bounds.tolist()):  # a handful of chunks
                 hi = min(lo + _CHUNK_ORDERS, spec.orders)
                 _write_chunk(rng, spec, shop, cust, hdr, clock, int(lo), int(hi),
-                             int(b_lo[k]), int(b_hi[k]), orders_out, events_out, dirty)
+                             int(b_lo[chunk]), int(b_hi[chunk]), orders_out, events_out, dirty)
                 bar.update(1)
     finally:
         orders_out.close()
         events_out.close()
 
-    truth = PlantedTruth(
-        complements=shop.planted["complements"],  # type: ignore[arg-type]
-        substitutes=shop.planted["substitutes"],  # type: ignore[arg-type]
-        consumables=shop.planted["consumables"],  # type: ignore[arg-type]
-        out_of_stock=shop.planted["out_of_stock"],  # type: ignore[arg-type]
-        inactive=shop.planted["inactive"],  # type: ignore[arg-type]
+    truth = replace(
+        shop.planted,
         dirty_rows={
             "orders": {k: int(v) for k, v in zip(ORDER_DIRTY_KINDS, dirty["orders"], strict=True)
                        if v},
@@ -1046,7 +1057,8 @@ def generate_demo(out_dir: Path, spec: DemoSpec, *, progress: bool = True) -> De
                        if v},
         },
     )
-    tmp["planted"].write_text(json.dumps(truth.to_dict(), indent=2) + "\n", encoding="utf-8")
+    body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in truth.to_dict().items())
+    tmp["planted"].write_text("{\n" + body + "\n}\n", encoding="utf-8")  # one line per key
     for k in names:
         os.replace(tmp[k], paths[k])
     return DemoSummary(

@@ -6,7 +6,6 @@ value (a small dict of figures) goes into the manifest's ``metrics`` under the j
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -96,7 +95,9 @@ def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestR
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
     report = ingest(config.ingest.sources(), mapping, data_dir, show_progress=show_progress)
-    log.info("ingest done:\n%s", report.summary())
+    log.info("ingest done: %s rows accepted, %s rejected (see %s)",
+             f"{sum(t.rows_accepted for t in report.tables.values()):,}",
+             f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
     orders = load_table(data_dir, "orders")
     assert orders is not None
     ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}
@@ -120,7 +121,3 @@ def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestR
     log.info("published version %s", manifest.version)
     return report, manifest
 
-
-def describe(manifest: Manifest) -> str:
-    """A short human summary of a published version."""
-    return json.dumps({"version": manifest.version, "metrics": manifest.metrics}, indent=2)

@@ -157,8 +157,8 @@ def _open_binary(path: Path, compression: str | None) -> Iterator[IO[bytes]]:
         with path.open("rb") as fh:
             yield fh
     elif compression == "gzip":
-        with gzip.open(path, "rb") as fh:
-            yield fh
+        with gzip.open(path, "rb") as gz:
+            yield gz  # type: ignore[misc]
     elif compression == "bz2":
         with bz2.open(path, "rb") as fh:
             yield fh
