@@ -26,6 +26,7 @@ test: $(VENV)/.installed-test lint
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks
+	$(BIN)/mypy recsys
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .hypothesis
