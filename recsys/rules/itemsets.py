@@ -262,11 +262,14 @@ def frequent_itemsets(baskets: sp.csr_matrix, min_count: int, max_len: int) -> F
     parts_counts = [item_counts[frequent]]
     parts_len = [np.full(len(frequent), 1, np.int8)]
     if max_len >= 2 and len(frequent) >= 2:
-        xf = x[:, frequent].tocsr()
+        # Local codes in ascending support: each Eclat root then projects onto the rarest
+        # item's orders, the smallest conditional database.
+        local_to_code = frequent[np.argsort(item_counts[frequent], kind="stable")]
+        xf = x[:, local_to_code].tocsr()
         xf.sort_indices()
         a, b, counts = _pairs(xf, len(frequent), min_count)
         pair_items = np.full((len(a), width), -1, np.int32)
-        pair_items[:, 0], pair_items[:, 1] = frequent[a], frequent[b]
+        pair_items[:, :2] = np.sort(np.column_stack([local_to_code[a], local_to_code[b]]), axis=1)
         parts_items.append(pair_items)
         parts_counts.append(counts)
         parts_len.append(np.full(len(a), 2, np.int8))
@@ -279,8 +282,10 @@ def frequent_itemsets(baskets: sp.csr_matrix, min_count: int, max_len: int) -> F
             flat, long_counts, n = _eclat(xc.indptr.astype(np.int64), xc.indices.astype(np.int32),
                                           pair_indptr, b, min_count, max_len)
             local = flat.reshape(n, max_len)
-            long_items = np.where(local >= 0, frequent[np.maximum(local, 0)], -1).astype(np.int32)
-            parts_items.append(long_items)
+            padding = local < 0
+            codes = np.where(padding, np.iinfo(np.int32).max, local_to_code[np.maximum(local, 0)])
+            codes = np.sort(codes, axis=1)  # product-code order within each itemset
+            parts_items.append(np.where(np.sort(padding, axis=1), -1, codes).astype(np.int32))
             parts_counts.append(long_counts)
             parts_len.append((local >= 0).sum(axis=1).astype(np.int8))
     return FrequentItemsets(items=np.concatenate(parts_items), counts=np.concatenate(parts_counts),
