@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-__all__ = ["FrequentItemsets", "frequent_itemsets", "DENSE_PAIR_LIMIT"]
+__all__ = ["FrequentItemsets", "frequent_itemsets", "row_keys", "DENSE_PAIR_LIMIT"]
 
 DENSE_PAIR_LIMIT = 12_000  # frequent items up to which pairs are counted in a dense F x F table
 
@@ -39,6 +39,18 @@ class FrequentItemsets:
         """(itemsets (m, k) int32, counts (m,)) of exactly k items."""
         mask = self.lengths == k
         return self.items[mask, :k], self.counts[mask]
+
+
+def row_keys(a: np.ndarray, bits: int) -> np.ndarray:
+    """One sortable key per row of item codes: packed into int64 when it fits, else bytes."""
+    k = a.shape[1]
+    if k * bits <= 63:
+        key = np.zeros(len(a), dtype=np.int64)
+        for j in range(k):  # a loop over itemset positions (<= max_len)
+            key = (key << bits) | a[:, j].astype(np.int64)
+        return key
+    a = np.ascontiguousarray(a, dtype=np.int32)
+    return a.view(np.dtype((np.void, 4 * k))).ravel()
 
 
 @njit(cache=True, nogil=True)

@@ -6,7 +6,9 @@ Semantics (exact, integer arithmetic at every threshold):
 - a rule A -> C is kept when ``count(A u C) >= min_confidence * count(A)`` and, with
   ``min_lift``, ``count(A u C) * N >= min_lift * count(A) * count(C)``, compared as fractions;
 - single-item consequents by default (the arules convention); every non-empty proper subset
-  as consequent with ``multi_consequent=True``; ``max_len`` bounds |A| + |C|.
+  as consequent with ``multi_consequent=True``; ``max_len`` bounds |A| + |C|;
+- ``prune_redundant`` drops A -> c when some A' -> c with A' a proper non-empty subset of A
+  has at least its confidence (see ``redundancy``).
 
 Orders with more than ``max_basket_items`` distinct products (bulk or wholesale orders) are
 left out of mining altogether, N included, and reported: the number of itemsets such an order
@@ -37,7 +39,8 @@ import scipy.sparse as sp
 
 from recsys.errors import ConfigError
 from recsys.matrices import order_item_matrix
-from recsys.rules.itemsets import FrequentItemsets, frequent_itemsets
+from recsys.rules.itemsets import FrequentItemsets, frequent_itemsets, row_keys
+from recsys.rules.redundancy import redundant_mask
 from recsys.rules.significance import fisher_upper_tail
 from recsys.vocab import Vocabulary
 
@@ -123,18 +126,6 @@ def _at_least(num: np.ndarray, den: np.ndarray, threshold: Fraction) -> np.ndarr
     return keep
 
 
-def _row_keys(a: np.ndarray, bits: int) -> np.ndarray:
-    """One sortable key per row of item codes: packed into int64 when it fits, else bytes."""
-    k = a.shape[1]
-    if k * bits <= 63:
-        key = np.zeros(len(a), dtype=np.int64)
-        for j in range(k):  # a loop over itemset positions (<= max_len)
-            key = (key << bits) | a[:, j].astype(np.int64)
-        return key
-    a = np.ascontiguousarray(a, dtype=np.int32)
-    return a.view(np.dtype((np.void, 4 * k))).ravel()
-
-
 class _CountIndex:
     """Exact counts of frequent itemsets, looked up by (m, k) arrays of item codes."""
 
@@ -146,7 +137,7 @@ class _CountIndex:
         self._by_len: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for k in range(2, int(fi.lengths.max(initial=1)) + 1):
             sets, counts = fi.of_length(k)
-            keys = _row_keys(sets, self._bits)
+            keys = row_keys(sets, self._bits)
             order = np.argsort(keys)
             self._by_len[k] = (keys[order], counts[order])
 
@@ -155,7 +146,7 @@ class _CountIndex:
         if k == 1:
             return self._single[sets[:, 0]]
         keys, counts = self._by_len[k]
-        query = _row_keys(sets, self._bits)
+        query = row_keys(sets, self._bits)
         pos = np.searchsorted(keys, query)
         pos = np.minimum(pos, len(keys) - 1)
         if not np.all(keys[pos] == query):  # impossible: subsets of frequent sets are frequent
@@ -237,7 +228,7 @@ def _metrics(n: int, c_ac: np.ndarray, c_a: np.ndarray, c_c: np.ndarray,
 def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: int | None = None,
          min_confidence: float = 0.0, min_lift: float | None = None, max_len: int = 2,
          multi_consequent: bool = False, max_basket_items: int | None = DEFAULT_MAX_BASKET_ITEMS,
-         significance: bool = True) -> MiningResult:
+         significance: bool = True, prune_redundant: bool = False) -> MiningResult:
     """Frequent itemsets and rules of ``orders`` (``order_id``, ``product_id`` columns)."""
     if (min_support is None) == (min_count is None):
         raise ConfigError("give exactly one of min_support and min_count")
@@ -261,7 +252,10 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
         raise ConfigError(f"min_count must be at least 1, got {threshold}")
     fi = frequent_itemsets(x, threshold, max_len) if n else frequent_itemsets(
         sp.csr_matrix((0, x.shape[1]), dtype=np.int32), threshold, max_len)
-    rules = _rules(fi, baskets.items, n, conf, lift, multi_consequent, significance)
+    if prune_redundant and multi_consequent:
+        raise ConfigError("redundancy pruning is defined for single-item consequents only")
+    rules = _rules(fi, baskets.items, n, conf, lift, multi_consequent, significance,
+                   prune_redundant)
     itemsets = pd.DataFrame({
         "items": _list_column(fi.items, fi.lengths.astype(np.int64),
                               pa.array(baskets.items.ids, type=pa.string())),
@@ -280,10 +274,14 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
 
 
 def _rules(fi: FrequentItemsets, items: Vocabulary, n: int, conf: Fraction,
-           lift: Fraction | None, multi: bool, significance: bool) -> pd.DataFrame:
+           lift: Fraction | None, multi: bool, significance: bool,
+           prune_redundant: bool) -> pd.DataFrame:
     index = _CountIndex(fi, len(items))
     ant, con, c_ac = _rule_candidates(fi, multi)
     c_a = _counts_of(index, ant) if len(ant) else np.empty(0, np.int64)
+    if prune_redundant and len(ant):
+        keep = ~redundant_mask(ant, con, c_ac, c_a, len(items))
+        ant, con, c_ac, c_a = ant[keep], con[keep], c_ac[keep], c_a[keep]
     keep = _at_least(c_ac, c_a, conf) if len(ant) else np.zeros(0, bool)
     ant, con, c_ac, c_a = ant[keep], con[keep], c_ac[keep], c_a[keep]
     c_c = _counts_of(index, con) if len(con) else np.empty(0, np.int64)
@@ -308,12 +306,12 @@ def mine_rules(orders: pd.DataFrame, *, min_support: float | None = None,
                min_count: int | None = None, min_confidence: float = 0.0,
                min_lift: float | None = None, max_len: int = 2, multi_consequent: bool = False,
                max_basket_items: int | None = DEFAULT_MAX_BASKET_ITEMS,
-               significance: bool = True) -> pd.DataFrame:
+               significance: bool = True, prune_redundant: bool = False) -> pd.DataFrame:
     """The rules DataFrame of ``orders`` (see the module docstring for the exact semantics)."""
     return mine(orders, min_support=min_support, min_count=min_count,
                 min_confidence=min_confidence, min_lift=min_lift, max_len=max_len,
                 multi_consequent=multi_consequent, max_basket_items=max_basket_items,
-                significance=significance).rules
+                significance=significance, prune_redundant=prune_redundant).rules
 
 
 def annotate(table: pd.DataFrame, catalog: pd.DataFrame | None,
