@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recsys.errors import ArtifactError, ConfigError, InputError
 
@@ -49,6 +52,8 @@ __all__ = [
     "config_hash",
     "save_npz",
     "load_npz",
+    "save_parquet",
+    "load_parquet",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,6 +114,24 @@ def save_npz(path: Path | str, **arrays: Any) -> None:
     # An open file keeps numpy from appending ".npz"; no object arrays reach it, so no pickle.
     with open(path, "wb") as f:
         np.savez(f, **converted)  # type: ignore[arg-type]
+
+
+def save_parquet(frame: pd.DataFrame, path: Path | str) -> None:
+    """Write a table as plain Parquet (no pandas metadata, so list columns read back anywhere)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(None), path)
+
+
+def load_parquet(path: Path | str) -> pd.DataFrame:
+    """Read a table written by ``save_parquet``; list columns come back Arrow-backed."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"table file {path} does not exist") from exc
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"table file {path} is not readable Parquet: {exc}") from exc
+    nested = {f.type for f in table.schema if pa.types.is_list(f.type)}
+    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if t in nested else None)
 
 
 def load_npz(path: Path | str) -> dict[str, np.ndarray]:

@@ -12,7 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recsys.errors import RecsysError
+from pydantic import ValidationError
+
+from recsys.config import format_validation_error
+from recsys.errors import ConfigError, RecsysError
 
 if TYPE_CHECKING:
     from recsys.config import Config, ServingSettings
@@ -56,6 +59,38 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest(sources, mapping, Path(args.out), show_progress=not args.quiet)
     print(report.summary())
     print(f"report: {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def cmd_mine_rules(args: argparse.Namespace) -> int:
+    from recsys.ingest import load_table
+    from recsys.rules.job import RulesConfig, run_rules_job
+
+    config = _config(args)
+    overrides = {key: getattr(args, key) for key in ("min_support", "min_count", "min_confidence",
+                                                     "min_lift", "max_len")
+                 if getattr(args, key) is not None}
+    if overrides.get("min_support") is not None and "min_count" not in overrides:
+        overrides["min_count"] = 0
+    try:
+        rules_config = RulesConfig.model_validate({**config.rules.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ConfigError(f"mine-rules: {format_validation_error(exc)}") from None
+    data = Path(args.data)
+    orders = load_table(data, "orders")
+    assert orders is not None
+    metrics = run_rules_job(orders, load_table(data, "events", required=False),
+                            load_table(data, "catalog", required=False), rules_config,
+                            Path(args.out), weights=config.interactions)
+    print(f"{metrics['rules']:,} rules from {metrics['n_orders']:,} orders "
+          f"(itemsets counted in >= {metrics['min_count']:,} orders), "
+          f"{metrics['category_rules']:,} category rules, {metrics['bundles']:,} bundles, "
+          f"{metrics['substitute_pairs']:,} substitute pairs")
+    if metrics["baskets_excluded"]:
+        print(f"left out {metrics['baskets_excluded']:,} orders with more than "
+              f"{metrics['max_basket_items']:,} products ({metrics['lines_excluded']:,} lines)")
+    print(f"written to {args.out}: rules.parquet, itemsets.parquet, category_rules.parquet, "
+          "bundles.parquet, substitutes.parquet, rules_report.json")
     return 0
 
 
@@ -183,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", metavar="PATH_OR_URL")
     p.add_argument("--mapping", metavar="FILE", help="column-mapping file (TOML)")
     p.add_argument("--out", required=True, metavar="DATA_DIR")
+
+    p = add("mine-rules", cmd_mine_rules,
+            "mine association rules, bundles and substitutes from a data directory", config=True)
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
+    p.add_argument("--out", required=True, metavar="DIR")
+    support = p.add_mutually_exclusive_group()
+    support.add_argument("--min-support", type=float, help="share of orders, e.g. 0.001")
+    support.add_argument("--min-count", type=int, help="number of orders")
+    p.add_argument("--min-confidence", type=float)
+    p.add_argument("--min-lift", type=float)
+    p.add_argument("--max-len", type=int, help="products per rule (antecedent + consequent)")
 
     add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
 

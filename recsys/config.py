@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
+from recsys.rules.job import RulesConfig
 
 __all__ = [
     "Config",
@@ -107,6 +108,7 @@ class Config(_Section):
     demo: DemoConfig = DemoConfig()
     interactions: InteractionWeights = InteractionWeights()
     popularity: PopularityConfig = PopularityConfig()
+    rules: RulesConfig = Field(default_factory=RulesConfig)
     artifacts: ArtifactsConfig = ArtifactsConfig()
     serving: ServingSettings = Field(default_factory=ServingSettings)
 

@@ -22,6 +22,7 @@ from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
 from recsys.popularity import best_sellers
 from recsys.progress import progress_bar
+from recsys.rules.job import run_rules_job
 
 __all__ = ["JobContext", "JOBS", "run_pipeline", "ensure_demo_data"]
 
@@ -66,10 +67,17 @@ def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
             "max_basket_size": int(sizes.max()) if len(sizes) else 0}
 
 
+def job_rules(ctx: JobContext) -> dict[str, Any]:
+    """Association rules, category rules, substitutes and bundles (see recsys.rules.job)."""
+    return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
+                         weights=ctx.config.interactions)
+
+
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "catalog": job_catalog,
     "popularity": job_popularity,
     "basket_stats": job_basket_stats,
+    "rules": job_rules,
 }
 
 

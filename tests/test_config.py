@@ -26,7 +26,8 @@ def test_default_file_mentions_every_key() -> None:
         assert section in text
         if isinstance(value, dict):
             for key in value:
-                assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key} undocumented"
+                assert (f"{key} =" in text or f"[{section}.{key}]" in text), \
+                    f"{section}.{key} undocumented"
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,25 @@
-"""Association rules and bundles: exact frequent itemsets, rules with their metrics, exports."""
+"""Association rules and bundles: exact frequent itemsets (``itemsets``), rules and their
+measures (``mining``), redundancy pruning, filters, bundles and substitutes, the rules job and
+the merchandiser exports. Names are imported on first use, so importing the package is cheap.
+"""
 
-from recsys.rules.itemsets import FrequentItemsets, frequent_itemsets
+from __future__ import annotations
 
-__all__ = ["FrequentItemsets", "frequent_itemsets"]
+from importlib import import_module
+from typing import Any
+
+__all__ = ["mine", "mine_rules", "MiningResult", "frequent_itemsets", "FrequentItemsets",
+           "RuleFilter", "filter_rules", "RulesConfig", "run_rules_job"]
+
+_WHERE = {
+    "mine": "mining", "mine_rules": "mining", "MiningResult": "mining",
+    "frequent_itemsets": "itemsets", "FrequentItemsets": "itemsets",
+    "RuleFilter": "filters", "filter_rules": "filters",
+    "RulesConfig": "job", "run_rules_job": "job",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"recsys.rules.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'recsys.rules' has no attribute {name!r}")

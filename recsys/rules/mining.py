@@ -242,10 +242,14 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
     x: sp.csr_matrix = baskets.matrix
     sizes = np.diff(x.indptr)
     excluded = np.zeros(len(sizes), dtype=bool)
+    lines_excluded = 0
     if max_basket_items is not None:
         excluded = sizes > max_basket_items
         if excluded.any():
             x = x[~excluded]
+            # order lines (rows of ``orders``, repeated lines included) of the orders left out
+            line_rows = baskets.rows.lookup(orders["order_id"], on_unknown="mask")
+            lines_excluded = int(excluded[line_rows[line_rows >= 0]].sum())
     n = int(x.shape[0])
     threshold = min_count if min_count is not None else min_count_for(min_support or 0, n)
     if threshold < 1:
@@ -265,7 +269,7 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
     })
     report = MiningReport(
         n_orders=n, min_count=threshold, min_confidence=str(conf), max_len=max_len,
-        baskets_excluded=int(excluded.sum()), lines_excluded=int(sizes[excluded].sum()),
+        baskets_excluded=int(excluded.sum()), lines_excluded=lines_excluded,
         max_basket_items=max_basket_items,
         itemsets_by_length={int(k): int(v) for k, v in
                             zip(*np.unique(fi.lengths, return_counts=True), strict=True)},

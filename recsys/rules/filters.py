@@ -1,0 +1,108 @@
+"""Rule filters merchandisers ask for: thresholds, product include/exclude lists and category
+constraints on either side, and category-level baskets for rules between categories.
+
+Include lists restrict a side to the listed products (every product of that side must be
+listed); exclude lists drop rules with any listed product on that side. Category constraints
+keep a rule when every product of that side lies in one of the given category subtrees
+("Home > Kitchen" holds "Home > Kitchen > Mugs", not "Home > Kitchenware").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.errors import InputError
+
+__all__ = ["RuleFilter", "filter_rules", "in_category", "category_baskets"]
+
+
+class RuleFilter(BaseModel):
+    """Which rules to keep; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_lift: float | None = Field(None, ge=0)
+    min_count: int | None = Field(None, ge=1)
+    antecedent_include: list[str] = Field(default_factory=list)
+    antecedent_exclude: list[str] = Field(default_factory=list)
+    consequent_include: list[str] = Field(default_factory=list)
+    consequent_exclude: list[str] = Field(default_factory=list)
+    antecedent_categories: list[str] = Field(default_factory=list)
+    consequent_categories: list[str] = Field(default_factory=list)
+
+
+def in_category(categories: pd.Series, roots: Sequence[str]) -> np.ndarray:
+    """Whether each category path lies in one of the ``roots`` subtrees (whole components)."""
+    text = categories.astype("string")
+    hit = np.zeros(len(text), dtype=bool)
+    for root in roots:  # a handful of roots
+        root = " > ".join(part.strip() for part in root.split(">"))
+        same = (text == root).fillna(False).to_numpy(bool)
+        below = text.str.startswith(root + " > ").fillna(False).to_numpy(bool)
+        hit |= same | below
+    return hit
+
+
+def _side_counts(column: pd.Series, allowed: np.ndarray, ids: pd.Index) -> tuple[np.ndarray,
+                                                                                 np.ndarray]:
+    """Per rule: (products on that side, of which in ``allowed``), via flattened lists."""
+    lists = pa.chunked_array([pa.array(column.array)]).combine_chunks()
+    flat = pd.Index(lists.flatten().to_numpy(zero_copy_only=False))
+    parents = pc.list_parent_indices(lists).to_numpy()
+    pos = ids.get_indexer(flat)
+    ok = np.where(pos >= 0, allowed[np.maximum(pos, 0)], False)
+    size = np.bincount(parents, minlength=len(column))
+    good = np.bincount(parents, weights=ok, minlength=len(column)).astype(np.int64)
+    return size, good
+
+
+def filter_rules(rules: pd.DataFrame, rule_filter: RuleFilter,
+                 catalog: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rules that pass ``rule_filter`` (category constraints need the catalog)."""
+    keep = np.ones(len(rules), dtype=bool)
+    f = rule_filter
+    if f.min_lift is not None:
+        keep &= rules["lift"].to_numpy() >= f.min_lift
+    if f.min_count is not None:
+        keep &= rules["count"].to_numpy() >= f.min_count
+    sides = {"antecedent": "antecedents", "consequent": "consequents"}
+    for side, column in sides.items():
+        include: list[str] = getattr(f, f"{side}_include")
+        exclude: list[str] = getattr(f, f"{side}_exclude")
+        roots: list[str] = getattr(f, f"{side}_categories")
+        if include:
+            ids = pd.Index(include)
+            size, good = _side_counts(rules[column], np.ones(len(ids), bool), ids)
+            keep &= size == good
+        if exclude:
+            ids = pd.Index(exclude)
+            _, bad = _side_counts(rules[column], np.ones(len(ids), bool), ids)
+            keep &= bad == 0
+        if roots:
+            if catalog is None or "category" not in catalog:
+                raise InputError(f"{side} category constraints need a catalog with categories")
+            ids = pd.Index(catalog["product_id"])
+            size, good = _side_counts(rules[column], in_category(catalog["category"], roots), ids)
+            keep &= size == good
+    return rules[keep].reset_index(drop=True)
+
+
+def category_baskets(orders: pd.DataFrame, catalog: pd.DataFrame,
+                     depth: int | None = None) -> tuple[pd.DataFrame, int]:
+    """Orders with each product replaced by its category (cut to ``depth`` path levels; None =
+    the full path), for category-level rules. Returns (orders, lines without a category)."""
+    if "category" not in catalog:
+        raise InputError("category-level rules need a catalog with a category column")
+    category = orders["product_id"].map(catalog.set_index("product_id")["category"])
+    if depth is not None:
+        category = category.str.split(" > ").str[:depth].str.join(" > ")
+    known = category.notna().to_numpy()
+    out = pd.DataFrame({"order_id": orders["order_id"][known],
+                        "product_id": category[known].astype("string")})
+    return out.reset_index(drop=True), int((~known).sum())

@@ -1,0 +1,144 @@
+"""The rules job: mine rules, itemsets, category-level rules, substitutes and bundles from the
+canonical tables and write them (Parquet, with product names and categories when a catalog is
+present) plus ``rules_report.json``. Run by `recsys mine-rules` and by `recsys run`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from recsys.artifacts import save_parquet
+from recsys.matrices import (
+    InteractionWeights,
+    item_vocabulary,
+    order_item_matrix,
+    session_item_matrix,
+)
+from recsys.rules.bundles import (
+    BundleConfig,
+    SubstituteConfig,
+    product_values,
+    rank_bundles,
+    substitute_pairs,
+)
+from recsys.rules.filters import RuleFilter, category_baskets, filter_rules
+from recsys.rules.itemsets import frequent_itemsets
+from recsys.rules.mining import annotate, mine
+
+__all__ = ["RulesConfig", "run_rules_job"]
+
+log = logging.getLogger(__name__)
+
+
+class RulesConfig(BaseModel):
+    """Association rules, bundles and substitutes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_support: float = Field(0.001, ge=0, le=1, description="used when min_count is 0")
+    min_count: int = Field(0, ge=0, description="orders holding the itemset; 0 = use min_support")
+    min_confidence: float = Field(0.05, ge=0, le=1)
+    min_lift: float = Field(1.0, ge=0, description="0 = no lift threshold")
+    max_len: int = Field(3, ge=2, le=10, description="products per rule, antecedent + consequent")
+    multi_consequent: bool = False
+    prune_redundant: bool = False
+    max_basket_items: int = Field(1000, ge=0, description="larger orders are left out; 0 = none")
+    significance: bool = Field(True, description="compute the Fisher exact p-value")
+    category_depth: int = Field(2, ge=0, description="category-level rules at this path depth; 0 = off")
+    filter: RuleFilter = Field(default_factory=RuleFilter)
+    bundles: BundleConfig = Field(default_factory=BundleConfig)
+    substitutes: SubstituteConfig = Field(default_factory=SubstituteConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RulesConfig:
+        if self.multi_consequent and self.prune_redundant:
+            raise ValueError("prune_redundant works with single-item consequents only")
+        return self
+
+    def thresholds(self) -> dict[str, Any]:
+        """Keyword arguments for ``mine``."""
+        support = {"min_count": self.min_count} if self.min_count else {
+            "min_support": self.min_support}
+        return {**support, "min_confidence": self.min_confidence,
+                "min_lift": self.min_lift or None, "max_len": self.max_len,
+                "multi_consequent": self.multi_consequent,
+                "prune_redundant": self.prune_redundant,
+                "max_basket_items": self.max_basket_items or None,
+                "significance": self.significance}
+
+
+def _names(codes_rows: pd.Series, ids: np.ndarray) -> pd.Series:
+    lists = [ids[row[row >= 0]].tolist() for row in codes_rows]  # at most `top` bundles
+    return pd.Series(pd.arrays.ArrowExtensionArray(pa.array(lists, type=pa.list_(pa.string()))))
+
+
+def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd.DataFrame | None,
+                  config: RulesConfig, out: Path, *,
+                  weights: InteractionWeights | None = None) -> dict[str, Any]:
+    """Mine and write every rules output into ``out``; returns the figures for the manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = mine(orders, **config.thresholds())
+    rules = filter_rules(result.rules, config.filter, catalog)
+    save_parquet(annotate(rules, catalog), out / "rules.parquet")
+    save_parquet(result.itemsets, out / "itemsets.parquet")
+    metrics: dict[str, Any] = {"rules": len(rules), "rules_before_filters": len(result.rules),
+                               **result.report.to_dict()}
+
+    category_rules = 0
+    if config.category_depth and catalog is not None and "category" in catalog:
+        cat_orders, uncategorised = category_baskets(orders, catalog, config.category_depth)
+        cat_thresholds = {**config.thresholds(), "prune_redundant": False,
+                          "multi_consequent": False, "max_len": min(config.max_len, 3)}
+        cat = mine(cat_orders, **cat_thresholds).rules
+        save_parquet(cat, out / "category_rules.parquet")
+        category_rules = len(cat)
+        metrics["category_lines_without_category"] = uncategorised
+    metrics["category_rules"] = category_rules
+
+    # Substitutes (needs view events) and bundles, over one item vocabulary.
+    items = item_vocabulary(catalog, orders, events)
+    baskets = order_item_matrix(orders, items=items).matrix
+    if config.max_basket_items:
+        baskets = baskets[np.diff(baskets.indptr) <= config.max_basket_items]
+    substitutes = pd.DataFrame({"a": [], "b": []}, dtype=np.int64)
+    views = None if events is None else events[events["event_type"] == "view"]
+    if views is not None and len(views):
+        sessions = session_item_matrix(views, weights=weights, items=items).matrix
+        substitutes = substitute_pairs(sessions, baskets, config.substitutes)
+    ids = items.ids
+    sub_table = substitutes.assign(product_a=ids[substitutes["a"].to_numpy(np.int64)],
+                                   product_b=ids[substitutes["b"].to_numpy(np.int64)])
+    save_parquet(sub_table.drop(columns=["a", "b"]), out / "substitutes.parquet")
+    metrics["substitute_pairs"] = len(sub_table)
+
+    bundle_cfg = config.bundles
+    min_count = max(bundle_cfg.min_count, result.report.min_count)
+    fi = frequent_itemsets(baskets, min_count, bundle_cfg.max_size)
+    item_counts = np.diff(baskets.tocsc().indptr).astype(np.int64)
+    values = product_values(pd.Index(ids), catalog, orders, bundle_cfg.use_margin)
+    bundles = rank_bundles(fi.items, fi.counts, fi.lengths.astype(np.int64), item_counts, values,
+                           substitutes, bundle_cfg)
+    table = pd.DataFrame({
+        "products": _names(bundles["items"], ids),
+        "size": bundles["size"], "count": bundles["count"],
+        "support": bundles["count"] / max(baskets.shape[0], 1),
+        "anchor": ids[bundles["anchor"].to_numpy(np.int64)] if len(bundles) else [],
+        "anchor_confidence": bundles["anchor_confidence"],
+        "expected_gain": bundles["expected_gain"], "bundle_value": bundles["bundle_value"],
+    })
+    save_parquet(annotate(table, catalog, columns=("products",)), out / "bundles.parquet")
+    metrics["bundles"] = len(table)
+    metrics["bundle_min_count"] = min_count
+    (out / "rules_report.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    log.info("rules: %s rules, %s bundles, %s substitute pairs", len(rules), len(table),
+             len(sub_table))
+    return metrics
+
+
