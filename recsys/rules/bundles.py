@@ -130,14 +130,14 @@ def rank_bundles(itemsets: np.ndarray, counts: np.ndarray, lengths: np.ndarray,
     gains = np.where(valid, gains, -np.inf)
     best = np.argmax(gains, axis=1)
     rows = np.arange(len(sets))
-    table = pd.DataFrame({
-        "items": list(sets),
-        "size": sizes.astype(np.int64),
-        "count": set_counts,
-        "anchor": sets[rows, best],
-        "anchor_confidence": set_counts / anchor_counts[rows, best],
-        "expected_gain": gains[rows, best],
-        "bundle_value": total,
+    gain = gains[rows, best]
+    top = np.lexsort((-set_counts, -gain))[: config.top]  # best gain first, then more orders
+    return pd.DataFrame({
+        "items": list(sets[top]),
+        "size": sizes[top].astype(np.int64),
+        "count": set_counts[top],
+        "anchor": sets[top, best[top]],
+        "anchor_confidence": set_counts[top] / anchor_counts[top, best[top]],
+        "expected_gain": gain[top],
+        "bundle_value": total[top],
     })
-    table = table.sort_values(["expected_gain", "count"], ascending=False, kind="stable")
-    return table.head(config.top).reset_index(drop=True)

@@ -1,0 +1,158 @@
+"""The rules job on the demo shop: planted complements and substitutes recovered, bundles
+ranked by the stated gain formula without substitutes, filters, and `recsys mine-rules`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.artifacts import load_parquet
+from recsys.cli import main
+from recsys.demo import DemoSpec, generate_demo
+from recsys.errors import InputError
+from recsys.ingest import ingest, load_table
+from recsys.mapping import SourceMapping
+from recsys.rules.filters import RuleFilter, category_baskets, filter_rules, in_category
+from recsys.rules.job import RulesConfig, run_rules_job
+from recsys.rules.mining import mine_rules
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("rules_shop")
+    raw = tmp / "raw"
+    generate_demo(raw, DemoSpec(orders=12_000, seed=11), progress=False)
+    data = tmp / "data"
+    ingest({t: str(raw / f"{t}.csv") for t in ("orders", "events", "catalog")}, SourceMapping(),
+           data, show_progress=False)
+    out = tmp / "rules"
+    tables = {t: load_table(data, t) for t in ("orders", "events", "catalog")}
+    metrics = run_rules_job(tables["orders"], tables["events"], tables["catalog"],  # type: ignore[arg-type]
+                            RulesConfig(min_support=0.002, min_confidence=0.05), out)
+    return {"tmp": tmp, "data": data, "out": out, "metrics": metrics, "tables": tables,
+            "planted": json.loads((raw / "planted.json").read_text())}
+
+
+def test_planted_complements_are_strong_rules(shop: dict) -> None:
+    rules = load_parquet(shop["out"] / "rules.parquet")
+    pairs = rules[rules["antecedents"].list.len() == 1]
+    lift = {(a[0], c[0]): lf for a, c, lf in zip(pairs["antecedents"], pairs["consequents"],
+                                                 pairs["lift"], strict=True)}
+    for a, b in shop["planted"]["complements"]:
+        assert max(lift.get((a, b), 0), lift.get((b, a), 0)) > 5, (a, b)
+    assert {"antecedent_names", "consequent_names", "consequent_categories"} <= set(rules)
+
+
+def test_planted_substitutes_found_and_kept_out_of_bundles(shop: dict) -> None:
+    subs = load_parquet(shop["out"] / "substitutes.parquet")
+    found = {frozenset(p) for p in zip(subs["product_a"], subs["product_b"], strict=True)}
+    planted = [frozenset(p) for p in shop["planted"]["substitutes"]]
+    assert sum(p in found for p in planted) >= 0.9 * len(planted)
+    bundles = load_parquet(shop["out"] / "bundles.parquet")
+    assert len(bundles) > 0
+    for products in bundles["products"]:
+        members = set(products)
+        assert not any(pair <= members for pair in found)
+
+
+def test_bundle_gain_follows_the_formula(shop: dict) -> None:
+    bundles = load_parquet(shop["out"] / "bundles.parquet")
+    orders = shop["tables"]["orders"]
+    catalog = shop["tables"]["catalog"].set_index("product_id")
+    baskets = orders.groupby("order_id")["product_id"].agg(set)
+    assert bundles["expected_gain"].is_monotonic_decreasing
+    for _, row in bundles.head(5).iterrows():
+        members = set(row["products"])
+        together = int(baskets.map(members.issubset).sum())
+        assert together == row["count"]
+        value = {p: catalog.loc[p, "price"] * catalog.loc[p, "margin"] for p in members}
+        gains = {}
+        for anchor in members:
+            with_anchor = int(baskets.map(lambda b, a=anchor: a in b).sum())
+            gains[anchor] = together / with_anchor * sum(v for p, v in value.items() if p != anchor)
+        best = max(gains, key=lambda p: gains[p])
+        assert row["anchor"] == best
+        assert row["expected_gain"] == pytest.approx(gains[best])
+
+
+def test_category_rules_and_report(shop: dict) -> None:
+    cat_rules = load_parquet(shop["out"] / "category_rules.parquet")
+    assert len(cat_rules) > 0
+    depth = {len(x.split(" > ")) for side in ("antecedents", "consequents")
+             for items in cat_rules[side] for x in items}
+    assert depth == {2}
+    report = json.loads((shop["out"] / "rules_report.json").read_text())
+    assert report["rules"] == shop["metrics"]["rules"] > 0
+    assert report["n_orders"] == shop["tables"]["orders"]["order_id"].nunique()
+
+
+def _orders(baskets: list[list[str]]) -> pd.DataFrame:
+    return pd.DataFrame([(f"o{i}", p) for i, b in enumerate(baskets) for p in b],
+                        columns=["order_id", "product_id"])
+
+
+CATALOG = pd.DataFrame({"product_id": ["mug", "tea", "kettle", "spoon"],
+                        "category": ["Home > Kitchen > Mugs", "Food > Tea", "Home > Kitchenware",
+                                     "Home > Kitchen"]})
+BASKETS = [["mug", "tea", "spoon"], ["mug", "tea"], ["kettle", "tea"], ["mug", "spoon", "kettle"],
+           ["tea", "spoon"]]
+
+
+@pytest.mark.parametrize(
+    ("rule_filter", "expected"),
+    [
+        (RuleFilter(antecedent_include=["mug", "tea"]),
+         lambda a, c, n: set(a) <= {"mug", "tea"}),
+        (RuleFilter(consequent_exclude=["tea"]), lambda a, c, n: "tea" not in c),
+        (RuleFilter(antecedent_exclude=["mug", "spoon"]),
+         lambda a, c, n: not ({"mug", "spoon"} & set(a))),
+        (RuleFilter(consequent_categories=["Home > Kitchen"]),
+         lambda a, c, n: set(c) <= {"mug", "spoon"}),
+        (RuleFilter(antecedent_categories=["Home"]),
+         lambda a, c, n: set(a) <= {"mug", "kettle", "spoon"}),
+        (RuleFilter(min_count=2), lambda a, c, n: n >= 2),
+    ],
+)
+def test_filters_against_plain_python(rule_filter: RuleFilter, expected) -> None:  # type: ignore[no-untyped-def]
+    rules = mine_rules(_orders(BASKETS), min_count=1, max_len=3)
+    kept = filter_rules(rules, rule_filter, CATALOG)
+    want = {(tuple(a), tuple(c)) for a, c, n in zip(rules["antecedents"], rules["consequents"],
+                                                   rules["count"], strict=True)
+            if expected(list(a), list(c), n)}
+    got = {(tuple(a), tuple(c)) for a, c in zip(kept["antecedents"], kept["consequents"],
+                                                strict=True)}
+    assert got == want and 0 < len(got) < len(rules)
+
+
+def test_in_category_matches_whole_path_components() -> None:
+    hit = in_category(CATALOG["category"], ["Home > Kitchen"])
+    assert hit.tolist() == [True, False, False, True]
+
+
+def test_category_constraints_need_a_catalog() -> None:
+    rules = mine_rules(_orders(BASKETS), min_count=1)
+    with pytest.raises(InputError, match="catalog"):
+        filter_rules(rules, RuleFilter(consequent_categories=["Home"]), None)
+
+
+def test_category_baskets_cut_the_path() -> None:
+    orders, missing = category_baskets(_orders([["mug", "tea", "nope"]]), CATALOG, depth=1)
+    assert sorted(orders["product_id"]) == ["Food", "Home"] and missing == 1
+
+
+def test_mine_rules_cli(shop: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli_rules"
+    assert main(["-q", "mine-rules", "--data", str(shop["data"]), "--out", str(out),
+                 "--min-count", "30", "--max-len", "2"]) == 0
+    printed = capsys.readouterr().out
+    rules = load_parquet(out / "rules.parquet")
+    assert f"{len(rules):,} rules" in printed
+    assert int(rules["count"].min()) >= 30
+    assert int(np.max(rules["antecedents"].list.len())) == 1
+    assert main(["-q", "mine-rules", "--data", str(shop["data"]), "--out", str(out),
+                 "--min-confidence", "1.5"]) == 1
+    assert "min_confidence" in capsys.readouterr().err
