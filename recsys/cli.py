@@ -94,6 +94,31 @@ def cmd_mine_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_rules(args: argparse.Namespace) -> int:
+    from recsys.artifacts import ArtifactStore, load_parquet
+    from recsys.rules.export import export_rules, select_rules
+
+    store = ArtifactStore(args.root or _config(args).artifacts.root)
+    manifest = store.manifest(args.version)
+    path = store.path(manifest.version) / "rules.parquet"
+    if not path.exists():
+        raise RecsysError(f"artifact version {manifest.version} has no rules.parquet; "
+                          "run `recsys run` with the rules job")
+    rules = select_rules(load_parquet(path), min_lift=args.min_lift, product=args.product,
+                         category=args.category, top=args.top)
+    options: dict[str, object] = {}
+    if args.format == "html":
+        report = manifest.metrics.get("rules", {})
+        options["summary"] = {"artifact version": manifest.version, **{
+            k: report[k] for k in ("n_orders", "min_count", "min_confidence", "max_len", "rules",
+                                   "baskets_excluded") if k in report}}
+        if args.top:
+            options["top"] = args.top
+    out = export_rules(rules, args.format, Path(args.out), **options)
+    print(f"{len(rules):,} rules written to {out}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from recsys.pipeline import run_pipeline
 
@@ -229,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float)
     p.add_argument("--min-lift", type=float)
     p.add_argument("--max-len", type=int, help="products per rule (antecedent + consequent)")
+
+    p = add("export-rules", cmd_export_rules,
+            "export an artifact's rules for merchandisers (CSV, XLSX or HTML report)", config=True)
+    p.add_argument("--root", metavar="DIR", help="artifact store (default: from the config)")
+    p.add_argument("--version", help="artifact version (default: current)")
+    p.add_argument("--format", required=True, choices=["csv", "xlsx", "html"])
+    p.add_argument("--out", required=True, metavar="PATH")
+    p.add_argument("--min-lift", type=float)
+    p.add_argument("--product", metavar="ID", help="rules with this product on either side")
+    p.add_argument("--category", help="rules with a product in this category (path prefix)")
+    p.add_argument("--top", type=int, metavar="N", help="the N rules with the highest lift")
 
     add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
 
