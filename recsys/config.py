@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
+from recsys.models.job import ModelsConfig
 from recsys.rules.job import RulesConfig
 
 __all__ = [
@@ -109,6 +110,7 @@ class Config(_Section):
     interactions: InteractionWeights = InteractionWeights()
     popularity: PopularityConfig = PopularityConfig()
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     artifacts: ArtifactsConfig = ArtifactsConfig()
     serving: ServingSettings = Field(default_factory=ServingSettings)
 

@@ -20,9 +20,11 @@ from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
 from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
+from recsys.models.job import run_models_job
 from recsys.popularity import best_sellers
 from recsys.progress import progress_bar
 from recsys.rules.job import run_rules_job
+from recsys.vocab import Vocabulary
 
 __all__ = ["JobContext", "JOBS", "run_pipeline", "ensure_demo_data"]
 
@@ -37,16 +39,16 @@ class JobContext:
     orders: pd.DataFrame
     events: pd.DataFrame | None
     catalog: pd.DataFrame | None
+    items: Vocabulary  # every product of catalog, orders and events: the artifact's codes
     out: Path
 
 
 def job_catalog(ctx: JobContext) -> dict[str, Any]:
     """Product vocabulary and the catalog the API shows (names, prices, stock)."""
-    items = item_vocabulary(ctx.catalog, ctx.orders, ctx.events)
-    items.save(ctx.out / "items.parquet")
+    ctx.items.save(ctx.out / "items.parquet")
     if ctx.catalog is not None:
         ctx.catalog.to_parquet(ctx.out / "catalog.parquet", index=False)
-    return {"products": len(items),
+    return {"products": len(ctx.items),
             "catalog_products": 0 if ctx.catalog is None else len(ctx.catalog)}
 
 
@@ -73,11 +75,18 @@ def job_rules(ctx: JobContext) -> dict[str, Any]:
                          weights=ctx.config.interactions)
 
 
+def job_models(ctx: JobContext) -> dict[str, Any]:
+    """Also-viewed, bought-together, ALS and repurchase cycles (see recsys.models.job)."""
+    return run_models_job(ctx.orders, ctx.events, ctx.items, ctx.config.models,
+                          ctx.config.interactions, ctx.out)
+
+
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "catalog": job_catalog,
     "popularity": job_popularity,
     "basket_stats": job_basket_stats,
     "rules": job_rules,
+    "models": job_models,
 }
 
 
@@ -113,7 +122,10 @@ def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestR
     metrics: dict[str, Any] = {}
     with store.staging() as staging:
         ctx = JobContext(config=config, orders=orders, events=ctx_tables["events"],
-                         catalog=ctx_tables["catalog"], out=staging)
+                         catalog=ctx_tables["catalog"],
+                         items=item_vocabulary(ctx_tables["catalog"], orders,
+                                               ctx_tables["events"]),
+                         out=staging)
         for name in progress_bar(list(JOBS), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = JOBS[name](ctx)
             log.info("job %s: %s", name, metrics[name])

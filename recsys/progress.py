@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-__all__ = ["progress_bar", "set_quiet"]
+__all__ = ["progress_bar", "progress_enabled", "set_quiet"]
 
 T = TypeVar("T")
 _QUIET = False
@@ -18,6 +18,11 @@ def set_quiet(quiet: bool) -> None:
     """Silence every progress bar of this process (``recsys -q``)."""
     global _QUIET
     _QUIET = quiet
+
+
+def progress_enabled() -> bool:
+    """Whether long steps should show progress (off under ``recsys -q``)."""
+    return not _QUIET
 
 
 def progress_bar(items: Iterable[T], *, desc: str, unit: str = "it", total: int | None = None,

@@ -1,0 +1,120 @@
+"""The training job: also-viewed and bought-together neighbour tables, ALS factors for
+personalised lists, each customer's purchase history and the repurchase cycles.
+
+Writes into the artifact: ``also_viewed.npz`` and ``bought_together.npz`` (top-K neighbours
+of every product with scores and co-occurrence support), ``als.npz`` (user and item factors),
+``customers.parquet`` (the customer vocabulary), ``purchases.npz`` (customer x product CSR of
+purchases with the last purchase day) and ``repurchase.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.artifacts import save_npz, save_parquet
+from recsys.matrices import (
+    InteractionWeights,
+    customer_item_matrix,
+    order_item_matrix,
+    session_item_matrix,
+)
+from recsys.models.implicit_adapter import ALS, ItemKNN
+from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
+from recsys.progress import progress_enabled
+from recsys.repurchase import repurchase_cycles
+from recsys.vocab import Vocabulary
+
+__all__ = ["ModelsConfig", "run_models_job"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelsConfig(BaseModel):
+    """Collaborative-filtering models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    similarity: Literal["bm25", "cosine"] = Field("bm25", description="item-kNN similarity")
+    knn_k: int = Field(100, ge=1, description="neighbours kept by the item-kNN model")
+    top_k: int = Field(50, ge=1, le=500, description="neighbours precomputed per product")
+    als_factors: int = Field(64, ge=2, le=1024)
+    als_regularization: float = Field(0.05, ge=0)
+    als_alpha: float = Field(1.0, gt=0)
+    als_iterations: int = Field(15, ge=1, le=200)
+    seed: int = 42
+    repurchase_min_intervals: int = Field(5, ge=1)
+    repurchase_min_share: float = Field(0.3, ge=0, le=1)
+
+
+def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
+    knn = ItemKNN(config.similarity, k=config.knn_k).fit(rows_items,
+                                                          show_progress=progress_enabled())
+    assert knn.similarity is not None
+    ids, scores = top_k_neighbours(knn.similarity, config.top_k)
+    return Neighbours(ids=ids, scores=scores, support=cooccurrence_at(rows_items, ids))
+
+
+def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,
+                   config: ModelsConfig, weights: InteractionWeights, out: Path) -> dict[str, Any]:
+    """Train every model over the artifact's product vocabulary ``items`` and write them."""
+    metrics: dict[str, Any] = {}
+    baskets = order_item_matrix(orders, items=items).matrix
+    views = None if events is None else events[events["event_type"] == "view"]
+    if views is not None and len(views):
+        sessions = session_item_matrix(views, weights=weights, items=items).matrix
+        _neighbours(sessions, config).save(out / "also_viewed.npz")
+        metrics["also_viewed_source"] = "view sessions"
+        metrics["view_sessions"] = int(sessions.shape[0])
+    else:  # no view events: co-purchase similarity stands in, and says so
+        _neighbours(baskets, config).save(out / "also_viewed.npz")
+        metrics["also_viewed_source"] = "co-purchase (no view events)"
+    _neighbours(baskets, config).save(out / "bought_together.npz")
+
+    if "customer_id" in orders and orders["customer_id"].notna().any():
+        customers = customer_item_matrix(orders, events, weights=weights, items=items)
+        als = ALS(factors=config.als_factors, regularization=config.als_regularization,
+                  alpha=config.als_alpha, iterations=config.als_iterations, seed=config.seed)
+        als.fit(customers.matrix, show_progress=progress_enabled())
+        assert als.user_factors is not None and als.item_factors is not None
+        save_npz(out / "als.npz", user_factors=als.user_factors, item_factors=als.item_factors,
+                 regularization=np.float32(config.als_regularization),
+                 alpha=np.float32(config.als_alpha))
+        customers.rows.save(out / "customers.parquet")
+        _save_purchases(orders, customers.rows, items, out / "purchases.npz")
+        metrics["als_customers"] = len(customers.rows)
+    else:
+        metrics["als_customers"] = 0
+        log.warning("orders have no customer_id: personalised lists fall back to best sellers")
+    cycles = repurchase_cycles(orders, min_intervals=config.repurchase_min_intervals,
+                               min_repeat_share=config.repurchase_min_share)
+    save_parquet(cycles, out / "repurchase.parquet")
+    metrics["repurchase_products"] = len(cycles)
+    metrics["products"] = len(items)
+    return metrics
+
+
+def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabulary,
+                    path: Path) -> None:
+    """customer x product CSR of purchases; data = last purchase day (days since epoch)."""
+    known = orders[orders["customer_id"].notna()]
+    rows = customers.lookup(known["customer_id"], on_unknown="mask")
+    cols = items.lookup(known["product_id"], on_unknown="mask")
+    if "ordered_at" in known and known["ordered_at"].notna().any():
+        day = (known["ordered_at"].to_numpy("datetime64[D]").astype(np.int64) + 1)
+    else:
+        day = np.ones(len(known), dtype=np.int64)  # 1 = bought, date unknown
+    keep = (rows >= 0) & (cols >= 0)
+    last = pd.DataFrame({"r": rows[keep], "c": cols[keep], "d": day[keep]}).groupby(
+        ["r", "c"])["d"].max()
+    matrix = sp.csr_matrix((last.to_numpy(), (last.index.get_level_values(0),
+                                             last.index.get_level_values(1))),
+                           shape=(len(customers), len(items)))
+    save_npz(path, indptr=matrix.indptr, indices=matrix.indices, last_day=matrix.data,
+             shape=np.array(matrix.shape))

@@ -1,0 +1,125 @@
+"""Models: neighbour tables with a known answer, and the demo shop's planted structure
+recovered by the training job (also-viewed substitutes, bought-together complements,
+repurchase cycles, ALS factors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys.artifacts import load_npz, load_parquet
+from recsys.demo import DemoSpec, generate_demo
+from recsys.ingest import ingest, load_table
+from recsys.mapping import SourceMapping
+from recsys.matrices import InteractionWeights, item_vocabulary
+from recsys.models.implicit_adapter import ALS, ItemKNN
+from recsys.models.job import ModelsConfig, run_models_job
+from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
+from recsys.vocab import Vocabulary
+
+
+def test_top_k_neighbours_known_answer() -> None:
+    sim = sp.csr_matrix(np.array([[9, 3, 5, 0], [3, 9, 3, 1], [5, 3, 9, 0], [0, 1, 0, 9]],
+                                 dtype=np.float32))
+    ids, scores = top_k_neighbours(sim, 2)
+    assert ids.tolist() == [[2, 1], [0, 2], [0, 1], [1, -1]]  # self left out, ties by code
+    assert scores.tolist() == [[5, 3], [3, 3], [5, 3], [1, 0]]
+    big_k, _ = top_k_neighbours(sim, 10)  # k larger than the catalogue pads with -1
+    assert big_k.shape == (4, 10) and (big_k[:, 3:] == -1).all()
+
+
+def test_cooccurrence_support() -> None:
+    rows = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32))
+    ids = np.array([[1, 2], [0, 2], [1, -1]], dtype=np.int32)
+    assert cooccurrence_at(rows, ids).tolist() == [[2, 1], [2, 2], [2, 0]]
+
+
+def test_item_knn_finds_items_used_together() -> None:
+    rows = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1],
+                                   [1, 1, 0, 0]], dtype=np.float32))
+    for kind in ("bm25", "cosine"):
+        knn = ItemKNN(kind, k=3).fit(rows)  # type: ignore[arg-type]
+        ids, _ = top_k_neighbours(knn.similarity, 1)  # type: ignore[arg-type]
+        assert ids[:, 0].tolist() == [1, 0, 3, 2]
+
+
+def test_als_fits_and_ranks_a_users_own_items_high() -> None:
+    rng = np.random.default_rng(0)
+    dense = np.zeros((60, 20), dtype=np.float32)
+    dense[:30, :10] = rng.random((30, 10)) < 0.6  # two taste groups
+    dense[30:, 10:] = rng.random((30, 10)) < 0.6
+    als = ALS(factors=8, iterations=10, seed=1).fit(sp.csr_matrix(dense))
+    scores = als.user_factors @ als.item_factors.T  # type: ignore[operator]
+    first_group = scores[:30, :10].mean() > scores[:30, 10:].mean()
+    second_group = scores[30:, 10:].mean() > scores[30:, :10].mean()
+    assert first_group and second_group
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("models_shop")
+    generate_demo(tmp / "raw", DemoSpec(orders=12_000, seed=5), progress=False)
+    ingest({t: str(tmp / "raw" / f"{t}.csv") for t in ("orders", "events", "catalog")},
+           SourceMapping(), tmp / "data", show_progress=False)
+    tables = {t: load_table(tmp / "data", t) for t in ("orders", "events", "catalog")}
+    items = item_vocabulary(tables["catalog"], tables["orders"], tables["events"])
+    out = tmp / "models"
+    out.mkdir()
+    metrics = run_models_job(tables["orders"], tables["events"], items,  # type: ignore[arg-type]
+                             ModelsConfig(top_k=10), InteractionWeights(), out)
+    return {"out": out, "items": items, "metrics": metrics, "tables": tables,
+            "planted": json.loads((tmp / "raw" / "planted.json").read_text())}
+
+
+def _neighbour_sets(path: Path, items: Vocabulary, k: int) -> dict[str, set[str]]:
+    table = Neighbours.load(path)
+    return {pid: set(items.decode(row[row >= 0][:k])) for pid, row in
+            zip(items.ids, table.ids, strict=True)}
+
+
+def test_substitutes_are_also_viewed(trained: dict) -> None:
+    near = _neighbour_sets(trained["out"] / "also_viewed.npz", trained["items"], 5)
+    pairs = trained["planted"]["substitutes"]
+    hits = sum(b in near[a] and a in near[b] for a, b in pairs)
+    assert hits >= 0.9 * len(pairs)
+    assert trained["metrics"]["also_viewed_source"] == "view sessions"
+
+
+def test_complements_are_bought_together(trained: dict) -> None:
+    near = _neighbour_sets(trained["out"] / "bought_together.npz", trained["items"], 5)
+    pairs = trained["planted"]["complements"]
+    assert sum(b in near[a] or a in near[b] for a, b in pairs) >= 0.9 * len(pairs)
+    subs = trained["planted"]["substitutes"]  # never bought together
+    assert sum(b in near[a] for a, b in subs) <= 0.1 * len(subs)
+
+
+def test_repurchase_cycles_recovered(trained: dict) -> None:
+    cycles = load_parquet(trained["out"] / "repurchase.parquet").set_index("product_id")
+    planted = trained["planted"]["consumables"]
+    close = [abs(cycles["cycle_days"].get(p, -1e9) - c) <= 0.3 * c for p, c in planted.items()]
+    assert sum(close) >= 0.8 * len(planted)
+    assert set(cycles.index) <= set(planted)  # durable products are not taken for consumables
+
+
+def test_als_factors_and_purchases_saved(trained: dict) -> None:
+    als = load_npz(trained["out"] / "als.npz")
+    customers = Vocabulary.load(trained["out"] / "customers.parquet")
+    assert als["user_factors"].shape == (len(customers), 64)
+    assert als["item_factors"].shape == (len(trained["items"]), 64)
+    purchases = load_npz(trained["out"] / "purchases.npz")
+    matrix = sp.csr_matrix((purchases["last_day"], purchases["indices"], purchases["indptr"]),
+                           shape=tuple(purchases["shape"]))
+    orders = trained["tables"]["orders"]
+    known = orders[orders["customer_id"].notna()]
+    assert matrix.nnz == len(known[["customer_id", "product_id"]].drop_duplicates())
+    row = known.iloc[0]
+    r = customers.lookup([row["customer_id"]])[0]
+    c = trained["items"].lookup([row["product_id"]])[0]
+    last = known[(known["customer_id"] == row["customer_id"])
+                 & (known["product_id"] == row["product_id"])]["ordered_at"].max()
+    assert matrix[r, c] == (pd.Timestamp(last).normalize() - pd.Timestamp(0)).days + 1
