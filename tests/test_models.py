@@ -83,7 +83,7 @@ def _neighbour_sets(path: Path, items: Vocabulary, k: int) -> dict[str, set[str]
 
 
 def test_substitutes_are_also_viewed(trained: dict) -> None:
-    near = _neighbour_sets(trained["out"] / "also_viewed.npz", trained["items"], 5)
+    near = _neighbour_sets(trained["out"] / "also_viewed", trained["items"], 5)
     pairs = trained["planted"]["substitutes"]
     hits = sum(b in near[a] and a in near[b] for a, b in pairs)
     assert hits >= 0.9 * len(pairs)
@@ -91,7 +91,7 @@ def test_substitutes_are_also_viewed(trained: dict) -> None:
 
 
 def test_complements_are_bought_together(trained: dict) -> None:
-    near = _neighbour_sets(trained["out"] / "bought_together.npz", trained["items"], 5)
+    near = _neighbour_sets(trained["out"] / "bought_together", trained["items"], 5)
     pairs = trained["planted"]["complements"]
     assert sum(b in near[a] or a in near[b] for a, b in pairs) >= 0.9 * len(pairs)
     subs = trained["planted"]["substitutes"]  # never bought together

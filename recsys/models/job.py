@@ -1,8 +1,8 @@
 """The training job: also-viewed and bought-together neighbour tables, ALS factors for
 personalised lists, each customer's purchase history and the repurchase cycles.
 
-Writes into the artifact: ``also_viewed.npz`` and ``bought_together.npz`` (top-K neighbours
-of every product with scores and co-occurrence support), ``als.npz`` (user and item factors),
+Writes into the artifact: ``also_viewed/`` and ``bought_together/`` (top-K neighbours of
+every product with scores and co-occurrence support, as memory-mappable ``.npy`` files), ``als.npz`` (user and item factors),
 ``customers.parquet`` (the customer vocabulary), ``purchases.npz`` (customer x product CSR of
 purchases with the last purchase day) and ``repurchase.parquet``.
 """
@@ -69,13 +69,13 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
         sessions = session_item_matrix(views, weights=weights, items=items).matrix
-        _neighbours(sessions, config).save(out / "also_viewed.npz")
+        _neighbours(sessions, config).save(out / "also_viewed")
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
     else:  # no view events: co-purchase similarity stands in, and says so
-        _neighbours(baskets, config).save(out / "also_viewed.npz")
+        _neighbours(baskets, config).save(out / "also_viewed")
         metrics["also_viewed_source"] = "co-purchase (no view events)"
-    _neighbours(baskets, config).save(out / "bought_together.npz")
+    _neighbours(baskets, config).save(out / "bought_together")
 
     if "customer_id" in orders and orders["customer_id"].notna().any():
         customers = customer_item_matrix(orders, events, weights=weights, items=items)

@@ -1,7 +1,8 @@
 """Top-K neighbour tables: the precomputed answer to "similar items" for every product.
 
-A table is two dense (n_items, K) arrays: neighbour codes (int32, -1 padded) and scores
-(float32), best first, the item itself left out. Saved as ``.npz`` without pickle.
+A table is dense (n_items, K) arrays: neighbour codes (int32, -1 padded), scores (float32)
+and support (int64), best first, the item itself left out. Saved as plain ``.npy`` files in a
+folder, so that server workers memory-map them read-only and share one copy.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.artifacts import load_npz, save_npz
+from recsys.errors import ArtifactError
 
 __all__ = ["Neighbours", "top_k_neighbours", "cooccurrence_at"]
 
@@ -25,13 +26,22 @@ class Neighbours:
     scores: np.ndarray
     support: np.ndarray  # rows (sessions or orders) holding both items, same shape
 
-    def save(self, path: Path) -> None:
-        save_npz(path, ids=self.ids, scores=self.scores, support=self.support)
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("ids", "scores", "support"):
+            np.save(folder / f"{name}.npy", getattr(self, name), allow_pickle=False)
 
     @classmethod
-    def load(cls, path: Path) -> Neighbours:
-        arrays = load_npz(path)
-        return cls(ids=arrays["ids"], scores=arrays["scores"], support=arrays["support"])
+    def load(cls, folder: Path, *, mmap: bool = True) -> Neighbours:
+        """Read a table; memory-mapped read-only by default."""
+        arrays = {}
+        for name in ("ids", "scores", "support"):
+            path = folder / f"{name}.npy"
+            try:
+                arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ArtifactError(f"{path}: cannot read neighbour table ({exc})") from None
+        return cls(**arrays)
 
 
 def top_k_neighbours(similarity: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:

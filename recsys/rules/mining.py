@@ -70,7 +70,7 @@ class MiningReport:
 
     n_orders: int
     min_count: int
-    min_confidence: str
+    min_confidence: float
     max_len: int
     baskets_excluded: int
     lines_excluded: int
@@ -268,7 +268,7 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
         "support": fi.counts / max(n, 1),
     })
     report = MiningReport(
-        n_orders=n, min_count=threshold, min_confidence=str(conf), max_len=max_len,
+        n_orders=n, min_count=threshold, min_confidence=float(conf), max_len=max_len,
         baskets_excluded=int(excluded.sum()), lines_excluded=lines_excluded,
         max_basket_items=max_basket_items,
         itemsets_by_length={int(k): int(v) for k, v in

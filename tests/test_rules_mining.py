@@ -1,0 +1,360 @@
+"""Association rules against a brute-force reference (Hypothesis) and hand-made known answers.
+
+The reference enumerates every itemset of every order (an order counts an itemset once), keeps
+them and the rules by exact ``Fraction`` comparison, and computes each measure from its formula
+in the module docstring of ``recsys.rules.mining``; fisher_p is checked against scipy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import hypergeom
+
+from recsys.errors import ConfigError
+from recsys.rules.mining import RULE_COLUMNS, min_count_for, mine, mine_rules
+
+# Ids whose string order differs from any "natural" order, to check that lists come sorted.
+ITEMS = ["10", "9", "A", "Z", "a", "b-2", "bb", "x"]
+SUPPORTS = ["0.05", "0.1", "0.125", "0.2", "0.25", "0.333", "0.5"]
+CONFIDENCES = ["0", "0.1", "0.2", "0.25", "0.333", "0.4", "0.5", "0.6", "0.75", "1"]
+LIFTS = [None, "0.5", "1", "1.25", "1.5", "2", "3"]
+MEASURES = ["support", "confidence", "lift", "leverage", "conviction", "zhangs_metric",
+            "jaccard", "kulczynski"]
+
+Lines = list[tuple[int, str]]
+
+
+def _orders(lines: Lines) -> pd.DataFrame:
+    """An orders table (one row per order line; repeated lines allowed) from (order, item)."""
+    return pd.DataFrame({"order_id": [f"o{o}" for o, _ in lines],
+                         "product_id": [item for _, item in lines]}, dtype="string")
+
+
+@dataclass
+class Reference:
+    n: int
+    min_count: int
+    itemsets: dict[tuple[str, ...], int]
+    rules: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[int, int, int]]
+    baskets_excluded: int
+    lines_excluded: int
+
+
+def _brute(lines: Lines, *, min_support: str | None, min_count: int | None, min_confidence: str,
+           min_lift: str | None, max_len: int, multi: bool,
+           max_basket_items: int | None) -> Reference:
+    baskets: dict[int, set[str]] = {}
+    n_lines: Counter[int] = Counter()
+    for order, item in lines:
+        baskets.setdefault(order, set()).add(item)
+        n_lines[order] += 1
+    excluded = {o for o, b in baskets.items()
+                if max_basket_items is not None and len(b) > max_basket_items}
+    kept = [b for o, b in baskets.items() if o not in excluded]
+    n = len(kept)
+    if min_count is None:
+        assert min_support is not None
+        min_count = max(1, math.ceil(Fraction(min_support) * n))
+    counts: Counter[tuple[str, ...]] = Counter()
+    for basket in kept:
+        for k in range(1, max_len + 1):
+            counts.update(itertools.combinations(sorted(basket), k))
+    frequent = {s: c for s, c in counts.items() if c >= min_count}
+    conf = Fraction(min_confidence)
+    lift = Fraction(min_lift) if min_lift is not None else None
+    rules = {}
+    for itemset, c_ac in frequent.items():
+        for size in range(1, len(itemset)) if multi else ([1] if len(itemset) > 1 else []):
+            for consequent in itertools.combinations(itemset, size):
+                antecedent = tuple(x for x in itemset if x not in consequent)
+                c_a, c_c = frequent[antecedent], frequent[consequent]
+                if c_ac < conf * c_a:
+                    continue
+                if lift is not None and c_ac * n < lift * c_a * c_c:
+                    continue
+                rules[(antecedent, consequent)] = (c_a, c_c, c_ac)
+    return Reference(n=n, min_count=min_count, itemsets=frequent, rules=rules,
+                     baskets_excluded=len(excluded),
+                     lines_excluded=sum(n_lines[o] for o in excluded))
+
+
+def _expected_measures(n: int, c_a: int, c_c: int, c_ac: int) -> dict[str, float]:
+    """Each measure from its formula in the module docstring, in exact arithmetic."""
+    s_ac, s_a, s_c = Fraction(c_ac, n), Fraction(c_a, n), Fraction(c_c, n)
+    conf = s_ac / s_a
+    leverage = s_ac - s_a * s_c
+    zhang_den = max(s_ac * (1 - s_a), s_a * (s_c - s_ac))
+    if zhang_den == 0:  # A in every order and C only with A: 0/0, reported as 0
+        assert leverage == 0
+    return {
+        "support": float(s_ac),
+        "confidence": float(conf),
+        "lift": float(conf / s_c),
+        "leverage": float(leverage),
+        "conviction": math.inf if conf == 1 else float((1 - s_c) / (1 - conf)),
+        "zhangs_metric": float(leverage / zhang_den) if zhang_den else 0.0,
+        "jaccard": float(s_ac / (s_a + s_c - s_ac)),
+        "kulczynski": float((conf + s_ac / s_c) / 2),
+    }
+
+
+def _rules_by_key(rules: pd.DataFrame) -> dict[tuple[tuple[str, ...], tuple[str, ...]],
+                                              dict[str, object]]:
+    out: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, object]] = {}
+    records = rules.to_dict("records")
+    for row in records:
+        ant, con = list(row["antecedents"]), list(row["consequents"])
+        assert ant == sorted(ant) and con == sorted(con), (ant, con)
+        assert ant and con and not set(ant) & set(con), (ant, con)
+        key = (tuple(ant), tuple(con))
+        assert key not in out, f"rule {key} listed twice"
+        out[key] = row
+    return out
+
+
+def _check_rule(row: dict[str, object], n: int, counts: tuple[int, int, int]) -> None:
+    c_a, c_c, c_ac = counts
+    assert (row["antecedent_count"], row["consequent_count"], row["count"]) == counts
+    expected = _expected_measures(n, c_a, c_c, c_ac)
+    for name in MEASURES:
+        assert row[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), name
+    assert row["fisher_p"] == pytest.approx(hypergeom.sf(c_ac - 1, n, c_c, c_a),
+                                            rel=1e-6, abs=1e-15)
+
+
+def _lines_of(baskets: list[list[str]]) -> Lines:
+    return [(order, item) for order, basket in enumerate(baskets) for item in basket]
+
+
+# Orders of 1..10 lines over 8 items (so repeated lines are common), lines shuffled.
+lines_strategy = st.lists(st.lists(st.sampled_from(ITEMS), min_size=1, max_size=10),
+                          min_size=1, max_size=30).map(_lines_of).flatmap(st.permutations)
+threshold_strategy = st.one_of(
+    st.tuples(st.sampled_from(SUPPORTS), st.none()),
+    st.tuples(st.none(), st.integers(1, 5)),
+)
+
+
+@given(lines=lines_strategy, threshold=threshold_strategy,
+       min_confidence=st.sampled_from(CONFIDENCES), min_lift=st.sampled_from(LIFTS),
+       max_len=st.integers(2, 4), multi=st.booleans(),
+       max_basket_items=st.sampled_from([None, 2, 3, 4, 6, 1000]))
+@settings(max_examples=100, deadline=None)
+def test_matches_brute_force(lines: Lines, threshold: tuple[str | None, int | None],
+                             min_confidence: str, min_lift: str | None, max_len: int,
+                             multi: bool, max_basket_items: int | None) -> None:
+    min_support, min_count = threshold
+    expected = _brute(lines, min_support=min_support, min_count=min_count,
+                      min_confidence=min_confidence, min_lift=min_lift, max_len=max_len,
+                      multi=multi, max_basket_items=max_basket_items)
+    result = mine(_orders(lines),
+                  min_support=float(min_support) if min_support is not None else None,
+                  min_count=min_count, min_confidence=float(min_confidence),
+                  min_lift=float(min_lift) if min_lift is not None else None,
+                  max_len=max_len, multi_consequent=multi, max_basket_items=max_basket_items)
+
+    assert list(result.rules.columns) == RULE_COLUMNS
+    got = _rules_by_key(result.rules)
+    assert set(got) == set(expected.rules)
+    for key, counts in expected.rules.items():
+        _check_rule(got[key], expected.n, counts)
+        assert len(key[0]) + len(key[1]) <= max_len
+        assert multi or len(key[1]) == 1
+
+    itemsets = {tuple(items): count for items, count in
+                zip(result.itemsets["items"], result.itemsets["count"], strict=True)}
+    assert len(itemsets) == len(result.itemsets)
+    assert itemsets == expected.itemsets
+    assert (result.itemsets["length"] == result.itemsets["items"].map(len)).all()
+
+    report = result.report
+    assert report.n_orders == expected.n
+    assert report.min_count == expected.min_count
+    assert report.baskets_excluded == expected.baskets_excluded
+    assert report.lines_excluded == expected.lines_excluded
+    assert report.rules == len(expected.rules)
+    assert report.itemsets_by_length == dict(Counter(len(s) for s in expected.itemsets))
+
+
+def test_known_answer_with_repeated_lines() -> None:
+    """Four orders by hand; o1 lists mug twice and still counts it once."""
+    lines = [(1, "mug"), (1, "tea"), (1, "mug"), (2, "mug"), (2, "tea"), (3, "mug"),
+             (4, "tea"), (4, "spoon")]
+    rules = mine_rules(_orders(lines), min_count=2, min_confidence=0.0)
+    got = _rules_by_key(rules)
+    assert set(got) == {(("mug",), ("tea",)), (("tea",), ("mug",))}
+    mug_tea = got[(("mug",), ("tea",))]
+    assert (mug_tea["antecedent_count"], mug_tea["consequent_count"], mug_tea["count"]) == (3, 3, 2)
+    assert mug_tea["confidence"] == pytest.approx(2 / 3)
+    assert mug_tea["lift"] == pytest.approx((2 / 3) / (3 / 4))
+    assert mug_tea["support"] == pytest.approx(0.5)
+
+
+def test_confidence_exactly_at_the_threshold_is_kept() -> None:
+    """count(a) = 4, count(a, b) = 3 over 5 orders: confidence exactly 0.75. Via supports in
+    floats (3/5) / (4/5) is just below 0.75, which would drop the rule."""
+    assert (3 / 5) / (4 / 5) < 0.75
+    lines = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "a"), (3, "b"), (4, "a"), (5, "b")]
+    kept = _rules_by_key(mine_rules(_orders(lines), min_count=1, min_confidence=0.75))
+    assert set(kept) == {(("a",), ("b",)), (("b",), ("a",))}
+    assert kept[(("a",), ("b",))]["confidence"] == pytest.approx(0.75)
+    assert mine_rules(_orders(lines), min_count=1, min_confidence=0.7500001).empty
+
+    half = [(1, "a"), (1, "b"), (2, "a"), (3, "c")]  # a -> b: 1 of 2, b -> a: 1 of 1
+    at_half = _rules_by_key(mine_rules(_orders(half), min_count=1, min_confidence=0.5))
+    assert set(at_half) == {(("a",), ("b",)), (("b",), ("a",))}
+    above = _rules_by_key(mine_rules(_orders(half), min_count=1, min_confidence=0.51))
+    assert set(above) == {(("b",), ("a",))}
+
+
+def test_min_lift_exactly_at_the_threshold_is_kept() -> None:
+    # a and b always together in 2 of 4 orders: lift = 2 * 4 / (2 * 2) = 2 exactly.
+    lines = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "c"), (4, "d")]
+    kept = _rules_by_key(mine_rules(_orders(lines), min_count=1, min_lift=2.0))
+    assert set(kept) == {(("a",), ("b",)), (("b",), ("a",))}
+    assert kept[(("a",), ("b",))]["lift"] == pytest.approx(2.0)
+    assert mine_rules(_orders(lines), min_count=1, min_lift=2.0000001).empty
+    assert mine_rules(_orders(lines), min_count=1, min_lift="2.01").empty  # type: ignore[arg-type]
+
+    # 5 orders, count(a) = 4, count(b) = 3, count(a, b) = 3: lift = 15 / 12 = 1.25 exactly,
+    # while ((3/5) / (4/5)) / (3/5) in floats falls just below 1.25.
+    assert ((3 / 5) / (4 / 5)) / (3 / 5) < 1.25
+    lines = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "a"), (3, "b"), (4, "a"), (5, "c")]
+    kept = _rules_by_key(mine_rules(_orders(lines), min_count=1, min_lift=1.25))
+    assert set(kept) == {(("a",), ("b",)), (("b",), ("a",))}
+    assert mine_rules(_orders(lines), min_count=1, min_lift=1.2500001).empty
+
+
+@pytest.mark.parametrize(("multi", "expected_rules"), [(False, 20 + 30), (True, 20 + 60)])
+def test_max_len_bounds_antecedent_plus_consequent(multi: bool, expected_rules: int) -> None:
+    """One order of five items, everything frequent: C(5,2) pairs give 2 rules each, C(5,3)
+    triples give 3 single-consequent rules each, or 6 with multi-item consequents."""
+    lines = [(1, item) for item in ["e", "d", "c", "b", "a"]]
+    rules = mine_rules(_orders(lines), min_count=1, max_len=3, multi_consequent=multi)
+    assert len(rules) == expected_rules
+    lengths = rules["antecedents"].map(len) + rules["consequents"].map(len)
+    assert lengths.max() == 3 and lengths.min() == 2
+    assert (rules["antecedents"].map(lambda a: list(a) == sorted(a))).all()
+    assert (rules["consequents"].map(lambda c: list(c) == sorted(c))).all()
+    if not multi:
+        assert (rules["consequents"].map(len) == 1).all()
+
+
+def test_max_basket_items_leaves_big_orders_out() -> None:
+    lines = [(1, "a"), (1, "b"), (1, "a"),                         # 2 items, 3 lines
+             (2, "a"), (2, "b"), (2, "c"), (2, "d"), (2, "c"),     # 4 items, 5 lines
+             (3, "a"), (3, "b"), (4, "c")]
+    result = mine(_orders(lines), min_count=1, max_basket_items=3)
+    report = result.report
+    assert (report.n_orders, report.baskets_excluded, report.lines_excluded) == (3, 1, 5)
+    assert report.max_basket_items == 3
+    got = _rules_by_key(result.rules)
+    assert set(got) == {(("a",), ("b",)), (("b",), ("a",))}  # c and d never meet again
+    row = got[(("a",), ("b",))]
+    assert (row["antecedent_count"], row["count"]) == (2, 2)
+    assert row["support"] == pytest.approx(2 / 3)
+    itemsets = {tuple(i): c for i, c in zip(result.itemsets["items"], result.itemsets["count"],
+                                             strict=True)}
+    assert itemsets[("c",)] == 1 and ("d",) not in itemsets
+
+    # At the limit an order stays in.
+    at_limit = mine(_orders(lines), min_count=1, max_basket_items=4).report
+    assert (at_limit.n_orders, at_limit.baskets_excluded, at_limit.lines_excluded) == (4, 0, 0)
+    unlimited = mine(_orders(lines), min_count=1, max_basket_items=None).report
+    assert unlimited.n_orders == 4 and unlimited.baskets_excluded == 0
+
+
+@pytest.mark.parametrize(("min_support", "n_orders", "expected"), [
+    (0.0005, 22103, 12),   # 11.0515
+    (0.1, 30, 3),
+    (0.07, 100, 7),        # 0.07 * 100 == 7.000000000000001 in floats
+    (0.14, 700, 98),       # 98.00000000000001
+    (0.56, 3000, 1680),    # 1680.0000000000002
+    (0.333, 1000, 333),    # read as 333/1000, not 1/3
+    ("0.28", 100, 28),
+    (Fraction(1, 3), 1000, 334),
+    (0.5, 7, 4),
+    (1, 9, 9),
+    (0, 50, 1),            # at least 1
+    (0.05, 0, 1),
+])
+def test_min_count_for_is_exact(min_support: float | str | Fraction, n_orders: int,
+                                expected: int) -> None:
+    assert min_count_for(min_support, n_orders) == expected
+
+
+def test_min_count_for_floats_would_be_wrong() -> None:
+    """The cases above are not vacuous: the float product rounds up past the integer."""
+    assert math.ceil(0.07 * 100) == 8 and math.ceil(0.56 * 3000) == 1681
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "abc", "", float("nan"), float("inf"), None])
+def test_min_count_for_rejects_bad_values(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        min_count_for(bad, 100)  # type: ignore[arg-type]
+
+
+SMALL = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "a")]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},                                               # neither threshold
+    {"min_support": 0.1, "min_count": 2},             # both
+    {"min_count": 0},
+    {"min_count": -3},
+    {"min_support": 1.2},
+    {"min_support": -0.5},
+    {"min_support": "lots"},
+    {"min_count": 1, "min_confidence": 1.01},
+    {"min_count": 1, "min_confidence": -0.1},
+    {"min_count": 1, "min_confidence": "high"},
+    {"min_count": 1, "min_confidence": float("nan")},
+    {"min_count": 1, "min_lift": "big"},
+    {"min_count": 1, "max_len": 1},
+])
+def test_bad_settings_raise_config_error(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        mine(_orders(SMALL), **kwargs)  # type: ignore[arg-type]
+
+
+def test_nothing_frequent_gives_an_empty_table_with_the_columns() -> None:
+    result = mine(_orders(SMALL), min_count=4, max_len=3)
+    assert list(result.rules.columns) == RULE_COLUMNS
+    assert len(result.rules) == 0
+    assert len(result.itemsets) == 0
+    assert result.report.rules == 0 and result.report.itemsets_by_length == {}
+    assert result.report.n_orders == 3 and result.report.min_count == 4
+
+
+def test_thresholds_that_no_rule_meets_give_an_empty_table() -> None:
+    result = mine(_orders(SMALL), min_support=0.5, min_confidence=1.0)  # a -> b is 2/3
+    assert list(result.rules.columns) == RULE_COLUMNS
+    assert len(result.rules) == 1  # b -> a has confidence 1
+    none = mine(_orders(SMALL), min_support=0.5, min_confidence=1.0, min_lift=1.5)
+    assert list(none.rules.columns) == RULE_COLUMNS and len(none.rules) == 0
+    assert none.report.itemsets_by_length == {1: 2, 2: 1}
+
+
+def test_every_order_left_out_gives_an_empty_result() -> None:
+    lines = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (2, "a")]
+    result = mine(_orders(lines), min_support=0.1, max_basket_items=1)
+    assert result.report.n_orders == 0
+    assert result.report.baskets_excluded == 2 and result.report.lines_excluded == 5
+    assert len(result.itemsets) == 0
+    assert list(result.rules.columns) == RULE_COLUMNS and len(result.rules) == 0
+
+
+def test_without_significance_fisher_p_is_missing() -> None:
+    rules = mine_rules(_orders(SMALL), min_count=1, significance=False)
+    assert len(rules) == 2
+    assert rules["fisher_p"].isna().all()
+    assert rules["confidence"].notna().all()
