@@ -88,6 +88,10 @@ class ServingSettings(BaseSettings):
     api_key: str = Field(DEFAULT_API_KEY, min_length=8, description="admin API key")
     cors_origins: list[str] = Field(default_factory=list)
     reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")
+    database_url: str = Field("sqlite:///var/recsys.db",
+                              description="events and merchandiser decisions (SQLAlchemy URL)")
+    decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
+    category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
 
     @classmethod
     def settings_customise_sources(

@@ -118,5 +118,7 @@ def write_small_config(tmp: Path) -> Path:
         f'[demo]\ngenerate_if_missing = false\n'
         f'[popularity]\nwindow_days = 0\n'
         f'[artifacts]\nroot = "{tmp / "artifacts"}"\nkeep_last = 3\n'
+        f'[serving]\ndatabase_url = "sqlite:///{tmp / "recsys.db"}"\nreload_interval_s = 0.2\n'
+        f'decisions_refresh_s = 0\n'
     )
     return config

@@ -1,42 +1,100 @@
-"""The FastAPI application: built by ``create_app(settings)``, index loaded in ``lifespan``."""
+"""The FastAPI application: built by ``create_app(settings)``, index loaded in ``lifespan``.
+
+Routes only look things up (``recommend``) and serialise with orjson. The artifact is hot
+reloaded when the CURRENT pointer moves (or on ``POST /admin/reload``): the new version is
+verified and loaded beside the old one and swapped in one assignment, so requests in flight
+finish on the version they started with; a failed load keeps the old version serving.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
+from recsys.serving import recommend
 from recsys.serving.index import ServingIndex, load_index
+from recsys.serving.store import DECISION_KINDS, ServingStore
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "app_from_env"]
 
 log = logging.getLogger("recsys.serving")
+access_log = logging.getLogger("recsys.access")
+
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters
+ProductId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN,
+                                description="product id", examples=["P00180"])]
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN,
+                                 description="customer id", examples=["C000001"])]
+IdString = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+# -- state ---------------------------------------------------------------------------------
 
 
 class ServingState:
-    """The index being served, or why there is none."""
+    """The index being served, why a newer one is not, and the store."""
 
     def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
         self.index: ServingIndex | None = None
         self.error: str | None = None
+        self.failed_version: str | None = None
+        self.store = ServingStore(settings.database_url,
+                                  refresh_seconds=settings.decisions_refresh_s,
+                                  category_cap=settings.category_cap)
+        self._reload_lock = asyncio.Lock()
 
-    def load(self) -> None:
+    def load(self, version: str | None = None) -> bool:
+        """Load (and verify) a version; on failure keep serving the current one."""
         try:
-            self.index = load_index(self.settings.artifacts)
-            self.error = None
-            log.info("serving artifact version %s", self.index.version)
+            index = load_index(self.settings.artifacts, version)
+        except RecsysError as exc:
+            self.error = f"{exc}"
+            self.failed_version = version or self.pointer()
+            log.error("artifact load failed, still serving %s: %s",
+                      self.index.version if self.index else "nothing", exc)
+            return False
+        self.index = index  # one assignment: requests hold the index they started with
+        self.error, self.failed_version = None, None
+        log.info("serving artifact version %s", index.version)
+        return True
+
+    def pointer(self) -> str | None:
+        try:
+            return ArtifactStore(self.settings.artifacts).current_version()
         except RecsysError as exc:
             self.error = str(exc)
-            log.error("no artifact loaded: %s", exc)
+            return None
+
+    async def reload_if_moved(self, *, force: bool = False) -> bool:
+        async with self._reload_lock:
+            target = self.pointer()
+            if target is None:
+                return False
+            current = self.index.version if self.index else None
+            if not force and (target == current or target == self.failed_version):
+                return False
+            return await asyncio.to_thread(self.load, target)
 
 
 def get_state(request: Request) -> ServingState:
@@ -60,8 +118,23 @@ def get_index(state: State) -> ServingIndex:
 Index = Annotated[ServingIndex, Depends(get_index)]
 
 
+def require_admin(state: State,
+                  x_api_key: Annotated[str | None, Header(max_length=256)] = None) -> None:
+    """Admin endpoints need the API key (constant-time comparison)."""
+    expected = state.settings.api_key.encode()
+    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected):
+        raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+
+
+Admin = Annotated[None, Depends(require_admin)]
+
+
+# -- schemas (for validation and the OpenAPI document) --------------------------------------
+
+
 class Reason(BaseModel):
-    source: str = Field(description="what produced the item: popular, rule, als, ...")
+    source: str = Field(description="rule, also_viewed, bought_together, als, popular, "
+                                    "pinned, replenishment, bundle")
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -78,16 +151,115 @@ class ItemList(BaseModel):
     items: list[Item]
     model_version: str
     request_id: str
-    fallback: str | None = Field(None, description="which fallback produced the list, if any")
+    fallback: str | None = Field(None, description="which fallback filled the list, if any")
+    applied: list[str] = Field(default_factory=list,
+                               description="business rules that changed the list")
 
 
-def _request_id(request: Request) -> str:
-    rid: str = request.state.request_id
-    return rid
+class BundleOut(BaseModel):
+    products: list[dict[str, Any]]
+    expected_gain: float
+    co_purchases: int
+    anchor: str
+    anchor_confidence: float
+    reason: Reason
 
+
+class BundleList(BaseModel):
+    bundles: list[BundleOut]
+    model_version: str
+    request_id: str
+    fallback: str | None = None
+
+
+class CartLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: IdString
+    quantity: int = Field(1, ge=1, le=10_000)
+
+
+class CartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"items": [{"product_id": "P00180", "quantity": 1}], "customer_id": "C000001"}]})
+    items: list[CartLine] = Field(min_length=1, max_length=100)
+    customer_id: IdString | None = None
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"event_type": "click", "product_id": "P00180", "session_id": "s-1",
+         "request_id": "0f3c...", "placement": "product_page", "position": 1}]})
+    event_type: Literal["view", "add_to_cart", "purchase", "impression", "click"]
+    product_id: IdString | None = None
+    session_id: IdString | None = None
+    customer_id: IdString | None = None
+    request_id: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] | None = None
+    placement: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] | None = None
+    position: int | None = Field(None, ge=1, le=1000)
+    quantity: float | None = Field(None, gt=0, le=1_000_000)
+    price: float | None = Field(None, ge=0, le=1e9)
+    order_id: IdString | None = None
+    occurred_at: datetime | None = None
+
+
+class EventAccepted(BaseModel):
+    id: int
+    request_id: str
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["block_product", "block_rule", "pin", "boost"]
+    product_id: IdString | None = None
+    seed_id: IdString | None = None
+    rule_key: Annotated[str, Field(min_length=4, max_length=1024)] | None = None
+    position: int | None = Field(None, ge=1, le=100)
+    factor: float | None = Field(None, gt=0, le=100)
+    reason: Annotated[str, Field(max_length=1024)] | None = None
+    created_by: IdString | None = None
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _json(payload: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _options(k: int, category: str | None, exclude: list[str] | None, in_stock_only: bool,
+             rank_by: Literal["score", "value"] = "score") -> recommend.Options:
+    return recommend.Options(k=k, category=category, exclude=frozenset(exclude or ()),
+                             in_stock_only=in_stock_only, rank_by=rank_by)
+
+
+def _list_response(request: Request, index: ServingIndex, result: recommend.Result) -> Response:
+    if result.fallback:
+        route = request.scope.get("route")
+        request.app.state.metrics["fallbacks"].labels(
+            route=getattr(route, "path", "?"), fallback=result.fallback).inc()
+    return _json({"items": result.items, "model_version": index.version,
+                  "request_id": request.state.request_id, "fallback": result.fallback,
+                  "applied": result.applied})
+
+
+K = Annotated[int, Query(ge=1, le=100, description="how many items (1..100)")]
+CategoryQ = Annotated[str | None, Query(min_length=1, max_length=256,
+                                        description="only products in this category path")]
+ExcludeQ = Annotated[list[Annotated[str, Field(min_length=1, max_length=128,
+                                               pattern=ID_PATTERN)]] | None,
+                     Query(max_length=100, description="product ids to leave out")]
+InStock = Annotated[bool, Query(description="leave out out-of-stock and inactive products")]
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": ItemList}, 422: {"description": "invalid parameters"},
+    503: {"description": "no artifact loaded"}}
+
+
+# -- routers -------------------------------------------------------------------------------
 
 ops = APIRouter(tags=["operations"])
-popular = APIRouter(prefix="/v1", tags=["popular"])
+items_router = APIRouter(prefix="/v1", tags=["recommendations"])
+events_router = APIRouter(prefix="/v1", tags=["events"])
+admin = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @ops.get("/healthz")
@@ -98,16 +270,28 @@ def healthz() -> dict[str, str]:
 
 @ops.get("/readyz", responses={503: {"description": "no artifact loaded"}})
 def readyz(state: State) -> JSONResponse:
-    """Readiness: an artifact version is loaded; its version and age."""
+    """Readiness: an artifact version is loaded; its version, age, and any failed reload."""
     if state.index is None:
         return JSONResponse({"status": "not_ready", "reason": state.error}, status_code=503)
     idx = state.index
     return JSONResponse({"status": "ready", "version": idx.version,
                          "age_seconds": round(idx.age_seconds(), 1),
-                         "loaded_at": idx.loaded_at.isoformat(), "error": state.error})
+                         "loaded_at": idx.loaded_at.isoformat(), "error": state.error,
+                         "failed_version": state.failed_version})
 
 
-@popular.get("/version")
+@ops.get("/metrics", response_class=Response)
+def metrics(request: Request, state: State) -> Response:
+    """Prometheus metrics of this worker: requests, latency, fallbacks, served version."""
+    registry: CollectorRegistry = request.app.state.registry
+    gauge = request.app.state.metrics["version"]
+    gauge.clear()
+    if state.index is not None:
+        gauge.labels(version=state.index.version).set(1)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@items_router.get("/version")
 def version(index: Index) -> dict[str, Any]:
     """The artifact version being served and how it was built."""
     m = index.manifest
@@ -115,26 +299,152 @@ def version(index: Index) -> dict[str, Any]:
             "config_hash": m.config_hash, "metrics": m.metrics}
 
 
-@popular.get("/popular", response_model=ItemList)
-def popular_items(
-    request: Request,
-    index: Index,
-    k: Annotated[int, Query(ge=1, le=100, description="how many items")] = 10,
-    category: Annotated[str | None, Query(max_length=256, description="category path")] = None,
-    in_stock_only: bool = True,
-) -> ItemList:
+@items_router.get("/items/{product_id}/also-viewed", responses=LIST_RESPONSES,
+                  response_class=Response)
+def also_viewed(request: Request, state: State, index: Index, product_id: ProductId,
+                k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
+                in_stock_only: InStock = True) -> Response:
+    """Customers who viewed this product also viewed (item-kNN over view sessions)."""
+    result = recommend.also_viewed(index, product_id, _options(k, category, exclude,
+                                                               in_stock_only),
+                                   state.store.decisions())
+    return _list_response(request, index, result)
+
+
+@items_router.get("/items/{product_id}/bought-together", responses=LIST_RESPONSES,
+                  response_class=Response)
+def bought_together(request: Request, state: State, index: Index, product_id: ProductId,
+                    k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
+                    in_stock_only: InStock = True) -> Response:
+    """Frequently bought together: mined rules, then co-purchase similarity."""
+    result = recommend.bought_together(index, product_id, _options(k, category, exclude,
+                                                                   in_stock_only),
+                                       state.store.decisions())
+    return _list_response(request, index, result)
+
+
+@items_router.get("/items/{product_id}/bundles",
+                  responses={200: {"model": BundleList}, 422: {"description": "invalid"},
+                             503: {"description": "no artifact loaded"}},
+                  response_class=Response)
+def bundles(request: Request, state: State, index: Index, product_id: ProductId, k: K = 5,
+            in_stock_only: InStock = True) -> Response:
+    """Bundles holding this product, best expected order-value gain first."""
+    found = recommend.bundles_for(index, product_id, k, in_stock_only=in_stock_only,
+                                  blocked=state.store.decisions().blocked_products)
+    return _json({"bundles": found, "model_version": index.version,
+                  "request_id": request.state.request_id,
+                  "fallback": None if found else "no_bundles"})
+
+
+@items_router.post("/cart/add-ons", responses=LIST_RESPONSES, response_class=Response)
+def cart_addons(request: Request, state: State, index: Index, cart: CartRequest, k: K = 10,
+                category: CategoryQ = None, exclude: ExcludeQ = None,
+                in_stock_only: InStock = True,
+                rank_by: Annotated[Literal["score", "value"], Query(
+                    description="score, or expected order-value gain (score x price x "
+                                "margin)")] = "score") -> Response:
+    """Add-ons for a whole cart: every rule whose antecedent the cart holds counts; cart
+    items and their substitutes are left out."""
+    products = [line.product_id for line in cart.items]
+    result = recommend.cart_addons(index, products,
+                                   _options(k, category, exclude, in_stock_only, rank_by),
+                                   state.store.decisions())
+    return _list_response(request, index, result)
+
+
+@items_router.get("/customers/{customer_id}/recommendations", responses=LIST_RESPONSES,
+                  response_class=Response)
+def customer_recommendations(
+        request: Request, state: State, index: Index, customer_id: CustomerId, k: K = 10,
+        category: CategoryQ = None, exclude: ExcludeQ = None, in_stock_only: InStock = True,
+        history: Annotated[list[Annotated[str, Field(min_length=1, max_length=128,
+                                                     pattern=ID_PATTERN)]] | None,
+                           Query(max_length=100, description="products the shopper has "
+                                 "interacted with (anonymous or new customers)")] = None,
+) -> Response:
+    """Personalised list: ALS; bought durable products left out, due consumables first."""
+    result = recommend.for_customer(index, customer_id, list(history or ()),
+                                    _options(k, category, exclude, in_stock_only),
+                                    state.store.decisions())
+    return _list_response(request, index, result)
+
+
+@items_router.get("/popular", responses=LIST_RESPONSES, response_class=Response)
+def popular(request: Request, state: State, index: Index, k: K = 10,
+            category: CategoryQ = None, in_stock_only: InStock = True) -> Response:
     """Best sellers, globally or in a category (any level of its path)."""
-    fallback = None
-    scope = category
-    if category and category not in index.popular:
-        fallback, scope = "global_best_sellers", None
-    ranked = index.best_sellers(scope, k, in_stock_only=in_stock_only)
-    items = [Item(**index.describe(pid), score=float(count),
-                  reason=Reason(source="popular", evidence={"orders": count,
-                                                            "scope": scope or "global"}))
-             for pid, count in ranked]
-    return ItemList(items=items, model_version=index.version, request_id=_request_id(request),
-                    fallback=fallback)
+    result = recommend.popular(index, _options(k, category, None, in_stock_only),
+                               state.store.decisions())
+    return _list_response(request, index, result)
+
+
+@events_router.post("/events", status_code=201, response_model=EventAccepted,
+                    responses={422: {"description": "invalid event"}})
+def post_event(request: Request, state: State, event: EventIn) -> EventAccepted:
+    """Store a storefront event (impressions and clicks carry the response's request_id)."""
+    if event.event_type != "impression" and event.product_id is None:
+        raise HTTPException(status_code=422, detail="product_id is required for "
+                                                    f"{event.event_type} events")
+    if event.session_id is None and event.customer_id is None:
+        raise HTTPException(status_code=422, detail="an event needs a session_id or a "
+                                                    "customer_id")
+    event_id = state.store.add_event(event.model_dump())
+    return EventAccepted(id=event_id, request_id=request.state.request_id)
+
+
+@admin.post("/reload")
+async def reload(state: State, _: Admin) -> JSONResponse:
+    """Load the version CURRENT points at now (verified); the old one keeps serving on error."""
+    await state.reload_if_moved(force=True)
+    body = {"version": state.index.version if state.index else None, "error": state.error}
+    return JSONResponse(body, status_code=200 if state.error is None else 409)
+
+
+@admin.get("/decisions")
+def list_decisions(state: State, _: Admin) -> list[dict[str, Any]]:
+    """Active merchandiser decisions."""
+    return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+            for row in state.store.list_decisions()]
+
+
+@admin.post("/decisions", status_code=201)
+def add_decision(state: State, _: Admin, decision: DecisionIn) -> dict[str, Any]:
+    """Block a product or a rule, pin a product at a position for a seed, boost or bury."""
+    need = {"block_product": ("product_id",), "block_rule": ("rule_key",),
+            "pin": ("product_id", "seed_id", "position"), "boost": ("product_id", "factor")}
+    missing = [f for f in need[decision.kind] if getattr(decision, f) is None]
+    if missing:
+        raise HTTPException(status_code=422, detail=f"{decision.kind} needs {missing}")
+    assert decision.kind in DECISION_KINDS
+    decision_id = state.store.add_decision(**decision.model_dump())
+    return {"id": decision_id}
+
+
+@admin.delete("/decisions/{decision_id}")
+def remove_decision(state: State, _: Admin,
+                    decision_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
+    """Undo a decision (kept, marked inactive, for the audit trail)."""
+    if not state.store.deactivate_decision(decision_id):
+        raise HTTPException(status_code=404, detail=f"no active decision {decision_id}")
+    return {"id": decision_id, "active": False}
+
+
+# -- the app -------------------------------------------------------------------------------
+
+
+def _metrics(registry: CollectorRegistry) -> dict[str, Any]:
+    return {
+        "requests": Counter("recsys_requests_total", "HTTP requests",
+                            ["route", "method", "status"], registry=registry),
+        "latency": Histogram("recsys_request_seconds", "request latency", ["route"],
+                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+                             registry=registry),
+        "fallbacks": Counter("recsys_fallbacks_total", "lists filled by a fallback",
+                             ["route", "fallback"], registry=registry),
+        "version": Gauge("recsys_model_version_info", "served artifact version", ["version"],
+                         registry=registry),
+    }
 
 
 def create_app(settings: ServingSettings) -> FastAPI:
@@ -142,32 +452,78 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.serving.load()
+        state: ServingState = app.state.serving
+        await asyncio.to_thread(state.load)
+        task = None
+        if settings.reload_interval_s > 0:
+            task = asyncio.create_task(_watch(state, settings.reload_interval_s))
         yield
+        if task:
+            task.cancel()
+        state.store.dispose()
 
     app = FastAPI(title="recsys", version="0.1.0", lifespan=lifespan,
-                  description="Cross-sell and recommendation API for online shops.")
+                  description="Cross-sell and recommendation API for online shops. Every list "
+                              "item says why it is there (reason); every response carries the "
+                              "model_version and a request_id.")
     app.state.serving = ServingState(settings)
+    app.state.registry = CollectorRegistry()
+    app.state.metrics = _metrics(app.state.registry)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"],
+                           expose_headers=["X-Request-ID"])
 
     @app.middleware("http")
-    async def request_ids(request: Request, call_next: Any) -> Any:
-        request.state.request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        start = time.perf_counter()
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if 0 < len(given) <= 64 and given.isprintable() else (
+            uuid.uuid4().hex)
         response = await call_next(request)
+        elapsed = time.perf_counter() - start
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        m = request.app.state.metrics
+        m["requests"].labels(route=path, method=request.method,
+                             status=str(response.status_code)).inc()
+        m["latency"].labels(route=path).observe(elapsed)
         response.headers["X-Request-ID"] = request.state.request_id
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(json.dumps({
+                "request_id": request.state.request_id, "method": request.method,
+                "path": request.url.path, "route": path, "status": response.status_code,
+                "ms": round(elapsed * 1000, 3)}))
         return response
 
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
         return JSONResponse({"detail": f"no artifact loaded: {exc}"}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"where": ".".join(str(p) for p in err.get("loc", ())),
+                     "problem": err.get("msg", "")} for err in exc.errors()]
+        return JSONResponse({"detail": problems}, status_code=422)
+
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, Any]:
         return {"service": "recsys", "docs": "/docs", "health": "/healthz", "ready": "/readyz",
                 "version": "/v1/version", "popular": "/v1/popular?k=5"}
 
-    app.include_router(ops)
-    app.include_router(popular)
+    for router in (ops, items_router, events_router, admin):
+        app.include_router(router)
     return app
+
+
+async def _watch(state: ServingState, interval: float) -> None:
+    """Poll the CURRENT pointer; load a new version when it moves."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await state.reload_if_moved()
+        except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+            log.exception("reload check failed")
 
 
 def app_from_env() -> FastAPI:
