@@ -184,6 +184,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _serve(settings, args.quiet)
 
 
+def _example_product(artifacts_root: str) -> str:
+    """The antecedent of the strongest rule of the current version, for the example request."""
+    from recsys.artifacts import ArtifactStore, load_parquet
+
+    rules_path = ArtifactStore(artifacts_root).path() / "rules.parquet"
+    if rules_path.exists():
+        rules = load_parquet(rules_path)
+        pairs = rules[rules["antecedents"].list.len() == 1]
+        if len(pairs):
+            return str(pairs.sort_values("count", ascending=False)["antecedents"].iloc[0][0])
+    return "P00001"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the demo shop, run the whole pipeline, publish and serve it."""
     from recsys.demo import DemoSpec, generate_demo
@@ -203,10 +216,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = config.serving_settings(port=args.port)
     _check_port_free(settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
+    product = _example_product(config.artifacts.root)
     print(f"\nServing on {base}\n  API docs:   {base}/docs\n  health:     {base}/healthz\n"
           f"  readiness:  {base}/readyz\n  version:    {base}/v1/version\n"
-          f"Example request:\n  curl '{base}/v1/popular?k=5'\n(Ctrl-C stops the server)\n",
-          flush=True)
+          f"Example requests:\n"
+          f"  curl '{base}/v1/items/{product}/bought-together?k=5'\n"
+          f"  curl -X POST '{base}/v1/cart/add-ons?k=5' -H 'Content-Type: application/json' "
+          f"-d '{{\"items\": [{{\"product_id\": \"{product}\", \"quantity\": 1}}]}}'\n"
+          f"  curl '{base}/v1/popular?k=5'\n(Ctrl-C stops the server)\n", flush=True)
     return _serve(settings, args.quiet)
 
 
