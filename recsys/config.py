@@ -18,8 +18,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
-from recsys.models.job import ModelsConfig
-from recsys.rules.job import RulesConfig
+from recsys.models.settings import ModelsConfig
+from recsys.rules.settings import RulesConfig
 
 __all__ = [
     "Config",

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.artifacts import save_npz, save_parquet
 from recsys.matrices import (
@@ -27,6 +26,7 @@ from recsys.matrices import (
 )
 from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
+from recsys.models.settings import ModelsConfig
 from recsys.progress import progress_enabled
 from recsys.repurchase import repurchase_cycles
 from recsys.vocab import Vocabulary
@@ -34,23 +34,6 @@ from recsys.vocab import Vocabulary
 __all__ = ["ModelsConfig", "run_models_job"]
 
 log = logging.getLogger(__name__)
-
-
-class ModelsConfig(BaseModel):
-    """Collaborative-filtering models."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    similarity: Literal["bm25", "cosine"] = Field("bm25", description="item-kNN similarity")
-    knn_k: int = Field(100, ge=1, description="neighbours kept by the item-kNN model")
-    top_k: int = Field(50, ge=1, le=500, description="neighbours precomputed per product")
-    als_factors: int = Field(64, ge=2, le=1024)
-    als_regularization: float = Field(0.05, ge=0)
-    als_alpha: float = Field(1.0, gt=0)
-    als_iterations: int = Field(15, ge=1, le=200)
-    seed: int = 42
-    repurchase_min_intervals: int = Field(5, ge=1)
-    repurchase_min_share: float = Field(0.3, ge=0, le=1)
 
 
 def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:

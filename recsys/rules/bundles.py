@@ -20,29 +20,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.rules.itemsets import row_keys
+from recsys.rules.settings import BundleConfig, SubstituteConfig
 
 __all__ = ["SubstituteConfig", "BundleConfig", "substitute_pairs", "rank_bundles",
            "product_values"]
-
-
-class SubstituteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_coviews: int = Field(5, ge=1, description="sessions that viewed both")
-    min_view_lift: float = Field(2.0, ge=0)
-    max_purchase_lift: float = Field(0.5, ge=0)
-
-
-class BundleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_size: int = Field(4, ge=2, le=4, description="products per bundle, 2..4")
-    min_count: int = Field(5, ge=1, description="orders that hold the whole bundle")
-    use_margin: bool = Field(True, description="rank by profit when the catalog has margins")
-    top: int = Field(1000, ge=1, description="bundles kept, best first")
 
 
 def _pair_counts(x: sp.csr_matrix) -> sp.coo_matrix:
