@@ -19,20 +19,27 @@ def repurchase_cycles(orders: pd.DataFrame, *, min_intervals: int = 5,
     if "customer_id" not in orders or "ordered_at" not in orders:
         return pd.DataFrame(columns=columns)
     known = orders[orders["customer_id"].notna() & orders["ordered_at"].notna()]
-    days = (known[["customer_id", "product_id"]]
-            .assign(day=known["ordered_at"].dt.floor("D"))
-            .drop_duplicates()
-            .sort_values(["customer_id", "product_id", "day"], kind="stable"))
-    same = (days["customer_id"].eq(days["customer_id"].shift())
-            & days["product_id"].eq(days["product_id"].shift())).fillna(False).to_numpy(bool)
-    gaps = days["day"].diff().dt.days.to_numpy(dtype=np.float64)
-    intervals = pd.DataFrame({"product_id": days["product_id"].to_numpy()[same],
-                              "gap": gaps[same]})
-    stats = intervals.groupby("product_id").agg(cycle_days=("gap", "median"),
-                                                intervals=("gap", "size"))
-    buyers = days.groupby("product_id")["customer_id"].nunique()
-    repeaters = days[same].groupby("product_id")["customer_id"].nunique()
-    stats["repeat_share"] = (repeaters / buyers).reindex(stats.index).fillna(0.0)
+    customer = pd.factorize(known["customer_id"])[0]
+    product_codes, products = pd.factorize(known["product_id"])
+    day = known["ordered_at"].to_numpy("datetime64[D]").astype(np.int64)
+    order = np.lexsort((day, product_codes, customer))
+    customer, product_codes, day = customer[order], product_codes[order], day[order]
+    same = np.r_[False, (customer[1:] == customer[:-1]) & (product_codes[1:] == product_codes[:-1])]
+    gap = np.r_[0, np.diff(day)]
+    repeat = same & (gap > 0)  # a later day for the same customer and product
+    intervals = pd.DataFrame({"product": product_codes[repeat], "gap": gap[repeat]})
+    stats = intervals.groupby("product").agg(cycle_days=("gap", "median"),
+                                             intervals=("gap", "size"))
+    first = ~same  # first line of each (customer, product)
+    buyers = np.bincount(product_codes[first], minlength=len(products))
+    pair_start = np.flatnonzero(first)
+    pair_repeats = np.add.reduceat(repeat.astype(np.int64), pair_start) if len(pair_start) else (
+        np.zeros(0, np.int64))
+    repeaters = np.bincount(product_codes[pair_start], weights=pair_repeats > 0,
+                            minlength=len(products))
+    stats["repeat_share"] = repeaters[stats.index] / np.maximum(buyers[stats.index], 1)
     stats = stats[(stats["intervals"] >= min_intervals)
                   & (stats["repeat_share"] >= min_repeat_share)]
+    stats.index = pd.Index(np.asarray(products)[stats.index], name="product_id")
+    stats["cycle_days"] = stats["cycle_days"].astype(np.float64)
     return stats.reset_index()[columns]

@@ -55,10 +55,11 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         _neighbours(sessions, config).save(out / "also_viewed")
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
-    else:  # no view events: co-purchase similarity stands in, and says so
-        _neighbours(baskets, config).save(out / "also_viewed")
+    co_purchase = _neighbours(baskets, config)
+    co_purchase.save(out / "bought_together")
+    if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
+        co_purchase.save(out / "also_viewed")
         metrics["also_viewed_source"] = "co-purchase (no view events)"
-    _neighbours(baskets, config).save(out / "bought_together")
 
     if "customer_id" in orders and orders["customer_id"].notna().any():
         customers = customer_item_matrix(orders, events, weights=weights, items=items)
@@ -94,10 +95,11 @@ def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabula
     else:
         day = np.ones(len(known), dtype=np.int64)  # 1 = bought, date unknown
     keep = (rows >= 0) & (cols >= 0)
-    last = pd.DataFrame({"r": rows[keep], "c": cols[keep], "d": day[keep]}).groupby(
-        ["r", "c"])["d"].max()
-    matrix = sp.csr_matrix((last.to_numpy(), (last.index.get_level_values(0),
-                                             last.index.get_level_values(1))),
+    rows, cols, day = rows[keep], cols[keep], day[keep]
+    order = np.lexsort((day, cols, rows))  # the last line of each (customer, product) wins
+    rows, cols, day = rows[order], cols[order], day[order]
+    last = np.r_[(rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1]), True]
+    matrix = sp.csr_matrix((day[last], (rows[last], cols[last])),
                            shape=(len(customers), len(items)))
     save_npz(path, indptr=matrix.indptr, indices=matrix.indices, last_day=matrix.data,
              shape=np.array(matrix.shape))

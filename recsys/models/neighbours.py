@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import ArtifactError
+from recsys.rules.itemsets import DENSE_PAIR_LIMIT, dense_pair_counts
 
 __all__ = ["Neighbours", "top_k_neighbours", "cooccurrence_at"]
 
@@ -62,12 +63,21 @@ def top_k_neighbours(similarity: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.
 
 
 def cooccurrence_at(rows_items: sp.csr_matrix, ids: np.ndarray) -> np.ndarray:
-    """How many rows hold both item i and each of its neighbours ids[i, j] (0 for padding)."""
-    binary = sp.csr_matrix(rows_items, dtype=np.float32)
-    binary.data[:] = 1
-    co = sp.csr_matrix(binary.T @ binary)
+    """How many rows hold both item i and each of its neighbours ids[i, j] (0 for padding).
+
+    Exact pair counts from the compiled dense kernel when the catalogue fits, else X^T X."""
+    binary = sp.csr_matrix(rows_items, dtype=np.int32)
+    binary.sum_duplicates()
+    binary.sort_indices()
     n, k = ids.shape
-    row_idx = np.repeat(np.arange(n), k)
-    col_idx = np.maximum(ids.ravel(), 0)
-    values = np.asarray(co[row_idx, col_idx]).ravel().astype(np.int64)
+    rows = np.repeat(np.arange(n), k)
+    cols = np.maximum(ids.ravel(), 0)
+    if n <= DENSE_PAIR_LIMIT:
+        table = dense_pair_counts(binary.indptr.astype(np.int64),
+                                  binary.indices.astype(np.int32), n)  # upper triangle
+        values = table[np.minimum(rows, cols), np.maximum(rows, cols)].astype(np.int64)
+    else:
+        binary.data[:] = 1
+        co = sp.csr_matrix(binary.T @ binary)
+        values = np.asarray(co[rows, cols]).ravel().astype(np.int64)
     return np.where(ids.ravel() >= 0, values, 0).reshape(n, k)

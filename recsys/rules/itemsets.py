@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-__all__ = ["FrequentItemsets", "frequent_itemsets", "row_keys", "DENSE_PAIR_LIMIT"]
+__all__ = ["FrequentItemsets", "frequent_itemsets", "row_keys", "dense_pair_counts",
+           "DENSE_PAIR_LIMIT"]
 
 DENSE_PAIR_LIMIT = 12_000  # frequent items up to which pairs are counted in a dense F x F table
 
@@ -54,7 +55,7 @@ def row_keys(a: np.ndarray, bits: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _dense_pair_counts(indptr: np.ndarray, indices: np.ndarray, n_items: int) -> np.ndarray:
+def dense_pair_counts(indptr: np.ndarray, indices: np.ndarray, n_items: int) -> np.ndarray:
     """Upper-triangular pair counts (F x F int32) from a CSR of sorted frequent-item codes."""
     counts = np.zeros((n_items, n_items), dtype=np.int32)
     for row in range(len(indptr) - 1):
@@ -243,7 +244,7 @@ def _pairs(xf: sp.csr_matrix, n_items: int, min_count: int) -> tuple[np.ndarray,
                                                                      np.ndarray]:
     """Frequent pairs (a < b, frequent-item codes) and their counts."""
     if n_items <= DENSE_PAIR_LIMIT:
-        table = _dense_pair_counts(xf.indptr.astype(np.int64), xf.indices.astype(np.int32),
+        table = dense_pair_counts(xf.indptr.astype(np.int64), xf.indices.astype(np.int32),
                                    n_items)
         a, b = np.nonzero(table >= min_count)
         return a.astype(np.int32), b.astype(np.int32), table[a, b].astype(np.int64)
