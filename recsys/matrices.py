@@ -73,8 +73,12 @@ def item_vocabulary(*tables: pd.DataFrame | None) -> Vocabulary:
 
 def _build(row_ids: pd.Series, item_ids: pd.Series, values: np.ndarray, items: Vocabulary | None,
            dtype: type) -> Interactions:
-    items = items if items is not None else Vocabulary.from_ids(item_ids, sort=True)
-    cols = items.lookup(item_ids, on_unknown="mask")
+    if items is None:  # one pass: codes and the sorted vocabulary together
+        codes, uniques = pd.factorize(pd.Series(item_ids, dtype="string"), sort=True)
+        items = Vocabulary(pd.Index(uniques, dtype="string"))
+        cols = codes.astype(np.int64)
+    else:
+        cols = items.lookup(item_ids, on_unknown="mask")
     keep = cols >= 0
     row_codes, row_uniques = pd.factorize(pd.Series(row_ids, dtype="string")[keep], sort=True)
     rows = Vocabulary(pd.Index(row_uniques, dtype="string"))

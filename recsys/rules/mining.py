@@ -155,8 +155,9 @@ class _CountIndex:
 
 
 def _list_column(codes: np.ndarray, lengths: np.ndarray, ids: pa.Array) -> pd.Series:
-    """A list<string> column from (m, w) padded codes without building Python lists."""
-    values = ids.take(pa.array(codes[codes >= 0]))
+    """A list<string> column from (m, w) padded codes without building Python lists: the
+    values are dictionary-encoded (codes into the product ids), so no string is copied."""
+    values = pa.DictionaryArray.from_arrays(pa.array(codes[codes >= 0].astype(np.int32)), ids)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     lists = pa.ListArray.from_arrays(pa.array(offsets), values)
     return pd.Series(pd.arrays.ArrowExtensionArray(lists))
