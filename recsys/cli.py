@@ -172,9 +172,11 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
     for key, value in settings.model_dump(mode="json").items():  # workers read the environment
         os.environ[f"RECSYS_SERVING_{key.upper()}"] = (
             json.dumps(value) if isinstance(value, list) else str(value))
+    from recsys.serving.logs import uvicorn_log_config
+
     uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,
                 port=settings.port, workers=settings.workers,
-                log_level="warning" if quiet else "info")
+                log_config=uvicorn_log_config("WARNING" if quiet else "INFO"))
     return 0
 
 
