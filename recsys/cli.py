@@ -119,6 +119,33 @@ def cmd_export_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clv(args: argparse.Namespace) -> int:
+    from recsys.analytics.job import run_clv_job
+    from recsys.ingest import load_table
+
+    config = _config(args)
+    orders = load_table(args.data, "orders")
+    assert orders is not None
+    figures = run_clv_job(orders, load_table(args.data, "catalog", required=False), args.out,
+                          config=config.analytics)
+    shown = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}
+    for key, value in shown.items():
+        print(f"{key}: {value}")
+    print(f"written to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from recsys.analytics.report import build_report
+
+    config = _config(args)
+    events = args.events or config.serving_settings().database_url
+    out = build_report(args.data or config.data_dir, Path(args.out), events=events,
+                       config=config.analytics)
+    print(f"report written to {out}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from recsys.pipeline import run_pipeline
 
@@ -285,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="rules with a product in this category (path prefix)")
     p.add_argument("--top", type=int, metavar="N", help="the N rules with the highest lift")
 
+    p = add("clv", cmd_clv, "customer value: CLV, BG/NBD and Gamma-Gamma, RFM, retention",
+            config=True)
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
+    p.add_argument("--out", required=True, metavar="DIR")
+
+    p = add("report", cmd_report, "a self-contained HTML report: retention, CLV, RFM, and "
+            "measured outcomes of recommendations per arm", config=True)
+    p.add_argument("--data", metavar="DATA_DIR", help="default: data_dir from the config")
+    p.add_argument("--events", metavar="URL_OR_FILE",
+                   help="events: SQLAlchemy URL or Parquet (default: the server's database)")
+    p.add_argument("--out", required=True, metavar="PATH")
+
     add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
 
     p = add("artifacts", cmd_artifacts, "list, show, verify or roll back artifact versions",
@@ -320,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`)
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 2, no traceback
         if args.debug:
             raise

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from recsys.analytics.settings import AnalyticsConfig
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
@@ -115,6 +116,7 @@ class Config(_Section):
     popularity: PopularityConfig = PopularityConfig()
     rules: RulesConfig = Field(default_factory=RulesConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     artifacts: ArtifactsConfig = ArtifactsConfig()
     serving: ServingSettings = Field(default_factory=ServingSettings)
 

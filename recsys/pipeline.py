@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.analytics.job import clv_inputs_missing, run_clv_job
 from recsys.artifacts import ArtifactStore, Manifest, fingerprint_files
 from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
@@ -81,12 +82,23 @@ def job_models(ctx: JobContext) -> dict[str, Any]:
                           ctx.config.interactions, ctx.out)
 
 
+def job_customer_value(ctx: JobContext) -> dict[str, Any]:
+    """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job)."""
+    missing = clv_inputs_missing(ctx.orders, ctx.catalog)
+    if missing:
+        log.warning("customer value skipped: %s", missing)
+        return {"skipped": missing}
+    return run_clv_job(ctx.orders, ctx.catalog, ctx.out / "analytics",
+                       config=ctx.config.analytics)
+
+
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "catalog": job_catalog,
     "popularity": job_popularity,
     "basket_stats": job_basket_stats,
     "rules": job_rules,
     "models": job_models,
+    "customer_value": job_customer_value,
 }
 
 

@@ -47,6 +47,9 @@ class ExperimentConfig(BaseModel):
         description="a purchase or add-to-cart counts for a recommendation clicked at most "
                     "this many hours before it, by the same session or customer")
     bootstrap_samples: int = Field(1000, ge=100, le=100_000)
+    bootstrap_max_units: int = Field(
+        20_000, ge=100, description="above this many units per arm and placement, intervals "
+                                    "use the normal approximation instead of resampling")
     confidence: float = Field(0.95, gt=0.5, lt=1)
     seed: int = Field(0, description="bootstrap random seed")
 
@@ -92,7 +95,7 @@ class AnalyticsConfig(BaseModel):
     max_lifetime_years: float = Field(10.0, gt=0, le=100,
                                       description="cap on the estimated lifetime")
     min_observation_days: float = Field(
-        30.0, gt=0, description="purchase frequency = orders / max(tenure, this) per year")
+        90.0, gt=0, description="purchase frequency = orders / max(tenure, this) per year")
     use_margin: bool = Field(True, description="margin-adjusted CLV when the catalog has margins")
     horizon_months: int = Field(12, ge=1, le=120, description="predicted CLV horizon")
     annual_discount_rate: float = Field(0.10, ge=0, le=1,

@@ -1,0 +1,245 @@
+"""Orders per customer and historical customer lifetime value.
+
+Definitions (time in days; a year is 365.25 days; ``end`` = the observation end, by default
+the last order in the data):
+
+- order value: sum of quantity x unit price over the order's lines (catalog price where the
+  line has none); profit: the same x the product's margin (a share of the price, 0..1).
+- tenure_days = end - first order; active_days = last order - first order;
+  recency_days = end - last order.
+- average_order_value (AOV) = revenue / orders.
+- purchase_frequency = orders per year of observation = orders / max(tenure, min_observation)
+  x 365.25 (the floor keeps a customer seen for one day from counting as 365 orders a year).
+- expected lifetime L (years): ``lifetime_years`` when configured; otherwise estimated from
+  the data by :func:`estimate_lifetime_years` (annual churn from two consecutive windows).
+- historical CLV = AOV x purchase_frequency x L; the margin-adjusted CLV uses the average
+  profit per order instead of the AOV.
+- expected days between orders: the customer's own mean gap when they ordered twice or more,
+  else the median of those means over repeat customers. Churn risk: recency_days > factor x
+  that gap (the customer is past their expected next purchase).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsys.analytics.settings import AnalyticsConfig
+from recsys.contract import require_columns
+from recsys.errors import InputError
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "OrderTable",
+    "order_table",
+    "historical_clv",
+    "estimate_lifetime_years",
+    "LifetimeEstimate",
+    "customer_table",
+]
+
+DAYS_PER_YEAR = 365.25
+_DAY = np.timedelta64(1, "D")
+
+
+@dataclass(frozen=True)
+class OrderTable:
+    """One row per order of a known customer (columns order_id, customer_id, ordered_at,
+    revenue, profit; profit is NaN when margins are unknown), the observation end, and how the
+    order lines were used."""
+
+    orders: pd.DataFrame
+    end: pd.Timestamp
+    lines_used: int
+    lines_without_customer: int
+    lines_after_end: int
+    margin_known: bool
+    margin_coverage: float  # share of revenue from products with a known margin
+
+    def figures(self) -> dict[str, object]:
+        return {"orders": len(self.orders), "customers": int(self.orders["customer_id"].nunique()),
+                "order_lines_used": self.lines_used,
+                "order_lines_without_customer": self.lines_without_customer,
+                "order_lines_after_as_of": self.lines_after_end,
+                "observation_end": self.end.isoformat(), "margins_known": self.margin_known,
+                "margin_revenue_coverage": round(self.margin_coverage, 4)}
+
+
+def order_table(orders: pd.DataFrame, catalog: pd.DataFrame | None = None, *,
+                as_of: pd.Timestamp | None = None, use_margin: bool = True) -> OrderTable:
+    """Aggregate canonical order lines into orders of known customers (see the module doc).
+
+    Lines without a customer (guest checkouts) are left out; so are lines after ``as_of``.
+    A product without a known margin gets the revenue-weighted mean margin of those with one.
+    """
+    require_columns(orders, ["customer_id", "ordered_at"], table="orders",
+                    feature="customer analytics (clv)")
+    price = _line_prices(orders, catalog)
+    known = orders["customer_id"].notna().to_numpy() & orders["ordered_at"].notna().to_numpy()
+    without_customer = int((~orders["customer_id"].notna().to_numpy()).sum())
+    when = orders["ordered_at"]
+    end = pd.Timestamp(as_of) if as_of is not None else when[known].max()
+    if pd.isna(end):
+        raise InputError("orders: no order line has both a customer_id and an ordered_at; "
+                         "customer analytics needs registered customers with order dates")
+    if end.tzinfo is not None:  # canonical timestamps are naive UTC
+        end = end.tz_convert("UTC").tz_localize(None)
+    after = known & (when > end).to_numpy()
+    known &= ~after
+    if not known.any():
+        raise InputError(f"orders: no order of a known customer on or before {end}")
+    quantity = (orders["quantity"].to_numpy(np.float64, na_value=1.0) if "quantity" in orders
+                else np.ones(len(orders)))
+    revenue = quantity * price
+    margin, margin_known, coverage = _line_margins(orders, catalog, revenue, known, use_margin)
+    lines = pd.DataFrame({
+        "order_id": orders["order_id"].to_numpy()[known],
+        "customer_id": orders["customer_id"].to_numpy()[known],
+        "ordered_at": when.to_numpy()[known],
+        "revenue": revenue[known],
+        "profit": (revenue * margin)[known],
+    })
+    table = (lines.groupby("order_id", sort=False)
+             .agg(customer_id=("customer_id", "first"), ordered_at=("ordered_at", "min"),
+                  revenue=("revenue", "sum"), profit=("profit", "sum"))
+             .reset_index())
+    if not margin_known:
+        table["profit"] = np.nan
+    table = table.sort_values(["customer_id", "ordered_at", "order_id"], kind="stable")
+    return OrderTable(orders=table.reset_index(drop=True), end=pd.Timestamp(end),
+                      lines_used=int(known.sum()), lines_without_customer=without_customer,
+                      lines_after_end=int(after.sum()), margin_known=margin_known,
+                      margin_coverage=coverage)
+
+
+def _line_prices(orders: pd.DataFrame, catalog: pd.DataFrame | None) -> np.ndarray:
+    price = (orders["unit_price"].to_numpy(np.float64, na_value=np.nan, copy=True)
+             if "unit_price" in orders else np.full(len(orders), np.nan))
+    missing = np.isnan(price)
+    if missing.any() and catalog is not None and "price" in catalog:
+        listed = catalog.set_index("product_id")["price"]
+        fill = listed.reindex(orders["product_id"].to_numpy()[missing]).to_numpy(
+            np.float64, na_value=np.nan)
+        price[missing] = fill
+        missing = np.isnan(price)
+    if missing.all():
+        raise InputError("orders: customer value needs prices, but no order line has a "
+                         "unit_price and the catalog gives none; map unit_price in the "
+                         "orders source or price in the catalog")
+    price[missing] = 0.0  # a line without any price adds nothing to the order value
+    return price
+
+
+def _line_margins(orders: pd.DataFrame, catalog: pd.DataFrame | None, revenue: np.ndarray,
+                  used: np.ndarray, use_margin: bool) -> tuple[np.ndarray, bool, float]:
+    ones = np.ones(len(orders))
+    if not use_margin or catalog is None or "margin" not in catalog or \
+            catalog["margin"].isna().all():
+        return ones, False, 0.0
+    listed = catalog.set_index("product_id")["margin"]
+    margin = listed.reindex(orders["product_id"].to_numpy()).to_numpy(np.float64,
+                                                                       na_value=np.nan)
+    has = ~np.isnan(margin) & used
+    total = float(revenue[used].sum())
+    covered = float(revenue[has].sum())
+    if covered <= 0:
+        return ones, False, 0.0
+    mean_margin = float((margin[has] * revenue[has]).sum() / covered)
+    margin = np.where(np.isnan(margin), mean_margin, margin)
+    return margin, True, covered / total if total > 0 else 0.0
+
+
+def historical_clv(average_order_value: float | np.ndarray, purchases_per_year: float | np.ndarray,
+                   lifetime_years: float | np.ndarray) -> float | np.ndarray:
+    """Historical CLV = average order value x purchases per year x expected lifetime in years
+    (e.g. 50 x 3 x 5 = 750)."""
+    return np.multiply(np.multiply(average_order_value, purchases_per_year), lifetime_years)
+
+
+@dataclass(frozen=True)
+class LifetimeEstimate:
+    """Expected customer lifetime in years and how it was obtained."""
+
+    years: float
+    method: str  # "configured", "estimated", "capped" or "fallback"
+    window_churn: float | None = None  # q: share of the earlier window's customers lost
+    annual_retention: float | None = None
+    window_customers: int = 0
+
+    def figures(self) -> dict[str, object]:
+        return {"lifetime_years": round(self.years, 4), "lifetime_method": self.method,
+                "window_churn": None if self.window_churn is None else round(self.window_churn, 4),
+                "annual_retention": None if self.annual_retention is None
+                else round(self.annual_retention, 4),
+                "lifetime_window_customers": self.window_customers}
+
+
+def estimate_lifetime_years(orders: pd.DataFrame, end: pd.Timestamp, *, window_days: int,
+                            fallback_years: float, max_years: float) -> LifetimeEstimate:
+    """Expected lifetime from churn between two consecutive windows of ``window_days``.
+
+    Customers who ordered in (end - 2w, end - w] and did not order in (end - w, end] are lost:
+    q = lost / customers of the earlier window. With that churn per window, annual retention is
+    rho = (1 - q)^(365.25 / w), and a customer who stays each year with probability rho has an
+    expected lifetime of 1 / (1 - rho) years (geometric), capped at ``max_years``. Data shorter
+    than two windows (or an empty earlier window) gives ``fallback_years``.
+    """
+    when = orders["ordered_at"]
+    w = pd.Timedelta(days=window_days)
+    if when.min() > end - 2 * w:
+        return LifetimeEstimate(fallback_years, "fallback")
+    ids = orders["customer_id"]
+    earlier = pd.Index(pd.unique(ids[(when > end - 2 * w) & (when <= end - w)]))
+    if earlier.empty:
+        return LifetimeEstimate(fallback_years, "fallback")
+    kept = int(earlier.isin(ids[(when > end - w) & (when <= end)]).sum())
+    q = 1.0 - kept / len(earlier)
+    rho = (1.0 - q) ** (DAYS_PER_YEAR / window_days)
+    if rho >= 1.0 - 1.0 / max_years:  # 1 / (1 - rho) >= max_years
+        return LifetimeEstimate(max_years, "capped", q, rho, len(earlier))
+    return LifetimeEstimate(1.0 / (1.0 - rho), "estimated", q, rho, len(earlier))
+
+
+def customer_table(table: OrderTable, config: AnalyticsConfig,
+                   lifetime: LifetimeEstimate) -> pd.DataFrame:
+    """One row per customer: order counts, dates, tenure, AOV, frequency, historical CLV,
+    expected days between orders and the churn-risk flag (see the module docstring)."""
+    orders = table.orders
+    end = table.end
+    grouped = orders.groupby("customer_id", sort=True)
+    out = grouped.agg(orders=("order_id", "size"), first_order=("ordered_at", "min"),
+                      last_order=("ordered_at", "max"), revenue=("revenue", "sum"),
+                      profit=("profit", "sum"))
+    if not table.margin_known:
+        out["profit"] = np.nan
+    n = out["orders"].to_numpy(np.float64)
+    first = out["first_order"].to_numpy()
+    last = out["last_order"].to_numpy()
+    tenure = (np.datetime64(end) - first) / _DAY
+    active = (last - first) / _DAY
+    recency = (np.datetime64(end) - last) / _DAY
+    out["tenure_days"] = tenure
+    out["active_days"] = active
+    out["recency_days"] = recency
+    out["average_order_value"] = out["revenue"].to_numpy() / n
+    out["purchase_frequency"] = n / np.maximum(tenure, config.min_observation_days) * DAYS_PER_YEAR
+    out["expected_lifetime_years"] = lifetime.years
+    out["historical_clv"] = historical_clv(out["average_order_value"].to_numpy(),
+                                           out["purchase_frequency"].to_numpy(), lifetime.years)
+    out["historical_clv_margin"] = historical_clv(out["profit"].to_numpy() / n,
+                                                  out["purchase_frequency"].to_numpy(),
+                                                  lifetime.years)
+    repeat = n >= 2
+    gap = np.full(len(out), np.nan)
+    gap[repeat] = active[repeat] / (n[repeat] - 1)
+    out["mean_days_between_orders"] = gap
+    typical = float(np.median(gap[repeat])) if repeat.any() else np.nan
+    # At least a day: two orders within minutes must not make every later day "overdue".
+    expected = np.maximum(np.where(repeat, gap, typical), 1.0)
+    out["expected_days_between_orders"] = expected
+    due = pd.Series(last) + pd.to_timedelta(np.round(expected * 86_400.0), unit="s")
+    out["next_order_due"] = due.to_numpy()
+    out["churn_risk"] = recency > config.churn_risk_factor * expected  # NaN (no gap): False
+    return out.reset_index()

@@ -1,0 +1,231 @@
+"""The CLV job: customer table with historical and predicted CLV, RFM segments, cohorts, and the
+per-customer segment table that the serving layer loads. Run by `recsys clv` and `recsys run`.
+
+Writes into ``out_dir``:
+
+- ``customers.parquet``: one row per customer (see :func:`compute_clv` for the columns)
+- ``rfm_segments.parquet``: per segment, customers and revenue with their shares
+- ``cohorts.parquet``: monthly cohorts, long form (cohort, period, customers, cohort_size,
+  retention)
+- ``customer_segments.parquet``: customer_id, segment, churn_risk, predicted_clv, p_alive
+  (for business rules, e.g. at-risk customers get replenishment and best sellers first)
+- ``clv_report.json``: the figures returned (model parameters, lifetime, totals)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.analytics import btyd
+from recsys.analytics.clv import (
+    DAYS_PER_YEAR,
+    LifetimeEstimate,
+    OrderTable,
+    customer_table,
+    estimate_lifetime_years,
+    order_table,
+)
+from recsys.analytics.retention import cohort_counts, retention_figures
+from recsys.analytics.rfm import rfm_table, segment_summary
+from recsys.analytics.settings import AnalyticsConfig
+from recsys.artifacts import save_parquet
+from recsys.errors import InputError
+
+__all__ = ["AnalyticsConfig", "ClvResult", "clv_inputs_missing", "compute_clv", "run_clv_job",
+           "SEGMENT_COLUMNS", "OUTPUT_FILES"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``customer_segments.parquet``, the table the serving layer loads.
+SEGMENT_COLUMNS = ("customer_id", "segment", "churn_risk", "predicted_clv", "p_alive")
+OUTPUT_FILES = ("customers.parquet", "rfm_segments.parquet", "cohorts.parquet",
+                "customer_segments.parquet", "clv_report.json")
+_WEEK = 7.0
+
+
+@dataclass
+class ClvResult:
+    """Everything the job writes, in memory (the report draws from it)."""
+
+    orders: OrderTable
+    customers: pd.DataFrame
+    rfm_segments: pd.DataFrame
+    cohorts: pd.DataFrame
+    lifetime: LifetimeEstimate
+    bgnbd: btyd.BGNBD | None
+    gamma_gamma: btyd.GammaGamma | None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        """The serving table: customer_id, segment, churn_risk, predicted_clv, p_alive."""
+        return self.customers[list(SEGMENT_COLUMNS)]
+
+
+def clv_inputs_missing(orders: pd.DataFrame, catalog: pd.DataFrame | None = None) -> str | None:
+    """Why customer value cannot be computed from these tables, or None when it can: the
+    pipeline skips the job (and says why) instead of failing a shop without customer ids."""
+    for column in ("customer_id", "ordered_at"):
+        if column not in orders.columns or orders[column].isna().all():
+            return f"orders have no {column}"
+    has_price = "unit_price" in orders.columns and orders["unit_price"].notna().any()
+    if not has_price and (catalog is None or "price" not in catalog.columns
+                          or catalog["price"].isna().all()):
+        return "neither orders (unit_price) nor the catalog (price) give prices"
+    return None
+
+
+def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
+                config: AnalyticsConfig) -> ClvResult:
+    """Customer value from canonical orders (and the catalog's prices and margins).
+
+    ``customers`` columns: customer_id, orders, first_order, last_order, revenue, profit,
+    tenure_days, active_days, recency_days, average_order_value, purchase_frequency (orders
+    per year), expected_lifetime_years, historical_clv, historical_clv_margin,
+    mean_days_between_orders, expected_days_between_orders, next_order_due, churn_risk;
+    BTYD inputs frequency, recency_weeks, T_weeks, monetary_value; p_alive,
+    expected_purchases (over the horizon), expected_order_value, predicted_clv,
+    predicted_clv_margin; RFM r, f, m, fm, rfm_score, segment. Profit columns are NaN when
+    margins are unknown.
+    """
+    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
+    table = order_table(orders, catalog, as_of=as_of, use_margin=config.use_margin)
+    if config.lifetime_years is not None:
+        lifetime = LifetimeEstimate(config.lifetime_years, "configured")
+    else:
+        lifetime = estimate_lifetime_years(table.orders, table.end,
+                                           window_days=config.churn_window_days,
+                                           fallback_years=config.fallback_lifetime_years,
+                                           max_years=config.max_lifetime_years)
+    customers = customer_table(table, config, lifetime)
+    summary = btyd.btyd_summary(table.orders, table.end, time_unit_days=_WEEK)
+    customers = customers.merge(summary.rename(columns={"recency": "recency_weeks",
+                                                        "T": "T_weeks"}),
+                                on="customer_id", how="left", validate="one_to_one")
+    bgnbd, gg, notes = _predict(customers, config, table.margin_known)
+    rfm = rfm_table(customers, monetary="profit" if config.rfm.monetary == "profit"
+                    and table.margin_known else "revenue",
+                    frequency="orders" if config.rfm.frequency == "orders"
+                    else "purchase_frequency")
+    customers = customers.merge(rfm, on="customer_id", how="left", validate="one_to_one")
+    segments = segment_summary(rfm, customers["revenue"], customers["predicted_clv"])
+    cohorts = cohort_counts(table.orders)
+    figures: dict[str, Any] = {
+        **table.figures(), **lifetime.figures(),
+        **retention_figures(table.orders, customers),
+        "revenue": float(customers["revenue"].sum()),
+        "historical_clv_total": float(customers["historical_clv"].sum()),
+        "historical_clv_mean": float(customers["historical_clv"].mean()),
+        "predicted_clv_total": float(customers["predicted_clv"].sum()),
+        "predicted_clv_mean": float(customers["predicted_clv"].mean()),
+        "horizon_months": config.horizon_months,
+        "annual_discount_rate": config.annual_discount_rate,
+        "bgnbd": None if bgnbd is None else bgnbd.figures(),
+        "gamma_gamma": None if gg is None else gg.figures(),
+        "segments": dict(zip(segments["segment"], segments["customers"].astype(int),
+                             strict=True)),
+        "cohorts": int(cohorts["cohort"].nunique()),
+        "notes": notes,
+    }
+    if table.margin_known:
+        figures["predicted_clv_margin_total"] = float(customers["predicted_clv_margin"].sum())
+    return ClvResult(orders=table, customers=customers, rfm_segments=segments, cohorts=cohorts,
+                     lifetime=lifetime, bgnbd=bgnbd, gamma_gamma=gg, figures=_clean(figures))
+
+
+def _predict(customers: pd.DataFrame, config: AnalyticsConfig, margin_known: bool,
+             ) -> tuple[btyd.BGNBD | None, btyd.GammaGamma | None, list[str]]:
+    """Adds p_alive, expected_purchases, expected_order_value, predicted_clv(_margin)."""
+    notes: list[str] = []
+    x = customers["frequency"].to_numpy(np.float64)
+    tx = customers["recency_weeks"].to_numpy(np.float64)
+    t = customers["T_weeks"].to_numpy(np.float64)
+    m = customers["monetary_value"].to_numpy(np.float64)
+    period = DAYS_PER_YEAR / 12 / _WEEK  # one month in weeks
+    monthly_rate = (1.0 + config.annual_discount_rate) ** (1 / 12) - 1.0
+    bgnbd: btyd.BGNBD | None = None
+    gg: btyd.GammaGamma | None = None
+    if (x > 0).any():
+        bgnbd = btyd.fit_bgnbd(x, tx, t, penalizer=config.penalizer)
+        if not bgnbd.converged:
+            notes.append("BG/NBD fit did not converge cleanly (a parameter at its bound); "
+                         "try a small penalizer")
+    else:
+        notes.append("no customer bought on two different days: BG/NBD not fitted, "
+                     "predicted CLV is 0")
+    try:
+        gg = btyd.fit_gamma_gamma(x, m, penalizer=config.penalizer)
+        if gg.q <= 1:
+            notes.append(f"Gamma-Gamma q = {gg.q:.3g} <= 1 (spend too heavy-tailed): "
+                         "expected order value is the customer's own average instead")
+            gg = None
+    except InputError as exc:
+        notes.append(f"Gamma-Gamma not fitted ({exc}); expected order value is the customer's "
+                     "own average")
+    if gg is not None:
+        value = btyd.expected_order_value(gg, x, m)
+        spend_corr = float(np.corrcoef(x[x > 0], m[x > 0])[0, 1]) if (x > 0).sum() > 2 else 0.0
+        if abs(spend_corr) > 0.3:
+            notes.append(f"frequency and spend correlate ({spend_corr:.2f}): Gamma-Gamma "
+                         "assumes they are independent")
+    else:
+        value = customers["average_order_value"].to_numpy(np.float64)
+    if bgnbd is not None:
+        customers["p_alive"] = btyd.p_alive(bgnbd, x, tx, t)
+        customers["expected_purchases"] = btyd.expected_purchases(
+            bgnbd, config.horizon_months * period, x, tx, t)
+        clv = btyd.discounted_clv(bgnbd, value, x, tx, t, periods=config.horizon_months,
+                                  period_length=period, discount_rate=monthly_rate)
+    else:
+        customers["p_alive"] = np.where(x > 0, 1.0, 0.0)
+        customers["expected_purchases"] = 0.0
+        clv = np.zeros(len(customers))
+    customers["expected_order_value"] = value
+    customers["predicted_clv"] = clv
+    share = (customers["profit"] / customers["revenue"]).where(customers["revenue"] > 0)
+    customers["predicted_clv_margin"] = clv * share.to_numpy(np.float64) if margin_known \
+        else np.nan
+    return bgnbd, gg, notes
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe figures: numpy scalars as Python numbers, NaN and infinity as None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Path | str, *,
+                config: AnalyticsConfig) -> dict[str, Any]:
+    """Compute customer value and write the job's files into ``out_dir`` (module docstring);
+    returns the figures for the manifest (JSON-safe)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = compute_clv(orders, catalog, config=config)
+    save_parquet(result.customers, out / "customers.parquet")
+    save_parquet(result.rfm_segments, out / "rfm_segments.parquet")
+    save_parquet(result.cohorts, out / "cohorts.parquet")
+    save_parquet(result.segments, out / "customer_segments.parquet")
+    tmp = out / "clv_report.json.tmp"
+    tmp.write_text(json.dumps(result.figures, indent=2, allow_nan=False) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, out / "clv_report.json")
+    log.info("clv: %s customers, lifetime %.2f years (%s), predicted CLV total %.2f",
+             result.figures["customers"], result.lifetime.years, result.lifetime.method,
+             result.figures["predicted_clv_total"] or 0.0)
+    return result.figures
