@@ -23,7 +23,7 @@ from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
 from recsys.models.job import run_models_job
 from recsys.popularity import best_sellers
-from recsys.progress import progress_bar
+from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.vocab import Vocabulary
 
@@ -120,6 +120,15 @@ def ensure_demo_data(config: Config, *, show_progress: bool = True) -> bool:
 
 def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestReport, Manifest]:
     """Ingest the configured sources, run every job and publish; returns the new manifest."""
+    was_quiet = not progress_enabled()
+    set_quiet(was_quiet or not show_progress)
+    try:
+        return _run(config, show_progress=show_progress)
+    finally:
+        set_quiet(was_quiet)
+
+
+def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest]:
     ensure_demo_data(config, show_progress=show_progress)
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)

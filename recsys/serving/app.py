@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -202,6 +201,17 @@ class EventIn(BaseModel):
     occurred_at: datetime | None = None
 
 
+class Problem(BaseModel):
+    where: str = Field(description="the bad input, e.g. query.k or body.items.0.quantity")
+    problem: str
+
+
+class Problems(BaseModel):
+    """The body of every 422 answer (see the RequestValidationError handler)."""
+
+    detail: list[Problem] | str
+
+
 class EventAccepted(BaseModel):
     id: int
     request_id: str
@@ -212,10 +222,12 @@ class DecisionIn(BaseModel):
     kind: Literal["block_product", "block_rule", "pin", "boost"]
     product_id: IdString | None = None
     seed_id: IdString | None = None
-    rule_key: Annotated[str, Field(min_length=4, max_length=1024)] | None = None
+    rule_key: Annotated[str, Field(min_length=4, max_length=1024,
+                                   pattern=ID_PATTERN)] | None = None
     position: int | None = Field(None, ge=1, le=100)
     factor: float | None = Field(None, gt=0, le=100)
-    reason: Annotated[str, Field(max_length=1024)] | None = None
+    # free text, but no NUL: PostgreSQL cannot store it in a text column
+    reason: Annotated[str, Field(max_length=1024, pattern=r"^[^\x00]*$")] | None = None
     created_by: IdString | None = None
 
 
@@ -249,17 +261,19 @@ ExcludeQ = Annotated[list[Annotated[str, Field(min_length=1, max_length=128,
                                                pattern=ID_PATTERN)]] | None,
                      Query(max_length=100, description="product ids to leave out")]
 InStock = Annotated[bool, Query(description="leave out out-of-stock and inactive products")]
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problems, "description": "invalid input: where, and what is wrong"}}
 LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": ItemList}, 422: {"description": "invalid parameters"},
-    503: {"description": "no artifact loaded"}}
+    200: {"model": ItemList}, **INVALID, 503: {"description": "no artifact loaded"}}
 
 
 # -- routers -------------------------------------------------------------------------------
 
 ops = APIRouter(tags=["operations"])
-items_router = APIRouter(prefix="/v1", tags=["recommendations"])
-events_router = APIRouter(prefix="/v1", tags=["events"])
-admin = APIRouter(prefix="/admin", tags=["admin"])
+items_router = APIRouter(prefix="/v1", tags=["recommendations"], responses=INVALID)
+events_router = APIRouter(prefix="/v1", tags=["events"], responses=INVALID)
+admin = APIRouter(prefix="/admin", tags=["admin"], responses={
+    **INVALID, 401: {"description": "missing or wrong X-API-Key"}})
 
 
 @ops.get("/healthz")
@@ -324,7 +338,7 @@ def bought_together(request: Request, state: State, index: Index, product_id: Pr
 
 
 @items_router.get("/items/{product_id}/bundles",
-                  responses={200: {"model": BundleList}, 422: {"description": "invalid"},
+                  responses={200: {"model": BundleList}, **INVALID,
                              503: {"description": "no artifact loaded"}},
                   response_class=Response)
 def bundles(request: Request, state: State, index: Index, product_id: ProductId, k: K = 5,
@@ -372,15 +386,16 @@ def customer_recommendations(
 
 @items_router.get("/popular", responses=LIST_RESPONSES, response_class=Response)
 def popular(request: Request, state: State, index: Index, k: K = 10,
-            category: CategoryQ = None, in_stock_only: InStock = True) -> Response:
+            category: CategoryQ = None, exclude: ExcludeQ = None,
+            in_stock_only: InStock = True) -> Response:
     """Best sellers, globally or in a category (any level of its path)."""
-    result = recommend.popular(index, _options(k, category, None, in_stock_only),
+    result = recommend.popular(index, _options(k, category, exclude, in_stock_only),
                                state.store.decisions())
     return _list_response(request, index, result)
 
 
 @events_router.post("/events", status_code=201, response_model=EventAccepted,
-                    responses={422: {"description": "invalid event"}})
+                    responses=INVALID)
 def post_event(request: Request, state: State, event: EventIn) -> EventAccepted:
     """Store a storefront event (impressions and clicks carry the response's request_id)."""
     if event.event_type != "impression" and event.product_id is None:
@@ -393,7 +408,8 @@ def post_event(request: Request, state: State, event: EventIn) -> EventAccepted:
     return EventAccepted(id=event_id, request_id=request.state.request_id)
 
 
-@admin.post("/reload")
+@admin.post("/reload", responses={409: {"description": "the new version was refused; "
+                                                    "the old one keeps serving"}})
 async def reload(state: State, _: Admin) -> JSONResponse:
     """Load the version CURRENT points at now (verified); the old one keeps serving on error."""
     await state.reload_if_moved(force=True)
@@ -421,7 +437,8 @@ def add_decision(state: State, _: Admin, decision: DecisionIn) -> dict[str, Any]
     return {"id": decision_id}
 
 
-@admin.delete("/decisions/{decision_id}")
+@admin.delete("/decisions/{decision_id}",
+              responses={404: {"description": "no active decision with this id"}})
 def remove_decision(state: State, _: Admin,
                     decision_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
     """Undo a decision (kept, marked inactive, for the audit trail)."""
@@ -490,10 +507,10 @@ def create_app(settings: ServingSettings) -> FastAPI:
         m["latency"].labels(route=path).observe(elapsed)
         response.headers["X-Request-ID"] = request.state.request_id
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(json.dumps({
+            access_log.info("request", extra={"fields": {
                 "request_id": request.state.request_id, "method": request.method,
                 "path": request.url.path, "route": path, "status": response.status_code,
-                "ms": round(elapsed * 1000, 3)}))
+                "ms": round(elapsed * 1000, 3)}})
         return response
 
     @app.exception_handler(NotReady)

@@ -9,6 +9,7 @@ that changed the list; ``fallback`` names the best-seller list used to fill it, 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -122,8 +123,9 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
     # Pins: a merchandiser's product at a fixed position for a seed product.
     for seed in seeds:
         for pid, position in decisions.pins.get(seed, ()):
-            if pid in excluded or pid in decisions.blocked_products or (
-                    options.in_stock_only and pid not in index.available):
+            if position > options.k or pid in excluded or pid in decisions.blocked_products or (
+                    options.in_stock_only and pid not in index.available) or (
+                    options.category and not _in_category(index, pid, options.category)):
                 continue
             items = [c for c in items if c.product_id != pid]
             slot = min(max(position, 1), len(items) + 1) - 1
@@ -131,21 +133,31 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             applied.append(f"pinned:{pid}@{position}")
     items = items[: options.k]
     fallback = None
-    if len(items) < options.k:  # fill from best sellers: the seed's category, then global
+    if len(items) < options.k:
+        # fill from best sellers: the requested category, the seed's category, then global
         have = {c.product_id for c in items} | excluded | decisions.blocked_products
         scopes: list[tuple[str | None, str]] = []
+        if options.category:
+            scopes.append((options.category, "category_best_sellers"))
         if fallback_category:
             parts = fallback_category.split(" > ")
             scopes += [(" > ".join(parts[:d]), "category_best_sellers")
                        for d in range(len(parts), 0, -1)]
         scopes.append((None, "global_best_sellers"))
+        in_list = Counter(index.categories.get(c.product_id, "") for c in items)
         for scope, name in scopes:
-            for pid, orders in index.best_sellers(scope, options.k, exclude=frozenset(have),
+            # the whole stored list (top_k): the filters below may skip many of them
+            for pid, orders in index.best_sellers(scope, len(index.ids),
+                                                  exclude=frozenset(have),
                                                   in_stock_only=options.in_stock_only):
                 if len(items) == options.k:
                     break
                 if options.category and not _in_category(index, pid, options.category):
                     continue
+                cat = index.categories.get(pid, "")
+                if decisions.category_cap and in_list[cat] >= decisions.category_cap:
+                    continue
+                in_list[cat] += 1
                 items.append(Candidate(pid, float(orders), "popular",
                                        {"orders": orders, "scope": scope or "global"}))
                 have.add(pid)
@@ -194,9 +206,9 @@ def bought_together(index: ServingIndex, product_id: str, options: Options,
                     decisions: Decisions) -> Result:
     """Frequently bought together: the product's rules first, then co-purchase similarity."""
     code = index.code_of.get(product_id)
+    subs = index.substitutes.get(code, frozenset()) if code is not None else frozenset()
     candidates: list[Candidate] = []
     if code is not None:
-        subs = index.substitutes.get(code, frozenset())
         for rule in index.pair_rules.get(code, []):
             if rule.consequent in subs:
                 continue
@@ -208,8 +220,10 @@ def bought_together(index: ServingIndex, product_id: str, options: Options,
         candidates += [c for c in _neighbour_candidates(
             index, index.bought_together, code, "bought_together", 1, product_id, "co_purchases",
             _limit(options)) if index.code_of[c.product_id] not in subs]
+    # substitutes share the seed's category: keep them out of the best-seller fill too
+    never = frozenset([product_id]) | frozenset(index.ids[s] for s in subs)
     return finish(index, candidates, options, decisions, seeds=[product_id],
-                  fallback_category=index.categories.get(product_id), never=frozenset([product_id]))
+                  fallback_category=index.categories.get(product_id), never=never)
 
 
 def bundles_for(index: ServingIndex, product_id: str, k: int, *,
@@ -260,14 +274,22 @@ def cart_addons(index: ServingIndex, cart: list[str], options: Options,
             top, top_seeds = rule, seeds
         best[consequent] = (miss * (1.0 - rule.confidence), top, top_seeds, n + 1)
 
+    blocked = 0  # rules left out by a merchandiser's block_rule (reported in ``applied``)
     for c in codes:
         for rule in index.pair_rules.get(c, []):
-            if rule.consequent not in banned and rule.key not in decisions.blocked_rules:
-                add(rule.consequent, rule, [index.ids[c]])
+            if rule.consequent in banned:
+                continue
+            if rule.key in decisions.blocked_rules:
+                blocked += 1
+                continue
+            add(rule.consequent, rule, [index.ids[c]])
         for multi in index.multi_rules.get(c, []):
             # counted once: from its smallest antecedent code
             if min(multi.antecedents) == c and multi.antecedents <= in_cart and (
-                    multi.consequent not in banned) and multi.key not in decisions.blocked_rules:
+                    multi.consequent not in banned):
+                if multi.key in decisions.blocked_rules:
+                    blocked += 1
+                    continue
                 add(multi.consequent, multi, sorted(index.ids[a] for a in multi.antecedents))
     candidates = []
     for consequent, (miss, top, seeds, n) in best.items():
@@ -279,9 +301,12 @@ def cart_addons(index: ServingIndex, cart: list[str], options: Options,
             index, index.bought_together, c, "bought_together", 1, index.ids[c], "co_purchases",
             _limit(options)) if index.code_of[cand.product_id] not in banned]
     first_category = next((index.categories[p] for p in cart if p in index.categories), None)
-    return finish(index, candidates, options, decisions, seeds=cart,
-                  fallback_category=first_category,
-                  never=frozenset(index.ids[b] for b in banned) | frozenset(cart))
+    result = finish(index, candidates, options, decisions, seeds=cart,
+                    fallback_category=first_category,
+                    never=frozenset(index.ids[b] for b in banned) | frozenset(cart))
+    if blocked:
+        result.applied.insert(0, f"blocked_rule:{blocked}")
+    return result
 
 
 def _user_vector(model: Any, history: np.ndarray) -> np.ndarray:
@@ -340,7 +365,8 @@ def popular(index: ServingIndex, options: Options, decisions: Decisions) -> Resu
     fallback = None
     if scope and scope not in index.popular:
         fallback, scope = "global_best_sellers", None
-    ranked = index.best_sellers(scope, options.k * 3 + len(decisions.blocked_products),
+    ranked = index.best_sellers(scope, options.k * 3 + len(options.exclude) +
+                                len(decisions.blocked_products),
                                 in_stock_only=options.in_stock_only)
     candidates = [Candidate(pid, float(n), "popular", {"orders": n, "scope": scope or "global"})
                   for pid, n in ranked]

@@ -1,0 +1,254 @@
+"""Hot reload: a newly published version is served without a restart; a corrupt one is refused.
+
+Each test serves its own artifact store (built from one demo shop per module) and publishes
+into it while the API runs: in-process (TestClient, whose lifespan runs the watcher) and, for
+reload under load, the real ``recsys serve`` (uvicorn) in a subprocess on a loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.artifacts import ArtifactStore
+from recsys.config import load_config
+from recsys.demo import DemoSpec, generate_demo
+from recsys.pipeline import run_pipeline
+from recsys.serving.app import create_app
+from tests.conftest import REPO
+from tests.test_api import write_demo_config
+
+API_KEY = "reload-admin-key-42"
+ADMIN = {"X-API-Key": API_KEY}
+SEED = "P00010"  # a product of the demo catalog (its lists have neighbours)
+
+
+@pytest.fixture(scope="module")
+def demo_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    shop = tmp_path_factory.mktemp("reload_shop")
+    generate_demo(shop, DemoSpec(orders=3000, products=120, seed=11), progress=False)
+    return shop
+
+
+@pytest.fixture
+def served(demo_shop: Path, tmp_path: Path) -> Callable[..., Path]:
+    """A config over the demo shop with its own store in tmp_path; one version published."""
+
+    def make(**serving: Any) -> Path:
+        config = write_demo_config(tmp_path, demo_shop, api_key=API_KEY, **serving)
+        publish(config)
+        return config
+
+    return make
+
+
+def publish(config: Path) -> str:
+    _, manifest = run_pipeline(load_config(config), show_progress=False)
+    return manifest.version
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def point_current_at(root: Path, version: str) -> None:
+    """Move CURRENT the way a publish does (write a temp file, rename), without verifying."""
+    tmp = root / "CURRENT.tmp-test"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, root / "CURRENT")
+
+
+def served_version(client: TestClient) -> str:
+    body = client.get(f"/v1/items/{SEED}/bought-together", params={"k": 3}).json()
+    version: str = body["model_version"]
+    return version
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Path], TestClient]]:
+    opened: list[TestClient] = []
+
+    def make(config: Path) -> TestClient:
+        client = TestClient(create_app(load_config(config).serving_settings()))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def test_watcher_serves_a_new_version(served: Callable[..., Path],
+                                      client_for: Callable[[Path], TestClient]) -> None:
+    config = served(reload_interval_s=0.1)
+    client = client_for(config)
+    first = client.get("/readyz").json()["version"]
+    assert served_version(client) == first
+    second = publish(config)
+    assert second > first
+    wait_for(lambda: client.get("/readyz").json()["version"] == second, "the new version")
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["error"] is None
+    assert 0 <= ready["age_seconds"] < 60
+    assert served_version(client) == second
+    assert client.get("/v1/version").json()["model_version"] == second
+
+
+def test_admin_reload_serves_a_new_version(served: Callable[..., Path],
+                                           client_for: Callable[[Path], TestClient]) -> None:
+    config = served(reload_interval_s=0)  # no watcher: only POST /admin/reload loads
+    client = client_for(config)
+    first = client.get("/readyz").json()["version"]
+    second = publish(config)
+    time.sleep(0.3)
+    assert client.get("/readyz").json()["version"] == first  # nothing watches the pointer
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"X-API-Key": "change-me"}).status_code == 401
+    response = client.post("/admin/reload", headers=ADMIN)
+    assert response.status_code == 200
+    assert response.json() == {"version": second, "error": None}
+    assert client.get("/readyz").json()["version"] == second
+    assert served_version(client) == second
+    # a rollback is a pointer move like any other
+    ArtifactStore(load_config(config).artifacts.root).rollback(first)
+    assert client.post("/admin/reload", headers=ADMIN).json() == {"version": first,
+                                                                  "error": None}
+    assert served_version(client) == first
+
+
+def test_admin_reload_refuses_a_corrupt_version(served: Callable[..., Path],
+                                                client_for: Callable[[Path], TestClient]) -> None:
+    config = served(reload_interval_s=0)
+    root = Path(load_config(config).artifacts.root)
+    client = client_for(config)
+    first = client.get("/readyz").json()["version"]
+    second = publish(config)
+    flip_a_byte(root / "versions" / second / "popular.parquet")
+    response = client.post("/admin/reload", headers=ADMIN)
+    assert response.status_code == 409
+    body = response.json()
+    assert body["version"] == first
+    assert second in body["error"] and "popular.parquet" in body["error"]
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["version"] == first
+    assert ready["failed_version"] == second and "popular.parquet" in ready["error"]
+    assert served_version(client) == first  # the old version keeps serving
+    assert client.get("/v1/popular").status_code == 200
+    third = publish(config)  # a good version clears the error
+    assert client.post("/admin/reload", headers=ADMIN).json() == {"version": third,
+                                                                  "error": None}
+    ready = client.get("/readyz").json()
+    assert ready["error"] is None and ready["failed_version"] is None
+
+
+def test_watcher_refuses_a_corrupt_version(served: Callable[..., Path], tmp_path: Path,
+                                           demo_shop: Path,
+                                           client_for: Callable[[Path], TestClient]) -> None:
+    config = served(reload_interval_s=0.1)
+    root = Path(load_config(config).artifacts.root)
+    client = client_for(config)
+    first = client.get("/readyz").json()["version"]
+    # build the next version in a side store, corrupt it, then move it in and point at it
+    (tmp_path / "side").mkdir()
+    side = write_demo_config(tmp_path / "side", demo_shop)
+    bad = publish(side)
+    flip_a_byte(tmp_path / "side" / "artifacts" / "versions" / bad / "items.parquet")
+    shutil.copytree(tmp_path / "side" / "artifacts" / "versions" / bad, root / "versions" / bad)
+    point_current_at(root, bad)
+    wait_for(lambda: client.get("/readyz").json()["failed_version"] == bad, "the refusal")
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["version"] == first
+    assert "items.parquet" in ready["error"]
+    for _ in range(5):  # it keeps serving the old version, and does not retry the bad one
+        assert served_version(client) == first
+        time.sleep(0.1)
+    assert client.get("/readyz").json()["failed_version"] == bad
+    good = publish(config)
+    wait_for(lambda: client.get("/readyz").json()["version"] == good, "the good version")
+    assert client.get("/readyz").json()["error"] is None
+    assert served_version(client) == good
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_reload_under_load_with_the_real_server(served: Callable[..., Path]) -> None:
+    config = served(reload_interval_s=0.1)
+    first = ArtifactStore(load_config(config).artifacts.root).current_version()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", "-q", "serve", "--config",
+                             str(config), "--port", str(port)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        paths = [f"/v1/items/{SEED}/bought-together", "/v1/popular",
+                 "/v1/customers/C000001/recommendations", f"/v1/items/{SEED}/also-viewed"]
+        with httpx.Client(base_url=base, timeout=10) as http:
+            for i in range(20_000):  # bounded; stopped much sooner
+                if stop.is_set():
+                    return
+                try:
+                    response = http.get(paths[i % len(paths)], params={"k": 5})
+                    seen.append((response.status_code,
+                                 response.json().get("model_version")))
+                except (httpx.HTTPError, ValueError) as exc:
+                    seen.append((0, repr(exc)))
+
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, "the server to start", timeout=30)
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        wait_for(lambda: len(seen) >= 20, "requests on the first version")
+        second = publish(config)
+        wait_for(lambda: any(v == second for _, v in seen), "the second version", timeout=20)
+        served_before = len(seen)
+        wait_for(lambda: len(seen) >= served_before + 20, "requests on the second version")
+        stop.set()
+        worker.join(timeout=15)
+        assert not worker.is_alive()
+        assert httpx.get(f"{base}/readyz", timeout=5).json()["version"] == second
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(timeout=15)
+    failed = [s for s in seen if s[0] != 200]
+    assert not failed, failed[:5]
+    versions = [v for _, v in seen]
+    assert set(versions) == {first, second}
+    switch = versions.index(second)  # one client, one worker: never back to the old one
+    assert set(versions[:switch]) == {first} and set(versions[switch:]) == {second}
