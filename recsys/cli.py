@@ -198,7 +198,7 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
     _check_port_free(settings.host, settings.port)
     for key, value in settings.model_dump(mode="json").items():  # workers read the environment
         os.environ[f"RECSYS_SERVING_{key.upper()}"] = (
-            json.dumps(value) if isinstance(value, list) else str(value))
+            json.dumps(value) if isinstance(value, list | dict) else str(value))
     from recsys.serving.logs import uvicorn_log_config
 
     uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,

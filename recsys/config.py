@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from recsys.analytics.settings import AnalyticsConfig
+from recsys.analytics.settings import AnalyticsConfig, ExperimentConfig
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
@@ -93,6 +93,9 @@ class ServingSettings(BaseSettings):
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
+    ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
+                                         description="from [analytics.experiment]")
 
     @classmethod
     def settings_customise_sources(
@@ -127,6 +130,7 @@ class Config(_Section):
         mode with the default API key.
         """
         values = {"artifacts": self.artifacts.root,
+                  "experiment": self.analytics.experiment.model_dump(),
                   **self.serving.model_dump(exclude_unset=True)}
         given = {k: v for k, v in overrides.items() if v is not None}
         try:

@@ -20,7 +20,8 @@ from scipy import special
 
 from recsys.errors import ConfigError
 
-__all__ = ["assign_arm", "assign_arms", "unit_ids", "bootstrap_ratio", "relative_uplift", "Interval"]
+__all__ = [
+    "unit_id","assign_arm", "assign_arms", "unit_ids", "bootstrap_ratio", "relative_uplift", "Interval"]
 
 _SCALE = float(2**64)
 
@@ -59,6 +60,13 @@ def assign_arms(unit_ids: Iterable[str] | np.ndarray | pd.Series, *, salt: str,
                     count=len(uniques))
     arm_codes = np.searchsorted(upper, u, side="right")
     return np.asarray(arms, dtype=object)[arm_codes][codes]
+
+
+def unit_id(customer_id: str | None, session_id: str | None, unit: str) -> str | None:
+    """``unit_ids`` for one request (the API): None when neither id is given."""
+    cust = f"c:{customer_id}" if customer_id else None
+    sess = f"s:{session_id}" if session_id else None
+    return (cust or sess) if unit == "customer" else (sess or cust)
 
 
 def unit_ids(customer_id: pd.Series, session_id: pd.Series, unit: str) -> pd.Series:

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
@@ -153,6 +154,7 @@ class ItemList(BaseModel):
     fallback: str | None = Field(None, description="which fallback filled the list, if any")
     applied: list[str] = Field(default_factory=list,
                                description="business rules that changed the list")
+    arm: str | None = Field(None, description="A/B test arm (null outside the experiment)")
 
 
 class BundleOut(BaseModel):
@@ -169,6 +171,7 @@ class BundleList(BaseModel):
     model_version: str
     request_id: str
     fallback: str | None = None
+    arm: str | None = None
 
 
 class CartLine(BaseModel):
@@ -182,6 +185,7 @@ class CartRequest(BaseModel):
         {"items": [{"product_id": "P00180", "quantity": 1}], "customer_id": "C000001"}]})
     items: list[CartLine] = Field(min_length=1, max_length=100)
     customer_id: IdString | None = None
+    session_id: IdString | None = None
 
 
 class EventIn(BaseModel):
@@ -244,14 +248,36 @@ def _options(k: int, category: str | None, exclude: list[str] | None, in_stock_o
                              in_stock_only=in_stock_only, rank_by=rank_by)
 
 
-def _list_response(request: Request, index: ServingIndex, result: recommend.Result) -> Response:
+def _arm(state: ServingState, customer_id: str | None, session_id: str | None) -> str | None:
+    """The experiment arm of this shopper (None without an A/B test or without any id)."""
+    settings = state.settings
+    if not settings.ab_test:
+        return None
+    unit = unit_id(customer_id, session_id, settings.experiment.unit)
+    if unit is None:
+        return None
+    return assign_arm(unit, salt=settings.experiment.salt, split=settings.experiment.split)
+
+
+def _ranked(state: ServingState, index: ServingIndex, arm: str | None,
+            options: recommend.Options,
+            compute: Callable[[recommend.Decisions], recommend.Result]) -> recommend.Result:
+    """The list for this arm: the control arm gets best sellers, every other arm the engine."""
+    decisions = state.store.decisions()
+    if arm is not None and arm == state.settings.experiment.control_arm:
+        return recommend.popular(index, options, decisions)
+    return compute(decisions)
+
+
+def _list_response(request: Request, index: ServingIndex, result: recommend.Result,
+                   arm: str | None = None) -> Response:
     if result.fallback:
         route = request.scope.get("route")
         request.app.state.metrics["fallbacks"].labels(
             route=getattr(route, "path", "?"), fallback=result.fallback).inc()
     return _json({"items": result.items, "model_version": index.version,
                   "request_id": request.state.request_id, "fallback": result.fallback,
-                  "applied": result.applied})
+                  "applied": result.applied, "arm": arm})
 
 
 K = Annotated[int, Query(ge=1, le=100, description="how many items (1..100)")]
@@ -261,6 +287,8 @@ ExcludeQ = Annotated[list[Annotated[str, Field(min_length=1, max_length=128,
                                                pattern=ID_PATTERN)]] | None,
                      Query(max_length=100, description="product ids to leave out")]
 InStock = Annotated[bool, Query(description="leave out out-of-stock and inactive products")]
+UnitQ = Annotated[str | None, Query(min_length=1, max_length=128, pattern=ID_PATTERN,
+                                    description="the shopper (for the A/B test arm)")]
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": Problems, "description": "invalid input: where, and what is wrong"}}
 LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -317,24 +345,28 @@ def version(index: Index) -> dict[str, Any]:
                   response_class=Response)
 def also_viewed(request: Request, state: State, index: Index, product_id: ProductId,
                 k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
-                in_stock_only: InStock = True) -> Response:
+                in_stock_only: InStock = True, customer_id: UnitQ = None,
+                session_id: UnitQ = None) -> Response:
     """Customers who viewed this product also viewed (item-kNN over view sessions)."""
-    result = recommend.also_viewed(index, product_id, _options(k, category, exclude,
-                                                               in_stock_only),
-                                   state.store.decisions())
-    return _list_response(request, index, result)
+    options = _options(k, category, exclude, in_stock_only)
+    arm = _arm(state, customer_id, session_id)
+    result = _ranked(state, index, arm, options,
+                     lambda d: recommend.also_viewed(index, product_id, options, d))
+    return _list_response(request, index, result, arm)
 
 
 @items_router.get("/items/{product_id}/bought-together", responses=LIST_RESPONSES,
                   response_class=Response)
 def bought_together(request: Request, state: State, index: Index, product_id: ProductId,
                     k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
-                    in_stock_only: InStock = True) -> Response:
+                    in_stock_only: InStock = True, customer_id: UnitQ = None,
+                    session_id: UnitQ = None) -> Response:
     """Frequently bought together: mined rules, then co-purchase similarity."""
-    result = recommend.bought_together(index, product_id, _options(k, category, exclude,
-                                                                   in_stock_only),
-                                       state.store.decisions())
-    return _list_response(request, index, result)
+    options = _options(k, category, exclude, in_stock_only)
+    arm = _arm(state, customer_id, session_id)
+    result = _ranked(state, index, arm, options,
+                     lambda d: recommend.bought_together(index, product_id, options, d))
+    return _list_response(request, index, result, arm)
 
 
 @items_router.get("/items/{product_id}/bundles",
@@ -342,13 +374,15 @@ def bought_together(request: Request, state: State, index: Index, product_id: Pr
                              503: {"description": "no artifact loaded"}},
                   response_class=Response)
 def bundles(request: Request, state: State, index: Index, product_id: ProductId, k: K = 5,
-            in_stock_only: InStock = True) -> Response:
+            in_stock_only: InStock = True, customer_id: UnitQ = None,
+            session_id: UnitQ = None) -> Response:
     """Bundles holding this product, best expected order-value gain first."""
     found = recommend.bundles_for(index, product_id, k, in_stock_only=in_stock_only,
                                   blocked=state.store.decisions().blocked_products)
     return _json({"bundles": found, "model_version": index.version,
                   "request_id": request.state.request_id,
-                  "fallback": None if found else "no_bundles"})
+                  "fallback": None if found else "no_bundles",
+                  "arm": _arm(state, customer_id, session_id)})
 
 
 @items_router.post("/cart/add-ons", responses=LIST_RESPONSES, response_class=Response)
@@ -361,10 +395,11 @@ def cart_addons(request: Request, state: State, index: Index, cart: CartRequest,
     """Add-ons for a whole cart: every rule whose antecedent the cart holds counts; cart
     items and their substitutes are left out."""
     products = [line.product_id for line in cart.items]
-    result = recommend.cart_addons(index, products,
-                                   _options(k, category, exclude, in_stock_only, rank_by),
-                                   state.store.decisions())
-    return _list_response(request, index, result)
+    options = _options(k, category, exclude, in_stock_only, rank_by)
+    arm = _arm(state, cart.customer_id, cart.session_id)
+    result = _ranked(state, index, arm, options,
+                     lambda d: recommend.cart_addons(index, products, options, d))
+    return _list_response(request, index, result, arm)
 
 
 @items_router.get("/customers/{customer_id}/recommendations", responses=LIST_RESPONSES,
@@ -376,22 +411,25 @@ def customer_recommendations(
                                                      pattern=ID_PATTERN)]] | None,
                            Query(max_length=100, description="products the shopper has "
                                  "interacted with (anonymous or new customers)")] = None,
+        session_id: UnitQ = None,
 ) -> Response:
     """Personalised list: ALS; bought durable products left out, due consumables first."""
-    result = recommend.for_customer(index, customer_id, list(history or ()),
-                                    _options(k, category, exclude, in_stock_only),
-                                    state.store.decisions())
-    return _list_response(request, index, result)
+    options = _options(k, category, exclude, in_stock_only)
+    arm = _arm(state, customer_id, session_id)
+    result = _ranked(state, index, arm, options, lambda d: recommend.for_customer(
+        index, customer_id, list(history or ()), options, d))
+    return _list_response(request, index, result, arm)
 
 
 @items_router.get("/popular", responses=LIST_RESPONSES, response_class=Response)
 def popular(request: Request, state: State, index: Index, k: K = 10,
             category: CategoryQ = None, exclude: ExcludeQ = None,
-            in_stock_only: InStock = True) -> Response:
+            in_stock_only: InStock = True, customer_id: UnitQ = None,
+            session_id: UnitQ = None) -> Response:
     """Best sellers, globally or in a category (any level of its path)."""
     result = recommend.popular(index, _options(k, category, exclude, in_stock_only),
                                state.store.decisions())
-    return _list_response(request, index, result)
+    return _list_response(request, index, result, _arm(state, customer_id, session_id))
 
 
 @events_router.post("/events", status_code=201, response_model=EventAccepted,

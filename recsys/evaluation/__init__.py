@@ -1,0 +1,51 @@
+"""Offline evaluation (`recsys evaluate --data DATA_DIR --out DIR`): one global time split,
+hyperparameters chosen on a validation window before the test window, three tasks (basket
+completion, also viewed, next basket), baselines and the engine's served rankers side by side.
+"""
+
+from recsys.evaluation.baselines import (
+    ALSRanker,
+    Cooccurrence,
+    CosineItemKNN,
+    ItemKNNRanker,
+    OwnMostBought,
+    Popularity,
+    Ranker,
+    load_ranker,
+)
+from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
+from recsys.evaluation.engine import EngineBuilder
+from recsys.evaluation.report import EvaluationResult, write_outputs
+from recsys.evaluation.run import TASKS, run_evaluation
+from recsys.evaluation.split import Windows, time_windows
+from recsys.evaluation.tasks import (
+    TaskResult,
+    evaluate_also_viewed,
+    evaluate_basket_completion,
+    evaluate_next_basket,
+)
+
+__all__ = [
+    "run_evaluation",
+    "TASKS",
+    "EvaluationResult",
+    "TaskResult",
+    "write_outputs",
+    "Windows",
+    "time_windows",
+    "EngineBuilder",
+    "evaluate_basket_completion",
+    "evaluate_also_viewed",
+    "evaluate_next_basket",
+    "Ranker",
+    "Popularity",
+    "Cooccurrence",
+    "ItemKNNRanker",
+    "CosineItemKNN",
+    "ALSRanker",
+    "OwnMostBought",
+    "CartCandidate",
+    "ViewCandidate",
+    "HistoryCandidate",
+    "load_ranker",
+]

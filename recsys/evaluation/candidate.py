@@ -1,0 +1,231 @@
+"""``engine_candidate``: ranker variants the engine could serve, measured beside the engine.
+
+Each is built only from what an artifact can hold (per-item neighbour tables cut to the
+engine's ``top_k``, purchase histories) and scores a whole query at once, so that a change to
+``recsys/serving/recommend.py`` can be judged on numbers before it is made:
+
+- carts (``CartCandidate``): the neighbour scores of *every* cart item summed, from an EASE
+  table (Steck 2019: B = -P / diag(P), P = (X'X + lambda I)^-1 over orders whose rows are
+  weighted 1/sqrt(basket size)), plus ``bm25_weight`` x the BM25 table's sums, each part
+  scaled to a row maximum of 1. The engine today ranks rule noisy-OR first and then the first
+  cart item's BM25 neighbours.
+- also viewed (``ViewCandidate``): the BM25 also-viewed table blended with session
+  co-occurrence counts.
+- next basket (``HistoryCandidate``): the customer's own most-bought products blended with
+  BM25 item-kNN over their history (repeat purchases first, then what goes with them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.evaluation.baselines import (
+    Cooccurrence,
+    ItemKNNRanker,
+    Matrix,
+    OwnMostBought,
+    Ranker,
+    _binary,
+    _csr_restore,
+    _csr_state,
+)
+from recsys.evaluation.baselines import top_k as top_k_rows
+from recsys.models.neighbours import top_k_neighbours
+
+__all__ = ["ease_similarity", "table_matrix", "CartCandidate", "ViewCandidate",
+           "HistoryCandidate", "CANDIDATES"]
+
+
+def table_matrix(ids: np.ndarray, scores: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """An (n_items, K) neighbour table as an items x items CSR matrix (padding dropped)."""
+    rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
+    keep = ids.ravel() >= 0
+    return sp.csr_matrix((scores.ravel()[keep].astype(np.float32),
+                          (rows[keep], ids.ravel()[keep])), shape=(n_items, n_items))
+
+
+def ease_similarity(matrix: Matrix, *, lam: float, row_weight: Literal["none", "sqrt"] = "sqrt",
+                    top_k: int = 50, max_items: int = 10_000) -> sp.csr_matrix:
+    """EASE item x item weights (items x items CSR), each row cut to its ``top_k`` best.
+
+    The closed form inverts a dense (m x m) Gram matrix, m = min(items, ``max_items``): the
+    ``max_items`` items in most rows; the others get no neighbours (O(m^3) time, 8 m^2 bytes).
+    """
+    x = _binary(matrix)
+    n_items = x.shape[1]
+    if row_weight == "sqrt":
+        sizes = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
+        x = sp.csr_matrix(sp.diags(1.0 / np.sqrt(np.maximum(sizes, 1.0))) @ x)
+    counts = np.diff(sp.csc_matrix(x).indptr)
+    kept = np.sort(np.argsort(-counts, kind="stable")[:max_items])
+    kept = kept[counts[kept] > 0]
+    sub = sp.csc_matrix(x)[:, kept]
+    gram = np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    p = np.linalg.inv(gram)
+    weights = -p / np.diag(p)[None, :]
+    del p, gram
+    np.fill_diagonal(weights, -np.inf)
+    weights[weights <= 0] = -np.inf  # only positive weights become neighbours
+    ids = np.empty((len(kept), top_k), dtype=np.int64)
+    scores = np.empty((len(kept), top_k), dtype=np.float32)
+    for lo in range(0, len(kept), 1024):  # row blocks bound the copies top_k makes
+        ids[lo: lo + 1024], scores[lo: lo + 1024] = top_k_rows(weights[lo: lo + 1024], top_k)
+    del weights
+    mapped = np.where(ids >= 0, kept[np.maximum(ids, 0)], -1)
+    full_ids = np.full((n_items, top_k), -1, dtype=np.int64)
+    full_scores = np.zeros((n_items, top_k), dtype=np.float32)
+    full_ids[kept], full_scores[kept] = mapped, np.where(ids >= 0, scores, 0.0)
+    return table_matrix(full_ids, full_scores, n_items)
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest absolute score (rows of zeros stay zero)."""
+    peak = np.abs(scores).max(axis=1, keepdims=True) if scores.shape[1] else scores[:, :0]
+    return scores / np.where(peak > 0, peak, 1.0)
+
+
+def _knn_table(matrix: Matrix, k: int, top_k: int) -> sp.csr_matrix:
+    """implicit BM25 similarity cut to ``top_k`` neighbours per item (self left out)."""
+    knn = ItemKNNRanker("bm25", k=k).fit(matrix)
+    ids, scores = top_k_neighbours(knn.similarity, top_k)
+    return table_matrix(ids, scores, matrix.shape[1])
+
+
+class CartCandidate(Ranker):
+    """Sum of EASE neighbour scores over every cart item, plus a share of BM25's sums."""
+
+    name = "engine_candidate"
+
+    def __init__(self, lam: float = 3.0, row_weight: Literal["none", "sqrt"] = "sqrt",
+                 bm25_weight: float = 0.2, top_k: int = 50, knn_k: int = 100,
+                 max_items: int = 10_000) -> None:
+        self.lam, self.row_weight, self.bm25_weight = lam, row_weight, bm25_weight
+        self.top_k, self.knn_k, self.max_items = top_k, knn_k, max_items
+        self.ease = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.bm25 = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def params(self) -> dict[str, Any]:
+        return {"lam": self.lam, "row_weight": self.row_weight, "bm25_weight": self.bm25_weight,
+                "top_k": self.top_k, "knn_k": self.knn_k, "max_items": self.max_items}
+
+    def describe(self) -> str:
+        return (f"EASE lambda={self.lam} rows/{self.row_weight} top {self.top_k} "
+                f"+ {self.bm25_weight} x BM25 K={self.knn_k} top {self.top_k}")
+
+    def fit_key(self) -> str:
+        return repr({k: v for k, v in self.params().items() if k != "bm25_weight"})
+
+    def fit(self, matrix: Matrix) -> CartCandidate:
+        self.ease = ease_similarity(matrix, lam=self.lam, row_weight=self.row_weight,
+                                    top_k=self.top_k, max_items=self.max_items)
+        self.bm25 = _knn_table(matrix, self.knn_k, self.top_k)
+        self.n_items = matrix.shape[1]
+        return self
+
+    def score(self, queries: Matrix) -> np.ndarray:
+        q = _binary(queries)
+        out = _scaled((q @ self.ease).toarray())
+        if self.bm25_weight:
+            out += self.bm25_weight * _scaled((q @ self.bm25).toarray())
+        return out
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**_csr_state("ease", self.ease), **_csr_state("bm25", self.bm25)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.ease, self.bm25 = _csr_restore("ease", state), _csr_restore("bm25", state)
+
+
+class ViewCandidate(Ranker):
+    """BM25 also-viewed table (top_k per item) plus ``cooc_weight`` x session co-occurrence."""
+
+    name = "engine_candidate"
+
+    def __init__(self, cooc_weight: float = 1.0, top_k: int = 50, knn_k: int = 100) -> None:
+        self.cooc_weight, self.top_k, self.knn_k = cooc_weight, top_k, knn_k
+        self.bm25 = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.cooc = Cooccurrence()
+
+    def params(self) -> dict[str, Any]:
+        return {"cooc_weight": self.cooc_weight, "top_k": self.top_k, "knn_k": self.knn_k}
+
+    def describe(self) -> str:
+        return f"BM25 K={self.knn_k} top {self.top_k} + {self.cooc_weight} x co-views"
+
+    def fit_key(self) -> str:
+        return repr({"top_k": self.top_k, "knn_k": self.knn_k})
+
+    def fit(self, matrix: Matrix) -> ViewCandidate:
+        self.bm25 = _knn_table(matrix, self.knn_k, self.top_k)
+        self.cooc = Cooccurrence().fit(matrix)
+        self.n_items = matrix.shape[1]
+        return self
+
+    def score(self, queries: Matrix) -> np.ndarray:
+        out = _scaled((_binary(queries) @ self.bm25).toarray())
+        if self.cooc_weight:
+            out += self.cooc_weight * _scaled(self.cooc.score(queries))
+        return out
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {**_csr_state("bm25", self.bm25), **_csr_state("confidence", self.cooc.confidence)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.bm25 = _csr_restore("bm25", state)
+        self.cooc = Cooccurrence()
+        self.cooc.confidence = _csr_restore("confidence", state)
+        self.cooc.n_items = self.bm25.shape[1]
+
+
+class HistoryCandidate(Ranker):
+    """Own most-bought products (scaled to 1) plus ``knn_weight`` x BM25 item-kNN of the
+    history; best sellers break ties."""
+
+    name = "engine_candidate"
+
+    def __init__(self, knn_weight: float = 0.3, knn_k: int = 100) -> None:
+        self.knn_weight, self.knn_k = knn_weight, knn_k
+        self.own = OwnMostBought()
+        self.knn = ItemKNNRanker("bm25", k=knn_k)
+
+    def params(self) -> dict[str, Any]:
+        return {"knn_weight": self.knn_weight, "knn_k": self.knn_k}
+
+    def describe(self) -> str:
+        return f"own most-bought + {self.knn_weight} x BM25 K={self.knn_k}"
+
+    def fit_key(self) -> str:
+        return repr({"knn_k": self.knn_k})
+
+    def fit(self, matrix: Matrix) -> HistoryCandidate:
+        self.own = OwnMostBought().fit(matrix)
+        self.knn = ItemKNNRanker("bm25", k=self.knn_k).fit(matrix)
+        self.n_items = matrix.shape[1]
+        return self
+
+    def score(self, queries: Matrix) -> np.ndarray:
+        q = sp.csr_matrix(queries, dtype=np.float32)
+        own = _scaled(q.toarray())
+        if self.knn_weight:
+            own += self.knn_weight * _scaled(self.knn.score(q))
+        return own + 0.01 * self.own.tiebreak
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"tiebreak": self.own.tiebreak, **_csr_state("similarity", self.knn.similarity)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self.own.tiebreak = state["tiebreak"]
+        self.own.n_items = len(self.own.tiebreak)
+        self.knn.similarity = _csr_restore("similarity", state)
+        self.knn.n_items = self.own.n_items
+
+
+CANDIDATES: dict[str, type[Ranker]] = {
+    "basket_completion": CartCandidate,
+    "also_viewed": ViewCandidate,
+    "next_basket": HistoryCandidate,
+}
