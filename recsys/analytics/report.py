@@ -10,14 +10,9 @@ no scripts, external CSS, fonts or links, so the file opens offline.
 from __future__ import annotations
 
 import html
-import io
 import math
 import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +21,7 @@ from recsys.analytics.job import ClvResult, compute_clv
 from recsys.analytics.outcomes import METRICS, Outcomes, load_events, measure_outcomes
 from recsys.analytics.rfm import SEGMENTS
 from recsys.analytics.settings import AnalyticsConfig
+from recsys.charts import chart_style, inline_svg
 from recsys.errors import InputError
 from recsys.ingest import load_table
 from recsys.repurchase import repurchase_cycles
@@ -304,30 +300,6 @@ def _figure(svg: str | None, caption: str) -> str:
 
 # ---------------------------------------------------------------------------------- charts
 
-def _svg(fig: Any, prefix: str) -> str:
-    """A matplotlib figure as an inline SVG element: no XML prolog, metadata, comments or
-    namespace URLs, ids prefixed so that charts on one page cannot clash."""
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
-    text = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', text)
-    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", text)
-    return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', text)
-
-
-@contextmanager
-def _style(salt: str) -> Iterator[None]:
-    """Deterministic SVG (fixed hash salt); glyphs as paths so no font is needed."""
-    import matplotlib as mpl
-
-    with mpl.rc_context({"svg.hashsalt": salt, "svg.fonttype": "path", "font.size": 9}):
-        yield
-
-
 def _cohort_svg(cohorts: pd.DataFrame, max_cohorts: int = 24) -> str | None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
@@ -338,7 +310,7 @@ def _cohort_svg(cohorts: pd.DataFrame, max_cohorts: int = 24) -> str | None:
         return None
     matrix = cohort_matrix(cohorts).tail(max_cohorts)
     values = matrix.to_numpy(np.float64)
-    with _style("cohorts"):
+    with chart_style("cohorts"):
         fig = Figure(figsize=(min(2 + 0.5 * values.shape[1], 12),
                               min(1.5 + 0.32 * values.shape[0], 10)))
         ax = fig.add_subplot()
@@ -355,7 +327,7 @@ def _cohort_svg(cohorts: pd.DataFrame, max_cohorts: int = 24) -> str | None:
                 if np.isfinite(v) and j > 0:
                     ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=6,
                             color="white" if v > 0.6 * np.nanmax(values[:, 1:]) else "#223")
-        return _svg(fig, "cohorts")
+        return inline_svg(fig, "cohorts")
 
 
 def _clv_svg(customers: pd.DataFrame) -> str | None:
@@ -364,7 +336,7 @@ def _clv_svg(customers: pd.DataFrame) -> str | None:
 
     if customers.empty:
         return None
-    with _style("clv"):
+    with chart_style("clv"):
         fig = Figure(figsize=(10, 3.6))
         for k, (column, label) in enumerate((("historical_clv", "historical CLV"),
                                              ("predicted_clv", "predicted CLV"))):
@@ -380,7 +352,7 @@ def _clv_svg(customers: pd.DataFrame) -> str | None:
             ax.set_xlabel(label)
             ax.set_ylabel("customers")
             ax.grid(alpha=0.3)
-        return _svg(fig, "clv")
+        return inline_svg(fig, "clv")
 
 
 def _segments_svg(segments: pd.DataFrame) -> str | None:
@@ -391,7 +363,7 @@ def _segments_svg(segments: pd.DataFrame) -> str | None:
         return None
     order = segments.set_index("segment").reindex(list(SEGMENTS))
     y = np.arange(len(order))
-    with _style("segments"):
+    with chart_style("segments"):
         fig = Figure(figsize=(8, 3.4))
         ax = fig.add_subplot()
         ax.barh(y - 0.2, order["customer_share"], height=0.4, label="customers",
@@ -402,7 +374,7 @@ def _segments_svg(segments: pd.DataFrame) -> str | None:
         ax.xaxis.set_major_formatter(PercentFormatter(xmax=1))
         ax.legend(loc="lower right")
         ax.grid(axis="x", alpha=0.3)
-        return _svg(fig, "segments")
+        return inline_svg(fig, "segments")
 
 
 def _order_value_svg(outcomes: Outcomes) -> str | None:
@@ -415,7 +387,7 @@ def _order_value_svg(outcomes: Outcomes) -> str | None:
         return None
     arms = sorted(m["arm"].unique())
     x = np.arange(len(arms))
-    with _style("order-value"):
+    with chart_style("order-value"):
         fig = Figure(figsize=(7, 3.4))
         ax = fig.add_subplot()
         for k, (metric, label, color) in enumerate((
@@ -431,7 +403,7 @@ def _order_value_svg(outcomes: Outcomes) -> str | None:
         ax.set_ylabel("mean order value")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
         ax.grid(axis="y", alpha=0.3)
-        return _svg(fig, "order-value")
+        return inline_svg(fig, "order-value")
 
 
 def _uplift_svg(outcomes: Outcomes) -> str | None:
@@ -447,7 +419,7 @@ def _uplift_svg(outcomes: Outcomes) -> str | None:
     est = u["uplift"].to_numpy(np.float64)
     low = u["low"].to_numpy(np.float64)
     high = u["high"].to_numpy(np.float64)
-    with _style("uplift"):
+    with chart_style("uplift"):
         fig = Figure(figsize=(8, 1 + 0.35 * len(u)))
         ax = fig.add_subplot()
         ax.errorbar(est, y, xerr=np.nan_to_num(np.vstack([est - low, high - est])), fmt="o",
@@ -458,4 +430,4 @@ def _uplift_svg(outcomes: Outcomes) -> str | None:
         ax.xaxis.set_major_formatter(PercentFormatter(xmax=1))
         ax.set_xlabel(f"uplift over {outcomes.control_arm}")
         ax.grid(axis="x", alpha=0.3)
-        return _svg(fig, "uplift")
+        return inline_svg(fig, "uplift")

@@ -13,12 +13,10 @@ CSS and inline SVG charts, no scripts, fonts or links to fetch.
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import numbers
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recsys.charts import chart_style, inline_svg
 from recsys.errors import InputError
 from recsys.rules.mining import RULE_COLUMNS
 
@@ -506,36 +505,12 @@ def _figure(svg: str | None, caption: str) -> str:
 
 # ------------------------------------------------------------------------------ charts
 
-def _svg(fig: Any, prefix: str) -> str:
-    """A matplotlib figure as an SVG element to inline in HTML: no XML prolog, metadata,
-    comments or namespace URLs, and ids prefixed so two charts on one page cannot clash."""
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    text = buffer.getvalue()
-    text = text[text.index("<svg"):]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
-    text = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', text)
-    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", text)
-    return re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', text)
-
-
-@contextmanager
-def _chart_style(salt: str) -> Iterator[None]:
-    """Deterministic SVG (fixed hash salt), glyphs as paths so no font is needed to view it."""
-    import matplotlib as mpl
-
-    with mpl.rc_context({"svg.hashsalt": salt, "svg.fonttype": "path", "font.size": 9}):
-        yield
-
-
 def _scatter_svg(rules: pd.DataFrame) -> str:
     # A bare Figure (no pyplot): no GUI backend is touched and nothing is left open to close.
     from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    with _chart_style("scatter"):
+    with chart_style("scatter"):
         fig = Figure(figsize=(7.5, 4.8))
         ax = fig.add_subplot()
         order = np.argsort(rules["lift"].to_numpy())  # highest lift drawn last, on top
@@ -549,7 +524,7 @@ def _scatter_svg(rules: pd.DataFrame) -> str:
         ax.set_xlabel("support (share of all orders with the whole rule)")
         ax.set_ylabel("confidence")
         ax.grid(alpha=0.3)
-        return _svg(fig, "scatter")
+        return inline_svg(fig, "scatter")
 
 
 def _strongest_pairs(rules: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -640,7 +615,7 @@ def _network_svg(rules: pd.DataFrame) -> str | None:
     low, high = float(lifts.min()), float(lifts.max())
     scaled = (lifts - low) / (high - low) if high > low else np.full(len(lifts), 0.5)
     segments = [(pos[u], pos[v]) for u, v in zip(pairs["u"], pairs["v"], strict=True)]
-    with _chart_style("network"):
+    with chart_style("network"):
         fig_width = 10.0  # inches: about five 24-character labels side by side
         fig = Figure(figsize=(fig_width, min(max(fig_width * height / width, 3.0), 18.0)))
         ax = fig.add_subplot()
@@ -660,7 +635,7 @@ def _network_svg(rules: pd.DataFrame) -> str | None:
         ax.set_axis_off()
         ax.set_xlim(-0.1, width + 0.1)
         ax.set_ylim(-height - 0.1, 0.3)
-        return _svg(fig, "network")
+        return inline_svg(fig, "network")
 
 
 # --------------------------------------------------------------------------------- dispatch
