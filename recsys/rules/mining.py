@@ -163,12 +163,16 @@ def _list_column(codes: np.ndarray, lengths: np.ndarray, ids: pa.Array) -> pd.Se
     return pd.Series(pd.arrays.ArrowExtensionArray(lists))
 
 
-def _rule_candidates(fi: FrequentItemsets, multi: bool) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
-    """(antecedent codes, consequent codes) padded to max_len with -1, and the itemset counts,
-    for every way to split each frequent itemset of >= 2 items."""
+def _rule_candidates(fi: FrequentItemsets, index: _CountIndex, multi: bool,
+                     conf: Fraction | None) -> tuple[np.ndarray, ...]:
+    """Every split of each frequent itemset of >= 2 items into antecedent and consequent
+    (kept only if it reaches ``conf``; all of them when ``conf`` is None).
+
+    Returns padded antecedent and consequent codes (-1 after the items), count(A u C),
+    count(A), count(C), |A| and |C|; counts come from the itemset index block by block, where
+    the lengths are known."""
     width = fi.items.shape[1]
-    ants, cons, counts = [], [], []
+    parts: list[tuple[np.ndarray, ...]] = []
     for k in range(2, width + 1):
         sets, set_counts = fi.of_length(k)
         if not len(sets):
@@ -177,26 +181,21 @@ def _rule_candidates(fi: FrequentItemsets, multi: bool) -> tuple[np.ndarray, np.
         for mask in masks:  # a loop over split patterns (at most 2^max_len), not over rules
             a_pos = [j for j in range(k) if mask >> j & 1]
             c_pos = [j for j in range(k) if not mask >> j & 1]
-            a = np.full((len(sets), width), -1, np.int32)
-            c = np.full((len(sets), width), -1, np.int32)
-            a[:, : len(a_pos)] = sets[:, a_pos]
-            c[:, : len(c_pos)] = sets[:, c_pos]
-            ants.append(a)
-            cons.append(c)
-            counts.append(set_counts)
-    if not ants:
+            c_a = index.counts(sets[:, a_pos])
+            rows = slice(None) if conf is None else _at_least(set_counts, c_a, conf)
+            kept = sets[rows]
+            a = np.full((len(kept), width), -1, np.int32)
+            c = np.full((len(kept), width), -1, np.int32)
+            a[:, : len(a_pos)] = kept[:, a_pos]
+            c[:, : len(c_pos)] = kept[:, c_pos]
+            parts.append((a, c, set_counts[rows], c_a[rows], index.counts(kept[:, c_pos]),
+                          np.full(len(kept), len(a_pos), np.int64),
+                          np.full(len(kept), len(c_pos), np.int64)))
+    if not parts:
         empty = np.empty((0, max(width, 1)), np.int32)
-        return empty, empty.copy(), np.empty(0, np.int64)
-    return np.concatenate(ants), np.concatenate(cons), np.concatenate(counts)
-
-
-def _counts_of(index: _CountIndex, sets: np.ndarray) -> np.ndarray:
-    lengths = (sets >= 0).sum(axis=1)
-    out = np.empty(len(sets), dtype=np.int64)
-    for k in np.unique(lengths).tolist():  # a handful of lengths
-        rows = lengths == k
-        out[rows] = index.counts(sets[rows, :k])
-    return out
+        none = np.empty(0, np.int64)
+        return empty, empty.copy(), none, none, none, none, none
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def _metrics(n: int, c_ac: np.ndarray, c_a: np.ndarray, c_c: np.ndarray,
@@ -282,19 +281,17 @@ def _rules(fi: FrequentItemsets, items: Vocabulary, n: int, conf: Fraction,
            lift: Fraction | None, multi: bool, significance: bool,
            prune_redundant: bool) -> pd.DataFrame:
     index = _CountIndex(fi, len(items))
-    ant, con, c_ac = _rule_candidates(fi, multi)
-    c_a = _counts_of(index, ant) if len(ant) else np.empty(0, np.int64)
-    if prune_redundant and len(ant):
-        keep = ~redundant_mask(ant, con, c_ac, c_a, len(items))
-        ant, con, c_ac, c_a = ant[keep], con[keep], c_ac[keep], c_a[keep]
-    keep = _at_least(c_ac, c_a, conf) if len(ant) else np.zeros(0, bool)
-    ant, con, c_ac, c_a = ant[keep], con[keep], c_ac[keep], c_a[keep]
-    c_c = _counts_of(index, con) if len(con) else np.empty(0, np.int64)
+    # Redundancy needs every candidate's confidence; otherwise filter block by block.
+    ant, con, c_ac, c_a, c_c, ant_len, con_len = _rule_candidates(
+        fi, index, multi, None if prune_redundant else conf)
+    if prune_redundant:
+        keep = ~redundant_mask(ant, con, c_ac, c_a, len(items)) & _at_least(c_ac, c_a, conf)
+        ant, con, c_ac, c_a, c_c, ant_len, con_len = (
+            x[keep] for x in (ant, con, c_ac, c_a, c_c, ant_len, con_len))
     if lift is not None and len(ant):
         keep = _at_least(c_ac * np.int64(n), c_a * c_c, lift)  # < 2^63 for N < 3e9
-        ant, con, c_ac, c_a, c_c = ant[keep], con[keep], c_ac[keep], c_a[keep], c_c[keep]
-    ant_len = (ant >= 0).sum(axis=1).astype(np.int64)
-    con_len = (con >= 0).sum(axis=1).astype(np.int64)
+        ant, con, c_ac, c_a, c_c, ant_len, con_len = (
+            x[keep] for x in (ant, con, c_ac, c_a, c_c, ant_len, con_len))
     ids = pa.array(items.ids, type=pa.string())
     table = pd.DataFrame({
         "antecedents": _list_column(ant, ant_len, ids),
