@@ -119,6 +119,18 @@ def cmd_export_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recsys.evaluation import run_evaluation
+
+    result = run_evaluation(args.data, args.out, config=_config(args),
+                            tasks=args.tasks.split(",") if args.tasks else None,
+                            seed=args.seed, engine=not args.no_engine,
+                            show_progress=not args.quiet)
+    print(result.table())
+    print(f"written to {args.out}: metrics.json, evaluation.json, report.html")
+    return 0
+
+
 def cmd_clv(args: argparse.Namespace) -> int:
     from recsys.analytics.job import run_clv_job
     from recsys.ingest import load_table
@@ -311,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--product", metavar="ID", help="rules with this product on either side")
     p.add_argument("--category", help="rules with a product in this category (path prefix)")
     p.add_argument("--top", type=int, metavar="N", help="the N rules with the highest lift")
+
+    p = add("evaluate", cmd_evaluate, "offline evaluation: basket completion, also viewed and "
+            "next basket, baselines against the engine on one global time split", config=True)
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--tasks", help="comma-separated: basket_completion,also_viewed,next_basket")
+    p.add_argument("--seed", type=int, default=0, help="which item each test basket holds out")
+    p.add_argument("--no-engine", action="store_true", help="baselines only")
 
     p = add("clv", cmd_clv, "customer value: CLV, BG/NBD and Gamma-Gamma, RFM, retention",
             config=True)
