@@ -93,6 +93,9 @@ class ServingSettings(BaseSettings):
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
+    best_sellers_first_segments: list[str] = Field(
+        default_factory=lambda: ["at_risk", "hibernating", "lost"],
+        description="RFM segments whose personalised list puts best sellers before ALS")
     ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
                                          description="from [analytics.experiment]")

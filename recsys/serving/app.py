@@ -61,7 +61,9 @@ class ServingState:
         self.failed_version: str | None = None
         self.store = ServingStore(settings.database_url,
                                   refresh_seconds=settings.decisions_refresh_s,
-                                  category_cap=settings.category_cap)
+                                  category_cap=settings.category_cap,
+                                  best_sellers_first=frozenset(
+                                      settings.best_sellers_first_segments))
         self._reload_lock = asyncio.Lock()
 
     def load(self, version: str | None = None) -> bool:

@@ -97,6 +97,7 @@ class ServingIndex:
     substitutes: dict[int, frozenset[int]] = field(default_factory=dict)
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
+    segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
 
     @property
     def version(self) -> str:
@@ -273,4 +274,14 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
             folder / "bought_together").exists() else None,
         pair_rules=pair, multi_rules=multi, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
-        customer_model=_load_customer_model(folder, items))
+        customer_model=_load_customer_model(folder, items),
+        segments=_load_segments(folder))
+
+
+def _load_segments(folder: Path) -> dict[str, str]:
+    path = folder / "analytics" / "customer_segments.parquet"
+    if not path.exists():
+        return {}
+    table = load_parquet(path)
+    return dict(zip(table["customer_id"].astype(str), table["segment"].astype(str),
+                    strict=True))

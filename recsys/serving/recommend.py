@@ -42,6 +42,8 @@ class Decisions:
     pins: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)  # seed -> (id, pos)
     boosts: dict[str, float] = field(default_factory=dict)  # product -> factor (<1 buries)
     category_cap: int = 0  # at most this many items per category; 0 = no cap
+    # customers in these RFM segments get due replenishment, then best sellers, then ALS
+    best_sellers_first: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -356,7 +358,20 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
             candidates += [Candidate(index.ids[int(c)], float(scores[c]), "als",
                                      {"customer": customer_id, "history_items": len(bought) +
                                       len(extra)}, 1) for c in top.tolist()]
-    return finish(index, candidates, options, decisions, never=frozenset(never))
+    segment = index.segments.get(customer_id) if customer_id else None
+    applied: list[str] = []
+    if segment is not None and segment in decisions.best_sellers_first:
+        # e.g. at-risk customers: what is due first, then what sells best, then their taste
+        for cand in candidates:
+            cand.tier = max(cand.tier, 2) if cand.source == "als" else cand.tier
+        candidates += [Candidate(pid, float(n), "popular", {"orders": n, "scope": "global",
+                                                            "segment": segment}, 1)
+                       for pid, n in index.best_sellers(None, options.k * 2,
+                                                        in_stock_only=options.in_stock_only)]
+        applied.append(f"segment:{segment}")
+    result = finish(index, candidates, options, decisions, never=frozenset(never))
+    result.applied = applied + result.applied
+    return result
 
 
 def popular(index: ServingIndex, options: Options, decisions: Decisions) -> Result:

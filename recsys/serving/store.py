@@ -76,7 +76,8 @@ DECISIONS = Table(
 class ServingStore:
     """Events and decisions in one SQL database; the decisions snapshot is cached briefly."""
 
-    def __init__(self, url: str, *, refresh_seconds: float = 2.0, category_cap: int = 0) -> None:
+    def __init__(self, url: str, *, refresh_seconds: float = 2.0, category_cap: int = 0,
+                 best_sellers_first: frozenset[str] = frozenset()) -> None:
         try:
             parsed = make_url(url)
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
@@ -87,6 +88,7 @@ class ServingStore:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         self.refresh_seconds = refresh_seconds
         self.category_cap = category_cap
+        self.best_sellers_first = best_sellers_first
         self._lock = threading.Lock()
         self._snapshot: Decisions | None = None
         self._snapshot_at = 0.0
@@ -177,7 +179,8 @@ class ServingStore:
         snapshot = Decisions(
             blocked_products=frozenset(blocked_products), blocked_rules=frozenset(blocked_rules),
             pins={seed: tuple(sorted(p, key=lambda x: x[1])) for seed, p in pins.items()},
-            boosts=boosts, category_cap=self.category_cap)
+            boosts=boosts, category_cap=self.category_cap,
+            best_sellers_first=self.best_sellers_first)
         with self._lock:
             self._snapshot, self._snapshot_at = snapshot, now
         return snapshot

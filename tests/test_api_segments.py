@@ -1,0 +1,58 @@
+"""Customer segments in business rules: at-risk customers get due replenishment, then best
+sellers, then their ALS list; other segments their ALS list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from recsys.config import load_config
+from recsys.demo import DemoSpec, generate_demo
+from recsys.pipeline import run_pipeline
+from recsys.serving.app import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    tmp = tmp_path_factory.mktemp("segments")
+    generate_demo(tmp / "raw", DemoSpec(orders=6000, seed=9), progress=False)
+    config = tmp / "recsys.toml"
+    config.write_text(
+        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "raw/orders.csv"}"\n'
+        f'events = "{tmp / "raw/events.csv"}"\ncatalog = "{tmp / "raw/catalog.csv"}"\n'
+        f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n'
+        f'[serving]\ndatabase_url = "sqlite:///{tmp / "db.sqlite"}"\n'
+        'best_sellers_first_segments = ["at_risk"]\n')
+    loaded = load_config(config)
+    run_pipeline(loaded, show_progress=False)
+    with TestClient(create_app(loaded.serving_settings())) as test_client:
+        yield test_client
+
+
+def _segments(client: TestClient) -> dict[str, str]:
+    state = client.app.state.serving  # type: ignore[attr-defined]
+    return state.index.segments
+
+
+def test_at_risk_customers_get_best_sellers_before_als(client: TestClient) -> None:
+    segments = _segments(client)
+    at_risk = [c for c, s in segments.items() if s == "at_risk"][:5]
+    assert at_risk
+    for customer in at_risk:
+        body = client.get(f"/v1/customers/{customer}/recommendations", params={"k": 8}).json()
+        assert "segment:at_risk" in body["applied"]
+        sources = [item["reason"]["source"] for item in body["items"]]
+        assert "popular" in sources
+        assert sources == sorted(
+            sources, key=lambda s: {"replenishment": 0, "popular": 1, "als": 2}.get(s, 3))
+
+
+def test_other_segments_get_their_personal_list(client: TestClient) -> None:
+    champions = [c for c, s in _segments(client).items() if s == "champions"][:3]
+    assert champions
+    for customer in champions:
+        body = client.get(f"/v1/customers/{customer}/recommendations").json()
+        assert not any(a.startswith("segment:") for a in body["applied"])
+        assert "als" in {item["reason"]["source"] for item in body["items"]}
