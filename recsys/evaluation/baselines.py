@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from recsys.errors import ArtifactError
 from recsys.models.implicit_adapter import ALS, ItemKNN
@@ -38,9 +39,6 @@ __all__ = [
     "load_ranker",
     "RANKERS",
 ]
-
-Matrix = sp.csr_matrix
-
 
 def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
     out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
@@ -67,9 +65,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     above = s > kth
     need = kk - above.sum(axis=1, keepdims=True)
     tied = (s == kth) & (np.cumsum(s == kth, axis=1) <= need)  # lowest codes among ties
-    rows, cols = np.nonzero(above | tied)  # exactly kk per row, codes ascending
-    cols = cols.reshape(n, kk)
-    vals = s[rows, cols.ravel()].reshape(n, kk)
+    rows, flat_cols = np.nonzero(above | tied)  # exactly kk per row, codes ascending
+    cols = flat_cols.reshape(n, kk)
+    vals = s[rows, flat_cols].reshape(n, kk)
     order = np.lexsort((cols, -vals), axis=1)
     cols = np.take_along_axis(cols, order, axis=1)
     vals = np.take_along_axis(vals, order, axis=1)
@@ -85,10 +83,10 @@ class Ranker:
     name: ClassVar[str] = "ranker"
     n_items: int = 0
 
-    def fit(self, matrix: Matrix) -> Ranker:
+    def fit(self, matrix: sp.csr_matrix) -> Ranker:
         raise NotImplementedError
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         """(n_queries, n_items) float32 scores; larger = better."""
         raise NotImplementedError
 
@@ -115,7 +113,7 @@ class Ranker:
                 setattr(self, key, value)
         return self
 
-    def recommend(self, queries: Matrix, k: int, *, filter_query: bool = True,
+    def recommend(self, queries: sp.csr_matrix, k: int, *, filter_query: bool = True,
                   exclude: np.ndarray | None = None,
                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Top k per query row, in batches of rows. ``exclude``: item codes never listed."""
@@ -149,8 +147,11 @@ class Ranker:
 
     def save(self, path: Path | str) -> None:
         """Fitted state and hyperparameters as ``.npz`` (no pickle)."""
-        np.savez(path, __ranker__=np.array(type(self).__name__), __params__=np.array(
-            json.dumps(self.params())), __n_items__=np.array(self.n_items), **self._state())
+        arrays: dict[str, np.ndarray] = {
+            "__ranker__": np.array(type(self).__name__),
+            "__params__": np.array(json.dumps(self.params())),
+            "__n_items__": np.array(self.n_items), **self._state()}
+        np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
 def load_ranker(path: Path | str) -> Ranker:
@@ -191,12 +192,12 @@ class Popularity(Ranker):
     def __init__(self) -> None:
         self.counts = np.zeros(0, dtype=np.float32)
 
-    def fit(self, matrix: Matrix) -> Popularity:
+    def fit(self, matrix: sp.csr_matrix) -> Popularity:
         self.counts = np.asarray(sp.csr_matrix(matrix).sum(axis=0), dtype=np.float32).ravel()
         self.n_items = len(self.counts)
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.counts, (queries.shape[0], self.n_items))
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -207,21 +208,25 @@ class Popularity(Ranker):
 
 
 class Cooccurrence(Ranker):
-    """Pairwise rule confidence count(i, j) / count(i), summed over the query's items.
+    """Pairwise rule confidence count(i, j) / count(i), combined over the query's items by
+    ``sum`` or ``max`` (the best single rule, as a rule list ranks).
 
     Pairs seen in fewer than ``min_count`` rows are dropped (a rule miner's support threshold).
     """
 
     name = "cooccurrence"
 
-    def __init__(self, min_count: int = 1) -> None:
-        self.min_count = min_count
+    def __init__(self, min_count: int = 1, combine: Literal["sum", "max"] = "sum") -> None:
+        self.min_count, self.combine = min_count, combine
         self.confidence = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def params(self) -> dict[str, Any]:
-        return {"min_count": self.min_count}
+        return {"min_count": self.min_count, "combine": self.combine}
 
-    def fit(self, matrix: Matrix) -> Cooccurrence:
+    def fit_key(self) -> str:
+        return repr({"min_count": self.min_count})
+
+    def fit(self, matrix: sp.csr_matrix) -> Cooccurrence:
         x = _binary(matrix)
         co = sp.csr_matrix(x.T @ x)
         counts = co.diagonal().astype(np.float64)
@@ -233,8 +238,24 @@ class Cooccurrence(Ranker):
         self.n_items = x.shape[1]
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
-        return (_binary(queries) @ self.confidence).toarray()
+    def score(self, queries: sp.csr_matrix, max_floats: int = 1 << 24) -> np.ndarray:
+        q = _binary(queries)
+        if self.combine == "sum":
+            return (q @ self.confidence).toarray()
+        out = np.zeros(q.shape, dtype=np.float32)
+        step = max(1, max_floats // max(self.n_items, 1))  # query items per block
+        lo = 0
+        while lo < q.shape[0]:  # blocks of rows holding at most ``step`` query items
+            hi = int(np.searchsorted(q.indptr, q.indptr[lo] + step, side="right")) - 1
+            hi = min(max(hi, lo + 1), q.shape[0])
+            block = q[lo:hi]
+            if block.nnz:
+                rows = self.confidence[block.indices].toarray()  # one row per query item
+                starts = block.indptr[:-1]
+                filled = np.diff(block.indptr) > 0
+                out[lo:hi][filled] = np.maximum.reduceat(rows, starts[filled], axis=0)
+            lo = hi
+        return out
 
     def _state(self) -> dict[str, np.ndarray]:
         return _csr_state("confidence", self.confidence)
@@ -262,14 +283,14 @@ class ItemKNNRanker(Ranker):
         return f"{self.kind}, K={self.k}" + (
             f", K1={self.k1}, B={self.b}" if self.kind == "bm25" else "")
 
-    def fit(self, matrix: Matrix) -> ItemKNNRanker:
+    def fit(self, matrix: sp.csr_matrix) -> ItemKNNRanker:
         knn = ItemKNN(self.kind, k=self.k, k1=self.k1, b=self.b).fit(sp.csr_matrix(matrix))
         assert knn.similarity is not None
         self.similarity = sp.csr_matrix(knn.similarity, dtype=np.float32)
         self.n_items = matrix.shape[1]
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         return (sp.csr_matrix(queries, dtype=np.float32) @ self.similarity).toarray()
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -324,8 +345,9 @@ def _solve_users(item_factors: np.ndarray, queries: sp.csr_matrix, regularizatio
         padded[valid] = y[conf.indices[where]]
         weights = np.zeros((len(rows), longest))
         weights[valid] = weight[where]
-        a = base + np.matmul((padded * weights[:, :, None]).transpose(0, 2, 1), padded)
-        users[rows] = np.linalg.solve(a, b[rows][:, :, None])[:, :, 0]
+        with threadpool_limits(limits=1, user_api="blas"):  # many small systems: 1 thread
+            a = base + np.matmul((padded * weights[:, :, None]).transpose(0, 2, 1), padded)
+            users[rows] = np.linalg.solve(a, b[rows][:, :, None])[:, :, 0]
         lo = hi
     return users
 
@@ -345,7 +367,7 @@ class ALSRanker(Ranker):
         return {"factors": self.factors, "regularization": self.regularization,
                 "alpha": self.alpha, "iterations": self.iterations, "seed": self.seed}
 
-    def fit(self, matrix: Matrix) -> ALSRanker:
+    def fit(self, matrix: sp.csr_matrix) -> ALSRanker:
         model = ALS(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
                     iterations=self.iterations, seed=self.seed).fit(sp.csr_matrix(matrix))
         assert model.item_factors is not None
@@ -353,7 +375,7 @@ class ALSRanker(Ranker):
         self.n_items = matrix.shape[1]
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         users = _solve_users(self.item_factors, sp.csr_matrix(queries), self.regularization,
                              self.alpha)
         return (users @ self.item_factors.T.astype(np.float64)).astype(np.float32)
@@ -377,13 +399,13 @@ class OwnMostBought(Ranker):
     def __init__(self) -> None:
         self.tiebreak = np.zeros(0, dtype=np.float32)
 
-    def fit(self, matrix: Matrix) -> OwnMostBought:
+    def fit(self, matrix: sp.csr_matrix) -> OwnMostBought:
         counts = np.asarray(sp.csr_matrix(matrix).sum(axis=0), dtype=np.float64).ravel()
         self.tiebreak = (0.49 * counts / max(counts.max(initial=0.0), 1.0)).astype(np.float32)
         self.n_items = len(counts)
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         return sp.csr_matrix(queries, dtype=np.float32).toarray() + self.tiebreak
 
     def _state(self) -> dict[str, np.ndarray]:

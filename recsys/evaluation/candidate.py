@@ -25,7 +25,6 @@ import scipy.sparse as sp
 from recsys.evaluation.baselines import (
     Cooccurrence,
     ItemKNNRanker,
-    Matrix,
     OwnMostBought,
     Ranker,
     _binary,
@@ -47,8 +46,9 @@ def table_matrix(ids: np.ndarray, scores: np.ndarray, n_items: int) -> sp.csr_ma
                           (rows[keep], ids.ravel()[keep])), shape=(n_items, n_items))
 
 
-def ease_similarity(matrix: Matrix, *, lam: float, row_weight: Literal["none", "sqrt"] = "sqrt",
-                    top_k: int = 50, max_items: int = 10_000) -> sp.csr_matrix:
+def ease_similarity(matrix: sp.csr_matrix, *, lam: float,
+                    row_weight: Literal["none", "sqrt"] = "sqrt", top_k: int = 50,
+                    max_items: int = 10_000) -> sp.csr_matrix:
     """EASE item x item weights (items x items CSR), each row cut to its ``top_k`` best.
 
     The closed form inverts a dense (m x m) Gram matrix, m = min(items, ``max_items``): the
@@ -88,7 +88,7 @@ def _scaled(scores: np.ndarray) -> np.ndarray:
     return scores / np.where(peak > 0, peak, 1.0)
 
 
-def _knn_table(matrix: Matrix, k: int, top_k: int) -> sp.csr_matrix:
+def _knn_table(matrix: sp.csr_matrix, k: int, top_k: int) -> sp.csr_matrix:
     """implicit BM25 similarity cut to ``top_k`` neighbours per item (self left out)."""
     knn = ItemKNNRanker("bm25", k=k).fit(matrix)
     ids, scores = top_k_neighbours(knn.similarity, top_k)
@@ -102,33 +102,41 @@ class CartCandidate(Ranker):
 
     def __init__(self, lam: float = 3.0, row_weight: Literal["none", "sqrt"] = "sqrt",
                  bm25_weight: float = 0.2, top_k: int = 50, knn_k: int = 100,
-                 max_items: int = 10_000) -> None:
+                 max_items: int = 10_000, ease_weight: float = 1.0) -> None:
         self.lam, self.row_weight, self.bm25_weight = lam, row_weight, bm25_weight
         self.top_k, self.knn_k, self.max_items = top_k, knn_k, max_items
+        self.ease_weight = ease_weight  # 0: the BM25 table alone (no EASE fit)
         self.ease = sp.csr_matrix((0, 0), dtype=np.float32)
         self.bm25 = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def params(self) -> dict[str, Any]:
         return {"lam": self.lam, "row_weight": self.row_weight, "bm25_weight": self.bm25_weight,
-                "top_k": self.top_k, "knn_k": self.knn_k, "max_items": self.max_items}
+                "top_k": self.top_k, "knn_k": self.knn_k, "max_items": self.max_items,
+                "ease_weight": self.ease_weight}
 
     def describe(self) -> str:
-        return (f"EASE lambda={self.lam} rows/{self.row_weight} top {self.top_k} "
-                f"+ {self.bm25_weight} x BM25 K={self.knn_k} top {self.top_k}")
+        bm25 = f"{self.bm25_weight} x BM25 K={self.knn_k} top {self.top_k}"
+        if not self.ease_weight:
+            return bm25
+        ease = "" if self.ease_weight == 1 else f"{self.ease_weight} x "
+        ease += f"EASE lambda={self.lam} rows/{self.row_weight} top {self.top_k}"
+        return f"{ease} + {bm25}" if self.bm25_weight else ease
 
     def fit_key(self) -> str:
         return repr({k: v for k, v in self.params().items() if k != "bm25_weight"})
 
-    def fit(self, matrix: Matrix) -> CartCandidate:
-        self.ease = ease_similarity(matrix, lam=self.lam, row_weight=self.row_weight,
-                                    top_k=self.top_k, max_items=self.max_items)
+    def fit(self, matrix: sp.csr_matrix) -> CartCandidate:
+        self.ease = ease_similarity(
+            matrix, lam=self.lam, row_weight=self.row_weight, top_k=self.top_k,
+            max_items=self.max_items) if self.ease_weight else sp.csr_matrix(
+            (matrix.shape[1], matrix.shape[1]), dtype=np.float32)
         self.bm25 = _knn_table(matrix, self.knn_k, self.top_k)
         self.n_items = matrix.shape[1]
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         q = _binary(queries)
-        out = _scaled((q @ self.ease).toarray())
+        out = self.ease_weight * _scaled((q @ self.ease).toarray())
         if self.bm25_weight:
             out += self.bm25_weight * _scaled((q @ self.bm25).toarray())
         return out
@@ -145,27 +153,38 @@ class ViewCandidate(Ranker):
 
     name = "engine_candidate"
 
-    def __init__(self, cooc_weight: float = 1.0, top_k: int = 50, knn_k: int = 100) -> None:
+    def __init__(self, cooc_weight: float = 1.0, top_k: int = 50, knn_k: int = 100,
+                 within_table: bool = False) -> None:
         self.cooc_weight, self.top_k, self.knn_k = cooc_weight, top_k, knn_k
+        self.within_table = within_table  # co-views of the table's neighbours only (the
+        # ``support`` the also-viewed table already stores: a re-rank at request time)
         self.bm25 = sp.csr_matrix((0, 0), dtype=np.float32)
         self.cooc = Cooccurrence()
 
     def params(self) -> dict[str, Any]:
-        return {"cooc_weight": self.cooc_weight, "top_k": self.top_k, "knn_k": self.knn_k}
+        return {"cooc_weight": self.cooc_weight, "top_k": self.top_k, "knn_k": self.knn_k,
+                "within_table": self.within_table}
 
     def describe(self) -> str:
-        return f"BM25 K={self.knn_k} top {self.top_k} + {self.cooc_weight} x co-views"
+        scope = " (table's neighbours)" if self.within_table else ""
+        bm25 = f"BM25 K={self.knn_k} top {self.top_k}"
+        return f"{bm25} + {self.cooc_weight} x co-views{scope}" if self.cooc_weight else bm25
 
     def fit_key(self) -> str:
-        return repr({"top_k": self.top_k, "knn_k": self.knn_k})
+        return repr({"top_k": self.top_k, "knn_k": self.knn_k, "within": self.within_table})
 
-    def fit(self, matrix: Matrix) -> ViewCandidate:
+    def fit(self, matrix: sp.csr_matrix) -> ViewCandidate:
         self.bm25 = _knn_table(matrix, self.knn_k, self.top_k)
         self.cooc = Cooccurrence().fit(matrix)
+        if self.within_table:
+            listed = self.bm25.copy()
+            listed.data[:] = 1.0
+            self.cooc.confidence = sp.csr_matrix(self.cooc.confidence.multiply(listed),
+                                                 dtype=np.float32)
         self.n_items = matrix.shape[1]
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         out = _scaled((_binary(queries) @ self.bm25).toarray())
         if self.cooc_weight:
             out += self.cooc_weight * _scaled(self.cooc.score(queries))
@@ -196,18 +215,20 @@ class HistoryCandidate(Ranker):
         return {"knn_weight": self.knn_weight, "knn_k": self.knn_k}
 
     def describe(self) -> str:
+        if not self.knn_weight:
+            return "own most-bought, then best sellers"
         return f"own most-bought + {self.knn_weight} x BM25 K={self.knn_k}"
 
     def fit_key(self) -> str:
         return repr({"knn_k": self.knn_k})
 
-    def fit(self, matrix: Matrix) -> HistoryCandidate:
+    def fit(self, matrix: sp.csr_matrix) -> HistoryCandidate:
         self.own = OwnMostBought().fit(matrix)
         self.knn = ItemKNNRanker("bm25", k=self.knn_k).fit(matrix)
         self.n_items = matrix.shape[1]
         return self
 
-    def score(self, queries: Matrix) -> np.ndarray:
+    def score(self, queries: sp.csr_matrix) -> np.ndarray:
         q = sp.csr_matrix(queries, dtype=np.float32)
         own = _scaled(q.toarray())
         if self.knn_weight:

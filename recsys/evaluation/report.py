@@ -108,12 +108,30 @@ def _fmt(value: float | None) -> str:
         f"{value:.4f}")
 
 
+_FAMILIES = ("hr", "recall", "mrr", "ndcg", "revenue_hr", "coverage")
+
+
+def _column_order(metric: str) -> tuple[int, int, str]:
+    family, _, k = metric.partition("@")
+    rank = _FAMILIES.index(family) if family in _FAMILIES else len(_FAMILIES)
+    return (int(k) if k.isdigit() else 0, rank, metric)
+
+
+def _plain(value: Any) -> str:
+    """A split description as text: ``key value, ...`` for dicts."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                         for k, v in value.items())
+    return str(value)
+
+
 def _curve_svg(task: TaskResult) -> str:
     """HR@1..k of every model as an inline SVG (matplotlib, imported here only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for model in _models(task):
@@ -121,6 +139,7 @@ def _curve_svg(task: TaskResult) -> str:
         if curve:
             style = "-" if model.startswith("engine") else "--"
             ax.plot(range(1, len(curve) + 1), curve, style, marker=".", label=model)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("k")
     ax.set_ylabel("HR@k" if task.task != "next_basket" else "share with a hit in the first k")
     ax.set_title(TASK_TITLES.get(task.task, task.task))
@@ -147,11 +166,12 @@ def _html(result: EvaluationResult) -> str:
              "the training window with its own config.</p>"]
     for name, task in result.tasks.items():
         models = _models(task)
-        cols = sorted({c for m in models for c in task.metrics[m]},
-                      key=lambda c: (int(c.split("@")[1]), c))
+        cols = sorted({c for m in models for c in task.metrics[m]}, key=_column_order)
         parts.append(f"<h2>{esc(TASK_TITLES.get(name, name))} (<code>{esc(name)}</code>)</h2>")
-        parts.append(f"<p>{task.cases:,} test cases. Split: <code>{esc(json.dumps(task.split))}"
-                     "</code></p>")
+        parts.append(f"<p>{task.cases:,} test cases; settings chosen by "
+                     f"{esc(task.select_metric)} on the validation window.</p>")
+        parts.append("<ul>" + "".join(f"<li>{esc(k)}: {esc(_plain(v))}</li>"
+                                      for k, v in task.split.items()) + "</ul>")
         parts.append("<table><tr><th>model</th>" + "".join(f"<th>{esc(c)}</th>" for c in cols)
                      + "<th>setting</th></tr>")
         for model in models:

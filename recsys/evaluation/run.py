@@ -80,8 +80,6 @@ def run_evaluation(data_dir: Path | str, out: Path | str, *, config: Config | No
     windows = _windows(orders, events, test_fraction, valid_fraction)
     with tempfile.TemporaryDirectory(prefix="recsys-evaluate-") as work:
         builder = EngineBuilder(config, Path(work), show_progress=show_progress) if engine else None
-        common = {"ks": ks, "engine": builder, "catalog": catalog, "n_jobs": n_jobs,
-                  "show_progress": show_progress}
         for task in wanted:
             why = _unsupported(task, orders, events, windows)
             if why:
@@ -91,15 +89,18 @@ def run_evaluation(data_dir: Path | str, out: Path | str, *, config: Config | No
             assert windows is not None
             outcome: TaskResult
             if task == "basket_completion":
-                outcome = evaluate_basket_completion(orders, windows, seed=seed, events=events,
-                                                     **common)  # type: ignore[arg-type]
+                outcome = evaluate_basket_completion(
+                    orders, windows, ks=ks, seed=seed, engine=builder, events=events,
+                    catalog=catalog, n_jobs=n_jobs, show_progress=show_progress)
             elif task == "also_viewed":
                 assert events is not None
-                outcome = evaluate_also_viewed(events, windows, orders=orders,
-                                               **common)  # type: ignore[arg-type]
+                outcome = evaluate_also_viewed(
+                    events, windows, ks=ks, engine=builder, orders=orders, catalog=catalog,
+                    n_jobs=n_jobs, show_progress=show_progress)
             else:
-                outcome = evaluate_next_basket(orders, windows, events=events,
-                                               **common)  # type: ignore[arg-type]
+                outcome = evaluate_next_basket(
+                    orders, windows, ks=ks, engine=builder, events=events, catalog=catalog,
+                    n_jobs=n_jobs, show_progress=show_progress)
             if outcome.metrics:
                 result.tasks[task] = outcome
             else:

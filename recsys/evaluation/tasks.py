@@ -116,6 +116,12 @@ def _als_grid() -> tuple[Ranker, ...]:
             ALSRanker(128, 0.5, 10.0))
 
 
+def _rules_grid(min_counts: tuple[int, ...]) -> tuple[Ranker, ...]:
+    """Rule confidences summed over the query (the reference setting first) or the best one."""
+    return (*(Cooccurrence(m, "sum") for m in min_counts),
+            *(Cooccurrence(m, "max") for m in min_counts))
+
+
 def _knn_grid(cls: type[ItemKNNRanker]) -> tuple[Ranker, ...]:
     return tuple(cls(k=k) for k in (100, 50, 200, 400))
 
@@ -124,7 +130,7 @@ def basket_models() -> list[ModelSpec]:
     """Basket completion: every model fits the order x item matrix."""
     return [
         ModelSpec("popularity", (Popularity(),)),
-        ModelSpec("cooccurrence", tuple(Cooccurrence(m) for m in (1, 2, 5, 10))),
+        ModelSpec("cooccurrence", _rules_grid((1, 2, 5, 10))),
         ModelSpec("bm25_itemknn", _knn_grid(ItemKNNRanker)),
         ModelSpec("cosine_itemknn", _knn_grid(CosineItemKNN)),
         ModelSpec("als", _als_grid()),
@@ -151,7 +157,7 @@ def next_basket_models() -> list[ModelSpec]:
     """Next basket: best sellers and rules from orders, the rest from customer histories."""
     return [
         ModelSpec("popularity", (Popularity(),), "orders"),
-        ModelSpec("cooccurrence", tuple(Cooccurrence(m) for m in (1, 2, 5)), "orders"),
+        ModelSpec("cooccurrence", _rules_grid((1, 2, 5)), "orders"),
         ModelSpec("bm25_itemknn", _knn_grid(ItemKNNRanker), "customers"),
         ModelSpec("als", _als_grid(), "customers"),
         ModelSpec("own_most_bought", (OwnMostBought(),), "customers"),
@@ -232,14 +238,17 @@ def evaluate_basket_completion(
         orders: pd.DataFrame, windows: Windows, *, ks: Sequence[int] = DEFAULT_KS, seed: int = 0,
         tune: bool = True, engine: EngineBuilder | None = None, events: pd.DataFrame | None = None,
         catalog: pd.DataFrame | None = None, models: Sequence[str] | None = None,
-        n_jobs: int = 1, show_progress: bool = True) -> TaskResult:
+        n_jobs: int = 1, show_progress: bool = True,
+        extra: Sequence[ModelSpec] = ()) -> TaskResult:
     """Hold one known item out of each order of the window (>= 2 known items); rank the rest.
 
     ``orders``: canonical order lines with ``ordered_at`` (and ``quantity`` x ``unit_price``
-    for the revenue-weighted hit rate). ``models``: a subset of names (``engine`` included).
+    for the revenue-weighted hit rate). ``models``: a subset of names (``engine`` included);
+    ``extra``: more models (ablations), tuned and scored the same way.
     """
     max_k = max(ks)
-    result = TaskResult(task="basket_completion", cases=0, select_metric=f"hr@{_select_k(ks)}")
+    result = TaskResult(task="basket_completion", cases=0,
+                        select_metric=f"hr@{_select_k(ks)}")
     stages: dict[str, _Stage] = {}
     test_items = Vocabulary([])
     test_train = orders.iloc[:0]
@@ -266,8 +275,8 @@ def evaluate_basket_completion(
         result.notes.append("no test order holds two products known before the cutoff")
         return result
     valid = _valid_stage(stages, result)
-    _run_models(_keep(basket_models(), models), valid, stages["test"], result, max_k=max_k,
-                tune=tune, show_progress=show_progress)
+    _run_models([*_keep(basket_models(), models), *extra], valid, stages["test"], result,
+                max_k=max_k, tune=tune, show_progress=show_progress)
     if engine is not None and (models is None or "engine" in models):
         start = time.perf_counter()
         cutoff = windows.cutoff("test")
@@ -289,7 +298,8 @@ def evaluate_also_viewed(
         tune: bool = True, engine: EngineBuilder | None = None,
         orders: pd.DataFrame | None = None, catalog: pd.DataFrame | None = None,
         models: Sequence[str] | None = None, n_jobs: int = 1,
-        show_progress: bool = True) -> TaskResult:
+        show_progress: bool = True,
+        extra: Sequence[ModelSpec] = ()) -> TaskResult:
     """Predict the next different product viewed in sessions that start inside the window."""
     max_k = max(ks)
     result = TaskResult(task="also_viewed", cases=0,
@@ -321,8 +331,8 @@ def evaluate_also_viewed(
                             "cutoff one after the other")
         return result
     valid = _valid_stage(stages, result)
-    _run_models(_keep(view_models(), models), valid, stages["test"], result, max_k=max_k,
-                tune=tune, show_progress=show_progress)
+    _run_models([*_keep(view_models(), models), *extra], valid, stages["test"], result,
+                max_k=max_k, tune=tune, show_progress=show_progress)
     if engine is not None and (models is None or "engine" in models):
         start = time.perf_counter()
         cutoff = windows.cutoff("test")
@@ -358,7 +368,8 @@ def evaluate_next_basket(
         ks: Sequence[int] = DEFAULT_KS, tune: bool = True, engine: EngineBuilder | None = None,
         events: pd.DataFrame | None = None, catalog: pd.DataFrame | None = None,
         models: Sequence[str] | None = None, n_jobs: int = 1,
-        show_progress: bool = True) -> TaskResult:
+        show_progress: bool = True,
+        extra: Sequence[ModelSpec] = ()) -> TaskResult:
     """Rank each returning customer's next basket from their purchase history.
 
     ``holdout="time"``: the first order inside the window after a history before the cutoff;
@@ -401,7 +412,7 @@ def evaluate_next_basket(
                             "window")
         return result
     valid = _valid_stage(stages, result)
-    _run_models(_keep(next_basket_models(), models), valid, stages["test"], result,
+    _run_models([*_keep(next_basket_models(), models), *extra], valid, stages["test"], result,
                 max_k=max_k, tune=tune, show_progress=show_progress)
     if engine is not None and (models is None or "engine" in models):
         start = time.perf_counter()
