@@ -258,7 +258,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _check_port_free(settings.host, settings.port)
     base = f"http://{settings.host}:{settings.port}"
     product = _example_product(config.artifacts.root)
-    print(f"\nServing on {base}\n  API docs:   {base}/docs\n  health:     {base}/healthz\n"
+    shop = f"  storefront: {base}/storefront/\n" if settings.storefront else ""
+    print(f"\nServing on {base}\n{shop}  API docs:   {base}/docs\n  health:     {base}/healthz\n"
           f"  readiness:  {base}/readyz\n  version:    {base}/v1/version\n"
           f"Example requests:\n"
           f"  curl '{base}/v1/items/{product}/bought-together?k=5'\n"

@@ -88,6 +88,8 @@ class ServingSettings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     api_key: str = Field(DEFAULT_API_KEY, min_length=8, description="admin API key")
     cors_origins: list[str] = Field(default_factory=list)
+    storefront: bool = Field(True, description="serve the demo storefront pages at "
+                                               "/storefront/ (the widget script is always served)")
     reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")
     database_url: str = Field("sqlite:///var/recsys.db",
                               description="events and merchandiser decisions (SQLAlchemy URL)")

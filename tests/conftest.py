@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import browser, page  # noqa: F401 - fixtures for every test
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
 POSTGRES_URL = os.environ.get("RECSYS_TEST_POSTGRES_URL",

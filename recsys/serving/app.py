@@ -34,6 +34,7 @@ from recsys.errors import RecsysError
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.store import DECISION_KINDS, ServingStore
+from recsys.storefront.pages import mount_storefront
 
 __all__ = ["create_app", "app_from_env"]
 
@@ -570,6 +571,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
     for router in (ops, items_router, events_router, admin):
         app.include_router(router)
+    mount_storefront(app, demo_pages=settings.storefront)
     return app
 
 

@@ -1,0 +1,3 @@
+"""Storefront: the embeddable recommendation widget and a demo shop that uses it (``pages``)."""
+
+__all__ = ["pages"]
