@@ -31,7 +31,7 @@ from recsys.evaluation.baselines import (
     _csr_restore,
     _csr_state,
 )
-from recsys.evaluation.baselines import top_k as top_k_rows
+from recsys.models.ease import ease_neighbours
 from recsys.models.neighbours import top_k_neighbours
 
 __all__ = ["ease_similarity", "table_matrix", "CartCandidate", "ViewCandidate",
@@ -49,37 +49,11 @@ def table_matrix(ids: np.ndarray, scores: np.ndarray, n_items: int) -> sp.csr_ma
 def ease_similarity(matrix: sp.csr_matrix, *, lam: float,
                     row_weight: Literal["none", "sqrt"] = "sqrt", top_k: int = 50,
                     max_items: int = 10_000) -> sp.csr_matrix:
-    """EASE item x item weights (items x items CSR), each row cut to its ``top_k`` best.
-
-    The closed form inverts a dense (m x m) Gram matrix, m = min(items, ``max_items``): the
-    ``max_items`` items in most rows; the others get no neighbours (O(m^3) time, 8 m^2 bytes).
-    """
-    x = _binary(matrix)
-    n_items = x.shape[1]
-    if row_weight == "sqrt":
-        sizes = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
-        x = sp.csr_matrix(sp.diags(1.0 / np.sqrt(np.maximum(sizes, 1.0))) @ x)
-    counts = np.diff(sp.csc_matrix(x).indptr)
-    kept = np.sort(np.argsort(-counts, kind="stable")[:max_items])
-    kept = kept[counts[kept] > 0]
-    sub = sp.csc_matrix(x)[:, kept]
-    gram = np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
-    gram[np.diag_indices_from(gram)] += lam
-    p = np.linalg.inv(gram)
-    weights = -p / np.diag(p)[None, :]
-    del p, gram
-    np.fill_diagonal(weights, -np.inf)
-    weights[weights <= 0] = -np.inf  # only positive weights become neighbours
-    ids = np.empty((len(kept), top_k), dtype=np.int64)
-    scores = np.empty((len(kept), top_k), dtype=np.float32)
-    for lo in range(0, len(kept), 1024):  # row blocks bound the copies top_k makes
-        ids[lo: lo + 1024], scores[lo: lo + 1024] = top_k_rows(weights[lo: lo + 1024], top_k)
-    del weights
-    mapped = np.where(ids >= 0, kept[np.maximum(ids, 0)], -1)
-    full_ids = np.full((n_items, top_k), -1, dtype=np.int64)
-    full_scores = np.zeros((n_items, top_k), dtype=np.float32)
-    full_ids[kept], full_scores[kept] = mapped, np.where(ids >= 0, scores, 0.0)
-    return table_matrix(full_ids, full_scores, n_items)
+    """EASE item x item weights (items x items CSR), each row cut to its ``top_k`` best: the
+    models job's table (``recsys.models.ease``) as a matrix."""
+    ids, scores = ease_neighbours(matrix, lam=lam, top_k=top_k, max_items=max_items,
+                                  sqrt_row_weight=row_weight == "sqrt", threads=None)
+    return table_matrix(ids, scores, matrix.shape[1])
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:

@@ -1,14 +1,18 @@
 """The training job: also-viewed and bought-together neighbour tables, ALS factors for
 personalised lists, each customer's purchase history and the repurchase cycles.
 
-Writes into the artifact: ``also_viewed/`` and ``bought_together/`` (top-K neighbours of
-every product with scores and co-occurrence support, as memory-mappable ``.npy`` files), ``als.npz`` (user and item factors),
-``customers.parquet`` (the customer vocabulary), ``purchases.npz`` (customer x product CSR of
-purchases with the last purchase day) and ``repurchase.parquet``.
+Writes into the artifact: ``also_viewed/`` (item-kNN over view sessions), ``bought_together/``
+(EASE over orders, or item-kNN) and ``bought_together_knn/`` (co-purchase item-kNN, blended
+into EASE's scores at request time): top-K neighbours of every product with scores and
+co-occurrence support, as memory-mappable ``.npy`` files; ``ranking.json`` (the blend weights
+the API applies); ``als.npz`` (user and item factors), ``customers.parquet`` (the customer
+vocabulary), ``purchases.npz`` (customer x product CSR of purchases: last day and number of
+orders; which products are durable) and ``repurchase.parquet``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from recsys.matrices import (
     order_item_matrix,
     session_item_matrix,
 )
+from recsys.models.ease import ease_neighbours
 from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
 from recsys.models.settings import ModelsConfig
@@ -56,7 +61,19 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
     co_purchase = _neighbours(baskets, config)
-    co_purchase.save(out / "bought_together")
+    if config.bought_together == "ease":
+        ids, scores = ease_neighbours(baskets, lam=config.ease_lambda, top_k=config.top_k,
+                                      max_items=config.ease_max_items)
+        Neighbours(ids=ids, scores=scores, support=cooccurrence_at(baskets, ids)).save(
+            out / "bought_together")
+        co_purchase.save(out / "bought_together_knn")
+        metrics["ease_products"] = int((ids[:, 0] >= 0).sum())
+    else:
+        co_purchase.save(out / "bought_together")
+    (out / "ranking.json").write_text(json.dumps({
+        "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
+        "rule_weight": config.rule_weight,
+        "also_viewed_support_weight": config.also_viewed_support_weight}, indent=2))
     if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
         co_purchase.save(out / "also_viewed")
         metrics["also_viewed_source"] = "co-purchase (no view events)"
@@ -71,7 +88,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(out / "customers.parquet")
-        _save_purchases(orders, customers.rows, items, out / "purchases.npz")
+        durable = _save_purchases(orders, customers.rows, items, out / "purchases.npz", config)
+        metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
     else:
         metrics["als_customers"] = 0
@@ -85,8 +103,11 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
 
 
 def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabulary,
-                    path: Path) -> None:
-    """customer x product CSR of purchases; data = last purchase day (days since epoch)."""
+                    path: Path, config: ModelsConfig) -> int:
+    """customer x product CSR of purchases (``last_day``: days since epoch + 1 of the last
+    purchase, ``orders``: how many orders held it) and ``durable`` per product: at least
+    ``durable_min_buyers`` buyers and less than ``durable_max_repeat_share`` of them bought it
+    again. Returns the number of durable products."""
     known = orders[orders["customer_id"].notna()]
     rows = customers.lookup(known["customer_id"], on_unknown="mask")
     cols = items.lookup(known["product_id"], on_unknown="mask")
@@ -94,12 +115,27 @@ def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabula
         day = (known["ordered_at"].to_numpy("datetime64[D]").astype(np.int64) + 1)
     else:
         day = np.ones(len(known), dtype=np.int64)  # 1 = bought, date unknown
+    order_codes = pd.factorize(known["order_id"])[0]
     keep = (rows >= 0) & (cols >= 0)
-    rows, cols, day = rows[keep], cols[keep], day[keep]
-    order = np.lexsort((day, cols, rows))  # the last line of each (customer, product) wins
-    rows, cols, day = rows[order], cols[order], day[order]
-    last = np.r_[(rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1]), True]
-    matrix = sp.csr_matrix((day[last], (rows[last], cols[last])),
-                           shape=(len(customers), len(items)))
-    save_npz(path, indptr=matrix.indptr, indices=matrix.indices, last_day=matrix.data,
-             shape=np.array(matrix.shape))
+    rows, cols, day, order_codes = rows[keep], cols[keep], day[keep], order_codes[keep]
+    # the last line of each (customer, product) wins; orders are counted once each
+    order = np.lexsort((day, order_codes, cols, rows))
+    rows, cols, day, order_codes = rows[order], cols[order], day[order], order_codes[order]
+    new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
+    new_order = new_pair | np.r_[True, order_codes[1:] != order_codes[:-1]]
+    pair_id = np.cumsum(new_pair) - 1
+    n_orders = np.bincount(pair_id, weights=new_order).astype(np.int32)
+    last_day = np.zeros(len(n_orders), dtype=np.int64)
+    np.maximum.at(last_day, pair_id, day)
+    pair_rows, pair_cols = rows[new_pair], cols[new_pair]
+    shape = (len(customers), len(items))
+    day_matrix = sp.csr_matrix((last_day, (pair_rows, pair_cols)), shape=shape)
+    count_matrix = sp.csr_matrix((n_orders, (pair_rows, pair_cols)), shape=shape)
+    buyers = np.bincount(pair_cols, minlength=len(items))
+    repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=len(items))
+    durable = (buyers >= config.durable_min_buyers) & (
+        repeaters < config.durable_max_repeat_share * buyers)
+    save_npz(path, indptr=day_matrix.indptr, indices=day_matrix.indices,
+             last_day=day_matrix.data, orders=count_matrix.data.astype(np.int32),
+             durable=durable, shape=np.array(shape))
+    return int(durable.sum())

@@ -15,6 +15,26 @@ class ModelsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     similarity: Literal["bm25", "cosine"] = Field("bm25", description="item-kNN similarity")
+    bought_together: Literal["ease", "knn"] = Field(
+        "ease", description="bought-together table: EASE weights blended with co-purchase "
+                            "item-kNN, or the item-kNN table alone")
+    ease_lambda: float = Field(1.0, gt=0, description="EASE L2 penalty")
+    ease_max_items: int = Field(10_000, ge=2, le=30_000,
+                                description="EASE covers the products in most orders "
+                                            "(dense m x m inverse: 8 m^2 bytes)")
+    cart_knn_weight: float = Field(0.2, ge=0, description="share of the co-purchase item-kNN "
+                                                          "scores added to EASE's")
+    rule_weight: float = Field(0.1, ge=0, description="share of the best rule confidence "
+                                                      "added to bought-together scores")
+    also_viewed_support_weight: float = Field(
+        3.0, ge=0, description="also viewed: similarity plus this share of co-view support "
+                               "(each scaled to the product's best)")
+    durable_min_buyers: int = Field(5, ge=1, description="buyers needed to call a product "
+                                                         "durable")
+    durable_max_repeat_share: float = Field(
+        0.3, ge=0, le=1, description="a product bought again by less than this share of its "
+                                     "buyers is durable: not offered again to a buyer who "
+                                     "bought it once")
     knn_k: int = Field(100, ge=1, description="neighbours kept by the item-kNN model")
     top_k: int = Field(50, ge=1, le=500, description="neighbours precomputed per product")
     als_factors: int = Field(64, ge=2, le=1024)

@@ -8,6 +8,9 @@ a fallback, not an error.
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +25,8 @@ from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.vocab import Vocabulary
 
-__all__ = ["ServingIndex", "PairRule", "MultiRule", "Bundle", "load_index", "rule_key"]
+__all__ = ["ServingIndex", "PairRule", "MultiRule", "MultiRules", "Bundle", "Ranking",
+           "load_index", "rule_key"]
 
 
 def rule_key(antecedents: tuple[str, ...] | list[str], consequent: str) -> str:
@@ -41,12 +45,57 @@ class PairRule:
 
 @dataclass(frozen=True)
 class MultiRule:
-    antecedents: frozenset[int]
+    antecedents: tuple[int, ...]  # sorted codes
     consequent: int
     confidence: float
     lift: float
     count: int
     key: str
+
+
+@dataclass(frozen=True)
+class MultiRules:
+    """Rules with two or more antecedents, as arrays grouped by antecedent set.
+
+    ``groups`` maps the antecedent codes (sorted int32, as bytes) to a slice of the arrays;
+    a cart finds its rules by looking up its own subsets (or, for a large cart, by testing
+    every antecedent set of a length at once), never by walking the rules of each item.
+    """
+
+    groups: dict[bytes, tuple[int, int]]
+    antecedents: dict[int, np.ndarray]  # length -> (n_sets, length) codes of every set
+    consequent: np.ndarray  # int32
+    confidence: np.ndarray  # float32
+    lift: np.ndarray
+    count: np.ndarray  # int64
+
+    @classmethod
+    def empty(cls) -> MultiRules:
+        return cls({}, {}, np.zeros(0, np.int32), np.zeros(0, np.float32),
+                   np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.consequent)
+
+    def sets_in(self, cart: np.ndarray, combinations_limit: int = 2_000) -> list[np.ndarray]:
+        """Every stored antecedent set that the sorted, distinct ``cart`` codes hold."""
+        out = []
+        for length, sets in self.antecedents.items():
+            if len(cart) < length:
+                continue
+            if math.comb(len(cart), length) <= combinations_limit:
+                for combo in itertools.combinations(cart.tolist(), length):
+                    key = np.asarray(combo, dtype=np.int32)
+                    if key.tobytes() in self.groups:
+                        out.append(key)
+            else:
+                held = np.isin(sets, cart).all(axis=1)
+                out += list(sets[held])
+        return out
+
+    def rules_of(self, antecedents: np.ndarray) -> range:
+        lo, hi = self.groups[np.ascontiguousarray(antecedents, dtype=np.int32).tobytes()]
+        return range(lo, hi)
 
 
 @dataclass(frozen=True)
@@ -56,6 +105,15 @@ class Bundle:
     expected_gain: float
     anchor: int
     anchor_confidence: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Blend weights the models job chose for this artifact (``ranking.json``)."""
+
+    cart_knn_weight: float = 0.2
+    rule_weight: float = 0.1
+    also_viewed_support_weight: float = 3.0
 
 
 @dataclass
@@ -71,6 +129,9 @@ class CustomerModel:
     purchases_indptr: np.ndarray
     purchases_indices: np.ndarray
     purchases_day: np.ndarray
+    purchases_orders: np.ndarray  # how many of the customer's orders held the product
+    durable: np.ndarray  # per product code: bought again by (almost) nobody
+    buyers: np.ndarray  # per product code: customers who bought it (ties between own items)
     cycle_days: np.ndarray  # per product code; NaN = not a consumable
     today: int  # the newest purchase day in the data (days since epoch + 1)
 
@@ -92,8 +153,10 @@ class ServingIndex:
     loaded_at: datetime
     also_viewed: Neighbours | None = None
     bought_together: Neighbours | None = None
+    bought_together_knn: Neighbours | None = None  # blended into bought_together's scores
+    ranking: Ranking = field(default_factory=Ranking)
     pair_rules: dict[int, list[PairRule]] = field(default_factory=dict)
-    multi_rules: dict[int, list[MultiRule]] = field(default_factory=dict)  # by each antecedent
+    multi_rules: MultiRules = field(default_factory=MultiRules.empty)
     substitutes: dict[int, frozenset[int]] = field(default_factory=dict)
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
@@ -140,36 +203,68 @@ def _lists(column: pd.Series) -> list[list[str]]:
     return pa.chunked_array([pa.array(column.array)]).combine_chunks().to_pylist()
 
 
-def _load_rules(folder: Path, code_of: dict[str, int]) -> tuple[dict[int, list[PairRule]],
-                                                                dict[int, list[MultiRule]]]:
+def _list_codes(column: pd.Series, items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """A list-of-ids column as flat item codes (-1 = unknown) and row offsets."""
+    array = pa.chunked_array([pa.array(column.array)]).combine_chunks()
+    offsets = np.asarray(array.offsets, dtype=np.int64)
+    flat = pd.Series(array.flatten().to_pandas(), dtype="string")
+    return items.lookup(flat, on_unknown="mask").astype(np.int64), offsets
+
+
+def _load_rules(folder: Path, items: Vocabulary,
+                ids: list[str]) -> tuple[dict[int, list[PairRule]], MultiRules]:
     pair: dict[int, list[PairRule]] = {}
-    multi: dict[int, list[MultiRule]] = {}
     path = folder / "rules.parquet"
     if not path.exists():
-        return pair, multi
+        return pair, MultiRules.empty()
     rules = load_parquet(path)
-    single_consequent = rules["consequents"].list.len().to_numpy() == 1
-    rules = rules[single_consequent]
-    ants, cons = _lists(rules["antecedents"]), _lists(rules["consequents"])
-    conf = rules["confidence"].to_numpy(float)
-    lift = rules["lift"].to_numpy(float)
+    rules = rules[rules["consequents"].list.len().to_numpy() == 1]
+    ant_codes, offsets = _list_codes(rules["antecedents"], items)
+    con_codes, _ = _list_codes(rules["consequents"], items)
+    lengths = np.diff(offsets)
+    known = np.minimum.reduceat(ant_codes, offsets[:-1]) >= 0 if len(rules) else np.zeros(
+        0, bool)
+    known &= con_codes >= 0
+    conf = rules["confidence"].to_numpy(np.float32)
+    lift = rules["lift"].to_numpy(np.float32)
     count = rules["count"].to_numpy(np.int64)
-    for i, (ant, con) in enumerate(zip(ants, cons, strict=True)):  # load time, once
-        if con[0] not in code_of or any(a not in code_of for a in ant):
-            continue
-        c = code_of[con[0]]
-        key = rule_key(ant, con[0])
-        if len(ant) == 1:
-            pair.setdefault(code_of[ant[0]], []).append(
-                PairRule(c, float(conf[i]), float(lift[i]), int(count[i]), key))
-        else:
-            rule = MultiRule(frozenset(code_of[a] for a in ant), c, float(conf[i]),
-                             float(lift[i]), int(count[i]), key)
-            for a in rule.antecedents:
-                multi.setdefault(a, []).append(rule)
+    starts = offsets[:-1]
+    for i in np.flatnonzero(known & (lengths == 1)).tolist():  # load time, once per pair rule
+        a, c = int(ant_codes[starts[i]]), int(con_codes[i])
+        pair.setdefault(a, []).append(PairRule(c, float(conf[i]), float(lift[i]),
+                                               int(count[i]), rule_key([ids[a]], ids[c])))
     for lst in pair.values():
         lst.sort(key=lambda r: (-r.confidence, -r.lift, r.consequent))
-    return pair, multi
+    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rule rows, sorted antecedent codes)
+    for length in sorted(set(lengths[known & (lengths > 1)].tolist())):
+        rows = np.flatnonzero(known & (lengths == length))
+        sets = np.sort(ant_codes[starts[rows][:, None] + np.arange(length)], axis=1)
+        parts.append((rows, sets.astype(np.int32)))
+    return pair, _multi_rules(parts, con_codes, conf, lift, count)
+
+
+def _multi_rules(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarray,
+                 conf: np.ndarray, lift: np.ndarray, count: np.ndarray) -> MultiRules:
+    """Group rules by antecedent set; within a set, by confidence (best first)."""
+    if not parts:
+        return MultiRules.empty()
+    groups: dict[bytes, tuple[int, int]] = {}
+    antecedents: dict[int, np.ndarray] = {}
+    order_all, base = [], 0
+    for rows, sets in parts:
+        keys = np.ascontiguousarray(sets).view(np.dtype((np.void, sets.shape[1] * 4))).ravel()
+        unique, inverse = np.unique(keys, return_inverse=True)
+        order = np.lexsort((-conf[rows], inverse))
+        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+        groups.update(zip((u.tobytes() for u in unique),
+                          zip((base + bounds[:-1]).tolist(), (base + bounds[1:]).tolist(),
+                              strict=True), strict=True))
+        antecedents[sets.shape[1]] = sets[order][bounds[:-1]]
+        order_all.append(rows[order])
+        base += len(rows)
+    rows = np.concatenate(order_all)
+    return MultiRules(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
+                      lift[rows], count[rows])
 
 
 def _load_substitutes(folder: Path, code_of: dict[str, int]) -> dict[int, frozenset[int]]:
@@ -217,13 +312,17 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         cycles[codes[codes >= 0]] = table["cycle_days"].to_numpy(float)[codes >= 0]
     item_factors = als["item_factors"].astype(np.float32)
     day = purchases["last_day"]
+    indices = purchases["indices"]
     return CustomerModel(
         user_factors=als["user_factors"], item_factors=item_factors,
         gram=(item_factors.T @ item_factors).astype(np.float64),
         regularization=float(als["regularization"]), alpha=float(als["alpha"]),
         customers={c: i for i, c in enumerate(customers.ids.tolist())},
-        purchases_indptr=purchases["indptr"], purchases_indices=purchases["indices"],
-        purchases_day=day, cycle_days=cycles, today=int(day.max()) if len(day) else 0)
+        purchases_indptr=purchases["indptr"], purchases_indices=indices, purchases_day=day,
+        purchases_orders=purchases["orders"] if "orders" in purchases else np.ones_like(day),
+        durable=purchases["durable"] if "durable" in purchases else np.zeros(len(items), bool),
+        buyers=np.bincount(indices, minlength=len(items)), cycle_days=cycles,
+        today=int(day.max()) if len(day) else 0)
 
 
 def load_index(store_root: Path | str, version: str | None = None) -> ServingIndex:
@@ -263,19 +362,24 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
     for scope, group in popular_table.groupby("scope", sort=False):
         popular[str(scope)] = list(zip(group["product_id"].astype(str),
                                        group["orders"].astype(int), strict=True))
-    pair, multi = _load_rules(folder, code_of)
+    pair, multi = _load_rules(folder, items, ids)
     return ServingIndex(
         manifest=manifest, items=items, code_of=code_of, ids=ids, names=names, prices=prices,
         margins=margins, categories=categories, available=available, popular=popular,
         loaded_at=datetime.now(UTC),
-        also_viewed=Neighbours.load(folder / "also_viewed") if (
-            folder / "also_viewed").exists() else None,
-        bought_together=Neighbours.load(folder / "bought_together") if (
-            folder / "bought_together").exists() else None,
+        also_viewed=_table(folder / "also_viewed"),
+        bought_together=_table(folder / "bought_together"),
+        bought_together_knn=_table(folder / "bought_together_knn"),
+        ranking=Ranking(**json.loads((folder / "ranking.json").read_text())) if (
+            folder / "ranking.json").exists() else Ranking(),
         pair_rules=pair, multi_rules=multi, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
         segments=_load_segments(folder))
+
+
+def _table(folder: Path) -> Neighbours | None:
+    return Neighbours.load(folder) if folder.exists() else None
 
 
 def _load_segments(folder: Path) -> dict[str, str]:

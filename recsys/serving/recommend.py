@@ -9,6 +9,7 @@ that changed the list; ``fallback`` names the best-seller list used to fill it, 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recsys.serving.index import ServingIndex
+from recsys.serving.index import ServingIndex, rule_key
 
 __all__ = ["Options", "Decisions", "Result", "also_viewed", "bought_together", "bundles_for",
            "cart_addons", "for_customer", "popular"]
@@ -176,56 +177,157 @@ def _render(index: ServingIndex, cand: Candidate) -> dict[str, Any]:
     return item
 
 
-def _neighbour_candidates(index: ServingIndex, table: Any, code: int, source: str,
-                          tier: int, seed: str, support_name: str, limit: int) -> list[Candidate]:
-    """The first ``limit`` neighbours of a product (enough to survive the filters)."""
-    if table is None:
-        return []
-    ids = table.ids[code, :limit].tolist()
-    scores = table.scores[code, :limit].tolist()
-    support = table.support[code, :limit].tolist()
-    return [Candidate(index.ids[i], sc, source, {"seed": seed, support_name: su,
-                                                 "similarity": round(sc, 6)}, tier)
-            for i, sc, su in zip(ids, scores, support, strict=True) if i >= 0]
-
-
 def _limit(options: Options) -> int:
     return 3 * options.k + len(options.exclude) + 10
 
 
+def _scaled(values: np.ndarray) -> np.ndarray:
+    peak = float(values.max()) if len(values) else 0.0
+    return values / peak if peak > 0 else values
+
+
 def also_viewed(index: ServingIndex, product_id: str, options: Options,
                 decisions: Decisions) -> Result:
-    """Customers who viewed this also viewed (item-kNN over view sessions)."""
+    """Customers who viewed this also viewed: the item-kNN neighbours over view sessions,
+    re-ranked by similarity plus a share of their co-view support (each scaled to the
+    product's best)."""
     code = index.code_of.get(product_id)
-    candidates = [] if code is None else _neighbour_candidates(
-        index, index.also_viewed, code, "also_viewed", 0, product_id, "sessions_with_both",
-        _limit(options))
+    table = index.also_viewed
+    candidates = []
+    if code is not None and table is not None:
+        ids = np.asarray(table.ids[code])
+        keep = ids >= 0
+        ids = ids[keep]
+        sims = np.asarray(table.scores[code], dtype=np.float64)[keep]
+        support = np.asarray(table.support[code], dtype=np.float64)[keep]
+        weight = index.ranking.also_viewed_support_weight
+        scores = _scaled(sims) + weight * _scaled(support)
+        for i in np.argsort(-scores, kind="stable")[: _limit(options)].tolist():
+            candidates.append(Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", {
+                "seed": product_id, "sessions_with_both": int(support[i]),
+                "similarity": round(float(sims[i]), 6)}))
     return finish(index, candidates, options, decisions, seeds=[product_id],
                   fallback_category=index.categories.get(product_id), never=frozenset([product_id]))
 
 
+@functools.lru_cache(maxsize=8)
+def _blocked_pairs(blocked_rules: frozenset[str]) -> frozenset[tuple[str, str]]:
+    """(seed, product) of every blocked single-antecedent rule: a merchandiser who rejects
+    ``A->B`` does not want B offered for A by any source."""
+    out = set()
+    for key in blocked_rules:
+        antecedent, _, consequent = key.partition("->")
+        if consequent and "+" not in antecedent:
+            out.add((antecedent, consequent))
+    return frozenset(out)
+
+
+def _neighbour_sums(index: ServingIndex, table: Any, codes: list[int], banned: np.ndarray,
+                    blocked: frozenset[tuple[str, str]]) -> dict[int, tuple[float, int, int]]:
+    """Neighbour scores summed over the seed codes: product -> (sum, best seed, its support)."""
+    if table is None or not codes:
+        return {}
+    seeds = np.repeat(np.asarray(codes), table.ids.shape[1])
+    ids = np.asarray(table.ids[codes]).ravel().astype(np.int64)
+    scores = np.asarray(table.scores[codes], dtype=np.float64).ravel()
+    support = np.asarray(table.support[codes]).ravel()
+    keep = (ids >= 0) & ~banned[np.maximum(ids, 0)]
+    if blocked:
+        keep &= np.array([(index.ids[a], index.ids[b]) not in blocked
+                          for a, b in zip(seeds.tolist(), ids.tolist(), strict=True)])
+    seeds, ids, scores, support = seeds[keep], ids[keep], scores[keep], support[keep]
+    order = np.lexsort((-scores, ids))  # per product, its best seed first
+    ids, seeds, scores, support = ids[order], seeds[order], scores[order], support[order]
+    unique, first = np.unique(ids, return_index=True)
+    sums = np.add.reduceat(scores, first) if len(first) else scores[:0]
+    return {int(u): (float(t), int(seeds[f]), int(support[f]))
+            for u, t, f in zip(unique.tolist(), sums.tolist(), first.tolist(), strict=True)}
+
+
+def _scored_for(index: ServingIndex, codes: list[int], decisions: Decisions,
+                banned: np.ndarray) -> tuple[list[Candidate], int]:
+    """Bought-together candidates for a set of seed products (one product, or a cart).
+
+    score = EASE sums / max + ``cart_knn_weight`` x item-kNN sums / max + ``rule_weight`` x
+    the best confidence of a (not blocked) rule whose antecedent the seeds hold. The reason is
+    that rule when one fired, else the seed with the strongest neighbour evidence. Returns the
+    candidates and how many rules merchandisers' blocks left out.
+    """
+    blocked_pairs = _blocked_pairs(decisions.blocked_rules) if decisions.blocked_rules else (
+        frozenset())
+    weights = index.ranking
+    ease = _neighbour_sums(index, index.bought_together, codes, banned, blocked_pairs)
+    knn = _neighbour_sums(index, index.bought_together_knn, codes, banned, blocked_pairs) if (
+        weights.cart_knn_weight > 0) else {}
+    ease_max = max((v[0] for v in ease.values()), default=0.0) or 1.0
+    knn_max = max((v[0] for v in knn.values()), default=0.0) or 1.0
+    fired, blocked = _fired_rules(index, codes, decisions, banned)
+    candidates = []
+    for code in ease.keys() | knn.keys() | fired.keys():
+        e, k = ease.get(code), knn.get(code)
+        score = (e[0] / ease_max if e else 0.0) + weights.cart_knn_weight * (
+            k[0] / knn_max if k else 0.0)
+        pid = index.ids[code]
+        if code in fired:
+            rule, seeds, n = fired[code]
+            score += weights.rule_weight * rule[0]
+            candidates.append(Candidate(pid, score, "rule", {
+                "seed": seeds[0] if len(seeds) == 1 else seeds, "co_purchases": rule[2],
+                "confidence": round(rule[0], 6), "lift": round(rule[1], 6), "rules": n,
+                "rule": rule[3]}, 0, rule[3]))
+        else:
+            _, seed, support = e if e else k  # type: ignore[misc]
+            candidates.append(Candidate(pid, score, "bought_together", {
+                "seed": index.ids[seed], "co_purchases": support,
+                "similarity": round(score, 6)}))
+    return candidates, blocked
+
+
+def _fired_rules(index: ServingIndex, codes: list[int], decisions: Decisions,
+                 banned: np.ndarray) -> tuple[dict[int, tuple[Any, list[str], int]], int]:
+    """consequent -> ((confidence, lift, count, key) of its best rule, that rule's
+    antecedents, rules firing) over every rule whose antecedent the seeds hold."""
+    fired: dict[int, tuple[Any, list[str], int]] = {}
+    blocked = 0
+
+    def add(consequent: int, rule: tuple[float, float, int, str], seeds: list[str]) -> None:
+        best = fired.get(consequent)
+        if best is None or rule[0] > best[0][0]:
+            fired[consequent] = (rule, seeds, (best[2] if best else 0) + 1)
+        else:
+            fired[consequent] = (best[0], best[1], best[2] + 1)
+
+    for c in codes:
+        for rule in index.pair_rules.get(c, []):
+            if banned[rule.consequent]:
+                continue
+            if rule.key in decisions.blocked_rules:
+                blocked += 1
+                continue
+            add(rule.consequent, (rule.confidence, rule.lift, rule.count, rule.key),
+                [index.ids[c]])
+    multi = index.multi_rules
+    if len(codes) > 1 and len(multi):
+        for antecedents in multi.sets_in(np.unique(np.asarray(codes, dtype=np.int32))):
+            seeds = sorted(index.ids[a] for a in antecedents.tolist())
+            for r in multi.rules_of(antecedents):
+                consequent = int(multi.consequent[r])
+                if banned[consequent]:
+                    continue
+                key = rule_key(seeds, index.ids[consequent])
+                if key in decisions.blocked_rules:
+                    blocked += 1
+                    continue
+                add(consequent, (float(multi.confidence[r]), float(multi.lift[r]),
+                                 int(multi.count[r]), key), seeds)
+    return fired, blocked
+
+
 def bought_together(index: ServingIndex, product_id: str, options: Options,
                     decisions: Decisions) -> Result:
-    """Frequently bought together: the product's rules first, then co-purchase similarity."""
-    code = index.code_of.get(product_id)
-    subs = index.substitutes.get(code, frozenset()) if code is not None else frozenset()
-    candidates: list[Candidate] = []
-    if code is not None:
-        for rule in index.pair_rules.get(code, []):
-            if rule.consequent in subs:
-                continue
-            candidates.append(Candidate(
-                index.ids[rule.consequent], rule.confidence, "rule",
-                {"seed": product_id, "co_purchases": rule.count,
-                 "confidence": round(rule.confidence, 6), "lift": round(rule.lift, 6),
-                 "rule": rule.key}, 0, rule.key))
-        candidates += [c for c in _neighbour_candidates(
-            index, index.bought_together, code, "bought_together", 1, product_id, "co_purchases",
-            _limit(options)) if index.code_of[c.product_id] not in subs]
-    # substitutes share the seed's category: keep them out of the best-seller fill too
-    never = frozenset([product_id]) | frozenset(index.ids[s] for s in subs)
-    return finish(index, candidates, options, decisions, seeds=[product_id],
-                  fallback_category=index.categories.get(product_id), never=never)
+    """Frequently bought together: the cart scorer on a one-product cart (its substitutes
+    are never offered)."""
+    return _bought_with(index, [product_id], options, decisions)
 
 
 def bundles_for(index: ServingIndex, product_id: str, k: int, *,
@@ -256,56 +358,26 @@ def bundles_for(index: ServingIndex, product_id: str, k: int, *,
 
 def cart_addons(index: ServingIndex, cart: list[str], options: Options,
                 decisions: Decisions) -> Result:
-    """Add-ons for a whole cart: every rule whose antecedent the cart holds counts.
+    """Add-ons for a whole cart: neighbour scores summed over every cart item, plus every
+    rule whose antecedent the cart holds (see ``_scored_for``); cart items and their
+    substitutes are never offered."""
+    return _bought_with(index, cart, options, decisions)
 
-    Score = 1 - prod(1 - confidence) over the rules that recommend the product (any of them
-    firing); cart items and their substitutes are never offered; co-purchase similarity of
-    the cart's items ranks after the rules.
-    """
-    codes = [index.code_of[p] for p in cart if p in index.code_of]
-    in_cart = frozenset(codes)
-    banned = set(in_cart)
-    for c in codes:
-        banned |= index.substitutes.get(c, frozenset())
-    # consequent -> (probability no rule fires, best rule, its seeds, number of rules)
-    best: dict[int, tuple[float, Any, list[str], int]] = {}
 
-    def add(consequent: int, rule: Any, seeds: list[str]) -> None:
-        miss, top, top_seeds, n = best.get(consequent, (1.0, None, [], 0))
-        if top is None or rule.confidence > top.confidence:
-            top, top_seeds = rule, seeds
-        best[consequent] = (miss * (1.0 - rule.confidence), top, top_seeds, n + 1)
-
-    blocked = 0  # rules left out by a merchandiser's block_rule (reported in ``applied``)
+def _bought_with(index: ServingIndex, cart: list[str], options: Options,
+                 decisions: Decisions) -> Result:
+    codes = list(dict.fromkeys(index.code_of[p] for p in cart if p in index.code_of))
+    banned = np.zeros(len(index.ids), dtype=bool)
+    banned[codes] = True
     for c in codes:
-        for rule in index.pair_rules.get(c, []):
-            if rule.consequent in banned:
-                continue
-            if rule.key in decisions.blocked_rules:
-                blocked += 1
-                continue
-            add(rule.consequent, rule, [index.ids[c]])
-        for multi in index.multi_rules.get(c, []):
-            # counted once: from its smallest antecedent code
-            if min(multi.antecedents) == c and multi.antecedents <= in_cart and (
-                    multi.consequent not in banned):
-                if multi.key in decisions.blocked_rules:
-                    blocked += 1
-                    continue
-                add(multi.consequent, multi, sorted(index.ids[a] for a in multi.antecedents))
-    candidates = []
-    for consequent, (miss, top, seeds, n) in best.items():
-        candidates.append(Candidate(index.ids[consequent], 1.0 - miss, "rule", {
-            "seed": seeds, "co_purchases": top.count, "confidence": round(top.confidence, 6),
-            "lift": round(top.lift, 6), "rules": n, "rule": top.key}, 0, top.key))
-    for c in codes:
-        candidates += [cand for cand in _neighbour_candidates(
-            index, index.bought_together, c, "bought_together", 1, index.ids[c], "co_purchases",
-            _limit(options)) if index.code_of[cand.product_id] not in banned]
+        banned[list(index.substitutes.get(c, ()))] = True
+    candidates, blocked = _scored_for(index, codes, decisions, banned)
+    candidates.sort(key=lambda c: -c.score)
     first_category = next((index.categories[p] for p in cart if p in index.categories), None)
-    result = finish(index, candidates, options, decisions, seeds=cart,
+    result = finish(index, candidates[: _limit(options) + 50], options, decisions, seeds=cart,
                     fallback_category=first_category,
-                    never=frozenset(index.ids[b] for b in banned) | frozenset(cart))
+                    never=frozenset(index.ids[b] for b in np.flatnonzero(banned).tolist())
+                    | frozenset(cart))
     if blocked:
         result.applied.insert(0, f"blocked_rule:{blocked}")
     return result
@@ -322,18 +394,25 @@ def _user_vector(model: Any, history: np.ndarray) -> np.ndarray:
 
 def for_customer(index: ServingIndex, customer_id: str | None, history: list[str],
                  options: Options, decisions: Decisions) -> Result:
-    """Personalised: ALS scores; durable products the customer bought are left out, while
-    consumables due for repurchase (past 80% of their cycle) come first."""
+    """Personalised: what the customer buys again, then ALS.
+
+    Of the products the customer bought: consumables with a known cycle come first once due
+    (past 80% of the cycle) and are left out before; durable products (bought again by few of
+    their buyers) are left out unless this customer bought them again; the rest follow, most
+    often bought first. Then ALS scores (factors recalculated from ``history`` or for unknown
+    customers)."""
     model = index.customer_model
     candidates: list[Candidate] = []
     never: set[str] = set()
     if model is not None:
         row = model.customers.get(customer_id) if customer_id else None
-        bought: dict[int, int] = {}
+        bought: dict[int, tuple[int, int]] = {}  # code -> (last day, orders)
         if row is not None:
             lo, hi = model.purchases_indptr[row], model.purchases_indptr[row + 1]
             bought = dict(zip(model.purchases_indices[lo:hi].tolist(),
-                              model.purchases_day[lo:hi].tolist(), strict=True))
+                              zip(model.purchases_day[lo:hi].tolist(),
+                                  model.purchases_orders[lo:hi].tolist(), strict=True),
+                              strict=True))
         extra = [index.code_of[p] for p in history if p in index.code_of]
         if row is not None and not extra:
             vector = model.user_factors[row].astype(np.float64)
@@ -341,29 +420,37 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
             vector = _user_vector(model, np.array(sorted(set(bought) | set(extra))))
         else:
             vector = None
+        top_buyers = max(int(model.buyers.max()), 1) if len(model.buyers) else 1
+        for code, (last_day, orders) in bought.items():
+            pid = index.ids[code]
+            cycle = model.cycle_days[code]
+            since = model.today - last_day
+            if not np.isnan(cycle):
+                if since >= 0.8 * cycle:
+                    candidates.append(Candidate(pid, float(since / cycle), "replenishment", {
+                        "days_since_purchase": int(since), "cycle_days": float(cycle),
+                        "times_bought": int(orders)}, 0))
+                else:
+                    never.add(pid)
+            elif model.durable[code] and orders < 2:
+                never.add(pid)
+            else:
+                candidates.append(Candidate(
+                    pid, orders + 0.01 * model.buyers[code] / top_buyers, "replenishment", {
+                        "days_since_purchase": int(since), "times_bought": int(orders)}, 1))
+        never |= {index.ids[c] for c in extra}
         if vector is not None:
             scores = model.item_factors @ vector.astype(np.float32)
             top = np.argsort(-scores)[: options.k * 5 + len(bought) + len(extra)]
-            for code, last_day in bought.items():
-                cycle = model.cycle_days[code]
-                since = model.today - last_day
-                if not np.isnan(cycle) and since >= 0.8 * cycle:
-                    candidates.append(Candidate(index.ids[code], float(since / cycle),
-                                                "replenishment", {
-                                                    "days_since_purchase": int(since),
-                                                    "cycle_days": float(cycle)}, 0))
-                else:
-                    never.add(index.ids[code])
-            never |= {index.ids[c] for c in extra}
             candidates += [Candidate(index.ids[int(c)], float(scores[c]), "als",
                                      {"customer": customer_id, "history_items": len(bought) +
-                                      len(extra)}, 1) for c in top.tolist()]
+                                      len(extra)}, 2) for c in top.tolist()]
     segment = index.segments.get(customer_id) if customer_id else None
     applied: list[str] = []
     if segment is not None and segment in decisions.best_sellers_first:
         # e.g. at-risk customers: what is due first, then what sells best, then their taste
         for cand in candidates:
-            cand.tier = max(cand.tier, 2) if cand.source == "als" else cand.tier
+            cand.tier = {1: 2, 2: 3}.get(cand.tier, cand.tier)
         candidates += [Candidate(pid, float(n), "popular", {"orders": n, "scope": "global",
                                                             "segment": segment}, 1)
                        for pid, n in index.best_sellers(None, options.k * 2,
