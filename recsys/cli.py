@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from recsys.config import format_validation_error
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, InputError, RecsysError
 
 if TYPE_CHECKING:
     from recsys.config import Config, ServingSettings
@@ -225,6 +225,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _serve(settings, args.quiet)
 
 
+def _new_password(from_stdin: bool) -> str:
+    """The first line of stdin, or typed twice at a terminal (never a command-line argument)."""
+    import getpass
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise InputError("no terminal to ask for the password on; pipe it in with "
+                         "--password-stdin")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise InputError("the two passwords differ; nothing was changed")
+    return password
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Console users, in the server's database (database_url of the config)."""
+    from recsys.console.passwords import hash_password
+    from recsys.serving.store import ServingStore
+
+    store = ServingStore(_config(args).serving_settings().database_url)
+    try:
+        if args.action == "list":
+            users = store.list_users()
+            if not users:
+                print("no console users yet; add one with: recsys users add NAME --role editor")
+            for user in users:
+                print(f"{user['username']}  {user['role']}  created "
+                      f"{user['created_at']:%Y-%m-%d %H:%M}")
+            return 0
+        password_hash = hash_password(_new_password(args.password_stdin))
+        try:
+            store.add_user(args.name, password_hash, args.role)
+        except ValueError as exc:
+            raise InputError(f"users add: {exc}") from None
+        print(f"user {args.name} ({args.role}) created; they sign in at /console/login")
+        return 0
+    finally:
+        store.dispose()
+
+
 def _example_product(artifacts_root: str) -> str:
     """The antecedent of the strongest rule of the current version, for the example request."""
     from recsys.artifacts import ArtifactStore, load_parquet
@@ -358,6 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int)
+
+    p = add("users", cmd_users, "console users: add one (viewer or editor), or list them")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    users_add = actions.add_parser("add", help="create a user (the password is asked for)")
+    users_add.add_argument("name", metavar="NAME")
+    users_add.add_argument("--role", default="viewer", metavar="{viewer,editor}",
+                           help="viewers browse and export; editors also decide "
+                                "(default: viewer)")
+    users_add.add_argument("--password-stdin", action="store_true",
+                           help="read the password from the first line of stdin (scripts)")
+    users_list = actions.add_parser("list", help="list the users and their roles")
+    for leaf in (users_add, users_list):
+        leaf.add_argument("--config", metavar="FILE", help=f"config file (default: "
+                          f"{DEFAULT_CONFIG} if present, else built-in)")
 
     p = add("demo", cmd_demo, "generate the demo shop, run the pipeline and serve it", config=True)
     p.add_argument("--port", type=int)

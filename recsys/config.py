@@ -143,7 +143,9 @@ class Config(_Section):
             for key, value in given.items():  # checked one by one: the env must not win here
                 field = ServingSettings.model_fields[key]
                 try:
-                    annotated = Annotated[field.annotation, *field.metadata]  # type: ignore[name-defined]
+                    annotated: Any = field.annotation
+                    if field.metadata:
+                        annotated = Annotated[annotated, *field.metadata]
                     TypeAdapter(annotated).validate_python(value)
                 except ValidationError as exc:
                     raise ConfigError(f"serving {key}={value!r}: "

@@ -80,3 +80,10 @@ def test_production_refuses_the_default_key(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_config_hash_changes_with_values() -> None:
     assert Config().hash() != Config.model_validate({"popularity": {"top_k": 7}}).hash()
+
+
+def test_serving_overrides_of_unconstrained_fields() -> None:
+    """``recsys serve --host H`` overrides a field that has no constraints."""
+    assert Config().serving_settings(host="0.0.0.0").host == "0.0.0.0"
+    with pytest.raises(ConfigError, match="port"):
+        Config().serving_settings(port=0)

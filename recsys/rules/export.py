@@ -268,9 +268,23 @@ def flat_rules(rules: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ CSV
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _no_formulas(values: pd.Series) -> pd.Series:
+    """Text cells a spreadsheet would run as a formula, prefixed with ' (OWASP CSV injection)."""
+    text = values.astype("string")
+    risky = text.str.startswith(_FORMULA_START).fillna(False).to_numpy(bool)
+    return values.where(~risky, "'" + text) if risky.any() else values
+
+
 def export_csv(rules: pd.DataFrame, path: Path) -> Path:
-    """Write :func:`flat_rules` as UTF-8 CSV with a header row; return the path."""
+    """Write :func:`flat_rules` as UTF-8 CSV with a header row; return the path. Text that a
+    spreadsheet would take for a formula (a product name starting with =) is quoted."""
     table = flat_rules(rules)
+    for column in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[column]):
+            table[column] = _no_formulas(table[column])
     with _writing(path) as tmp:
         table.to_csv(tmp, index=False, encoding="utf-8")
     return Path(path)
@@ -292,7 +306,7 @@ def _xlsx_format(column: str) -> dict[str, Any]:
 
 def _xlsx_cells(values: pd.Series) -> list[Any]:
     """Cell values xlsx can store: inf as the text "inf", NaN and missing as blank."""
-    arr = values.to_numpy(dtype=object, na_value=None)
+    arr = values.to_numpy(dtype=object, na_value=None).copy()  # pandas 3 may hand a view
     if pd.api.types.is_float_dtype(values):
         floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
         arr[np.isnan(floats)] = None

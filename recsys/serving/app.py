@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
+from recsys.console import create_console
 from recsys.errors import RecsysError
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex, load_index
@@ -572,6 +573,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
     for router in (ops, items_router, events_router, admin):
         app.include_router(router)
     mount_storefront(app, demo_pages=settings.storefront)
+    app.include_router(create_console(app.state.serving))
     return app
 
 

@@ -1,14 +1,19 @@
-"""What the API writes: storefront events, and merchandiser decisions that reach the API without
-retraining. SQL through SQLAlchemy: SQLite by default, PostgreSQL by URL.
+"""What the API and the console write: storefront events, merchandiser decisions that reach the
+API without retraining, their audit trail, and console users. SQL through SQLAlchemy: SQLite by
+default, PostgreSQL by URL.
 
 Decisions are keyed by product ids and rule keys (``A+B->C``), never by model codes, so they
-survive retraining; the API reads a snapshot of the active ones every few seconds.
+survive retraining; the API reads a snapshot of the active ones every few seconds. Every
+decision added or undone writes an audit row (who, when, why) in the same transaction; undone
+decisions are kept, marked inactive.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,14 +34,16 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from recsys.errors import ConfigError
 from recsys.serving.recommend import Decisions
 
-__all__ = ["ServingStore", "DECISION_KINDS", "EVENTS", "DECISIONS"]
+__all__ = ["ServingStore", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS"]
 
-DECISION_KINDS = ("block_product", "block_rule", "pin", "boost")
+# approve_rule changes no list: the console shows it, and it cancels an earlier block_rule
+DECISION_KINDS = ("block_product", "block_rule", "pin", "boost", "approve_rule")
+ROLES = ("viewer", "editor")  # viewers browse and export; editors also decide
 
 metadata = MetaData()
 
@@ -71,6 +78,28 @@ DECISIONS = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
 )
+
+AUDIT = Table(
+    "recsys_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("username", String(128), nullable=True),  # None: the admin API without created_by
+    Column("action", String(32), nullable=False),  # the decision kind added, or "undo"
+    Column("decision_id", Integer, nullable=False),
+    Column("batch_id", String(32), nullable=False),  # one per request: a bulk action, its undo
+    Column("reason", String(1024), nullable=True),
+)
+
+USERS = Table(
+    "recsys_users", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),  # argon2id, never the password
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+_DECISION_FIELDS = ("kind", "product_id", "seed_id", "rule_key", "position", "factor")
 
 
 class ServingStore:
@@ -120,29 +149,117 @@ class ServingStore:
                      seed_id: str | None = None, rule_key: str | None = None,
                      position: int | None = None, factor: float | None = None,
                      reason: str | None = None, created_by: str | None = None) -> int:
-        if kind not in DECISION_KINDS:
-            raise ValueError(f"unknown decision kind {kind!r}")
-        with self.engine.begin() as conn:
-            result = conn.execute(insert(DECISIONS).values(
-                kind=kind, product_id=product_id, seed_id=seed_id, rule_key=rule_key,
-                position=position, factor=factor, reason=reason, created_by=created_by,
-                created_at=datetime.now(UTC), active=True))
-        self.invalidate()
-        key = result.inserted_primary_key
-        assert key is not None
-        return int(key[0])
+        """Store one decision (and its audit row); returns its id."""
+        _, ids = self.add_decisions([{
+            "kind": kind, "product_id": product_id, "seed_id": seed_id, "rule_key": rule_key,
+            "position": position, "factor": factor}], by=created_by, reason=reason)
+        return ids[0]
 
-    def deactivate_decision(self, decision_id: int) -> bool:
+    def add_decisions(self, decisions: Sequence[Mapping[str, Any]], *, by: str | None,
+                      reason: str | None) -> tuple[str, list[int]]:
+        """Store decisions (dicts of kind and its fields) and one audit row each, in one
+        transaction; returns the batch id and the decision ids, in order."""
+        for decision in decisions:
+            if decision["kind"] not in DECISION_KINDS:
+                raise ValueError(f"unknown decision kind {decision['kind']!r}")
+        if not decisions:
+            return "", []
+        now, batch = datetime.now(UTC), uuid.uuid4().hex
+        rows = [{**{f: decision.get(f) for f in _DECISION_FIELDS}, "reason": reason,
+                 "created_by": by, "created_at": now, "active": True} for decision in decisions]
         with self.engine.begin() as conn:
-            result = conn.execute(update(DECISIONS).where(DECISIONS.c.id == decision_id)
-                                  .where(DECISIONS.c.active.is_(True)).values(active=False))
+            ids = list(map(int, conn.execute(
+                insert(DECISIONS).returning(DECISIONS.c.id, sort_by_parameter_order=True),
+                rows).scalars()))
+            conn.execute(insert(AUDIT), [
+                {"at": now, "username": by, "action": row["kind"], "decision_id": i,
+                 "batch_id": batch, "reason": reason} for row, i in zip(rows, ids, strict=True)])
         self.invalidate()
-        return bool(result.rowcount)
+        return batch, ids
+
+    def deactivate_decision(self, decision_id: int, *, by: str | None = None,
+                            reason: str | None = None) -> bool:
+        """Undo one decision; False when there is no active decision with this id."""
+        return bool(self.deactivate_decisions([decision_id], by=by, reason=reason))
+
+    def deactivate_decisions(self, decision_ids: Iterable[int], *, by: str | None,
+                             reason: str | None) -> list[int]:
+        """Undo the active ones of these decisions (kept, marked inactive) with an audit row
+        each; returns the ids undone."""
+        wanted = sorted(set(decision_ids))
+        if not wanted:
+            return []
+        now, batch = datetime.now(UTC), uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            done = list(map(int, conn.execute(
+                update(DECISIONS).where(DECISIONS.c.id.in_(wanted))
+                .where(DECISIONS.c.active.is_(True)).values(active=False)
+                .returning(DECISIONS.c.id)).scalars()))
+            if done:
+                conn.execute(insert(AUDIT), [
+                    {"at": now, "username": by, "action": "undo", "decision_id": i,
+                     "batch_id": batch, "reason": reason} for i in sorted(done)])
+        self.invalidate()
+        return sorted(done)
 
     def list_decisions(self, *, active_only: bool = True) -> list[dict[str, Any]]:
         query = select(DECISIONS).order_by(DECISIONS.c.id)
         if active_only:
             query = query.where(DECISIONS.c.active.is_(True))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def batch_decisions(self, batch_id: str) -> list[int]:
+        """The ids of the decisions added in one batch (to undo a bulk action at once)."""
+        query = (select(AUDIT.c.decision_id).where(AUDIT.c.batch_id == batch_id)
+                 .where(AUDIT.c.action != "undo"))
+        with self.engine.connect() as conn:
+            return list(map(int, conn.execute(query).scalars()))
+
+    def audit_log(self, *, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+        """Audit rows newest first, each with the decision it concerns."""
+        query = (select(AUDIT, DECISIONS.c.kind, DECISIONS.c.product_id, DECISIONS.c.seed_id,
+                        DECISIONS.c.rule_key, DECISIONS.c.position, DECISIONS.c.factor,
+                        DECISIONS.c.active)
+                 .join(DECISIONS, DECISIONS.c.id == AUDIT.c.decision_id)
+                 .order_by(AUDIT.c.id.desc()).limit(limit).offset(offset))
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def count_audit(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(AUDIT)).scalar_one())
+
+    # -- console users -----------------------------------------------------------------------
+
+    def add_user(self, username: str, password_hash: str, role: str) -> int:
+        """Create a console user; ValueError when the name is taken or bad, or the role
+        unknown."""
+        if not (0 < len(username) <= 64 and username.isprintable()
+                and not any(c.isspace() for c in username)):
+            raise ValueError(f"user name {username!r} must be 1 to 64 printable characters "
+                             "without spaces")
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(insert(USERS).values(
+                    username=username, password_hash=password_hash, role=role,
+                    created_at=datetime.now(UTC)))
+        except IntegrityError:
+            raise ValueError(f"user {username!r} exists already") from None
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def user(self, username: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(USERS).where(USERS.c.username == username)).first()
+        return None if row is None else dict(row._mapping)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        query = select(USERS.c.username, USERS.c.role, USERS.c.created_at).order_by(
+            USERS.c.username)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]
 
@@ -164,21 +281,25 @@ class ServingStore:
                 if self._snapshot is not None:
                     return self._snapshot
             raise
-        pins: dict[str, list[tuple[str, int]]] = {}
+        pins: dict[str, dict[str, int]] = {}
         boosts: dict[str, float] = {}
-        blocked_products, blocked_rules = set(), set()
-        for row in rows:  # a merchandiser's decisions: hundreds, not millions
+        blocked_products: set[str] = set()
+        blocked_rules: set[str] = set()
+        # in id order, so the latest decision on a rule, a pin or a boost wins
+        for row in rows:  # a merchandiser's decisions: thousands, not millions
             if row["kind"] == "block_product":
                 blocked_products.add(row["product_id"])
             elif row["kind"] == "block_rule":
                 blocked_rules.add(row["rule_key"])
+            elif row["kind"] == "approve_rule":
+                blocked_rules.discard(row["rule_key"])
             elif row["kind"] == "pin":
-                pins.setdefault(row["seed_id"], []).append((row["product_id"], row["position"]))
+                pins.setdefault(row["seed_id"], {})[row["product_id"]] = row["position"]
             elif row["kind"] == "boost":
                 boosts[row["product_id"]] = float(row["factor"])
         snapshot = Decisions(
             blocked_products=frozenset(blocked_products), blocked_rules=frozenset(blocked_rules),
-            pins={seed: tuple(sorted(p, key=lambda x: x[1])) for seed, p in pins.items()},
+            pins={seed: tuple(sorted(p.items(), key=lambda x: x[1])) for seed, p in pins.items()},
             boosts=boosts, category_cap=self.category_cap,
             best_sellers_first=self.best_sellers_first)
         with self._lock:

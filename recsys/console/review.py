@@ -1,0 +1,50 @@
+"""What the console says about decisions: which product they concern, and which ones the
+served version no longer has (kept and flagged, never dropped)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recsys.console.rules import RulesTable
+from recsys.serving.index import ServingIndex
+
+__all__ = ["rule_products", "concerns", "missing_from", "flagged"]
+
+_RULE_KINDS = ("approve_rule", "block_rule")
+
+
+def rule_products(key: str) -> list[str]:
+    """The product ids of a rule key ``A+B->C``."""
+    antecedents, _, consequents = key.partition("->")
+    return antecedents.split("+") + consequents.split("+")
+
+
+def concerns(decision: dict[str, Any], product_id: str) -> bool:
+    """Whether a decision names the product (blocked, pinned, boosted, seed, or in the rule)."""
+    if decision["kind"] in _RULE_KINDS:
+        return product_id in rule_products(decision["rule_key"])
+    return product_id in (decision["product_id"], decision["seed_id"])
+
+
+def missing_from(decision: dict[str, Any], index: ServingIndex, rules: RulesTable) -> str | None:
+    """Why a decision has nothing to act on in the served version, or None when it has."""
+    if decision["kind"] in _RULE_KINDS:
+        if decision["rule_key"] not in rules.row_of_key:
+            return f"rule not found in version {index.version}"
+        return None
+    absent = [p for p in (decision["seed_id"], decision["product_id"])
+              if p is not None and p not in index.code_of]
+    if absent:
+        return f"product {', '.join(absent)} not in version {index.version}"
+    return None
+
+
+def flagged(decisions: list[dict[str, Any]], index: ServingIndex,
+            rules: RulesTable) -> list[tuple[dict[str, Any], str]]:
+    """The decisions (with why) that the served version has no rule or product for."""
+    out = []
+    for decision in decisions:  # a merchandiser's decisions: thousands at most
+        why = missing_from(decision, index, rules)
+        if why is not None:
+            out.append((decision, why))
+    return out

@@ -1,0 +1,287 @@
+"""The rules browser's table: one artifact version's rules as numpy columns, so filtering,
+sorting and paging 300,000 rules takes milliseconds.
+
+Loaded once per served version (``RulesCache``). Products are coded 0..P-1 in id order; each
+side of a rule is a flat array of product codes with the row each belongs to, so "rules with
+a product in this set" is one vectorised lookup. Sort orders are computed once per metric.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recsys.artifacts import ArtifactStore, load_parquet
+from recsys.rules.mining import RULE_COLUMNS
+from recsys.serving.index import ServingIndex
+
+__all__ = ["Metric", "METRICS", "Status", "STATUSES", "RuleFilter", "RuleStatuses",
+           "RulesTable", "RulesCache", "PAGE_SIZE"]
+
+Metric = Literal["lift", "confidence", "support", "count", "leverage", "conviction",
+                 "zhangs_metric", "jaccard", "kulczynski", "fisher_p", "antecedent_count",
+                 "consequent_count"]
+METRICS: tuple[str, ...] = get_args(Metric)
+Status = Literal["new", "approved", "rejected", "pinned"]
+STATUSES: tuple[str, ...] = get_args(Status)
+PAGE_SIZE = 50
+_STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
+
+
+class RuleFilter(BaseModel):
+    """What the browser shows: a search, thresholds, a status, the sort and the page.
+
+    ``q`` matches product ids and names (case-insensitive substring) on either side;
+    ``category`` keeps rules with a product in that category path or below it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    q: str = Field("", max_length=128)
+    category: str = Field("", max_length=256)
+    min_support: float | None = Field(None, ge=0, le=1)
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    min_lift: float | None = Field(None, ge=0)
+    status: Status | Literal[""] = ""
+    sort: Metric = "lift"
+    order: Literal["desc", "asc"] = "desc"
+    page: int = Field(1, ge=1, le=1_000_000)
+
+    @field_validator("min_support", "min_confidence", "min_lift", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("q", "category", mode="after")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    def fields(self, **changes: Any) -> dict[str, str]:
+        """The non-default fields as text (for links and hidden form fields)."""
+        defaults = RuleFilter().model_dump()
+        values = {**{k: getattr(self, k) for k in defaults}, **changes}
+        return {k: str(v) for k, v in values.items() if v != defaults[k] and v is not None}
+
+    def query(self, **changes: Any) -> str:
+        """This filter as a query string, with ``changes`` (e.g. another page)."""
+        return urlencode(self.fields(**changes))
+
+
+@dataclass(frozen=True)
+class RuleStatuses:
+    """The rule decisions in force: the latest approve or reject per rule key, and the pins."""
+
+    decided: dict[str, tuple[Status, dict[str, Any]]] = field(default_factory=dict)
+    pins: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_decisions(cls, rows: list[dict[str, Any]]) -> RuleStatuses:
+        """From the active decisions in id order (the store's ``list_decisions``)."""
+        decided: dict[str, tuple[Status, dict[str, Any]]] = {}
+        pins = []
+        for row in rows:  # a merchandiser's decisions: thousands at most
+            if row["kind"] == "approve_rule":
+                decided[row["rule_key"]] = ("approved", row)
+            elif row["kind"] == "block_rule":
+                decided[row["rule_key"]] = ("rejected", row)
+            elif row["kind"] == "pin":
+                pins.append(row)
+        return cls(decided, pins)
+
+
+def _string_lists(column: pd.Series) -> pa.ListArray:
+    """A list column (Arrow-backed from Parquet, or Python lists) as one list<string> array."""
+    arr = pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype) else pa.array(
+        column.to_numpy(dtype=object), type=pa.list_(pa.string()))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.list_(pa.string()))
+
+
+def _joined(lists: pa.ListArray, codes: np.ndarray, rows: np.ndarray,
+            products: np.ndarray) -> pa.Array:
+    """Each list's ids sorted and joined by '+' (one side of a rule key)."""
+    order = np.lexsort((codes, rows))
+    offsets = pc.subtract(lists.offsets, lists.offsets[0])
+    values = pa.array(products[codes[order]], type=pa.string())
+    return pc.binary_join(pa.ListArray.from_arrays(offsets, values), "+")
+
+
+class RulesTable:
+    """One version's rules (the ``rules.parquet`` rows, in file order) with lookup arrays."""
+
+    def __init__(self, rules: pd.DataFrame, version: str, names: Mapping[str, str],
+                 categories: Mapping[str, str]) -> None:
+        self.version = version
+        self.frame = rules.reset_index(drop=True)
+        ant, con = _string_lists(self.frame["antecedents"]), _string_lists(
+            self.frame["consequents"])
+        ant_ids = ant.flatten().to_numpy(zero_copy_only=False)
+        con_ids = con.flatten().to_numpy(zero_copy_only=False)
+        codes, uniques = pd.factorize(np.concatenate([ant_ids, con_ids]), sort=True)
+        self.products: np.ndarray = np.asarray(uniques, dtype=object)
+        self.ant_code, self.con_code = codes[: len(ant_ids)], codes[len(ant_ids):]
+        self.ant_row = pc.list_parent_indices(ant).to_numpy()
+        self.con_row = pc.list_parent_indices(con).to_numpy()
+        keys = pc.binary_join_element_wise(
+            _joined(ant, self.ant_code, self.ant_row, self.products),
+            _joined(con, self.con_code, self.con_row, self.products), "->")
+        self.keys: np.ndarray = keys.to_numpy(zero_copy_only=False)
+        self.row_of_key = {key: row for row, key in enumerate(self.keys.tolist())}
+        self.names = pd.Series([names.get(p, p) for p in self.products], dtype=object)
+        self.categories = pd.Series([categories.get(p, "") for p in self.products],
+                                    dtype=object)
+        self.metrics = {m: self.frame[m].to_numpy(np.float64) for m in METRICS
+                        if m in self.frame}
+        self._ant_by_code = np.argsort(self.ant_code, kind="stable")
+        self._con_by_code = np.argsort(self.con_code, kind="stable")
+        self._orders: dict[tuple[str, bool], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def code(self, product_id: str) -> int | None:
+        at = int(np.searchsorted(self.products, product_id))
+        return at if at < len(self.products) and self.products[at] == product_id else None
+
+    def rows_with(self, product_id: str, side: Literal["antecedent", "consequent"]) -> np.ndarray:
+        """Rows holding the product on that side (sorted row numbers)."""
+        code = self.code(product_id)
+        if code is None:
+            return np.empty(0, dtype=np.int64)
+        codes, by_code, rows = ((self.ant_code, self._ant_by_code, self.ant_row)
+                                if side == "antecedent" else
+                                (self.con_code, self._con_by_code, self.con_row))
+        lo, hi = np.searchsorted(codes[by_code], [code, code + 1])
+        return np.sort(rows[by_code[lo:hi]])
+
+    def _rows_with_any(self, wanted: np.ndarray) -> np.ndarray:
+        """Boolean mask of rules with a product of ``wanted`` (mask over products) on a side."""
+        mask = np.zeros(len(self), dtype=bool)
+        mask[self.ant_row[wanted[self.ant_code]]] = True
+        mask[self.con_row[wanted[self.con_code]]] = True
+        return mask
+
+    def matching_products(self, text: str) -> np.ndarray:
+        """Mask over products whose id or name contains ``text`` (case-insensitive)."""
+        ids = pd.Series(self.products, dtype=object)
+        return (ids.str.contains(text, case=False, regex=False) |
+                self.names.str.contains(text, case=False, regex=False)).to_numpy(bool)
+
+    def products_in_category(self, category: str) -> np.ndarray:
+        """Mask over products in the category path or below it."""
+        return ((self.categories == category) |
+                self.categories.str.startswith(category + " > ")).to_numpy(bool)
+
+    def statuses(self, decided: RuleStatuses) -> np.ndarray:
+        """Status code per rule (index into STATUSES); rejected beats pinned beats approved."""
+        out = np.zeros(len(self), dtype=np.int8)
+        rejected = []
+        for key, (status, _) in decided.decided.items():
+            row = self.row_of_key.get(key)
+            if row is None:
+                continue
+            if status == "approved":
+                out[row] = _STATUS_CODE["approved"]
+            else:
+                rejected.append(row)
+        for pin in decided.pins:
+            rows = np.intersect1d(self.rows_with(pin["seed_id"], "antecedent"),
+                                  self.rows_with(pin["product_id"], "consequent"))
+            out[rows] = _STATUS_CODE["pinned"]
+        out[rejected] = _STATUS_CODE["rejected"]
+        return out
+
+    # -- the browser ---------------------------------------------------------------------------
+
+    def _sorted(self, metric: str, descending: bool) -> np.ndarray:
+        """All rows sorted by a metric (stable: ties in file order; NaN last), cached."""
+        with self._lock:
+            order = self._orders.get((metric, descending))
+            if order is None:
+                values = self.metrics[metric]
+                order = np.argsort(-values if descending else values, kind="stable")
+                self._orders[(metric, descending)] = order
+            return order
+
+    def select(self, rule_filter: RuleFilter, statuses: np.ndarray) -> np.ndarray:
+        """The rows the filter keeps, in its sort order (``statuses`` from ``statuses()``)."""
+        keep = np.ones(len(self), dtype=bool)
+        if rule_filter.q:
+            keep &= self._rows_with_any(self.matching_products(rule_filter.q))
+        if rule_filter.category:
+            keep &= self._rows_with_any(self.products_in_category(rule_filter.category))
+        for metric, threshold in (("support", rule_filter.min_support),
+                                  ("confidence", rule_filter.min_confidence),
+                                  ("lift", rule_filter.min_lift)):
+            if threshold is not None:
+                keep &= self.metrics[metric] >= threshold
+        if rule_filter.status:
+            keep &= statuses == _STATUS_CODE[rule_filter.status]
+        order = self._sorted(rule_filter.sort, rule_filter.order == "desc")
+        return order[keep[order]]
+
+    def describe(self, rows: np.ndarray, statuses: np.ndarray,
+                 decided: RuleStatuses) -> list[dict[str, Any]]:
+        """Display rows: sides as (id, name) pairs, the metrics, status and its decision."""
+        frame = self.frame.iloc[rows]
+        sides = {side: _string_lists(frame[f"{side}s"]).to_pylist()
+                 for side in ("antecedent", "consequent")}
+        names = dict(zip(self.products.tolist(), self.names.tolist(), strict=True))
+        out = []
+        for i, row in enumerate(rows.tolist()):  # one page: at most PAGE_SIZE rows
+            key = str(self.keys[row])
+            status = STATUSES[statuses[row]]
+            decision = decided.decided.get(key, (None, None))[1] if status in (
+                "approved", "rejected") else None
+            out.append({
+                "key": key, "status": status, "decision": decision,
+                "antecedents": [(p, names.get(p, p)) for p in sides["antecedent"][i]],
+                "consequents": [(p, names.get(p, p)) for p in sides["consequent"][i]],
+                **{m: float(self.metrics[m][row]) for m in self.metrics}})
+        return out
+
+    def export_frame(self, rows: np.ndarray, statuses: np.ndarray) -> pd.DataFrame:
+        """The selected rules as the exporters take them, with their key and status."""
+        frame = self.frame.iloc[rows].reset_index(drop=True)
+        frame["rule_key"] = pd.array(self.keys[rows], dtype="string")
+        frame["status"] = pd.array(np.asarray(STATUSES, dtype=object)[statuses[rows]],
+                                   dtype="string")
+        return frame
+
+
+def _no_rules() -> pd.DataFrame:
+    """An empty rules table (a version mined without the rules job)."""
+    lists = pd.Series(pd.arrays.ArrowExtensionArray(pa.array([], pa.list_(pa.string()))))
+    return pd.DataFrame({c: lists if c in ("antecedents", "consequents") else
+                         pd.Series(dtype=np.float64) for c in RULE_COLUMNS})
+
+
+class RulesCache:
+    """The rules table of the version being served, loaded once when the version changes."""
+
+    def __init__(self, artifacts_root: Path | str) -> None:
+        self._store = ArtifactStore(artifacts_root)
+        self._table: RulesTable | None = None
+        self._lock = threading.Lock()
+
+    def get(self, index: ServingIndex) -> RulesTable:
+        with self._lock:
+            if self._table is None or self._table.version != index.version:
+                path = self._store.path(index.version) / "rules.parquet"
+                rules = load_parquet(path) if path.exists() else _no_rules()
+                self._table = RulesTable(rules, index.version, index.names, index.categories)
+            return self._table
