@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -337,23 +338,38 @@ def test_customers_get_due_consumables(client: TestClient, shop: Shop) -> None:
         for row in due[due["customer_id"] == customer].itertuples():
             assert row.product_id in found, f"{customer}: due {row.product_id} not offered"
             reason = found[row.product_id]["reason"]
-            assert reason["source"] == "replenishment"
+            assert reason["source"] == "replenishment" and reason["evidence"]["due"] is True
             assert abs(reason["evidence"]["days_since_purchase"] - row.days_since) <= 1
             assert reason["evidence"]["cycle_days"] == pytest.approx(row.cycle, rel=0.25)
         sources = [item["reason"]["source"] for item in body["items"]]
         first_other = next(i for i, s in enumerate(sources) if s != "replenishment")
-        assert "replenishment" not in sources[first_other:]  # due consumables come first
-    # a consumable bought recently (under half its cycle ago) is not offered again
+        assert "replenishment" not in sources[first_other:]  # own repeat purchases come first
+    # a consumable bought recently (under half its cycle ago) is not due
     fresh = last[last["days_since"] < 0.5 * last["cycle"]].head(10)
     assert len(fresh) >= 5
     for row in fresh.itertuples():
-        offered = ids(get(client, f"/v1/customers/{row.customer_id}/recommendations", k=100))
-        assert row.product_id not in offered
+        items = get(client, f"/v1/customers/{row.customer_id}/recommendations", k=100)["items"]
+        for item in items:
+            if item["product_id"] == row.product_id:
+                assert item["reason"]["evidence"]["due"] is False
+
+
+def test_durable_products_are_recognised(client: TestClient, shop: Shop) -> None:
+    """Every planted durable with enough buyers (10) is flagged; no consumable is."""
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    durable = {index.ids[c] for c in np.flatnonzero(index.customer_model.durable)}
+    known = shop.orders[shop.orders["customer_id"].fillna("") != ""]
+    buyers = known.groupby("product_id", observed=True)["customer_id"].nunique()
+    durables = set(buyers[buyers >= 10].index) - set(shop.planted.consumables)
+    assert len(durables) > 200
+    assert durable == durables
 
 
 def test_customers_never_get_durables_they_bought(client: TestClient, shop: Shop) -> None:
     """Durables bought once are never offered again; one the customer bought in two orders
     shows they buy it again, and may come back as a repeat purchase."""
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    durable = {index.ids[c] for c in np.flatnonzero(index.customer_model.durable)}
     last = _last_purchases(shop)
     busiest = last["customer_id"].value_counts().head(25).index
     known = shop.orders[shop.orders["customer_id"].fillna("") != ""]
@@ -362,7 +378,7 @@ def test_customers_never_get_durables_they_bought(client: TestClient, shop: Shop
     for customer in busiest:
         bought = set(last.loc[last["customer_id"] == customer, "product_id"])
         once = set(times[customer][times[customer] == 1].index)
-        durables = (bought & once) - set(shop.planted.consumables)
+        durables = bought & once & durable
         durable_seen += len(durables)
         body = get(client, f"/v1/customers/{customer}/recommendations", k=30)
         assert len(body["items"]) == 30 and body["fallback"] is None
@@ -370,7 +386,7 @@ def test_customers_never_get_durables_they_bought(client: TestClient, shop: Shop
         for item in body["items"]:
             if item["product_id"] in bought:
                 assert item["reason"]["source"] == "replenishment"
-                if item["product_id"] not in shop.planted.consumables:
+                if item["product_id"] in durable:
                     assert item["reason"]["evidence"]["times_bought"] >= 2
     assert durable_seen > 100
 

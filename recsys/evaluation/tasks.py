@@ -427,5 +427,5 @@ def evaluate_next_basket(
                                    show_progress=show_progress)
         _engine_result(result, "engine", to_codes(lists, test_items, max_k),
                        stages["test"].evaluate, time.perf_counter() - start,
-                       "for_customer (due repurchases, then ALS without bought products)")
+                       "for_customer (own repeat purchases, then ALS)")
     return result

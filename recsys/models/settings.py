@@ -29,7 +29,7 @@ class ModelsConfig(BaseModel):
     also_viewed_support_weight: float = Field(
         3.0, ge=0, description="also viewed: similarity plus this share of co-view support "
                                "(each scaled to the product's best)")
-    durable_min_buyers: int = Field(5, ge=1, description="buyers needed to call a product "
+    durable_min_buyers: int = Field(10, ge=1, description="buyers needed to call a product "
                                                          "durable")
     durable_max_repeat_share: float = Field(
         0.3, ge=0, le=1, description="a product bought again by less than this share of its "

@@ -131,7 +131,7 @@ class CustomerModel:
     purchases_day: np.ndarray
     purchases_orders: np.ndarray  # how many of the customer's orders held the product
     durable: np.ndarray  # per product code: bought again by (almost) nobody
-    buyers: np.ndarray  # per product code: customers who bought it (ties between own items)
+    popularity: np.ndarray  # per product code: orders that held it (ties between own items)
     cycle_days: np.ndarray  # per product code; NaN = not a consumable
     today: int  # the newest purchase day in the data (days since epoch + 1)
 
@@ -319,9 +319,10 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         regularization=float(als["regularization"]), alpha=float(als["alpha"]),
         customers={c: i for i, c in enumerate(customers.ids.tolist())},
         purchases_indptr=purchases["indptr"], purchases_indices=indices, purchases_day=day,
-        purchases_orders=purchases["orders"] if "orders" in purchases else np.ones_like(day),
-        durable=purchases["durable"] if "durable" in purchases else np.zeros(len(items), bool),
-        buyers=np.bincount(indices, minlength=len(items)), cycle_days=cycles,
+        purchases_orders=purchases.get("orders", np.ones_like(day)),
+        durable=purchases.get("durable", np.zeros(len(items), bool)),
+        popularity=np.bincount(indices, weights=purchases.get("orders"), minlength=len(items)),
+        cycle_days=cycles,
         today=int(day.max()) if len(day) else 0)
 
 

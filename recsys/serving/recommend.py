@@ -53,7 +53,7 @@ class Candidate:
     score: float
     source: str
     evidence: dict[str, Any]
-    tier: int = 0  # lower tiers rank first (rules before similarity, due before ALS)
+    tier: int = 0  # lower tiers rank first (own repeat purchases before ALS)
     rule_key: str | None = None
 
 
@@ -374,10 +374,12 @@ def _bought_with(index: ServingIndex, cart: list[str], options: Options,
     candidates, blocked = _scored_for(index, codes, decisions, banned)
     candidates.sort(key=lambda c: -c.score)
     first_category = next((index.categories[p] for p in cart if p in index.categories), None)
+    rejected = frozenset(b for a, b in _blocked_pairs(decisions.blocked_rules) if a in cart) if (
+        decisions.blocked_rules) else frozenset()  # not even as a best-seller fill
     result = finish(index, candidates[: _limit(options) + 50], options, decisions, seeds=cart,
                     fallback_category=first_category,
                     never=frozenset(index.ids[b] for b in np.flatnonzero(banned).tolist())
-                    | frozenset(cart))
+                    | frozenset(cart) | rejected)
     if blocked:
         result.applied.insert(0, f"blocked_rule:{blocked}")
     return result
@@ -396,11 +398,11 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
                  options: Options, decisions: Decisions) -> Result:
     """Personalised: what the customer buys again, then ALS.
 
-    Of the products the customer bought: consumables with a known cycle come first once due
-    (past 80% of the cycle) and are left out before; durable products (bought again by few of
-    their buyers) are left out unless this customer bought them again; the rest follow, most
-    often bought first. Then ALS scores (factors recalculated from ``history`` or for unknown
-    customers)."""
+    The products the customer bought come first, most often bought first (ties: the better
+    seller), except durable products (bought again by few of their buyers) that this customer
+    bought only once; consumables with a known cycle say whether they are due (past 80% of
+    the cycle). Ranking due ones first measured worse on next baskets (BENCHMARKS.md). Then
+    ALS scores (factors recalculated from ``history`` or for unknown customers)."""
     model = index.customer_model
     candidates: list[Candidate] = []
     never: set[str] = set()
@@ -420,31 +422,27 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
             vector = _user_vector(model, np.array(sorted(set(bought) | set(extra))))
         else:
             vector = None
-        top_buyers = max(int(model.buyers.max()), 1) if len(model.buyers) else 1
+        top = max(float(model.popularity.max()), 1.0) if len(model.popularity) else 1.0
         for code, (last_day, orders) in bought.items():
             pid = index.ids[code]
             cycle = model.cycle_days[code]
             since = model.today - last_day
+            evidence: dict[str, Any] = {"days_since_purchase": int(since),
+                                        "times_bought": int(orders)}
             if not np.isnan(cycle):
-                if since >= 0.8 * cycle:
-                    candidates.append(Candidate(pid, float(since / cycle), "replenishment", {
-                        "days_since_purchase": int(since), "cycle_days": float(cycle),
-                        "times_bought": int(orders)}, 0))
-                else:
-                    never.add(pid)
+                evidence.update(cycle_days=float(cycle), due=bool(since >= 0.8 * cycle))
             elif model.durable[code] and orders < 2:
                 never.add(pid)
-            else:
-                candidates.append(Candidate(
-                    pid, orders + 0.01 * model.buyers[code] / top_buyers, "replenishment", {
-                        "days_since_purchase": int(since), "times_bought": int(orders)}, 1))
+                continue
+            score = orders + 0.49 * model.popularity[code] / top  # ties: the better seller
+            candidates.append(Candidate(pid, score, "replenishment", evidence, 1))
         never |= {index.ids[c] for c in extra}
         if vector is not None:
             scores = model.item_factors @ vector.astype(np.float32)
-            top = np.argsort(-scores)[: options.k * 5 + len(bought) + len(extra)]
+            best = np.argsort(-scores)[: options.k * 5 + len(bought) + len(extra)]
             candidates += [Candidate(index.ids[int(c)], float(scores[c]), "als",
                                      {"customer": customer_id, "history_items": len(bought) +
-                                      len(extra)}, 2) for c in top.tolist()]
+                                      len(extra)}, 2) for c in best.tolist()]
     segment = index.segments.get(customer_id) if customer_id else None
     applied: list[str] = []
     if segment is not None and segment in decisions.best_sellers_first:

@@ -1,0 +1,145 @@
+"""The served rankers against known answers: EASE against its closed form, multi-item rule
+lookup against brute force, and cart / also-viewed scores computed by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recsys.artifacts import Manifest
+from recsys.models.ease import ease_neighbours
+from recsys.models.neighbours import Neighbours
+from recsys.popularity import GLOBAL_SCOPE
+from recsys.serving.index import PairRule, Ranking, ServingIndex, _multi_rules, rule_key
+from recsys.serving.recommend import Decisions, Options, also_viewed, bought_together, cart_addons
+from recsys.vocab import Vocabulary
+
+
+def _closed_form(x: np.ndarray, lam: float) -> np.ndarray:
+    """B = -P / diag(P), P = (X'X + lam I)^-1, rows of X weighted 1/sqrt(size)."""
+    w = x / np.sqrt(np.maximum(x.sum(axis=1, keepdims=True), 1))
+    p = np.linalg.inv(w.T @ w + lam * np.eye(x.shape[1]))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_ease_neighbours_are_the_closed_form_top_k() -> None:
+    rng = np.random.default_rng(7)
+    x = (rng.random((400, 30)) < 0.15).astype(float)
+    b = _closed_form(x, lam=2.0)
+    ids, scores = ease_neighbours(sp.csr_matrix(x), lam=2.0, top_k=5)
+    for i in range(30):
+        positive = [j for j in np.argsort(-b[i], kind="stable") if b[i, j] > 0][:5]
+        assert ids[i][ids[i] >= 0].tolist() == positive
+        np.testing.assert_allclose(scores[i][: len(positive)], b[i, positive], rtol=1e-5)
+
+
+def test_ease_covers_only_the_best_selling_products() -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.random((300, 12)) < 0.3).astype(float)
+    x[:, 11] = 0
+    x[:2, 11] = 1  # the rarest product
+    ids, _ = ease_neighbours(sp.csr_matrix(x), lam=1.0, top_k=3, max_items=11)
+    assert (ids[11] == -1).all()
+    assert 11 not in ids
+    full, _ = ease_neighbours(sp.csr_matrix(x[:, :11]), lam=1.0, top_k=3)
+    assert (ids[:11] == full).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(rules=st.lists(st.tuples(st.frozensets(st.integers(0, 9), min_size=2, max_size=3),
+                                st.integers(0, 9)), min_size=1, max_size=40),
+       cart=st.frozensets(st.integers(0, 9), min_size=0, max_size=8))
+def test_multi_rule_lookup_equals_brute_force(rules: list[tuple[frozenset[int], int]],
+                                              cart: frozenset[int]) -> None:
+    sets = [np.array(sorted(a), dtype=np.int32) for a, _ in rules]
+    lengths = sorted({len(s) for s in sets})
+    parts = []
+    for length in lengths:
+        rows = np.array([i for i, s in enumerate(sets) if len(s) == length])
+        parts.append((rows, np.stack([sets[i] for i in rows])))
+    n = len(rules)
+    multi = _multi_rules(parts, np.array([c for _, c in rules]), np.linspace(0.9, 0.1, n,
+                         dtype=np.float32), np.ones(n, np.float32), np.ones(n, np.int64))
+    expected = {tuple(s) for s in sets if set(s.tolist()) <= cart}
+    codes = np.array(sorted(cart), dtype=np.int32)
+    for limit in (0, 10_000):  # vectorised scan, and subset enumeration
+        found = multi.sets_in(codes, combinations_limit=limit)
+        assert {tuple(f.tolist()) for f in found} == expected
+        for antecedents in found:
+            consequents = sorted(int(multi.consequent[r]) for r in multi.rules_of(antecedents))
+            assert consequents == sorted(c for a, c in rules if a == frozenset(
+                antecedents.tolist()))
+
+
+def _index() -> ServingIndex:
+    """Five products; tables and rules chosen so that every score is easy by hand."""
+    ids = ["a", "b", "c", "d", "e"]
+    table = Neighbours(  # EASE: a -> c 0.4, d 0.2; b -> c 0.1, e 0.5
+        ids=np.array([[2, 3], [2, 4], [-1, -1], [-1, -1], [-1, -1]], np.int32),
+        scores=np.array([[0.4, 0.2], [0.1, 0.5], [0, 0], [0, 0], [0, 0]], np.float32),
+        support=np.array([[7, 3], [2, 9], [0, 0], [0, 0], [0, 0]], np.int64))
+    knn = Neighbours(  # item-kNN: a -> d 1.0; b -> d 1.0
+        ids=np.array([[3, -1], [3, -1], [-1, -1], [-1, -1], [-1, -1]], np.int32),
+        scores=np.array([[1.0, 0], [1.0, 0], [0, 0], [0, 0], [0, 0]], np.float32),
+        support=np.array([[3, 0], [4, 0], [0, 0], [0, 0], [0, 0]], np.int64))
+    multi = _multi_rules([(np.array([0]), np.array([[0, 1]], np.int32))],
+                         np.array([4]), np.array([0.8], np.float32), np.array([3.0], np.float32),
+                         np.array([5], np.int64))
+    manifest = Manifest(version="v1", created_at=datetime.now(UTC).isoformat(), git_commit=None,
+                        config={}, config_hash="", inputs={}, libraries={})
+    return ServingIndex(
+        manifest=manifest, items=Vocabulary(ids), code_of={p: i for i, p in enumerate(ids)},
+        ids=ids, names={}, prices={}, margins={}, categories={}, available=frozenset(ids),
+        popular={GLOBAL_SCOPE: [(p, 1) for p in ids]}, loaded_at=datetime.now(UTC),
+        also_viewed=table, bought_together=table, bought_together_knn=knn,
+        ranking=Ranking(cart_knn_weight=0.5, rule_weight=0.25, also_viewed_support_weight=2.0),
+        pair_rules={0: [PairRule(2, 0.6, 2.0, 7, rule_key(["a"], "c"))]}, multi_rules=multi)
+
+
+def _scores(result: object) -> dict[str, float]:
+    return {i["product_id"]: i["score"] for i in result.items  # type: ignore[attr-defined]
+            if i["reason"]["source"] != "popular"}
+
+
+def test_cart_scores_by_hand() -> None:
+    index = _index()
+    result = cart_addons(index, ["a", "b"], Options(k=3), Decisions())
+    # EASE sums: c 0.5, d 0.2, e 0.5 (max 0.5); kNN sums: d 2.0 (max 2.0)
+    # rules: a->c (0.6); a+b->e (0.8)
+    assert _scores(result) == pytest.approx({"c": 1.0 + 0.25 * 0.6, "d": 0.4 + 0.5,
+                                             "e": 1.0 + 0.25 * 0.8})
+    reasons = {i["product_id"]: i["reason"] for i in result.items}
+    assert reasons["e"]["source"] == "rule" and reasons["e"]["evidence"]["seed"] == ["a", "b"]
+    assert reasons["e"]["evidence"]["rule"] == "a+b->e"
+    assert reasons["d"]["source"] == "bought_together"
+    assert reasons["d"]["evidence"]["seed"] == "a" and reasons["d"]["evidence"]["co_purchases"] == 3
+
+
+def test_single_product_and_blocked_rule() -> None:
+    index = _index()
+    result = bought_together(index, "a", Options(k=2), Decisions())
+    # EASE: c 0.4, d 0.2 (max 0.4); kNN: d 1.0; rule a->c 0.6
+    assert _scores(result) == pytest.approx({"c": 1.0 + 0.25 * 0.6, "d": 0.5 + 0.5})
+    blocked = bought_together(index, "a", Options(k=2),
+                              Decisions(blocked_rules=frozenset(["a->c"])))
+    # by no source at all, not even the best-seller fill
+    assert [i["product_id"] for i in blocked.items] == ["d", "b"]
+    assert "blocked_rule:1" in blocked.applied
+    cart = cart_addons(index, ["a", "b"], Options(k=3),
+                       Decisions(blocked_rules=frozenset(["a+b->e"])))
+    assert cart.items[0]["product_id"] == "c"  # e keeps only its EASE score
+    assert {i["product_id"]: i["reason"]["source"] for i in cart.items}["e"] == "bought_together"
+
+
+def test_also_viewed_reranked_by_support() -> None:
+    index = _index()
+    result = also_viewed(index, "b", Options(k=2), Decisions())
+    # b: c sim 0.1 support 2, e sim 0.5 support 9 -> e 1 + 2, c 0.2 + 2 x 2/9
+    assert _scores(result) == pytest.approx({"e": 3.0, "c": 0.2 + 4 / 9}, rel=1e-5)
