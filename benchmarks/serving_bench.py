@@ -37,7 +37,9 @@ Where the time goes: ``--profile`` adds, for one worker, a py-spy sampling run (
 of each recsys endpoint under wrk load; the lookups alone (``recommend.bought_together`` /
 ``cart_addons`` over the same ids) are timed in a fresh process (``--no-inproc`` skips it);
 diagnostic variants of the app (``benchmarks/variant_app.py``: async dependencies, a pure
-ASGI middleware; ``--variants``) are measured beside it with 1 worker, maximum runs only.
+ASGI middleware, ``gc.freeze()`` after loading; ``--variants``) are measured beside it with
+1 worker; the in-process step also counts the objects the garbage collector tracks and times
+one full collection.
 The machine is shared with other jobs: before each run the script waits (``--quiet-wait``)
 for the rest of the machine to use under ``--quiet-below`` cores, and it reports the CPU
 the rest used during each run and each server's CPU time per request (less sensitive to
@@ -56,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -263,17 +266,24 @@ class Server:
     """A uvicorn server in its own session (stopped by its process group id)."""
 
     def __init__(self, label: str, app: list[str], workers: int, cpus: str | None,
-                 env: dict[str, str], log_path: Path) -> None:
+                 env: dict[str, str], log_path: Path, healthcheck_s: int | None) -> None:
         self.label = label
         self.port = free_port()
         self.workers = workers
         self.uvicorn_args = [*app, "--host", HOST, "--port", str(self.port),
                              "--workers", str(workers), "--log-level", "warning"]
+        if healthcheck_s:
+            self.uvicorn_args += ["--timeout-worker-healthcheck", str(healthcheck_s)]
         self.command = [*cpu_prefix(cpus), sys.executable, "-m", "uvicorn", *self.uvicorn_args]
         self.env = env
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_s = 0.0
+        self.seen_workers: set[int] = set()  # more than ``workers``: the supervisor restarted some
+
+    @property
+    def restarts(self) -> int:
+        return max(0, len(self.seen_workers) - self.workers)
 
     def start(self, ready_path: str, timeout: float) -> None:
         env = {**os.environ, **self.env}
@@ -287,8 +297,10 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited with {self.proc.returncode}; see "
                                    f"{self.log_path}")
+            self.seen_workers.update(self.worker_pids())
             if time.perf_counter() - start > timeout:
-                raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s")
+                raise RuntimeError(f"{self.label} not ready after {timeout:.0f} s "
+                                   f"({self.restarts} worker restarts)")
             with contextlib.suppress(OSError, urllib.error.URLError), \
                     urllib.request.urlopen(url, timeout=5) as resp:
                 if resp.status == 200:
@@ -302,6 +314,7 @@ class Server:
         """With several workers one answers while others may still load: wait for all idle."""
         while time.perf_counter() < deadline:
             pids = self.worker_pids()
+            self.seen_workers.update(pids)
             if len(pids) == self.workers:
                 before = [cpu_ticks(p) for p in pids]
                 time.sleep(1.0)
@@ -532,6 +545,12 @@ def inproc_main(spec_path: str) -> int:
     index = load_index(spec["store"])
     result: dict[str, Any] = {"load_s": time.perf_counter() - start,
                               "mem": memory(os.getpid())}
+    # a full collection walks every tracked object: the index's Python objects included
+    gc.collect()
+    result["gc_objects"] = len(gc.get_objects())
+    start = time.perf_counter()
+    gc.collect()
+    result["gc_full_ms"] = (time.perf_counter() - start) * 1e3
     options, decisions = recommend.Options(k=10), Decisions()
     calls = (("bought-together", recommend.bought_together, spec["products"]),
              ("add-ons", recommend.cart_addons, spec["carts"]))
@@ -619,6 +638,30 @@ def other_load(servers: list[Server]) -> Iterator[dict[str, float]]:
     out["steal_cores"] = (steal1 - steal0) / tck / (t1 - t0)
 
 
+def probe_default_healthcheck(name: str, store: Path, workers: int, work: Path,
+                              seconds: float) -> dict[str, Any]:
+    """``recsys serve --workers N`` runs uvicorn with its default worker health check (5 s):
+    does the server come up, or does the supervisor kill workers while they load?"""
+    env = {"RECSYS_SERVING_ARTIFACTS": str(store),
+           "RECSYS_SERVING_DATABASE_URL": f"sqlite:///{work / name / 'recsys.db'}"}
+    server = Server(f"probe[{name}]", ["--factory", "recsys.serving.app:app_from_env"],
+                    workers, None, env, work / f"probe-{name}-w{workers}.log", None)
+    ready = True
+    try:
+        server.start("/readyz", seconds)
+    except RuntimeError as exc:
+        log.info("%s", exc)
+        ready = False
+    finally:
+        server.stop()
+    cmd = shlex.join(server.command).replace(f"--port {server.port}", "--port PORT")
+    probe = {"artifact": name, "workers": workers, "seconds": seconds, "ready": ready,
+             "ready_s": server.ready_s if ready else None, "restarts": server.restarts,
+             "command": cmd}
+    log.info("default health check probe: %s", probe)
+    return probe
+
+
 def server_cpu_s(server: Server) -> float:
     """CPU seconds used so far by a server's processes (all threads)."""
     ticks = 0
@@ -687,8 +730,13 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
         for workers in args.workers:
             pin = args.pin and workers == 1
             server_cpus, load_cpus = ("0", "1") if pin else (None, None)
+            if workers > 1 and args.probe_s > 0:
+                for name in args.artifacts:
+                    results["probes"].append(probe_default_healthcheck(
+                        name, stores[name], workers, work, args.probe_s))
+                    save()
             bare = Server("bare", ["--app-dir", "benchmarks", "bare_app:app"], workers,
-                          server_cpus, {}, work / f"bare-w{workers}.log")
+                          server_cpus, {}, work / f"bare-w{workers}.log", args.healthcheck)
             servers.append(bare)
             bare.start("/v1/bare", 120)
             info["servers"][("bare", workers)] = bare
@@ -698,31 +746,30 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                 env = {"RECSYS_SERVING_ARTIFACTS": str(stores[name]),
                        "RECSYS_SERVING_DATABASE_URL": f"sqlite:///{work / name / 'recsys.db'}"}
                 ours = Server(f"recsys[{name}]", ["--factory", "recsys.serving.app:app_from_env"],
-                              workers, server_cpus, env, work / f"recsys-{name}-w{workers}.log")
+                              workers, server_cpus, env, work / f"recsys-{name}-w{workers}.log",
+                              args.healthcheck)
                 servers.append(ours)
                 ours.start("/readyz", args.ready_timeout)
                 info["servers"][(name, workers)] = ours
                 mine += [Target(ep, name, workers, ours, work / f"{name}-{ep.name}.lua")
                          for ep in recsys_endpoints(info["requests"][name])]
             running = [bare] + [info["servers"][(n, workers)] for n in args.artifacts]
-            if workers == 1 and args.variants:
-                name = args.variant_artifact
-                for variant in args.variants:
-                    env = {"RECSYS_SERVING_ARTIFACTS": str(stores[name]),
-                           "RECSYS_SERVING_DATABASE_URL":
-                               f"sqlite:///{work / name / 'recsys.db'}",
-                           "RECSYS_BENCH_VARIANT": variant}
-                    server = Server(f"variant[{variant}]",
-                                    ["--app-dir", "benchmarks", "--factory",
-                                     "variant_app:app_from_env"], workers, server_cpus, env,
-                                    work / f"variant-{variant}.log")
-                    servers.append(server)
-                    server.start("/readyz", args.ready_timeout)
-                    info["variant_servers"][variant] = server
-                    running.append(server)
-                    mine += [Target(ep, name, workers, server,
-                                    work / f"{name}-{ep.name}-{variant}.lua", variant)
-                             for ep in recsys_endpoints(info["requests"][name])]
+            for name, variant in args.variants if workers == 1 else []:
+                env = {"RECSYS_SERVING_ARTIFACTS": str(stores[name]),
+                       "RECSYS_SERVING_DATABASE_URL":
+                           f"sqlite:///{work / name / 'recsys.db'}",
+                       "RECSYS_BENCH_VARIANT": variant}
+                server = Server(f"variant[{name}:{variant}]",
+                                ["--app-dir", "benchmarks", "--factory",
+                                 "variant_app:app_from_env"], workers, server_cpus, env,
+                                work / f"variant-{name}-{variant}.log", args.healthcheck)
+                servers.append(server)
+                server.start("/readyz", args.ready_timeout)
+                info["variant_servers"][(name, variant)] = server
+                running.append(server)
+                mine += [Target(ep, name, workers, server,
+                                work / f"{name}-{ep.name}-{variant}.lua", variant)
+                         for ep in recsys_endpoints(info["requests"][name])]
             for t in mine:
                 t.script.write_text(t.endpoint.lua())
                 t.check = check_endpoint(t.server.port, t.endpoint)
@@ -743,15 +790,16 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                              top["cpu_ms_per_request"], load["other_cores"], waited)
             for r in range(args.rounds):
                 for t in mine:
-                    if t.variant:
-                        continue  # variants: throughput and CPU only
                     rate = max(x["rps"] for x in t.tops) / 2
                     duration = min(60.0, max(args.duration, args.min_fixed_requests / rate))
                     waited = wait_quiet(running, args.quiet_below, args.quiet_wait)
+                    cpu0 = server_cpu_s(t.server)
                     with other_load(running) as load:
                         fixed = run_openloop(t.server.port, t.endpoint, rate, duration,
                                              args.rate_connections, args.client_procs,
                                              load_cpus, work)
+                    fixed["cpu_ms_per_request"] = (server_cpu_s(t.server) - cpu0) * 1e3 / max(
+                        1, fixed["ok"])
                     t.fixed.append({**fixed, **load, "waited_s": waited})
                     log.info("w%d round %d %s %s: %.0f req/s fixed: p50 %.2f ms, p99 %.2f ms, "
                              "%d errors, other CPU %.2f cores", workers, r + 1, t.artifact,
@@ -772,6 +820,7 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                 env = " ".join(f"{k}={v}" for k, v in server.env.items())
                 results["servers"][key] = {
                     "command": f"{env} {cmd}".strip(), "ready_s": server.ready_s,
+                    "restarts": server.restarts,
                     "mem": [memory(p) for p in server.worker_pids()]}
                 results["targets"] += [t.to_json(key) for t in mine if t.server is server]
             for server in running:
@@ -931,7 +980,21 @@ def markdown(results: dict[str, Any]) -> str:
                      "products with a single-antecedent rule, weighted by their order count.")
     lines += ["", "Server commands (the port is free, chosen per run):", ""]
     for server in results["servers"].values():
-        lines.append(f"    {server['command']}  # ready after {server['ready_s']:.0f} s")
+        restarts = f", {server['restarts']} worker restarts" if server.get("restarts") else ""
+        lines.append(f"    {server['command']}  # ready after {server['ready_s']:.0f} s"
+                     + restarts)
+    if results.get("probes"):
+        lines += ["", "Every server runs with `--timeout-worker-healthcheck "
+                  f"{results.get('healthcheck')}` (`recsys serve` sets 600 s): with uvicorn's "
+                  "default (5 s) the supervisor pings each worker from a thread of "
+                  "the worker and kills the worker when no answer comes in time, which "
+                  "happens while a large index loads (long calls that hold the GIL). Watched "
+                  "with the default:", ""]
+        for p in results["probes"]:
+            state = (f"ready after {p['ready_s']:.0f} s" if p["ready"]
+                     else f"not ready after {p['seconds']:.0f} s")
+            lines.append(f"- `{p['artifact']}`, {p['workers']} workers: {state}, "
+                         f"{p['restarts']} worker restarts (`{p['command']}`)")
     if results["targets"] and results["targets"][0]["tops"]:
         wrk_cmd = results["targets"][0]["tops"][0]["command"]
         wrk_cmd = re.sub(r":\d+$", ":PORT", re.sub(r"-s \S+", "-s ENDPOINT.lua", wrk_cmd))
@@ -950,8 +1013,9 @@ def markdown(results: dict[str, Any]) -> str:
                   "call, after 50 warm-up calls; the server adds its CPU per request minus the "
                   "mean here):", "",
                   "| endpoint | artifact | calls | mean ms | p50 ms | p99 ms | max ms "
-                  "| server CPU ms/req (1 worker) | index load s | RSS after load MiB |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| server CPU ms/req (1 worker) | index load s | RSS after load MiB "
+                  "| GC-tracked objects | full GC ms |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, res in results["inproc"].items():
             for ep in ("bought-together", "add-ons"):
                 r = res[ep]
@@ -959,36 +1023,46 @@ def markdown(results: dict[str, Any]) -> str:
                 cpu = f"{_cpu(served[0]):.2f}" if served else "-"
                 lines.append(f"| {ep} | {name} | {r['calls']:,} | {r['mean_ms']:.2f} "
                              f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} "
-                             f"| {cpu} | {res['load_s']:.0f} | {res['mem']['VmRSS']:,.0f} |")
+                             f"| {cpu} | {res['load_s']:.0f} | {res['mem']['VmRSS']:,.0f} "
+                             f"| {res.get('gc_objects', 0):,} "
+                             f"| {_f(res.get('gc_full_ms', math.nan), ',.0f')} |")
         lines.append("")
     variants = [t for t in results["targets"] if t["variant"]]
     if variants:
         lines += ["Diagnostic variants (`benchmarks/variant_app.py`, the same app with "
                   "`async-deps`: `get_state` / `get_index` as `async def` overrides, no "
                   "thread-pool hop for them; `asgi-mw`: the `observe` BaseHTTPMiddleware "
-                  "replaced by a pure ASGI middleware doing the same work), 1 worker, maximum "
-                  "runs only, same rounds; saved = the unchanged endpoint's server CPU per "
-                  "request minus the variant's:", "",
+                  "replaced by a pure ASGI middleware doing the same work; `gc-freeze`: "
+                  "`gc.freeze()` once the index is loaded, so that full collections no longer "
+                  "walk its objects), 1 worker, same rounds, best round; saved = the unchanged "
+                  "endpoint's server CPU per request minus the variant's:", "",
                   "| endpoint | artifact | server CPU ms/req | saved ms/req "
-                  "| max req/s: best (median) | ratio to bare |", "|---|---|---:|---:|---:|---:|"]
+                  "| max req/s: best (median) | ratio to bare | half-max p50 ms "
+                  "| p99 ms: best (median) | unchanged p99 ms: best |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for t in variants:
             plain = _targets(results, workers=t["workers"], artifact=t["artifact"],
                              endpoint=t["endpoint"], variant="")[0]
             bare = _bare(results, t["workers"])
-            top = _best_top(t)
+            top, fixed, plain_fixed = _best_top(t), _best_fixed(t), _best_fixed(plain)
             lines.append(f"| {_label(t)} | {t['artifact']} | {_cpu(t):.2f} "
                          f"| {_cpu(plain) - _cpu(t):.2f} | {top['rps']:,.0f} "
                          f"({_median([x['rps'] for x in t['tops']]):,.0f}) "
-                         f"| {top['rps'] / _best_top(bare)['rps']:.2f} |")
+                         f"| {top['rps'] / _best_top(bare)['rps']:.2f} "
+                         f"| {_f(fixed['p50_ms'] if fixed else math.nan, '.2f')} "
+                         f"| {_f(fixed['p99_ms'] if fixed else math.nan, '.2f')} "
+                         f"({_f(_median([x['p99_ms'] for x in t['fixed']]), '.1f')}) "
+                         f"| {_f(plain_fixed['p99_ms'] if plain_fixed else math.nan, '.2f')} |")
         lines.append("")
     lines += ["The best half-max runs in detail: p90 / p99.9 / max ms, how late the client "
               "itself sent (p99 lag), steal (cores the hypervisor took):", ""]
     for t in results["targets"]:
         f = _best_fixed(t)
         if f:
-            lines.append(f"- {t['endpoint']}, {t['artifact']}, {t['workers']} worker(s): p90 "
+            lines.append(f"- {_label(t)}, {t['artifact']}, {t['workers']} worker(s): p90 "
                          f"{f['p90_ms']:.2f}, p99.9 {f['p999_ms']:.2f}, max {f['max_ms']:.1f}; "
                          f"client lag p99 {f['lag_p99_ms']:.2f} ms; {f['sent']:,} requests; "
+                         f"server CPU {f.get('cpu_ms_per_request', math.nan):.2f} ms/request; "
                          f"steal {f['steal_cores']:.2f}")
     lines += ["", "What the answers held (the first 50 requests of each list, before the runs):",
               ""]
@@ -1071,10 +1145,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="before each run, wait until other processes use fewer cores")
     parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="S",
                         help="longest wait for a quiet machine before each run")
-    parser.add_argument("--variants", default="async-deps,asgi-mw,async-deps+asgi-mw",
-                        help="diagnostic variants (benchmarks/variant_app.py), 1 worker; '' = none")
-    parser.add_argument("--variant-artifact", default="demo",
-                        help="the artifact the variants serve")
+    parser.add_argument("--variants", default="demo:async-deps,demo:asgi-mw,"
+                        "demo:async-deps+asgi-mw,demo:gc-freeze,orii:gc-freeze",
+                        help="diagnostic variants ARTIFACT:VARIANT (benchmarks/variant_app.py), "
+                             "1 worker; '' = none")
+    parser.add_argument("--healthcheck", type=int, default=600, metavar="S",
+                        help="uvicorn --timeout-worker-healthcheck for every server (its "
+                             "default, 5 s, kills workers that load a large index)")
+    parser.add_argument("--probe-s", type=float, default=0.0, metavar="S",
+                        help="with several workers, first watch each artifact's server with "
+                             "uvicorn's default health check this long (0 = skip)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin server and load generator to separate CPUs")
     parser.add_argument("--profile", action="store_true", help="py-spy the recsys endpoints")
@@ -1086,9 +1166,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.artifacts = [a for a in args.artifacts.split(",") if a]
     args.workers = [int(w) for w in args.workers.split(",") if w]
-    args.variants = [v for v in args.variants.split(",") if v]
-    if args.variants and args.variant_artifact not in args.artifacts:
-        parser.error(f"--variant-artifact {args.variant_artifact} is not in --artifacts")
+    args.variants = [tuple(v.split(":", 1)) for v in args.variants.split(",") if v]
+    for v in args.variants:
+        if len(v) != 2 or v[0] not in args.artifacts:
+            parser.error(f"--variants: {':'.join(v)} is not ARTIFACT:VARIANT of --artifacts")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.report_only:
         results = json.loads(Path(args.report_only).read_text())
@@ -1100,7 +1181,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "rate_connections", "seed", "quiet_wait",
                                                    "quiet_below")},
             "machine": _machine(), "versions": _versions(), "build": {}, "requests": {},
-            "inproc": {}, "servers": {}, "targets": [], "profiles": []}
+            "inproc": {}, "servers": {}, "targets": [], "profiles": [], "probes": [],
+            "healthcheck": args.healthcheck}
         out = Path(args.workdir) / "results.json"
 
         def save() -> None:

@@ -9,7 +9,10 @@ touching it: the app is ``create_app(ServingSettings())`` with, per ``RECSYS_BEN
               thread pool for each of them (the ``def`` route itself still does);
   asgi-mw     the ``observe`` middleware (``@app.middleware("http")``, a Starlette
               ``BaseHTTPMiddleware``) replaced by a pure ASGI middleware doing the same work:
-              request id, Prometheus counter and histogram, ``X-Request-ID`` header.
+              request id, Prometheus counter and histogram, ``X-Request-ID`` header;
+  gc-freeze   ``gc.freeze()`` once the lifespan has loaded the index: its objects move to
+              the permanent generation, so full collections no longer walk them (an index
+              loaded later by a hot reload is not frozen: a diagnostic, not a fix).
 
     RECSYS_BENCH_VARIANT=async-deps+asgi-mw uvicorn --app-dir benchmarks --factory \\
         variant_app:app_from_env --host 127.0.0.1 --port 8002
@@ -17,10 +20,12 @@ touching it: the app is ``create_app(ServingSettings())`` with, per ``RECSYS_BEN
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -32,7 +37,7 @@ from recsys.serving.index import ServingIndex
 
 __all__ = ["app_from_env", "VARIANTS"]
 
-VARIANTS = ("async-deps", "asgi-mw")
+VARIANTS = ("async-deps", "asgi-mw", "gc-freeze")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -99,6 +104,17 @@ def app_from_env() -> FastAPI:
     if "async-deps" in wanted:
         app.dependency_overrides[get_state] = _state
         app.dependency_overrides[get_index] = _index
+    if "gc-freeze" in wanted:
+        loading = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def frozen(app_: Any) -> AsyncIterator[Any]:
+            async with loading(app_) as state:
+                gc.collect()
+                gc.freeze()
+                yield state
+
+        app.router.lifespan_context = frozen
     if "asgi-mw" in wanted:
         app.user_middleware = [m for m in app.user_middleware
                                if m.cls is not BaseHTTPMiddleware]

@@ -213,8 +213,10 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
             json.dumps(value) if isinstance(value, list | dict) else str(value))
     from recsys.serving.logs import uvicorn_log_config
 
+    # Loading a large index holds the GIL for seconds at a time: with uvicorn's default worker
+    # health check (5 s) the supervisor would kill workers while they load.
     uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers,
+                port=settings.port, workers=settings.workers, timeout_worker_healthcheck=600,
                 log_config=uvicorn_log_config("WARNING" if quiet else "INFO"))
     return 0
 
