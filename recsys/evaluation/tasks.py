@@ -286,7 +286,7 @@ def evaluate_basket_completion(
                            show_progress=show_progress)
         _engine_result(result, "engine", to_codes(lists, test_items, max_k),
                        stages["test"].evaluate, time.perf_counter() - start,
-                       "cart_addons (rules noisy-OR, then bought-together neighbours)")
+                       "cart_addons (EASE + item-kNN + rules, summed over the cart)")
     return result
 
 
@@ -343,7 +343,7 @@ def evaluate_also_viewed(
                                  n_jobs=n_jobs, show_progress=show_progress)
         _engine_result(result, "engine", to_codes(lists, test_items, max_k),
                        stages["test"].evaluate, time.perf_counter() - start,
-                       "also_viewed (BM25 neighbours of view sessions)")
+                       "also_viewed (view-session neighbours re-ranked by co-views)")
     return result
 
 
