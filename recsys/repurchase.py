@@ -19,6 +19,8 @@ def repurchase_cycles(orders: pd.DataFrame, *, min_intervals: int = 5,
     if "customer_id" not in orders or "ordered_at" not in orders:
         return pd.DataFrame(columns=columns)
     known = orders[orders["customer_id"].notna() & orders["ordered_at"].notna()]
+    if known.empty:
+        return pd.DataFrame(columns=columns)
     customer = pd.factorize(known["customer_id"])[0]
     product_codes, products = pd.factorize(known["product_id"])
     day = known["ordered_at"].to_numpy("datetime64[D]").astype(np.int64)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 from unittest.mock import patch
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
@@ -13,6 +16,8 @@ from hypothesis import strategies as st
 
 from recsys.rules import itemsets as itemsets_module
 from recsys.rules.itemsets import frequent_itemsets
+from recsys.rules.job import run_rules_job
+from recsys.rules.settings import RulesConfig
 
 baskets_strategy = st.lists(st.sets(st.integers(0, 11), max_size=9), min_size=1, max_size=70)
 
@@ -81,3 +86,31 @@ def test_bad_thresholds() -> None:
         frequent_itemsets(_matrix([{1}]), 0, 2)
     with pytest.raises(ValueError):
         frequent_itemsets(_matrix([{1}]), 1, 0)
+
+
+def test_max_itemsets_stops_the_search() -> None:
+    """The bound counts itemsets of 3+ products exactly: at it the result is complete, one
+    below it the search stops with TooManyItemsets."""
+    baskets = [set(range(8))] * 3  # every subset of 8 items is in 3 orders
+    long = sum(1 for k in range(3, 5) for _ in itertools.combinations(range(8), k))
+    result = frequent_itemsets(_matrix(baskets), 2, 4, max_itemsets=long)
+    assert _as_dict(result) == _brute(baskets, 2, 4)
+    with pytest.raises(itemsets_module.TooManyItemsets, match=f"more than {long - 1}"):
+        frequent_itemsets(_matrix(baskets), 2, 4, max_itemsets=long - 1)
+
+
+def test_bundles_raise_their_count_instead_of_filling_the_memory(tmp_path: Path) -> None:
+    """Orders of 12 products at a count of 1: millions of itemsets. The bundle step doubles
+    its count until the itemsets fit the bound and says so in the report."""
+    rng = np.random.default_rng(0)
+    lines = [(f"o{o}", f"p{p}") for o in range(400)
+             for p in rng.choice(60, size=12, replace=False)]
+    orders = pd.DataFrame(lines, columns=["order_id", "product_id"]).astype("string")
+    orders["unit_price"] = 2.0
+    config = RulesConfig.model_validate({"min_count": 1, "max_len": 2, "category_depth": 0,
+                                         "significance": False,
+                                         "bundles": {"min_count": 1, "max_itemsets": 5000}})
+    run_rules_job(orders, None, None, config, tmp_path)
+    report = json.loads((tmp_path / "rules_report.json").read_text())
+    assert report["bundle_min_count"] > 1
+    assert len(pd.read_parquet(tmp_path / "bundles.parquet")) > 0

@@ -51,3 +51,13 @@ def test_cycles_match_plain_python(rows: list[tuple[int, int, int]], min_interva
 def test_without_customers_or_dates_there_are_no_cycles() -> None:
     orders = pd.DataFrame({"order_id": ["1"], "product_id": ["a"]})
     assert repurchase_cycles(orders).empty
+
+
+def test_no_usable_lines_give_no_cycles() -> None:
+    """Every line without a customer or a date (or none at all): an empty table, no error."""
+    orders = pd.DataFrame({"order_id": ["1", "2"], "product_id": ["a", "a"],
+                           "customer_id": [None, "c"],
+                           "ordered_at": pd.to_datetime(["2025-01-01", None])})
+    assert list(repurchase_cycles(orders).columns) == ["product_id", "cycle_days", "intervals",
+                                                       "repeat_share"]
+    assert repurchase_cycles(orders.iloc[:0]).empty

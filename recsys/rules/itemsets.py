@@ -19,8 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-__all__ = ["FrequentItemsets", "frequent_itemsets", "row_keys", "dense_pair_counts",
-           "DENSE_PAIR_LIMIT"]
+__all__ = ["FrequentItemsets", "TooManyItemsets", "frequent_itemsets", "row_keys",
+           "dense_pair_counts", "DENSE_PAIR_LIMIT"]
 
 DENSE_PAIR_LIMIT = 12_000  # frequent items up to which pairs are counted in a dense F x F table
 
@@ -139,14 +139,15 @@ def _grow(arr: np.ndarray, need: int) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _eclat(tid_indptr: np.ndarray, tids: np.ndarray, pair_indptr: np.ndarray,
-           pair_indices: np.ndarray, min_count: int, max_len: int
+           pair_indices: np.ndarray, min_count: int, max_len: int, max_out: int
            ) -> tuple[np.ndarray, np.ndarray, int]:
     """Itemsets of length 3..max_len, depth first from each frequent item.
 
     ``tids[tid_indptr[i]:tid_indptr[i + 1]]`` are item i's orders (sorted). Below each first
     item i the orders are projected onto i's own orders and held as bitsets of
     ceil(count(i) / 64) words, so a join is a short AND and popcount. Returns (items flat
-    int32 with stride max_len, counts int64, n). Bitsets and extension lists live in
+    int32 with stride max_len, counts int64, n); n = -1 when there would be more than
+    ``max_out`` itemsets (it stops there). Bitsets and extension lists live in
     stack-allocated buffers: a frame's children are released when it is done.
     """
     n_items = len(tid_indptr) - 1
@@ -209,6 +210,8 @@ def _eclat(tid_indptr: np.ndarray, tids: np.ndarray, pair_indptr: np.ndarray,
                 n, used = _and_bits(buf, ext_off[a], la, buf, ext_off[bpos], lb, buf, top)
                 if n < min_count:
                     continue
+                if n_out == max_out:
+                    return out_items[:0], out_counts[:0], -1
                 out_items = _grow(out_items, (n_out + 1) * max_len)
                 out_counts = _grow(out_counts, n_out + 1)
                 row = n_out * max_len
@@ -255,10 +258,17 @@ def _pairs(xf: sp.csr_matrix, n_items: int, min_count: int) -> tuple[np.ndarray,
             co.data[keep][order].astype(np.int64))
 
 
-def frequent_itemsets(baskets: sp.csr_matrix, min_count: int, max_len: int) -> FrequentItemsets:
+class TooManyItemsets(Exception):
+    """More itemsets of 3 or more products than the caller allowed (``max_itemsets``)."""
+
+
+def frequent_itemsets(baskets: sp.csr_matrix, min_count: int, max_len: int, *,
+                      max_itemsets: int = -1) -> FrequentItemsets:
     """All itemsets of 1..max_len products contained in at least ``min_count`` orders.
 
     ``baskets`` is the binary order x product CSR matrix (int). Counts are exact integers.
+    ``max_itemsets`` (>= 0) bounds the itemsets of 3 or more products: past it the search
+    stops and raises ``TooManyItemsets`` instead of filling the memory.
     """
     if min_count < 1:
         raise ValueError("min_count must be at least 1")
@@ -293,7 +303,11 @@ def frequent_itemsets(baskets: sp.csr_matrix, min_count: int, max_len: int) -> F
             xc = xf.tocsc()
             xc.sort_indices()
             flat, long_counts, n = _eclat(xc.indptr.astype(np.int64), xc.indices.astype(np.int32),
-                                          pair_indptr, b, min_count, max_len)
+                                          pair_indptr, b, min_count, max_len,
+                                          max_itemsets if max_itemsets >= 0 else -2)
+            if n < 0:
+                raise TooManyItemsets(f"more than {max_itemsets:,} itemsets of 3 to {max_len} "
+                                      f"products in {min_count:,} or more orders")
             local = flat.reshape(n, max_len)
             padding = local < 0
             codes = np.where(padding, np.iinfo(np.int32).max, local_to_code[np.maximum(local, 0)])

@@ -26,7 +26,7 @@ from recsys.rules.bundles import (
     substitute_pairs,
 )
 from recsys.rules.filters import category_baskets, filter_rules
-from recsys.rules.itemsets import frequent_itemsets
+from recsys.rules.itemsets import TooManyItemsets, frequent_itemsets
 from recsys.rules.mining import annotate, mine
 from recsys.rules.settings import RulesConfig
 
@@ -81,7 +81,14 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
 
     bundle_cfg = config.bundles
     min_count = max(bundle_cfg.min_count, result.report.min_count)
-    fi = frequent_itemsets(baskets, min_count, bundle_cfg.max_size)
+    while True:  # big baskets at a low count: raise the count rather than fill the memory
+        try:
+            fi = frequent_itemsets(baskets, min_count, bundle_cfg.max_size,
+                                   max_itemsets=bundle_cfg.max_itemsets)
+            break
+        except TooManyItemsets as exc:
+            log.warning("bundles: %s; trying %d orders", exc, 2 * min_count)
+            min_count *= 2
     item_counts = np.diff(baskets.tocsc().indptr).astype(np.int64)
     values = product_values(pd.Index(ids), catalog, orders, bundle_cfg.use_margin)
     bundles = rank_bundles(fi.items, fi.counts, fi.lengths.astype(np.int64), item_counts, values,
