@@ -281,6 +281,23 @@ def _example_product(artifacts_root: str) -> str:
     return "P00001"
 
 
+def _demo_user(database_url: str) -> str:
+    """The demo console editor ``demo`` with a fresh random password (printed by the demo)."""
+    import secrets
+
+    from recsys.console.passwords import hash_password
+    from recsys.serving.store import ServingStore
+
+    password = secrets.token_urlsafe(12)
+    store = ServingStore(database_url)
+    try:
+        if not store.set_password("demo", hash_password(password)):
+            store.add_user("demo", hash_password(password), "editor")
+    finally:
+        store.dispose()
+    return password
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the demo shop, run the whole pipeline, publish and serve it."""
     from recsys.demo import DemoSpec, generate_demo
@@ -302,7 +319,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     product = _example_product(config.artifacts.root)
     shop = f"  storefront: {base}/storefront/\n" if settings.storefront else ""
-    print(f"\nServing on {base}\n{shop}  API docs:   {base}/docs\n  health:     {base}/healthz\n"
+    password = _demo_user(settings.database_url)
+    print(f"\nServing on {base}\n{shop}  console:    {base}/console/ (user demo, password "
+          f"{password})\n  API docs:   {base}/docs\n  health:     {base}/healthz\n"
           f"  readiness:  {base}/readyz\n  version:    {base}/v1/version\n"
           f"Example requests:\n"
           f"  curl '{base}/v1/items/{product}/bought-together?k=5'\n"

@@ -923,3 +923,21 @@ def test_limits_are_inclusive(client: TestClient) -> None:
     assert len(cart(client, ["P00180"] * 100, k=1)["items"]) == 1
     unicode_id = get(client, "/v1/items/caf%C3%A9-%E2%98%95/also-viewed", k=2)
     assert unicode_id["fallback"] == "global_best_sellers"
+
+
+def test_customers_with_little_history_get_best_sellers_before_als(client: TestClient,
+                                                                   shop: Shop) -> None:
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    known = shop.orders[shop.orders["customer_id"].fillna("") != ""]
+    distinct = known.groupby("customer_id", observed=True)["product_id"].nunique()
+    short = [c for c, n in distinct.items() if 2 <= n < 10
+             and index.segments.get(c) not in {"at_risk", "hibernating", "lost"}][:5]
+    assert len(short) == 5
+    for customer in short:
+        body = get(client, f"/v1/customers/{customer}/recommendations", k=20)
+        tiers = [{"replenishment": 0, "popular": 1, "als": 2}[item["reason"]["source"]]
+                 for item in body["items"]]
+        assert 1 in tiers and tiers == sorted(tiers)
+        for item in body["items"]:
+            if item["reason"]["source"] == "popular":
+                assert item["reason"]["evidence"]["history_items"] == distinct[customer]

@@ -88,3 +88,21 @@ def test_missing_orders_file_is_exit_1_without_traceback(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "orders.csv: file not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_console_user_gets_a_fresh_password_each_run(tmp_path: Path) -> None:
+    from recsys.cli import _demo_user
+    from recsys.console.passwords import verify_password
+    from recsys.serving.store import ServingStore
+
+    url = f"sqlite:///{tmp_path / 'recsys.db'}"
+    first, second = _demo_user(url), _demo_user(url)
+    assert first != second and len(second) >= 16
+    store = ServingStore(url)
+    try:
+        user = store.user("demo")
+        assert user is not None and user["role"] == "editor"
+        assert verify_password(user["password_hash"], second)
+        assert not verify_password(user["password_hash"], first)
+    finally:
+        store.dispose()

@@ -73,7 +73,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     (out / "ranking.json").write_text(json.dumps({
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
-        "also_viewed_support_weight": config.also_viewed_support_weight}, indent=2))
+        "also_viewed_support_weight": config.also_viewed_support_weight,
+        "als_min_history": config.als_min_history}, indent=2))
     if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
         co_purchase.save(out / "also_viewed")
         metrics["also_viewed_source"] = "co-purchase (no view events)"

@@ -29,6 +29,9 @@ class ModelsConfig(BaseModel):
     also_viewed_support_weight: float = Field(
         3.0, ge=0, description="also viewed: similarity plus this share of co-view support "
                                "(each scaled to the product's best)")
+    als_min_history: int = Field(
+        10, ge=0, description="customers with fewer distinct products get best sellers "
+                              "before ALS (too little history for a reliable taste)")
     durable_min_buyers: int = Field(10, ge=1, description="buyers needed to call a product "
                                                          "durable")
     durable_max_repeat_share: float = Field(

@@ -114,6 +114,7 @@ class Ranking:
     cart_knn_weight: float = 0.2
     rule_weight: float = 0.1
     also_viewed_support_weight: float = 3.0
+    als_min_history: int = 10
 
 
 @dataclass

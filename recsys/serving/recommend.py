@@ -437,18 +437,26 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
             score = orders + 0.49 * model.popularity[code] / top  # ties: the better seller
             candidates.append(Candidate(pid, score, "replenishment", evidence, 1))
         never |= {index.ids[c] for c in extra}
+        history_items = len(set(bought) | set(extra))
         if vector is not None:
             scores = model.item_factors @ vector.astype(np.float32)
             best = np.argsort(-scores)[: options.k * 5 + len(bought) + len(extra)]
+            # a known customer with little history (not a shopper's explicit ``history``)
+            short = not extra and history_items < index.ranking.als_min_history
             candidates += [Candidate(index.ids[int(c)], float(scores[c]), "als",
-                                     {"customer": customer_id, "history_items": len(bought) +
-                                      len(extra)}, 2) for c in best.tolist()]
+                                     {"customer": customer_id, "history_items": history_items},
+                                     3 if short else 2) for c in best.tolist()]
+            if short:  # too little history for a reliable taste: best sellers first
+                candidates += [Candidate(pid, float(n), "popular", {
+                    "orders": n, "scope": "global", "history_items": history_items}, 2)
+                    for pid, n in index.best_sellers(None, options.k * 2 + len(bought),
+                                                     in_stock_only=options.in_stock_only)]
     segment = index.segments.get(customer_id) if customer_id else None
     applied: list[str] = []
     if segment is not None and segment in decisions.best_sellers_first:
         # e.g. at-risk customers: what is due first, then what sells best, then their taste
         for cand in candidates:
-            cand.tier = {1: 2, 2: 3}.get(cand.tier, cand.tier)
+            cand.tier = 1 if cand.source == "popular" else {1: 2, 2: 3}.get(cand.tier, cand.tier)
         candidates += [Candidate(pid, float(n), "popular", {"orders": n, "scope": "global",
                                                             "segment": segment}, 1)
                        for pid, n in index.best_sellers(None, options.k * 2,

@@ -252,6 +252,13 @@ class ServingStore:
         assert key is not None
         return int(key[0])
 
+    def set_password(self, username: str, password_hash: str) -> bool:
+        """Replace a user's password hash; False when there is no such user."""
+        with self.engine.begin() as conn:
+            result = conn.execute(update(USERS).where(USERS.c.username == username)
+                                  .values(password_hash=password_hash))
+        return bool(result.rowcount)
+
     def user(self, username: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(USERS).where(USERS.c.username == username)).first()
