@@ -15,7 +15,7 @@ from recsys.artifacts import Manifest
 from recsys.models.ease import ease_neighbours
 from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
-from recsys.serving.index import PairRule, Ranking, ServingIndex, _multi_rules, rule_key
+from recsys.serving.index import Ranking, ServingIndex, rule_table
 from recsys.serving.recommend import Decisions, Options, also_viewed, bought_together, cart_addons
 from recsys.vocab import Vocabulary
 
@@ -53,7 +53,7 @@ def test_ease_covers_only_the_best_selling_products() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(rules=st.lists(st.tuples(st.frozensets(st.integers(0, 9), min_size=2, max_size=3),
+@given(rules=st.lists(st.tuples(st.frozensets(st.integers(0, 9), min_size=1, max_size=3),
                                 st.integers(0, 9)), min_size=1, max_size=40),
        cart=st.frozensets(st.integers(0, 9), min_size=0, max_size=8))
 def test_multi_rule_lookup_equals_brute_force(rules: list[tuple[frozenset[int], int]],
@@ -65,15 +65,16 @@ def test_multi_rule_lookup_equals_brute_force(rules: list[tuple[frozenset[int], 
         rows = np.array([i for i, s in enumerate(sets) if len(s) == length])
         parts.append((rows, np.stack([sets[i] for i in rows])))
     n = len(rules)
-    multi = _multi_rules(parts, np.array([c for _, c in rules]), np.linspace(0.9, 0.1, n,
-                         dtype=np.float32), np.ones(n, np.float32), np.ones(n, np.int64))
+    multi = rule_table(parts, np.array([c for _, c in rules]), np.linspace(0.9, 0.1, n,
+                       dtype=np.float32), np.ones(n, np.float32), np.ones(n, np.int64))
     expected = {tuple(s) for s in sets if set(s.tolist()) <= cart}
     codes = np.array(sorted(cart), dtype=np.int32)
     for limit in (0, 10_000):  # vectorised scan, and subset enumeration
         found = multi.sets_in(codes, combinations_limit=limit)
         assert {tuple(f.tolist()) for f in found} == expected
         for antecedents in found:
-            consequents = sorted(int(multi.consequent[r]) for r in multi.rules_of(antecedents))
+            consequents = sorted(int(multi.consequent[r])
+                                 for r in range(*multi.rules_of(antecedents)))
             assert consequents == sorted(c for a, c in rules if a == frozenset(
                 antecedents.tolist()))
 
@@ -89,9 +90,10 @@ def _index() -> ServingIndex:
         ids=np.array([[3, -1], [3, -1], [-1, -1], [-1, -1], [-1, -1]], np.int32),
         scores=np.array([[1.0, 0], [1.0, 0], [0, 0], [0, 0], [0, 0]], np.float32),
         support=np.array([[3, 0], [4, 0], [0, 0], [0, 0], [0, 0]], np.int64))
-    multi = _multi_rules([(np.array([0]), np.array([[0, 1]], np.int32))],
-                         np.array([4]), np.array([0.8], np.float32), np.array([3.0], np.float32),
-                         np.array([5], np.int64))
+    rules = rule_table(  # a -> c (confidence 0.6), a + b -> e (0.8)
+        [(np.array([0]), np.array([[0]], np.int32)), (np.array([1]), np.array([[0, 1]], np.int32))],
+        np.array([2, 4]), np.array([0.6, 0.8], np.float32), np.array([2.0, 3.0], np.float32),
+        np.array([7, 5], np.int64))
     manifest = Manifest(version="v1", created_at=datetime.now(UTC).isoformat(), git_commit=None,
                         config={}, config_hash="", inputs={}, libraries={})
     return ServingIndex(
@@ -100,7 +102,7 @@ def _index() -> ServingIndex:
         popular={GLOBAL_SCOPE: [(p, 1) for p in ids]}, loaded_at=datetime.now(UTC),
         also_viewed=table, bought_together=table, bought_together_knn=knn,
         ranking=Ranking(cart_knn_weight=0.5, rule_weight=0.25, also_viewed_support_weight=2.0),
-        pair_rules={0: [PairRule(2, 0.6, 2.0, 7, rule_key(["a"], "c"))]}, multi_rules=multi)
+        rules=rules)
 
 
 def _scores(result: object) -> dict[str, float]:

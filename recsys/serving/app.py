@@ -9,11 +9,12 @@ finish on the version they started with; a failed load keeps the old version ser
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.artifacts import ArtifactStore
@@ -80,6 +82,11 @@ class ServingState:
             return False
         self.index = index  # one assignment: requests hold the index they started with
         self.error, self.failed_version = None, None
+        # The index's Python objects live as long as it does: keep them out of the garbage
+        # collector's full passes (which would otherwise walk them during requests).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         log.info("serving artifact version %s", index.version)
         return True
 
@@ -101,7 +108,7 @@ class ServingState:
             return await asyncio.to_thread(self.load, target)
 
 
-def get_state(request: Request) -> ServingState:
+async def get_state(request: Request) -> ServingState:
     state: ServingState = request.app.state.serving
     return state
 
@@ -113,7 +120,7 @@ class NotReady(Exception):
     """Raised by routes that need an index when none is loaded (answered with 503)."""
 
 
-def get_index(state: State) -> ServingIndex:
+async def get_index(state: State) -> ServingIndex:
     if state.index is None:
         raise NotReady(state.error or "no artifact loaded")
     return state.index
@@ -309,13 +316,13 @@ admin = APIRouter(prefix="/admin", tags=["admin"], responses={
 
 
 @ops.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @ops.get("/readyz", responses={503: {"description": "no artifact loaded"}})
-def readyz(state: State) -> JSONResponse:
+async def readyz(state: State) -> JSONResponse:
     """Readiness: an artifact version is loaded; its version, age, and any failed reload."""
     if state.index is None:
         return JSONResponse({"status": "not_ready", "reason": state.error}, status_code=503)
@@ -338,7 +345,7 @@ def metrics(request: Request, state: State) -> Response:
 
 
 @items_router.get("/version")
-def version(index: Index) -> dict[str, Any]:
+async def version(index: Index) -> dict[str, Any]:
     """The artifact version being served and how it was built."""
     m = index.manifest
     return {"model_version": m.version, "created_at": m.created_at, "git_commit": m.git_commit,
@@ -347,7 +354,7 @@ def version(index: Index) -> dict[str, Any]:
 
 @items_router.get("/items/{product_id}/also-viewed", responses=LIST_RESPONSES,
                   response_class=Response)
-def also_viewed(request: Request, state: State, index: Index, product_id: ProductId,
+async def also_viewed(request: Request, state: State, index: Index, product_id: ProductId,
                 k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
                 in_stock_only: InStock = True, customer_id: UnitQ = None,
                 session_id: UnitQ = None) -> Response:
@@ -361,7 +368,7 @@ def also_viewed(request: Request, state: State, index: Index, product_id: Produc
 
 @items_router.get("/items/{product_id}/bought-together", responses=LIST_RESPONSES,
                   response_class=Response)
-def bought_together(request: Request, state: State, index: Index, product_id: ProductId,
+async def bought_together(request: Request, state: State, index: Index, product_id: ProductId,
                     k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
                     in_stock_only: InStock = True, customer_id: UnitQ = None,
                     session_id: UnitQ = None) -> Response:
@@ -377,7 +384,7 @@ def bought_together(request: Request, state: State, index: Index, product_id: Pr
                   responses={200: {"model": BundleList}, **INVALID,
                              503: {"description": "no artifact loaded"}},
                   response_class=Response)
-def bundles(request: Request, state: State, index: Index, product_id: ProductId, k: K = 5,
+async def bundles(request: Request, state: State, index: Index, product_id: ProductId, k: K = 5,
             in_stock_only: InStock = True, customer_id: UnitQ = None,
             session_id: UnitQ = None) -> Response:
     """Bundles holding this product, best expected order-value gain first."""
@@ -390,7 +397,7 @@ def bundles(request: Request, state: State, index: Index, product_id: ProductId,
 
 
 @items_router.post("/cart/add-ons", responses=LIST_RESPONSES, response_class=Response)
-def cart_addons(request: Request, state: State, index: Index, cart: CartRequest, k: K = 10,
+async def cart_addons(request: Request, state: State, index: Index, cart: CartRequest, k: K = 10,
                 category: CategoryQ = None, exclude: ExcludeQ = None,
                 in_stock_only: InStock = True,
                 rank_by: Annotated[Literal["score", "value"], Query(
@@ -408,7 +415,7 @@ def cart_addons(request: Request, state: State, index: Index, cart: CartRequest,
 
 @items_router.get("/customers/{customer_id}/recommendations", responses=LIST_RESPONSES,
                   response_class=Response)
-def customer_recommendations(
+async def customer_recommendations(
         request: Request, state: State, index: Index, customer_id: CustomerId, k: K = 10,
         category: CategoryQ = None, exclude: ExcludeQ = None, in_stock_only: InStock = True,
         history: Annotated[list[Annotated[str, Field(min_length=1, max_length=128,
@@ -426,7 +433,7 @@ def customer_recommendations(
 
 
 @items_router.get("/popular", responses=LIST_RESPONSES, response_class=Response)
-def popular(request: Request, state: State, index: Index, k: K = 10,
+async def popular(request: Request, state: State, index: Index, k: K = 10,
             category: CategoryQ = None, exclude: ExcludeQ = None,
             in_stock_only: InStock = True, customer_id: UnitQ = None,
             session_id: UnitQ = None) -> Response:
@@ -506,6 +513,48 @@ def _metrics(registry: CollectorRegistry) -> dict[str, Any]:
     }
 
 
+class Observe:
+    """Pure ASGI middleware: the request id (``X-Request-ID`` in and out), Prometheus counts
+    and latency per route, the access log. (Starlette's BaseHTTPMiddleware costs a task and
+    a stream per request.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"),
+                     "")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            path = route.path if route is not None else "unmatched"
+            m = scope["app"].state.metrics
+            m["requests"].labels(route=path, method=scope["method"], status=str(status)).inc()
+            m["latency"].labels(route=path).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("request", extra={"fields": {
+                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                    "route": path, "status": status, "ms": round(elapsed * 1000, 3)}})
+
+
 def create_app(settings: ServingSettings) -> FastAPI:
     """Build the API for ``settings``; the artifact is loaded when the app starts."""
 
@@ -533,27 +582,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
                            allow_methods=["GET", "POST"], allow_headers=["*"],
                            expose_headers=["X-Request-ID"])
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        start = time.perf_counter()
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if 0 < len(given) <= 64 and given.isprintable() else (
-            uuid.uuid4().hex)
-        response = await call_next(request)
-        elapsed = time.perf_counter() - start
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        m = request.app.state.metrics
-        m["requests"].labels(route=path, method=request.method,
-                             status=str(response.status_code)).inc()
-        m["latency"].labels(route=path).observe(elapsed)
-        response.headers["X-Request-ID"] = request.state.request_id
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info("request", extra={"fields": {
-                "request_id": request.state.request_id, "method": request.method,
-                "path": request.url.path, "route": path, "status": response.status_code,
-                "ms": round(elapsed * 1000, 3)}})
-        return response
+    app.add_middleware(Observe)
 
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:

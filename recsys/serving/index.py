@@ -8,9 +8,11 @@ a fallback, not an error.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,14 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
+from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.vocab import Vocabulary
 
-__all__ = ["ServingIndex", "PairRule", "MultiRule", "MultiRules", "Bundle", "Ranking",
-           "load_index", "rule_key"]
+__all__ = ["ServingIndex", "RuleTable", "Bundle", "Ranking", "load_index", "rule_key"]
 
 
 def rule_key(antecedents: tuple[str, ...] | list[str], consequent: str) -> str:
@@ -35,27 +38,9 @@ def rule_key(antecedents: tuple[str, ...] | list[str], consequent: str) -> str:
 
 
 @dataclass(frozen=True)
-class PairRule:
-    consequent: int
-    confidence: float
-    lift: float
-    count: int
-    key: str
-
-
-@dataclass(frozen=True)
-class MultiRule:
-    antecedents: tuple[int, ...]  # sorted codes
-    consequent: int
-    confidence: float
-    lift: float
-    count: int
-    key: str
-
-
-@dataclass(frozen=True)
-class MultiRules:
-    """Rules with two or more antecedents, as arrays grouped by antecedent set.
+class RuleTable:
+    """The mined rules with one consequent, as arrays grouped by antecedent set (best
+    confidence first within a set): millions of rules, no Python object per rule.
 
     ``groups`` maps the antecedent codes (sorted int32, as bytes) to a slice of the arrays;
     a cart finds its rules by looking up its own subsets (or, for a large cart, by testing
@@ -70,7 +55,7 @@ class MultiRules:
     count: np.ndarray  # int64
 
     @classmethod
-    def empty(cls) -> MultiRules:
+    def empty(cls) -> RuleTable:
         return cls({}, {}, np.zeros(0, np.int32), np.zeros(0, np.float32),
                    np.zeros(0, np.float32), np.zeros(0, np.int64))
 
@@ -93,9 +78,9 @@ class MultiRules:
                 out += list(sets[held])
         return out
 
-    def rules_of(self, antecedents: np.ndarray) -> range:
-        lo, hi = self.groups[np.ascontiguousarray(antecedents, dtype=np.int32).tobytes()]
-        return range(lo, hi)
+    def rules_of(self, antecedents: np.ndarray) -> tuple[int, int]:
+        """The slice of the arrays holding the rules of this antecedent set."""
+        return self.groups[np.ascontiguousarray(antecedents, dtype=np.int32).tobytes()]
 
 
 @dataclass(frozen=True)
@@ -156,8 +141,7 @@ class ServingIndex:
     bought_together: Neighbours | None = None
     bought_together_knn: Neighbours | None = None  # blended into bought_together's scores
     ranking: Ranking = field(default_factory=Ranking)
-    pair_rules: dict[int, list[PairRule]] = field(default_factory=dict)
-    multi_rules: MultiRules = field(default_factory=MultiRules.empty)
+    rules: RuleTable = field(default_factory=RuleTable.empty)
     substitutes: dict[int, frozenset[int]] = field(default_factory=dict)
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
@@ -182,6 +166,16 @@ class ServingIndex:
             out["category"] = self.categories[product_id]
         return out
 
+    @functools.cached_property
+    def available_mask(self) -> np.ndarray:
+        """``available`` as a boolean array by product code."""
+        return np.fromiter((pid in self.available for pid in self.ids), dtype=bool,
+                           count=len(self.ids))
+
+    def codes(self, product_ids: Iterable[str]) -> list[int]:
+        """The codes of the ids the index knows (others are left out)."""
+        return [self.code_of[p] for p in product_ids if p in self.code_of]
+
     def value(self, product_id: str) -> float:
         """Price x margin (margin 1 when unknown); 0 without a price."""
         return self.prices.get(product_id, 0.0) * self.margins.get(product_id, 1.0)
@@ -204,51 +198,61 @@ def _lists(column: pd.Series) -> list[list[str]]:
     return pa.chunked_array([pa.array(column.array)]).combine_chunks().to_pylist()
 
 
-def _list_codes(column: pd.Series, items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """A list-of-ids column as flat item codes (-1 = unknown) and row offsets."""
-    array = pa.chunked_array([pa.array(column.array)]).combine_chunks()
-    offsets = np.asarray(array.offsets, dtype=np.int64)
-    flat = pd.Series(array.flatten().to_pandas(), dtype="string")
-    return items.lookup(flat, on_unknown="mask").astype(np.int64), offsets
+def _list_codes(column: pa.ChunkedArray, items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """A list-of-ids column as flat item codes (-1 = unknown) and row offsets. Dictionary
+    encoded ids (as ``save_parquet`` writes them) are looked up once per distinct id."""
+    codes, offsets, base = [], [np.zeros(1, np.int64)], 0
+    for chunk in column.chunks:
+        chunk_offsets = np.asarray(chunk.offsets, dtype=np.int64)
+        values = chunk.values.slice(int(chunk_offsets[0]),
+                                    int(chunk_offsets[-1] - chunk_offsets[0]))
+        if pa.types.is_dictionary(values.type):
+            distinct = items.lookup(pd.Series(values.dictionary.to_pylist(), dtype="string"),
+                                    on_unknown="mask")
+            codes.append(distinct[np.asarray(values.indices, dtype=np.int64)])
+        else:
+            codes.append(items.lookup(pd.Series(values.to_pylist(), dtype="string"),
+                                      on_unknown="mask"))
+        offsets.append(chunk_offsets[1:] - chunk_offsets[0] + base)
+        base += int(chunk_offsets[-1] - chunk_offsets[0])
+    flat = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+    return flat.astype(np.int64), np.concatenate(offsets)
 
 
-def _load_rules(folder: Path, items: Vocabulary,
-                ids: list[str]) -> tuple[dict[int, list[PairRule]], MultiRules]:
-    pair: dict[int, list[PairRule]] = {}
+def _load_rules(folder: Path, items: Vocabulary) -> RuleTable:
     path = folder / "rules.parquet"
     if not path.exists():
-        return pair, MultiRules.empty()
-    rules = load_parquet(path)
-    rules = rules[rules["consequents"].list.len().to_numpy() == 1]
-    ant_codes, offsets = _list_codes(rules["antecedents"], items)
-    con_codes, _ = _list_codes(rules["consequents"], items)
+        return RuleTable.empty()
+    try:
+        rules = pq.read_table(path, columns=["antecedents", "consequents", "confidence", "lift",
+                                             "count"])
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"table file {path} is not readable Parquet: {exc}") from exc
+    ant_codes, offsets = _list_codes(rules.column("antecedents"), items)
+    con_flat, con_offsets = _list_codes(rules.column("consequents"), items)
+    single = np.diff(con_offsets) == 1
+    con_codes = np.where(single, con_flat[np.minimum(con_offsets[:-1], len(con_flat) - 1)], -1)
     lengths = np.diff(offsets)
-    known = np.minimum.reduceat(ant_codes, offsets[:-1]) >= 0 if len(rules) else np.zeros(
+    known = np.minimum.reduceat(ant_codes, offsets[:-1]) >= 0 if len(lengths) else np.zeros(
         0, bool)
     known &= con_codes >= 0
-    conf = rules["confidence"].to_numpy(np.float32)
-    lift = rules["lift"].to_numpy(np.float32)
-    count = rules["count"].to_numpy(np.int64)
     starts = offsets[:-1]
-    for i in np.flatnonzero(known & (lengths == 1)).tolist():  # load time, once per pair rule
-        a, c = int(ant_codes[starts[i]]), int(con_codes[i])
-        pair.setdefault(a, []).append(PairRule(c, float(conf[i]), float(lift[i]),
-                                               int(count[i]), rule_key([ids[a]], ids[c])))
-    for lst in pair.values():
-        lst.sort(key=lambda r: (-r.confidence, -r.lift, r.consequent))
     parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rule rows, sorted antecedent codes)
-    for length in sorted(set(lengths[known & (lengths > 1)].tolist())):
+    for length in sorted(set(lengths[known].tolist())):
         rows = np.flatnonzero(known & (lengths == length))
         sets = np.sort(ant_codes[starts[rows][:, None] + np.arange(length)], axis=1)
         parts.append((rows, sets.astype(np.int32)))
-    return pair, _multi_rules(parts, con_codes, conf, lift, count)
+    return rule_table(parts, con_codes, rules.column("confidence").to_numpy().astype(np.float32),
+                      rules.column("lift").to_numpy().astype(np.float32),
+                      rules.column("count").to_numpy().astype(np.int64))
 
 
-def _multi_rules(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarray,
-                 conf: np.ndarray, lift: np.ndarray, count: np.ndarray) -> MultiRules:
-    """Group rules by antecedent set; within a set, by confidence (best first)."""
+def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarray,
+               conf: np.ndarray, lift: np.ndarray, count: np.ndarray) -> RuleTable:
+    """Group rules by antecedent set (``parts``: rule rows and their sorted antecedent codes,
+    one part per antecedent length); within a set, by confidence (best first)."""
     if not parts:
-        return MultiRules.empty()
+        return RuleTable.empty()
     groups: dict[bytes, tuple[int, int]] = {}
     antecedents: dict[int, np.ndarray] = {}
     order_all, base = [], 0
@@ -264,8 +268,8 @@ def _multi_rules(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndar
         order_all.append(rows[order])
         base += len(rows)
     rows = np.concatenate(order_all)
-    return MultiRules(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
-                      lift[rows], count[rows])
+    return RuleTable(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
+                     lift[rows], count[rows])
 
 
 def _load_substitutes(folder: Path, code_of: dict[str, int]) -> dict[int, frozenset[int]]:
@@ -364,7 +368,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
     for scope, group in popular_table.groupby("scope", sort=False):
         popular[str(scope)] = list(zip(group["product_id"].astype(str),
                                        group["orders"].astype(int), strict=True))
-    pair, multi = _load_rules(folder, items, ids)
+    rules = _load_rules(folder, items)
     return ServingIndex(
         manifest=manifest, items=items, code_of=code_of, ids=ids, names=names, prices=prices,
         margins=margins, categories=categories, available=available, popular=popular,
@@ -374,7 +378,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         bought_together_knn=_table(folder / "bought_together_knn"),
         ranking=Ranking(**json.loads((folder / "ranking.json").read_text())) if (
             folder / "ranking.json").exists() else Ranking(),
-        pair_rules=pair, multi_rules=multi, substitutes=_load_substitutes(folder, code_of),
+        rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
         segments=_load_segments(folder))

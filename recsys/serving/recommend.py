@@ -71,10 +71,12 @@ def _in_category(index: ServingIndex, product_id: str, root: str) -> bool:
 
 def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Options,
            decisions: Decisions, *, seeds: Iterable[str] = (), fallback_category: str | None = None,
-           never: frozenset[str] = frozenset()) -> Result:
-    """Apply exclusions, business rules, pins and fallbacks; return the final list."""
+           never: frozenset[str] = frozenset(),
+           prefiltered: dict[str, int] | None = None) -> Result:
+    """Apply exclusions, business rules, pins and fallbacks; return the final list.
+    ``prefiltered``: candidates the caller already left out, by reason (for ``applied``)."""
     applied: list[str] = []
-    counts: dict[str, int] = {}
+    counts: dict[str, int] = dict(prefiltered or {})
     excluded = options.exclude | never
     seen: set[str] = set()
     kept: list[Candidate] = []
@@ -222,105 +224,166 @@ def _blocked_pairs(blocked_rules: frozenset[str]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
+@dataclass(frozen=True)
+class _Sums:
+    """Per candidate product (sorted codes): summed neighbour scores, the seed with the
+    strongest evidence and its support."""
+
+    ids: np.ndarray
+    sums: np.ndarray
+    seed: np.ndarray
+    support: np.ndarray
+
+
+_NO_SUMS = _Sums(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
 def _neighbour_sums(index: ServingIndex, table: Any, codes: list[int], banned: np.ndarray,
-                    blocked: frozenset[tuple[str, str]]) -> dict[int, tuple[float, int, int]]:
-    """Neighbour scores summed over the seed codes: product -> (sum, best seed, its support)."""
+                    blocked: frozenset[tuple[str, str]]) -> _Sums:
+    """Neighbour scores summed over the seed codes."""
     if table is None or not codes:
-        return {}
-    seeds = np.repeat(np.asarray(codes), table.ids.shape[1])
-    ids = np.asarray(table.ids[codes]).ravel().astype(np.int64)
-    scores = np.asarray(table.scores[codes], dtype=np.float64).ravel()
-    support = np.asarray(table.support[codes]).ravel()
+        return _NO_SUMS
+    seeds = np.repeat(np.asarray(codes, dtype=np.int64), table.ids.shape[1])
+    ids = table.ids[codes].ravel().astype(np.int64)
+    scores = table.scores[codes].ravel().astype(np.float64)
+    support = table.support[codes].ravel()
     keep = (ids >= 0) & ~banned[np.maximum(ids, 0)]
     if blocked:
         keep &= np.array([(index.ids[a], index.ids[b]) not in blocked
                           for a, b in zip(seeds.tolist(), ids.tolist(), strict=True)])
     seeds, ids, scores, support = seeds[keep], ids[keep], scores[keep], support[keep]
+    if len(codes) == 1:  # one seed: a table row has each product once
+        order = np.argsort(ids)
+        return _Sums(ids[order], scores[order], seeds[order], support[order])
     order = np.lexsort((-scores, ids))  # per product, its best seed first
     ids, seeds, scores, support = ids[order], seeds[order], scores[order], support[order]
-    unique, first = np.unique(ids, return_index=True)
-    sums = np.add.reduceat(scores, first) if len(first) else scores[:0]
-    return {int(u): (float(t), int(seeds[f]), int(support[f]))
-            for u, t, f in zip(unique.tolist(), sums.tolist(), first.tolist(), strict=True)}
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else ids
+    sums = np.add.reduceat(scores, first) if len(first) else scores
+    return _Sums(ids[first], sums, seeds[first], support[first])
+
+
+@dataclass(frozen=True)
+class _Fired:
+    """Per consequent (sorted codes): its best rule (a row of the rule table), the rule's
+    antecedent set (an index into ``sets``) and how many rules fired for it."""
+
+    ids: np.ndarray
+    row: np.ndarray
+    antecedents: np.ndarray
+    rules: np.ndarray
+    sets: list[np.ndarray]
+
+
+def _fired_rules(index: ServingIndex, codes: list[int], decisions: Decisions,
+                 banned: np.ndarray) -> tuple[_Fired, int]:
+    """Every rule whose antecedent set the seeds hold (not blocked, consequent not banned);
+    returns them per consequent and how many blocked rules were left out."""
+    table = index.rules
+    sets = table.sets_in(np.unique(np.asarray(codes, dtype=np.int32))) if len(table) else []
+    if not sets:
+        return _Fired(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                      np.zeros(0, np.int64), []), 0
+    spans = [table.rules_of(a) for a in sets]
+    rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
+    set_of = np.repeat(np.arange(len(sets)), [hi - lo for lo, hi in spans])
+    consequent = table.consequent[rows].astype(np.int64)
+    keep = ~banned[consequent]
+    blocked = 0
+    if decisions.blocked_rules:  # hundreds of keys at most: test the fired rules' keys
+        seeds = [sorted(index.ids[a] for a in s.tolist()) for s in sets]
+        hit = np.array([rule_key(seeds[g], index.ids[c]) in decisions.blocked_rules
+                        for g, c in zip(set_of.tolist(), consequent.tolist(), strict=True)])
+        blocked = int((hit & keep).sum())
+        keep &= ~hit
+    rows, set_of, consequent = rows[keep], set_of[keep], consequent[keep]
+    order = np.lexsort((-table.confidence[rows], consequent))  # best rule first
+    rows, set_of, consequent = rows[order], set_of[order], consequent[order]
+    first = np.flatnonzero(np.r_[True, consequent[1:] != consequent[:-1]]) if len(rows) else (
+        np.zeros(0, np.int64))
+    n_rules = np.diff(np.r_[first, len(rows)])
+    return _Fired(consequent[first], rows[first], set_of[first], n_rules, sets), blocked
+
+
+def _at(found: np.ndarray, union: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (aligned with sorted ``found``) spread over ``union``, 0 elsewhere."""
+    out = np.zeros(len(union), dtype=np.float64)
+    out[np.searchsorted(union, found)] = values
+    return out
+
+
+def _top(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the ``limit`` best scores, best first (ties: lower position first)."""
+    if len(scores) > 4 * limit:
+        part = np.argpartition(-scores, limit)[: limit + 1]
+        cut = scores[part].min()
+        part = np.flatnonzero(scores >= cut)  # every tie at the cut, for a stable order
+        return part[np.lexsort((part, -scores[part]))][:limit]
+    return np.argsort(-scores, kind="stable")[:limit]
 
 
 def _scored_for(index: ServingIndex, codes: list[int], decisions: Decisions,
-                banned: np.ndarray) -> tuple[list[Candidate], int]:
-    """Bought-together candidates for a set of seed products (one product, or a cart).
+                banned: np.ndarray, limit: int, reasons: dict[str, np.ndarray]
+                ) -> tuple[list[Candidate], int, dict[str, int]]:
+    """The ``limit`` best bought-together candidates for a set of seed products (one
+    product, or a cart).
 
     score = EASE sums / max + ``cart_knn_weight`` x item-kNN sums / max + ``rule_weight`` x
     the best confidence of a (not blocked) rule whose antecedent the seeds hold. The reason is
-    that rule when one fired, else the seed with the strongest neighbour evidence. Returns the
-    candidates and how many rules merchandisers' blocks left out.
+    that rule when one fired, else the seed with the strongest neighbour evidence. ``banned``
+    products are never candidates; those in a ``reasons`` mask are left out and counted
+    (as ``finish`` would count them). Returns the candidates, how many rules merchandisers'
+    blocks left out, and the counts per reason.
     """
     blocked_pairs = _blocked_pairs(decisions.blocked_rules) if decisions.blocked_rules else (
         frozenset())
     weights = index.ranking
     ease = _neighbour_sums(index, index.bought_together, codes, banned, blocked_pairs)
     knn = _neighbour_sums(index, index.bought_together_knn, codes, banned, blocked_pairs) if (
-        weights.cart_knn_weight > 0) else {}
-    ease_max = max((v[0] for v in ease.values()), default=0.0) or 1.0
-    knn_max = max((v[0] for v in knn.values()), default=0.0) or 1.0
+        weights.cart_knn_weight > 0) else _NO_SUMS
     fired, blocked = _fired_rules(index, codes, decisions, banned)
+    union = np.union1d(np.union1d(ease.ids, knn.ids), fired.ids)
+    scores = _at(ease.ids, union, _scaled(ease.sums)) + weights.cart_knn_weight * _at(
+        knn.ids, union, _scaled(knn.sums))
+    rules = index.rules
+    if len(fired.ids):
+        scores += weights.rule_weight * _at(fired.ids, union,
+                                            rules.confidence[fired.row].astype(np.float64))
+    keep = np.ones(len(union), dtype=bool)
+    counts = {}
+    for reason, mask in reasons.items():
+        hit = mask[union] & keep
+        counts[reason] = int(hit.sum())
+        keep &= ~hit
+    union, scores = union[keep], scores[keep]
+    top = _top(scores, limit)
+    codes_top, scores_top = union[top], scores[top]
+    f = np.minimum(np.searchsorted(fired.ids, codes_top), max(len(fired.ids) - 1, 0))
+    by_rule = (fired.ids[f] == codes_top) if len(fired.ids) else np.zeros(len(top), bool)
+    e = np.minimum(np.searchsorted(ease.ids, codes_top), max(len(ease.ids) - 1, 0))
+    in_ease = (ease.ids[e] == codes_top) if len(ease.ids) else np.zeros(len(top), bool)
+    n = np.minimum(np.searchsorted(knn.ids, codes_top), max(len(knn.ids) - 1, 0))
+    seed = np.where(in_ease, ease.seed[e] if len(ease.ids) else 0,
+                    knn.seed[n] if len(knn.ids) else 0).tolist()
+    support = np.where(in_ease, ease.support[e] if len(ease.ids) else 0,
+                       knn.support[n] if len(knn.ids) else 0).tolist()
     candidates = []
-    for code in ease.keys() | knn.keys() | fired.keys():
-        e, k = ease.get(code), knn.get(code)
-        score = (e[0] / ease_max if e else 0.0) + weights.cart_knn_weight * (
-            k[0] / knn_max if k else 0.0)
+    for i, (code, score) in enumerate(zip(codes_top.tolist(), scores_top.tolist(), strict=True)):
         pid = index.ids[code]
-        if code in fired:
-            rule, seeds, n = fired[code]
-            score += weights.rule_weight * rule[0]
+        if by_rule[i]:
+            row = int(fired.row[f[i]])
+            seeds = sorted(index.ids[a] for a in fired.sets[int(fired.antecedents[f[i]])].tolist())
+            key = rule_key(seeds, pid)
             candidates.append(Candidate(pid, score, "rule", {
-                "seed": seeds[0] if len(seeds) == 1 else seeds, "co_purchases": rule[2],
-                "confidence": round(rule[0], 6), "lift": round(rule[1], 6), "rules": n,
-                "rule": rule[3]}, 0, rule[3]))
+                "seed": seeds[0] if len(seeds) == 1 else seeds,
+                "co_purchases": int(rules.count[row]),
+                "confidence": round(float(rules.confidence[row]), 6),
+                "lift": round(float(rules.lift[row]), 6), "rules": int(fired.rules[f[i]]),
+                "rule": key}, 0, key))
         else:
-            _, seed, support = e if e else k  # type: ignore[misc]
             candidates.append(Candidate(pid, score, "bought_together", {
-                "seed": index.ids[seed], "co_purchases": support,
+                "seed": index.ids[seed[i]], "co_purchases": support[i],
                 "similarity": round(score, 6)}))
-    return candidates, blocked
-
-
-def _fired_rules(index: ServingIndex, codes: list[int], decisions: Decisions,
-                 banned: np.ndarray) -> tuple[dict[int, tuple[Any, list[str], int]], int]:
-    """consequent -> ((confidence, lift, count, key) of its best rule, that rule's
-    antecedents, rules firing) over every rule whose antecedent the seeds hold."""
-    fired: dict[int, tuple[Any, list[str], int]] = {}
-    blocked = 0
-
-    def add(consequent: int, rule: tuple[float, float, int, str], seeds: list[str]) -> None:
-        best = fired.get(consequent)
-        if best is None or rule[0] > best[0][0]:
-            fired[consequent] = (rule, seeds, (best[2] if best else 0) + 1)
-        else:
-            fired[consequent] = (best[0], best[1], best[2] + 1)
-
-    for c in codes:
-        for rule in index.pair_rules.get(c, []):
-            if banned[rule.consequent]:
-                continue
-            if rule.key in decisions.blocked_rules:
-                blocked += 1
-                continue
-            add(rule.consequent, (rule.confidence, rule.lift, rule.count, rule.key),
-                [index.ids[c]])
-    multi = index.multi_rules
-    if len(codes) > 1 and len(multi):
-        for antecedents in multi.sets_in(np.unique(np.asarray(codes, dtype=np.int32))):
-            seeds = sorted(index.ids[a] for a in antecedents.tolist())
-            for r in multi.rules_of(antecedents):
-                consequent = int(multi.consequent[r])
-                if banned[consequent]:
-                    continue
-                key = rule_key(seeds, index.ids[consequent])
-                if key in decisions.blocked_rules:
-                    blocked += 1
-                    continue
-                add(consequent, (float(multi.confidence[r]), float(multi.lift[r]),
-                                 int(multi.count[r]), key), seeds)
-    return fired, blocked
+    return candidates, blocked, counts
 
 
 def bought_together(index: ServingIndex, product_id: str, options: Options,
@@ -366,20 +429,33 @@ def cart_addons(index: ServingIndex, cart: list[str], options: Options,
 
 def _bought_with(index: ServingIndex, cart: list[str], options: Options,
                  decisions: Decisions) -> Result:
-    codes = list(dict.fromkeys(index.code_of[p] for p in cart if p in index.code_of))
+    codes = list(dict.fromkeys(index.codes(cart)))
     banned = np.zeros(len(index.ids), dtype=bool)
     banned[codes] = True
     for c in codes:
         banned[list(index.substitutes.get(c, ()))] = True
-    candidates, blocked = _scored_for(index, codes, decisions, banned)
-    candidates.sort(key=lambda c: -c.score)
+    never = frozenset(index.ids[b] for b in np.flatnonzero(banned).tolist()) | frozenset(cart)
+    # Left out before scoring (counted as finish() would), so few candidates need building:
+    # the caller's exclusions, blocked products, and out-of-stock products.
+    silent = banned.copy()
+    silent[index.codes(options.exclude)] = True
+    reasons = {}
+    if decisions.blocked_products:
+        reasons["blocked_product"] = np.zeros(len(index.ids), dtype=bool)
+        reasons["blocked_product"][index.codes(decisions.blocked_products)] = True
+    if options.in_stock_only:
+        reasons["out_of_stock_or_inactive"] = ~index.available_mask
+    reordering = options.category or decisions.category_cap or decisions.boosts or (
+        options.rank_by == "value")
+    limit = _limit(options) + 50 if reordering else options.k + 10
+    candidates, blocked, considered = _scored_for(index, codes, decisions, silent, limit,
+                                                  reasons)
     first_category = next((index.categories[p] for p in cart if p in index.categories), None)
     rejected = frozenset(b for a, b in _blocked_pairs(decisions.blocked_rules) if a in cart) if (
         decisions.blocked_rules) else frozenset()  # not even as a best-seller fill
-    result = finish(index, candidates[: _limit(options) + 50], options, decisions, seeds=cart,
-                    fallback_category=first_category,
-                    never=frozenset(index.ids[b] for b in np.flatnonzero(banned).tolist())
-                    | frozenset(cart) | rejected)
+    result = finish(index, candidates, options, decisions, seeds=cart,
+                    fallback_category=first_category, never=never | rejected,
+                    prefiltered={r: n for r, n in considered.items() if n})
     if blocked:
         result.applied.insert(0, f"blocked_rule:{blocked}")
     return result

@@ -10,6 +10,7 @@ decisions are kept, marked inactive.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -38,6 +39,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from recsys.errors import ConfigError
 from recsys.serving.recommend import Decisions
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ServingStore", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS"]
 
@@ -121,6 +124,8 @@ class ServingStore:
         self._lock = threading.Lock()
         self._snapshot: Decisions | None = None
         self._snapshot_at = 0.0
+        self._generation = 0  # bumped by invalidate: a read begun before it is not kept
+        self._refreshing = False
         metadata.create_all(self.engine)
 
     def dispose(self) -> None:
@@ -271,16 +276,40 @@ class ServingStore:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def invalidate(self) -> None:
+        """Drop the snapshot: the next ``decisions()`` reads the database (after a write)."""
         with self._lock:
             self._snapshot = None
+            self._generation += 1
 
     def decisions(self) -> Decisions:
-        """The active decisions, re-read at most every ``refresh_seconds``. If the database
-        is unreachable the last snapshot stays in force."""
+        """The active decisions, re-read at most every ``refresh_seconds``. A stale snapshot
+        is served while a background thread re-reads it, so requests never wait on the
+        database once one snapshot exists; if the database is unreachable the last snapshot
+        stays in force."""
         now = time.monotonic()
         with self._lock:
-            if self._snapshot is not None and now - self._snapshot_at < self.refresh_seconds:
-                return self._snapshot
+            snapshot, generation = self._snapshot, self._generation
+            if snapshot is not None and now - self._snapshot_at < self.refresh_seconds:
+                return snapshot
+            if snapshot is not None and self.refresh_seconds > 0:
+                if not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh, args=(generation,), daemon=True,
+                                     name="recsys-decisions").start()
+                return snapshot
+        return self._read(now, generation)
+
+    def _refresh(self, generation: int) -> None:
+        try:
+            self._read(time.monotonic(), generation)
+        except SQLAlchemyError as exc:
+            log.warning("decisions not refreshed, the last ones stay in force: %s", exc)
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def _read(self, now: float, generation: int) -> Decisions:
+        """Read the decisions into a snapshot; kept unless an invalidate came meanwhile."""
         try:
             rows = self.list_decisions()
         except SQLAlchemyError:
@@ -310,5 +339,6 @@ class ServingStore:
             boosts=boosts, category_cap=self.category_cap,
             best_sellers_first=self.best_sellers_first)
         with self._lock:
-            self._snapshot, self._snapshot_at = snapshot, now
+            if generation == self._generation:
+                self._snapshot, self._snapshot_at = snapshot, now
         return snapshot
