@@ -29,12 +29,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.console import create_console
 from recsys.errors import RecsysError
 from recsys.serving import recommend
+from recsys.serving.answers import arm_of, list_body, ranked
+from recsys.serving.fastpath import FastPath
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.store import DECISION_KINDS, ServingStore
 from recsys.storefront.pages import mount_storefront
@@ -260,24 +261,13 @@ def _options(k: int, category: str | None, exclude: list[str] | None, in_stock_o
 
 
 def _arm(state: ServingState, customer_id: str | None, session_id: str | None) -> str | None:
-    """The experiment arm of this shopper (None without an A/B test or without any id)."""
-    settings = state.settings
-    if not settings.ab_test:
-        return None
-    unit = unit_id(customer_id, session_id, settings.experiment.unit)
-    if unit is None:
-        return None
-    return assign_arm(unit, salt=settings.experiment.salt, split=settings.experiment.split)
+    return arm_of(state.settings, customer_id, session_id)
 
 
 def _ranked(state: ServingState, index: ServingIndex, arm: str | None,
             options: recommend.Options,
             compute: Callable[[recommend.Decisions], recommend.Result]) -> recommend.Result:
-    """The list for this arm: the control arm gets best sellers, every other arm the engine."""
-    decisions = state.store.decisions()
-    if arm is not None and arm == state.settings.experiment.control_arm:
-        return recommend.popular(index, options, decisions)
-    return compute(decisions)
+    return ranked(state.store, state.settings, index, arm, options, compute)
 
 
 def _list_response(request: Request, index: ServingIndex, result: recommend.Result,
@@ -286,9 +276,8 @@ def _list_response(request: Request, index: ServingIndex, result: recommend.Resu
         route = request.scope.get("route")
         request.app.state.metrics["fallbacks"].labels(
             route=getattr(route, "path", "?"), fallback=result.fallback).inc()
-    return _json({"items": result.items, "model_version": index.version,
-                  "request_id": request.state.request_id, "fallback": result.fallback,
-                  "applied": result.applied, "arm": arm})
+    return Response(list_body(index, result, request.state.request_id, arm),
+                    media_type="application/json")
 
 
 K = Annotated[int, Query(ge=1, le=100, description="how many items (1..100)")]
@@ -355,10 +344,11 @@ async def version(index: Index) -> dict[str, Any]:
 @items_router.get("/items/{product_id}/also-viewed", responses=LIST_RESPONSES,
                   response_class=Response)
 async def also_viewed(request: Request, state: State, index: Index, product_id: ProductId,
-                k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
-                in_stock_only: InStock = True, customer_id: UnitQ = None,
-                session_id: UnitQ = None) -> Response:
-    """Customers who viewed this product also viewed (item-kNN over view sessions)."""
+                      k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
+                      in_stock_only: InStock = True, customer_id: UnitQ = None,
+                      session_id: UnitQ = None) -> Response:
+    """Customers who viewed this product also viewed (item-kNN over view sessions, re-ranked
+    by co-view support)."""
     options = _options(k, category, exclude, in_stock_only)
     arm = _arm(state, customer_id, session_id)
     result = _ranked(state, index, arm, options,
@@ -369,10 +359,11 @@ async def also_viewed(request: Request, state: State, index: Index, product_id: 
 @items_router.get("/items/{product_id}/bought-together", responses=LIST_RESPONSES,
                   response_class=Response)
 async def bought_together(request: Request, state: State, index: Index, product_id: ProductId,
-                    k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
-                    in_stock_only: InStock = True, customer_id: UnitQ = None,
-                    session_id: UnitQ = None) -> Response:
-    """Frequently bought together: mined rules, then co-purchase similarity."""
+                          k: K = 10, category: CategoryQ = None, exclude: ExcludeQ = None,
+                          in_stock_only: InStock = True, customer_id: UnitQ = None,
+                          session_id: UnitQ = None) -> Response:
+    """Frequently bought together: EASE and co-purchase neighbours blended with the mined
+    rules (the cart scorer on a one-product cart); substitutes are left out."""
     options = _options(k, category, exclude, in_stock_only)
     arm = _arm(state, customer_id, session_id)
     result = _ranked(state, index, arm, options,
@@ -385,8 +376,8 @@ async def bought_together(request: Request, state: State, index: Index, product_
                              503: {"description": "no artifact loaded"}},
                   response_class=Response)
 async def bundles(request: Request, state: State, index: Index, product_id: ProductId, k: K = 5,
-            in_stock_only: InStock = True, customer_id: UnitQ = None,
-            session_id: UnitQ = None) -> Response:
+                  in_stock_only: InStock = True, customer_id: UnitQ = None,
+                  session_id: UnitQ = None) -> Response:
     """Bundles holding this product, best expected order-value gain first."""
     found = recommend.bundles_for(index, product_id, k, in_stock_only=in_stock_only,
                                   blocked=state.store.decisions().blocked_products)
@@ -398,13 +389,13 @@ async def bundles(request: Request, state: State, index: Index, product_id: Prod
 
 @items_router.post("/cart/add-ons", responses=LIST_RESPONSES, response_class=Response)
 async def cart_addons(request: Request, state: State, index: Index, cart: CartRequest, k: K = 10,
-                category: CategoryQ = None, exclude: ExcludeQ = None,
-                in_stock_only: InStock = True,
-                rank_by: Annotated[Literal["score", "value"], Query(
-                    description="score, or expected order-value gain (score x price x "
+                      category: CategoryQ = None, exclude: ExcludeQ = None,
+                      in_stock_only: InStock = True,
+                      rank_by: Annotated[Literal["score", "value"], Query(
+                          description="score, or expected order-value gain (score x price x "
                                 "margin)")] = "score") -> Response:
-    """Add-ons for a whole cart: every rule whose antecedent the cart holds counts; cart
-    items and their substitutes are left out."""
+    """Add-ons for a whole cart: neighbour scores summed over every cart item, plus every
+    rule whose antecedent the cart holds; cart items and their substitutes are left out."""
     products = [line.product_id for line in cart.items]
     options = _options(k, category, exclude, in_stock_only, rank_by)
     arm = _arm(state, cart.customer_id, cart.session_id)
@@ -424,7 +415,8 @@ async def customer_recommendations(
                                  "interacted with (anonymous or new customers)")] = None,
         session_id: UnitQ = None,
 ) -> Response:
-    """Personalised list: ALS; bought durable products left out, due consumables first."""
+    """Personalised list: the customer's repeat purchases (durables bought once left out,
+    consumables marked due or not), then ALS; best sellers first with little history."""
     options = _options(k, category, exclude, in_stock_only)
     arm = _arm(state, customer_id, session_id)
     result = _ranked(state, index, arm, options, lambda d: recommend.for_customer(
@@ -434,9 +426,9 @@ async def customer_recommendations(
 
 @items_router.get("/popular", responses=LIST_RESPONSES, response_class=Response)
 async def popular(request: Request, state: State, index: Index, k: K = 10,
-            category: CategoryQ = None, exclude: ExcludeQ = None,
-            in_stock_only: InStock = True, customer_id: UnitQ = None,
-            session_id: UnitQ = None) -> Response:
+                  category: CategoryQ = None, exclude: ExcludeQ = None,
+                  in_stock_only: InStock = True, customer_id: UnitQ = None,
+                  session_id: UnitQ = None) -> Response:
     """Best sellers, globally or in a category (any level of its path)."""
     result = recommend.popular(index, _options(k, category, exclude, in_stock_only),
                                state.store.decisions())
@@ -555,8 +547,9 @@ class Observe:
                     "route": path, "status": status, "ms": round(elapsed * 1000, 3)}})
 
 
-def create_app(settings: ServingSettings) -> FastAPI:
-    """Build the API for ``settings``; the artifact is loaded when the app starts."""
+def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
+    """Build the API for ``settings``; the artifact is loaded when the app starts.
+    ``fast_path=False`` leaves every request to the FastAPI routes (tests compare the two)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -577,12 +570,14 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.state.serving = ServingState(settings)
     app.state.registry = CollectorRegistry()
     app.state.metrics = _metrics(app.state.registry)
+    if fast_path:  # innermost, so CORS applies to its answers too
+        app.add_middleware(FastPath)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"],
                            expose_headers=["X-Request-ID"])
 
-    app.add_middleware(Observe)
+    app.add_middleware(Observe)  # outermost: it also times and counts the fast path
 
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
