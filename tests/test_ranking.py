@@ -145,3 +145,75 @@ def test_also_viewed_reranked_by_support() -> None:
     result = also_viewed(index, "b", Options(k=2), Decisions())
     # b: c sim 0.1 support 2, e sim 0.5 support 9 -> e 1 + 2, c 0.2 + 2 x 2/9
     assert _scores(result) == pytest.approx({"e": 3.0, "c": 0.2 + 4 / 9}, rel=1e-5)
+
+
+def _reference_blend(seeds: list[int], ease: Neighbours, knn: Neighbours, knn_weight: float,
+                     fired: list[tuple[int, int, float]], rule_weight: float,
+                     silent: set[int], reason: set[int]) -> dict[int, float]:
+    """The blend in plain Python: product -> score (the ``reason`` products left out)."""
+    sums: list[dict[int, float]] = [{}, {}]
+    for t, table in enumerate((ease, knn)):
+        for s in seeds:
+            for code, score in zip(table.ids[s].tolist(), table.scores[s].tolist(),
+                                   strict=True):
+                if code >= 0 and code not in silent:
+                    sums[t][code] = sums[t].get(code, 0.0) + score
+    best_rule: dict[int, float] = {}
+    for _, consequent, confidence in fired:
+        if consequent not in silent:
+            best_rule[consequent] = max(best_rule.get(consequent, 0.0), confidence)
+    peaks = [max(d.values(), default=0.0) or 1.0 for d in sums]
+    out = {}
+    for code in set(sums[0]) | set(sums[1]) | set(best_rule):
+        if code in reason:
+            continue
+        out[code] = (sums[0].get(code, 0.0) / peaks[0]
+                     + knn_weight * sums[1].get(code, 0.0) / peaks[1]
+                     + rule_weight * best_rule.get(code, 0.0))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), n_seeds=st.integers(1, 5), n_rules=st.integers(0, 30),
+       limit=st.integers(1, 40))
+def test_compiled_blend_equals_plain_python(seed: int, n_seeds: int, n_rules: int,
+                                            limit: int) -> None:
+    from recsys.serving.blend import NO_ROWS, blend
+
+    rng = np.random.default_rng(seed)
+    n, k = 40, 6
+
+    def table() -> Neighbours:
+        ids = np.array([rng.choice(n, size=k, replace=False) for _ in range(n)], np.int32)
+        ids[rng.random((n, k)) < 0.2] = -1
+        scores = np.round(rng.random((n, k)), 2).astype(np.float32)
+        return Neighbours(ids=ids, scores=scores, support=rng.integers(1, 9, (n, k)))
+
+    ease, knn = table(), table()
+    seeds = sorted(rng.choice(n, size=n_seeds, replace=False).tolist())
+    consequent = rng.integers(0, n, n_rules).astype(np.int32)
+    confidence = np.round(rng.random(n_rules), 2).astype(np.float32)
+    silent = np.zeros(n, bool)
+    silent[seeds] = True
+    silent[rng.choice(n, 3)] = True
+    reason = rng.random(n) < 0.15
+    codes, scores, row, *_, counts = blend(
+        np.array(seeds, np.int64), ease.ids, ease.scores, ease.support, knn.ids, knn.scores,
+        knn.support, 0.3, np.array([0], np.int64), np.array([n_rules], np.int64), consequent,
+        confidence, 0.5, NO_ROWS, NO_ROWS, NO_ROWS, silent, reason, np.zeros(0, bool), limit)
+    expected = _reference_blend(seeds, ease, knn, 0.3,
+                                [(r, int(c), float(confidence[r]))
+                                 for r, c in enumerate(consequent)], 0.5,
+                                set(np.flatnonzero(silent).tolist()),
+                                set(np.flatnonzero(reason).tolist()))
+    candidates = {int(c) for c in np.r_[ease.ids[seeds].ravel(), knn.ids[seeds].ravel(),
+                                        consequent] if c >= 0 and not silent[c]}
+    assert counts.tolist() == [sum(bool(reason[c]) for c in candidates), 0, 0]
+    ranked = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    assert codes.tolist() == [c for c, _ in ranked]
+    np.testing.assert_allclose(scores, [v for _, v in ranked], rtol=1e-9)
+    for code, r in zip(codes.tolist(), row.tolist(), strict=True):  # the best rule's row
+        fired = [i for i in range(n_rules) if consequent[i] == code]
+        assert (r == -1) == (not fired)
+        if fired:
+            assert confidence[r] == max(confidence[fired])

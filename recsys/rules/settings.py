@@ -26,7 +26,7 @@ class BundleConfig(BaseModel):
     min_count: int = Field(5, ge=1, description="orders that hold the whole bundle")
     use_margin: bool = Field(True, description="rank by profit when the catalog has margins")
     top: int = Field(1000, ge=1, description="bundles kept, best first")
-    max_itemsets: int = Field(2_000_000, ge=1, description="itemsets of 3+ products mined for "
+    max_itemsets: int = Field(10_000_000, ge=1, description="itemsets of 3+ products mined for "
                                                            "bundles; past it min_count doubles")
 
 

@@ -75,6 +75,7 @@ class ServingState:
         """Load (and verify) a version; on failure keep serving the current one."""
         try:
             index = load_index(self.settings.artifacts, version)
+            recommend.warm_up(index)
         except RecsysError as exc:
             self.error = f"{exc}"
             self.failed_version = version or self.pointer()

@@ -117,7 +117,8 @@ class CustomerModel:
     purchases_day: np.ndarray
     purchases_orders: np.ndarray  # how many of the customer's orders held the product
     durable: np.ndarray  # per product code: bought again by (almost) nobody
-    popularity: np.ndarray  # per product code: orders that held it (ties between own items)
+    popularity: np.ndarray  # per product code: customers' orders that held it
+    by_popularity: np.ndarray  # product codes, most bought first (ties: lower code)
     cycle_days: np.ndarray  # per product code; NaN = not a consumable
     today: int  # the newest purchase day in the data (days since epoch + 1)
 
@@ -318,6 +319,7 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
     item_factors = als["item_factors"].astype(np.float32)
     day = purchases["last_day"]
     indices = purchases["indices"]
+    popularity = np.bincount(indices, weights=purchases.get("orders"), minlength=len(items))
     return CustomerModel(
         user_factors=als["user_factors"], item_factors=item_factors,
         gram=(item_factors.T @ item_factors).astype(np.float64),
@@ -326,7 +328,7 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         purchases_indptr=purchases["indptr"], purchases_indices=indices, purchases_day=day,
         purchases_orders=purchases.get("orders", np.ones_like(day)),
         durable=purchases.get("durable", np.zeros(len(items), bool)),
-        popularity=np.bincount(indices, weights=purchases.get("orders"), minlength=len(items)),
+        popularity=popularity, by_popularity=np.argsort(-popularity, kind="stable"),
         cycle_days=cycles,
         today=int(day.max()) if len(day) else 0)
 

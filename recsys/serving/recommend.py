@@ -17,10 +17,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recsys.models.neighbours import Neighbours
+from recsys.serving.blend import NO_ROWS, blend
 from recsys.serving.index import ServingIndex, rule_key
 
 __all__ = ["Options", "Decisions", "Result", "also_viewed", "bought_together", "bundles_for",
-           "cart_addons", "for_customer", "popular"]
+           "cart_addons", "for_customer", "popular", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -224,101 +226,26 @@ def _blocked_pairs(blocked_rules: frozenset[str]) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
-@dataclass(frozen=True)
-class _Sums:
-    """Per candidate product (sorted codes): summed neighbour scores, the seed with the
-    strongest evidence and its support."""
-
-    ids: np.ndarray
-    sums: np.ndarray
-    seed: np.ndarray
-    support: np.ndarray
-
-
-_NO_SUMS = _Sums(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+@functools.lru_cache(maxsize=8)
+def _blocked_by_antecedent(blocked_rules: frozenset[str]) -> dict[str, frozenset[str]]:
+    """Blocked rule keys as antecedent key ("A+B") -> blocked consequents."""
+    out: dict[str, set[str]] = {}
+    for key in blocked_rules:
+        antecedent, _, consequent = key.partition("->")
+        if consequent:
+            out.setdefault(antecedent, set()).add(consequent)
+    return {a: frozenset(c) for a, c in out.items()}
 
 
-def _neighbour_sums(index: ServingIndex, table: Any, codes: list[int], banned: np.ndarray,
-                    blocked: frozenset[tuple[str, str]]) -> _Sums:
-    """Neighbour scores summed over the seed codes."""
-    if table is None or not codes:
-        return _NO_SUMS
-    seeds = np.repeat(np.asarray(codes, dtype=np.int64), table.ids.shape[1])
-    ids = table.ids[codes].ravel().astype(np.int64)
-    scores = table.scores[codes].ravel().astype(np.float64)
-    support = table.support[codes].ravel()
-    keep = (ids >= 0) & ~banned[np.maximum(ids, 0)]
-    if blocked:
-        keep &= np.array([(index.ids[a], index.ids[b]) not in blocked
-                          for a, b in zip(seeds.tolist(), ids.tolist(), strict=True)])
-    seeds, ids, scores, support = seeds[keep], ids[keep], scores[keep], support[keep]
-    if len(codes) == 1:  # one seed: a table row has each product once
-        order = np.argsort(ids)
-        return _Sums(ids[order], scores[order], seeds[order], support[order])
-    order = np.lexsort((-scores, ids))  # per product, its best seed first
-    ids, seeds, scores, support = ids[order], seeds[order], scores[order], support[order]
-    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else ids
-    sums = np.add.reduceat(scores, first) if len(first) else scores
-    return _Sums(ids[first], sums, seeds[first], support[first])
+_NO_MASK = np.zeros(0, dtype=bool)
+_NO_TABLE = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64))
 
 
-@dataclass(frozen=True)
-class _Fired:
-    """Per consequent (sorted codes): its best rule (a row of the rule table), the rule's
-    antecedent set (an index into ``sets``) and how many rules fired for it."""
-
-    ids: np.ndarray
-    row: np.ndarray
-    antecedents: np.ndarray
-    rules: np.ndarray
-    sets: list[np.ndarray]
-
-
-def _fired_rules(index: ServingIndex, codes: list[int], decisions: Decisions,
-                 banned: np.ndarray) -> tuple[_Fired, int]:
-    """Every rule whose antecedent set the seeds hold (not blocked, consequent not banned);
-    returns them per consequent and how many blocked rules were left out."""
-    table = index.rules
-    sets = table.sets_in(np.unique(np.asarray(codes, dtype=np.int32))) if len(table) else []
-    if not sets:
-        return _Fired(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                      np.zeros(0, np.int64), []), 0
-    spans = [table.rules_of(a) for a in sets]
-    rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
-    set_of = np.repeat(np.arange(len(sets)), [hi - lo for lo, hi in spans])
-    consequent = table.consequent[rows].astype(np.int64)
-    keep = ~banned[consequent]
-    blocked = 0
-    if decisions.blocked_rules:  # hundreds of keys at most: test the fired rules' keys
-        seeds = [sorted(index.ids[a] for a in s.tolist()) for s in sets]
-        hit = np.array([rule_key(seeds[g], index.ids[c]) in decisions.blocked_rules
-                        for g, c in zip(set_of.tolist(), consequent.tolist(), strict=True)])
-        blocked = int((hit & keep).sum())
-        keep &= ~hit
-    rows, set_of, consequent = rows[keep], set_of[keep], consequent[keep]
-    order = np.lexsort((-table.confidence[rows], consequent))  # best rule first
-    rows, set_of, consequent = rows[order], set_of[order], consequent[order]
-    first = np.flatnonzero(np.r_[True, consequent[1:] != consequent[:-1]]) if len(rows) else (
-        np.zeros(0, np.int64))
-    n_rules = np.diff(np.r_[first, len(rows)])
-    return _Fired(consequent[first], rows[first], set_of[first], n_rules, sets), blocked
-
-
-def _at(found: np.ndarray, union: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``values`` (aligned with sorted ``found``) spread over ``union``, 0 elsewhere."""
-    out = np.zeros(len(union), dtype=np.float64)
-    out[np.searchsorted(union, found)] = values
-    return out
-
-
-def _top(scores: np.ndarray, limit: int) -> np.ndarray:
-    """Positions of the ``limit`` best scores, best first (ties: lower position first)."""
-    if len(scores) > 4 * limit:
-        part = np.argpartition(-scores, limit)[: limit + 1]
-        cut = scores[part].min()
-        part = np.flatnonzero(scores >= cut)  # every tie at the cut, for a stable order
-        return part[np.lexsort((part, -scores[part]))][:limit]
-    return np.argsort(-scores, kind="stable")[:limit]
+def _arrays(table: Neighbours | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A neighbour table's arrays (plain ndarray views of the memory maps), or empty ones."""
+    if table is None:
+        return _NO_TABLE
+    return np.asarray(table.ids), np.asarray(table.scores), np.asarray(table.support)
 
 
 def _scored_for(index: ServingIndex, codes: list[int], decisions: Decisions,
@@ -332,58 +259,71 @@ def _scored_for(index: ServingIndex, codes: list[int], decisions: Decisions,
     that rule when one fired, else the seed with the strongest neighbour evidence. ``banned``
     products are never candidates; those in a ``reasons`` mask are left out and counted
     (as ``finish`` would count them). Returns the candidates, how many rules merchandisers'
-    blocks left out, and the counts per reason.
+    blocks left out, and the counts per reason. The arithmetic is ``blend.blend``.
     """
-    blocked_pairs = _blocked_pairs(decisions.blocked_rules) if decisions.blocked_rules else (
-        frozenset())
-    weights = index.ranking
-    ease = _neighbour_sums(index, index.bought_together, codes, banned, blocked_pairs)
-    knn = _neighbour_sums(index, index.bought_together_knn, codes, banned, blocked_pairs) if (
-        weights.cart_knn_weight > 0) else _NO_SUMS
-    fired, blocked = _fired_rules(index, codes, decisions, banned)
-    union = np.union1d(np.union1d(ease.ids, knn.ids), fired.ids)
-    scores = _at(ease.ids, union, _scaled(ease.sums)) + weights.cart_knn_weight * _at(
-        knn.ids, union, _scaled(knn.sums))
-    rules = index.rules
-    if len(fired.ids):
-        scores += weights.rule_weight * _at(fired.ids, union,
-                                            rules.confidence[fired.row].astype(np.float64))
-    keep = np.ones(len(union), dtype=bool)
-    counts = {}
-    for reason, mask in reasons.items():
-        hit = mask[union] & keep
-        counts[reason] = int(hit.sum())
-        keep &= ~hit
-    union, scores = union[keep], scores[keep]
-    top = _top(scores, limit)
-    codes_top, scores_top = union[top], scores[top]
-    f = np.minimum(np.searchsorted(fired.ids, codes_top), max(len(fired.ids) - 1, 0))
-    by_rule = (fired.ids[f] == codes_top) if len(fired.ids) else np.zeros(len(top), bool)
-    e = np.minimum(np.searchsorted(ease.ids, codes_top), max(len(ease.ids) - 1, 0))
-    in_ease = (ease.ids[e] == codes_top) if len(ease.ids) else np.zeros(len(top), bool)
-    n = np.minimum(np.searchsorted(knn.ids, codes_top), max(len(knn.ids) - 1, 0))
-    seed = np.where(in_ease, ease.seed[e] if len(ease.ids) else 0,
-                    knn.seed[n] if len(knn.ids) else 0).tolist()
-    support = np.where(in_ease, ease.support[e] if len(ease.ids) else 0,
-                       knn.support[n] if len(knn.ids) else 0).tolist()
+    weights, rules = index.ranking, index.rules
+    sets = rules.sets_in(np.unique(np.asarray(codes, dtype=np.int32))) if len(rules) else []
+    spans = np.array([rules.rules_of(a) for a in sets], dtype=np.int64).reshape(-1, 2)
+    blocked_rows, pair_seed, pair_item = NO_ROWS, NO_ROWS, NO_ROWS
+    if decisions.blocked_rules:
+        blocked_rows, pair_seed, pair_item = _blocks(index, codes, sets, spans, decisions)
+    knn = index.bought_together_knn if weights.cart_knn_weight > 0 else None
+    names = list(reasons)
+    masks = [reasons[n] for n in names] + [_NO_MASK] * (2 - len(names))
+    top, score, row, set_of, n_rules, seed, support, counts = blend(
+        np.asarray(codes, dtype=np.int64), *_arrays(index.bought_together), *_arrays(knn),
+        weights.cart_knn_weight, spans[:, 0].copy(), spans[:, 1].copy(), rules.consequent,
+        rules.confidence, weights.rule_weight, blocked_rows, pair_seed, pair_item, banned,
+        masks[0], masks[1], limit)
     candidates = []
-    for i, (code, score) in enumerate(zip(codes_top.tolist(), scores_top.tolist(), strict=True)):
+    set_ids: dict[int, list[str]] = {}
+    for i, (code, value) in enumerate(zip(top.tolist(), score.tolist(), strict=True)):
         pid = index.ids[code]
-        if by_rule[i]:
-            row = int(fired.row[f[i]])
-            seeds = sorted(index.ids[a] for a in fired.sets[int(fired.antecedents[f[i]])].tolist())
+        r = int(row[i])
+        if r >= 0:
+            g = int(set_of[i])
+            if g not in set_ids:
+                set_ids[g] = sorted(index.ids[a] for a in sets[g].tolist())
+            seeds = set_ids[g]
             key = rule_key(seeds, pid)
-            candidates.append(Candidate(pid, score, "rule", {
+            candidates.append(Candidate(pid, value, "rule", {
                 "seed": seeds[0] if len(seeds) == 1 else seeds,
-                "co_purchases": int(rules.count[row]),
-                "confidence": round(float(rules.confidence[row]), 6),
-                "lift": round(float(rules.lift[row]), 6), "rules": int(fired.rules[f[i]]),
+                "co_purchases": int(rules.count[r]),
+                "confidence": round(float(rules.confidence[r]), 6),
+                "lift": round(float(rules.lift[r]), 6), "rules": int(n_rules[i]),
                 "rule": key}, 0, key))
         else:
-            candidates.append(Candidate(pid, score, "bought_together", {
-                "seed": index.ids[seed[i]], "co_purchases": support[i],
-                "similarity": round(score, 6)}))
-    return candidates, blocked, counts
+            candidates.append(Candidate(pid, value, "bought_together", {
+                "seed": index.ids[int(seed[i])], "co_purchases": int(support[i]),
+                "similarity": round(value, 6)}))
+    return candidates, int(counts[2]), {n: int(counts[j]) for j, n in enumerate(names)}
+
+
+def _blocks(index: ServingIndex, codes: list[int], sets: list[np.ndarray], spans: np.ndarray,
+            decisions: Decisions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of the fired rules that merchandisers blocked, and the blocked (seed, product)
+    neighbour pairs of these seeds, as codes."""
+    by_antecedent = _blocked_by_antecedent(decisions.blocked_rules)
+    rows = []
+    for antecedents, (lo, hi) in zip(sets, spans.tolist(), strict=True):
+        consequents = by_antecedent.get("+".join(sorted(index.ids[a]
+                                                        for a in antecedents.tolist())))
+        if consequents:
+            blocked = np.asarray(index.codes(consequents), dtype=np.int64)
+            rows.append(lo + np.flatnonzero(np.isin(index.rules.consequent[lo:hi], blocked)))
+    seeds = {index.ids[c] for c in codes}
+    pairs = [(index.code_of[a], index.code_of[b])
+             for a, b in _blocked_pairs(decisions.blocked_rules)
+             if a in seeds and b in index.code_of]
+    return (np.sort(np.concatenate(rows)).astype(np.int64) if rows else NO_ROWS,
+            np.array([a for a, _ in pairs], dtype=np.int64),
+            np.array([b for _, b in pairs], dtype=np.int64))
+
+
+def warm_up(index: ServingIndex) -> None:
+    """One answer of each kind, so that compiled code is loaded before the first request."""
+    if index.ids:
+        cart_addons(index, index.ids[:2], Options(k=1), Decisions())
 
 
 def bought_together(index: ServingIndex, product_id: str, options: Options,
@@ -522,11 +462,12 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
             candidates += [Candidate(index.ids[int(c)], float(scores[c]), "als",
                                      {"customer": customer_id, "history_items": history_items},
                                      3 if short else 2) for c in best.tolist()]
-            if short:  # too little history for a reliable taste: best sellers first
-                candidates += [Candidate(pid, float(n), "popular", {
-                    "orders": n, "scope": "global", "history_items": history_items}, 2)
-                    for pid, n in index.best_sellers(None, options.k * 2 + len(bought),
-                                                     in_stock_only=options.in_stock_only)]
+            if short:  # too little history for a reliable taste: what customers buy most
+                wanted = options.k * 3 + len(bought)
+                candidates += [Candidate(index.ids[c], float(model.popularity[c]), "popular", {
+                    "orders": int(model.popularity[c]), "scope": "customers",
+                    "history_items": history_items}, 2)
+                    for c in model.by_popularity[:wanted].tolist()]
     segment = index.segments.get(customer_id) if customer_id else None
     applied: list[str] = []
     if segment is not None and segment in decisions.best_sellers_first:
