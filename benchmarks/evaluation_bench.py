@@ -37,7 +37,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recsys.config import Config  # noqa: E402
+from recsys.config import Config, load_config  # noqa: E402
 from recsys.evaluation import (  # noqa: E402
     CartCandidate,
     EngineBuilder,
@@ -179,9 +179,9 @@ def _seed_spread(orders: pd.DataFrame, windows: Windows, seeds: range) -> str:
     return "\n".join(lines)
 
 
-def run(out: Path, only: set[str], jobs: int, seed: int) -> dict[str, EvaluationResult]:
+def run(out: Path, only: set[str], jobs: int, seed: int,
+        config: Config) -> dict[str, EvaluationResult]:
     results: dict[str, EvaluationResult] = {}
-    config = Config()
     work = Path(tempfile.mkdtemp(prefix="recsys-eval-bench-"))
 
     def finish(name: str, result: EvaluationResult, started: float, dataset: str) -> None:
@@ -244,6 +244,8 @@ def main() -> int:
                                                       "dunnhumby"])
     parser.add_argument("--jobs", type=int, default=2, help="processes for the engine's calls")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, help="the engine's config (default: built-in "
+                                                    "defaults)")
     args = parser.parse_args()
     if not DATASETS.is_dir():
         print(f"shared datasets not found at {DATASETS}", file=sys.stderr)
@@ -252,7 +254,8 @@ def main() -> int:
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     started = time.perf_counter()
-    results = run(args.out, set(args.only), args.jobs, args.seed)
+    config = load_config(args.config) if args.config else Config()
+    results = run(args.out, set(args.only), args.jobs, args.seed, config)
     summary = {name: r.metrics() for name, r in results.items()}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\ntotal {time.perf_counter() - started:.0f} s; outputs in {args.out}")

@@ -45,9 +45,9 @@ def test_at_risk_customers_get_best_sellers_before_als(client: TestClient) -> No
         assert "segment:at_risk" in body["applied"]
         sources = [item["reason"]["source"] for item in body["items"]]
         assert "popular" in sources
-        # best sellers, their own repeat purchases, then ALS
-        tiers = [{"popular": 1, "replenishment": 2, "als": 3}[item["reason"]["source"]]
-                 for item in body["items"]]
+        # due consumables, best sellers, their other repeat purchases, then ALS
+        tiers = [{"replenishment": 0 if item["reason"]["evidence"].get("due") else 2,
+                  "popular": 1, "als": 3}[item["reason"]["source"]] for item in body["items"]]
         assert tiers == sorted(tiers)
 
 

@@ -134,7 +134,7 @@ def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabula
     count_matrix = sp.csr_matrix((n_orders, (pair_rows, pair_cols)), shape=shape)
     buyers = np.bincount(pair_cols, minlength=len(items))
     repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=len(items))
-    durable = (buyers >= config.durable_min_buyers) & (
+    durable = (config.durable_min_buyers > 0) & (buyers >= config.durable_min_buyers) & (
         repeaters < config.durable_max_repeat_share * buyers)
     save_npz(path, indptr=day_matrix.indptr, indices=day_matrix.indices,
              last_day=day_matrix.data, orders=count_matrix.data.astype(np.int32),

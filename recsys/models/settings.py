@@ -32,8 +32,8 @@ class ModelsConfig(BaseModel):
     als_min_history: int = Field(
         10, ge=0, description="customers with fewer distinct products get best sellers "
                               "before ALS (too little history for a reliable taste)")
-    durable_min_buyers: int = Field(10, ge=1, description="buyers needed to call a product "
-                                                         "durable")
+    durable_min_buyers: int = Field(10, ge=0, description="buyers needed to call a product "
+                                                         "durable; 0 = no product is")
     durable_max_repeat_share: float = Field(
         0.3, ge=0, le=1, description="a product bought again by less than this share of its "
                                      "buyers is durable: not offered again to a buyer who "

@@ -82,7 +82,8 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
     excluded = options.exclude | never
     seen: set[str] = set()
     kept: list[Candidate] = []
-    for cand in candidates:  # candidates of one request: at most a few hundred
+    # a product listed by several sources keeps its best-ranked listing
+    for cand in sorted(candidates, key=lambda c: (c.tier, -c.score)):  # a few hundred at most
         pid = cand.product_id
         if pid in seen or pid in excluded:
             continue
@@ -467,17 +468,22 @@ def for_customer(index: ServingIndex, customer_id: str | None, history: list[str
                 candidates += [Candidate(index.ids[c], float(model.popularity[c]), "popular", {
                     "orders": int(model.popularity[c]), "scope": "customers",
                     "history_items": history_items}, 2)
-                    for c in model.by_popularity[:wanted].tolist()]
+                    for c in model.by_popularity[:wanted].tolist() if c not in bought]
     segment = index.segments.get(customer_id) if customer_id else None
     applied: list[str] = []
     if segment is not None and segment in decisions.best_sellers_first:
         # e.g. at-risk customers: what is due first, then what sells best, then their taste
         for cand in candidates:
-            cand.tier = 1 if cand.source == "popular" else {1: 2, 2: 3}.get(cand.tier, cand.tier)
+            if cand.source == "replenishment":
+                cand.tier = 0 if cand.evidence.get("due") else 2
+            else:
+                cand.tier = 1 if cand.source == "popular" else 3
+        own = {c.product_id for c in candidates if c.source == "replenishment"}
         candidates += [Candidate(pid, float(n), "popular", {"orders": n, "scope": "global",
                                                             "segment": segment}, 1)
-                       for pid, n in index.best_sellers(None, options.k * 2,
-                                                        in_stock_only=options.in_stock_only)]
+                       for pid, n in index.best_sellers(None, options.k * 2 + len(own),
+                                                        in_stock_only=options.in_stock_only)
+                       if pid not in own]  # what they bought keeps its own reason
         applied.append(f"segment:{segment}")
     result = finish(index, candidates, options, decisions, never=frozenset(never))
     result.applied = applied + result.applied
