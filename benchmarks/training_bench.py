@@ -120,9 +120,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", choices=["demo", "online_retail"], default="online_retail")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bought-together", choices=["ease", "knn"], default="ease",
+                        help="[models] bought_together (knn: no EASE fit)")
     args = parser.parse_args()
     set_quiet(True)
-    config, weights = ModelsConfig(), InteractionWeights()
+    config, weights = ModelsConfig(bought_together=args.bought_together), InteractionWeights()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         tables = _tables(args.dataset, tmp)
@@ -144,7 +146,8 @@ def main() -> None:
           f"{bare:.2f} | {min(ours):.2f} | {min(ours) - bare:.2f} | {min(ours) / bare:.2f}x |")
     print(f"\n{date}; {platform.processor() or platform.machine()}, Python "
           f"{sys.version.split()[0]}; best of {args.repeat}; command: "
-          f"`.venv/bin/python benchmarks/training_bench.py --dataset {args.dataset}`")
+          f"`.venv/bin/python benchmarks/training_bench.py --dataset {args.dataset} "
+          f"--bought-together {args.bought_together}`")
 
 
 if __name__ == "__main__":
