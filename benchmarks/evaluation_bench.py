@@ -179,10 +179,9 @@ def _seed_spread(orders: pd.DataFrame, windows: Windows, seeds: range) -> str:
     return "\n".join(lines)
 
 
-def run(out: Path, only: set[str], jobs: int, seed: int,
-        config: Config) -> dict[str, EvaluationResult]:
+def run(out: Path, only: set[str], jobs: int, seed: int, config: Config,
+        work: Path) -> dict[str, EvaluationResult]:
     results: dict[str, EvaluationResult] = {}
-    work = Path(tempfile.mkdtemp(prefix="recsys-eval-bench-"))
 
     def finish(name: str, result: EvaluationResult, started: float, dataset: str) -> None:
         results[name] = result
@@ -255,7 +254,8 @@ def main() -> int:
           f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
     started = time.perf_counter()
     config = load_config(args.config) if args.config else Config()
-    results = run(args.out, set(args.only), args.jobs, args.seed, config)
+    with tempfile.TemporaryDirectory(prefix="recsys-eval-bench-") as work:  # engine artifacts
+        results = run(args.out, set(args.only), args.jobs, args.seed, config, Path(work))
     summary = {name: r.metrics() for name, r in results.items()}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\ntotal {time.perf_counter() - started:.0f} s; outputs in {args.out}")
