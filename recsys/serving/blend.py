@@ -93,18 +93,14 @@ def blend(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support:
     order = np.argsort(item[:m], kind="mergesort")  # stable: first evidence first
     # one pass per product: sums, and the strongest evidence of each kind
     u_code = np.empty(m, np.int64)
-    u_e = np.zeros(m, np.float64)
-    u_k = np.zeros(m, np.float64)
+    sums = np.zeros((2, m), np.float64)  # per table: summed neighbour scores
+    best = np.full((2, m), -np.inf)  # per table: the strongest single score, its seed, support
+    seed_of = np.full((2, m), -1, np.int64)
+    support_of = np.zeros((2, m), np.int64)
     u_rule = np.zeros(m, np.float64)
     u_row = np.full(m, -1, np.int64)
     u_set = np.full(m, -1, np.int64)
     u_rules = np.zeros(m, np.int64)
-    u_seed = np.full(m, -1, np.int64)
-    u_support = np.zeros(m, np.int64)
-    best_e = np.full(m, -np.inf)
-    best_k = np.full(m, -np.inf)
-    k_seed = np.full(m, -1, np.int64)
-    k_sup = np.zeros(m, np.int64)
     u = -1
     last = -1
     for i in order:
@@ -113,18 +109,13 @@ def blend(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support:
             u += 1
             u_code[u] = code
             last = code
-        if kind[i] == 0:
-            u_e[u] += value[i]
-            if value[i] > best_e[u]:
-                best_e[u] = value[i]
-                u_seed[u] = ref[i]
-                u_support[u] = extra[i]
-        elif kind[i] == 1:
-            u_k[u] += value[i]
-            if value[i] > best_k[u]:
-                best_k[u] = value[i]
-                k_seed[u] = ref[i]
-                k_sup[u] = extra[i]
+        t = kind[i]
+        if t < 2:
+            sums[t, u] += value[i]
+            if value[i] > best[t, u]:
+                best[t, u] = value[i]
+                seed_of[t, u] = ref[i]
+                support_of[t, u] = extra[i]
         else:
             u_rules[u] += 1
             if u_row[u] < 0 or value[i] > u_rule[u]:
@@ -134,12 +125,15 @@ def blend(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support:
     n = u + 1
     e_max = 0.0
     k_max = 0.0
+    u_e, u_k = sums[0], sums[1]
+    u_seed = np.empty(n, np.int64)
+    u_support = np.empty(n, np.int64)
     for i in range(n):
         e_max = max(e_max, u_e[i])
         k_max = max(k_max, u_k[i])
-        if u_seed[i] < 0:  # no EASE evidence: the item-kNN's
-            u_seed[i] = k_seed[i]
-            u_support[i] = k_sup[i]
+        t = 0 if seed_of[0, i] >= 0 else 1  # the EASE evidence, else the item-kNN's
+        u_seed[i] = seed_of[t, i]
+        u_support[i] = support_of[t, i]
     score = np.empty(n, np.float64)
     keep = np.ones(n, np.bool_)
     counts = np.zeros(3, np.int64)
