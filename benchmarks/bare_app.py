@@ -3,7 +3,7 @@
 The payload has the shape and about the size of a ``/v1/items/{id}/bought-together`` answer
 (ten items, each with a reason and its evidence). ``/v1/bare`` is the plain FastAPI way
 (``async def`` returning a dict, serialised by FastAPI); ``/v1/bare-sync`` is the same with
-``def``, so that it pays the thread-pool hop our sync routes pay. Served by
+``def``, so that it pays the thread-pool hop of a sync route. Served by
 ``benchmarks/serving_bench.py`` with the same uvicorn command line as the recsys API:
 
     uvicorn --app-dir benchmarks bare_app:app --host 127.0.0.1 --port 8001 --workers 1
@@ -40,5 +40,5 @@ async def bare() -> dict[str, Any]:
 
 @app.get("/v1/bare-sync", response_model=None)
 def bare_sync() -> dict[str, Any]:
-    """The same list from a sync route (run in the thread pool, like the recsys routes)."""
+    """The same list from a sync route (run in the thread pool)."""
     return PAYLOAD

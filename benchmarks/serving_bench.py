@@ -35,11 +35,8 @@ the runs: VmRSS, RssAnon and RssFile of /proc/PID/status and Pss of /proc/PID/sm
 (the neighbour tables are memory-mapped and shared between workers; PSS splits them).
 Where the time goes: ``--profile`` adds, for one worker, a py-spy sampling run (``--gil``)
 of each recsys endpoint under wrk load; the lookups alone (``recommend.bought_together`` /
-``cart_addons`` over the same ids) are timed in a fresh process (``--no-inproc`` skips it);
-diagnostic variants of the app (``benchmarks/variant_app.py``: async dependencies, a pure
-ASGI middleware, ``gc.freeze()`` after loading; ``--variants``) are measured beside it with
-1 worker; the in-process step also counts the objects the garbage collector tracks and times
-one full collection.
+``cart_addons`` over the same ids) are timed in a fresh process (``--no-inproc`` skips it),
+which also counts the objects the garbage collector tracks and times one full collection.
 The machine is shared with other jobs: before each run the script waits (``--quiet-wait``)
 for the rest of the machine to use under ``--quiet-below`` cores, and it reports the CPU
 the rest used during each run and each server's CPU time per request (less sensitive to
@@ -692,18 +689,13 @@ class Target:
     workers: int
     server: Server
     script: Path
-    variant: str = ""  # a diagnostic variant of benchmarks/variant_app.py
     check: dict[str, Any] | None = None
     tops: list[dict[str, Any]] = field(default_factory=list)
     fixed: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def label(self) -> str:
-        return f"{self.endpoint.name} [{self.variant}]" if self.variant else self.endpoint.name
-
     def to_json(self, server_key: str) -> dict[str, Any]:
         return {"endpoint": self.endpoint.name, "artifact": self.artifact,
-                "workers": self.workers, "variant": self.variant, "server": server_key,
+                "workers": self.workers, "server": server_key,
                 "check": self.check, "tops": self.tops, "fixed": self.fixed}
 
 
@@ -713,7 +705,7 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
     ``results`` (plain JSON) and saves it after each stage."""
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    info: dict[str, Any] = {"requests": {}, "servers": {}, "variant_servers": {}}
+    info: dict[str, Any] = {"requests": {}, "servers": {}}
     stores = {}
     for name in args.artifacts:
         stores[name], results["build"][name] = ensure_artifact(name, work, args.rebuild)
@@ -754,22 +746,6 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                 mine += [Target(ep, name, workers, ours, work / f"{name}-{ep.name}.lua")
                          for ep in recsys_endpoints(info["requests"][name])]
             running = [bare] + [info["servers"][(n, workers)] for n in args.artifacts]
-            for name, variant in args.variants if workers == 1 else []:
-                env = {"RECSYS_SERVING_ARTIFACTS": str(stores[name]),
-                       "RECSYS_SERVING_DATABASE_URL":
-                           f"sqlite:///{work / name / 'recsys.db'}",
-                       "RECSYS_BENCH_VARIANT": variant}
-                server = Server(f"variant[{name}:{variant}]",
-                                ["--app-dir", "benchmarks", "--factory",
-                                 "variant_app:app_from_env"], workers, server_cpus, env,
-                                work / f"variant-{name}-{variant}.log", args.healthcheck)
-                servers.append(server)
-                server.start("/readyz", args.ready_timeout)
-                info["variant_servers"][(name, variant)] = server
-                running.append(server)
-                mine += [Target(ep, name, workers, server,
-                                work / f"{name}-{ep.name}-{variant}.lua", variant)
-                         for ep in recsys_endpoints(info["requests"][name])]
             for t in mine:
                 t.script.write_text(t.endpoint.lua())
                 t.check = check_endpoint(t.server.port, t.endpoint)
@@ -786,7 +762,7 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                     t.tops.append({**top, **load, "waited_s": waited})
                     log.info("w%d round %d %s %s: max %.0f req/s (p99 %.1f ms), server CPU "
                              "%.2f ms/request, other CPU %.2f cores (waited %.0f s)", workers,
-                             r + 1, t.artifact, t.label, top["rps"], top["p99_ms"],
+                             r + 1, t.artifact, t.endpoint.name, top["rps"], top["p99_ms"],
                              top["cpu_ms_per_request"], load["other_cores"], waited)
             for r in range(args.rounds):
                 for t in mine:
@@ -807,7 +783,7 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                              fixed["p99_ms"], fixed["errors"], load["other_cores"])
             if args.profile and workers == 1:
                 for t in mine:
-                    if t.artifact != "-" and not t.variant:
+                    if t.artifact != "-":
                         shares = profile(t.server.worker_pids()[0], t.server.port, t.script,
                                          args.connections, args.duration, load_cpus, work,
                                          f"{t.artifact}-{t.endpoint.name}")
@@ -861,7 +837,7 @@ def _targets(results: dict[str, Any], **match: Any) -> list[dict[str, Any]]:
 
 
 def _bare(results: dict[str, Any], workers: int) -> dict[str, Any]:
-    return _targets(results, endpoint="bare", workers=workers, variant="")[0]
+    return _targets(results, endpoint="bare", workers=workers)[0]
 
 
 def _best_top(t: dict[str, Any]) -> dict[str, Any]:
@@ -887,10 +863,6 @@ def _f(value: float, fmt: str) -> str:
     return "-" if value is None or math.isnan(value) else format(value, fmt)
 
 
-def _label(t: dict[str, Any]) -> str:
-    return f"{t['endpoint']} [{t['variant']}]" if t["variant"] else t["endpoint"]
-
-
 def _mem(mem: list[dict[str, float]]) -> str:
     return ", ".join(f"{m.get('VmRSS', math.nan):,.0f} / {m.get('Pss', math.nan):,.0f}"
                      for m in mem) or "-"
@@ -902,7 +874,7 @@ def table(results: dict[str, Any]) -> list[str]:
            "| p99 ms: best (median) | errors | other CPU, cores (best runs) | body bytes "
            "| RSS / PSS per worker MiB |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for t in _targets(results, variant=""):
+    for t in results["targets"]:
         bare = _bare(results, t["workers"])
         top, fixed = _best_top(t), _best_fixed(t)
         errors = sum(x["non2xx"] + x["socket_errors"] for x in t["tops"]) + sum(
@@ -925,7 +897,7 @@ def table(results: dict[str, Any]) -> list[str]:
 
 def verdicts(results: dict[str, Any]) -> list[str]:
     out = []
-    for t in _targets(results, variant=""):
+    for t in results["targets"]:
         if t["artifact"] == "-":
             continue
         bare = _bare(results, t["workers"])
@@ -949,7 +921,7 @@ def markdown(results: dict[str, Any]) -> str:
              "The recsys API (`GET /v1/items/{id}/bought-together`, `POST /v1/cart/add-ons`, "
              "k=10) against a bare FastAPI endpoint returning a constant ten-item list "
              "(`benchmarks/bare_app.py`: `bare` is `async def` returning a dict, the reference "
-             "of `ratio to bare`; `bare-sync` the same from a `def` route, as ours are), all "
+             "of `ratio to bare`; `bare-sync` the same from a `def` route), all "
              "served by the same uvicorn command line on 127.0.0.1, side by side, loaded one "
              f"at a time. `max req/s`: closed loop, `wrk -t1 -c{a['connections']} "
              f"-d{a['duration']:g}s` after a {a['warmup']:g} s warm-up, {a['rounds']} rounds "
@@ -1019,7 +991,7 @@ def markdown(results: dict[str, Any]) -> str:
         for name, res in results["inproc"].items():
             for ep in ("bought-together", "add-ons"):
                 r = res[ep]
-                served = _targets(results, artifact=name, workers=1, endpoint=ep, variant="")
+                served = _targets(results, artifact=name, workers=1, endpoint=ep)
                 cpu = f"{_cpu(served[0]):.2f}" if served else "-"
                 lines.append(f"| {ep} | {name} | {r['calls']:,} | {r['mean_ms']:.2f} "
                              f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.1f} "
@@ -1027,39 +999,12 @@ def markdown(results: dict[str, Any]) -> str:
                              f"| {res.get('gc_objects', 0):,} "
                              f"| {_f(res.get('gc_full_ms', math.nan), ',.0f')} |")
         lines.append("")
-    variants = [t for t in results["targets"] if t["variant"]]
-    if variants:
-        lines += ["Diagnostic variants (`benchmarks/variant_app.py`, the same app with "
-                  "`async-deps`: `get_state` / `get_index` as `async def` overrides, no "
-                  "thread-pool hop for them; `asgi-mw`: the `observe` BaseHTTPMiddleware "
-                  "replaced by a pure ASGI middleware doing the same work; `gc-freeze`: "
-                  "`gc.freeze()` once the index is loaded, so that full collections no longer "
-                  "walk its objects), 1 worker, same rounds, best round; saved = the unchanged "
-                  "endpoint's server CPU per request minus the variant's:", "",
-                  "| endpoint | artifact | server CPU ms/req | saved ms/req "
-                  "| max req/s: best (median) | ratio to bare | half-max p50 ms "
-                  "| p99 ms: best (median) | unchanged p99 ms: best |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for t in variants:
-            plain = _targets(results, workers=t["workers"], artifact=t["artifact"],
-                             endpoint=t["endpoint"], variant="")[0]
-            bare = _bare(results, t["workers"])
-            top, fixed, plain_fixed = _best_top(t), _best_fixed(t), _best_fixed(plain)
-            lines.append(f"| {_label(t)} | {t['artifact']} | {_cpu(t):.2f} "
-                         f"| {_cpu(plain) - _cpu(t):.2f} | {top['rps']:,.0f} "
-                         f"({_median([x['rps'] for x in t['tops']]):,.0f}) "
-                         f"| {top['rps'] / _best_top(bare)['rps']:.2f} "
-                         f"| {_f(fixed['p50_ms'] if fixed else math.nan, '.2f')} "
-                         f"| {_f(fixed['p99_ms'] if fixed else math.nan, '.2f')} "
-                         f"({_f(_median([x['p99_ms'] for x in t['fixed']]), '.1f')}) "
-                         f"| {_f(plain_fixed['p99_ms'] if plain_fixed else math.nan, '.2f')} |")
-        lines.append("")
     lines += ["The best half-max runs in detail: p90 / p99.9 / max ms, how late the client "
               "itself sent (p99 lag), steal (cores the hypervisor took):", ""]
     for t in results["targets"]:
         f = _best_fixed(t)
         if f:
-            lines.append(f"- {_label(t)}, {t['artifact']}, {t['workers']} worker(s): p90 "
+            lines.append(f"- {t['endpoint']}, {t['artifact']}, {t['workers']} worker(s): p90 "
                          f"{f['p90_ms']:.2f}, p99.9 {f['p999_ms']:.2f}, max {f['max_ms']:.1f}; "
                          f"client lag p99 {f['lag_p99_ms']:.2f} ms; {f['sent']:,} requests; "
                          f"server CPU {f.get('cpu_ms_per_request', math.nan):.2f} ms/request; "
@@ -1069,7 +1014,7 @@ def markdown(results: dict[str, Any]) -> str:
     seen = set()
     for t in results["targets"]:
         key = (t["endpoint"], t["artifact"])
-        if t["check"] and t["artifact"] != "-" and not t["variant"] and key not in seen:
+        if t["check"] and t["artifact"] != "-" and key not in seen:
             seen.add(key)
             lines.append(f"- {t['endpoint']}, {t['artifact']}: item sources "
                          f"{t['check']['sources']}, fallbacks {t['check']['fallbacks']}")
@@ -1077,8 +1022,6 @@ def markdown(results: dict[str, Any]) -> str:
               "private to each worker; file: mapped files, shared between workers; peak: "
               "VmHWM, during loading):", ""]
     for key, server in results["servers"].items():
-        if key.startswith("variant["):
-            continue
         parts = "; ".join(f"RSS {m['VmRSS']:,.0f} (anon {m.get('RssAnon', 0):,.0f}, file "
                           f"{m.get('RssFile', 0):,.0f}), PSS {m['Pss']:,.0f}, peak "
                           f"{m.get('VmHWM', 0):,.0f}" for m in server["mem"])
@@ -1145,10 +1088,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="before each run, wait until other processes use fewer cores")
     parser.add_argument("--quiet-wait", type=float, default=60.0, metavar="S",
                         help="longest wait for a quiet machine before each run")
-    parser.add_argument("--variants", default="demo:async-deps,demo:asgi-mw,"
-                        "demo:async-deps+asgi-mw,demo:gc-freeze,orii:gc-freeze",
-                        help="diagnostic variants ARTIFACT:VARIANT (benchmarks/variant_app.py), "
-                             "1 worker; '' = none")
     parser.add_argument("--healthcheck", type=int, default=600, metavar="S",
                         help="uvicorn --timeout-worker-healthcheck for every server (its "
                              "default, 5 s, kills workers that load a large index)")
@@ -1166,10 +1105,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.artifacts = [a for a in args.artifacts.split(",") if a]
     args.workers = [int(w) for w in args.workers.split(",") if w]
-    args.variants = [tuple(v.split(":", 1)) for v in args.variants.split(",") if v]
-    for v in args.variants:
-        if len(v) != 2 or v[0] not in args.artifacts:
-            parser.error(f"--variants: {':'.join(v)} is not ARTIFACT:VARIANT of --artifacts")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.report_only:
         results = json.loads(Path(args.report_only).read_text())
