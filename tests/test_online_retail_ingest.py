@@ -68,6 +68,7 @@ def ingested(online_retail_path: Path, tmp_path_factory: pytest.TempPathFactory,
 
 
 def test_known_figures_of_the_raw_file(expected: dict[str, object]) -> None:
+    """The reference figures the shared datasets README gives for this file."""
     reason = expected["reason"]
     assert isinstance(reason, np.ndarray)
     assert len(reason) == 525_461

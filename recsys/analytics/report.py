@@ -21,24 +21,15 @@ from recsys.analytics.job import ClvResult, compute_clv
 from recsys.analytics.outcomes import METRICS, Outcomes, load_events, measure_outcomes
 from recsys.analytics.rfm import SEGMENTS
 from recsys.analytics.settings import AnalyticsConfig
-from recsys.charts import chart_style, inline_svg
+from recsys.charts import REPORT_CSS, chart_style, inline_svg
 from recsys.errors import InputError
 from recsys.ingest import load_table
 from recsys.repurchase import repurchase_cycles
 
 __all__ = ["build_report", "render_report"]
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1d232b;line-height:1.4}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ccd}
-dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2rem 1.5rem}
-dl.summary dt{font-weight:600}dl.summary dd{margin:0}
-table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.5rem 0}
-th,td{border-bottom:1px solid #e2e6ec;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#eef2f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-small{color:#66707d}p.note{color:#8a4b00}
-h3{font-size:1.05rem;margin-top:1.2rem}figure{margin:1rem 0}figure svg{max-width:100%;height:auto}figcaption{color:#445;font-size:.9rem}
+_CSS = REPORT_CSS + """table{margin:.5rem 0}p.note{color:#8a4b00}
+h3{font-size:1.05rem;margin-top:1.2rem}
 """
 _SEGMENT_LABELS = {"champions": "Champions", "loyal": "Loyal", "potential": "Potential",
                    "at_risk": "At risk", "hibernating": "Hibernating", "lost": "Lost"}

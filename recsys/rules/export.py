@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recsys.charts import chart_style, inline_svg
+from recsys.charts import REPORT_CSS, chart_style, inline_svg
 from recsys.errors import InputError
 from recsys.rules.mining import RULE_COLUMNS
 
@@ -410,17 +410,7 @@ def _summary_text(value: Any) -> str:
 
 # ----------------------------------------------------------------------------------- HTML
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1d232b;line-height:1.4}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ccd}
-dl.summary{display:grid;grid-template-columns:max-content auto;gap:.2rem 1.5rem}
-dl.summary dt{font-weight:600}dl.summary dd{margin:0}
-table{border-collapse:collapse;width:100%;font-size:.88rem}
-th,td{border-bottom:1px solid #e2e6ec;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#eef2f7;position:sticky;top:0}td.num{text-align:right;font-variant-numeric:tabular-nums}
-small{color:#66707d}p.empty{font-size:1.1rem;color:#8a4b00}
-figure{margin:1rem 0}figure svg{max-width:100%;height:auto}figcaption{color:#445;font-size:.9rem}
+_CSS = REPORT_CSS + """th{position:sticky;top:0}p.empty{font-size:1.1rem;color:#8a4b00}
 """
 
 _HTML_NUMBER: dict[str, Callable[[float], str]] = {

@@ -168,9 +168,9 @@ class ServingIndex:
         return out
 
     @functools.cached_property
-    def available_mask(self) -> np.ndarray:
-        """``available`` as a boolean array by product code."""
-        return np.fromiter((pid in self.available for pid in self.ids), dtype=bool,
+    def unavailable_mask(self) -> np.ndarray:
+        """Out-of-stock or inactive, as a boolean array by product code (built once)."""
+        return np.fromiter((pid not in self.available for pid in self.ids), dtype=bool,
                            count=len(self.ids))
 
     def codes(self, product_ids: Iterable[str]) -> list[int]:

@@ -385,7 +385,7 @@ def _bought_with(index: ServingIndex, cart: list[str], options: Options,
         reasons["blocked_product"] = np.zeros(len(index.ids), dtype=bool)
         reasons["blocked_product"][index.codes(decisions.blocked_products)] = True
     if options.in_stock_only:
-        reasons["out_of_stock_or_inactive"] = ~index.available_mask
+        reasons["out_of_stock_or_inactive"] = index.unavailable_mask
     reordering = options.category or decisions.category_cap or decisions.boosts or (
         options.rank_by == "value")
     limit = _limit(options) + 50 if reordering else options.k + 10
