@@ -139,6 +139,7 @@ class RulesTable:
         self.keys: np.ndarray = keys.to_numpy(zero_copy_only=False)
         self.row_of_key = {key: row for row, key in enumerate(self.keys.tolist())}
         self.names = pd.Series([names.get(p, p) for p in self.products], dtype=object)
+        self._name_of = dict(zip(self.products.tolist(), self.names.tolist(), strict=True))
         self.categories = pd.Series([categories.get(p, "") for p in self.products],
                                     dtype=object)
         self.metrics = {m: self.frame[m].to_numpy(np.float64) for m in METRICS
@@ -240,7 +241,7 @@ class RulesTable:
         frame = self.frame.iloc[rows]
         sides = {side: _string_lists(frame[f"{side}s"]).to_pylist()
                  for side in ("antecedent", "consequent")}
-        names = dict(zip(self.products.tolist(), self.names.tolist(), strict=True))
+        names = self._name_of
         out = []
         for i, row in enumerate(rows.tolist()):  # one page: at most PAGE_SIZE rows
             key = str(self.keys[row])
