@@ -80,6 +80,7 @@ TABLES: dict[str, TableSpec] = {
             "margin": "number",
             "brand": "text",
             "is_active": "bool",
+            "durable": "bool",
         },
         required=("product_id",),
         defaults={"in_stock": True, "is_active": True},

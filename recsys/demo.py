@@ -2,7 +2,8 @@
 
 ``generate_demo(out_dir, DemoSpec())`` writes four files into ``out_dir``:
 
-- ``catalog.csv``  product_id, name, category, price, in_stock, margin, brand, is_active
+- ``catalog.csv``  product_id, name, category, price, in_stock, margin, brand, is_active,
+  durable
 - ``orders.csv``   order_id, product_id, customer_id, ordered_at, quantity, unit_price
   (one row per order line)
 - ``events.csv``   product_id, event_type, occurred_at, session_id, customer_id
@@ -101,6 +102,7 @@ ORDER_COLUMNS = ("order_id", "product_id", "customer_id", "ordered_at", "quantit
 EVENT_COLUMNS = ("product_id", "event_type", "occurred_at", "session_id", "customer_id")
 CATALOG_COLUMNS = (
     "product_id", "name", "category", "price", "in_stock", "margin", "brand", "is_active",
+    "durable",
 )
 
 ORDER_DIRTY_KINDS = ("empty_product_id", "unparseable_date", "zero_quantity",
@@ -655,6 +657,7 @@ def _build_shop(rng: np.random.Generator, spec: DemoSpec) -> _Shop:
         "margin": _money(np.round(margin[order] * 100).astype(np.int64)),
         "brand": brand_table.take(pa.array(brand_i[order])),
         "is_active": pa.array(active[order]),
+        "durable": pa.array(cycle[order] == 0),  # every product but the consumables lasts
     })
 
     # samplers: order lines (consumables damped), views, subscriptions

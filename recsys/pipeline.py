@@ -79,7 +79,7 @@ def job_rules(ctx: JobContext) -> dict[str, Any]:
 def job_models(ctx: JobContext) -> dict[str, Any]:
     """Also-viewed, bought-together, ALS and repurchase cycles (see recsys.models.job)."""
     return run_models_job(ctx.orders, ctx.events, ctx.items, ctx.config.models,
-                          ctx.config.interactions, ctx.out)
+                          ctx.config.interactions, ctx.out, ctx.catalog)
 
 
 def job_customer_value(ctx: JobContext) -> dict[str, Any]:

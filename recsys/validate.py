@@ -10,7 +10,7 @@ Reasons, in order of precedence:
 - events: missing_product_id, missing_event_type, unknown_event_type, missing_date,
   unparseable_date, missing_session_and_customer
 - catalog: missing_product_id, duplicate_product_id, bad_price, negative_price, bad_margin,
-  bad_in_stock, bad_is_active
+  bad_in_stock, bad_is_active, bad_durable
 """
 
 from __future__ import annotations
@@ -195,6 +195,11 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
                 out[name] = flags.fillna(True).astype(bool)
             else:
                 out[name] = pd.Series(True, index=frame.index)
+        if "durable" in columns:  # no default: empty = unknown (inferred when configured)
+            flags = _parse_bools(col("durable"))
+            marks.mark(flags.isna().to_numpy() & col("durable").notna().to_numpy(),
+                       "bad_durable", "durable")
+            out["durable"] = flags
 
     ok = marks.ok
     accepted = pd.DataFrame({name: series[ok] for name, series in out.items()})

@@ -18,7 +18,7 @@ from recsys.ingest import ingest, load_table
 from recsys.mapping import SourceMapping
 from recsys.matrices import InteractionWeights, item_vocabulary
 from recsys.models.implicit_adapter import ALS, ItemKNN
-from recsys.models.job import ModelsConfig, run_models_job
+from recsys.models.job import ModelsConfig, durable_products, run_models_job
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
 from recsys.vocab import Vocabulary
 
@@ -71,7 +71,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     out = tmp / "models"
     out.mkdir()
     metrics = run_models_job(tables["orders"], tables["events"], items,  # type: ignore[arg-type]
-                             ModelsConfig(top_k=10), InteractionWeights(), out)
+                             ModelsConfig(top_k=10), InteractionWeights(), out, tables["catalog"])
     return {"out": out, "items": items, "metrics": metrics, "tables": tables,
             "planted": json.loads((tmp / "raw" / "planted.json").read_text())}
 
@@ -123,3 +123,43 @@ def test_als_factors_and_purchases_saved(trained: dict) -> None:
     last = known[(known["customer_id"] == row["customer_id"])
                  & (known["product_id"] == row["product_id"])]["ordered_at"].max()
     assert matrix[r, c] == (pd.Timestamp(last).normalize() - pd.Timestamp(0)).days + 1
+
+
+def test_durable_products_known_answer() -> None:
+    buyers = np.array([20, 20, 20, 5, 20, 20])
+    repeaters = np.array([2, 6, 10, 0, 0, 19])
+    known = np.array([-1, -1, -1, -1, 0, 1], dtype=np.int8)  # the catalog's flags win
+    inferred = durable_products(buyers, repeaters, known, ModelsConfig(durable_min_buyers=10))
+    assert inferred.tolist() == [True, False, False, False, False, True]
+    off = durable_products(buyers, repeaters, known, ModelsConfig())  # default: catalog only
+    assert off.tolist() == [False, False, False, False, False, True]
+
+
+def _purchase_counts(trained: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buyers and repeat buyers per product from the saved purchases, and its durable flags."""
+    purchases = load_npz(trained["out"] / "purchases.npz")
+    n = len(trained["items"])
+    buyers = np.bincount(purchases["indices"], minlength=n)
+    repeaters = np.bincount(purchases["indices"], weights=purchases["orders"] >= 2, minlength=n)
+    return buyers, repeaters, purchases["durable"]
+
+
+def test_durable_products_come_from_the_catalog(trained: dict) -> None:
+    _, _, durable = _purchase_counts(trained)
+    consumables = set(trained["planted"]["consumables"])
+    lasting = {p for p in trained["items"].ids if p not in consumables}
+    assert set(trained["items"].decode(np.flatnonzero(durable))) == lasting
+    assert trained["metrics"]["durable_products"] == len(lasting)
+
+
+def test_durable_products_inferred_from_orders(trained: dict) -> None:
+    """Without a catalog flag, the repeat share finds exactly the planted durables with 10 or
+    more buyers (consumables are bought again by 30% or more of their buyers)."""
+    buyers, repeaters, _ = _purchase_counts(trained)
+    unknown = np.full(len(buyers), -1, dtype=np.int8)
+    inferred = durable_products(buyers, repeaters, unknown, ModelsConfig(durable_min_buyers=10))
+    items = trained["items"]
+    enough = set(items.decode(np.flatnonzero(buyers >= 10)))
+    truth = enough - set(trained["planted"]["consumables"])
+    assert len(truth) > 200
+    assert set(items.decode(np.flatnonzero(inferred))) == truth

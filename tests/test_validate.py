@@ -269,14 +269,14 @@ def test_events_with_only_customer_column() -> None:
 
 def _product(product_id: object = "A", price: object = "9.99", margin: object = "0.3",
              in_stock: object = None, is_active: object = None, name: object = " Mug ",
-             category: object = "Home>Kitchen") -> dict[str, object]:
+             category: object = "Home>Kitchen", durable: object = None) -> dict[str, object]:
     return {"product_id": product_id, "name": name, "category": category, "price": price,
-            "margin": margin, "in_stock": in_stock, "is_active": is_active}
+            "margin": margin, "in_stock": in_stock, "is_active": is_active, "durable": durable}
 
 
 CATALOG_CASES: list[tuple[dict[str, object], str | None]] = [
-    (_product("P1", in_stock="true", is_active="YES"), None),
-    (_product("P2", in_stock="False", is_active="no"), None),
+    (_product("P1", in_stock="true", is_active="YES", durable="yes"), None),
+    (_product("P2", in_stock="False", is_active="no", durable="0"), None),
     (_product("P3", in_stock="1", is_active="0"), None),
     (_product("P4", in_stock="0", is_active=" y ", price="0", margin=None), None),
     (_product("P5", in_stock="N", is_active="T", price=None, name=None), None),
@@ -289,6 +289,7 @@ CATALOG_CASES: list[tuple[dict[str, object], str | None]] = [
     (_product("P10", margin="high"), "bad_margin"),
     (_product("P11", in_stock="maybe"), "bad_in_stock"),
     (_product("P12", is_active="perhaps"), "bad_is_active"),
+    (_product("P17", durable="lasts"), "bad_durable"),
     # precedence
     (_product("P2", price="-5", in_stock="maybe"), "duplicate_product_id"),
     (_product(None, price="x"), "missing_product_id"),
@@ -300,7 +301,8 @@ CATALOG_CASES: list[tuple[dict[str, object], str | None]] = [
 
 CATALOG_COLUMN = {"missing_product_id": "product_id", "duplicate_product_id": "product_id",
                   "bad_price": "price", "negative_price": "price", "bad_margin": "margin",
-                  "bad_in_stock": "in_stock", "bad_is_active": "is_active"}
+                  "bad_in_stock": "in_stock", "bad_is_active": "is_active",
+                  "bad_durable": "durable"}
 
 
 def test_catalog_every_reason_booleans_and_duplicates() -> None:
@@ -314,6 +316,8 @@ def test_catalog_every_reason_booleans_and_duplicates() -> None:
     assert acc["in_stock"].tolist() == [True, False, True, False, False]
     assert acc["is_active"].tolist() == [True, False, False, True, True]
     assert acc["in_stock"].dtype == bool and acc["is_active"].dtype == bool
+    # durable has no default: an empty cell stays unknown
+    assert acc["durable"].tolist()[:2] == [True, False] and acc["durable"].isna().sum() == 3
     assert acc["price"].iloc[:4].tolist() == [9.99, 9.99, 9.99, 0.0]
     assert np.isnan(acc["price"].iloc[4])
     assert acc["name"].iloc[0] == "Mug" and pd.isna(acc["name"].iloc[4])

@@ -50,8 +50,10 @@ def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
 
 
 def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,
-                   config: ModelsConfig, weights: InteractionWeights, out: Path) -> dict[str, Any]:
-    """Train every model over the artifact's product vocabulary ``items`` and write them."""
+                   config: ModelsConfig, weights: InteractionWeights, out: Path,
+                   catalog: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Train every model over the artifact's product vocabulary ``items`` and write them
+    (``catalog``: its ``durable`` column, where given, says which products last)."""
     metrics: dict[str, Any] = {}
     baskets = order_item_matrix(orders, items=items).matrix
     views = None if events is None else events[events["event_type"] == "view"]
@@ -89,7 +91,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(out / "customers.parquet")
-        durable = _save_purchases(orders, customers.rows, items, out / "purchases.npz", config)
+        durable = _save_purchases(orders, customers.rows, items, out / "purchases.npz", config,
+                                  catalog_durable(catalog, items))
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
     else:
@@ -103,12 +106,34 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     return metrics
 
 
+def catalog_durable(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray:
+    """Per product code: 1 durable, 0 not, -1 unknown (no ``durable`` column, an empty
+    cell, or a product the catalog does not list)."""
+    known = np.full(len(items), -1, dtype=np.int8)
+    if catalog is None or "durable" not in catalog:
+        return known
+    given = catalog[catalog["durable"].notna()]
+    codes = items.lookup(given["product_id"], on_unknown="mask")
+    keep = codes >= 0
+    known[codes[keep]] = given["durable"].to_numpy(dtype=bool)[keep]
+    return known
+
+
+def durable_products(buyers: np.ndarray, repeaters: np.ndarray, known: np.ndarray,
+                     config: ModelsConfig) -> np.ndarray:
+    """Per product: the catalog's flag where ``known`` (1 / 0) gives one; else, when
+    ``durable_min_buyers`` > 0, at least that many buyers and fewer than
+    ``durable_max_repeat_share`` of them bought it in two or more orders (``repeaters``)."""
+    inferred = (config.durable_min_buyers > 0) & (buyers >= config.durable_min_buyers) & (
+        repeaters < config.durable_max_repeat_share * buyers)
+    return np.where(known >= 0, known == 1, inferred)
+
+
 def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabulary,
-                    path: Path, config: ModelsConfig) -> int:
+                    path: Path, config: ModelsConfig, known_durable: np.ndarray) -> int:
     """customer x product CSR of purchases (``last_day``: days since epoch + 1 of the last
-    purchase, ``orders``: how many orders held it) and ``durable`` per product: at least
-    ``durable_min_buyers`` buyers and less than ``durable_max_repeat_share`` of them bought it
-    again. Returns the number of durable products."""
+    purchase, ``orders``: how many orders held it) and ``durable`` per product (see
+    ``durable_products``). Returns the number of durable products."""
     known = orders[orders["customer_id"].notna()]
     rows = customers.lookup(known["customer_id"], on_unknown="mask")
     cols = items.lookup(known["product_id"], on_unknown="mask")
@@ -134,8 +159,7 @@ def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabula
     count_matrix = sp.csr_matrix((n_orders, (pair_rows, pair_cols)), shape=shape)
     buyers = np.bincount(pair_cols, minlength=len(items))
     repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=len(items))
-    durable = (config.durable_min_buyers > 0) & (buyers >= config.durable_min_buyers) & (
-        repeaters < config.durable_max_repeat_share * buyers)
+    durable = durable_products(buyers, repeaters, known_durable, config)
     save_npz(path, indptr=day_matrix.indptr, indices=day_matrix.indices,
              last_day=day_matrix.data, orders=count_matrix.data.astype(np.int32),
              durable=durable, shape=np.array(shape))

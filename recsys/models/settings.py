@@ -32,12 +32,13 @@ class ModelsConfig(BaseModel):
     als_min_history: int = Field(
         10, ge=0, description="customers with fewer distinct products get best sellers "
                               "before ALS (too little history for a reliable taste)")
-    durable_min_buyers: int = Field(10, ge=0, description="buyers needed to call a product "
-                                                         "durable; 0 = no product is")
+    durable_min_buyers: int = Field(
+        0, ge=0, description="infer durable products (not offered again to a buyer who bought "
+                             "one) from order history where the catalog's durable column is "
+                             "empty: buyers needed; 0 = off, the catalog alone says")
     durable_max_repeat_share: float = Field(
-        0.3, ge=0, le=1, description="a product bought again by less than this share of its "
-                                     "buyers is durable: not offered again to a buyer who "
-                                     "bought it once")
+        0.3, ge=0, le=1, description="inferred durable: bought again by less than this share "
+                                     "of its buyers")
     knn_k: int = Field(100, ge=1, description="neighbours kept by the item-kNN model")
     top_k: int = Field(50, ge=1, le=500, description="neighbours precomputed per product")
     als_factors: int = Field(64, ge=2, le=1024)
