@@ -24,10 +24,11 @@ The servers of one worker count run side by side, idle but for the one under loa
      a Lua script cycles through the request ids / cart bodies), ``--rounds`` rounds over
      all endpoints in turn, the median reported;
   3. latency at half of that median, ``--rounds`` rounds again: an open-loop, fixed-rate client of this script
-     (``_openloop``, asyncio on uvloop, raw keep-alive HTTP/1.1 over ``--rate-connections``
+     (``_openloop``: one epoll loop, raw keep-alive HTTP/1.1 over ``--rate-connections``
      connections) in its own process(es); request i is due at t0 + i / rate and its latency
      is measured from that due time, so time waiting for the server or a free connection
-     counts (no coordinated omission). Debian's wrk has no ``-R`` (wrk2), hence this client.
+     counts (no coordinated omission). Debian's wrk has no ``-R`` (wrk2), hence this client;
+     its CPU time per request is reported (with 2 workers it shares the cores with them).
 The machine has 2 cores shared by server and load generator. With ``--workers 1`` the server
 is pinned to CPU 0 and wrk / the client to CPU 1 (``taskset``); with 2 workers nothing is
 pinned and the load generator takes CPU from the workers. Memory per worker is read after
@@ -53,7 +54,6 @@ leave it alone). Every server started is stopped at the end, also on errors.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import json
@@ -62,6 +62,7 @@ import math
 import os
 import platform
 import re
+import select
 import shlex
 import signal
 import socket
@@ -73,7 +74,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -453,66 +454,120 @@ def run_openloop(port: int, endpoint: Endpoint, rate: float, duration: float,
             "achieved_rps": len(ok) / max(r["elapsed"] for r in results),
             "p50_ms": pct[0], "p90_ms": pct[1], "p99_ms": pct[2], "p999_ms": pct[3],
             "max_ms": float(ok.max() * 1e3) if len(ok) else math.nan,
-            "lag_p99_ms": float(np.percentile(lag, 99) * 1e3) if len(lag) else math.nan}
+            "lag_p99_ms": float(np.percentile(lag, 99) * 1e3) if len(lag) else math.nan,
+            "client_cpu_ms_per_request": sum(r["cpu_s"] for r in results) * 1e3 / max(1, n)}
 
 
-async def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
-    """Requests proc, proc + procs, ... of the schedule, each due at t0 + i / rate."""
+def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
+    """Requests proc, proc + procs, ... of the schedule, each due at t0 + i / rate and sent on
+    an idle keep-alive connection (queued while none is idle). One epoll loop over
+    non-blocking sockets, no asyncio: the client shares the cores with the server, so it
+    spends as little CPU per request as Python can."""
     requests = [r.encode("latin-1") for r in spec["requests"]]
     rate, n, t0, procs = spec["rate"], spec["n"], spec["t0"], spec["procs"]
-    mine = list(range(proc, n, procs))
+    mine = range(proc, n, procs)
+    due = [t0 + i / rate for i in mine]
     latency = [math.nan] * len(mine)
     lag = [math.nan] * len(mine)
     errors = 0
-    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(spec["connections"]):
-        idle.put_nowait(await asyncio.open_connection(HOST, spec["port"]))
+    poller = select.epoll()
+    socks: dict[int, socket.socket] = {}
+    buffers: dict[int, bytearray] = {}
+    busy: dict[int, int] = {}  # fd -> request j in flight
+    idle: list[int] = []
+    queued: deque[int] = deque()
 
-    async def one(j: int, i: int, due: float) -> None:
-        nonlocal errors
-        lag[j] = time.monotonic() - due  # how late this client is (not the server)
-        conn = await idle.get()
-        reader, writer = conn
-        try:
-            writer.write(requests[i % len(requests)])
-            head = await reader.readuntil(b"\r\n\r\n")
-            m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, flags=re.I)
+    def connect() -> int:
+        sock = socket.create_connection((HOST, spec["port"]))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        fd = sock.fileno()
+        socks[fd], buffers[fd] = sock, bytearray()
+        poller.register(fd, select.EPOLLIN)
+        return fd
+
+    def send(fd: int, j: int) -> None:
+        busy[fd] = j
+        request = requests[mine[j] % len(requests)]
+        if socks[fd].send(request) != len(request):  # a small request on an idle socket
+            raise RuntimeError("request not sent whole")
+
+    def close(fd: int) -> None:
+        poller.unregister(fd)
+        socks.pop(fd).close()
+        buffers.pop(fd)
+
+    def use(fd: int) -> None:
+        if queued:
+            send(fd, queued.popleft())
+        else:
+            idle.append(fd)
+
+    for _ in range(spec["connections"]):
+        idle.append(connect())
+    cpu0 = time.process_time()
+    next_j = done = 0
+    give_up = (due[-1] if due else t0) + 60.0
+    while done < len(mine):
+        now = time.monotonic()
+        if now > give_up:
+            break
+        while next_j < len(mine) and due[next_j] <= now:
+            lag[next_j] = now - due[next_j]  # how late this client is (not the server)
+            if idle:
+                send(idle.pop(), next_j)
+            else:
+                queued.append(next_j)
+            next_j += 1
+        timeout = due[next_j] - now if next_j < len(mine) else 0.1
+        for fd, _ in poller.poll(max(0.0, timeout)):
+            try:
+                chunk = socks[fd].recv(1 << 16)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:  # closed by the server: the request in flight failed
+                if busy.pop(fd, None) is not None:
+                    errors += 1
+                    done += 1
+                close(fd)
+                use(connect())
+                continue
+            buf = buffers[fd]
+            buf += chunk
+            head = buf.find(b"\r\n\r\n")
+            if head < 0:
+                continue
+            m = _CONTENT_LENGTH.search(buf, 0, head + 2)
             if m is None:
                 raise RuntimeError("response without Content-Length")
-            await reader.readexactly(int(m.group(1)))
-            if head[9:12] != b"200":
-                errors += 1
+            end = head + 4 + int(m.group(1))
+            if len(buf) < end:
+                continue
+            ok = buf[9:12] == b"200"
+            del buf[:end]
+            j = busy.pop(fd)
+            if ok:
+                latency[j] = time.monotonic() - due[j]
             else:
-                latency[j] = time.monotonic() - due
-        except (OSError, RuntimeError, asyncio.IncompleteReadError):
-            errors += 1
-            writer.close()
-            conn = await asyncio.open_connection(HOST, spec["port"])
-        idle.put_nowait(conn)
-
-    tasks = []
-    for j, i in enumerate(mine):
-        due = t0 + i / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(j, i, due)))
-    if tasks:
-        await asyncio.wait(tasks, timeout=60)
+                errors += 1
+            done += 1
+            use(fd)
     elapsed = time.monotonic() - t0
+    cpu_s = time.process_time() - cpu0
+    for fd in list(socks):
+        close(fd)
     return {"latency": [x for x in latency if not math.isnan(x)], "lag": lag,
-            "errors": errors + sum(not t.done() for t in tasks), "elapsed": elapsed}
+            "errors": errors + len(mine) - done, "elapsed": elapsed, "cpu_s": cpu_s}
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", flags=re.I)
 
 
 def openloop_main(spec_path: str, proc: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    result = asyncio.run(_openloop_client(spec, int(proc)))
-    json.dump(result, sys.stdout)
+    json.dump(_openloop_client(spec, int(proc)), sys.stdout)
     return 0
 
 
@@ -926,7 +981,7 @@ def markdown(results: dict[str, Any]) -> str:
              f"at a time. `max req/s`: closed loop, `wrk -t1 -c{a['connections']} "
              f"-d{a['duration']:g}s` after a {a['warmup']:g} s warm-up, {a['rounds']} rounds "
              "over all endpoints in turn. `half-max rate`: open loop at half of the best "
-             f"maximum, this script's own client (wrk2 is not in Debian) on "
+             f"maximum, this script's own client (one epoll loop; wrk2 is not in Debian) on "
              f"{a['rate_connections']} keep-alive connections, latency from each request's due "
              f"time (queueing included), {a['rounds']} rounds; `errors`: non-200 answers and "
              "socket errors of all runs. The machine is shared with other jobs that come and "
@@ -1000,7 +1055,7 @@ def markdown(results: dict[str, Any]) -> str:
                              f"| {_f(res.get('gc_full_ms', math.nan), ',.0f')} |")
         lines.append("")
     lines += ["The best half-max runs in detail: p90 / p99.9 / max ms, how late the client "
-              "itself sent (p99 lag), steal (cores the hypervisor took):", ""]
+              "itself sent (p99 lag), the CPU it used, steal (cores the hypervisor took):", ""]
     for t in results["targets"]:
         f = _best_fixed(t)
         if f:
@@ -1008,6 +1063,8 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{f['p90_ms']:.2f}, p99.9 {f['p999_ms']:.2f}, max {f['max_ms']:.1f}; "
                          f"client lag p99 {f['lag_p99_ms']:.2f} ms; {f['sent']:,} requests; "
                          f"server CPU {f.get('cpu_ms_per_request', math.nan):.2f} ms/request; "
+                         "client CPU "
+                         f"{f.get('client_cpu_ms_per_request', math.nan):.3f} ms/request; "
                          f"steal {f['steal_cores']:.2f}")
     lines += ["", "What the answers held (the first 50 requests of each list, before the runs):",
               ""]

@@ -112,7 +112,7 @@ def _ours(tables: dict[str, pd.DataFrame | None], config: ModelsConfig,
     items = item_vocabulary(catalog, orders, events)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    run_models_job(orders, events, items, config, weights, out)
+    run_models_job(orders, events, items, config, weights, out, catalog)
     return time.perf_counter() - start
 
 

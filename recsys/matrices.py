@@ -133,7 +133,8 @@ def customer_item_matrix(orders: pd.DataFrame, events: pd.DataFrame | None = Non
         if events is not None and len(events):
             stamps.append(events["occurred_at"].max())
         reference_time = max(stamps)
-    known = orders[orders["customer_id"].notna()]
+    used = [c for c in ("customer_id", "product_id", "quantity", "ordered_at") if c in orders]
+    known = orders[used][orders["customer_id"].notna().to_numpy()]
     w = weights.event_weights.get("purchase", 0.0) * _quantity_factor(
         known.get("quantity"), weights.quantity) * _decay(
             known["ordered_at"] if "ordered_at" in known else pd.Series(dtype="datetime64[us]"),

@@ -68,12 +68,17 @@ class Vocabulary:
 
     def lookup(self, ids: Iterable[str] | pd.Series | str, *,
                on_unknown: UnknownPolicy = "error") -> np.ndarray:
-        """Codes (int64) for external ids, vectorised. See UnknownPolicy."""
+        """Codes (int64) for external ids, vectorised. See UnknownPolicy.
+
+        The query is factorised first and only its distinct ids are looked up: order lines
+        repeat few products, and hashing Arrow strings one by one is the slow part."""
         if isinstance(ids, str):
             ids = [ids]
         query = pd.Index(pd.array(list(ids) if not isinstance(ids, pd.Series) else ids,
                                   dtype="string"), dtype="string")
-        codes = self._index.get_indexer(query).astype(np.int64)
+        positions, distinct = pd.factorize(query)  # missing ids: -1
+        found = self._index.get_indexer(pd.Index(distinct, dtype="string")).astype(np.int64)
+        codes = np.append(found, -1)[positions]
         unknown = codes < 0
         if unknown.any():
             if on_unknown == "error":

@@ -20,6 +20,7 @@ from recsys.matrices import InteractionWeights, item_vocabulary
 from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.job import ModelsConfig, durable_products, run_models_job
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
+from recsys.repurchase import repurchase_cycles
 from recsys.vocab import Vocabulary
 
 
@@ -37,6 +38,24 @@ def test_cooccurrence_support() -> None:
     rows = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float32))
     ids = np.array([[1, 2], [0, 2], [1, -1]], dtype=np.int32)
     assert cooccurrence_at(rows, ids).tolist() == [[2, 1], [2, 2], [2, 0]]
+
+
+def test_top_k_and_support_match_brute_force() -> None:
+    rng = np.random.default_rng(4)
+    rows = sp.random(300, 40, density=0.15, format="csr", random_state=5, dtype=np.float32)
+    rows.data[:] = 1
+    sim = sp.csr_matrix(np.round(rng.random((40, 40)) * 4) * (rng.random((40, 40)) < 0.5),
+                        dtype=np.float32)  # rounded: many ties
+    ids, scores = top_k_neighbours(sim, 7)
+    support = cooccurrence_at(rows, ids)
+    dense, co = sim.toarray(), (rows.T @ rows).toarray()
+    for i in range(40):
+        ranked = sorted((c for c in range(40) if c != i and dense[i, c] > 0),
+                        key=lambda c: (-dense[i, c], c))[:7]
+        assert ids[i, :len(ranked)].tolist() == ranked and (ids[i, len(ranked):] == -1).all()
+        assert scores[i, :len(ranked)].tolist() == [dense[i, c] for c in ranked]
+        assert support[i, :len(ranked)].tolist() == [co[i, c] for c in ranked]
+        assert (support[i, len(ranked):] == 0).all()
 
 
 def test_item_knn_finds_items_used_together() -> None:
@@ -104,6 +123,20 @@ def test_repurchase_cycles_recovered(trained: dict) -> None:
     close = [abs(cycles["cycle_days"].get(p, -1e9) - c) <= 0.3 * c for p, c in planted.items()]
     assert sum(close) >= 0.8 * len(planted)
     assert set(cycles.index) <= set(planted)  # durable products are not taken for consumables
+
+
+def test_job_cycles_equal_the_standalone_computation(trained: dict) -> None:
+    """The job codes the order lines once for history and cycles; same answer as
+    ``repurchase_cycles`` on the raw orders."""
+    config = ModelsConfig()
+    saved = load_parquet(trained["out"] / "repurchase.parquet").sort_values("product_id")
+    direct = repurchase_cycles(trained["tables"]["orders"],
+                               min_intervals=config.repurchase_min_intervals,
+                               min_repeat_share=config.repurchase_min_share)
+    direct = direct.sort_values("product_id")
+    assert len(saved) > 10
+    pd.testing.assert_frame_equal(saved.reset_index(drop=True), direct.reset_index(drop=True),
+                                  check_dtype=False)
 
 
 def test_als_factors_and_purchases_saved(trained: dict) -> None:

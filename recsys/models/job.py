@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
 from recsys.models.settings import ModelsConfig
 from recsys.progress import progress_enabled
-from recsys.repurchase import repurchase_cycles
+from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
+from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
 __all__ = ["ModelsConfig", "run_models_job"]
@@ -91,15 +93,20 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(out / "customers.parquet")
-        durable = _save_purchases(orders, customers.rows, items, out / "purchases.npz", config,
-                                  catalog_durable(catalog, items))
+        lines = _PurchaseLines.of(orders, customers.rows, items)
+        durable = _save_purchases(lines, len(customers.rows), len(items),
+                                  out / "purchases.npz", config, catalog_durable(catalog, items))
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
+        dated = lines.dated
+        cycles = cycles_of_sorted(lines.customer[dated], lines.product[dated],
+                                  lines.day[dated], items.ids,
+                                  min_intervals=config.repurchase_min_intervals,
+                                  min_repeat_share=config.repurchase_min_share)
     else:
         metrics["als_customers"] = 0
         log.warning("orders have no customer_id: personalised lists fall back to best sellers")
-    cycles = repurchase_cycles(orders, min_intervals=config.repurchase_min_intervals,
-                               min_repeat_share=config.repurchase_min_share)
+        cycles = pd.DataFrame(columns=CYCLE_COLUMNS)
     save_parquet(cycles, out / "repurchase.parquet")
     metrics["repurchase_products"] = len(cycles)
     metrics["products"] = len(items)
@@ -129,36 +136,59 @@ def durable_products(buyers: np.ndarray, repeaters: np.ndarray, known: np.ndarra
     return np.where(known >= 0, known == 1, inferred)
 
 
-def _save_purchases(orders: pd.DataFrame, customers: Vocabulary, items: Vocabulary,
-                    path: Path, config: ModelsConfig, known_durable: np.ndarray) -> int:
+@dataclass(frozen=True)
+class _PurchaseLines:
+    """The order lines of known customers, integer-coded once and sorted by customer,
+    product, day and order: the purchase history and the repurchase cycles both read them."""
+
+    customer: np.ndarray
+    product: np.ndarray
+    day: np.ndarray  # days since the epoch + 1; 1 where the date is unknown
+    order: np.ndarray
+    dated: np.ndarray  # the line has a date
+
+    @classmethod
+    def of(cls, orders: pd.DataFrame, customers: Vocabulary, items: Vocabulary) -> _PurchaseLines:
+        known = orders["customer_id"].notna().to_numpy()
+        customer = customers.lookup(orders["customer_id"][known], on_unknown="mask")
+        product = items.lookup(orders["product_id"][known], on_unknown="mask")
+        if "ordered_at" in orders:
+            stamps = orders["ordered_at"][known]
+            dated = stamps.notna().to_numpy()
+            day = np.where(dated, stamps.to_numpy("datetime64[D]").astype(np.int64) + 1, 1)
+        else:
+            dated = np.zeros(len(customer), dtype=bool)
+            day = np.ones(len(customer), dtype=np.int64)
+        order = pd.factorize(orders["order_id"][known])[0]
+        keep = (customer >= 0) & (product >= 0)
+        customer, product, day, order, dated = (customer[keep], product[keep], day[keep],
+                                                order[keep], dated[keep])
+        # two int64 keys sort faster than four: (customer, product) and (day, order)
+        pair = customer * len(items) + product
+        when = (day - day.min(initial=0)) * (order.max(initial=0) + 1) + order
+        sort = np.lexsort((when, pair))
+        return cls(customer=customer[sort], product=product[sort], day=day[sort],
+                   order=order[sort], dated=dated[sort])
+
+
+def _save_purchases(lines: _PurchaseLines, n_customers: int, n_items: int, path: Path,
+                    config: ModelsConfig, known_durable: np.ndarray) -> int:
     """customer x product CSR of purchases (``last_day``: days since epoch + 1 of the last
     purchase, ``orders``: how many orders held it) and ``durable`` per product (see
     ``durable_products``). Returns the number of durable products."""
-    known = orders[orders["customer_id"].notna()]
-    rows = customers.lookup(known["customer_id"], on_unknown="mask")
-    cols = items.lookup(known["product_id"], on_unknown="mask")
-    if "ordered_at" in known and known["ordered_at"].notna().any():
-        day = (known["ordered_at"].to_numpy("datetime64[D]").astype(np.int64) + 1)
-    else:
-        day = np.ones(len(known), dtype=np.int64)  # 1 = bought, date unknown
-    order_codes = pd.factorize(known["order_id"])[0]
-    keep = (rows >= 0) & (cols >= 0)
-    rows, cols, day, order_codes = rows[keep], cols[keep], day[keep], order_codes[keep]
-    # the last line of each (customer, product) wins; orders are counted once each
-    order = np.lexsort((day, order_codes, cols, rows))
-    rows, cols, day, order_codes = rows[order], cols[order], day[order], order_codes[order]
+    rows, cols = lines.customer, lines.product
     new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
-    new_order = new_pair | np.r_[True, order_codes[1:] != order_codes[:-1]]
-    pair_id = np.cumsum(new_pair) - 1
-    n_orders = np.bincount(pair_id, weights=new_order).astype(np.int32)
-    last_day = np.zeros(len(n_orders), dtype=np.int64)
-    np.maximum.at(last_day, pair_id, day)
-    pair_rows, pair_cols = rows[new_pair], cols[new_pair]
-    shape = (len(customers), len(items))
+    new_order = new_pair | np.r_[True, lines.order[1:] != lines.order[:-1]]
+    starts = np.flatnonzero(new_pair)
+    n_orders = np.add.reduceat(new_order.astype(np.int32), starts) if len(starts) else (
+        np.zeros(0, np.int32))
+    last_day = lines.day[np.r_[starts[1:], len(rows)] - 1]  # lines are sorted by day
+    pair_rows, pair_cols = rows[starts], cols[starts]
+    shape = (n_customers, n_items)
     day_matrix = sp.csr_matrix((last_day, (pair_rows, pair_cols)), shape=shape)
     count_matrix = sp.csr_matrix((n_orders, (pair_rows, pair_cols)), shape=shape)
-    buyers = np.bincount(pair_cols, minlength=len(items))
-    repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=len(items))
+    buyers = np.bincount(pair_cols, minlength=n_items)
+    repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=n_items)
     durable = durable_products(buyers, repeaters, known_durable, config)
     save_npz(path, indptr=day_matrix.indptr, indices=day_matrix.indices,
              last_day=day_matrix.data, orders=count_matrix.data.astype(np.int32),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from recsys.errors import ArtifactError
-from recsys.rules.itemsets import DENSE_PAIR_LIMIT, dense_pair_counts
 
 __all__ = ["Neighbours", "top_k_neighbours", "cooccurrence_at"]
 
@@ -46,38 +46,65 @@ class Neighbours:
 
 
 def top_k_neighbours(similarity: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k highest-scoring other items (ties: lower code first), vectorised."""
-    sim = sp.csr_matrix(similarity, dtype=np.float32).tocoo()
-    keep = (sim.row != sim.col) & (sim.data > 0)
-    rows, cols, vals = sim.row[keep], sim.col[keep], sim.data[keep]
-    order = np.lexsort((cols, -vals, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.searchsorted(rows, np.arange(similarity.shape[0]))
-    rank = np.arange(len(rows)) - starts[rows]
-    top = rank < k
-    ids = np.full((similarity.shape[0], k), -1, dtype=np.int32)
-    scores = np.zeros((similarity.shape[0], k), dtype=np.float32)
-    ids[rows[top], rank[top]] = cols[top]
-    scores[rows[top], rank[top]] = vals[top]
+    """Each row's k highest-scoring other items with a positive score (ties: lower code first)."""
+    sim = sp.csr_matrix(similarity, dtype=np.float32, copy=True)
+    sim.sum_duplicates()  # canonical: sorted column indices, so a stable sort breaks ties
+    n = sim.shape[0]
+    ids = np.full((n, k), -1, dtype=np.int32)
+    scores = np.zeros((n, k), dtype=np.float32)
+    _top_k_rows(sim.indptr.astype(np.int64), sim.indices.astype(np.int32), sim.data, ids, scores)
     return ids, scores
 
 
-def cooccurrence_at(rows_items: sp.csr_matrix, ids: np.ndarray) -> np.ndarray:
-    """How many rows hold both item i and each of its neighbours ids[i, j] (0 for padding).
+@njit(cache=True, nogil=True)
+def _top_k_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, ids: np.ndarray,
+                scores: np.ndarray) -> None:
+    k = ids.shape[1]
+    for r in range(len(indptr) - 1):
+        start, end = indptr[r], indptr[r + 1]
+        cols = np.empty(end - start, np.int32)
+        vals = np.empty(end - start, np.float32)
+        m = 0
+        for p in range(start, end):
+            if indices[p] != r and data[p] > 0:
+                cols[m], vals[m] = indices[p], data[p]
+                m += 1
+        order = np.argsort(-vals[:m], kind="mergesort")  # stable: lower code first on ties
+        for t in range(min(k, m)):
+            ids[r, t] = cols[order[t]]
+            scores[r, t] = vals[order[t]]
 
-    Exact pair counts from the compiled dense kernel when the catalogue fits, else X^T X."""
-    binary = sp.csr_matrix(rows_items, dtype=np.int32)
+
+def cooccurrence_at(rows_items: sp.csr_matrix, ids: np.ndarray) -> np.ndarray:
+    """How many rows hold both item i and each of its neighbours ids[i, j] (0 for padding):
+    exact counts, item by item over the rows holding it."""
+    binary = sp.csr_matrix(rows_items, copy=True)
     binary.sum_duplicates()
-    binary.sort_indices()
-    n, k = ids.shape
-    rows = np.repeat(np.arange(n), k)
-    cols = np.maximum(ids.ravel(), 0)
-    if n <= DENSE_PAIR_LIMIT:
-        table = dense_pair_counts(binary.indptr.astype(np.int64),
-                                  binary.indices.astype(np.int32), n)  # upper triangle
-        values = table[np.minimum(rows, cols), np.maximum(rows, cols)].astype(np.int64)
-    else:
-        binary.data[:] = 1
-        co = sp.csr_matrix(binary.T @ binary)
-        values = np.asarray(co[rows, cols]).ravel().astype(np.int64)
-    return np.where(ids.ravel() >= 0, values, 0).reshape(n, k)
+    binary.eliminate_zeros()
+    by_item = binary.tocsc()
+    out = np.zeros(ids.shape, dtype=np.int64)
+    _support_at(binary.indptr.astype(np.int64), binary.indices.astype(np.int32),
+                by_item.indptr.astype(np.int64), by_item.indices.astype(np.int32),
+                ids.astype(np.int32), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _support_at(indptr: np.ndarray, indices: np.ndarray, item_ptr: np.ndarray,
+                item_rows: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
+    slot = np.full(len(item_ptr) - 1, -1, np.int32)  # column of out for i's neighbours
+    for i in range(ids.shape[0]):
+        if ids[i, 0] < 0:
+            continue
+        for j in range(ids.shape[1]):
+            if ids[i, j] >= 0:
+                slot[ids[i, j]] = j
+        for p in range(item_ptr[i], item_ptr[i + 1]):
+            row = item_rows[p]
+            for q in range(indptr[row], indptr[row + 1]):
+                j = slot[indices[q]]
+                if j >= 0:
+                    out[i, j] += 1
+        for j in range(ids.shape[1]):
+            if ids[i, j] >= 0:
+                slot[ids[i, j]] = -1
