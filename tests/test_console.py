@@ -714,3 +714,23 @@ def test_users_command(kind: str, tmp_path: Path, request: pytest.FixtureRequest
             # no artifact published here: the console says so after sign-in
             response = client.get("/console/rules")
             assert response.status_code == 503 and "No artifact version" in response.text
+
+
+def test_repeated_failed_sign_ins_are_throttled(console_shop: ConsoleShop, tmp_path: Path) -> None:
+    with fresh_database("sqlite", tmp_path, None) as url:
+        app = create_app(console_shop.settings.model_copy(update={"database_url": url}))
+        with TestClient(app) as client:
+            add_users(app.state.serving.store)
+            client.get("/console/login")
+
+            def attempt(name: str, password: str) -> Any:
+                return client.post("/console/login", follow_redirects=False, data={
+                    "username": name, "password": password, "csrf_token": csrf(client)})
+
+            for _ in range(5):
+                assert attempt("edna", "not-her-password").status_code == 401
+            locked = attempt("edna", USERS["edna"][1])  # even the right password waits
+            assert locked.status_code == 429 and 0 < int(locked.headers["retry-after"]) <= 900
+            assert "Too many failed sign-ins from this address. Try again in 15 minutes." in (
+                locked.text)
+            assert attempt("vic", USERS["vic"][1]).status_code == 303  # another user may sign in

@@ -41,6 +41,7 @@ from recsys.console.rules import (
     RuleStatuses,
 )
 from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec, session_key
+from recsys.console.throttle import SignInThrottle
 from recsys.rules.export import GLOSSARY, export_csv, export_html, export_xlsx
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex
@@ -95,6 +96,7 @@ class Console:
         self.codec = SessionCodec(session_key(serving.settings.api_key))
         self.secure_cookie = serving.settings.environment == "production"
         self.rules = RulesCache(serving.settings.artifacts)
+        self.throttle = SignInThrottle()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=True, undefined=StrictUndefined)
         self.templates.filters.update(when=_when, number=_number)
@@ -346,15 +348,26 @@ def create_console(serving: ServingState) -> APIRouter:
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: Annotated[str, Query(max_length=2048)] = ""
                    ) -> HTMLResponse:
-        return render(request, "login.html", next=next, failed=False)
+        return render(request, "login.html", next=next, failed=False, wait_minutes=0)
 
     @app.post("/login", response_class=HTMLResponse)
     def login(request: Request, session: SessionDep, form: FormDep) -> Response:
         data = _parse(LoginForm, form)
+        address = request.client.host if request.client else "?"
+        wait_s = console.throttle.wait_s(address, data.username)
+        if wait_s:
+            log.warning("console sign-in throttled for %r from %s", data.username, address)
+            page = render(request, "login.html", status=429, next=data.next, failed=False,
+                          wait_minutes=math.ceil(wait_s / 60))
+            page.headers["Retry-After"] = str(wait_s)
+            return page
         row = console.store.user(data.username)
         if not verify_password(row["password_hash"] if row else None, data.password):
-            log.warning("console sign-in refused for %r", data.username)
-            return render(request, "login.html", status=401, next=data.next, failed=True)
+            console.throttle.failed(address, data.username)
+            log.warning("console sign-in refused for %r from %s", data.username, address)
+            return render(request, "login.html", status=401, next=data.next, failed=True,
+                          wait_minutes=0)
+        console.throttle.succeeded(address, data.username)
         session.sign_in(data.username)
         log.info("console sign-in: %s (%s)", data.username, row["role"] if row else "?")
         return _redirect(_safe_next(data.next, "/rules"))
