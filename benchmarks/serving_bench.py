@@ -22,8 +22,9 @@ The servers of one worker count run side by side, idle but for the one under loa
   1. warm-up: ``wrk`` for ``--warmup`` s per endpoint, discarded;
   2. maximum throughput: ``wrk -t1 -c CONNECTIONS -d DURATION --timeout 10s`` (closed loop;
      a Lua script cycles through the request ids / cart bodies), ``--rounds`` rounds over
-     all endpoints in turn, the median reported;
-  3. latency at half of that median, ``--rounds`` rounds again: an open-loop, fixed-rate client of this script
+     all endpoints in turn, the best and the median reported;
+  3. latency at half of the best maximum, ``--rounds`` rounds again: an open-loop,
+     fixed-rate client of this script
      (``_openloop``: one epoll loop, raw keep-alive HTTP/1.1 over ``--rate-connections``
      connections) in its own process(es); request i is due at t0 + i / rate and its latency
      is measured from that due time, so time waiting for the server or a free connection
@@ -496,6 +497,8 @@ def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
         poller.unregister(fd)
         socks.pop(fd).close()
         buffers.pop(fd)
+        if fd in idle:  # the server closed an idle keep-alive connection
+            idle.remove(fd)
 
     def use(fd: int) -> None:
         if queued:
