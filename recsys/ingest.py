@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TableReport:
-    """Counts for one table: rows_read == rows_accepted + rows_rejected."""
+    """Counts for one table: rows_read == rows_accepted + rows_rejected; ``rows_empty``: blank
+    CSV lines skipped besides (not data rows, but counted)."""
 
     source: str
     rows_read: int
@@ -42,6 +43,7 @@ class TableReport:
     output_file: str
     quarantine_file: str
     columns: list[str]
+    rows_empty: int = 0
 
 
 @dataclass
@@ -62,6 +64,7 @@ class IngestReport:
             "rows_read": sum(t.rows_read for t in self.tables.values()),
             "rows_accepted": sum(t.rows_accepted for t in self.tables.values()),
             "rows_rejected": sum(t.rows_rejected for t in self.tables.values()),
+            "rows_empty": sum(t.rows_empty for t in self.tables.values()),
             "rejected_by_reason": dict(sorted(merged.items())),
             "tables": {name: vars(rep) for name, rep in self.tables.items()},
             "warnings": self.warnings,
@@ -71,8 +74,9 @@ class IngestReport:
         """The console summary: the same figures as report.json."""
         lines = []
         for name, rep in self.tables.items():
+            empty = f", {rep.rows_empty:,} empty lines skipped" if rep.rows_empty else ""
             lines.append(f"{name}: {rep.rows_read:,} read, {rep.rows_accepted:,} accepted, "
-                         f"{rep.rows_rejected:,} rejected  ({rep.source})")
+                         f"{rep.rows_rejected:,} rejected{empty}  ({rep.source})")
             for reason, count in rep.rejected_by_reason.items():
                 lines.append(f"    {reason}: {count:,}")
             if rep.rows_rejected:
@@ -123,6 +127,7 @@ def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str,
             output_file=f"{table}.parquet",
             quarantine_file=f"quarantine/{table}.csv",
             columns=list(result.accepted.columns),
+            rows_empty=raw.empty_rows,
         )
     for table in TABLES:  # a table not given this time must not linger from an earlier ingest
         if table not in sources:

@@ -67,6 +67,7 @@ class RawTable:
     frame: pd.DataFrame
     source_row: pd.Series
     label: str
+    empty_rows: int = 0  # blank lines (or lines of delimiters only) skipped, CSV only
 
 
 def is_sql_url(location: str) -> bool:
@@ -231,6 +232,7 @@ def _read_csv(path: Path, spec: SourceSpec, nrows: int | None = None) -> RawTabl
                 na_values=[""],
                 encoding=spec.encoding,
                 nrows=nrows,
+                skip_blank_lines=False,  # counted below, so that row numbers match the file
             )
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: the file is empty (expected a header row and data rows)") from None
@@ -239,7 +241,11 @@ def _read_csv(path: Path, spec: SourceSpec, nrows: int | None = None) -> RawTabl
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     # Data row n is file line n + 1 (after the header) when no field holds a line break.
     source_row = pd.Series(pd.RangeIndex(1, len(frame) + 1), index=frame.index)
-    return RawTable(frame=frame, source_row=source_row, label=str(path))
+    empty = frame.isna().all(axis=1).to_numpy()
+    if empty.any():
+        frame, source_row = frame[~empty], source_row[~empty]
+    return RawTable(frame=frame, source_row=source_row, label=str(path),
+                    empty_rows=int(empty.sum()))
 
 
 # -- Parquet -----------------------------------------------------------------------------------

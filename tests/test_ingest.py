@@ -464,3 +464,24 @@ def test_property_counts_contract_and_quarantine(tmp_path: Path,
     assert accepted["order_id"].tolist() == [r[0].strip().removesuffix(".0") for r in good]
     assert accepted["product_id"].tolist() == [r[1].strip() for r in good]
     assert accepted["quantity"].tolist() == [float(r[3]) if r[3] else 1.0 for r in good]
+
+
+def test_blank_lines_are_skipped_counted_and_keep_row_numbers(tmp_path: Path) -> None:
+    """Row numbers in the quarantine are the file's (data row n = line n + 1), blank lines and
+    all; blank lines are no data rows, but the report counts them."""
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,product_id,quantity\n"
+                      "o1,a,1\n"
+                      "\n"
+                      "o2,b,1\n"
+                      ",,\n"
+                      "o3,,1\n"
+                      "\n", encoding="utf-8")
+    report = ingest({"orders": str(orders)}, SourceMapping(), tmp_path / "data",
+                    show_progress=False)
+    rep = report.tables["orders"]
+    assert (rep.rows_read, rep.rows_accepted, rep.rows_rejected, rep.rows_empty) == (3, 2, 1, 3)
+    quarantine = _read_quarantine(tmp_path / "data" / "quarantine" / "orders.csv")
+    assert _rejects(quarantine) == [(5, "missing_product_id", "product_id")]  # file line 6
+    assert "3 empty lines skipped" in report.summary()
+    assert report.to_dict()["rows_empty"] == 3
