@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -213,11 +215,21 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
             json.dumps(value) if isinstance(value, list | dict) else str(value))
     from recsys.serving.logs import uvicorn_log_config
 
-    # Loading a large index holds the GIL for seconds at a time: with uvicorn's default worker
-    # health check (5 s) the supervisor would kill workers while they load.
-    uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=settings.workers, timeout_worker_healthcheck=600,
-                log_config=uvicorn_log_config("WARNING" if quiet else "INFO"))
+    metrics_dir = None
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # each worker keeps its Prometheus values in files here; /metrics adds them up
+        metrics_dir = tempfile.mkdtemp(prefix="recsys-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        # Loading a large index holds the GIL for seconds at a time: with uvicorn's default
+        # worker health check (5 s) the supervisor would kill workers while they load.
+        uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=settings.workers,
+                    timeout_worker_healthcheck=600,
+                    log_config=uvicorn_log_config("WARNING" if quiet else "INFO"))
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

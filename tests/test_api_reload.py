@@ -8,6 +8,7 @@ reload under load, the real ``recsys serve`` (uvicorn) in a subprocess on a loop
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -252,3 +253,40 @@ def test_reload_under_load_with_the_real_server(served: Callable[..., Path]) -> 
     assert set(versions) == {first, second}
     switch = versions.index(second)  # one client, one worker: never back to the old one
     assert set(versions[:switch]) == {first} and set(versions[switch:]) == {second}
+
+
+def test_metrics_add_up_over_workers(served: Callable[..., Path]) -> None:
+    """`recsys serve --workers 2`: every scrape, whichever worker answers it, counts the
+    requests of both workers, and the served version once."""
+    config = served(reload_interval_s=0)
+    version = ArtifactStore(load_config(config).artifacts.root).current_version()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", "-q", "serve", "--config",
+                             str(config), "--port", str(port), "--workers", "2"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, "the server to start", timeout=60)
+        time.sleep(2)  # both workers up: readiness came from the first
+        for _ in range(60):  # a new connection each: the workers share them out
+            assert httpx.get(f"{base}/v1/popular", params={"k": 3}).status_code == 200
+        pattern = r'recsys_requests_total\{method="GET",route="/v1/popular",status="200"\} (\S+)'
+        for _ in range(8):
+            text = httpx.get(f"{base}/metrics").text
+            counts = re.findall(pattern, text)
+            assert [float(c) for c in counts] == [60.0], text
+            assert f'recsys_model_version_info{{version="{version}"}} 1.0' in text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)  # both workers shut down gracefully
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise

@@ -12,6 +12,7 @@ import asyncio
 import gc
 import hmac
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,6 +45,9 @@ from recsys.storefront.pages import mount_storefront
 __all__ = ["create_app", "app_from_env"]
 
 log = logging.getLogger("recsys.serving")
+# Set by ``recsys serve --workers N`` before the workers start: prometheus_client then keeps
+# every worker's values in files there, and /metrics adds them up.
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 access_log = logging.getLogger("recsys.access")
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters
@@ -59,8 +64,9 @@ IdString = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN
 class ServingState:
     """The index being served, why a newer one is not, and the store."""
 
-    def __init__(self, settings: ServingSettings) -> None:
+    def __init__(self, settings: ServingSettings, version_gauge: Gauge | None = None) -> None:
         self.settings = settings
+        self.version_gauge = version_gauge  # 1 for the version this worker serves
         self.index: ServingIndex | None = None
         self.error: str | None = None
         self.failed_version: str | None = None
@@ -82,8 +88,12 @@ class ServingState:
             log.error("artifact load failed, still serving %s: %s",
                       self.index.version if self.index else "nothing", exc)
             return False
-        self.index = index  # one assignment: requests hold the index they started with
-        self.error, self.failed_version = None, None
+        previous, self.index = self.index, index  # one assignment: requests hold the index
+        self.error, self.failed_version = None, None  # they started with
+        if self.version_gauge is not None:
+            if previous is not None and previous.version != index.version:
+                self.version_gauge.labels(version=previous.version).set(0)
+            self.version_gauge.labels(version=index.version).set(1)
         # The index's Python objects live as long as it does: keep them out of the garbage
         # collector's full passes (which would otherwise walk them during requests).
         gc.unfreeze()
@@ -324,13 +334,14 @@ async def readyz(state: State) -> JSONResponse:
 
 
 @ops.get("/metrics", response_class=Response)
-def metrics(request: Request, state: State) -> Response:
-    """Prometheus metrics of this worker: requests, latency, fallbacks, served version."""
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, fallbacks, served version. With several
+    workers (``PROMETHEUS_MULTIPROC_DIR`` set, as ``recsys serve --workers N`` does) the
+    figures of all workers, added up; the version is 1 while any live worker serves it."""
     registry: CollectorRegistry = request.app.state.registry
-    gauge = request.app.state.metrics["version"]
-    gauge.clear()
-    if state.index is not None:
-        gauge.labels(version=state.index.version).set(1)
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -502,7 +513,7 @@ def _metrics(registry: CollectorRegistry) -> dict[str, Any]:
         "fallbacks": Counter("recsys_fallbacks_total", "lists filled by a fallback",
                              ["route", "fallback"], registry=registry),
         "version": Gauge("recsys_model_version_info", "served artifact version", ["version"],
-                         registry=registry),
+                         registry=registry, multiprocess_mode="livemax"),
     }
 
 
@@ -563,14 +574,16 @@ def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
         if task:
             task.cancel()
         state.store.dispose()
+        if MULTIPROCESS:  # this worker's live gauges leave the sums
+            mark_process_dead(os.getpid())
 
     app = FastAPI(title="recsys", version="0.1.0", lifespan=lifespan,
                   description="Cross-sell and recommendation API for online shops. Every list "
                               "item says why it is there (reason); every response carries the "
                               "model_version and a request_id.")
-    app.state.serving = ServingState(settings)
     app.state.registry = CollectorRegistry()
     app.state.metrics = _metrics(app.state.registry)
+    app.state.serving = ServingState(settings, app.state.metrics["version"])
     if fast_path:  # innermost, so CORS applies to its answers too
         app.add_middleware(FastPath)
     if settings.cors_origins:
