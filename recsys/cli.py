@@ -216,7 +216,10 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
     from recsys.serving.logs import uvicorn_log_config
 
     metrics_dir = None
-    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # the values of an earlier run must go
+        for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+            stale.unlink()
+    elif settings.workers > 1:
         # each worker keeps its Prometheus values in files here; /metrics adds them up
         metrics_dir = tempfile.mkdtemp(prefix="recsys-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
