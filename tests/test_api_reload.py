@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -198,18 +199,41 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_reload_under_load_with_the_real_server(served: Callable[..., Path]) -> None:
-    config = served(reload_interval_s=0.1)
-    first = ArtifactStore(load_config(config).artifacts.root).current_version()
+@contextmanager
+def real_server(config: Path, *args: str) -> Iterator[str]:
+    """``recsys serve`` in a subprocess on a free loopback port, until ready; yields its base
+    URL and stops it (SIGTERM; killed, and the test failed, if it does not stop in 60 s)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", "-q", "serve", "--config",
-                             str(config), "--port", str(port)], cwd=REPO,
+                             str(config), "--port", str(port), *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, "the server to start", timeout=60)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
+def test_reload_under_load_with_the_real_server(served: Callable[..., Path]) -> None:
+    config = served(reload_interval_s=0.1)
+    first = ArtifactStore(load_config(config).artifacts.root).current_version()
     seen: list[tuple[int, str | None]] = []
     stop = threading.Event()
 
-    def load() -> None:
+    def load(base: str) -> None:
         paths = [f"/v1/items/{SEED}/bought-together", "/v1/popular",
                  "/v1/customers/C000001/recommendations", f"/v1/items/{SEED}/also-viewed"]
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -223,30 +247,22 @@ def test_reload_under_load_with_the_real_server(served: Callable[..., Path]) -> 
                 except (httpx.HTTPError, ValueError) as exc:
                     seen.append((0, repr(exc)))
 
-    try:
-        def ready() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, "the server to start", timeout=30)
-        worker = threading.Thread(target=load, daemon=True)
-        worker.start()
-        wait_for(lambda: len(seen) >= 20, "requests on the first version")
-        second = publish(config)
-        wait_for(lambda: any(v == second for _, v in seen), "the second version", timeout=20)
-        served_before = len(seen)
-        wait_for(lambda: len(seen) >= served_before + 20, "requests on the second version")
-        stop.set()
-        worker.join(timeout=15)
-        assert not worker.is_alive()
-        assert httpx.get(f"{base}/readyz", timeout=5).json()["version"] == second
-    finally:
-        stop.set()
-        proc.terminate()
-        proc.wait(timeout=15)
+    with real_server(config) as base:
+        try:
+            worker = threading.Thread(target=load, args=(base,), daemon=True)
+            worker.start()
+            wait_for(lambda: len(seen) >= 20, "requests on the first version")
+            second = publish(config)
+            wait_for(lambda: any(v == second for _, v in seen), "the second version",
+                     timeout=20)
+            served_before = len(seen)
+            wait_for(lambda: len(seen) >= served_before + 20, "requests on the second version")
+            stop.set()
+            worker.join(timeout=15)
+            assert not worker.is_alive()
+            assert httpx.get(f"{base}/readyz", timeout=5).json()["version"] == second
+        finally:
+            stop.set()
     failed = [s for s in seen if s[0] != 200]
     assert not failed, failed[:5]
     versions = [v for _, v in seen]
@@ -260,20 +276,7 @@ def test_metrics_add_up_over_workers(served: Callable[..., Path]) -> None:
     requests of both workers, and the served version once."""
     config = served(reload_interval_s=0)
     version = ArtifactStore(load_config(config).artifacts.root).current_version()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "recsys.cli", "-q", "serve", "--config",
-                             str(config), "--port", str(port), "--workers", "2"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        def ready() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, "the server to start", timeout=60)
+    with real_server(config, "--workers", "2") as base:
         time.sleep(2)  # both workers up: readiness came from the first
         for _ in range(60):  # a new connection each: the workers share them out
             assert httpx.get(f"{base}/v1/popular", params={"k": 3}).status_code == 200
@@ -283,10 +286,3 @@ def test_metrics_add_up_over_workers(served: Callable[..., Path]) -> None:
             counts = re.findall(pattern, text)
             assert [float(c) for c in counts] == [60.0], text
             assert f'recsys_model_version_info{{version="{version}"}} 1.0' in text
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)  # both workers shut down gracefully
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise

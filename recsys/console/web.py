@@ -348,7 +348,7 @@ def create_console(serving: ServingState) -> APIRouter:
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: Annotated[str, Query(max_length=2048)] = ""
                    ) -> HTMLResponse:
-        return render(request, "login.html", next=next, failed=False, wait_minutes=0)
+        return render(request, "login.html", next=next, failed=False)
 
     @app.post("/login", response_class=HTMLResponse)
     def login(request: Request, session: SessionDep, form: FormDep) -> Response:
@@ -365,8 +365,7 @@ def create_console(serving: ServingState) -> APIRouter:
         if not verify_password(row["password_hash"] if row else None, data.password):
             console.throttle.failed(address, data.username)
             log.warning("console sign-in refused for %r from %s", data.username, address)
-            return render(request, "login.html", status=401, next=data.next, failed=True,
-                          wait_minutes=0)
+            return render(request, "login.html", status=401, next=data.next, failed=True)
         console.throttle.succeeded(address, data.username)
         session.sign_in(data.username)
         log.info("console sign-in: %s (%s)", data.username, row["role"] if row else "?")
