@@ -9,7 +9,7 @@ Endpoints (``GET`` unless said):
 
 Every server is started with the same command line, ``python -m uvicorn APP --host 127.0.0.1
 --port P --workers W --log-level warning`` (uvloop and httptools, as ``recsys serve --quiet``);
-the recsys API with ``--factory recsys.serving.app:app_from_env`` and RECSYS_SERVING_ARTIFACTS /
+the recsys API with ``--factory recsys.app:app_from_env`` and RECSYS_SERVING_ARTIFACTS /
 RECSYS_SERVING_DATABASE_URL pointing under the work folder. Artifacts (``--artifacts``):
   orii  Online Retail II 2009-2010 (``../shared/datasets``), no events, no catalog, the default
         rule thresholds of ``configs/recsys.toml``; built with ``recsys run`` if missing;
@@ -699,7 +699,7 @@ def probe_default_healthcheck(name: str, store: Path, workers: int, work: Path,
     does the server come up, or does the supervisor kill workers while they load?"""
     env = {"RECSYS_SERVING_ARTIFACTS": str(store),
            "RECSYS_SERVING_DATABASE_URL": f"sqlite:///{work / name / 'recsys.db'}"}
-    server = Server(f"probe[{name}]", ["--factory", "recsys.serving.app:app_from_env"],
+    server = Server(f"probe[{name}]", ["--factory", "recsys.app:app_from_env"],
                     workers, None, env, work / f"probe-{name}-w{workers}.log", None)
     ready = True
     try:
@@ -795,7 +795,7 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
             for name in args.artifacts:
                 env = {"RECSYS_SERVING_ARTIFACTS": str(stores[name]),
                        "RECSYS_SERVING_DATABASE_URL": f"sqlite:///{work / name / 'recsys.db'}"}
-                ours = Server(f"recsys[{name}]", ["--factory", "recsys.serving.app:app_from_env"],
+                ours = Server(f"recsys[{name}]", ["--factory", "recsys.app:app_from_env"],
                               workers, server_cpus, env, work / f"recsys-{name}-w{workers}.log",
                               args.healthcheck)
                 servers.append(ours)

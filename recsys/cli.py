@@ -226,7 +226,7 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
     try:
         # Loading a large index holds the GIL for seconds at a time: with uvicorn's default
         # worker health check (5 s) the supervisor would kill workers while they load.
-        uvicorn.run("recsys.serving.app:app_from_env", factory=True, host=settings.host,
+        uvicorn.run("recsys.app:app_from_env", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers,
                     timeout_worker_healthcheck=600,
                     log_config=uvicorn_log_config("WARNING" if quiet else "INFO"))

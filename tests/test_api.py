@@ -26,11 +26,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, select
 
+from recsys.app import create_app
 from recsys.config import ServingSettings, load_config
 from recsys.demo import DemoSpec, PlantedTruth, generate_demo
 from recsys.errors import ConfigError
 from recsys.pipeline import run_pipeline
-from recsys.serving.app import create_app
 from recsys.serving.logs import JsonFormatter
 from recsys.serving.store import EVENTS
 from tests.conftest import REPO, write_small_config

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from scipy.stats import chisquare
 
 from recsys.analytics.experiments import assign_arm
+from recsys.app import create_app
 from recsys.cli import main
 from recsys.config import load_config
-from recsys.serving.app import create_app
 from tests.conftest import write_small_config
 
 

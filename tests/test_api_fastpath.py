@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recsys.app import create_app
 from recsys.config import load_config
 from recsys.demo import DemoSpec
-from recsys.serving.app import create_app
 from recsys.serving.fastpath import FastPath
 from tests.test_api import API_KEY, publish_demo
 

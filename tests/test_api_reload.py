@@ -24,11 +24,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
 from recsys.demo import DemoSpec, generate_demo
 from recsys.pipeline import run_pipeline
-from recsys.serving.app import create_app
 from tests.conftest import REPO
 from tests.test_api import write_demo_config
 

@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from recsys.app import create_app
 from recsys.config import ServingSettings, load_config
 from recsys.demo import DemoSpec
-from recsys.serving.app import create_app
 from tests.test_api import publish_demo
 
 API_KEY = "schema-admin-key-7"

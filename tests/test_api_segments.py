@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys.app import create_app
 from recsys.config import load_config
 from recsys.demo import DemoSpec, generate_demo
 from recsys.pipeline import run_pipeline
-from recsys.serving.app import create_app
 
 
 @pytest.fixture(scope="module")

@@ -28,16 +28,17 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
 from recsys.cli import main
 from recsys.config import ServingSettings, load_config
-from recsys.console import web
+from recsys.console import site
+from recsys.console.pages import rules as rule_pages
 from recsys.console.passwords import hash_password, verify_password
 from recsys.console.rules import RuleFilter
 from recsys.console.session import COOKIE, SessionCodec, session_key
 from recsys.demo import DemoSpec, PlantedTruth, generate_demo
 from recsys.pipeline import run_pipeline
-from recsys.serving.app import create_app
 from recsys.serving.store import ServingStore
 from tests.conftest import write_small_config
 from tests.test_api import write_demo_config
@@ -322,7 +323,7 @@ def test_security_headers_and_cookie_flags(served: Served, console_shop: Console
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "same-origin"
     report = editor.get("/console/rules/report.html")
-    assert report.headers["content-security-policy"] == web.REPORT_CSP
+    assert report.headers["content-security-policy"] == site.REPORT_CSP
     cookie = responses[0].headers["set-cookie"]
     assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "Path=/console" in cookie and "Secure" not in cookie
@@ -369,8 +370,8 @@ def test_rules_browser_matches_brute_force(served: Served, console_shop: Console
     f = RuleFilter.model_validate(fields)
     expected = brute_select(console_shop.rules, f)
     text_ = page(served.viewer, "/console/rules", **fields)
-    first = (f.page - 1) * web.PAGE_SIZE
-    assert [key for key, _ in shown_rules(text_)] == expected[first: first + web.PAGE_SIZE]
+    first = (f.page - 1) * rule_pages.PAGE_SIZE
+    assert [key for key, _ in shown_rules(text_)] == expected[first: first + rule_pages.PAGE_SIZE]
     total = len(console_shop.rules.frame)
     assert f"Rules <small>{len(expected):,} of {total:,}</small>" in text_
     if fields.get("q") == "no such product":
@@ -380,9 +381,9 @@ def test_rules_browser_matches_brute_force(served: Served, console_shop: Console
 def test_pages_past_the_end_show_the_last_page(served: Served, console_shop: ConsoleShop
                                                ) -> None:
     expected = brute_select(console_shop.rules, RuleFilter(q="mug"))
-    last = -(-len(expected) // web.PAGE_SIZE)
+    last = -(-len(expected) // rule_pages.PAGE_SIZE)
     text_ = page(served.viewer, "/console/rules", q="mug", page=last + 5)
-    assert [k for k, _ in shown_rules(text_)] == expected[(last - 1) * web.PAGE_SIZE:]
+    assert [k for k, _ in shown_rules(text_)] == expected[(last - 1) * rule_pages.PAGE_SIZE:]
     assert f"page {last} of {last}" in text_
 
 
@@ -553,12 +554,12 @@ def test_bulk_decisions_on_a_filter_and_batch_undo(served: Served, console_shop:
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     fields = {"q": "mug", "min_lift": "2"}
     expected = brute_select(console_shop.rules, RuleFilter.model_validate(fields))
-    assert 3 < len(expected) <= web.BULK_CAP
+    assert 3 < len(expected) <= rule_pages.BULK_CAP
     post(served.editor, "/console/rules/decide", action="approve", scope="matching",
          reason="checked by hand", **fields)
     approved = page(served.editor, "/console/rules", status="approved", **fields)
     assert f"Approved {len(expected):,} rules." in flashes(approved)
-    assert {k for k, _ in shown_rules(approved)} == set(expected[: web.PAGE_SIZE])
+    assert {k for k, _ in shown_rules(approved)} == set(expected[: rule_pages.PAGE_SIZE])
     audit = served.store.audit_log(limit=len(expected))
     assert len({entry["batch_id"] for entry in audit}) == 1
     assert {e["reason"] for e in audit} == {"checked by hand"}
@@ -569,7 +570,7 @@ def test_bulk_decisions_on_a_filter_and_batch_undo(served: Served, console_shop:
     post(served.editor, "/console/undo", batch_id=audit[0]["batch_id"])
     assert served.store.list_decisions() == []
     # the cap: only the first rules of the order shown
-    monkeypatch.setattr(web, "BULK_CAP", 3)
+    monkeypatch.setattr(rule_pages, "BULK_CAP", 3)
     post(served.editor, "/console/rules/decide", action="reject", scope="matching",
          reason="too many", **fields)
     text_ = page(served.editor, "/console/rules", status="rejected", **fields)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from recsys.app import create_app
 from recsys.console.rules import RuleFilter
-from recsys.serving.app import create_app
 from recsys.serving.store import ServingStore
 from tests.browser import live_server, screenshot
 from tests.test_console import USERS, ConsoleShop, add_users, console_shop  # noqa: F401

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys.app import create_app
 from recsys.cli import main
 from recsys.config import ServingSettings, load_config
-from recsys.serving.app import create_app
 from tests.conftest import REPO, write_small_config
 
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys.app import create_app
 from recsys.config import ServingSettings, load_config
 from recsys.pipeline import run_pipeline
-from recsys.serving.app import create_app
 from recsys.storefront.pages import SECURITY_HEADERS
 from tests.conftest import write_small_config
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from recsys.serving.app import create_app
+from recsys.app import create_app
 from recsys.serving.store import ServingStore
 from tests.browser import live_server, screenshot, wait_until
 from tests.test_storefront import EVIL, publish_shop

@@ -1,6 +1,8 @@
 """The merchandiser console served under ``/console``: sign-in, rules browser, product pages,
-decisions with undo, audit log, exports. ``create_console(state)`` builds the mounted app."""
+decisions with undo, audit log, exports. The app keeps one ``Console`` in
+``app.state.console`` and includes ``router`` (see ``recsys.app``)."""
 
-from recsys.console.web import create_console
+from recsys.console.pages import router
+from recsys.console.site import Console
 
-__all__ = ["create_console"]
+__all__ = ["Console", "router"]

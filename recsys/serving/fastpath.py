@@ -6,8 +6,9 @@ it is certain the route would accept it: ``GET /v1/items/{id}/also-viewed`` and
 ``/bought-together``, and ``POST /v1/cart/add-ons`` with a JSON body, with every parameter
 well formed. Anything else (a missing index, an unusual or invalid parameter, a repeated
 one, another content type) goes on to the FastAPI route, which answers it, 422s included.
-The answer is the route's own: the same ``recommend`` call, arm and body
-(``recsys.serving.answers``); tests compare the two on valid and invalid requests.
+The parameters are checked against the routes' own declaration (``params``), and the
+answer is the route's own (``service``); tests compare the two on valid and invalid
+requests.
 """
 
 from __future__ import annotations
@@ -17,22 +18,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
-from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recsys.serving import recommend
-from recsys.serving.answers import arm_of, list_body, ranked
+from recsys.serving import recommend, service
+from recsys.serving.params import CART, ITEM_LIST
+from recsys.serving.schemas import CartRequest
 
 if TYPE_CHECKING:
-    from recsys.serving.app import ServingState
+    from recsys.serving.state import ServingState
 
 __all__ = ["FastPath"]
 
 ITEM_PATH = re.compile(r"/v1/items/([^/]+)/(also-viewed|bought-together)")
 CART_PATH = "/v1/cart/add-ons"
-ID = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # the routes' ids: 1..128 printable characters
-K = re.compile(r"[0-9]{1,3}")
-BOOLEAN = {"true": True, "1": True, "false": False, "0": False}
 
 
 class _Route(NamedTuple):
@@ -43,46 +41,6 @@ ROUTES = {"also-viewed": _Route("/v1/items/{product_id}/also-viewed"),
           "bought-together": _Route("/v1/items/{product_id}/bought-together"),
           "cart": _Route("/v1/cart/add-ons")}
 MAX_BODY = 64 * 1024  # larger carts are the route's business (it caps a cart at 100 lines)
-
-
-class _NotMine(Exception):
-    """The request is left to the FastAPI route."""
-
-
-def _params(scope: Scope, allowed: frozenset[str]) -> dict[str, Any]:
-    """The query parameters as the route would take them, or _NotMine."""
-    out: dict[str, Any] = {}
-    exclude: list[str] = []
-    for key, value in QueryParams(scope["query_string"]).multi_items():
-        if key == "exclude":
-            if not ID.fullmatch(value) or len(exclude) == 100:
-                raise _NotMine
-            exclude.append(value)
-        elif key in allowed:
-            if key in out:
-                raise _NotMine  # repeated: the route's rule for it decides
-            out[key] = value
-    k = out.get("k", "10")
-    if not K.fullmatch(k) or not 1 <= int(k) <= 100:
-        raise _NotMine
-    stock = BOOLEAN.get(out.get("in_stock_only", "true"))
-    category = out.get("category")
-    if stock is None or (category is not None and not 1 <= len(category) <= 256):
-        raise _NotMine
-    for key in ("customer_id", "session_id"):
-        if key in out and not ID.fullmatch(out[key]):
-            raise _NotMine
-    rank_by = out.get("rank_by", "score")
-    if rank_by not in ("score", "value"):
-        raise _NotMine
-    return {"options": recommend.Options(k=int(k), category=category,
-                                         exclude=frozenset(exclude), in_stock_only=stock,
-                                         rank_by=rank_by),
-            "customer_id": out.get("customer_id"), "session_id": out.get("session_id")}
-
-
-ITEM_PARAMS = frozenset({"k", "category", "in_stock_only", "customer_id", "session_id"})
-CART_PARAMS = frozenset({"k", "category", "in_stock_only", "rank_by"})
 
 
 class FastPath:
@@ -107,51 +65,43 @@ class FastPath:
             receive = _replay(body, complete, receive)
         await self.app(scope, receive, send)
 
-    async def _item(self, scope: Scope, send: Send, product_id: str, kind: str) -> bool:
-        state: ServingState = scope["app"].state.serving
-        index = state.index
-        if index is None or not ID.fullmatch(product_id):
-            return False
-        try:
-            params = _params(scope, ITEM_PARAMS)
-        except _NotMine:
-            return False
-        options = params["options"]
-        compute = recommend.also_viewed if kind == "also-viewed" else recommend.bought_together
-        arm = arm_of(state.settings, params["customer_id"], params["session_id"])
-        result = ranked(state.store, state.settings, index, arm, options,
-                        lambda d: compute(index, product_id, options, d))
-        await self._send(scope, send, kind, index, result, arm)
-        return True
-
-    async def _cart(self, scope: Scope, send: Send, body: bytes) -> bool:
-        from recsys.serving.app import CartRequest
-
+    async def _item(self, scope: Scope, send: Send, product_id: str, kind: Any) -> bool:
         state: ServingState = scope["app"].state.serving
         index = state.index
         if index is None:
             return False
-        try:
-            params = _params(scope, CART_PARAMS)
-            cart = CartRequest.model_validate(orjson.loads(body))
-        except (_NotMine, orjson.JSONDecodeError, ValidationError):
+        query = ITEM_LIST.parse(scope["query_string"], product_id=product_id)
+        if query is None:
             return False
-        options = params["options"]
+        await self._send(scope, send, kind, index, service.item_list(state, index, kind, query))
+        return True
+
+    async def _cart(self, scope: Scope, send: Send, body: bytes) -> bool:
+        state: ServingState = scope["app"].state.serving
+        index = state.index
+        if index is None:
+            return False
+        query = CART.parse(scope["query_string"])
+        if query is None:
+            return False
+        try:
+            cart = CartRequest.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError):
+            return False
         products = [line.product_id for line in cart.items]
-        arm = arm_of(state.settings, cart.customer_id, cart.session_id)
-        result = ranked(state.store, state.settings, index, arm, options,
-                        lambda d: recommend.cart_addons(index, products, options, d))
-        await self._send(scope, send, "cart", index, result, arm)
+        await self._send(scope, send, "cart", index, service.cart_list(
+            state, index, products, cart.customer_id, cart.session_id, query))
         return True
 
     async def _send(self, scope: Scope, send: Send, kind: str, index: Any,
-                    result: recommend.Result, arm: str | None) -> None:
+                    answer: tuple[recommend.Result, str | None]) -> None:
+        result, arm = answer
         route = ROUTES[kind]
         scope["route"] = route  # the metrics label it by its path, as for a routed request
         if result.fallback:
             scope["app"].state.metrics["fallbacks"].labels(
                 route=route.path, fallback=result.fallback).inc()
-        body = list_body(index, result, scope["state"]["request_id"], arm)
+        body = service.list_body(index, result, scope["state"]["request_id"], arm)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

@@ -1,0 +1,86 @@
+"""Observability: the Prometheus metrics of one app and the ``Observe`` middleware (request id,
+counts and latency per route, the access log)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["MULTIPROCESS", "Observe", "new_metrics", "exposition"]
+
+# Set by ``recsys serve --workers N`` before the workers start: prometheus_client then keeps
+# every worker's values in files there, and /metrics adds them up.
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+access_log = logging.getLogger("recsys.access")
+
+
+def new_metrics(registry: CollectorRegistry) -> dict[str, Any]:
+    """The app's metrics, registered in ``registry``."""
+    return {
+        "requests": Counter("recsys_requests_total", "HTTP requests",
+                            ["route", "method", "status"], registry=registry),
+        "latency": Histogram("recsys_request_seconds", "request latency", ["route"],
+                             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+                             registry=registry),
+        "fallbacks": Counter("recsys_fallbacks_total", "lists filled by a fallback",
+                             ["route", "fallback"], registry=registry),
+        "version": Gauge("recsys_model_version_info", "served artifact version", ["version"],
+                         registry=registry, multiprocess_mode="livemax"),
+    }
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The /metrics text: this worker's registry, or every worker's values added up."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+class Observe:
+    """Pure ASGI middleware: the request id (``X-Request-ID`` in and out), Prometheus counts
+    and latency per route, the access log. (Starlette's BaseHTTPMiddleware costs a task and
+    a stream per request.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"),
+                     "")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            path = route.path if route is not None else "unmatched"
+            m = scope["app"].state.metrics
+            m["requests"].labels(route=path, method=scope["method"], status=str(status)).inc()
+            m["latency"].labels(route=path).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("request", extra={"fields": {
+                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                    "route": path, "status": status, "ms": round(elapsed * 1000, 3)}})

@@ -1,0 +1,190 @@
+"""Each list endpoint's parameters, declared once: limits, patterns, defaults, descriptions.
+
+From an ``Endpoint`` come both the FastAPI dependency the route takes (``Endpoint.read``:
+its signature, hence the validation and the OpenAPI document) and the fast path's parser
+(``Endpoint.parse``), which accepts only what the route would accept and otherwise says "not
+mine" (None), leaving the request to the route. Both give a ``ListQuery``. A new parameter is
+one ``Param`` here plus the line of the service that uses it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from pydantic import Field
+from starlette.datastructures import QueryParams
+
+from recsys.serving.recommend import Options
+
+__all__ = ["ID_PATTERN", "Param", "Endpoint", "ListQuery", "PRODUCT_ID", "CUSTOMER_ID",
+           "ITEM_LIST", "BUNDLES", "CART", "CUSTOMER_LIST", "POPULAR"]
+
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters
+BOOLEAN = {"true": True, "1": True, "false": False, "0": False}  # the route takes more
+Kind = Literal["int", "bool", "str", "choice", "strings"]
+_BAD = object()  # a value the fast path leaves to the route
+
+
+@dataclass(frozen=True)
+class Param:
+    """One query or path parameter: ``strings`` is a repeatable list of strings."""
+
+    name: str
+    kind: Kind
+    default: Any = None
+    description: str = ""
+    where: Literal["query", "path"] = "query"
+    ge: int | None = None
+    le: int | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    choices: tuple[str, ...] = ()
+    max_items: int | None = None
+    examples: tuple[str, ...] = ()
+    _check: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # the pattern without its anchors, for fullmatch: Python's "$" also matches before a
+        # final newline, pydantic's (Rust) regex does not
+        body = self.pattern.removeprefix("^").removesuffix("$") if self.pattern else None
+        object.__setattr__(self, "_check", re.compile(body) if body else None)
+
+    def with_default(self, default: Any) -> Param:
+        return replace(self, default=default)
+
+    def annotation(self) -> Any:
+        """The type FastAPI validates and documents this parameter with."""
+        if self.where == "path":
+            return Annotated[str, Path(min_length=self.min_length, max_length=self.max_length,
+                                       pattern=self.pattern, description=self.description,
+                                       examples=list(self.examples))]
+        if self.kind == "int":
+            return Annotated[int, Query(ge=self.ge, le=self.le, description=self.description)]
+        if self.kind == "bool":
+            return Annotated[bool, Query(description=self.description)]
+        if self.kind == "choice":
+            return Annotated[Literal[self.choices], Query(description=self.description)]
+        if self.kind == "strings":
+            item = Annotated[str, Field(min_length=self.min_length, max_length=self.max_length,
+                                        pattern=self.pattern)]
+            return Annotated[list[item] | None,
+                             Query(max_length=self.max_items, description=self.description)]
+        return Annotated[str | None, Query(min_length=self.min_length,
+                                           max_length=self.max_length, pattern=self.pattern,
+                                           description=self.description)]
+
+    def convert(self, raw: str) -> Any:
+        """The value the route would take for ``raw``, or ``_BAD`` (unsure or invalid)."""
+        if self.kind == "int":
+            if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(self.le or 10**9)):
+                return _BAD
+            value = int(raw)
+            return value if (self.ge is None or value >= self.ge) and (
+                self.le is None or value <= self.le) else _BAD
+        if self.kind == "bool":
+            return BOOLEAN.get(raw, _BAD)
+        if self.kind == "choice":
+            return raw if raw in self.choices else _BAD
+        if (self.min_length is not None and len(raw) < self.min_length) or (
+                self.max_length is not None and len(raw) > self.max_length) or (
+                self._check is not None and not self._check.fullmatch(raw)):
+            return _BAD
+        return raw
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A list request's parameters, as the route and the fast path both read them."""
+
+    options: Options
+    product_id: str | None = None
+    customer_id: str | None = None
+    session_id: str | None = None
+    history: tuple[str, ...] = ()
+
+
+_OPTIONS = ("k", "category", "in_stock_only", "rank_by")
+
+
+def _query(values: dict[str, Any]) -> ListQuery:
+    options = Options(**{n: values[n] for n in _OPTIONS if n in values},
+                      exclude=frozenset(values.get("exclude") or ()))
+    return ListQuery(options, values.get("product_id"), values.get("customer_id"),
+                     values.get("session_id"), tuple(values.get("history") or ()))
+
+
+class Endpoint:
+    """The parameters of one endpoint, in the order the OpenAPI document lists them."""
+
+    def __init__(self, *params: Param) -> None:
+        self.params = params
+        self.query = {p.name: p for p in params if p.where == "query"}
+        self.path = tuple(p for p in params if p.where == "path")
+        self.defaults = {p.name: p.default for p in params if p.where == "query"}
+
+        async def read(**values: Any) -> ListQuery:
+            return _query(values)
+
+        read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, annotation=p.annotation(),
+                              default=inspect.Parameter.empty if p.where == "path" else
+                              p.default) for p in params])
+        self.read = read  # the route's dependency: Annotated[ListQuery, Depends(X.read)]
+
+    def parse(self, query_string: bytes, **path: str) -> ListQuery | None:
+        """The request's parameters if the route would surely accept them, else None."""
+        values = dict(self.defaults)
+        for segment in self.path:
+            if segment.convert(path[segment.name]) is _BAD:
+                return None
+            values[segment.name] = path[segment.name]
+        seen: set[str] = set()
+        for key, raw in QueryParams(query_string).multi_items():
+            param = self.query.get(key)
+            if param is None:
+                continue  # the route ignores unknown parameters too
+            if param.kind == "strings":
+                items = values[key] = values[key] or []
+                if len(items) == param.max_items or param.convert(raw) is _BAD:
+                    return None
+                items.append(raw)
+                continue
+            value = param.convert(raw)
+            if key in seen or value is _BAD:  # a repeated one: the route's rule decides
+                return None
+            seen.add(key)
+            values[key] = value
+        return _query(values)
+
+
+def _id(name: str, description: str, where: Literal["query", "path"] = "query",
+        examples: tuple[str, ...] = ()) -> Param:
+    return Param(name, "str", description=description, where=where, min_length=1,
+                 max_length=128, pattern=ID_PATTERN, examples=examples)
+
+
+PRODUCT_ID = _id("product_id", "product id", "path", ("P00180",))
+CUSTOMER_ID = _id("customer_id", "customer id", "path", ("C000001",))
+K = Param("k", "int", 10, "how many items (1..100)", ge=1, le=100)
+CATEGORY = Param("category", "str", None, "only products in this category path",
+                 min_length=1, max_length=256)
+EXCLUDE = Param("exclude", "strings", None, "product ids to leave out", min_length=1,
+                max_length=128, pattern=ID_PATTERN, max_items=100)
+IN_STOCK = Param("in_stock_only", "bool", True, "leave out out-of-stock and inactive products")
+CUSTOMER = _id("customer_id", "the shopper (for the A/B test arm)")
+SESSION = _id("session_id", "the shopper (for the A/B test arm)")
+RANK_BY = Param("rank_by", "choice", "score", "score, or expected order-value gain (score x "
+                "price x margin)", choices=("score", "value"))
+HISTORY = replace(EXCLUDE, name="history", description="products the shopper has interacted "
+                  "with (anonymous or new customers)")
+
+ITEM_LIST = Endpoint(PRODUCT_ID, K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)
+BUNDLES = Endpoint(PRODUCT_ID, K.with_default(5), IN_STOCK, CUSTOMER, SESSION)
+CART = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, RANK_BY)
+CUSTOMER_LIST = Endpoint(CUSTOMER_ID, K, CATEGORY, EXCLUDE, IN_STOCK, HISTORY, SESSION)
+POPULAR = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)

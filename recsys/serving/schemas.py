@@ -1,0 +1,128 @@
+"""The API's request and response bodies (pydantic): they validate what comes in and are the
+OpenAPI document's schemas. The list bodies themselves are written by ``service.list_body``
+with orjson; ``ItemList`` and ``BundleList`` describe them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from recsys.serving.params import ID_PATTERN
+
+__all__ = ["Reason", "Item", "ItemList", "BundleOut", "BundleList", "CartLine", "CartRequest",
+           "EventIn", "EventAccepted", "DecisionIn", "Problem", "Problems", "INVALID",
+           "LIST_RESPONSES", "NOT_READY"]
+
+IdString = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+class Reason(BaseModel):
+    source: str = Field(description="rule, also_viewed, bought_together, als, popular, "
+                                    "pinned, replenishment, bundle")
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Item(BaseModel):
+    product_id: str
+    score: float
+    name: str | None = None
+    price: float | None = None
+    category: str | None = None
+    reason: Reason
+
+
+class ItemList(BaseModel):
+    items: list[Item]
+    model_version: str
+    request_id: str
+    fallback: str | None = Field(None, description="which fallback filled the list, if any")
+    applied: list[str] = Field(default_factory=list,
+                               description="business rules that changed the list")
+    arm: str | None = Field(None, description="A/B test arm (null outside the experiment)")
+
+
+class BundleOut(BaseModel):
+    products: list[dict[str, Any]]
+    expected_gain: float
+    co_purchases: int
+    anchor: str
+    anchor_confidence: float
+    reason: Reason
+
+
+class BundleList(BaseModel):
+    bundles: list[BundleOut]
+    model_version: str
+    request_id: str
+    fallback: str | None = None
+    arm: str | None = None
+
+
+class CartLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: IdString
+    quantity: int = Field(1, ge=1, le=10_000)
+
+
+class CartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"items": [{"product_id": "P00180", "quantity": 1}], "customer_id": "C000001"}]})
+    items: list[CartLine] = Field(min_length=1, max_length=100)
+    customer_id: IdString | None = None
+    session_id: IdString | None = None
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"event_type": "click", "product_id": "P00180", "session_id": "s-1",
+         "request_id": "0f3c...", "placement": "product_page", "position": 1}]})
+    event_type: Literal["view", "add_to_cart", "purchase", "impression", "click"]
+    product_id: IdString | None = None
+    session_id: IdString | None = None
+    customer_id: IdString | None = None
+    request_id: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] | None = None
+    placement: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)] | None = None
+    position: int | None = Field(None, ge=1, le=1000)
+    quantity: float | None = Field(None, gt=0, le=1_000_000)
+    price: float | None = Field(None, ge=0, le=1e9)
+    order_id: IdString | None = None
+    occurred_at: datetime | None = None
+
+
+class Problem(BaseModel):
+    where: str = Field(description="the bad input, e.g. query.k or body.items.0.quantity")
+    problem: str
+
+
+class Problems(BaseModel):
+    """The body of every 422 answer (see the RequestValidationError handler)."""
+
+    detail: list[Problem] | str
+
+
+class EventAccepted(BaseModel):
+    id: int
+    request_id: str
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["block_product", "block_rule", "pin", "boost"]
+    product_id: IdString | None = None
+    seed_id: IdString | None = None
+    rule_key: Annotated[str, Field(min_length=4, max_length=1024,
+                                   pattern=ID_PATTERN)] | None = None
+    position: int | None = Field(None, ge=1, le=100)
+    factor: float | None = Field(None, gt=0, le=100)
+    # free text, but no NUL: PostgreSQL cannot store it in a text column
+    reason: Annotated[str, Field(max_length=1024, pattern=r"^[^\x00]*$")] | None = None
+    created_by: IdString | None = None
+
+
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"model": Problems, "description": "invalid input: where, and what is wrong"}}
+NOT_READY: dict[int | str, dict[str, Any]] = {503: {"description": "no artifact loaded"}}
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": ItemList}, **INVALID,
+                                                   **NOT_READY}

@@ -1,0 +1,155 @@
+"""What a serving app holds: the loaded index (hot reloaded), the decisions store, and the
+dependencies routes take them by (``State``, ``Index``, ``Admin``).
+
+The artifact is hot reloaded when the CURRENT pointer moves (or on ``POST /admin/reload``):
+the new version is verified and loaded beside the old one and swapped in one assignment, so
+requests in flight finish on the version they started with; a failed load keeps the old
+version serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hmac
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from prometheus_client import Gauge
+from prometheus_client.multiprocess import mark_process_dead
+
+from recsys.artifacts import ArtifactStore
+from recsys.config import ServingSettings
+from recsys.errors import RecsysError
+from recsys.serving import recommend
+from recsys.serving.index import ServingIndex, load_index
+from recsys.serving.observe import MULTIPROCESS
+from recsys.serving.store import ServingStore
+
+__all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan"]
+
+log = logging.getLogger("recsys.serving")
+
+
+class ServingState:
+    """The index being served, why a newer one is not, and the store."""
+
+    def __init__(self, settings: ServingSettings, version_gauge: Gauge | None = None) -> None:
+        self.settings = settings
+        self.version_gauge = version_gauge  # 1 for the version this worker serves
+        self.index: ServingIndex | None = None
+        self.error: str | None = None
+        self.failed_version: str | None = None
+        self.store = ServingStore(settings.database_url,
+                                  refresh_seconds=settings.decisions_refresh_s,
+                                  category_cap=settings.category_cap,
+                                  best_sellers_first=frozenset(
+                                      settings.best_sellers_first_segments))
+        self._reload_lock = asyncio.Lock()
+
+    def load(self, version: str | None = None) -> bool:
+        """Load (and verify) a version; on failure keep serving the current one."""
+        try:
+            index = load_index(self.settings.artifacts, version)
+            recommend.warm_up(index)
+        except RecsysError as exc:
+            self.error = f"{exc}"
+            self.failed_version = version or self.pointer()
+            log.error("artifact load failed, still serving %s: %s",
+                      self.index.version if self.index else "nothing", exc)
+            return False
+        previous, self.index = self.index, index  # one assignment: requests hold the index
+        self.error, self.failed_version = None, None  # they started with
+        if self.version_gauge is not None:
+            if previous is not None and previous.version != index.version:
+                self.version_gauge.labels(version=previous.version).set(0)
+            self.version_gauge.labels(version=index.version).set(1)
+        # The index's Python objects live as long as it does: keep them out of the garbage
+        # collector's full passes (which would otherwise walk them during requests).
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        log.info("serving artifact version %s", index.version)
+        return True
+
+    def pointer(self) -> str | None:
+        try:
+            return ArtifactStore(self.settings.artifacts).current_version()
+        except RecsysError as exc:
+            self.error = str(exc)
+            return None
+
+    async def reload_if_moved(self, *, force: bool = False) -> bool:
+        async with self._reload_lock:
+            target = self.pointer()
+            if target is None:
+                return False
+            current = self.index.version if self.index else None
+            if not force and (target == current or target == self.failed_version):
+                return False
+            return await asyncio.to_thread(self.load, target)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the artifact at start (and watch the pointer); close the store at the end."""
+    state: ServingState = app.state.serving
+    await asyncio.to_thread(state.load)
+    task = None
+    if state.settings.reload_interval_s > 0:
+        task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
+    yield
+    if task:
+        task.cancel()
+    state.store.dispose()
+    if MULTIPROCESS:  # this worker's live gauges leave the sums
+        mark_process_dead(os.getpid())
+
+
+async def _watch(state: ServingState, interval: float) -> None:
+    """Poll the CURRENT pointer; load a new version when it moves."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await state.reload_if_moved()
+        except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+            log.exception("reload check failed")
+
+
+# -- dependencies -------------------------------------------------------------------------
+
+
+async def get_state(request: Request) -> ServingState:
+    state: ServingState = request.app.state.serving
+    return state
+
+
+State = Annotated[ServingState, Depends(get_state)]
+
+
+class NotReady(Exception):
+    """Raised by routes that need an index when none is loaded (answered with 503)."""
+
+
+async def get_index(state: State) -> ServingIndex:
+    if state.index is None:
+        raise NotReady(state.error or "no artifact loaded")
+    return state.index
+
+
+Index = Annotated[ServingIndex, Depends(get_index)]
+
+
+def require_admin(state: State,
+                  x_api_key: Annotated[str | None, Header(max_length=256)] = None) -> None:
+    """Admin endpoints need the API key (constant-time comparison)."""
+    expected = state.settings.api_key.encode()
+    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), expected):
+        raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+
+
+Admin = Annotated[None, Depends(require_admin)]
