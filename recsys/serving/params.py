@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import Path, Query
 from pydantic import Field
@@ -46,13 +47,40 @@ class Param:
     choices: tuple[str, ...] = ()
     max_items: int | None = None
     examples: tuple[str, ...] = ()
-    _check: Any = field(default=None, init=False, repr=False, compare=False)
+    convert: Callable[[str], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "convert", self._converter())
+
+    def _converter(self) -> Callable[[str], Any]:
+        """``convert(raw)``: the value the route would take for ``raw``, or ``_BAD`` (unsure
+        or invalid), built once per parameter so that a request pays one call."""
+        if self.kind == "int":
+            lo, hi = self.ge if self.ge is not None else 0, self.le if self.le is not None else 10**9
+            digits = len(str(hi))
+
+            def integer(raw: str) -> Any:
+                if len(raw) > digits or not raw.isdigit() or not raw.isascii():
+                    return _BAD
+                value = int(raw)
+                return value if lo <= value <= hi else _BAD
+
+            return integer
+        if self.kind == "bool":
+            return lambda raw: BOOLEAN.get(raw, _BAD)
+        if self.kind == "choice":
+            choices = frozenset(self.choices)
+            return lambda raw: raw if raw in choices else _BAD
+        shortest, longest = self.min_length or 0, self.max_length or 10**9
         # the pattern without its anchors, for fullmatch: Python's "$" also matches before a
         # final newline, pydantic's (Rust) regex does not
-        body = self.pattern.removeprefix("^").removesuffix("$") if self.pattern else None
-        object.__setattr__(self, "_check", re.compile(body) if body else None)
+        body = self.pattern.removeprefix("^").removesuffix("$") if self.pattern else ".*"
+        check = re.compile(body, re.DOTALL).fullmatch
+
+        def string(raw: str) -> Any:
+            return raw if shortest <= len(raw) <= longest and check(raw) else _BAD
+
+        return string
 
     def with_default(self, default: Any) -> Param:
         return replace(self, default=default)
@@ -78,27 +106,8 @@ class Param:
                                            max_length=self.max_length, pattern=self.pattern,
                                            description=self.description)]
 
-    def convert(self, raw: str) -> Any:
-        """The value the route would take for ``raw``, or ``_BAD`` (unsure or invalid)."""
-        if self.kind == "int":
-            if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(self.le or 10**9)):
-                return _BAD
-            value = int(raw)
-            return value if (self.ge is None or value >= self.ge) and (
-                self.le is None or value <= self.le) else _BAD
-        if self.kind == "bool":
-            return BOOLEAN.get(raw, _BAD)
-        if self.kind == "choice":
-            return raw if raw in self.choices else _BAD
-        if (self.min_length is not None and len(raw) < self.min_length) or (
-                self.max_length is not None and len(raw) > self.max_length) or (
-                self._check is not None and not self._check.fullmatch(raw)):
-            return _BAD
-        return raw
 
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
+class ListQuery(NamedTuple):
     """A list request's parameters, as the route and the fast path both read them."""
 
     options: Options
@@ -106,16 +115,6 @@ class ListQuery:
     customer_id: str | None = None
     session_id: str | None = None
     history: tuple[str, ...] = ()
-
-
-_OPTIONS = ("k", "category", "in_stock_only", "rank_by")
-
-
-def _query(values: dict[str, Any]) -> ListQuery:
-    options = Options(**{n: values[n] for n in _OPTIONS if n in values},
-                      exclude=frozenset(values.get("exclude") or ()))
-    return ListQuery(options, values.get("product_id"), values.get("customer_id"),
-                     values.get("session_id"), tuple(values.get("history") or ()))
 
 
 class Endpoint:
@@ -126,9 +125,10 @@ class Endpoint:
         self.query = {p.name: p for p in params if p.where == "query"}
         self.path = tuple(p for p in params if p.where == "path")
         self.defaults = {p.name: p.default for p in params if p.where == "query"}
+        self.lists = frozenset(p.name for p in params if p.kind == "strings")
 
         async def read(**values: Any) -> ListQuery:
-            return _query(values)
+            return self.query_of(values)
 
         read.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
             inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, annotation=p.annotation(),
@@ -136,19 +136,29 @@ class Endpoint:
                               p.default) for p in params])
         self.read = read  # the route's dependency: Annotated[ListQuery, Depends(X.read)]
 
+    def query_of(self, values: dict[str, Any]) -> ListQuery:
+        """The ListQuery of validated values (every parameter of this endpoint present)."""
+        get = values.get  # a parameter the endpoint lacks takes Options' own default
+        options = Options(k=get("k", Options.k), category=get("category"),
+                          exclude=frozenset(get("exclude") or ()),
+                          in_stock_only=get("in_stock_only", Options.in_stock_only),
+                          rank_by=get("rank_by", Options.rank_by))
+        return ListQuery(options, get("product_id"), get("customer_id"), get("session_id"),
+                         tuple(get("history") or ()))
+
     def parse(self, query_string: bytes, **path: str) -> ListQuery | None:
         """The request's parameters if the route would surely accept them, else None."""
-        values = dict(self.defaults)
+        values = self.defaults.copy()
         for segment in self.path:
             if segment.convert(path[segment.name]) is _BAD:
                 return None
             values[segment.name] = path[segment.name]
-        seen: set[str] = set()
+        seen = set()
         for key, raw in QueryParams(query_string).multi_items():
             param = self.query.get(key)
             if param is None:
                 continue  # the route ignores unknown parameters too
-            if param.kind == "strings":
+            if key in self.lists:
                 items = values[key] = values[key] or []
                 if len(items) == param.max_items or param.convert(raw) is _BAD:
                     return None
@@ -159,7 +169,7 @@ class Endpoint:
                 return None
             seen.add(key)
             values[key] = value
-        return _query(values)
+        return self.query_of(values)
 
 
 def _id(name: str, description: str, where: Literal["query", "path"] = "query",
