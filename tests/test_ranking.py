@@ -178,7 +178,7 @@ def _reference_blend(seeds: list[int], ease: Neighbours, knn: Neighbours, knn_we
        limit=st.integers(1, 40))
 def test_compiled_blend_equals_plain_python(seed: int, n_seeds: int, n_rules: int,
                                             limit: int) -> None:
-    from recsys.serving.blend import NO_ROWS, blend
+    from recsys.serving.blend import NO_ROWS, BlendInput, blend
 
     rng = np.random.default_rng(seed)
     n, k = 40, 6
@@ -197,10 +197,13 @@ def test_compiled_blend_equals_plain_python(seed: int, n_seeds: int, n_rules: in
     silent[seeds] = True
     silent[rng.choice(n, 3)] = True
     reason = rng.random(n) < 0.15
-    codes, scores, row, *_, counts = blend(
-        np.array(seeds, np.int64), ease.ids, ease.scores, ease.support, knn.ids, knn.scores,
-        knn.support, 0.3, np.array([0], np.int64), np.array([n_rules], np.int64), consequent,
-        confidence, 0.5, NO_ROWS, NO_ROWS, NO_ROWS, silent, reason, np.zeros(0, bool), limit)
+    codes, scores, row, *_, counts = blend(BlendInput(
+        seeds=np.array(seeds, np.int64), e_ids=ease.ids, e_scores=ease.scores,
+        e_support=ease.support, k_ids=knn.ids, k_scores=knn.scores, k_support=knn.support,
+        knn_weight=0.3, rule_lo=np.array([0], np.int64), rule_hi=np.array([n_rules], np.int64),
+        rule_consequent=consequent, rule_confidence=confidence, rule_weight=0.5,
+        blocked_rows=NO_ROWS, pair_seed=NO_ROWS, pair_item=NO_ROWS, silent=silent,
+        reason_a=reason, reason_b=np.zeros(0, bool), limit=limit))
     expected = _reference_blend(seeds, ease, knn, 0.3,
                                 [(r, int(c), float(confidence[r]))
                                  for r, c in enumerate(consequent)], 0.5,

@@ -6,20 +6,69 @@ each table's scores, keeps each product's strongest evidence, scales, adds the r
 drops and counts what the business rules filter, and returns the ``limit`` best, best first
 (ties: the lower product code). Written with numba because the same steps as numpy calls
 cost more in call overhead than in arithmetic at this size.
+
+Callers fill a ``BlendInput`` by name; ``blend`` unpacks it into the compiled kernel (numba
+takes plain arrays and numbers) and names the kernel's results in a ``BlendOutput``.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-__all__ = ["blend", "NO_ROWS"]
+__all__ = ["blend", "BlendInput", "BlendOutput", "NO_ROWS"]
 
 NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
+class BlendInput(NamedTuple):
+    """What one blend reads (see ``_kernel`` for each field); the field order is the kernel's
+    argument order."""
+
+    seeds: np.ndarray
+    e_ids: np.ndarray
+    e_scores: np.ndarray
+    e_support: np.ndarray
+    k_ids: np.ndarray
+    k_scores: np.ndarray
+    k_support: np.ndarray
+    knn_weight: float
+    rule_lo: np.ndarray
+    rule_hi: np.ndarray
+    rule_consequent: np.ndarray
+    rule_confidence: np.ndarray
+    rule_weight: float
+    blocked_rows: np.ndarray
+    pair_seed: np.ndarray
+    pair_item: np.ndarray
+    silent: np.ndarray
+    reason_a: np.ndarray
+    reason_b: np.ndarray
+    limit: int
+
+
+class BlendOutput(NamedTuple):
+    """The ``limit`` best candidates, best first, and what was left out (see ``_kernel``)."""
+
+    codes: np.ndarray
+    scores: np.ndarray
+    rule_row: np.ndarray
+    rule_set: np.ndarray
+    n_rules: np.ndarray
+    seed: np.ndarray
+    support: np.ndarray
+    counts: np.ndarray
+
+
+def blend(inputs: BlendInput) -> BlendOutput:
+    """Score the candidates of ``inputs.seeds`` (the kernel takes the fields positionally)."""
+    return BlendOutput(*_kernel(*inputs))
+
+
 @njit(cache=True, nogil=True)
-def blend(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support: np.ndarray,
+def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support: np.ndarray,
           k_ids: np.ndarray, k_scores: np.ndarray, k_support: np.ndarray, knn_weight: float,
           rule_lo: np.ndarray, rule_hi: np.ndarray, rule_consequent: np.ndarray,
           rule_confidence: np.ndarray, rule_weight: float, blocked_rows: np.ndarray,

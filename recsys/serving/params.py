@@ -19,7 +19,7 @@ from fastapi import Path, Query
 from pydantic import Field
 from starlette.datastructures import QueryParams
 
-from recsys.serving.recommend import Options
+from recsys.serving.finish import Options
 
 __all__ = ["ID_PATTERN", "Param", "Endpoint", "ListQuery", "PRODUCT_ID", "CUSTOMER_ID",
            "ITEM_LIST", "BUNDLES", "CART", "CUSTOMER_LIST", "POPULAR"]

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from recsys.errors import ConfigError
-from recsys.serving.recommend import Decisions
+from recsys.serving.finish import Decisions
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,177 @@
+"""Every list's last step, ``finish``: caller exclusions, blocked products and rules, stock
+and active flags, the category filter, boosts and buries, a per-category cap for diversity,
+pins at fixed positions, and finally a fill from best sellers (the seed's category first,
+then global) so that a list is never empty unless the catalogue is. ``applied`` names every
+rule that changed the list; ``fallback`` names the best-seller list used to fill it, if any.
+
+Also the types every ranker shares: the request's ``Options``, the merchandisers'
+``Decisions``, a ``Candidate`` and the ``Result``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from recsys.serving.index import ServingIndex
+
+__all__ = ["Options", "Decisions", "Candidate", "Result", "finish"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The common query options of list endpoints."""
+
+    k: int = 10
+    category: str | None = None
+    exclude: frozenset[str] = frozenset()
+    in_stock_only: bool = True
+    rank_by: Literal["score", "value"] = "score"
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Merchandiser decisions in force (keyed by product ids, so they survive retraining)."""
+
+    blocked_products: frozenset[str] = frozenset()
+    blocked_rules: frozenset[str] = frozenset()
+    pins: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)  # seed -> (id, pos)
+    boosts: dict[str, float] = field(default_factory=dict)  # product -> factor (<1 buries)
+    category_cap: int = 0  # at most this many items per category; 0 = no cap
+    # customers in these RFM segments get due replenishment, then best sellers, then ALS
+    best_sellers_first: frozenset[str] = frozenset()
+
+
+@dataclass
+class Candidate:
+    product_id: str
+    score: float
+    source: str
+    evidence: dict[str, Any]
+    tier: int = 0  # lower tiers rank first (own repeat purchases before ALS)
+    rule_key: str | None = None
+
+
+@dataclass
+class Result:
+    items: list[dict[str, Any]]
+    fallback: str | None
+    applied: list[str]
+
+
+def _in_category(index: ServingIndex, product_id: str, root: str) -> bool:
+    category = index.categories.get(product_id)
+    return category is not None and (category == root or category.startswith(root + " > "))
+
+
+def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Options,
+           decisions: Decisions, *, seeds: Iterable[str] = (), fallback_category: str | None = None,
+           never: frozenset[str] = frozenset(),
+           prefiltered: dict[str, int] | None = None) -> Result:
+    """Apply exclusions, business rules, pins and fallbacks; return the final list.
+    ``prefiltered``: candidates the caller already left out, by reason (for ``applied``)."""
+    applied: list[str] = []
+    counts: dict[str, int] = dict(prefiltered or {})
+    excluded = options.exclude | never
+    seen: set[str] = set()
+    kept: list[Candidate] = []
+    # a product listed by several sources keeps its best-ranked listing
+    for cand in sorted(candidates, key=lambda c: (c.tier, -c.score)):  # a few hundred at most
+        pid = cand.product_id
+        if pid in seen or pid in excluded:
+            continue
+        seen.add(pid)
+        reason = None
+        if pid in decisions.blocked_products:
+            reason = "blocked_product"
+        elif cand.rule_key is not None and cand.rule_key in decisions.blocked_rules:
+            reason = "blocked_rule"
+        elif options.in_stock_only and pid not in index.available:
+            reason = "out_of_stock_or_inactive"
+        elif options.category and not _in_category(index, pid, options.category):
+            reason = "category_filter"
+        if reason:
+            counts[reason] = counts.get(reason, 0) + 1
+            continue
+        kept.append(cand)
+    for reason, n in counts.items():
+        applied.append(f"{reason}:{n}")
+    if decisions.boosts:
+        boosted = [c for c in kept if c.product_id in decisions.boosts]
+        for cand in boosted:
+            factor = decisions.boosts[cand.product_id]
+            cand.score *= factor
+            applied.append(f"{'boost' if factor >= 1 else 'bury'}:{cand.product_id}")
+    if options.rank_by == "value":
+        for cand in kept:
+            cand.evidence["expected_value"] = round(cand.score * index.value(cand.product_id), 4)
+        kept.sort(key=lambda c: (c.tier, -c.evidence["expected_value"]))
+    else:
+        kept.sort(key=lambda c: (c.tier, -c.score))
+    if decisions.category_cap:
+        per_category: dict[str, int] = {}
+        capped = []
+        for cand in kept:
+            cat = index.categories.get(cand.product_id, "")
+            if per_category.get(cat, 0) >= decisions.category_cap:
+                continue
+            per_category[cat] = per_category.get(cat, 0) + 1
+            capped.append(cand)
+        if len(capped) < len(kept):
+            applied.append(f"category_cap:{len(kept) - len(capped)}")
+        kept = capped
+    items = kept[: options.k]
+    # Pins: a merchandiser's product at a fixed position for a seed product.
+    for seed in seeds:
+        for pid, position in decisions.pins.get(seed, ()):
+            if position > options.k or pid in excluded or pid in decisions.blocked_products or (
+                    options.in_stock_only and pid not in index.available) or (
+                    options.category and not _in_category(index, pid, options.category)):
+                continue
+            items = [c for c in items if c.product_id != pid]
+            slot = min(max(position, 1), len(items) + 1) - 1
+            items.insert(slot, Candidate(pid, 0.0, "pinned", {"seed": seed, "position": position}))
+            applied.append(f"pinned:{pid}@{position}")
+    items = items[: options.k]
+    fallback = None
+    if len(items) < options.k:
+        # fill from best sellers: the requested category, the seed's category, then global
+        have = {c.product_id for c in items} | excluded | decisions.blocked_products
+        scopes: list[tuple[str | None, str]] = []
+        if options.category:
+            scopes.append((options.category, "category_best_sellers"))
+        if fallback_category:
+            parts = fallback_category.split(" > ")
+            scopes += [(" > ".join(parts[:d]), "category_best_sellers")
+                       for d in range(len(parts), 0, -1)]
+        scopes.append((None, "global_best_sellers"))
+        in_list = Counter(index.categories.get(c.product_id, "") for c in items)
+        for scope, name in scopes:
+            # the whole stored list (top_k): the filters below may skip many of them
+            for pid, orders in index.best_sellers(scope, len(index.ids),
+                                                  exclude=frozenset(have),
+                                                  in_stock_only=options.in_stock_only):
+                if len(items) == options.k:
+                    break
+                if options.category and not _in_category(index, pid, options.category):
+                    continue
+                cat = index.categories.get(pid, "")
+                if decisions.category_cap and in_list[cat] >= decisions.category_cap:
+                    continue
+                in_list[cat] += 1
+                items.append(Candidate(pid, float(orders), "popular",
+                                       {"orders": orders, "scope": scope or "global"}))
+                have.add(pid)
+                fallback = fallback or name
+            if len(items) == options.k:
+                break
+    return Result(items=[_render(index, c) for c in items], fallback=fallback, applied=applied)
+
+
+def _render(index: ServingIndex, cand: Candidate) -> dict[str, Any]:
+    item = index.describe(cand.product_id)
+    item["score"] = round(float(cand.score), 6)
+    item["reason"] = {"source": cand.source, "evidence": cand.evidence}
+    return item
