@@ -91,20 +91,24 @@ def cmd_mine_rules(args: argparse.Namespace) -> int:
     if metrics["baskets_excluded"]:
         print(f"left out {metrics['baskets_excluded']:,} orders with more than "
               f"{metrics['max_basket_items']:,} products ({metrics['lines_excluded']:,} lines)")
-    print(f"written to {args.out}: rules.parquet, itemsets.parquet, category_rules.parquet, "
-          "bundles.parquet, substitutes.parquet, rules_report.json")
+    from recsys import layout
+
+    written = (layout.RULES, layout.ITEMSETS, layout.CATEGORY_RULES, layout.BUNDLES,
+               layout.SUBSTITUTES, layout.RULES_REPORT)
+    print(f"written to {args.out}: {', '.join(f.name for f in written)}")
     return 0
 
 
 def cmd_export_rules(args: argparse.Namespace) -> int:
+    from recsys import layout
     from recsys.artifacts import ArtifactStore, load_parquet
     from recsys.rules.export import export_rules, select_rules
 
     store = ArtifactStore(args.root or _config(args).artifacts.root)
     manifest = store.manifest(args.version)
-    path = store.path(manifest.version) / "rules.parquet"
+    path = layout.RULES.at(store.path(manifest.version))
     if not path.exists():
-        raise RecsysError(f"artifact version {manifest.version} has no rules.parquet; "
+        raise RecsysError(f"artifact version {manifest.version} has no {layout.RULES.path}; "
                           "run `recsys run` with the rules job")
     rules = select_rules(load_parquet(path), min_lift=args.min_lift, product=args.product,
                          category=args.category, top=args.top)
@@ -285,9 +289,10 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 def _example_product(artifacts_root: str) -> str:
     """The antecedent of the strongest rule of the current version, for the example request."""
+    from recsys import layout
     from recsys.artifacts import ArtifactStore, load_parquet
 
-    rules_path = ArtifactStore(artifacts_root).path() / "rules.parquet"
+    rules_path = layout.RULES.at(ArtifactStore(artifacts_root).path())
     if rules_path.exists():
         rules = load_parquet(rules_path)
         pairs = rules[rules["antecedents"].list.len() == 1]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from recsys import layout
 from recsys.analytics.job import clv_inputs_missing, run_clv_job
 from recsys.artifacts import ArtifactStore, Manifest, fingerprint_files
 from recsys.config import Config
@@ -46,9 +47,9 @@ class JobContext:
 
 def job_catalog(ctx: JobContext) -> dict[str, Any]:
     """Product vocabulary and the catalog the API shows (names, prices, stock)."""
-    ctx.items.save(ctx.out / "items.parquet")
+    ctx.items.save(layout.ITEMS.at(ctx.out))
     if ctx.catalog is not None:
-        ctx.catalog.to_parquet(ctx.out / "catalog.parquet", index=False)
+        ctx.catalog.to_parquet(layout.CATALOG.at(ctx.out), index=False)
     return {"products": len(ctx.items),
             "catalog_products": 0 if ctx.catalog is None else len(ctx.catalog)}
 
@@ -57,7 +58,7 @@ def job_popularity(ctx: JobContext) -> dict[str, Any]:
     """Best sellers per scope (global and every category level)."""
     cfg = ctx.config.popularity
     table = best_sellers(ctx.orders, ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
-    table.to_parquet(ctx.out / "popular.parquet", index=False)
+    table.to_parquet(layout.POPULAR.at(ctx.out), index=False)
     return {"scopes": int(table["scope"].nunique()), "rows": len(table)}
 
 
@@ -88,7 +89,7 @@ def job_customer_value(ctx: JobContext) -> dict[str, Any]:
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
-    return run_clv_job(ctx.orders, ctx.catalog, ctx.out / "analytics",
+    return run_clv_job(ctx.orders, ctx.catalog, layout.CLV_REPORT.at(ctx.out).parent,
                        config=ctx.config.analytics)
 
 
@@ -150,7 +151,7 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
         for name in progress_bar(list(JOBS), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = JOBS[name](ctx)
             log.info("job %s: %s", name, metrics[name])
-        shutil.copyfile(data_dir / "report.json", staging / "ingest_report.json")
+        shutil.copyfile(data_dir / "report.json", layout.INGEST_REPORT.at(staging))
         inputs = {
             "sources": {t: loc for t, loc in config.ingest.sources().items()},
             "rows": {t: {"read": r.rows_read, "accepted": r.rows_accepted,

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from recsys import layout
 from recsys.artifacts import ArtifactStore, load_parquet
 from recsys.rules.mining import RULE_COLUMNS
 from recsys.serving.index import ServingIndex
@@ -282,7 +283,7 @@ class RulesCache:
     def get(self, index: ServingIndex) -> RulesTable:
         with self._lock:
             if self._table is None or self._table.version != index.version:
-                path = self._store.path(index.version) / "rules.parquet"
+                path = layout.RULES.at(self._store.path(index.version))
                 rules = load_parquet(path) if path.exists() else _no_rules()
                 self._table = RulesTable(rules, index.version, index.names, index.categories)
             return self._table
