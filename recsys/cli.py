@@ -102,7 +102,8 @@ def cmd_mine_rules(args: argparse.Namespace) -> int:
 def cmd_export_rules(args: argparse.Namespace) -> int:
     from recsys import layout
     from recsys.artifacts import ArtifactStore, load_parquet
-    from recsys.rules.export import export_rules, select_rules
+    from recsys.rules.export import export_rules
+    from recsys.rules.query import select_rules
 
     store = ArtifactStore(args.root or _config(args).artifacts.root)
     manifest = store.manifest(args.version)

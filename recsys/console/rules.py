@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from recsys import layout
 from recsys.artifacts import ArtifactStore, load_parquet
 from recsys.rules.mining import RULE_COLUMNS
+from recsys.rules.query import in_category, string_lists
 from recsys.serving.index import ServingIndex
 
 __all__ = ["Metric", "METRICS", "Status", "STATUSES", "RuleFilter", "RuleStatuses",
@@ -100,15 +101,6 @@ class RuleStatuses:
         return cls(decided, pins)
 
 
-def _string_lists(column: pd.Series) -> pa.ListArray:
-    """A list column (Arrow-backed from Parquet, or Python lists) as one list<string> array."""
-    arr = pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype) else pa.array(
-        column.to_numpy(dtype=object), type=pa.list_(pa.string()))
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr.cast(pa.list_(pa.string()))
-
-
 def _joined(lists: pa.ListArray, codes: np.ndarray, rows: np.ndarray,
             products: np.ndarray) -> pa.Array:
     """Each list's ids sorted and joined by '+' (one side of a rule key)."""
@@ -125,7 +117,7 @@ class RulesTable:
                  categories: Mapping[str, str]) -> None:
         self.version = version
         self.frame = rules.reset_index(drop=True)
-        ant, con = _string_lists(self.frame["antecedents"]), _string_lists(
+        ant, con = string_lists(self.frame["antecedents"]), string_lists(
             self.frame["consequents"])
         ant_ids = ant.flatten().to_numpy(zero_copy_only=False)
         con_ids = con.flatten().to_numpy(zero_copy_only=False)
@@ -184,9 +176,8 @@ class RulesTable:
                 self.names.str.contains(text, case=False, regex=False)).to_numpy(bool)
 
     def products_in_category(self, category: str) -> np.ndarray:
-        """Mask over products in the category path or below it."""
-        return ((self.categories == category) |
-                self.categories.str.startswith(category + " > ")).to_numpy(bool)
+        """Mask over products in the category subtree (``recsys.rules.query.in_category``)."""
+        return in_category(self.categories, [category])
 
     def statuses(self, decided: RuleStatuses) -> np.ndarray:
         """Status code per rule (index into STATUSES); rejected beats pinned beats approved."""
@@ -240,7 +231,7 @@ class RulesTable:
                  decided: RuleStatuses) -> list[dict[str, Any]]:
         """Display rows: sides as (id, name) pairs, the metrics, status and its decision."""
         frame = self.frame.iloc[rows]
-        sides = {side: _string_lists(frame[f"{side}s"]).to_pylist()
+        sides = {side: string_lists(frame[f"{side}s"]).to_pylist()
                  for side in ("antecedent", "consequent")}
         names = self._name_of
         out = []
