@@ -28,7 +28,7 @@ from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.vocab import Vocabulary
 
-__all__ = ["JobContext", "JOBS", "run_pipeline", "ensure_demo_data"]
+__all__ = ["JobContext", "JOBS", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -103,22 +103,6 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
 }
 
 
-def ensure_demo_data(config: Config, *, show_progress: bool = True) -> bool:
-    """Generate the demo shop when the config points at it and it is not there yet."""
-    demo = config.demo
-    orders_path = Path(config.ingest.orders)
-    if not demo.generate_if_missing or orders_path.exists():
-        return False
-    if orders_path.parent.resolve() != Path(demo.out).resolve():
-        return False
-    from recsys.demo import DemoSpec, generate_demo
-
-    log.info("generating the demo shop into %s", demo.out)
-    generate_demo(Path(demo.out), DemoSpec(orders=demo.orders, products=demo.products,
-                                           seed=demo.seed), progress=show_progress)
-    return True
-
-
 def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestReport, Manifest]:
     """Ingest the configured sources, run every job and publish; returns the new manifest."""
     was_quiet = not progress_enabled()
@@ -130,10 +114,10 @@ def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestR
 
 
 def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest]:
-    ensure_demo_data(config, show_progress=show_progress)
+    sources = config.ingest.sources()  # fails first when no orders are configured
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
-    report = ingest(config.ingest.sources(), mapping, data_dir, show_progress=show_progress)
+    report = ingest(sources, mapping, data_dir, show_progress=show_progress)
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
@@ -153,7 +137,7 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
             log.info("job %s: %s", name, metrics[name])
         shutil.copyfile(data_dir / "report.json", layout.INGEST_REPORT.at(staging))
         inputs = {
-            "sources": {t: loc for t, loc in config.ingest.sources().items()},
+            "sources": dict(sources),
             "rows": {t: {"read": r.rows_read, "accepted": r.rows_accepted,
                          "rejected": r.rows_rejected} for t, r in report.tables.items()},
             "files": fingerprint_files(sorted(data_dir.glob("*.parquet"))),
