@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/recsys demo --config configs/recsys.toml
+	$(BIN)/recsys demo --config configs/demo.toml
 
 # Browser tests drive Debian's Chromium (never `playwright install`): installed here when root.
 browser:

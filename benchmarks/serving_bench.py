@@ -13,7 +13,7 @@ the recsys API with ``--factory recsys.app:app_from_env`` and RECSYS_SERVING_ART
 RECSYS_SERVING_DATABASE_URL pointing under the work folder. Artifacts (``--artifacts``):
   orii  Online Retail II 2009-2010 (``../shared/datasets``), no events, no catalog, the default
         rule thresholds of ``configs/recsys.toml``; built with ``recsys run`` if missing;
-  demo  the generated demo shop (orders, events, catalog), built the same way.
+  demo  the generated demo shop (orders, events, catalog), built with ``recsys demo --no-serve``.
 Request ids are drawn (seeded) from the products that have at least one single-antecedent
 rule in the artifact's ``rules.parquet``, weighted by their order count (a product page is
 seen about as often as the product sells); carts are 1-5 distinct such products.
@@ -108,8 +108,6 @@ orders = "{ORII}"
 events = ""
 catalog = ""
 mapping = "{REPO / 'configs/mappings/online_retail_ii.toml'}"
-[demo]
-generate_if_missing = false
 [artifacts]
 root = "{base / 'artifacts'}"
 """
@@ -122,7 +120,6 @@ orders = "{shop / 'orders.csv'}"
 events = "{shop / 'events.csv'}"
 catalog = "{shop / 'catalog.csv'}"
 [demo]
-generate_if_missing = true
 out = "{shop}"
 [artifacts]
 root = "{base / 'artifacts'}"
@@ -134,7 +131,8 @@ def ensure_artifact(name: str, work: Path, rebuild: bool) -> tuple[Path, str]:
     """The artifact store of ``name`` (built with ``recsys run`` when missing) and the command."""
     root = work / name / "artifacts"
     config = work / f"{name}.toml"
-    command = f"{REPO / '.venv/bin/recsys'} -q run --config {config}"
+    verb = "demo --no-serve" if name == "demo" else "run"  # the demo command generates the shop
+    command = f"{REPO / '.venv/bin/recsys'} -q {verb} --config {config}"
     if (root / "CURRENT").exists() and not rebuild:
         log.info("%s: serving the existing artifact store %s", name, root)
         return root, command

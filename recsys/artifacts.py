@@ -18,313 +18,50 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
 import re
 import shutil
-import signal
-import subprocess
 import uuid
-import zipfile
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from recsys.artifact_io import (
+    fingerprint_files,
+    load_npz,
+    load_parquet,
+    save_npz,
+    save_parquet,
+    sha256_file,
+)
+from recsys.atomic_fs import LOCK_NAME, crash_point, ensure_dir, fsync_path, list_files, lock_folder
+from recsys.errors import ArtifactError, ConfigError
+from recsys.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    canonical_json,
+    config_hash,
+    git_commit,
+    library_versions,
+)
 
-from recsys.errors import ArtifactError, ConfigError, InputError
-
-__all__ = [
-    "ArtifactStore",
-    "Manifest",
-    "MANIFEST_NAME",
-    "sha256_file",
-    "fingerprint_files",
-    "config_hash",
-    "save_npz",
-    "load_npz",
-    "save_parquet",
-    "load_parquet",
-]
+__all__ = ["ArtifactStore", "Manifest", "MANIFEST_NAME", "sha256_file", "fingerprint_files",
+           "config_hash", "save_npz", "load_npz", "save_parquet", "load_parquet"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
-_LOCK_NAME = ".staging.lock"  # flock'ed while a staging folder is in use; never in a manifest
 _VERSION_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _VERSION_RE = re.compile(r"^\d{8}T\d{12}Z$")
-_LIBRARIES = ("recsys", "numpy", "pandas", "scipy", "pyarrow", "implicit", "mlxtend", "fastapi")
 _CHUNK = 1 << 20
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks. OSError propagates (e.g. missing file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fingerprint_files(paths: Iterable[Path | str]) -> dict[str, dict[str, Any]]:
-    """Fingerprint input files: {file name: {"sha256": hex, "bytes": size}} for a manifest."""
-    out: dict[str, dict[str, Any]] = {}
-    for raw in paths:
-        path = Path(raw)
-        if path.name in out:
-            raise InputError(
-                f"two input files are both named {path.name!r} ({path}); "
-                "fingerprints are keyed by file name, so give them distinct names"
-            )
-        try:
-            out[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        except OSError as exc:
-            raise InputError(f"cannot read input file {path}: {exc.strerror or exc}") from exc
-    return out
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of ``config`` (sorted keys, no spaces): same config, same hash."""
-    return hashlib.sha256(_canonical_json(config, "config", ConfigError).encode()).hexdigest()
-
-
-def save_npz(path: Path | str, **arrays: Any) -> None:
-    """Write arrays to an uncompressed ``.npz`` at exactly ``path``; object arrays are refused."""
-    converted: dict[str, np.ndarray] = {}
-    for name, value in arrays.items():
-        arr = np.asarray(value)
-        if arr.dtype.hasobject:
-            raise ArtifactError(
-                f"cannot save array {name!r} to {path}: dtype {arr.dtype} holds Python objects, "
-                "which need pickle; convert it first (e.g. ids with .astype(str))"
-            )
-        converted[name] = arr
-    # An open file keeps numpy from appending ".npz"; no object arrays reach it, so no pickle.
-    with open(path, "wb") as f:
-        np.savez(f, **converted)  # type: ignore[arg-type]
-
-
-def save_parquet(frame: pd.DataFrame, path: Path | str) -> None:
-    """Write a table as plain Parquet (no pandas metadata, so list columns read back anywhere)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata(None), path)
-
-
-def load_parquet(path: Path | str) -> pd.DataFrame:
-    """Read a table written by ``save_parquet``; list columns come back Arrow-backed."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"table file {path} does not exist") from exc
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ArtifactError(f"table file {path} is not readable Parquet: {exc}") from exc
-    nested = {f.type for f in table.schema if pa.types.is_list(f.type)}
-    return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if t in nested else None)
-
-
-def load_npz(path: Path | str) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` into memory with ``allow_pickle=False``."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"array file {path} does not exist") from exc
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ArtifactError(f"array file {path} is not a readable .npz archive: {exc}") from exc
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ArtifactError(f"{path} holds a single .npy array, not an .npz archive")
-    out: dict[str, np.ndarray] = {}
-    with data:
-        for key in data.files:
-            try:
-                out[key] = data[key]
-            except ValueError as exc:
-                raise ArtifactError(
-                    f"array {key!r} in {path} cannot be loaded without pickle ({exc}); "
-                    "artifacts hold plain numeric/string arrays only, re-create the file"
-                ) from exc
-            except (OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise ArtifactError(f"array {key!r} in {path} is corrupt: {exc}") from exc
-    return out
-
-
-def _crash_point(name: str) -> None:
-    """TEST ONLY: SIGKILL this process at ``name`` when env RECSYS_CRASH_AT equals it."""
-    if os.environ.get("RECSYS_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _canonical_json(obj: Any, what: str, error: type[Exception]) -> str:
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise error(
-            f"{what} cannot be written as JSON ({exc}); use str/int/float/bool/None, "
-            "lists and dicts with string keys, and no NaN or infinity"
-        ) from exc
-
-
-@functools.cache
-def _git_commit() -> str | None:
-    """HEAD of the git checkout holding this package's source, else None; never raises."""
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = proc.stdout.strip()
-    return commit if proc.returncode == 0 and re.fullmatch(r"[0-9a-f]{40,64}", commit) else None
-
-
-@functools.cache
-def _library_versions() -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for name in _LIBRARIES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    return versions
-
-
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _ensure_dir(path: Path) -> None:
-    """mkdir -p, fsyncing the parent of each folder created so it survives a crash."""
-    if path.is_dir():
-        return
-    _ensure_dir(path.parent)
-    with contextlib.suppress(FileExistsError):
-        path.mkdir()
-        _fsync_path(path.parent, directory=True)
-
-
-def _list_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of the regular files under ``folder``, minus manifest and lock."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        base = Path(dirpath)
-        for name in [*dirnames, *filenames]:
-            entry = base / name
-            rel = entry.relative_to(folder).as_posix()
-            if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
-                raise ArtifactError(
-                    f"{rel} in {folder} is a symlink or special file; "
-                    "artifact folders may hold regular files only"
-                )
-        for name in filenames:
-            rel = (base / name).relative_to(folder).as_posix()
-            if rel not in (MANIFEST_NAME, _LOCK_NAME):
-                found.append(rel)
-    return sorted(found)
-
-
-def _lock_folder(folder: Path) -> int | None:
-    """Take the exclusive flock of a staging folder; None if another holder has it or it is gone.
-
-    After locking, the lock file must still be the one on disk: a cleaner may have removed the
-    folder between our open() and flock(), in which case the lock protects nothing.
-    """
-    lock_path = folder / _LOCK_NAME
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        on_disk = os.stat(lock_path)
-        held = os.fstat(fd)
-        if (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino):
-            return fd
-    except (BlockingIOError, FileNotFoundError):
-        pass
-    os.close(fd)
-    return None
 
 
 def _bump(version: str) -> str:
     stamp = datetime.strptime(version, _VERSION_FORMAT) + timedelta(microseconds=1)
     return stamp.strftime(_VERSION_FORMAT)
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a version holds and how it was made; written as ``manifest.json`` in the version.
-
-    ``files`` maps each relative path (POSIX separators) to {"sha256": hex, "bytes": int}.
-    Treat the dict fields as read-only.
-    """
-
-    version: str
-    created_at: str
-    git_commit: str | None
-    config: dict[str, Any]
-    config_hash: str
-    inputs: dict[str, Any]
-    libraries: dict[str, str]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready deep copy."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        """Build from a parsed manifest.json; ArtifactError on a missing or mistyped field."""
-        kinds: dict[str, tuple[type, ...]] = {
-            "version": (str,),
-            "created_at": (str,),
-            "git_commit": (str, type(None)),
-            "config": (dict,),
-            "config_hash": (str,),
-            "inputs": (dict,),
-            "libraries": (dict,),
-            "metrics": (dict,),
-            "files": (dict,),
-        }
-        if not isinstance(data, dict):
-            raise ArtifactError(f"manifest must be a JSON object, got {type(data).__name__}")
-        for key, types in kinds.items():
-            if key not in data:
-                raise ArtifactError(f"manifest lacks the field {key!r}")
-            if not isinstance(data[key], types):
-                raise ArtifactError(
-                    f"manifest field {key!r} has type {type(data[key]).__name__}, "
-                    f"expected {' or '.join(t.__name__ for t in types)}"
-                )
-        for rel, entry in data["files"].items():
-            if not (
-                isinstance(entry, dict)
-                and isinstance(entry.get("sha256"), str)
-                and isinstance(entry.get("bytes"), int)
-            ):
-                raise ArtifactError(f"manifest entry for file {rel!r} lacks sha256/bytes")
-        return cls(**{key: data[key] for key in kinds})
 
 
 # --------------------------------------------------------------------------- store
@@ -355,11 +92,11 @@ class ArtifactStore:
         Publish inside the block. After a normal exit an unpublished folder stays (unlocked) and
         can still be published, but the next publish may clean it up as stale.
         """
-        _ensure_dir(self._staging_root)
+        ensure_dir(self._staging_root)
         for _ in range(10):
             folder = self._staging_root / uuid.uuid4().hex
             folder.mkdir()
-            fd = _lock_folder(folder)
+            fd = lock_folder(folder)
             if fd is not None:
                 break
         else:  # pragma: no cover - needs a cleaner racing us ten times in a row
@@ -405,11 +142,11 @@ class ArtifactStore:
         ):
             if not isinstance(value, dict):
                 raise error(f"{what} must be a dict, got {type(value).__name__}")
-            _canonical_json(value, what, error)
+            canonical_json(value, what, error)
 
         # Inside `with store.staging()` we hold the folder's lock already; otherwise take it.
         held = self._held.get(folder)
-        fd = held if held is not None else _lock_folder(folder)
+        fd = held if held is not None else lock_folder(folder)
         if fd is None:
             raise ArtifactError(
                 f"staging folder {folder} is in use by another process or was removed as stale"
@@ -432,7 +169,7 @@ class ArtifactStore:
             raise ArtifactError(f"{MANIFEST_NAME} is reserved for the store; rename it in {folder}")
         # 1. hash and fsync every staged file, then every folder (outside the store lock)
         files: dict[str, dict[str, Any]] = {}
-        for rel in _list_files(folder):
+        for rel in list_files(folder):
             path = folder / rel
             digest = hashlib.sha256()
             with open(path, "rb") as f:
@@ -441,20 +178,20 @@ class ArtifactStore:
                 os.fsync(f.fileno())
                 files[rel] = {"sha256": digest.hexdigest(), "bytes": os.fstat(f.fileno()).st_size}
         for dirpath, _, _ in os.walk(folder):
-            _fsync_path(Path(dirpath), directory=True)
+            fsync_path(Path(dirpath), directory=True)
 
-        _ensure_dir(self._versions_root)
+        ensure_dir(self._versions_root)
         with self._store_lock():
             now = datetime.now(UTC)
             version = self._new_version_name(now)
             manifest = Manifest(
                 version=version,
                 created_at=now.isoformat(),
-                git_commit=_git_commit(),
+                git_commit=git_commit(),
                 config=json.loads(json.dumps(config)),
                 config_hash=cfg_hash,
                 inputs=json.loads(json.dumps(inputs)),
-                libraries=_library_versions(),
+                libraries=library_versions(),
                 metrics=json.loads(json.dumps(metrics)),
                 files=files,
             )
@@ -463,17 +200,17 @@ class ArtifactStore:
                 f.write(text + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            _fsync_path(folder, directory=True)
-            _crash_point("after_manifest")
+            fsync_path(folder, directory=True)
+            crash_point("after_manifest")
 
             # 2. the version appears complete, by one rename
             target = self._versions_root / version
             os.rename(folder, target)
-            _fsync_path(self._versions_root, directory=True)
-            _fsync_path(self._staging_root, directory=True)
-            _crash_point("after_rename")
+            fsync_path(self._versions_root, directory=True)
+            fsync_path(self._staging_root, directory=True)
+            crash_point("after_rename")
             with contextlib.suppress(FileNotFoundError):
-                (target / _LOCK_NAME).unlink()
+                (target / LOCK_NAME).unlink()
 
             # 3. switch CURRENT
             self._write_current(version)
@@ -547,7 +284,7 @@ class ArtifactStore:
         """
         manifest = self.manifest(version)
         folder = self._versions_root / manifest.version
-        actual = set(_list_files(folder))
+        actual = set(list_files(folder))
         expected = set(manifest.files)
         problems = [f"{rel}: missing" for rel in sorted(expected - actual)]
         problems += [f"{rel}: extra file, not in the manifest" for rel in sorted(actual - expected)]
@@ -646,10 +383,10 @@ class ArtifactStore:
             f.write(version + "\n")
             f.flush()
             os.fsync(f.fileno())
-        _crash_point("before_pointer_replace")
+        crash_point("before_pointer_replace")
         os.replace(tmp, self._current_file)
-        _fsync_path(self.root, directory=True)
-        _crash_point("after_pointer_replace")
+        fsync_path(self.root, directory=True)
+        crash_point("after_pointer_replace")
 
     def _prune_locked(self) -> list[str]:
         """Move surplus versions into .staging (one rename each), where cleaning deletes them."""
@@ -658,12 +395,12 @@ class ArtifactStore:
         keep = set(complete[-self.keep_last :]) | ({current} if current else set())
         doomed = [v for v in complete if v not in keep]
         if doomed:
-            _ensure_dir(self._staging_root)
+            ensure_dir(self._staging_root)
         for version in doomed:
             graveyard = self._staging_root / f"pruned-{version}-{uuid.uuid4().hex[:8]}"
             os.rename(self._versions_root / version, graveyard)
         if doomed:
-            _fsync_path(self._versions_root, directory=True)
+            fsync_path(self._versions_root, directory=True)
             logger.info("pruned versions %s from %s", ", ".join(doomed), self.root)
         return doomed
 
@@ -682,7 +419,7 @@ class ArtifactStore:
         for folder in entries:
             if not folder.is_dir() or folder.is_symlink():
                 continue
-            fd = _lock_folder(folder)
+            fd = lock_folder(folder)
             if fd is None:
                 continue  # in use (or already gone)
             try:
@@ -693,7 +430,7 @@ class ArtifactStore:
     @contextlib.contextmanager
     def _store_lock(self) -> Iterator[None]:
         """Exclusive flock on root/.lock: one publish, rollback or prune at a time."""
-        _ensure_dir(self.root)
+        ensure_dir(self.root)
         fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

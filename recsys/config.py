@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from recsys.analytics.settings import AnalyticsConfig, ExperimentConfig
@@ -21,6 +21,7 @@ from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
 from recsys.rules.settings import RulesConfig
+from recsys.tomlfile import format_validation_error, load_toml_model
 
 __all__ = [
     "Config",
@@ -36,6 +37,8 @@ __all__ = [
 
 DEFAULT_API_KEY = "change-me"
 
+log = logging.getLogger(__name__)
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,24 +47,40 @@ class _Section(BaseModel):
 class IngestConfig(_Section):
     """Where the raw data is (paths or SQLAlchemy URLs) and how to map it."""
 
-    orders: str = Field("var/demo/orders.csv", description="orders: CSV/Parquet path or SQL URL#table")
-    events: str | None = Field("var/demo/events.csv", description="events source, optional")
-    catalog: str | None = Field("var/demo/catalog.csv", description="catalog source, optional")
+    orders: str | None = Field(None, description="orders: CSV/Parquet path or SQL URL#table; "
+                                                 "required by `recsys run`")
+    events: str | None = Field(None, description="events source, optional")
+    catalog: str | None = Field(None, description="catalog source, optional")
     mapping: str | None = Field(None, description="column-mapping file (TOML)")
 
     def sources(self) -> dict[str, str]:
+        """The configured sources by table; ConfigError when orders are not set."""
+        if not self.orders:
+            raise ConfigError("[ingest] orders is not set: point it at your order lines (see "
+                              "the README, 'Your own data'); the demo shop has its own config, "
+                              "configs/demo.toml (`make demo`)")
         found = {"orders": self.orders, "events": self.events, "catalog": self.catalog}
         return {k: v for k, v in found.items() if v}
 
 
 class DemoConfig(_Section):
-    """The generated demo shop that `recsys run` creates when the orders file is missing."""
+    """The generated demo shop that `recsys demo` writes to ``out`` and runs the pipeline on."""
 
-    generate_if_missing: bool = True
+    generate_if_missing: bool | None = Field(
+        None, exclude=True, description="no longer used: `recsys run` never generates the "
+                                        "demo shop (`recsys demo` does); accepted and ignored")
     out: str = "var/demo"
     seed: int = 42
     orders: int = Field(20_000, ge=100)
     products: int = Field(300, ge=20)
+
+    @field_validator("generate_if_missing")
+    @classmethod
+    def _no_longer_used(cls, value: bool | None) -> bool | None:
+        if value:
+            log.warning("[demo] generate_if_missing is no longer used: `recsys run` never "
+                        "generates the demo shop; run `recsys demo` (or `make demo`)")
+        return value
 
 
 class PopularityConfig(_Section):
@@ -167,30 +186,8 @@ class Config(_Section):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line per problem: ``key.path: what is wrong``."""
-    parts = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{prefix}{where}: {msg}" if where else msg)
-    return "; ".join(parts)
-
-
 def load_config(path: Path | str | None) -> Config:
     """Load a config file (None: the embedded defaults). Raises ConfigError on any problem."""
     if path is None:
         return Config()
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+    return load_toml_model(path, Config, "config file")

@@ -9,7 +9,6 @@ that are not mapped are looked up under their own name. See ``configs/mappings/`
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from recsys.contract import KNOWN_EVENT_TYPES, TABLES
 from recsys.errors import ConfigError, InputError
+from recsys.tomlfile import load_toml_model
 
 __all__ = ["TableMapping", "SourceMapping", "load_mapping", "resolve_columns"]
 
@@ -84,16 +84,7 @@ def load_mapping(path: Path | str | None) -> SourceMapping:
     if path is None:
         return SourceMapping()
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: mapping file not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    try:
-        mapping = SourceMapping.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    mapping = load_toml_model(path, SourceMapping, "mapping file", describe=_describe)
     for table in TABLES:
         unknown = sorted(set(mapping.for_table(table).columns) - set(TABLES[table].columns))
         if unknown:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from recsys import layout
 from recsys.analytics.job import clv_inputs_missing, run_clv_job
 from recsys.artifacts import ArtifactStore, Manifest, fingerprint_files
 from recsys.config import Config
@@ -27,7 +28,7 @@ from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.vocab import Vocabulary
 
-__all__ = ["JobContext", "JOBS", "run_pipeline", "ensure_demo_data"]
+__all__ = ["JobContext", "JOBS", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,9 @@ class JobContext:
 
 def job_catalog(ctx: JobContext) -> dict[str, Any]:
     """Product vocabulary and the catalog the API shows (names, prices, stock)."""
-    ctx.items.save(ctx.out / "items.parquet")
+    ctx.items.save(layout.ITEMS.at(ctx.out))
     if ctx.catalog is not None:
-        ctx.catalog.to_parquet(ctx.out / "catalog.parquet", index=False)
+        ctx.catalog.to_parquet(layout.CATALOG.at(ctx.out), index=False)
     return {"products": len(ctx.items),
             "catalog_products": 0 if ctx.catalog is None else len(ctx.catalog)}
 
@@ -57,7 +58,7 @@ def job_popularity(ctx: JobContext) -> dict[str, Any]:
     """Best sellers per scope (global and every category level)."""
     cfg = ctx.config.popularity
     table = best_sellers(ctx.orders, ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
-    table.to_parquet(ctx.out / "popular.parquet", index=False)
+    table.to_parquet(layout.POPULAR.at(ctx.out), index=False)
     return {"scopes": int(table["scope"].nunique()), "rows": len(table)}
 
 
@@ -88,7 +89,7 @@ def job_customer_value(ctx: JobContext) -> dict[str, Any]:
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
-    return run_clv_job(ctx.orders, ctx.catalog, ctx.out / "analytics",
+    return run_clv_job(ctx.orders, ctx.catalog, layout.CLV_REPORT.at(ctx.out).parent,
                        config=ctx.config.analytics)
 
 
@@ -102,22 +103,6 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
 }
 
 
-def ensure_demo_data(config: Config, *, show_progress: bool = True) -> bool:
-    """Generate the demo shop when the config points at it and it is not there yet."""
-    demo = config.demo
-    orders_path = Path(config.ingest.orders)
-    if not demo.generate_if_missing or orders_path.exists():
-        return False
-    if orders_path.parent.resolve() != Path(demo.out).resolve():
-        return False
-    from recsys.demo import DemoSpec, generate_demo
-
-    log.info("generating the demo shop into %s", demo.out)
-    generate_demo(Path(demo.out), DemoSpec(orders=demo.orders, products=demo.products,
-                                           seed=demo.seed), progress=show_progress)
-    return True
-
-
 def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestReport, Manifest]:
     """Ingest the configured sources, run every job and publish; returns the new manifest."""
     was_quiet = not progress_enabled()
@@ -129,10 +114,10 @@ def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestR
 
 
 def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest]:
-    ensure_demo_data(config, show_progress=show_progress)
+    sources = config.ingest.sources()  # fails first when no orders are configured
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
-    report = ingest(config.ingest.sources(), mapping, data_dir, show_progress=show_progress)
+    report = ingest(sources, mapping, data_dir, show_progress=show_progress)
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
@@ -150,9 +135,9 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
         for name in progress_bar(list(JOBS), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = JOBS[name](ctx)
             log.info("job %s: %s", name, metrics[name])
-        shutil.copyfile(data_dir / "report.json", staging / "ingest_report.json")
+        shutil.copyfile(data_dir / "report.json", layout.INGEST_REPORT.at(staging))
         inputs = {
-            "sources": {t: loc for t, loc in config.ingest.sources().items()},
+            "sources": dict(sources),
             "rows": {t: {"read": r.rows_read, "accepted": r.rows_accepted,
                          "rejected": r.rows_rejected} for t, r in report.tables.items()},
             "files": fingerprint_files(sorted(data_dir.glob("*.parquet"))),

@@ -87,3 +87,35 @@ def test_serving_overrides_of_unconstrained_fields() -> None:
     assert Config().serving_settings(host="0.0.0.0").host == "0.0.0.0"
     with pytest.raises(ConfigError, match="port"):
         Config().serving_settings(port=0)
+
+
+def test_defaults_point_a_run_at_no_demo_file() -> None:
+    ingest = Config().ingest
+    assert (ingest.orders, ingest.events, ingest.catalog) == (None, None, None)
+    text = (REPO / "configs" / "recsys.toml").read_text()
+    assert "var/demo/" not in text  # the demo shop is configs/demo.toml's
+
+
+def test_a_run_without_orders_fails_before_any_work(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n[artifacts]\nroot = "{tmp_path / "a"}"\n')
+    assert main(["-q", "run", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "[ingest] orders is not set" in err and "configs/demo.toml" in err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "a").exists()
+
+
+def test_the_demo_config_reads_the_demo_shop_only() -> None:
+    demo = load_config(REPO / "configs" / "demo.toml")
+    sources = demo.ingest.sources()
+    assert set(sources) == {"orders", "events", "catalog"}
+    assert all(Path(p).parent == Path(demo.demo.out) for p in sources.values())
+    assert Path(demo.data_dir).is_relative_to(demo.demo.out)
+    assert Path(demo.artifacts.root).is_relative_to(demo.demo.out)
+
+
+def test_generate_if_missing_is_accepted_but_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text("[demo]\ngenerate_if_missing = false\n")
+    assert load_config(path).hash() == Config().hash()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recsys.errors import ArtifactError
 from recsys.evaluation.baselines import (
     ALSRanker,
     Cooccurrence,
@@ -18,11 +19,10 @@ from recsys.evaluation.baselines import (
     ItemKNNRanker,
     OwnMostBought,
     Popularity,
-    Ranker,
-    load_ranker,
-    top_k,
 )
 from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
+from recsys.models.ranker import Ranker, load_ranker, top_k
+from recsys.models.rankers import EaseRanker
 
 # rows (orders) x 6 items: {0, 1, 2} go together, {3, 4} go together, 5 sells alone and most
 BASKETS = np.array([
@@ -43,11 +43,13 @@ FACTORIES: dict[str, Callable[[], Ranker]] = {
     "cosine_itemknn": lambda: CosineItemKNN(k=10),
     "als": lambda: ALSRanker(factors=4, regularization=0.01, alpha=10.0, iterations=20, seed=3),
     "own_most_bought": OwnMostBought,
+    "ease": lambda: EaseRanker(lam=0.5, top_k=4),
     "cart_candidate": lambda: CartCandidate(lam=0.5, bm25_weight=0.2, top_k=4),
     "view_candidate": lambda: ViewCandidate(cooc_weight=1.0, top_k=4),
     "history_candidate": lambda: HistoryCandidate(knn_weight=0.3),
 }
-ITEM_BASED = ["cooccurrence", "cooccurrence_max", "bm25_itemknn", "cosine_itemknn", "als", "cart_candidate",
+ITEM_BASED = ["cooccurrence", "cooccurrence_max", "bm25_itemknn", "cosine_itemknn", "als", "ease",
+              "cart_candidate",
               "view_candidate", "history_candidate"]
 
 
@@ -107,6 +109,17 @@ def test_save_and_load_round_trip(fitted: tuple[str, Ranker], tmp_path: Path) ->
     loaded = load_ranker(tmp_path / "model.npz")
     assert type(loaded) is type(model) and loaded.params() == model.params()
     np.testing.assert_allclose(loaded.score(QUERIES), model.score(QUERIES), rtol=1e-6)
+
+
+def test_load_checks_the_class(tmp_path: Path) -> None:
+    Popularity().fit(sp.csr_matrix(BASKETS)).save(tmp_path / "model.npz")
+    assert isinstance(Ranker.load(tmp_path / "model.npz"), Popularity)
+    with pytest.raises(ArtifactError, match="holds a Popularity, not a EaseRanker"):
+        EaseRanker.load(tmp_path / "model.npz")
+    np.savez(tmp_path / "odd.npz", __ranker__=np.array("Nope"), __params__=np.array("{}"),
+             __n_items__=np.array(1))
+    with pytest.raises(ArtifactError, match="unknown ranker 'Nope'"):
+        load_ranker(tmp_path / "odd.npz")
 
 
 def test_own_most_bought_ranks_repeat_purchases_first() -> None:

@@ -15,9 +15,9 @@ from recsys.config import Config
 from recsys.demo import DemoSpec, generate_demo
 from recsys.errors import ConfigError
 from recsys.evaluation import EvaluationResult, run_evaluation
-from recsys.evaluation.baselines import _solve_users
 from recsys.ingest import ingest
 from recsys.mapping import SourceMapping
+from recsys.models.rankers import solve_users
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_als_user_solve_matches_the_closed_form() -> None:
     y = rng.normal(size=(40, 5)).astype(np.float32)
     queries = sp.random(12, 40, density=0.15, random_state=1, format="csr", dtype=np.float32)
     queries.data[:] = rng.integers(1, 4, queries.nnz)
-    users = _solve_users(y, queries, 0.1, 10.0, max_floats=60)  # tiny batches
+    users = solve_users(y, queries, 0.1, 10.0, max_floats=60)  # tiny batches
     yd = y.astype(np.float64)
     for u in range(12):  # brute force, one user at a time
         idx, conf = queries[u].indices, queries[u].data * 10.0

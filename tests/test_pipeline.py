@@ -91,12 +91,12 @@ def test_missing_orders_file_is_exit_1_without_traceback(tmp_path: Path) -> None
 
 
 def test_demo_console_user_gets_a_fresh_password_each_run(tmp_path: Path) -> None:
-    from recsys.cli import _demo_user
+    from recsys.cli.serve import demo_user
     from recsys.console.passwords import verify_password
     from recsys.serving.store import ServingStore
 
     url = f"sqlite:///{tmp_path / 'recsys.db'}"
-    first, second = _demo_user(url), _demo_user(url)
+    first, second = demo_user(url), demo_user(url)
     assert first != second and len(second) >= 16
     store = ServingStore(url)
     try:

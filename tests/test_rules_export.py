@@ -25,9 +25,9 @@ from recsys.rules.export import (
     export_rules,
     export_xlsx,
     flat_rules,
-    select_rules,
 )
 from recsys.rules.mining import RULE_COLUMNS, annotate, mine, mine_rules
+from recsys.rules.query import select_rules
 
 H, M, T, G, P = "85123A", "21232", "T1", "G7", "P9"
 EVIL = '<script>alert(1)</script> & "Mug"'

@@ -16,9 +16,10 @@ from recsys.demo import DemoSpec, generate_demo
 from recsys.errors import InputError
 from recsys.ingest import ingest, load_table
 from recsys.mapping import SourceMapping
-from recsys.rules.filters import RuleFilter, category_baskets, filter_rules, in_category
+from recsys.rules.filters import RuleFilterConfig, category_baskets, filter_rules
 from recsys.rules.job import RulesConfig, run_rules_job
 from recsys.rules.mining import mine_rules
+from recsys.rules.query import in_category
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +106,19 @@ BASKETS = [["mug", "tea", "spoon"], ["mug", "tea"], ["kettle", "tea"], ["mug", "
 @pytest.mark.parametrize(
     ("rule_filter", "expected"),
     [
-        (RuleFilter(antecedent_include=["mug", "tea"]),
+        (RuleFilterConfig(antecedent_include=["mug", "tea"]),
          lambda a, c, n: set(a) <= {"mug", "tea"}),
-        (RuleFilter(consequent_exclude=["tea"]), lambda a, c, n: "tea" not in c),
-        (RuleFilter(antecedent_exclude=["mug", "spoon"]),
+        (RuleFilterConfig(consequent_exclude=["tea"]), lambda a, c, n: "tea" not in c),
+        (RuleFilterConfig(antecedent_exclude=["mug", "spoon"]),
          lambda a, c, n: not ({"mug", "spoon"} & set(a))),
-        (RuleFilter(consequent_categories=["Home > Kitchen"]),
+        (RuleFilterConfig(consequent_categories=["Home > Kitchen"]),
          lambda a, c, n: set(c) <= {"mug", "spoon"}),
-        (RuleFilter(antecedent_categories=["Home"]),
+        (RuleFilterConfig(antecedent_categories=["Home"]),
          lambda a, c, n: set(a) <= {"mug", "kettle", "spoon"}),
-        (RuleFilter(min_count=2), lambda a, c, n: n >= 2),
+        (RuleFilterConfig(min_count=2), lambda a, c, n: n >= 2),
     ],
 )
-def test_filters_against_plain_python(rule_filter: RuleFilter, expected) -> None:  # type: ignore[no-untyped-def]
+def test_filters_against_plain_python(rule_filter: RuleFilterConfig, expected) -> None:  # type: ignore[no-untyped-def]
     rules = mine_rules(_orders(BASKETS), min_count=1, max_len=3)
     kept = filter_rules(rules, rule_filter, CATALOG)
     want = {(tuple(a), tuple(c)) for a, c, n in zip(rules["antecedents"], rules["consequents"],
@@ -136,7 +137,7 @@ def test_in_category_matches_whole_path_components() -> None:
 def test_category_constraints_need_a_catalog() -> None:
     rules = mine_rules(_orders(BASKETS), min_count=1)
     with pytest.raises(InputError, match="catalog"):
-        filter_rules(rules, RuleFilter(consequent_categories=["Home"]), None)
+        filter_rules(rules, RuleFilterConfig(consequent_categories=["Home"]), None)
 
 
 def test_category_baskets_cut_the_path() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys import layout
 from recsys.analytics import btyd
 from recsys.analytics.clv import (
     DAYS_PER_YEAR,
@@ -47,8 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Columns of ``customer_segments.parquet``, the table the serving layer loads.
 SEGMENT_COLUMNS = ("customer_id", "segment", "churn_risk", "predicted_clv", "p_alive")
-OUTPUT_FILES = ("customers.parquet", "rfm_segments.parquet", "cohorts.parquet",
-                "customer_segments.parquet", "clv_report.json")
+OUTPUT_FILES = tuple(f.name for f in (layout.CLV_CUSTOMERS, layout.RFM_SEGMENTS, layout.COHORTS,
+                                        layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT))
 _WEEK = 7.0
 
 
@@ -217,14 +218,14 @@ def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = compute_clv(orders, catalog, config=config)
-    save_parquet(result.customers, out / "customers.parquet")
-    save_parquet(result.rfm_segments, out / "rfm_segments.parquet")
-    save_parquet(result.cohorts, out / "cohorts.parquet")
-    save_parquet(result.segments, out / "customer_segments.parquet")
-    tmp = out / "clv_report.json.tmp"
+    save_parquet(result.customers, out / layout.CLV_CUSTOMERS.name)
+    save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
+    save_parquet(result.cohorts, out / layout.COHORTS.name)
+    save_parquet(result.segments, out / layout.CUSTOMER_SEGMENTS.name)
+    tmp = out / f"{layout.CLV_REPORT.name}.tmp"
     tmp.write_text(json.dumps(result.figures, indent=2, allow_nan=False) + "\n",
                    encoding="utf-8")
-    os.replace(tmp, out / "clv_report.json")
+    os.replace(tmp, out / layout.CLV_REPORT.name)
     log.info("clv: %s customers, lifetime %.2f years (%s), predicted CLV total %.2f",
              result.figures["customers"], result.lifetime.years, result.lifetime.method,
              result.figures["predicted_clv_total"] or 0.0)

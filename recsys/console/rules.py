@@ -21,8 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from recsys import layout
 from recsys.artifacts import ArtifactStore, load_parquet
 from recsys.rules.mining import RULE_COLUMNS
+from recsys.rules.query import in_category, string_lists
 from recsys.serving.index import ServingIndex
 
 __all__ = ["Metric", "METRICS", "Status", "STATUSES", "RuleFilter", "RuleStatuses",
@@ -99,15 +101,6 @@ class RuleStatuses:
         return cls(decided, pins)
 
 
-def _string_lists(column: pd.Series) -> pa.ListArray:
-    """A list column (Arrow-backed from Parquet, or Python lists) as one list<string> array."""
-    arr = pa.array(column.array) if isinstance(column.dtype, pd.ArrowDtype) else pa.array(
-        column.to_numpy(dtype=object), type=pa.list_(pa.string()))
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    return arr.cast(pa.list_(pa.string()))
-
-
 def _joined(lists: pa.ListArray, codes: np.ndarray, rows: np.ndarray,
             products: np.ndarray) -> pa.Array:
     """Each list's ids sorted and joined by '+' (one side of a rule key)."""
@@ -124,7 +117,7 @@ class RulesTable:
                  categories: Mapping[str, str]) -> None:
         self.version = version
         self.frame = rules.reset_index(drop=True)
-        ant, con = _string_lists(self.frame["antecedents"]), _string_lists(
+        ant, con = string_lists(self.frame["antecedents"]), string_lists(
             self.frame["consequents"])
         ant_ids = ant.flatten().to_numpy(zero_copy_only=False)
         con_ids = con.flatten().to_numpy(zero_copy_only=False)
@@ -183,9 +176,8 @@ class RulesTable:
                 self.names.str.contains(text, case=False, regex=False)).to_numpy(bool)
 
     def products_in_category(self, category: str) -> np.ndarray:
-        """Mask over products in the category path or below it."""
-        return ((self.categories == category) |
-                self.categories.str.startswith(category + " > ")).to_numpy(bool)
+        """Mask over products in the category subtree (``recsys.rules.query.in_category``)."""
+        return in_category(self.categories, [category])
 
     def statuses(self, decided: RuleStatuses) -> np.ndarray:
         """Status code per rule (index into STATUSES); rejected beats pinned beats approved."""
@@ -239,7 +231,7 @@ class RulesTable:
                  decided: RuleStatuses) -> list[dict[str, Any]]:
         """Display rows: sides as (id, name) pairs, the metrics, status and its decision."""
         frame = self.frame.iloc[rows]
-        sides = {side: _string_lists(frame[f"{side}s"]).to_pylist()
+        sides = {side: string_lists(frame[f"{side}s"]).to_pylist()
                  for side in ("antecedent", "consequent")}
         names = self._name_of
         out = []
@@ -282,7 +274,7 @@ class RulesCache:
     def get(self, index: ServingIndex) -> RulesTable:
         with self._lock:
             if self._table is None or self._table.version != index.version:
-                path = self._store.path(index.version) / "rules.parquet"
+                path = layout.RULES.at(self._store.path(index.version))
                 rules = load_parquet(path) if path.exists() else _no_rules()
                 self._table = RulesTable(rules, index.version, index.names, index.categories)
             return self._table

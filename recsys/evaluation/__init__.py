@@ -10,8 +10,6 @@ from recsys.evaluation.baselines import (
     ItemKNNRanker,
     OwnMostBought,
     Popularity,
-    Ranker,
-    load_ranker,
 )
 from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
 from recsys.evaluation.engine import EngineBuilder
@@ -24,6 +22,7 @@ from recsys.evaluation.tasks import (
     evaluate_basket_completion,
     evaluate_next_basket,
 )
+from recsys.models.ranker import Ranker, load_ranker
 
 __all__ = [
     "run_evaluation",

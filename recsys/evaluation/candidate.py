@@ -1,14 +1,12 @@
-"""``engine_candidate``: ranker variants the engine could serve, measured beside the engine.
+"""``engine_candidate``: variants of the served rankers, measured beside the engine.
 
 Each is built only from what an artifact can hold (per-item neighbour tables cut to the
 engine's ``top_k``, purchase histories) and scores a whole query at once, so that a change to
 ``recsys/serving/recommend.py`` can be judged on numbers before it is made:
 
-- carts (``CartCandidate``): the neighbour scores of *every* cart item summed, from an EASE
-  table (Steck 2019: B = -P / diag(P), P = (X'X + lambda I)^-1 over orders whose rows are
-  weighted 1/sqrt(basket size)), plus ``bm25_weight`` x the BM25 table's sums, each part
-  scaled to a row maximum of 1. The engine today ranks rule noisy-OR first and then the first
-  cart item's BM25 neighbours.
+- carts (``CartCandidate``): the EASE neighbour scores of every cart item summed
+  (``recsys.models.rankers.EaseRanker``), plus ``bm25_weight`` x the BM25 table's sums, each
+  part scaled to a row maximum of 1: the served cart score without the rules term.
 - also viewed (``ViewCandidate``): the BM25 also-viewed table blended with session
   co-occurrence counts.
 - next basket (``HistoryCandidate``): the customer's own most-bought products blended with
@@ -22,38 +20,12 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.evaluation.baselines import (
-    Cooccurrence,
-    ItemKNNRanker,
-    OwnMostBought,
-    Ranker,
-    _binary,
-    _csr_restore,
-    _csr_state,
-)
-from recsys.models.ease import ease_neighbours
+from recsys.evaluation.baselines import Cooccurrence, OwnMostBought
 from recsys.models.neighbours import top_k_neighbours
+from recsys.models.ranker import Ranker, binary, csr_restore, csr_state
+from recsys.models.rankers import ItemKNNRanker, ease_similarity, table_matrix
 
-__all__ = ["ease_similarity", "table_matrix", "CartCandidate", "ViewCandidate",
-           "HistoryCandidate", "CANDIDATES"]
-
-
-def table_matrix(ids: np.ndarray, scores: np.ndarray, n_items: int) -> sp.csr_matrix:
-    """An (n_items, K) neighbour table as an items x items CSR matrix (padding dropped)."""
-    rows = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
-    keep = ids.ravel() >= 0
-    return sp.csr_matrix((scores.ravel()[keep].astype(np.float32),
-                          (rows[keep], ids.ravel()[keep])), shape=(n_items, n_items))
-
-
-def ease_similarity(matrix: sp.csr_matrix, *, lam: float,
-                    row_weight: Literal["none", "sqrt"] = "sqrt", top_k: int = 50,
-                    max_items: int = 10_000) -> sp.csr_matrix:
-    """EASE item x item weights (items x items CSR), each row cut to its ``top_k`` best: the
-    models job's table (``recsys.models.ease``) as a matrix."""
-    ids, scores = ease_neighbours(matrix, lam=lam, top_k=top_k, max_items=max_items,
-                                  sqrt_row_weight=row_weight == "sqrt", threads=None)
-    return table_matrix(ids, scores, matrix.shape[1])
+__all__ = ["CartCandidate", "ViewCandidate", "HistoryCandidate", "CANDIDATES"]
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
@@ -109,17 +81,17 @@ class CartCandidate(Ranker):
         return self
 
     def score(self, queries: sp.csr_matrix) -> np.ndarray:
-        q = _binary(queries)
+        q = binary(queries)
         out = self.ease_weight * _scaled((q @ self.ease).toarray())
         if self.bm25_weight:
             out += self.bm25_weight * _scaled((q @ self.bm25).toarray())
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**_csr_state("ease", self.ease), **_csr_state("bm25", self.bm25)}
+        return {**csr_state("ease", self.ease), **csr_state("bm25", self.bm25)}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
-        self.ease, self.bm25 = _csr_restore("ease", state), _csr_restore("bm25", state)
+        self.ease, self.bm25 = csr_restore("ease", state), csr_restore("bm25", state)
 
 
 class ViewCandidate(Ranker):
@@ -159,18 +131,18 @@ class ViewCandidate(Ranker):
         return self
 
     def score(self, queries: sp.csr_matrix) -> np.ndarray:
-        out = _scaled((_binary(queries) @ self.bm25).toarray())
+        out = _scaled((binary(queries) @ self.bm25).toarray())
         if self.cooc_weight:
             out += self.cooc_weight * _scaled(self.cooc.score(queries))
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**_csr_state("bm25", self.bm25), **_csr_state("confidence", self.cooc.confidence)}
+        return {**csr_state("bm25", self.bm25), **csr_state("confidence", self.cooc.confidence)}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
-        self.bm25 = _csr_restore("bm25", state)
+        self.bm25 = csr_restore("bm25", state)
         self.cooc = Cooccurrence()
-        self.cooc.confidence = _csr_restore("confidence", state)
+        self.cooc.confidence = csr_restore("confidence", state)
         self.cooc.n_items = self.bm25.shape[1]
 
 
@@ -210,12 +182,12 @@ class HistoryCandidate(Ranker):
         return own + 0.01 * self.own.tiebreak
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"tiebreak": self.own.tiebreak, **_csr_state("similarity", self.knn.similarity)}
+        return {"tiebreak": self.own.tiebreak, **csr_state("similarity", self.knn.similarity)}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self.own.tiebreak = state["tiebreak"]
         self.own.n_items = len(self.own.tiebreak)
-        self.knn.similarity = _csr_restore("similarity", state)
+        self.knn.similarity = csr_restore("similarity", state)
         self.knn.n_items = self.own.n_items
 
 

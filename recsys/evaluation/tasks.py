@@ -31,7 +31,6 @@ from recsys.evaluation.baselines import (
     ItemKNNRanker,
     OwnMostBought,
     Popularity,
-    Ranker,
 )
 from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
 from recsys.evaluation.engine import (
@@ -54,6 +53,7 @@ from recsys.evaluation.split import (
     split_orders,
 )
 from recsys.matrices import order_item_matrix, session_item_matrix
+from recsys.models.ranker import Ranker
 from recsys.progress import progress_bar
 from recsys.vocab import Vocabulary
 

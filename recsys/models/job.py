@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys import layout
 from recsys.artifacts import save_npz, save_parquet
 from recsys.matrices import (
     InteractionWeights,
@@ -61,7 +62,7 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
         sessions = session_item_matrix(views, weights=weights, items=items).matrix
-        _neighbours(sessions, config).save(out / "also_viewed")
+        _neighbours(sessions, config).save(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
     co_purchase = _neighbours(baskets, config)
@@ -69,18 +70,18 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         ids, scores = ease_neighbours(baskets, lam=config.ease_lambda, top_k=config.top_k,
                                       max_items=config.ease_max_items)
         Neighbours(ids=ids, scores=scores, support=cooccurrence_at(baskets, ids)).save(
-            out / "bought_together")
-        co_purchase.save(out / "bought_together_knn")
+            layout.BOUGHT_TOGETHER.at(out))
+        co_purchase.save(layout.BOUGHT_TOGETHER_KNN.at(out))
         metrics["ease_products"] = int((ids[:, 0] >= 0).sum())
     else:
-        co_purchase.save(out / "bought_together")
-    (out / "ranking.json").write_text(json.dumps({
+        co_purchase.save(layout.BOUGHT_TOGETHER.at(out))
+    layout.RANKING.at(out).write_text(json.dumps({
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
         "also_viewed_support_weight": config.also_viewed_support_weight,
         "als_min_history": config.als_min_history}, indent=2))
     if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
-        co_purchase.save(out / "also_viewed")
+        co_purchase.save(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "co-purchase (no view events)"
 
     if "customer_id" in orders and orders["customer_id"].notna().any():
@@ -89,13 +90,13 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                   alpha=config.als_alpha, iterations=config.als_iterations, seed=config.seed)
         als.fit(customers.matrix, show_progress=progress_enabled())
         assert als.user_factors is not None and als.item_factors is not None
-        save_npz(out / "als.npz", user_factors=als.user_factors, item_factors=als.item_factors,
+        save_npz(layout.ALS.at(out), user_factors=als.user_factors, item_factors=als.item_factors,
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
-        customers.rows.save(out / "customers.parquet")
+        customers.rows.save(layout.CUSTOMERS.at(out))
         lines = _PurchaseLines.of(orders, customers.rows, items)
         durable = _save_purchases(lines, len(customers.rows), len(items),
-                                  out / "purchases.npz", config, catalog_durable(catalog, items))
+                                  layout.PURCHASES.at(out), config, catalog_durable(catalog, items))
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
         dated = lines.dated
@@ -107,7 +108,7 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         metrics["als_customers"] = 0
         log.warning("orders have no customer_id: personalised lists fall back to best sellers")
         cycles = pd.DataFrame(columns=CYCLE_COLUMNS)
-    save_parquet(cycles, out / "repurchase.parquet")
+    save_parquet(cycles, layout.REPURCHASE.at(out))
     metrics["repurchase_products"] = len(cycles)
     metrics["products"] = len(items)
     return metrics

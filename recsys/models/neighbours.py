@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from recsys.errors import ArtifactError
+from recsys.layout import NEIGHBOUR_ARRAYS
 
 __all__ = ["Neighbours", "top_k_neighbours", "cooccurrence_at"]
 
@@ -29,14 +30,14 @@ class Neighbours:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("ids", "scores", "support"):
-            np.save(folder / f"{name}.npy", getattr(self, name), allow_pickle=False)
+        for array in NEIGHBOUR_ARRAYS:
+            np.save(folder / f"{array.name}.npy", getattr(self, array.name), allow_pickle=False)
 
     @classmethod
     def load(cls, folder: Path, *, mmap: bool = True) -> Neighbours:
         """Read a table; memory-mapped read-only by default."""
         arrays = {}
-        for name in ("ids", "scores", "support"):
+        for name in (array.name for array in NEIGHBOUR_ARRAYS):
             path = folder / f"{name}.npy"
             try:
                 arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)

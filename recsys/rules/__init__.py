@@ -9,15 +9,15 @@ from importlib import import_module
 from typing import Any
 
 __all__ = ["mine", "mine_rules", "MiningResult", "frequent_itemsets", "FrequentItemsets",
-           "RuleFilter", "filter_rules", "RulesConfig", "run_rules_job", "export_rules",
+           "RuleFilterConfig", "filter_rules", "RulesConfig", "run_rules_job", "export_rules",
            "select_rules"]
 
 _WHERE = {
     "mine": "mining", "mine_rules": "mining", "MiningResult": "mining",
     "frequent_itemsets": "itemsets", "FrequentItemsets": "itemsets",
-    "RuleFilter": "filters", "filter_rules": "filters",
+    "RuleFilterConfig": "filters", "filter_rules": "filters",
     "RulesConfig": "job", "run_rules_job": "job",
-    "export_rules": "export", "select_rules": "export",
+    "export_rules": "export", "select_rules": "query",
 }
 
 

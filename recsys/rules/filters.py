@@ -1,29 +1,27 @@
-"""Rule filters merchandisers ask for: thresholds, product include/exclude lists and category
-constraints on either side, and category-level baskets for rules between categories.
+"""Which mined rules the rules job keeps (``[rules.filter]``): thresholds, product
+include/exclude lists and category constraints on either side; and category-level baskets for
+rules between categories.
 
 Include lists restrict a side to the listed products (every product of that side must be
 listed); exclude lists drop rules with any listed product on that side. Category constraints
 keep a rule when every product of that side lies in one of the given category subtrees
-("Home > Kitchen" holds "Home > Kitchen > Mugs", not "Home > Kitchenware").
+(matched as in ``recsys.rules.query``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.errors import InputError
+from recsys.rules.query import in_category, side_counts
 
-__all__ = ["RuleFilter", "filter_rules", "in_category", "category_baskets"]
+__all__ = ["RuleFilterConfig", "filter_rules", "category_baskets"]
 
 
-class RuleFilter(BaseModel):
-    """Which rules to keep; every field is optional."""
+class RuleFilterConfig(BaseModel):
+    """Which mined rules to keep; every field is optional."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,32 +35,7 @@ class RuleFilter(BaseModel):
     consequent_categories: list[str] = Field(default_factory=list)
 
 
-def in_category(categories: pd.Series, roots: Sequence[str]) -> np.ndarray:
-    """Whether each category path lies in one of the ``roots`` subtrees (whole components)."""
-    text = categories.astype("string")
-    hit = np.zeros(len(text), dtype=bool)
-    for root in roots:  # a handful of roots
-        root = " > ".join(part.strip() for part in root.split(">"))
-        same = (text == root).fillna(False).to_numpy(bool)
-        below = text.str.startswith(root + " > ").fillna(False).to_numpy(bool)
-        hit |= same | below
-    return hit
-
-
-def _side_counts(column: pd.Series, allowed: np.ndarray, ids: pd.Index) -> tuple[np.ndarray,
-                                                                                 np.ndarray]:
-    """Per rule: (products on that side, of which in ``allowed``), via flattened lists."""
-    lists = pa.chunked_array([pa.array(column.array)]).combine_chunks()
-    flat = pd.Index(lists.flatten().to_numpy(zero_copy_only=False))
-    parents = pc.list_parent_indices(lists).to_numpy()
-    pos = ids.get_indexer(flat)
-    ok = np.where(pos >= 0, allowed[np.maximum(pos, 0)], False)
-    size = np.bincount(parents, minlength=len(column))
-    good = np.bincount(parents, weights=ok, minlength=len(column)).astype(np.int64)
-    return size, good
-
-
-def filter_rules(rules: pd.DataFrame, rule_filter: RuleFilter,
+def filter_rules(rules: pd.DataFrame, rule_filter: RuleFilterConfig,
                  catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rules that pass ``rule_filter`` (category constraints need the catalog)."""
     keep = np.ones(len(rules), dtype=bool)
@@ -78,17 +51,17 @@ def filter_rules(rules: pd.DataFrame, rule_filter: RuleFilter,
         roots: list[str] = getattr(f, f"{side}_categories")
         if include:
             ids = pd.Index(include)
-            size, good = _side_counts(rules[column], np.ones(len(ids), bool), ids)
+            size, good = side_counts(rules[column], np.ones(len(ids), bool), ids)
             keep &= size == good
         if exclude:
             ids = pd.Index(exclude)
-            _, bad = _side_counts(rules[column], np.ones(len(ids), bool), ids)
+            _, bad = side_counts(rules[column], np.ones(len(ids), bool), ids)
             keep &= bad == 0
         if roots:
             if catalog is None or "category" not in catalog:
                 raise InputError(f"{side} category constraints need a catalog with categories")
             ids = pd.Index(catalog["product_id"])
-            size, good = _side_counts(rules[column], in_category(catalog["category"], roots), ids)
+            size, good = side_counts(rules[column], in_category(catalog["category"], roots), ids)
             keep &= size == good
     return rules[keep].reset_index(drop=True)
 

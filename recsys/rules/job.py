@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from recsys import layout
 from recsys.artifacts import save_parquet
 from recsys.matrices import (
     InteractionWeights,
@@ -47,8 +48,8 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
     out.mkdir(parents=True, exist_ok=True)
     result = mine(orders, **config.thresholds())
     rules = filter_rules(result.rules, config.filter, catalog)
-    save_parquet(annotate(rules, catalog), out / "rules.parquet")
-    save_parquet(result.itemsets, out / "itemsets.parquet")
+    save_parquet(annotate(rules, catalog), layout.RULES.at(out))
+    save_parquet(result.itemsets, layout.ITEMSETS.at(out))
     metrics: dict[str, Any] = {"rules": len(rules), "rules_before_filters": len(result.rules),
                                **result.report.to_dict()}
 
@@ -58,7 +59,7 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
         cat_thresholds = {**config.thresholds(), "prune_redundant": False,
                           "multi_consequent": False, "max_len": min(config.max_len, 3)}
         cat = mine(cat_orders, **cat_thresholds).rules
-        save_parquet(cat, out / "category_rules.parquet")
+        save_parquet(cat, layout.CATEGORY_RULES.at(out))
         category_rules = len(cat)
         metrics["category_lines_without_category"] = uncategorised
     metrics["category_rules"] = category_rules
@@ -76,7 +77,7 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
     ids = items.ids
     sub_table = substitutes.assign(product_a=ids[substitutes["a"].to_numpy(np.int64)],
                                    product_b=ids[substitutes["b"].to_numpy(np.int64)])
-    save_parquet(sub_table.drop(columns=["a", "b"]), out / "substitutes.parquet")
+    save_parquet(sub_table.drop(columns=["a", "b"]), layout.SUBSTITUTES.at(out))
     metrics["substitute_pairs"] = len(sub_table)
 
     bundle_cfg = config.bundles
@@ -101,10 +102,10 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
         "anchor_confidence": bundles["anchor_confidence"],
         "expected_gain": bundles["expected_gain"], "bundle_value": bundles["bundle_value"],
     })
-    save_parquet(annotate(table, catalog, columns=("products",)), out / "bundles.parquet")
+    save_parquet(annotate(table, catalog, columns=("products",)), layout.BUNDLES.at(out))
     metrics["bundles"] = len(table)
     metrics["bundle_min_count"] = min_count
-    (out / "rules_report.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    layout.RULES_REPORT.at(out).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     log.info("rules: %s rules, %s bundles, %s substitute pairs", len(rules), len(table),
              len(sub_table))
     return metrics

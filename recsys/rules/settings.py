@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from recsys.rules.filters import RuleFilter
+from recsys.rules.filters import RuleFilterConfig
 
 __all__ = ["RulesConfig", "BundleConfig", "SubstituteConfig"]
 
@@ -45,7 +45,7 @@ class RulesConfig(BaseModel):
     max_basket_items: int = Field(1000, ge=0, description="larger orders are left out; 0 = none")
     significance: bool = Field(True, description="compute the Fisher exact p-value")
     category_depth: int = Field(2, ge=0, description="category-level rules at this path depth; 0 = off")
-    filter: RuleFilter = Field(default_factory=RuleFilter)
+    filter: RuleFilterConfig = Field(default_factory=RuleFilterConfig)
     bundles: BundleConfig = Field(default_factory=BundleConfig)
     substitutes: SubstituteConfig = Field(default_factory=SubstituteConfig)
 

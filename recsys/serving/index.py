@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsys import layout
 from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
@@ -221,7 +222,7 @@ def _list_codes(column: pa.ChunkedArray, items: Vocabulary) -> tuple[np.ndarray,
 
 
 def _load_rules(folder: Path, items: Vocabulary) -> RuleTable:
-    path = folder / "rules.parquet"
+    path = layout.RULES.at(folder)
     if not path.exists():
         return RuleTable.empty()
     try:
@@ -274,7 +275,7 @@ def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarra
 
 
 def _load_substitutes(folder: Path, code_of: dict[str, int]) -> dict[int, frozenset[int]]:
-    path = folder / "substitutes.parquet"
+    path = layout.SUBSTITUTES.at(folder)
     if not path.exists():
         return {}
     table = load_parquet(path)
@@ -287,7 +288,7 @@ def _load_substitutes(folder: Path, code_of: dict[str, int]) -> dict[int, frozen
 
 
 def _load_bundles(folder: Path, code_of: dict[str, int]) -> dict[int, list[Bundle]]:
-    path = folder / "bundles.parquet"
+    path = layout.BUNDLES.at(folder)
     if not path.exists():
         return {}
     table = load_parquet(path)
@@ -305,13 +306,13 @@ def _load_bundles(folder: Path, code_of: dict[str, int]) -> dict[int, list[Bundl
 
 
 def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | None:
-    if not (folder / "als.npz").exists():
+    if not layout.ALS.at(folder).exists():
         return None
-    als = load_npz(folder / "als.npz")
-    purchases = load_npz(folder / "purchases.npz")
-    customers = Vocabulary.load(folder / "customers.parquet")
+    als = load_npz(layout.ALS.at(folder))
+    purchases = load_npz(layout.PURCHASES.at(folder))
+    customers = Vocabulary.load(layout.CUSTOMERS.at(folder))
     cycles = np.full(len(items), np.nan)
-    cycle_path = folder / "repurchase.parquet"
+    cycle_path = layout.REPURCHASE.at(folder)
     if cycle_path.exists():
         table = load_parquet(cycle_path)
         codes = items.lookup(table["product_id"].astype(str), on_unknown="mask")
@@ -338,7 +339,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
     store = ArtifactStore(store_root)
     manifest = store.verify(version)
     folder = store.path(manifest.version)
-    items = Vocabulary.load(folder / "items.parquet")
+    items = Vocabulary.load(layout.ITEMS.at(folder))
     ids = items.ids.tolist()
     code_of = {pid: i for i, pid in enumerate(ids)}
     names: dict[str, str] = {}
@@ -346,7 +347,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
     margins: dict[str, float] = {}
     categories: dict[str, str] = {}
     available = frozenset(ids)
-    catalog_path = folder / "catalog.parquet"
+    catalog_path = layout.CATALOG.at(folder)
     if catalog_path.exists():
         catalog = pd.read_parquet(catalog_path)
         cat_ids = catalog["product_id"].astype(str)
@@ -365,7 +366,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
             if flag in catalog:
                 ok &= catalog[flag].to_numpy(dtype=bool)
         available = frozenset(cat_ids[ok]) | (frozenset(ids) - frozenset(cat_ids))
-    popular_table = pd.read_parquet(folder / "popular.parquet")
+    popular_table = pd.read_parquet(layout.POPULAR.at(folder))
     popular: dict[str, list[tuple[str, int]]] = {}
     for scope, group in popular_table.groupby("scope", sort=False):
         popular[str(scope)] = list(zip(group["product_id"].astype(str),
@@ -375,11 +376,11 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         manifest=manifest, items=items, code_of=code_of, ids=ids, names=names, prices=prices,
         margins=margins, categories=categories, available=available, popular=popular,
         loaded_at=datetime.now(UTC),
-        also_viewed=_table(folder / "also_viewed"),
-        bought_together=_table(folder / "bought_together"),
-        bought_together_knn=_table(folder / "bought_together_knn"),
-        ranking=Ranking(**json.loads((folder / "ranking.json").read_text())) if (
-            folder / "ranking.json").exists() else Ranking(),
+        also_viewed=_table(layout.ALSO_VIEWED.at(folder)),
+        bought_together=_table(layout.BOUGHT_TOGETHER.at(folder)),
+        bought_together_knn=_table(layout.BOUGHT_TOGETHER_KNN.at(folder)),
+        ranking=Ranking(**json.loads(layout.RANKING.at(folder).read_text()))
+        if layout.RANKING.at(folder).exists() else Ranking(),
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
@@ -391,7 +392,7 @@ def _table(folder: Path) -> Neighbours | None:
 
 
 def _load_segments(folder: Path) -> dict[str, str]:
-    path = folder / "analytics" / "customer_segments.parquet"
+    path = layout.CUSTOMER_SEGMENTS.at(folder)
     if not path.exists():
         return {}
     table = load_parquet(path)

@@ -1,0 +1,72 @@
+"""Commands that measure: evaluate (offline evaluation), clv (customer value), report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from recsys.cli.common import AddCommand, load_config_arg
+
+__all__ = ["register"]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recsys.evaluation import run_evaluation
+
+    result = run_evaluation(args.data, args.out, config=load_config_arg(args),
+                            tasks=args.tasks.split(",") if args.tasks else None,
+                            seed=args.seed, engine=not args.no_engine,
+                            show_progress=not args.quiet)
+    print(result.table())
+    print(f"written to {args.out}: metrics.json, evaluation.json, report.html")
+    return 0
+
+
+def cmd_clv(args: argparse.Namespace) -> int:
+    from recsys.analytics.job import run_clv_job
+    from recsys.ingest import load_table
+
+    config = load_config_arg(args)
+    orders = load_table(args.data, "orders")
+    assert orders is not None
+    figures = run_clv_job(orders, load_table(args.data, "catalog", required=False), args.out,
+                          config=config.analytics)
+    shown = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}
+    for key, value in shown.items():
+        print(f"{key}: {value}")
+    print(f"written to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from recsys.analytics.report import build_report
+
+    config = load_config_arg(args)
+    events = args.events or config.serving_settings().database_url
+    out = build_report(args.data or config.data_dir, Path(args.out), events=events,
+                       config=config.analytics)
+    print(f"report written to {out}")
+    return 0
+
+
+def register(add: AddCommand) -> None:
+    """Declare this module's commands."""
+    p = add("evaluate", cmd_evaluate, "offline evaluation: basket completion, also viewed and "
+            "next basket, baselines against the engine on one global time split", config=True)
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--tasks", help="comma-separated: basket_completion,also_viewed,next_basket")
+    p.add_argument("--seed", type=int, default=0, help="which item each test basket holds out")
+    p.add_argument("--no-engine", action="store_true", help="baselines only")
+
+    p = add("clv", cmd_clv, "customer value: CLV, BG/NBD and Gamma-Gamma, RFM, retention",
+            config=True)
+    p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
+    p.add_argument("--out", required=True, metavar="DIR")
+
+    p = add("report", cmd_report, "a self-contained HTML report: retention, CLV, RFM, and "
+            "measured outcomes of recommendations per arm", config=True)
+    p.add_argument("--data", metavar="DATA_DIR", help="default: data_dir from the config")
+    p.add_argument("--events", metavar="URL_OR_FILE",
+                   help="events: SQLAlchemy URL or Parquet (default: the server's database)")
+    p.add_argument("--out", required=True, metavar="PATH")
