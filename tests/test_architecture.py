@@ -204,3 +204,10 @@ def test_no_file_is_over_450_lines(path: Path) -> None:
         assert lines > MAX_LINES, f"{relative} is short now: remove it from KNOWN_LONG"
         return
     assert lines <= MAX_LINES, f"{relative} has {lines} lines (at most {MAX_LINES}): split it"
+
+
+def test_the_console_calls_the_service_never_a_route() -> None:
+    for name, targets in GRAPH.items():
+        if name.startswith(("recsys.console", "recsys.storefront")):
+            assert not {t for t in targets if t.startswith((
+                "recsys.serving.routes", "recsys.serving.api", "recsys.serving.fastpath"))}, name
