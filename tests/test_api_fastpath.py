@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys.app import create_app
-from recsys.config import load_config
+from recsys.config import ServingSettings, load_config
 from recsys.demo import DemoSpec
 from recsys.serving.fastpath import FastPath
+from recsys.serving.params import BUNDLES, CART, CUSTOMER_LIST, ITEM_LIST, POPULAR, Endpoint
 from tests.test_api import API_KEY, publish_demo
 
 ORIGIN = "https://shop.example"
@@ -139,3 +140,29 @@ def test_well_formed_requests_take_the_fast_path(clients: tuple[TestClient, Test
     assert answered == [f"/v1/items/{product}/also-viewed", "/v1/cart/add-ons"]
     metrics = fast.get("/metrics").text
     assert 'route="/v1/items/{product_id}/also-viewed",status="200"' in metrics
+
+
+@pytest.mark.parametrize(("method", "path", "endpoint"), [
+    ("get", "/v1/items/{product_id}/also-viewed", ITEM_LIST),
+    ("get", "/v1/items/{product_id}/bought-together", ITEM_LIST),
+    ("get", "/v1/items/{product_id}/bundles", BUNDLES),
+    ("post", "/v1/cart/add-ons", CART),
+    ("get", "/v1/customers/{customer_id}/recommendations", CUSTOMER_LIST),
+    ("get", "/v1/popular", POPULAR)])
+def test_list_routes_take_exactly_their_declared_parameters(method: str, path: str,
+                                                            endpoint: Endpoint) -> None:
+    """The route's parameters are its declaration in ``params`` (the fast path's too)."""
+    document = create_app(ServingSettings.model_construct(database_url="sqlite://")).openapi()
+    documented = [(p["name"], p["in"], p["schema"].get("default"))
+                  for p in document["paths"][path][method]["parameters"]]
+    assert documented == [(p.name, p.where, p.default) for p in endpoint.params]
+
+
+def test_the_fast_paths_check_leaves_doubtful_values_to_the_route() -> None:
+    parse = ITEM_LIST.parse
+    assert parse(b"k=7&exclude=a&exclude=b", product_id="P1") is not None
+    assert parse(b"k=7&exclude=a&exclude=b", product_id="P1").options.exclude == {"a", "b"}
+    for query in (b"customer_id=C1%0A", b"k=0010", b"k=%EF%BC%91", b"in_stock_only=yes",
+                  b"exclude=" + b"&exclude=".join(b"p%d" % i for i in range(101))):
+        assert parse(query, product_id="P1") is None, query
+    assert parse(b"", product_id="P1\n") is None

@@ -14,7 +14,7 @@ requests.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import orjson
 from pydantic import ValidationError
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from recsys.serving import recommend, service
 from recsys.serving.params import CART, ITEM_LIST
 from recsys.serving.schemas import CartRequest
+from recsys.serving.service import ItemKind
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
@@ -56,7 +57,7 @@ class FastPath:
         path, method = scope["path"], scope["method"]
         if method == "GET" and path.startswith("/v1/items/"):
             match = ITEM_PATH.fullmatch(path)
-            if match and await self._item(scope, send, match[1], match[2]):
+            if match and await self._item(scope, send, match[1], cast(ItemKind, match[2])):
                 return
         elif method == "POST" and path == CART_PATH and _is_json(scope):
             body, complete = await _read_body(receive)
@@ -65,7 +66,7 @@ class FastPath:
             receive = _replay(body, complete, receive)
         await self.app(scope, receive, send)
 
-    async def _item(self, scope: Scope, send: Send, product_id: str, kind: Any) -> bool:
+    async def _item(self, scope: Scope, send: Send, product_id: str, kind: ItemKind) -> bool:
         state: ServingState = scope["app"].state.serving
         index = state.index
         if index is None:

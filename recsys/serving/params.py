@@ -56,7 +56,8 @@ class Param:
         """``convert(raw)``: the value the route would take for ``raw``, or ``_BAD`` (unsure
         or invalid), built once per parameter so that a request pays one call."""
         if self.kind == "int":
-            lo, hi = self.ge if self.ge is not None else 0, self.le if self.le is not None else 10**9
+            lo = self.ge if self.ge is not None else 0
+            hi = self.le if self.le is not None else 10**9
             digits = len(str(hi))
 
             def integer(raw: str) -> Any:
@@ -180,16 +181,17 @@ def _id(name: str, description: str, where: Literal["query", "path"] = "query",
 
 PRODUCT_ID = _id("product_id", "product id", "path", ("P00180",))
 CUSTOMER_ID = _id("customer_id", "customer id", "path", ("C000001",))
-K = Param("k", "int", 10, "how many items (1..100)", ge=1, le=100)
+K = Param("k", "int", Options.k, "how many items (1..100)", ge=1, le=100)
 CATEGORY = Param("category", "str", None, "only products in this category path",
                  min_length=1, max_length=256)
 EXCLUDE = Param("exclude", "strings", None, "product ids to leave out", min_length=1,
                 max_length=128, pattern=ID_PATTERN, max_items=100)
-IN_STOCK = Param("in_stock_only", "bool", True, "leave out out-of-stock and inactive products")
+IN_STOCK = Param("in_stock_only", "bool", Options.in_stock_only,
+                 "leave out out-of-stock and inactive products")
 CUSTOMER = _id("customer_id", "the shopper (for the A/B test arm)")
 SESSION = _id("session_id", "the shopper (for the A/B test arm)")
-RANK_BY = Param("rank_by", "choice", "score", "score, or expected order-value gain (score x "
-                "price x margin)", choices=("score", "value"))
+RANK_BY = Param("rank_by", "choice", Options.rank_by, "score, or expected order-value gain "
+                "(score x price x margin)", choices=("score", "value"))
 HISTORY = replace(EXCLUDE, name="history", description="products the shopper has interacted "
                   "with (anonymous or new customers)")
 
