@@ -35,17 +35,31 @@ SLOW_MODULES = frozenset({
     "test_models", "test_rules_job", "test_demo", "test_rules_real_data",
     "test_online_retail_ingest", "test_sql_ingest", "test_layout",
 })
+#: Single tests over 4 s in a fast module (measured with --durations; compiled kernels, 300,000
+#: rules, property tests against brute force).
+SLOW_TESTS = frozenset({
+    "test_ranking.py::test_cart_scores_by_hand",
+    "test_console_rules.py::test_300k_rules_filter_sort_and_page",
+    "test_analytics_outcomes.py::test_report_is_self_contained",
+    "test_popularity.py::test_counts_and_ranks_match_brute_force",
+    "test_ingest.py::test_property_counts_contract_and_quarantine",
+    "test_rules_mining.py::test_matches_brute_force",
+    "test_repurchase.py::test_cycles_match_plain_python",
+    "test_itemsets.py::test_matches_brute_force",
+})
 #: Fixtures that make any test using them slow.
 SLOW_FIXTURES = frozenset({"datasets", "online_retail_path", "demo_shop", "demo_artifact",
                            "browser", "page", "postgres_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of SLOW_MODULES, and those using a SLOW_FIXTURES fixture, ``slow``."""
+    """Mark the tests of SLOW_MODULES and SLOW_TESTS, and those using a SLOW_FIXTURES
+    fixture, ``slow``."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         fixtures = set(getattr(item, "fixturenames", ()))
-        if module in SLOW_MODULES or fixtures & SLOW_FIXTURES:
+        test = f"{module}.py::{getattr(item, 'originalname', item.name)}"
+        if module in SLOW_MODULES or test in SLOW_TESTS or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
 
 
