@@ -34,8 +34,8 @@ browser:
 test: $(VENV)/.installed-test browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The inner loop: every test not marked slow (see SLOW_MODULES in tests/conftest.py) plus ruff;
-# under a minute on an idle machine.
+# The inner loop: ruff and every test not marked slow (SLOW_MODULES, SLOW_TESTS and the slow
+# fixtures in tests/conftest.py).
 test-fast: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
