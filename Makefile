@@ -1,10 +1,11 @@
 # The two set-up commands: `make demo` (run the pipeline on a generated shop and serve it) and
-# `make test` (the whole test suite). Both create or update .venv first.
+# `make test` (the whole test suite; `make test-fast` leaves the slow tests out). All create or
+# update .venv first.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint clean browser
+.PHONY: demo test test-fast lint clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,12 @@ browser:
 
 test: $(VENV)/.installed-test browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: ruff and every test not marked slow (SLOW_MODULES, SLOW_TESTS and the slow
+# fixtures in tests/conftest.py).
+test-fast: $(VENV)/.installed-test
+	$(BIN)/ruff check recsys jobs tests benchmarks
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks

@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 from tests.browser import browser, page  # noqa: F401 - fixtures for every test
@@ -19,6 +23,44 @@ DATASETS = REPO.parent / "shared" / "datasets"
 POSTGRES_URL = os.environ.get("RECSYS_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE = os.environ.get("RECSYS_REQUIRE_SERVICES") == "1"
+
+
+#: Modules whose fixtures build an artifact, start a server or a browser, or read the shared
+#: datasets: seconds to minutes each. Their tests are marked ``slow`` (``make test-fast``
+#: leaves them out; ``make test`` runs everything).
+SLOW_MODULES = frozenset({
+    "test_api", "test_api_ab", "test_api_fastpath", "test_api_reload", "test_api_schema",
+    "test_api_segments", "test_console", "test_console_browser", "test_storefront",
+    "test_storefront_browser", "test_serving", "test_pipeline", "test_evaluation_run",
+    "test_models", "test_rules_job", "test_demo", "test_rules_real_data",
+    "test_online_retail_ingest", "test_sql_ingest", "test_layout",
+})
+#: Single tests over 4 s in a fast module (measured with --durations; compiled kernels, 300,000
+#: rules, property tests against brute force).
+SLOW_TESTS = frozenset({
+    "test_ranking.py::test_cart_scores_by_hand",
+    "test_console_rules.py::test_300k_rules_filter_sort_and_page",
+    "test_analytics_outcomes.py::test_report_is_self_contained",
+    "test_popularity.py::test_counts_and_ranks_match_brute_force",
+    "test_ingest.py::test_property_counts_contract_and_quarantine",
+    "test_rules_mining.py::test_matches_brute_force",
+    "test_repurchase.py::test_cycles_match_plain_python",
+    "test_itemsets.py::test_matches_brute_force",
+})
+#: Fixtures that make any test using them slow.
+SLOW_FIXTURES = frozenset({"datasets", "online_retail_path", "demo_shop", "demo_artifact",
+                           "browser", "page", "postgres_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of SLOW_MODULES and SLOW_TESTS, and those using a SLOW_FIXTURES
+    fixture, ``slow``."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        test = f"{module}.py::{getattr(item, 'originalname', item.name)}"
+        if module in SLOW_MODULES or test in SLOW_TESTS or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -124,3 +166,57 @@ def write_small_config(tmp: Path) -> Path:
         f'decisions_refresh_s = 0\n'
     )
     return config
+
+
+#: The shared demo shop: planted patterns recoverable, a few seconds to generate.
+DEMO_SPEC_ORDERS, DEMO_SPEC_SEED = 12_000, 5
+
+
+@dataclass(frozen=True)
+class DemoShop:
+    """The generated demo shop (``raw``: CSVs and planted.json) ingested into ``data``."""
+
+    raw: Path
+    data: Path
+    planted: dict[str, Any]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The canonical tables (a fresh copy per call: tests may change them)."""
+        from recsys.ingest import load_table
+
+        out = {t: load_table(self.data, t) for t in ("orders", "events", "catalog")}
+        return {t: frame for t, frame in out.items() if frame is not None}
+
+    def sources(self) -> dict[str, str]:
+        return {t: str(self.raw / f"{t}.csv") for t in ("orders", "events", "catalog")}
+
+
+@pytest.fixture(scope="session")
+def demo_shop(tmp_path_factory: pytest.TempPathFactory) -> DemoShop:
+    """One demo shop (12,000 orders, seed 5) for the whole session, generated and ingested."""
+    from recsys.demo import DemoSpec, generate_demo
+    from recsys.ingest import ingest
+    from recsys.mapping import SourceMapping
+
+    tmp = tmp_path_factory.mktemp("demo_shop")
+    generate_demo(tmp / "raw", DemoSpec(orders=DEMO_SPEC_ORDERS, seed=DEMO_SPEC_SEED),
+                  progress=False)
+    shop = DemoShop(raw=tmp / "raw", data=tmp / "data",
+                    planted=json.loads((tmp / "raw" / "planted.json").read_text()))
+    ingest(shop.sources(), SourceMapping(), shop.data, show_progress=False)
+    return shop
+
+
+@pytest.fixture(scope="session")
+def demo_artifact(demo_shop: DemoShop, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The artifact store of one `recsys run` on the demo shop (default config otherwise)."""
+    from recsys.config import load_config
+    from recsys.pipeline import run_pipeline
+
+    tmp = tmp_path_factory.mktemp("demo_artifact")
+    config = tmp / "recsys.toml"
+    config.write_text(f'data_dir = "{tmp / "data"}"\n[ingest]\n' + "".join(
+        f'{t} = "{path}"\n' for t, path in demo_shop.sources().items())
+        + f'[artifacts]\nroot = "{tmp / "artifacts"}"\n')
+    run_pipeline(load_config(config), show_progress=False)
+    return tmp / "artifacts"

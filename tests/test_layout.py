@@ -98,3 +98,11 @@ def test_every_declared_file_is_used_outside_the_layout() -> None:
     assert len(constants) == len(layout.FILES) - 9 + 3  # 3 neighbour tables of 3 arrays
     unused = [name for name in constants if f"layout.{name}" not in source]
     assert unused == []
+
+
+def test_the_demo_artifact_matches_the_layout(demo_artifact: Path) -> None:
+    """The demo shop has events, a catalog and customers: every optional file is there too."""
+    store = ArtifactStore(demo_artifact)
+    files = sorted(store.manifest().files)
+    assert files == sorted(f.path for f in layout.FILES)
+    assert layout.check_version(store.path(), files) == []

@@ -4,7 +4,6 @@ repurchase cycles, ALS factors)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,13 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.artifacts import load_npz, load_parquet
-from recsys.demo import DemoSpec, generate_demo
-from recsys.ingest import ingest, load_table
-from recsys.mapping import SourceMapping
 from recsys.matrices import InteractionWeights, item_vocabulary
 from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.job import ModelsConfig, durable_products, run_models_job
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
 from recsys.repurchase import repurchase_cycles
 from recsys.vocab import Vocabulary
+from tests.conftest import DemoShop
 
 
 def test_top_k_neighbours_known_answer() -> None:
@@ -80,19 +77,14 @@ def test_als_fits_and_ranks_a_users_own_items_high() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    tmp = tmp_path_factory.mktemp("models_shop")
-    generate_demo(tmp / "raw", DemoSpec(orders=12_000, seed=5), progress=False)
-    ingest({t: str(tmp / "raw" / f"{t}.csv") for t in ("orders", "events", "catalog")},
-           SourceMapping(), tmp / "data", show_progress=False)
-    tables = {t: load_table(tmp / "data", t) for t in ("orders", "events", "catalog")}
+def trained(demo_shop: DemoShop, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tables = demo_shop.tables()
     items = item_vocabulary(tables["catalog"], tables["orders"], tables["events"])
-    out = tmp / "models"
-    out.mkdir()
-    metrics = run_models_job(tables["orders"], tables["events"], items,  # type: ignore[arg-type]
+    out = tmp_path_factory.mktemp("models")
+    metrics = run_models_job(tables["orders"], tables["events"], items,
                              ModelsConfig(top_k=10), InteractionWeights(), out, tables["catalog"])
     return {"out": out, "items": items, "metrics": metrics, "tables": tables,
-            "planted": json.loads((tmp / "raw" / "planted.json").read_text())}
+            "planted": demo_shop.planted}
 
 
 def _neighbour_sets(path: Path, items: Vocabulary, k: int) -> dict[str, set[str]]:

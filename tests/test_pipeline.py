@@ -90,6 +90,16 @@ def test_missing_orders_file_is_exit_1_without_traceback(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("table", ["events", "catalog"])
+def test_a_missing_optional_source_is_named_too(tmp_path: Path, table: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_small_config(tmp_path)
+    (tmp_path / "raw" / f"{table}.csv").unlink()
+    assert main(["-q", "run", "--config", str(config)]) == 1
+    assert f"{table}.csv: file not found" in capsys.readouterr().err
+    assert ArtifactStore(tmp_path / "artifacts").versions() == []
+
+
 def test_demo_console_user_gets_a_fresh_password_each_run(tmp_path: Path) -> None:
     from recsys.cli.serve import demo_user
     from recsys.console.passwords import verify_password

@@ -12,30 +12,22 @@ import pytest
 
 from recsys.artifacts import load_parquet
 from recsys.cli import main
-from recsys.demo import DemoSpec, generate_demo
 from recsys.errors import InputError
-from recsys.ingest import ingest, load_table
-from recsys.mapping import SourceMapping
 from recsys.rules.filters import RuleFilterConfig, category_baskets, filter_rules
 from recsys.rules.job import RulesConfig, run_rules_job
 from recsys.rules.mining import mine_rules
 from recsys.rules.query import in_category
+from tests.conftest import DemoShop
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    tmp = tmp_path_factory.mktemp("rules_shop")
-    raw = tmp / "raw"
-    generate_demo(raw, DemoSpec(orders=12_000, seed=11), progress=False)
-    data = tmp / "data"
-    ingest({t: str(raw / f"{t}.csv") for t in ("orders", "events", "catalog")}, SourceMapping(),
-           data, show_progress=False)
-    out = tmp / "rules"
-    tables = {t: load_table(data, t) for t in ("orders", "events", "catalog")}
-    metrics = run_rules_job(tables["orders"], tables["events"], tables["catalog"],  # type: ignore[arg-type]
+def shop(demo_shop: DemoShop, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("rules")
+    tables = demo_shop.tables()
+    metrics = run_rules_job(tables["orders"], tables["events"], tables["catalog"],
                             RulesConfig(min_support=0.002, min_confidence=0.05), out)
-    return {"tmp": tmp, "data": data, "out": out, "metrics": metrics, "tables": tables,
-            "planted": json.loads((raw / "planted.json").read_text())}
+    return {"data": demo_shop.data, "out": out, "metrics": metrics,
+            "tables": tables, "planted": demo_shop.planted}
 
 
 def test_planted_complements_are_strong_rules(shop: dict) -> None:
