@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import linalg, optimize, special
 
 from recsys.errors import InputError
 
@@ -37,6 +37,7 @@ __all__ = [
     "fit_bgnbd",
     "expected_purchases",
     "p_alive",
+    "purchases_between",
     "gamma_gamma_log_likelihood",
     "fit_gamma_gamma",
     "expected_order_value",
@@ -199,24 +200,76 @@ def p_alive(model: BGNBD, frequency: np.ndarray | pd.Series, recency: np.ndarray
 
 def expected_purchases(model: BGNBD, t: float | np.ndarray, frequency: np.ndarray | pd.Series,
                        recency: np.ndarray | pd.Series, T: np.ndarray | pd.Series) -> np.ndarray:
-    """E[purchases in (T, T+t] | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10).
-
-    The paper's 2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t)) is taken through Pfaff's transformation,
-    2F1(r+x, a-1; a+b+x-1; -t/(alpha+T)) x ((alpha+T+t)/(alpha+T))^(r+x), whose factor cancels
-    the paper's ((alpha+T)/(alpha+T+t))^(r+x): no huge powers for heavy buyers.
-    """
+    """E[purchases in (T, T+t] | x, t_x, T] (Fader, Hardie & Lee 2005, eq. 10), evaluated as
+    P(alive) x E_p[(1 - (1 + p t/(alpha+T))^-(r+x)) / p] (see :func:`purchases_between`)."""
     x, tx, tt = _arrays(frequency, recency, T)
     horizon = np.broadcast_to(np.asarray(t, dtype=np.float64), x.shape)
-    r, alpha, a, b = model.r, model.alpha, model.a, model.b
-    hyp = special.hyp2f1(r + x, a - 1.0, a + b + x - 1.0, -horizon / (alpha + tt))
-    if abs(a - 1.0) > 1e-9:
-        head = (a + b + x - 1.0) / (a - 1.0) * (1.0 - hyp)
-    else:  # a == 1: the limit of (1 - 2F1(., a-1; ...)) / (a-1), by a central difference
-        eps = 1e-6
-        up = special.hyp2f1(r + x, eps, b + x + eps, -horizon / (alpha + tt))
-        down = special.hyp2f1(r + x, -eps, b + x - eps, -horizon / (alpha + tt))
-        head = (b + x) * -(up - down) / (2 * eps)
-    return head * p_alive(model, x, tx, tt)
+    return purchases_between(model, np.zeros_like(x), horizon, x, tt) * p_alive(model, x, tx, tt)
+
+
+def purchases_between(model: BGNBD, start: np.ndarray, stop: np.ndarray, frequency: np.ndarray,
+                      T: np.ndarray) -> np.ndarray:
+    """E[purchases in (T+start, T+stop] | alive at T, x, T], per customer (arrays of one shape).
+
+    Given alive at T, the rate is lambda ~ Gamma(r+x, alpha+T) and the dropout probability
+    p ~ Beta(a, b+x); with lambda integrated out, E[Y(t)] = E_p[(1 - (1 + p z)^-(r+x)) / p],
+    z = t/(alpha+T). Scipy's hyp2f1 for the paper's closed form loses every digit for fitted
+    parameters of real shops (large b+x, z near 1), so the p integral is taken by Gauss-Jacobi
+    quadrature for the Beta(a, b+x) weight instead: a positive, bounded integrand (no
+    cancellation, no special case at a = 1) and positive weights, so the result always lies in
+    [0, (r+x)(stop-start)/(alpha+T)]. Agrees with mpmath to about 1e-12 (tests).
+    """
+    x, t0, t1, tt = _arrays(frequency, start, stop, T)
+    if (t0 < 0).any() or (t1 < t0).any():
+        raise InputError("purchases_between needs 0 <= start <= stop")
+    out = np.empty_like(x)
+    scale = model.alpha + tt
+    values, group = np.unique(x, return_inverse=True)
+    for i, value in enumerate(values):  # a loop over distinct frequencies, not customers
+        members = np.flatnonzero(group == i)
+        z0, z1 = t0[members] / scale[members], t1[members] / scale[members]
+        nodes, weights = _beta_rule(model.a, model.b + value, _nodes_for(float(z1.max())))
+        s = model.r + value
+        for lo in range(0, len(members), _BLOCK):
+            part = slice(lo, lo + _BLOCK)
+            near = np.log1p(np.multiply.outer(z0[part], nodes))
+            gap = np.log1p(np.multiply.outer(z1[part] - z0[part], nodes)
+                           / (1.0 + np.multiply.outer(z0[part], nodes)))
+            integrand = np.exp(-s * near) * -np.expm1(-s * gap) / nodes
+            out[members[part]] = integrand @ weights
+    return out
+
+
+_BLOCK = 16_384  # customers per quadrature block: keeps the (customers x nodes) array small
+
+
+def _nodes_for(z: float) -> int:
+    """Quadrature nodes for z = t/(alpha+T) up to ``z``: the integrand's pole at p = -1/z
+    nears the interval as z grows, and Gauss rules converge like (1 + 2/sqrt(z))^-2n."""
+    return int(min(24 + 12 * np.ceil(np.sqrt(z)), 600))
+
+
+def _beta_rule(a: float, b: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss rule for the Beta(a, b) density on [0, 1]: nodes and weights summing to 1.
+
+    Golub-Welsch on the Jacobi matrix of the weight (1-u)^(b-1) (1+u)^(a-1) on [-1, 1],
+    mapped to p = (1+u)/2; weights from the eigenvectors' first components, so no Beta
+    function (which over- or underflows for large b) is ever formed."""
+    alpha, beta = b - 1.0, a - 1.0
+    k = np.arange(n, dtype=np.float64)
+    s = 2.0 * k + alpha + beta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diag = (beta - alpha) * (beta + alpha) / (s * (s + 2.0))
+        k1, s1 = k[1:], s[1:]
+        off = np.sqrt(4.0 * k1 * (k1 + alpha) * (k1 + beta) * (k1 + alpha + beta)
+                      / (s1 * s1 * (s1 + 1.0) * (s1 - 1.0)))
+    diag[0] = (beta - alpha) / (alpha + beta + 2.0)
+    if n > 1:
+        off[0] = np.sqrt(4.0 * (1.0 + alpha) * (1.0 + beta)
+                         / ((2.0 + alpha + beta) ** 2 * (3.0 + alpha + beta)))
+    u, vectors = linalg.eigh_tridiagonal(diag, off)
+    weights = vectors[0] ** 2
+    return np.clip((1.0 + u) / 2.0, np.finfo(np.float64).tiny, 1.0), weights / weights.sum()
 
 
 def gamma_gamma_log_likelihood(p: float, q: float, gamma: float, frequency: np.ndarray,
@@ -275,8 +328,10 @@ def discounted_clv(model: BGNBD, value_per_purchase: np.ndarray, frequency: np.n
     sum_i (E[Y(i L)] - E[Y((i-1) L)]) x value / (1 + d)^i, d = ``discount_rate`` per period
     (purchases of period i are discounted to its end)."""
     x, tx, t, value = _arrays(frequency, recency, T, value_per_purchase)
-    cumulative = np.stack([expected_purchases(model, i * period_length, x, tx, t)
-                           for i in range(periods + 1)])  # a loop over periods, not customers
-    per_period = np.diff(cumulative, axis=0)
+    ends = np.arange(periods + 1, dtype=np.float64) * period_length
+    # One call over (period, customer) pairs: each period's purchases directly, not as a
+    # difference of cumulative expectations, so every one is >= 0.
+    per_period = purchases_between(model, np.repeat(ends[:-1], len(x)), np.repeat(ends[1:], len(x)),
+                                   np.tile(x, periods), np.tile(t, periods)).reshape(periods, -1)
     factors = (1.0 + discount_rate) ** -np.arange(1, periods + 1, dtype=np.float64)
-    return (factors @ per_period) * value
+    return (factors @ per_period) * p_alive(model, x, tx, t) * value
