@@ -42,6 +42,7 @@ __all__ = [
     "fit_gamma_gamma",
     "expected_order_value",
     "discounted_clv",
+    "prediction_problems",
 ]
 
 _LOG_BOUNDS = (np.log(1e-6), np.log(1e6))
@@ -335,3 +336,43 @@ def discounted_clv(model: BGNBD, value_per_purchase: np.ndarray, frequency: np.n
                                    np.tile(x, periods), np.tile(t, periods)).reshape(periods, -1)
     factors = (1.0 + discount_rate) ** -np.arange(1, periods + 1, dtype=np.float64)
     return (factors @ per_period) * p_alive(model, x, tx, t) * value
+
+
+def prediction_problems(bgnbd: BGNBD | None, gamma_gamma: GammaGamma | None, horizon: float,
+                        customers: pd.DataFrame) -> list[str]:
+    """The invariants every run's predictions must meet; one line per broken one (empty: fine).
+
+    ``customers`` has customer_id, frequency, T_weeks, monetary_value, p_alive,
+    expected_purchases (over ``horizon``), expected_order_value and predicted_clv. Checked:
+    all finite; 0 <= P(alive) <= 1; 0 <= E[purchases] <= (r+x)/(alpha+T) x horizon (the
+    expectation with nobody dropping out); the Gamma-Gamma order value between the customer's
+    own mean spend and the population mean p gamma/(q-1), and > 0; where the order value is
+    >= 0, 0 <= predicted CLV <= E[purchases] x order value (discounting only lowers it).
+    """
+    x = customers["frequency"].to_numpy(np.float64)
+    alive = customers["p_alive"].to_numpy(np.float64)
+    expected = customers["expected_purchases"].to_numpy(np.float64)
+    value = customers["expected_order_value"].to_numpy(np.float64)
+    clv = customers["predicted_clv"].to_numpy(np.float64)
+    slack = 1e-9
+    checks: list[tuple[str, np.ndarray]] = [
+        (name + " is not finite", ~np.isfinite(column)) for name, column in
+        (("p_alive", alive), ("expected_purchases", expected),
+         ("expected_order_value", value), ("predicted_clv", clv))]
+    checks.append(("p_alive outside [0, 1]", (alive < 0) | (alive > 1)))
+    if bgnbd is not None:
+        ceiling = (bgnbd.r + x) / (bgnbd.alpha + customers["T_weeks"].to_numpy(np.float64)) \
+            * horizon
+        checks.append(("expected_purchases outside [0, (r+x)/(alpha+T) x horizon]",
+                       (expected < 0) | (expected > ceiling * (1 + slack))))
+    if gamma_gamma is not None:
+        own = np.where(x > 0, customers["monetary_value"].to_numpy(np.float64), np.inf)
+        mean = gamma_gamma.p * gamma_gamma.gamma / (gamma_gamma.q - 1.0)
+        low, high = np.minimum(own, mean), np.where(x > 0, np.maximum(own, mean), mean)
+        checks.append(("expected_order_value not between the own and the population mean spend",
+                       (value <= 0) | (value < low * (1 - slack)) | (value > high * (1 + slack))))
+    checks.append(("predicted_clv outside [0, expected_purchases x expected_order_value]",
+                   (value >= 0) & ((clv < 0) | (clv > expected * value * (1 + slack) + 1e-9))))
+    ids = customers["customer_id"].to_numpy()
+    return [f"{what}: {int(bad.sum()):,} customers (e.g. {ids[np.argmax(bad)]})"
+            for what, bad in checks if bad.any()]
