@@ -365,3 +365,34 @@ def test_predictions_are_in_range_on_dunnhumby(datasets: Path) -> None:
     result = compute_clv(lines, None, config=config)
     _assert_predictions_in_range(result.customers, result.figures,
                                  config.horizon_months * 365.25 / 12 / 7)
+
+
+def test_summary_lines_are_readable() -> None:
+    from recsys.analytics.clv import summary_lines
+
+    lines = summary_lines({"customers": 4312, "revenue": 9336935.719999999,
+                           "repeat_purchase_rate": 0.7133333, "margins_known": False,
+                           "lifetime_method": "estimated", "predicted_clv_total": None,
+                           "bgnbd": {"r": 0.87}, "notes": ["BG/NBD fit did not converge"]})
+    assert lines == ["customers: 4,312", "revenue: 9,336,935.72", "repeat_purchase_rate: 71.3%",
+                     "margins_known: False", "lifetime_method: estimated",
+                     "predicted_clv_total: n/a", "note: BG/NBD fit did not converge"]
+
+
+def test_recsys_clv_prints_money_readably(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from recsys.cli import main
+
+    orders, catalog = small_shop_orders()
+    (tmp_path / "data").mkdir()
+    orders.to_parquet(tmp_path / "data" / "orders.parquet")
+    catalog.to_parquet(tmp_path / "data" / "catalog.parquet")
+    assert main(["-q", "clv", "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "out")]) == 0
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines()
+                   if ": " in line and not line.startswith("written"))
+    figures = json.loads((tmp_path / "out" / "clv_report.json").read_text())
+    assert printed["revenue"] == f"{figures['revenue']:,.2f}"
+    assert printed["orders"] == f"{figures['orders']:,}" and printed["predicted_clv_status"] == "ok"
+    assert all(len(v.rsplit(".", 1)[-1]) <= 2 for k, v in printed.items()
+               if "clv" in k and k != "predicted_clv_status")
