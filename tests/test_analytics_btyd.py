@@ -191,19 +191,22 @@ def test_extreme_parameters_stay_in_bounds() -> None:
     x = np.array([0.0, 0.0, 3.0, 900.0])
     T = np.array([0.0, 5.0, 2.0, 104.0])
     for t in (0.5, 52.0, 260.0):
-        values = btyd.purchases_between(model, np.zeros(4), np.full(4, t), x, T)
+        values = btyd.purchases_between(model, np.array([0.0, t]), x, T)[0]
         assert np.isfinite(values).all() and (values > 0).all()
         assert (values <= (model.r + x) / (model.alpha + T) * t * (1 + 1e-12)).all()
 
 
 def test_periods_add_up_to_the_whole_horizon(bgnbd: btyd.BGNBD, cdnow: pd.DataFrame) -> None:
     x, T = cdnow["x"].to_numpy(np.float64), cdnow["T"].to_numpy(np.float64)
-    whole = btyd.purchases_between(bgnbd, np.zeros_like(x), np.full_like(x, 52.0), x, T)
-    halves = (btyd.purchases_between(bgnbd, np.zeros_like(x), np.full_like(x, 20.0), x, T)
-              + btyd.purchases_between(bgnbd, np.full_like(x, 20.0), np.full_like(x, 52.0), x, T))
-    np.testing.assert_allclose(halves, whole, rtol=1e-12)
-    with pytest.raises(InputError, match="start <= stop"):
-        btyd.purchases_between(bgnbd, np.ones(1), np.zeros(1), np.ones(1), np.ones(1))
+    whole = btyd.purchases_between(bgnbd, np.array([0.0, 52.0]), x, T)[0]
+    parts = btyd.purchases_between(bgnbd, np.array([0.0, 0.5, 20.0, 20.0, 52.0]), x, T)
+    assert parts.shape == (4, len(x)) and (parts[2] == 0).all()
+    np.testing.assert_allclose(parts.sum(axis=0), whole, rtol=1e-12)
+    per_customer = np.stack([np.zeros_like(x), np.where(x > 0, 52.0, 26.0)])
+    np.testing.assert_allclose(btyd.purchases_between(bgnbd, per_customer, x, T)[0][x > 0],
+                               whole[x > 0], rtol=1e-15)
+    with pytest.raises(InputError, match="ends"):
+        btyd.purchases_between(bgnbd, np.array([1.0, 0.0]), np.ones(1), np.ones(1))
 
 
 # -- invariants ------------------------------------------------------------------------------------
