@@ -6,7 +6,9 @@ For Online Retail II and the dunnhumby sample: the last ``--holdout-share`` of t
 calibration customer the expected number of purchase days in the holdout,
 E[Y(t) | x, t_x, T] with t the holdout length, is set against the actual number, averaged per
 calibration frequency group (0, 1, ..., 6, 7+ repeat purchase days; Fader, Hardie & Lee 2005,
-figure 5). Customers first seen in the holdout are not part of it, as in the papers.
+figure 5). Customers first seen in the holdout are not part of it, as in the papers. The same
+for Gamma-Gamma: expected spend per purchase day against the actual holdout spend per
+purchase day of the customers who bought in the holdout.
 
 The CDNOW sample in ``tests/fixtures`` holds only the 39-week calibration summary (x, t_x, T),
 not the transactions after it, so for CDNOW (and the other two) the script also gives the
@@ -49,19 +51,43 @@ _DAY = pd.Timedelta(days=1)
 
 
 def split(orders: pd.DataFrame, holdout_share: float
-          ) -> tuple[pd.DataFrame, np.ndarray, float, pd.Timestamp]:
+          ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, float, pd.Timestamp]:
     """Calibration summary (btyd_summary columns, one row per calibration customer), their
-    actual purchase days in the holdout, the holdout length in weeks and the first holdout
-    day. ``orders``: customer_id, ordered_at, revenue (one row per order)."""
+    actual purchase days and revenue in the holdout, the holdout length in weeks and the first
+    holdout day. ``orders``: customer_id, ordered_at, revenue (one row per order)."""
     day = orders["ordered_at"].dt.floor("D")
     first, last = day.min(), day.max()
     cutoff = first + pd.Timedelta(days=round((1 - holdout_share) * (last - first).days))
     calibration = orders[day < cutoff]
     summary = btyd.btyd_summary(calibration, cutoff - _DAY, time_unit_days=_WEEK)
-    later = pd.DataFrame({"customer_id": orders["customer_id"], "day": day})[day >= cutoff]
-    actual = (later.drop_duplicates().groupby("customer_id").size()
-              .reindex(summary["customer_id"], fill_value=0).to_numpy(np.float64))
-    return summary, actual, (last - (cutoff - _DAY)) / _DAY / _WEEK, cutoff
+    later = pd.DataFrame({"customer_id": orders["customer_id"], "day": day,
+                          "revenue": orders["revenue"]})[day >= cutoff]
+    per = later.groupby("customer_id").agg(days=("day", "nunique"), revenue=("revenue", "sum"))
+    per = per.reindex(summary["customer_id"], fill_value=0)
+    return (summary, per["days"].to_numpy(np.float64), per["revenue"].to_numpy(np.float64),
+            (last - (cutoff - _DAY)) / _DAY / _WEEK, cutoff)
+
+
+def spend_table(summary: pd.DataFrame, days: np.ndarray, revenue: np.ndarray) -> pd.DataFrame:
+    """Gamma-Gamma fitted on the calibration repeat spend: its expected spend per purchase day
+    against the actual holdout spend per purchase day, over the customers who bought in the
+    holdout, by calibration frequency group."""
+    x, m = summary["frequency"].to_numpy(np.float64), summary["monetary_value"].to_numpy()
+    model = btyd.fit_gamma_gamma(x, m)
+    bought = days > 0
+    frame = pd.DataFrame({"group": np.minimum(x, 7).astype(int)[bought],
+                          "actual": revenue[bought] / days[bought],
+                          "predicted": btyd.expected_order_value(model, x, m)[bought]})
+    table = frame.groupby("group").agg(customers=("actual", "size"),
+                                       actual=("actual", "mean"),
+                                       predicted=("predicted", "mean")).reindex(range(8))
+    table.index = pd.Index(GROUPS, name="group")
+    print(f"\nGamma-Gamma on the calibration period: p = {model.p:.4g}, q = {model.q:.4g}, "
+          f"gamma = {model.gamma:.4g}; spend per purchase day in the holdout, customers who "
+          f"bought in it:\n")
+    return table.reset_index().rename(columns={"customers": "buying customers",
+                                               "actual": "actual mean spend",
+                                               "predicted": "predicted mean spend"})
 
 
 def frequency_pmf(model: btyd.BGNBD, x: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -160,7 +186,7 @@ def plot(name: str, table: pd.DataFrame, path: Path, *, holdout: bool) -> None:
 def run_dataset(name: str, lines: pd.DataFrame, holdout_share: float, out: Path) -> None:
     started = time.perf_counter()
     orders = order_table(lines).orders
-    summary, actual, weeks, cutoff = split(orders, holdout_share)
+    summary, actual, revenue, weeks, cutoff = split(orders, holdout_share)
     x, tx, T = (summary[c].to_numpy(np.float64) for c in ("frequency", "recency", "T"))
     model = btyd.fit_bgnbd(x, tx, T)
     predicted = btyd.expected_purchases(model, weeks, x, tx, T)
@@ -177,6 +203,7 @@ def run_dataset(name: str, lines: pd.DataFrame, holdout_share: float, out: Path)
                                          "predicted": "predicted mean"})))
     print("\nIn-sample (calibration) frequencies:\n")
     print(markdown(in_sample(model, x, T)))
+    print(markdown(spend_table(summary, actual, revenue)))
     full = btyd.btyd_summary(orders, orders["ordered_at"].max(), time_unit_days=_WEEK)
     fx, ftx, fT = (full[c].to_numpy(np.float64) for c in ("frequency", "recency", "T"))
     whole = btyd.fit_bgnbd(fx, ftx, fT)
