@@ -151,7 +151,7 @@ GRID_MODELS = [
     btyd.BGNBD(r=0.243, alpha=4.414, a=0.793, b=2.426),
     btyd.BGNBD(r=0.5, alpha=2.0, a=1.0, b=3.0),
     btyd.BGNBD(r=2.0, alpha=0.5, a=3.0, b=0.7),
-    btyd.BGNBD(r=0.9, alpha=8.0, a=0.4, b=2500.0),
+    btyd.BGNBD(r=0.9, alpha=8.0, a=0.4, b=600.0),
 ]
 # scipy's hyp2f1 gave NaN for the first model at (0, 0, 0) and -1.0e6 for the second at
 # (20, 8, 10): the values `recsys run` reported before.
