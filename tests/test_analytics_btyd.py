@@ -139,3 +139,111 @@ def test_bad_inputs_are_refused() -> None:
         btyd.fit_bgnbd([1], [5.0], [3.0])
     with pytest.raises(InputError, match="repeat customers"):
         btyd.fit_gamma_gamma([0, 0, 1], [0.0, 0.0, 3.0])
+
+
+# -- numerical accuracy against a high-precision reference ----------------------------------------
+
+# Fitted on the three real datasets (weeks): Online Retail II 2009-2010, the dunnhumby sample,
+# CDNOW (published); then a = 1 exactly, a > 1, and a heavy tail of b.
+GRID_MODELS = [
+    btyd.BGNBD(r=0.8741, alpha=10.20, a=0.2686, b=193.7),
+    btyd.BGNBD(r=1.432, alpha=3.747, a=0.06917, b=35.91),
+    btyd.BGNBD(r=0.243, alpha=4.414, a=0.793, b=2.426),
+    btyd.BGNBD(r=0.5, alpha=2.0, a=1.0, b=3.0),
+    btyd.BGNBD(r=2.0, alpha=0.5, a=3.0, b=0.7),
+    btyd.BGNBD(r=0.9, alpha=8.0, a=0.4, b=600.0),
+]
+# scipy's hyp2f1 gave NaN for the first model at (0, 0, 0) and -1.0e6 for the second at
+# (20, 8, 10): the values `recsys run` reported before.
+GRID_CUSTOMERS = [(0, 0.0, 0.0), (0, 0.0, 50.0), (1, 2.0, 3.0), (5, 9.0, 10.0), (20, 8.0, 10.0),
+                  (30, 40.0, 52.0), (127, 53.0, 53.3), (400, 50.0, 52.0)]
+
+
+def _reference(m: btyd.BGNBD, t: float, x: int, tx: float, T: float) -> float:
+    """Eq. 10 in mpmath at 40 digits, through Pfaff's form 2F1(r+x, a-1; a+b+x-1; -z) (for
+    a = 1 the limit: the derivative of that 2F1 in its second parameter, numerically)."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(40):
+        r, al, a, b, t_, tx_, T_ = (mpmath.mpf(v) for v in (m.r, m.alpha, m.a, m.b, t, tx, T))
+        z = t_ / (al + T_)
+        if a == 1:
+            head = -(b + x) * mpmath.diff(
+                lambda e: mpmath.hyp2f1(r + x, e, b + x + e, -z), 0)
+        else:
+            head = (a + b + x - 1) / (a - 1) * (1 - mpmath.hyp2f1(r + x, a - 1, a + b + x - 1, -z))
+        odds = a / (b + x - 1) * ((al + T_) / (al + tx_)) ** (r + x) if x > 0 else 0
+        return float(head / (1 + odds))
+
+
+@pytest.mark.parametrize("model", GRID_MODELS, ids=lambda m: f"a={m.a},b={m.b}")
+def test_expectation_matches_mpmath(model: btyd.BGNBD) -> None:
+    x, tx, T = (np.array(c, dtype=np.float64) for c in zip(*GRID_CUSTOMERS, strict=True))
+    for t in (1.0, 26.0, 52.0, 260.0):
+        ours = btyd.expected_purchases(model, t, x, tx, T)
+        reference = [_reference(model, t, *c) for c in GRID_CUSTOMERS]
+        np.testing.assert_allclose(ours, reference, rtol=1e-11, err_msg=f"t = {t}")
+
+
+def test_extreme_parameters_stay_in_bounds() -> None:
+    """Far outside the fitted range (tiny alpha, huge b, T = 0, five years) the answer may lose
+    digits but never leaves [0, (r+x)/(alpha+T) t]."""
+    model = btyd.BGNBD(r=3.0, alpha=0.01, a=0.05, b=1e6)
+    x = np.array([0.0, 0.0, 3.0, 900.0])
+    T = np.array([0.0, 5.0, 2.0, 104.0])
+    for t in (0.5, 52.0, 260.0):
+        values = btyd.purchases_between(model, np.array([0.0, t]), x, T)[0]
+        assert np.isfinite(values).all() and (values > 0).all()
+        assert (values <= (model.r + x) / (model.alpha + T) * t * (1 + 1e-12)).all()
+
+
+def test_periods_add_up_to_the_whole_horizon(bgnbd: btyd.BGNBD, cdnow: pd.DataFrame) -> None:
+    x, T = cdnow["x"].to_numpy(np.float64), cdnow["T"].to_numpy(np.float64)
+    whole = btyd.purchases_between(bgnbd, np.array([0.0, 52.0]), x, T)[0]
+    parts = btyd.purchases_between(bgnbd, np.array([0.0, 0.5, 20.0, 20.0, 52.0]), x, T)
+    assert parts.shape == (4, len(x)) and (parts[2] == 0).all()
+    np.testing.assert_allclose(parts.sum(axis=0), whole, rtol=1e-12)
+    per_customer = np.stack([np.zeros_like(x), np.where(x > 0, 52.0, 26.0)])
+    np.testing.assert_allclose(btyd.purchases_between(bgnbd, per_customer, x, T)[0][x > 0],
+                               whole[x > 0], rtol=1e-15)
+    with pytest.raises(InputError, match="ends"):
+        btyd.purchases_between(bgnbd, np.array([1.0, 0.0]), np.ones(1), np.ones(1))
+
+
+# -- invariants ------------------------------------------------------------------------------------
+
+
+def _predicted(model: btyd.BGNBD, gg: btyd.GammaGamma, summary: pd.DataFrame,
+               horizon: float) -> pd.DataFrame:
+    x, tx, T, m = (summary[c].to_numpy(np.float64) for c in ("x", "t_x", "T", "m"))
+    value = btyd.expected_order_value(gg, x, m)
+    return pd.DataFrame({
+        "customer_id": summary["id"].to_numpy(), "frequency": x, "T_weeks": T,
+        "monetary_value": m, "p_alive": btyd.p_alive(model, x, tx, T),
+        "expected_purchases": btyd.expected_purchases(model, horizon, x, tx, T),
+        "expected_order_value": value,
+        "predicted_clv": btyd.discounted_clv(model, value, x, tx, T, periods=12,
+                                             period_length=horizon / 12, discount_rate=0.008)})
+
+
+def test_invariants_hold_on_cdnow(bgnbd: btyd.BGNBD, cdnow: pd.DataFrame) -> None:
+    gg = btyd.fit_gamma_gamma(cdnow["x"], cdnow["zbar"])
+    summary = cdnow.rename(columns={"ID": "id", "zbar": "m"})
+    assert btyd.prediction_problems(bgnbd, gg, 52.0, _predicted(bgnbd, gg, summary, 52.0)) == []
+
+
+def test_each_broken_invariant_is_named(bgnbd: btyd.BGNBD, cdnow: pd.DataFrame) -> None:
+    gg = btyd.fit_gamma_gamma(cdnow["x"], cdnow["zbar"])
+    good = _predicted(bgnbd, gg, cdnow.rename(columns={"ID": "id", "zbar": "m"}), 52.0)
+    breaks = {
+        "p_alive is not finite": ("p_alive", np.nan),
+        "p_alive outside [0, 1]": ("p_alive", 1.5),
+        "expected_purchases outside": ("expected_purchases", 1e6),
+        "expected_order_value not between": ("expected_order_value", -3.0),
+        "predicted_clv outside": ("predicted_clv", -1.0),
+    }
+    for message, (column, value) in breaks.items():
+        bad = good.copy()
+        bad.loc[7, column] = value
+        problems = btyd.prediction_problems(bgnbd, gg, 52.0, bad)
+        assert any(p.startswith(message) and "1 customers (e.g. 8)" in p for p in problems), \
+            (message, problems)

@@ -278,3 +278,121 @@ def test_missing_inputs_are_named_before_running() -> None:
     import recsys.analytics as analytics
 
     assert analytics.clv_inputs_missing is clv_inputs_missing  # the package exports it lazily
+
+
+def test_predictions_that_break_an_invariant_are_withheld(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    from recsys.analytics import btyd
+
+    orders, catalog = small_shop_orders()
+    ok = run_clv_job(orders, catalog, tmp_path / "ok", config=AnalyticsConfig())
+    assert ok["predicted_clv_status"] == "ok" and ok["predicted_clv_total"] > 0
+
+    def negative(*args: object, **kwargs: object) -> np.ndarray:
+        return -np.ones(len(np.asarray(args[2])))  # what scipy's hyp2f1 produced on real fits
+
+    monkeypatch.setattr(btyd, "discounted_clv", negative)
+    figures = run_clv_job(orders, catalog, tmp_path / "bad", config=AnalyticsConfig())
+    assert figures["predicted_clv_status"].startswith(
+        "failed: predicted_clv outside [0, expected_purchases x expected_order_value]: 300 customers")
+    assert figures["predicted_clv_total"] is None and figures["predicted_clv_mean"] is None
+    assert figures["predicted_clv_margin_total"] is None
+    assert any("withheld" in note for note in figures["notes"])
+    assert any(r.levelname == "ERROR" and "withheld" in r.getMessage() for r in caplog.records)
+    customers = pd.read_parquet(tmp_path / "bad" / "customers.parquet")
+    for column in ("p_alive", "expected_purchases", "expected_order_value", "predicted_clv",
+                   "predicted_clv_margin"):
+        assert customers[column].isna().all(), column
+    assert customers["historical_clv"].notna().all()  # the rest of the job is published
+    segments = pd.read_parquet(tmp_path / "bad" / "rfm_segments.parquet")
+    assert segments["mean_predicted_clv"].isna().all()
+
+
+def _assert_predictions_in_range(customers: pd.DataFrame, figures: dict[str, object],
+                                 horizon_weeks: float) -> None:
+    """The invariants, written out independently of btyd.prediction_problems."""
+    assert figures["predicted_clv_status"] == "ok"
+    model = figures["bgnbd"]
+    assert isinstance(model, dict) and model["converged"]
+    x, T = customers["frequency"], customers["T_weeks"]
+    for column in ("p_alive", "expected_purchases", "expected_order_value", "predicted_clv"):
+        assert np.isfinite(customers[column]).all(), column
+    assert customers["p_alive"].between(0, 1).all()
+    ceiling = (model["r"] + x) / (model["alpha"] + T) * horizon_weeks
+    assert (customers["expected_purchases"] >= 0).all()
+    assert (customers["expected_purchases"] <= ceiling * (1 + 1e-9)).all()
+    assert (customers["expected_order_value"] > 0).all()
+    assert (customers["predicted_clv"] >= 0).all()
+    assert (customers["predicted_clv"] <= customers["expected_purchases"]
+            * customers["expected_order_value"] * (1 + 1e-9)).all()
+    total = figures["predicted_clv_total"]
+    assert isinstance(total, float) and 0 < total == pytest.approx(customers["predicted_clv"].sum())
+
+
+@pytest.mark.datasets
+@pytest.mark.slow
+def test_predictions_are_in_range_on_online_retail(online_retail_path: Path) -> None:
+    raw = pd.read_parquet(online_retail_path)
+    invoice = raw["Invoice"].astype(str)
+    keep = (~invoice.str.startswith("C") & (raw["Quantity"] > 0) & (raw["Price"] > 0)
+            & raw["Customer ID"].notna()).to_numpy()
+    lines = pd.DataFrame({
+        "order_id": invoice[keep].to_numpy(), "product_id": raw["StockCode"][keep].to_numpy(),
+        "customer_id": raw["Customer ID"][keep].astype("int64").astype(str).to_numpy(),
+        "ordered_at": pd.to_datetime(raw["InvoiceDate"][keep]).to_numpy(),
+        "quantity": raw["Quantity"][keep].to_numpy(np.float64),
+        "unit_price": raw["Price"][keep].to_numpy(np.float64)})
+    config = AnalyticsConfig()
+    result = compute_clv(lines, None, config=config)
+    _assert_predictions_in_range(result.customers, result.figures,
+                                 config.horizon_months * 365.25 / 12 / 7)
+    assert result.figures["customers"] == 4312
+
+
+@pytest.mark.datasets
+@pytest.mark.slow
+def test_predictions_are_in_range_on_dunnhumby(datasets: Path) -> None:
+    raw = pd.read_csv(datasets / "dunnhumby_complete_journey" / "transactions_sample.csv.gz",
+                      dtype={"household_id": str, "basket_id": str, "product_id": str})
+    raw = raw[(raw["quantity"] > 0) & (raw["sales_value"] > 0)]
+    lines = pd.DataFrame({
+        "order_id": raw["basket_id"].to_numpy(), "product_id": raw["product_id"].to_numpy(),
+        "customer_id": raw["household_id"].to_numpy(),
+        "ordered_at": pd.to_datetime(raw["transaction_timestamp"]).to_numpy(),
+        "quantity": raw["quantity"].to_numpy(np.float64),
+        "unit_price": (raw["sales_value"] / raw["quantity"]).to_numpy(np.float64)})
+    config = AnalyticsConfig()
+    result = compute_clv(lines, None, config=config)
+    _assert_predictions_in_range(result.customers, result.figures,
+                                 config.horizon_months * 365.25 / 12 / 7)
+
+
+def test_summary_lines_are_readable() -> None:
+    from recsys.analytics.clv import summary_lines
+
+    lines = summary_lines({"customers": 4312, "revenue": 9336935.719999999,
+                           "repeat_purchase_rate": 0.7133333, "margins_known": False,
+                           "lifetime_method": "estimated", "predicted_clv_total": None,
+                           "bgnbd": {"r": 0.87}, "notes": ["BG/NBD fit did not converge"]})
+    assert lines == ["customers: 4,312", "revenue: 9,336,935.72", "repeat_purchase_rate: 71.3%",
+                     "margins_known: False", "lifetime_method: estimated",
+                     "predicted_clv_total: n/a", "note: BG/NBD fit did not converge"]
+
+
+def test_recsys_clv_prints_money_readably(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from recsys.cli import main
+
+    orders, catalog = small_shop_orders()
+    (tmp_path / "data").mkdir()
+    orders.to_parquet(tmp_path / "data" / "orders.parquet")
+    catalog.to_parquet(tmp_path / "data" / "catalog.parquet")
+    assert main(["-q", "clv", "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "out")]) == 0
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines()
+                   if ": " in line and not line.startswith("written"))
+    figures = json.loads((tmp_path / "out" / "clv_report.json").read_text())
+    assert printed["revenue"] == f"{figures['revenue']:,.2f}"
+    assert printed["orders"] == f"{figures['orders']:,}" and printed["predicted_clv_status"] == "ok"
+    assert all(len(v.rsplit(".", 1)[-1]) <= 2 for k, v in printed.items()
+               if "clv" in k and k != "predicted_clv_status")

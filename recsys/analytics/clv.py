@@ -38,6 +38,7 @@ __all__ = [
     "estimate_lifetime_years",
     "LifetimeEstimate",
     "customer_table",
+    "summary_lines",
 ]
 
 DAYS_PER_YEAR = 365.25
@@ -243,3 +244,32 @@ def customer_table(table: OrderTable, config: AnalyticsConfig,
     out["next_order_due"] = due.to_numpy()
     out["churn_risk"] = recency > config.churn_risk_factor * expected  # NaN (no gap): False
     return out.reset_index()
+
+
+_SHARES = ("margin_revenue_coverage", "window_churn", "annual_retention",
+           "repeat_purchase_rate", "annual_discount_rate")
+
+
+def summary_lines(figures: dict[str, object]) -> list[str]:
+    """The CLV job's figures as ``name: value`` lines for a terminal: money and other floats
+    with thousands separators and 2 decimals, shares as percentages, counts as integers,
+    missing values as "n/a"; nested figures (model parameters, segments) are left to the
+    report, notes come last."""
+    lines = []
+    for key, value in figures.items():
+        if isinstance(value, dict | list):
+            continue
+        if value is None:
+            text = "n/a"
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            text = str(value)
+        elif key in _SHARES:
+            text = f"{value:.1%}"
+        elif isinstance(value, int):
+            text = f"{value:,}"
+        else:
+            text = f"{value:,.2f}"
+        lines.append(f"{key}: {text}")
+    notes = figures.get("notes")
+    lines += [f"note: {note}" for note in notes] if isinstance(notes, list) else []
+    return lines

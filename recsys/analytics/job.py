@@ -51,6 +51,8 @@ SEGMENT_COLUMNS = ("customer_id", "segment", "churn_risk", "predicted_clv", "p_a
 OUTPUT_FILES = tuple(f.name for f in (layout.CLV_CUSTOMERS, layout.RFM_SEGMENTS, layout.COHORTS,
                                         layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT))
 _WEEK = 7.0
+_PREDICTED = ("p_alive", "expected_purchases", "expected_order_value", "predicted_clv",
+              "predicted_clv_margin")
 
 
 @dataclass
@@ -112,7 +114,7 @@ def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
     customers = customers.merge(summary.rename(columns={"recency": "recency_weeks",
                                                         "T": "T_weeks"}),
                                 on="customer_id", how="left", validate="one_to_one")
-    bgnbd, gg, notes = _predict(customers, config, table.margin_known)
+    bgnbd, gg, notes, status = _predict(customers, config, table.margin_known)
     rfm = rfm_table(customers, monetary="profit" if config.rfm.monetary == "profit"
                     and table.margin_known else "revenue",
                     frequency="orders" if config.rfm.frequency == "orders"
@@ -126,7 +128,8 @@ def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
         "revenue": float(customers["revenue"].sum()),
         "historical_clv_total": float(customers["historical_clv"].sum()),
         "historical_clv_mean": float(customers["historical_clv"].mean()),
-        "predicted_clv_total": float(customers["predicted_clv"].sum()),
+        "predicted_clv_status": status,  # NaN sums (withheld predictions) become null
+        "predicted_clv_total": float(customers["predicted_clv"].sum(min_count=1)),
         "predicted_clv_mean": float(customers["predicted_clv"].mean()),
         "horizon_months": config.horizon_months,
         "annual_discount_rate": config.annual_discount_rate,
@@ -138,14 +141,17 @@ def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
         "notes": notes,
     }
     if table.margin_known:
-        figures["predicted_clv_margin_total"] = float(customers["predicted_clv_margin"].sum())
+        figures["predicted_clv_margin_total"] = float(
+            customers["predicted_clv_margin"].sum(min_count=1))
     return ClvResult(orders=table, customers=customers, rfm_segments=segments, cohorts=cohorts,
                      lifetime=lifetime, bgnbd=bgnbd, gamma_gamma=gg, figures=_clean(figures))
 
 
 def _predict(customers: pd.DataFrame, config: AnalyticsConfig, margin_known: bool,
-             ) -> tuple[btyd.BGNBD | None, btyd.GammaGamma | None, list[str]]:
-    """Adds p_alive, expected_purchases, expected_order_value, predicted_clv(_margin)."""
+             ) -> tuple[btyd.BGNBD | None, btyd.GammaGamma | None, list[str], str]:
+    """Adds p_alive, expected_purchases, expected_order_value, predicted_clv(_margin) and
+    returns the models, notes and the predictions' status: "ok", "not fitted" (no repeat
+    buyer, predicted CLV 0) or "failed: <broken invariants>" (the columns are then NaN)."""
     notes: list[str] = []
     x = customers["frequency"].to_numpy(np.float64)
     tx = customers["recency_weeks"].to_numpy(np.float64)
@@ -195,7 +201,15 @@ def _predict(customers: pd.DataFrame, config: AnalyticsConfig, margin_known: boo
     share = (customers["profit"] / customers["revenue"]).where(customers["revenue"] > 0)
     customers["predicted_clv_margin"] = clv * share.to_numpy(np.float64) if margin_known \
         else np.nan
-    return bgnbd, gg, notes
+    problems = btyd.prediction_problems(bgnbd, gg, config.horizon_months * period, customers)
+    if problems:
+        # Broken numbers are withheld (NaN), not published as if they were fine.
+        log.error("customer value: predictions break their invariants and are withheld: %s",
+                  "; ".join(problems))
+        customers[list(_PREDICTED)] = np.nan
+        notes.append("predicted CLV withheld: its numbers break the model's invariants")
+        return bgnbd, gg, notes, "failed: " + "; ".join(problems)
+    return bgnbd, gg, notes, "ok" if bgnbd is not None else "not fitted"
 
 
 def _clean(value: Any) -> Any:
@@ -226,7 +240,7 @@ def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Pat
     tmp.write_text(json.dumps(result.figures, indent=2, allow_nan=False) + "\n",
                    encoding="utf-8")
     os.replace(tmp, out / layout.CLV_REPORT.name)
-    log.info("clv: %s customers, lifetime %.2f years (%s), predicted CLV total %.2f",
+    log.info("clv: %s customers, lifetime %.2f years (%s), predicted CLV total %s (%s)",
              result.figures["customers"], result.lifetime.years, result.lifetime.method,
-             result.figures["predicted_clv_total"] or 0.0)
+             result.figures["predicted_clv_total"], result.figures["predicted_clv_status"])
     return result.figures

@@ -23,6 +23,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_clv(args: argparse.Namespace) -> int:
+    from recsys.analytics.clv import summary_lines
     from recsys.analytics.job import run_clv_job
     from recsys.ingest import load_table
 
@@ -31,9 +32,7 @@ def cmd_clv(args: argparse.Namespace) -> int:
     assert orders is not None
     figures = run_clv_job(orders, load_table(args.data, "catalog", required=False), args.out,
                           config=config.analytics)
-    shown = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}
-    for key, value in shown.items():
-        print(f"{key}: {value}")
+    print("\n".join(summary_lines(figures)))
     print(f"written to {args.out}")
     return 0
 
