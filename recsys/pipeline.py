@@ -88,8 +88,10 @@ def job_customer_value(ctx: JobContext) -> dict[str, Any]:
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
+    store = ArtifactStore(ctx.config.artifacts.root)
+    previous = store.path() / "analytics" if store.current_version() else None
     return run_clv_job(ctx.orders, ctx.catalog, ctx.out / "analytics",
-                       config=ctx.config.analytics)
+                       config=ctx.config.analytics, previous=previous, model_dir=ctx.out)
 
 
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
