@@ -149,6 +149,12 @@ def cmd_clv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_customers(args: argparse.Namespace) -> int:
+    from recsys.analytics.export import run_command
+
+    return run_command(args, _config(args).artifacts.root)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from recsys.analytics.report import build_report
 
@@ -414,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
             config=True)
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
     p.add_argument("--out", required=True, metavar="DIR")
+
+    from recsys.analytics.export import add_arguments as export_arguments
+
+    export_arguments(add("export-customers", cmd_export_customers, "campaign export: one row "
+                         "per customer with segment, stage, CLV and recommendations", config=True))
 
     p = add("report", cmd_report, "a self-contained HTML report: retention, CLV, RFM, and "
             "measured outcomes of recommendations per arm", config=True)

@@ -1,0 +1,185 @@
+"""`recsys export-customers`: columns, filters, top-k, chunking, CSV / Parquet / PostgreSQL, bad
+input; end to end from `recsys run` (twice: the second run's flows read the first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from recsys.analytics.export import ExportRequest, export_customers
+from recsys.artifacts import ArtifactStore
+from recsys.cli import main
+from recsys.errors import InputError
+from tests.conftest import write_small_config
+
+
+def _folder(tmp: Path) -> tuple[Path, Path]:
+    """A hand-made analytics folder (5 customers) and a catalog with names."""
+    folder = tmp / "analytics"
+    folder.mkdir()
+    ids = ["a", "b", "c", "d", "e"]
+    pd.DataFrame({
+        "customer_id": pd.array(ids, dtype="string"),
+        "segment": ["champions", "at_risk", "lost", "at_risk", "loyal"],
+        "orders": [5, 2, 1, 3, 4], "revenue": [500.0, 80.0, 10.0, 120.0, 300.0],
+        "first_order": pd.to_datetime(["2024-01-01"] * 5),
+        "last_order": pd.to_datetime(["2024-12-01", "2024-08-01", "2024-02-01", "2024-09-15",
+                                      "2024-11-20"]),
+        "recency_days": [30.0, 152.0, 334.0, 107.0, 41.0],
+        "historical_clv": [900.0, 150.0, 20.0, 210.0, 600.0],
+        "predicted_clv": [400.0, 35.5, 0.0, 60.25, 250.0],
+        "p_alive": [0.95, 0.4, 0.05, 0.5, 0.9],
+        "expected_purchases": [4.0, 0.5, 0.0, 0.8, 3.0],
+        "next_order_due": pd.to_datetime(["2025-01-05 13:00", "2024-09-01 00:00", "2024-03-01 00:00",
+                                          "2024-10-20 00:00", "2024-12-24 00:00"]),
+        "churn_risk": [False, True, True, True, False],
+    }).to_parquet(folder / "customers.parquet", index=False)
+    pd.DataFrame({"customer_id": ids,
+                  "stage": ["stable", "at_risk", "churned", "declining", "growing"]}
+                 ).to_parquet(folder / "lifecycle.parquet", index=False)
+    pd.DataFrame({"customer_id": ids, "rec_1": ["p1", "p2", "p1", "p3", None],
+                  "rec_2": ["p2", "p9", "p3", "p1", None], "rec_3": ["p3", "p1", None, None, None]}
+                 ).to_parquet(folder / "recommendations.parquet", index=False)
+    catalog = tmp / "catalog.parquet"
+    pd.DataFrame({"product_id": ["p1", "p2", "p3"], "name": ["Mug", "Tea, green", "Pot"]}
+                 ).to_parquet(catalog, index=False)
+    return folder, catalog
+
+
+def test_csv_with_filters_columns_and_top_k_over_several_chunks(tmp_path: Path) -> None:
+    folder, catalog = _folder(tmp_path)
+    out = tmp_path / "out" / "winback.csv"
+    request = ExportRequest(out=str(out), format="csv", stages=("declining", "at_risk"),
+                            columns=("customer_id", "stage", "predicted_clv", "next_order_due",
+                                     "recommendations"), top_k=2, chunk_rows=2)
+    assert export_customers(folder, request, catalog=catalog) == 2
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table.columns.tolist() == ["customer_id", "stage", "predicted_clv", "next_order_due",
+                                      "rec_1_id", "rec_1_name", "rec_2_id", "rec_2_name"]
+    assert table.to_dict("records") == [
+        {"customer_id": "b", "stage": "at_risk", "predicted_clv": 35.5,
+         "next_order_due": "2024-09-01", "rec_1_id": "p2", "rec_1_name": "Tea, green",
+         "rec_2_id": "p9", "rec_2_name": ""},  # p9 is not in the catalog: no name
+        {"customer_id": "d", "stage": "declining", "predicted_clv": 60.25,
+         "next_order_due": "2024-10-20", "rec_1_id": "p3", "rec_1_name": "Pot",
+         "rec_2_id": "p1", "rec_2_name": "Mug"}]
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_parquet_by_segment_keeps_types_and_only_the_columns_asked(tmp_path: Path) -> None:
+    folder, catalog = _folder(tmp_path)
+    out = tmp_path / "at_risk.parquet"
+    request = ExportRequest(out=str(out), format="parquet", segments=("at_risk", "lost"),
+                            columns=("churn_risk", "customer_id", "p_alive", "orders"),
+                            chunk_rows=3)
+    assert export_customers(folder, request, catalog=catalog) == 3
+    table = pq.read_table(out)
+    assert table.column_names == ["churn_risk", "customer_id", "p_alive", "orders"]
+    assert str(table.schema.field("churn_risk").type) == "bool"
+    assert table.column("customer_id").to_pylist() == ["b", "c", "d"]
+    assert table.column("orders").to_pylist() == [2, 1, 3]
+
+
+def test_default_columns_on_every_customer(tmp_path: Path) -> None:
+    folder, catalog = _folder(tmp_path)
+    out = tmp_path / "all.csv"
+    assert export_customers(folder, ExportRequest(out=str(out), format="csv", top_k=3),
+                            catalog=catalog) == 5
+    header = out.read_text().splitlines()[0]
+    assert header == ('"customer_id","segment","stage","historical_clv","predicted_clv",'
+                      '"p_alive","next_order_due","churn_risk","rec_1_id","rec_1_name",'
+                      '"rec_2_id","rec_2_name","rec_3_id","rec_3_name"')
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"columns": ("customer_id", "email")}, "unknown column(s) email"),
+    ({"segments": ("vip",)}, "unknown segment(s) vip"),
+    ({"stages": ("sleeping",)}, "unknown stage(s) sleeping"),
+    ({"top_k": 4}, "--top-k must be 1..3"),
+    ({"columns": ()}, "no columns"),
+    ({"format": "sql"}, "needs --out URL#table"),
+])
+def test_bad_requests_are_named(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    folder, catalog = _folder(tmp_path)
+    request = ExportRequest(**{"out": str(tmp_path / "x.csv"), "format": "csv",
+                               "top_k": 3, **change})  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace(".", r"\.")):
+        export_customers(folder, request, catalog=catalog)
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_tables_of_different_runs_are_refused(tmp_path: Path) -> None:
+    folder, catalog = _folder(tmp_path)
+    pd.DataFrame({"customer_id": ["a", "c", "b", "d", "e"], "stage": ["new"] * 5}).to_parquet(
+        folder / "lifecycle.parquet", index=False)
+    with pytest.raises(InputError, match="same customers in the same order"):
+        export_customers(folder, ExportRequest(out=str(tmp_path / "x.csv"), format="csv",
+                                               top_k=3), catalog=catalog)
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_to_postgresql_create_fail_replace_append(tmp_path: Path, postgres_url: str,
+                                                  pg_table: str) -> None:
+    from sqlalchemy import create_engine
+
+    folder, catalog = _folder(tmp_path)
+    target = f"{postgres_url}#{pg_table}"
+    request = ExportRequest(out=target, format="sql", top_k=2, chunk_rows=2,
+                            columns=("customer_id", "stage", "predicted_clv", "last_order",
+                                     "churn_risk", "recommendations"))
+    assert export_customers(folder, request, catalog=catalog) == 5
+    engine = create_engine(postgres_url)
+    try:
+        rows = pd.read_sql_table(pg_table, engine)
+        assert rows["customer_id"].tolist() == ["a", "b", "c", "d", "e"]
+        assert rows["predicted_clv"].tolist() == [400.0, 35.5, 0.0, 60.25, 250.0]
+        assert rows["churn_risk"].tolist() == [False, True, True, True, False]
+        assert rows["last_order"].iloc[0] == pd.Timestamp("2024-12-01")
+        kinds = pd.read_sql_query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_name = '{pg_table}'", engine).set_index("column_name")["data_type"]
+        assert kinds[["last_order", "churn_risk", "predicted_clv", "rec_1_id"]].tolist() == [
+            "date", "boolean", "double precision", "text"]
+        assert rows["rec_1_name"].iloc[1] == "Tea, green"
+        assert rows["rec_2_name"].isna().iloc[1]  # p9: no name, NULL
+        assert rows["rec_1_id"].isna().iloc[4]
+        with pytest.raises(InputError, match="already exists"):
+            export_customers(folder, request, catalog=catalog)
+        replace = ExportRequest(**{**request.__dict__, "if_exists": "replace",
+                                   "stages": ("churned",)})
+        assert export_customers(folder, replace, catalog=catalog) == 1
+        append = ExportRequest(**{**request.__dict__, "if_exists": "append",
+                                  "stages": ("growing",)})
+        assert export_customers(folder, append, catalog=catalog) == 1
+        assert pd.read_sql_table(pg_table, engine)["customer_id"].tolist() == ["c", "e"]
+    finally:
+        engine.dispose()
+
+
+def test_end_to_end_from_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_small_config(tmp_path)
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    store = ArtifactStore(tmp_path / "artifacts")
+    analytics = store.path() / "analytics"
+    flows = pd.read_parquet(analytics / "lifecycle_flows.parquet")
+    assert "none" not in set(flows["from_stage"]) and int(flows["customers"].sum()) == 3
+    assert store.manifest().metrics["customer_value"]["actions"]["stage_flows_from_previous"]
+    out = tmp_path / "export.csv"
+    capsys.readouterr()
+    assert main(["-q", "export-customers", "--config", str(config), "--format", "csv",
+                 "--out", str(out), "--top-k", "2"]) == 0
+    assert "exported 3 customers" in capsys.readouterr().out
+    table = pd.read_csv(out).set_index("customer_id")
+    assert set(table.index) == {"c1", "c2", "c3"}
+    assert set(table.loc["c1", ["rec_1_id", "rec_2_id"]]) == {"spoon", "pot"}  # never bought
+    names = {"spoon": "Tea Spoon", "pot": "Tea Pot", "mug": "Ceramic Mug", "tea": "Green Tea"}
+    assert table.loc["c3", "rec_1_name"] == names[table.loc["c3", "rec_1_id"]]
+    assert "kettle" not in set(table[["rec_1_id", "rec_2_id"]].stack())  # out of stock
+    assert main(["-q", "export-customers", "--config", str(config), "--format", "csv",
+                 "--out", str(out), "--stage", "nope"]) == 1
+    assert "unknown stage(s) nope" in capsys.readouterr().err
