@@ -37,12 +37,10 @@ HISTORIES = {
     "new": [("2024-12-20", 80.0)],
     # every 30 days, last 15 days ago: same spend in both 90-day windows
     "stable": _every("2024-12-16", 30, 12),
-    # same rhythm, spend of the last 90 days 2.5x the window before
+    # same rhythm, spend of the last 90 days 750 against a usual 317.6 per 90 days
     "growing": _recent_to(_every("2024-12-16", 30, 12), "2024-10-02", 250.0),
-    # same rhythm, spend fell to 30%: a warning while recency is still fine
+    # same rhythm, spend fell to 90 (28% of the usual): a warning while recency is fine
     "declining_spend": _recent_to(_every("2024-12-16", 30, 12), "2024-10-02", 30.0),
-    # gaps of 20 days, then one of 40 (> 1.5 x 20); last order 10 days ago
-    "declining_gap": [*_every("2024-11-11", 20, 5), ("2024-12-21", 100.0)],
     # every 30 days, last order 40 days ago: past due, not yet 1.5 x 30
     "declining_due": _every("2024-11-21", 30, 6),
     "at_risk": _every("2024-11-11", 30, 6),  # 50 days > 1.5 x 30
@@ -69,12 +67,13 @@ def test_each_rule_names_its_stage(stages: pd.DataFrame, customer: str) -> None:
 
 
 def test_stage_inputs_are_the_documented_figures(stages: pd.DataFrame) -> None:
-    gap = stages.loc["declining_gap"]
-    assert gap["last_gap_days"] == 40 and gap["earlier_gap_days"] == 20
-    assert gap["recency_days"] == 10
+    back = stages.loc["reactivated"]
+    assert back["last_gap_days"] == 275 and back["earlier_gap_days"] == 30
+    assert back["recency_days"] == 30
     spend = stages.loc["declining_spend"]
     assert spend["spend_recent"] == pytest.approx(90.0)  # three orders of 30
-    assert spend["spend_earlier"] == pytest.approx(300.0)
+    # nine orders of 100 before 2024-10-02, observed from 2024-01-21: 255 days
+    assert spend["spend_usual"] == pytest.approx(900.0 / 255 * 90)
     assert stages.loc["new", "last_gap_days"] != stages.loc["new", "last_gap_days"]  # NaN
 
 
@@ -86,6 +85,16 @@ def test_thresholds_are_configurable() -> None:
     assert stage["at_risk"] == "declining"  # 50 days: past due, below 2 x 30
     assert stage["churned"] == "at_risk"  # 100 days: > 2 x 30, not > 4 x 30
     assert stage["declining_spend"] == "stable"  # 30% of the spend is not below 20%
+
+
+def test_a_one_time_buyer_is_new_until_past_due() -> None:
+    histories = {"repeat": _every("2024-12-16", 30, 6), "once_in_cycle": [("2024-12-11", 50.0)],
+                 "once_past_due": [("2024-11-21", 50.0)]}  # 40 days > the usual 30
+    result = compute_clv(_orders(histories), None, config=AnalyticsConfig(as_of=AS_OF))
+    table = lifecycle_stages(result.orders.orders, result.customers, result.orders.end,
+                             LifecycleConfig(new_days=5))
+    stage = table.set_index("customer_id")["stage"]
+    assert stage["once_in_cycle"] == "new" and stage["once_past_due"] == "declining"
 
 
 def test_flows_count_moves_between_runs() -> None:

@@ -33,19 +33,19 @@ class LifecycleConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    new_days: int = Field(30, ge=1, description="new: first order at most this many days ago")
+    new_days: int = Field(30, ge=1, description="new: first order at most this many days ago "
+                                                "(or one order, not yet past due)")
     at_risk_factor: float = Field(1.5, gt=1, description="at risk: days since the last order > "
                                                          "this x the expected gap")
     churned_factor: float = Field(3.0, gt=1, description="churned: days since the last order > "
                                                          "this x the expected gap")
     trend_window_days: int = Field(
-        90, ge=7, le=1825, description="spend trend: spend in the last window vs the one before")
+        90, ge=7, le=1825, description="spend trend: spend in the last window vs the "
+                                       "customer's usual spend per window before it")
     spend_drop: float = Field(0.5, gt=0, lt=1, description="declining: last window's spend < "
-                                                           "this x the window before")
+                                                           "this x the usual")
     spend_growth: float = Field(1.5, gt=1, description="growing: last window's spend >= this x "
-                                                       "the window before")
-    gap_growth: float = Field(1.5, gt=1, description="declining: the last gap > this x the "
-                                                     "customer's earlier mean gap")
+                                                       "the usual")
 
     @model_validator(mode="after")
     def _ordered(self) -> LifecycleConfig:
