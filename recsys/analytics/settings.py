@@ -62,7 +62,7 @@ class ActionsConfig(BaseModel):
     due_within_days: int = Field(7, ge=0, le=365, description="replenishment: expected date "
                                                               "at most this many days ahead")
     max_overdue_cycles: float = Field(
-        2.0, gt=0, description="replenishment: drop pairs overdue by more than this many "
+        1.0, gt=0, description="replenishment: drop pairs overdue by more than this many "
                                "cycles (the customer stopped buying it)")
     own_cycle_min_intervals: int = Field(
         2, ge=1, description="the customer's own median gap is used once they have this many "
