@@ -9,7 +9,8 @@
   those 7 days, next to "every product the customer bought on two days or more before".
 - export: a generated analytics folder of ``--customers`` customers exported to CSV and
   Parquet (and PostgreSQL with ``--postgres URL``) in a fresh process each; wall time and peak
-  RSS of that process, also at a tenth of the customers (memory must not grow with them).
+  RSS of that process, also at a tenth and twice the customers (memory must not grow with
+  them).
 
     PYTHONPATH=. python benchmarks/actions_bench.py [--only lifecycle replenishment export]
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -37,10 +37,11 @@ from evaluation_bench import (  # noqa: E402
     load_online_retail,
 )
 
-from recsys.analytics.actions import replenishment_list  # noqa: E402
+from recsys.analytics.actions import ROW_GROUP_ROWS, replenishment_list  # noqa: E402
 from recsys.analytics.job import compute_clv  # noqa: E402
 from recsys.analytics.lifecycle import STAGES, lifecycle_stages  # noqa: E402
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig  # noqa: E402
+from recsys.artifacts import save_parquet  # noqa: E402
 from recsys.repurchase import repurchase_cycles  # noqa: E402
 
 
@@ -125,14 +126,15 @@ def replenishment(weeks: int) -> None:
 
 
 def _generate(folder: Path, n: int, products: int = 5000, k: int = 10, seed: int = 0) -> Path:
-    """An analytics folder as the customer_value job writes it, for ``n`` customers."""
+    """An analytics folder as the customer_value job writes it (row groups included), for
+    ``n`` customers."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     ids = pd.array([f"C{i:08d}" for i in range(n)], dtype="string")
     segments = np.array(["champions", "loyal", "potential", "at_risk", "hibernating", "lost"])
     first = np.datetime64("2022-01-01") + rng.integers(0, 900, n).astype("timedelta64[D]")
     last = first + rng.integers(0, 200, n).astype("timedelta64[D]")
-    pd.DataFrame({
+    save_parquet(pd.DataFrame({
         "customer_id": ids, "segment": segments[rng.integers(0, 6, n)],
         "orders": rng.integers(1, 30, n), "revenue": rng.gamma(2.0, 80.0, n),
         "first_order": first.astype("datetime64[ns]"), "last_order": last.astype("datetime64[ns]"),
@@ -142,14 +144,16 @@ def _generate(folder: Path, n: int, products: int = 5000, k: int = 10, seed: int
         "next_order_due": (last + rng.integers(1, 90, n).astype("timedelta64[D]")
                            ).astype("datetime64[ns]"),
         "churn_risk": rng.uniform(0, 1, n) < 0.3,
-    }).to_parquet(folder / "customers.parquet", index=False)
-    pd.DataFrame({"customer_id": ids, "stage": np.array(STAGES)[rng.integers(0, 7, n)]}
-                 ).to_parquet(folder / "lifecycle.parquet", index=False)
+    }), folder / "customers.parquet", row_group_size=ROW_GROUP_ROWS)
+    save_parquet(pd.DataFrame({"customer_id": ids,
+                               "stage": np.array(STAGES)[rng.integers(0, 7, n)]}),
+                 folder / "lifecycle.parquet", row_group_size=ROW_GROUP_ROWS)
     product_ids = np.array([f"P{i:05d}" for i in range(products)], dtype=object)
     recs = {"customer_id": ids}
     for i in range(k):
         recs[f"rec_{i + 1}"] = product_ids[rng.integers(0, products, n)]
-    pd.DataFrame(recs).to_parquet(folder / "recommendations.parquet", index=False)
+    save_parquet(pd.DataFrame(recs), folder / "recommendations.parquet",
+                 row_group_size=ROW_GROUP_ROWS)
     catalog = folder.parent / "catalog.parquet"
     pd.DataFrame({"product_id": product_ids,
                   "name": [f"Product number {i}, size M" for i in range(products)]}
@@ -157,15 +161,24 @@ def _generate(folder: Path, n: int, products: int = 5000, k: int = 10, seed: int
     return catalog
 
 
+def _peak_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the
+    parent across fork + exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def _export_child(folder: str, catalog: str, out: str, fmt: str, queue: mp.Queue) -> None:
     from recsys.analytics.export import ExportRequest, export_customers
+    from recsys.analytics.export_sql import write_sql  # noqa: F401 - imported before the base
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _peak_mib()
     started = time.perf_counter()
     rows = export_customers(folder, ExportRequest(out=out, format=fmt, top_k=5,  # type: ignore[arg-type]
                                                   if_exists="replace"), catalog=catalog)
-    queue.put((rows, time.perf_counter() - started,
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, base / 1024))
+    queue.put((rows, time.perf_counter() - started, _peak_mib(), base))
 
 
 def export(customers: int, postgres: str | None) -> None:
@@ -175,7 +188,7 @@ def export(customers: int, postgres: str | None) -> None:
     print("|---:|---|---:|---:|---:|")
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (customers // 10, customers):
+        for n in (customers // 10, customers, 2 * customers):
             folder = Path(tmp) / f"n{n}" / "analytics"
             catalog = _generate(folder, n)
             targets = [("csv", str(Path(tmp) / f"out{n}.csv")),

@@ -30,7 +30,7 @@ from recsys.repurchase import repurchase_cycles
 from recsys.vocab import Vocabulary
 
 __all__ = ["replenishment_list", "recommendations_table", "winback_list", "high_value_list",
-           "load_cycles", "write_action_lists", "ACTION_FILES", "REC_PREFIX"]
+           "load_cycles", "write_action_lists", "ACTION_FILES", "REC_PREFIX", "ROW_GROUP_ROWS"]
 
 REC_PREFIX = "rec_"  # recommendations table columns rec_1 .. rec_k
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
@@ -148,8 +148,7 @@ def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
         else:
             scores = np.broadcast_to(popularity, (len(codes), len(items))).copy()
         scores[:, blocked] = -np.inf
-        seen = bought[known_rows]
-        seen[codes < 0] = 0
+        seen = sp.diags((codes >= 0).astype(np.float32)) @ bought[known_rows]
         seen.eliminate_zeros()
         r, c = seen.nonzero()
         scores[r, c] = -np.inf
@@ -223,6 +222,8 @@ def load_cycles(model_dir: Path | None) -> pd.DataFrame | None:
     return load_parquet(model_dir / "repurchase.parquet")
 
 
+#: Row group size of the per-customer tables, so that exports stream them in bounded memory.
+ROW_GROUP_ROWS = 100_000
 #: The files :func:`write_action_lists` writes into the job's analytics folder.
 ACTION_FILES = ("lifecycle.parquet", "lifecycle_flows.parquet", "recommendations.parquet",
                 "replenishment.parquet", "winback.parquet", "high_value.parquet")
@@ -254,7 +255,7 @@ def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders
               "winback.parquet": winback_list(customers, stages, lines, recs, config.actions),
               "high_value.parquet": high_value_list(customers, stages, config.actions)}
     for name in ACTION_FILES:
-        save_parquet(tables[name], out / name)
+        save_parquet(tables[name], out / name, row_group_size=ROW_GROUP_ROWS)
     counts = stages["stage"].value_counts()
     return {"stages": {s: int(counts.get(s, 0)) for s in STAGES},
             "stage_flows_from_previous": before is not None,

@@ -3,8 +3,8 @@ stage, historical and predicted CLV, P(alive), next order due, churn risk and th
 recommendations (ids and names), to CSV, Parquet or a SQL table, for email and CRM tools.
 
 Reads the customer_value job's tables (``customers.parquet``, ``lifecycle.parquet`` and
-``recommendations.parquet``, written in one row order) in chunks of ``chunk_rows`` in
-lockstep, so memory stays bounded whatever the number of customers. Dates are exported as
+``recommendations.parquet``, written in one row order and in row groups of 100,000) in chunks
+of ``chunk_rows`` in lockstep, so memory stays bounded whatever the number of customers. Dates are exported as
 dates (YYYY-MM-DD). Files are written to a temporary name and renamed when complete; a SQL
 export runs in one transaction (COPY on PostgreSQL), so a failure leaves nothing half written.
 """
@@ -123,8 +123,11 @@ def _chunks(folder: Path, needed: dict[str, list[str]], size: int) -> Iterator[p
             raise InputError(f"{path} not found: export-customers needs the customer_value "
                              "job's tables (run `recsys run`, or `recsys clv --out DIR`)")
         want = ["customer_id", *[c for c in columns if c != "customer_id"]]
-        readers[table] = _exact(pq.ParquetFile(path).iter_batches(batch_size=size,
-                                                                  columns=want), size)
+        # pre_buffer would read every row group's columns up front: memory would grow with
+        # the customers; without it, one row group (recsys.analytics.actions.ROW_GROUP_ROWS)
+        batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=size,
+                                                                      columns=want)
+        readers[table] = _exact(batches, size)
     names = list(readers)
     while True:
         parts = [next(readers[n], None) for n in names]

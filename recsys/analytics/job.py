@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.analytics import btyd
-from recsys.analytics.actions import ACTION_FILES, write_action_lists
+from recsys.analytics.actions import ACTION_FILES, ROW_GROUP_ROWS, write_action_lists
 from recsys.analytics.clv import (
     DAYS_PER_YEAR,
     LifetimeEstimate,
@@ -227,7 +227,7 @@ def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Pat
     result.figures["actions"] = write_action_lists(
         result.customers, result.orders.orders, orders, catalog, result.orders.end, out,
         config=config, previous=previous, model_dir=model_dir)
-    save_parquet(result.customers, out / "customers.parquet")
+    save_parquet(result.customers, out / "customers.parquet", row_group_size=ROW_GROUP_ROWS)
     save_parquet(result.rfm_segments, out / "rfm_segments.parquet")
     save_parquet(result.cohorts, out / "cohorts.parquet")
     save_parquet(result.segments, out / "customer_segments.parquet")
