@@ -110,6 +110,18 @@ def _unavailable(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray:
     return out
 
 
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row the columns of the k highest scores, best first; equal scores: the lower column
+    first (which of several products tied at the k-th place is kept is not specified)."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    chosen = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -chosen), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
 def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
                           catalog: pd.DataFrame | None, k: int,
                           model_dir: Path | None = None) -> pd.DataFrame:
@@ -152,8 +164,7 @@ def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
         seen.eliminate_zeros()
         r, c = seen.nonzero()
         scores[r, c] = -np.inf
-        # ties: the lower product code first (a stable, repeatable order)
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
+        best = _top_k(scores, k_eff)
         best[np.take_along_axis(scores, best, axis=1) == -np.inf] = -1
         top[start:start + len(codes), :k_eff] = best
     ids = np.asarray(items.ids, dtype=object)
