@@ -183,3 +183,77 @@ def test_end_to_end_from_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["-q", "export-customers", "--config", str(config), "--format", "csv",
                  "--out", str(out), "--stage", "nope"]) == 1
     assert "unknown stage(s) nope" in capsys.readouterr().err
+    listed = tmp_path / "high_value.csv"
+    assert main(["-q", "export-customers", "--config", str(config), "--list", "high_value",
+                 "--format", "csv", "--out", str(listed)]) == 0
+    assert "exported 1 rows of the high_value list" in capsys.readouterr().out
+    assert pd.read_csv(listed)["rank"].tolist() == [1]  # the top 5% of 3 customers: one
+    assert main(["-q", "export-customers", "--config", str(config), "--list", "winback",
+                 "--format", "csv", "--out", str(listed), "--top-k", "2"]) == 1
+    assert "--top-k is for --list customers only" in capsys.readouterr().err
+
+
+def _lists(tmp: Path) -> tuple[Path, Path]:
+    folder, catalog = _folder(tmp)
+    pd.DataFrame({"customer_id": ["a", "b"], "product_id": ["p1", "p7"],
+                  "last_purchase": pd.to_datetime(["2024-12-01", "2024-11-20"]),
+                  "cycle_days": [30.0, 45.0],
+                  "expected_date": pd.to_datetime(["2024-12-31", "2025-01-04"]),
+                  "days_overdue": [0, -4], "status": ["due", "due"]}
+                 ).to_parquet(folder / "replenishment.parquet", index=False)
+    pd.DataFrame({"customer_id": ["d", "b"], "stage": ["declining", "at_risk"],
+                  "predicted_clv": [60.25, 35.5], "offer_1": ["p3", "p2"],
+                  "offer_2": ["p1", None], "offers_own": [1, 0]}
+                 ).to_parquet(folder / "winback.parquet", index=False)
+    pd.DataFrame({"customer_id": pd.Series([], dtype=object), "product_id": [],
+                  "status": []}).to_parquet(folder / "empty.parquet", index=False)
+    return folder, catalog
+
+
+def test_action_lists_export_with_product_names_and_filters(tmp_path: Path) -> None:
+    from recsys.analytics.export_lists import export_list
+
+    folder, catalog = _lists(tmp_path)
+    out = tmp_path / "refill.csv"
+    assert export_list(folder, "replenishment", str(out), "csv", catalog=catalog,
+                       columns=("customer_id", "product_id", "expected_date")) == 2
+    assert pd.read_csv(out, keep_default_na=False).to_dict("records") == [
+        {"customer_id": "a", "product_id": "p1", "product_id_name": "Mug",
+         "expected_date": "2024-12-31"},
+        {"customer_id": "b", "product_id": "p7", "product_id_name": "",  # not in the catalog
+         "expected_date": "2025-01-04"}]
+    out = tmp_path / "winback.parquet"
+    assert export_list(folder, "winback", str(out), "parquet", catalog=catalog,
+                       stages=("at_risk",)) == 1
+    table = pq.read_table(out)
+    assert table.column_names == ["customer_id", "stage", "predicted_clv", "offer_1",
+                                  "offer_1_name", "offer_2", "offer_2_name", "offers_own"]
+    assert table.to_pylist() == [{"customer_id": "b", "stage": "at_risk", "predicted_clv": 35.5,
+                                  "offer_1": "p2", "offer_1_name": "Tea, green",
+                                  "offer_2": None, "offer_2_name": None, "offers_own": 0}]
+
+
+def test_action_list_bad_requests(tmp_path: Path) -> None:
+    from recsys.analytics.export_lists import export_list
+
+    folder, catalog = _lists(tmp_path)
+    out = str(tmp_path / "x.csv")
+    with pytest.raises(InputError, match="no stage column"):
+        export_list(folder, "replenishment", out, "csv", stages=("at_risk",))
+    with pytest.raises(InputError, match=r"no column\(s\) email"):
+        export_list(folder, "winback", out, "csv", columns=("customer_id", "email"))
+    with pytest.raises(InputError, match="unknown list"):
+        export_list(folder, "empty", out, "csv")
+    with pytest.raises(InputError, match="not found"):
+        export_list(folder, "high_value", out, "csv")
+    assert not Path(out).exists()
+
+
+def test_an_empty_list_exports_its_header(tmp_path: Path) -> None:
+    from recsys.analytics import export_lists
+
+    folder, _ = _lists(tmp_path)
+    (folder / "empty.parquet").rename(folder / "high_value.parquet")
+    out = tmp_path / "top.csv"
+    assert export_lists.export_list(folder, "high_value", str(out), "csv") == 0
+    assert out.read_text().splitlines() == ['"customer_id","product_id","status"']

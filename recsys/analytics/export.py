@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["COLUMNS", "DEFAULT_COLUMNS", "RECOMMENDATIONS", "ExportRequest", "export_customers",
-           "add_arguments", "run_command"]
+           "add_arguments", "run_command", "write_tables", "product_names",
+           "destination_problems"]
 
 #: Exportable columns -> the job's table holding them.
 COLUMNS: dict[str, str] = {
@@ -42,6 +43,8 @@ _DATES = ("first_order", "last_order", "next_order_due")
 _FILES = {"customers": "customers.parquet", "lifecycle": "lifecycle.parquet",
           "recommendations": "recommendations.parquet"}
 Format = Literal["csv", "parquet", "sql"]
+#: The action lists `--list` exports (recsys.analytics.actions writes them).
+ACTION_LISTS = ("replenishment", "winback", "high_value", "lifecycle_flows")
 
 
 @dataclass(frozen=True)
@@ -82,15 +85,20 @@ def _check(request: ExportRequest, kept: int) -> None:
                         "customer; raise [analytics.actions] recommendations for more)")
     if request.chunk_rows < 1:
         problems.append("chunk_rows must be at least 1")
-    is_url = "://" in request.out
-    if request.format == "sql" and (not is_url or "#" not in request.out
-                                    or not request.out.split("#", 1)[1]):
-        problems.append(f"--format sql needs --out URL#table (a SQLAlchemy URL and a table "
-                        f"name), got {request.out!r}")
-    if request.format != "sql" and is_url:
-        problems.append(f"--out {request.out!r} is a URL: use --format sql for a database")
+    problems += destination_problems(request.out, request.format)
     if problems:
         raise InputError("export-customers: " + "; ".join(problems))
+
+
+def destination_problems(out: str, fmt: str) -> list[str]:
+    """What is wrong with ``--out`` for ``--format`` (nothing: an empty list)."""
+    is_url = "://" in out
+    if fmt == "sql" and (not is_url or "#" not in out or not out.split("#", 1)[1]):
+        return [f"--format sql needs --out URL#table (a SQLAlchemy URL and a table name), "
+                f"got {out!r}"]
+    if fmt != "sql" and is_url:
+        return [f"--out {out!r} is a URL: use --format sql for a database"]
+    return []
 
 
 def _exact(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
@@ -156,7 +164,7 @@ def _rec_columns(folder: Path) -> list[str]:
     return [c for c in pq.read_schema(path).names if c.startswith("rec_")]
 
 
-def _names(catalog: Path | None) -> tuple[pa.Array, pa.Array] | None:
+def product_names(catalog: Path | None) -> tuple[pa.Array, pa.Array] | None:
     """Product ids and names from a catalog Parquet file (None without one or its names)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -221,14 +229,19 @@ def export_customers(analytics: Path | str, request: ExportRequest, *,
     for column, values in (("segment", request.segments), ("stage", request.stages)):
         if values and column not in needed.setdefault(COLUMNS[column], []):
             needed[COLUMNS[column]].append(column)
-    names = _names(Path(catalog) if catalog is not None else None)
+    names = product_names(Path(catalog) if catalog is not None else None)
     tables = (_shape(chunk, request, rec_columns, names)
               for chunk in _chunks(folder, needed, request.chunk_rows))
-    if request.format == "sql":
+    return write_tables(tables, request.out, request.format, request.if_exists)
+
+
+def write_tables(tables: Iterator[pa.Table], out: str, fmt: str, if_exists: str) -> int:
+    """Write the chunks to a file (csv, parquet) or a SQL table (``URL#table``)."""
+    if fmt == "sql":
         from recsys.analytics.export_sql import write_sql
 
-        return write_sql(tables, request.out, request.if_exists)
-    return _write_file(tables, Path(request.out), request.format)
+        return write_sql(tables, out, if_exists)
+    return _write_file(tables, Path(out), fmt)
 
 
 def _write_file(tables: Iterator[pa.Table], path: Path, fmt: str) -> int:
@@ -279,8 +292,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{','.join(DEFAULT_COLUMNS)}); '{RECOMMENDATIONS}' gives "
                              f"rec_1_id, rec_1_name, ... rec_k_name; all: "
                              f"{','.join(COLUMNS)}")
-    parser.add_argument("--top-k", type=int, default=5, metavar="N",
-                        help="recommendations per customer (default: 5)")
+    parser.add_argument("--list", default="customers", choices=["customers", *ACTION_LISTS],
+                        help="what to export: the customer table (default), or one of the "
+                             "job's action lists (its columns; --segment / --stage filter "
+                             "the lists that have them)")
+    parser.add_argument("--top-k", type=int, metavar="N",
+                        help="recommendations per customer (default: 5; customers only)")
     parser.add_argument("--if-exists", choices=["fail", "replace", "append"], default="fail",
                         help="sql: when the table exists (default: fail)")
     parser.add_argument("--root", metavar="DIR", help="artifact store (default: from the config)")
@@ -292,6 +309,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace, artifacts_root: str) -> int:
     """`recsys export-customers`: export and say how many customers went where."""
+    from recsys.analytics.export_lists import export_list
     from recsys.artifacts import ArtifactStore
 
     catalog: Path | None = None
@@ -300,12 +318,24 @@ def run_command(args: argparse.Namespace, artifacts_root: str) -> int:
     else:
         version = ArtifactStore(args.root or artifacts_root).path(args.version)
         folder, catalog = version / "analytics", version / "catalog.parquet"
+    if args.list != "customers":
+        if args.top_k is not None:
+            raise InputError("export-customers: --top-k is for --list customers only")
+        rows = export_list(folder, args.list, args.out, args.format,
+                           columns=_list(args.columns) or None, segments=_list(args.segment),
+                           stages=_list(args.stage), if_exists=args.if_exists, catalog=catalog)
+        print(f"exported {rows:,} rows of the {args.list} list to "
+              f"{_where(args.out, args.format)}")
+        return 0
     request = ExportRequest(out=args.out, format=args.format, segments=_list(args.segment),
                             stages=_list(args.stage),
-                            columns=_list(args.columns) or DEFAULT_COLUMNS, top_k=args.top_k,
+                            columns=_list(args.columns) or DEFAULT_COLUMNS,
+                            top_k=5 if args.top_k is None else args.top_k,
                             if_exists=args.if_exists)
     rows = export_customers(folder, request, catalog=catalog)
-    where = args.out.split("#", 1)[0] if args.format != "sql" else (
-        f"table {args.out.split('#', 1)[1]}")
-    print(f"exported {rows:,} customers to {where}")
+    print(f"exported {rows:,} customers to {_where(args.out, args.format)}")
     return 0
+
+
+def _where(out: str, fmt: str) -> str:
+    return f"table {out.split('#', 1)[1]}" if fmt == "sql" else out
