@@ -103,6 +103,10 @@ def test_winback_offers_own_repeat_products_then_recommendations() -> None:
     assert a["offers_own"] == 2
     b = table.set_index("customer_id").loc["B"]
     assert b["offer_1"] == "r3" and pd.isna(b["offer_2"]) and b["offers_own"] == 0
+    catalog = pd.DataFrame({"product_id": ["tea", "cup", "pot"], "in_stock": [True, False, True]})
+    a = winback_list(customers, stages, orders, recs, ActionsConfig(offers=3),
+                     catalog).set_index("customer_id").loc["A"]
+    assert [a["offer_1"], a["offer_2"], a["offer_3"]] == ["tea", "r1", "r2"]  # cup: sold out
 
 
 def test_high_value_is_the_top_share_by_predicted_clv() -> None:

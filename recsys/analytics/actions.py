@@ -104,7 +104,7 @@ def _unavailable(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray:
     bad = np.zeros(len(catalog), dtype=bool)
     for column in ("in_stock", "is_active"):
         if column in catalog:
-            bad |= catalog[column].eq(False).to_numpy()  # noqa: E712 - a missing flag keeps it
+            bad |= catalog[column].eq(False).to_numpy()  # a missing flag keeps the product
     codes = items.lookup(catalog["product_id"][bad], on_unknown="mask")
     out[codes[codes >= 0]] = True
     return out
@@ -177,10 +177,12 @@ def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
 
 
 def winback_list(customers: pd.DataFrame, stages: pd.DataFrame, orders: pd.DataFrame,
-                 recommendations: pd.DataFrame, config: ActionsConfig) -> pd.DataFrame:
+                 recommendations: pd.DataFrame, config: ActionsConfig,
+                 catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """Declining and at-risk customers, most predicted CLV first: customer_id, stage,
     predicted_clv, p_alive, historical_clv, churn_risk, offer_1 .. offer_n (own repeat
-    products first, then recommendations), offers_own (how many offers are their own)."""
+    products first, then recommendations; never a product the catalog marks out of stock or
+    inactive), offers_own (how many offers are their own)."""
     table = customers[["customer_id", "predicted_clv", "p_alive", "historical_clv",
                        "churn_risk"]].merge(stages[["customer_id", "stage"]], on="customer_id",
                                             validate="one_to_one")
@@ -188,6 +190,10 @@ def winback_list(customers: pd.DataFrame, stages: pd.DataFrame, orders: pd.DataF
     table = table.sort_values(["predicted_clv", "customer_id"], ascending=[False, True],
                               kind="stable")
     lines = orders[orders["customer_id"].isin(table["customer_id"])]
+    if catalog is not None:
+        items = Vocabulary.from_ids(catalog["product_id"].astype(str))
+        gone = items.ids[_unavailable(catalog, items)]
+        lines = lines[~lines["product_id"].astype(str).isin(gone)]
     own = (lines.groupby(["customer_id", "product_id"])
            .agg(n=("order_id", "nunique"), last=("ordered_at", "max")).reset_index())
     own = own[own["n"] >= 2].sort_values(["customer_id", "n", "last", "product_id"],
@@ -263,7 +269,8 @@ def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders
     tables = {"lifecycle.parquet": stages, "lifecycle_flows.parquet": flows,
               "recommendations.parquet": recs,
               "replenishment.parquet": replenishment_list(lines, cycles, end, config.actions),
-              "winback.parquet": winback_list(customers, stages, lines, recs, config.actions),
+              "winback.parquet": winback_list(customers, stages, lines, recs, config.actions,
+                                              catalog),
               "high_value.parquet": high_value_list(customers, stages, config.actions)}
     for name in ACTION_FILES:
         save_parquet(tables[name], out / name, row_group_size=ROW_GROUP_ROWS)
