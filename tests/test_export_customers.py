@@ -257,3 +257,16 @@ def test_an_empty_list_exports_its_header(tmp_path: Path) -> None:
     out = tmp_path / "top.csv"
     assert export_lists.export_list(folder, "high_value", str(out), "csv") == 0
     assert out.read_text().splitlines() == ['"customer_id","product_id","status"']
+
+
+def test_id_columns_of_different_string_types_still_line_up(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    folder, catalog = _folder(tmp_path)
+    stages = pq.read_table(folder / "lifecycle.parquet")
+    pq.write_table(stages.cast(pa.schema([("customer_id", pa.large_string()),
+                                          ("stage", pa.large_string())])),
+                   folder / "lifecycle.parquet")
+    out = tmp_path / "x.csv"
+    request = ExportRequest(out=str(out), format="csv", columns=("customer_id", "stage"))
+    assert export_customers(folder, request, catalog=catalog) == 5

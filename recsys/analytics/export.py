@@ -141,9 +141,8 @@ def _chunks(folder: Path, needed: dict[str, list[str]], size: int) -> Iterator[p
         parts = [next(readers[n], None) for n in names]
         if all(p is None for p in parts):
             return
-        if any(p is None for p in parts) or any(
-                not p.column("customer_id").equals(parts[0].column("customer_id"))  # type: ignore[union-attr]
-                for p in parts[1:]):
+        ids = [None if p is None else p.column("customer_id").cast(pa.string()) for p in parts]
+        if any(i is None for i in ids) or any(not i.equals(ids[0]) for i in ids[1:]):  # type: ignore[union-attr]
             raise InputError(f"{folder}: {', '.join(_FILES[n] for n in names)} do not list "
                              "the same customers in the same order (written by different "
                              "runs?); rerun the customer_value job")
