@@ -270,3 +270,24 @@ def test_id_columns_of_different_string_types_still_line_up(tmp_path: Path) -> N
     out = tmp_path / "x.csv"
     request = ExportRequest(out=str(out), format="csv", columns=("customer_id", "stage"))
     assert export_customers(folder, request, catalog=catalog) == 5
+
+
+def test_to_sqlite_with_batched_inserts(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    folder, catalog = _folder(tmp_path)
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    request = ExportRequest(out=f"{url}#campaign", format="sql", segments=("at_risk",),
+                            columns=("customer_id", "next_order_due", "recommendations"),
+                            top_k=1, chunk_rows=1)
+    assert export_customers(folder, request, catalog=catalog) == 2
+    engine = create_engine(url)
+    try:
+        rows = pd.read_sql_query("SELECT * FROM campaign ORDER BY customer_id", engine)
+    finally:
+        engine.dispose()
+    assert rows.to_dict("records") == [
+        {"customer_id": "b", "next_order_due": "2024-09-01", "rec_1_id": "p2",
+         "rec_1_name": "Tea, green"},
+        {"customer_id": "d", "next_order_due": "2024-10-20", "rec_1_id": "p3",
+         "rec_1_name": "Pot"}]
