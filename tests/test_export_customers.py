@@ -291,3 +291,27 @@ def test_to_sqlite_with_batched_inserts(tmp_path: Path) -> None:
          "rec_1_name": "Tea, green"},
         {"customer_id": "d", "next_order_due": "2024-10-20", "rec_1_id": "p3",
          "rec_1_name": "Pot"}]
+
+
+def test_export_of_a_clv_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recsys.analytics.job import run_clv_job
+    from recsys.analytics.settings import AnalyticsConfig
+
+    orders = pd.DataFrame({"order_id": ["1", "2", "3", "4"], "product_id": ["x", "y", "x", "z"],
+                           "customer_id": ["A", "A", "B", "C"],
+                           "ordered_at": pd.to_datetime(["2024-01-01", "2024-02-01",
+                                                         "2024-02-03", "2024-02-05"]),
+                           "quantity": 1.0, "unit_price": 5.0})
+    run_clv_job(orders, None, tmp_path / "clv", config=AnalyticsConfig())
+    out = tmp_path / "all.csv"
+    assert main(["-q", "export-customers", "--analytics", str(tmp_path / "clv"), "--format",
+                 "csv", "--out", str(out), "--top-k", "2",
+                 "--columns", "customer_id,orders,recommendations"]) == 0
+    assert "exported 3 customers" in capsys.readouterr().out
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table.columns.tolist() == ["customer_id", "orders", "rec_1_id", "rec_1_name",
+                                      "rec_2_id", "rec_2_name"]
+    # best sellers the customer never bought: x (2 orders), then y and z (1 each; by id)
+    assert table[["customer_id", "orders", "rec_1_id", "rec_2_id"]].values.tolist() == [
+        ["A", 2, "z", ""], ["B", 1, "y", "z"], ["C", 1, "x", "y"]]
+    assert set(table["rec_1_name"]) == {""}  # no catalog: no names
