@@ -157,10 +157,12 @@ def _chunks(folder: Path, needed: dict[str, list[str]], size: int) -> Iterator[p
 def _rec_columns(folder: Path) -> list[str]:
     import pyarrow.parquet as pq
 
+    from recsys.analytics.actions import REC_PREFIX
+
     path = folder / _FILES["recommendations"]
     if not path.exists():
         return []
-    return [c for c in pq.read_schema(path).names if c.startswith("rec_")]
+    return [c for c in pq.read_schema(path).names if c.startswith(REC_PREFIX)]
 
 
 def product_names(catalog: Path | None) -> tuple[pa.Array, pa.Array] | None:

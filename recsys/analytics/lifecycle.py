@@ -107,10 +107,11 @@ def lifecycle_stages(orders: pd.DataFrame, customers: pd.DataFrame, end: pd.Time
     ]
     stage = np.select(conditions, ["new", "churned", "at_risk", "reactivated", "declining",
                                    "growing"], default="stable")
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "customer_id": ids.to_numpy(), "stage": stage.astype(object), "recency_days": recency,
         "expected_days_between_orders": expected, "last_gap_days": last_gap,
         "earlier_gap_days": earlier_gap, "spend_recent": recent, "spend_usual": usual})
+    return table[list(STAGE_COLUMNS)]
 
 
 def stage_flows(previous: pd.DataFrame | None, current: pd.DataFrame) -> pd.DataFrame:
