@@ -64,10 +64,12 @@ def save_npz(path: Path | str, **arrays: Any) -> None:
         np.savez(f, **converted)  # type: ignore[arg-type]
 
 
-def save_parquet(frame: pd.DataFrame, path: Path | str) -> None:
-    """Write a table as plain Parquet (no pandas metadata, so list columns read back anywhere)."""
+def save_parquet(frame: pd.DataFrame, path: Path | str, *,
+                 row_group_size: int | None = None) -> None:
+    """Write a table as plain Parquet (no pandas metadata, so list columns read back anywhere);
+    small row groups let a reader stream a big table in bounded memory."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table.replace_schema_metadata(None), path)
+    pq.write_table(table.replace_schema_metadata(None), path, row_group_size=row_group_size)
 
 
 def load_parquet(path: Path | str) -> pd.DataFrame:

@@ -26,7 +26,8 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "ITEMS", "CATALOG", "POPULAR", "RULES", "ITEMSETS", "CATEGORY_RULES", "SUBSTITUTES",
            "BUNDLES", "RULES_REPORT", "RANKING", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
-           "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN"]
+           "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
+           "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
 JOBS = ("catalog", "popularity", "rules", "models", "customer_value", "pipeline")
@@ -208,6 +209,27 @@ CUSTOMER_SEGMENTS = ArtifactFile(
              _f("predicted_clv"), _f("p_alive")))
 CLV_REPORT = ArtifactFile(_A + "clv_report.json", "customer_value", "the CLV job's figures",
                           optional=True, keys=("customers", "predicted_clv_total"))
+LIFECYCLE = ArtifactFile(
+    _A + "lifecycle.parquet", "customer_value", "per customer lifecycle stage",
+    optional=True, open_columns=True, columns=(_s("customer_id"), _s("stage")))
+LIFECYCLE_FLOWS = ArtifactFile(
+    _A + "lifecycle_flows.parquet", "customer_value", "customers moved stage to stage since "
+    "the previous version", optional=True, open_columns=True,
+    columns=(_s("from_stage"), _s("to_stage"), _i("customers")))
+CUSTOMER_RECOMMENDATIONS = ArtifactFile(
+    _A + "recommendations.parquet", "customer_value", "per customer top products never bought",
+    optional=True, open_columns=True, columns=(_s("customer_id"),))
+REPLENISHMENT = ArtifactFile(
+    _A + "replenishment.parquet", "customer_value", "customer x consumable pairs due soon",
+    optional=True, open_columns=True, columns=(_s("customer_id"), _s("product_id")))
+WINBACK = ArtifactFile(
+    _A + "winback.parquet", "customer_value", "declining and at-risk customers with offers",
+    optional=True, open_columns=True, columns=(_s("customer_id"),))
+HIGH_VALUE = ArtifactFile(
+    _A + "high_value.parquet", "customer_value", "top customers by predicted CLV",
+    optional=True, open_columns=True, columns=(_s("customer_id"),))
+ACTION_FILES = (LIFECYCLE, LIFECYCLE_FLOWS, CUSTOMER_RECOMMENDATIONS, REPLENISHMENT, WINBACK,
+                HIGH_VALUE)
 INGEST_REPORT = ArtifactFile(
     "ingest_report.json", "pipeline", "the ingest report of the run",
     keys=("rows_read", "rows_accepted", "rows_rejected", "rejected_by_reason", "tables"))
@@ -216,7 +238,7 @@ FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files, RANKING, ALS,
     CUSTOMERS, PURCHASES, REPURCHASE, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS, CUSTOMER_SEGMENTS,
-    CLV_REPORT, INGEST_REPORT)
+    CLV_REPORT, *ACTION_FILES, INGEST_REPORT)
 _BY_PATH = {f.path: f for f in FILES}
 
 

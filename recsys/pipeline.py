@@ -89,8 +89,10 @@ def job_customer_value(ctx: JobContext) -> dict[str, Any]:
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
+    store = ArtifactStore(ctx.config.artifacts.root)
+    previous = layout.CLV_REPORT.at(store.path()).parent if store.current_version() else None
     return run_clv_job(ctx.orders, ctx.catalog, layout.CLV_REPORT.at(ctx.out).parent,
-                       config=ctx.config.analytics)
+                       config=ctx.config.analytics, previous=previous, model_dir=ctx.out)
 
 
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {

@@ -1,5 +1,6 @@
 """Customer-value analytics: historical and predicted CLV (``clv``, ``btyd``), RFM segments
-(``rfm``), cohort retention (``retention``), A/B assignment and bootstrap (``experiments``),
+(``rfm``), cohort retention (``retention``), lifecycle stages (``lifecycle``), action lists
+(``actions``), campaign exports (``export``), A/B assignment and bootstrap (``experiments``),
 measured recommendation outcomes (``outcomes``), the CLV job (``job``) and the HTML report
 (``report``). Names are imported on first use, so importing the package is cheap.
 """
@@ -15,6 +16,8 @@ __all__ = [
     "assign_arm", "assign_arms", "bootstrap_ratio",
     "measure_outcomes", "load_events", "Outcomes",
     "fit_bgnbd", "fit_gamma_gamma", "historical_clv",
+    "LifecycleConfig", "ActionsConfig", "lifecycle_stages", "stage_flows", "STAGES",
+    "replenishment_list", "winback_list", "high_value_list", "export_customers", "ExportRequest",
 ]
 
 _WHERE = {
@@ -24,6 +27,10 @@ _WHERE = {
     "assign_arm": "experiments", "assign_arms": "experiments", "bootstrap_ratio": "experiments",
     "measure_outcomes": "outcomes", "load_events": "outcomes", "Outcomes": "outcomes",
     "fit_bgnbd": "btyd", "fit_gamma_gamma": "btyd", "historical_clv": "clv",
+    "LifecycleConfig": "settings", "ActionsConfig": "settings",
+    "lifecycle_stages": "lifecycle", "stage_flows": "lifecycle", "STAGES": "lifecycle",
+    "replenishment_list": "actions", "winback_list": "actions", "high_value_list": "actions",
+    "export_customers": "export", "ExportRequest": "export",
 }
 
 

@@ -10,6 +10,8 @@ Writes into ``out_dir``:
 - ``customer_segments.parquet``: customer_id, segment, churn_risk, predicted_clv, p_alive
   (for business rules, e.g. at-risk customers get replenishment and best sellers first)
 - ``clv_report.json``: the figures returned (model parameters, lifetime, totals)
+- lifecycle stages and flows, recommendations and the action lists (replenishment, win-back,
+  high-value): ``ACTION_FILES`` of recsys.analytics.actions
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pandas as pd
 
 from recsys import layout
 from recsys.analytics import btyd
+from recsys.analytics.actions import ACTION_FILES, ROW_GROUP_ROWS, write_action_lists
 from recsys.analytics.clv import (
     DAYS_PER_YEAR,
     LifetimeEstimate,
@@ -49,7 +52,7 @@ log = logging.getLogger(__name__)
 #: Columns of ``customer_segments.parquet``, the table the serving layer loads.
 SEGMENT_COLUMNS = ("customer_id", "segment", "churn_risk", "predicted_clv", "p_alive")
 OUTPUT_FILES = tuple(f.name for f in (layout.CLV_CUSTOMERS, layout.RFM_SEGMENTS, layout.COHORTS,
-                                        layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT))
+                                        layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT)) + ACTION_FILES
 _WEEK = 7.0
 _PREDICTED = ("p_alive", "expected_purchases", "expected_order_value", "predicted_clv",
               "predicted_clv_margin")
@@ -226,13 +229,20 @@ def _clean(value: Any) -> Any:
 
 
 def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Path | str, *,
-                config: AnalyticsConfig) -> dict[str, Any]:
+                config: AnalyticsConfig, previous: Path | None = None,
+                model_dir: Path | None = None) -> dict[str, Any]:
     """Compute customer value and write the job's files into ``out_dir`` (module docstring);
-    returns the figures for the manifest (JSON-safe)."""
+    returns the figures for the manifest (JSON-safe). ``previous``: the previous artifact's
+    analytics folder (lifecycle flows); ``model_dir``: the models job's output (ALS factors
+    and repurchase cycles for the action lists; without it, best sellers and cycles from
+    ``orders``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = compute_clv(orders, catalog, config=config)
-    save_parquet(result.customers, out / layout.CLV_CUSTOMERS.name)
+    result.figures["actions"] = write_action_lists(
+        result.customers, result.orders.orders, orders, catalog, result.orders.end, out,
+        config=config, previous=previous, model_dir=model_dir)
+    save_parquet(result.customers, out / layout.CLV_CUSTOMERS.name, row_group_size=ROW_GROUP_ROWS)
     save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
     save_parquet(result.cohorts, out / layout.COHORTS.name)
     save_parquet(result.segments, out / layout.CUSTOMER_SEGMENTS.name)

@@ -1,7 +1,7 @@
 """Configuration of the customer-value analytics (light to import: the config loader reads it).
 
-One ``[analytics]`` section: lifetime and CLV settings at the top, ``[analytics.rfm]`` and
-``[analytics.experiment]`` below it.
+One ``[analytics]`` section: lifetime and CLV settings at the top, ``[analytics.rfm]``,
+``[analytics.lifecycle]``, ``[analytics.actions]`` and ``[analytics.experiment]`` below it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AnalyticsConfig", "RfmConfig", "ExperimentConfig"]
+__all__ = ["AnalyticsConfig", "RfmConfig", "ExperimentConfig", "LifecycleConfig", "ActionsConfig"]
 
 
 class RfmConfig(BaseModel):
@@ -25,6 +25,53 @@ class RfmConfig(BaseModel):
                                "where the catalog has no margins)")
     frequency: Literal["orders", "orders_per_year"] = Field(
         "orders", description="what F scores: order count, or orders per year of tenure")
+
+
+class LifecycleConfig(BaseModel):
+    """Lifecycle stage thresholds (see recsys.analytics.lifecycle for the rules and their order).
+    A gap is measured in multiples of the customer's expected days between orders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    new_days: int = Field(30, ge=1, description="new: first order at most this many days ago "
+                                                "(or one order, not yet past due)")
+    at_risk_factor: float = Field(1.5, gt=1, description="at risk: days since the last order > "
+                                                         "this x the expected gap")
+    churned_factor: float = Field(3.0, gt=1, description="churned: days since the last order > "
+                                                         "this x the expected gap")
+    trend_window_days: int = Field(
+        90, ge=7, le=1825, description="spend trend: spend in the last window vs the "
+                                       "customer's usual spend per window before it")
+    spend_drop: float = Field(0.5, gt=0, lt=1, description="declining: last window's spend < "
+                                                           "this x the usual")
+    spend_growth: float = Field(1.5, gt=1, description="growing: last window's spend >= this x "
+                                                       "the usual")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleConfig:
+        if self.churned_factor <= self.at_risk_factor:
+            raise ValueError("churned_factor must be greater than at_risk_factor")
+        return self
+
+
+class ActionsConfig(BaseModel):
+    """Action lists of the nightly job (see recsys.analytics.actions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    due_within_days: int = Field(7, ge=0, le=365, description="replenishment: expected date "
+                                                              "at most this many days ahead")
+    max_overdue_cycles: float = Field(
+        1.0, gt=0, description="replenishment: drop pairs overdue by more than this many "
+                               "cycles (the customer stopped buying it)")
+    own_cycle_min_intervals: int = Field(
+        2, ge=1, description="the customer's own median gap is used once they have this many "
+                             "repurchase intervals of the product; else the product's cycle")
+    recommendations: int = Field(10, ge=1, le=50, description="recommendations kept per customer "
+                                                              "(exports take the top k of them)")
+    offers: int = Field(5, ge=1, le=50, description="win-back: products offered per customer")
+    high_value_share: float = Field(0.05, gt=0, le=1, description="high-value: this share of "
+                                                                  "customers, by predicted CLV")
 
 
 class ExperimentConfig(BaseModel):
@@ -106,6 +153,8 @@ class AnalyticsConfig(BaseModel):
         1.5, ge=1, description="churn risk: days since the last order > this x the expected "
                                "days between orders")
     rfm: RfmConfig = Field(default_factory=RfmConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
 
     @model_validator(mode="after")

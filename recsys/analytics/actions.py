@@ -1,0 +1,282 @@
+"""Action lists of the nightly customer_value job: what a shop can do with customer value.
+
+- replenishment: (customer, consumable) pairs due within ``due_within_days`` or overdue, by
+  the customer's own median repurchase gap (after ``own_cycle_min_intervals`` repeats) or the
+  product's cycle (recsys.repurchase); expected date = last purchase day + cycle. Pairs overdue
+  by more than ``max_overdue_cycles`` cycles are dropped: that customer moved on.
+- recommendations: per customer the top ``recommendations`` products they never bought,
+  by ALS score (the models job's factors) or, without factors, by number of orders
+  (best sellers); never an out-of-stock or inactive product.
+- win-back: declining and at-risk customers, most predicted CLV first (so a shop spends on
+  those worth it), with ``offers`` products: their own repeat products (bought in two orders
+  or more, most orders first), then their recommendations.
+- high-value: the top ``high_value_share`` of customers by predicted CLV, for loyalty.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys import layout
+from recsys.analytics.lifecycle import STAGES, lifecycle_stages, stage_flows
+from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
+from recsys.artifacts import load_npz, load_parquet, save_parquet
+from recsys.repurchase import repurchase_cycles
+from recsys.vocab import Vocabulary
+
+__all__ = ["replenishment_list", "recommendations_table", "winback_list", "high_value_list",
+           "load_cycles", "write_action_lists", "ACTION_FILES", "REC_PREFIX", "ROW_GROUP_ROWS"]
+
+REC_PREFIX = "rec_"  # recommendations table columns rec_1 .. rec_k
+_EPOCH_DAY = np.datetime64("1970-01-01", "D")
+
+
+def _days(values: pd.Series) -> np.ndarray:
+    """Whole days since the epoch (int64)."""
+    return values.to_numpy("datetime64[D]").astype(np.int64)
+
+
+def replenishment_list(orders: pd.DataFrame, cycles: pd.DataFrame, end: pd.Timestamp,
+                       config: ActionsConfig) -> pd.DataFrame:
+    """Due and overdue (customer, consumable) pairs from canonical order lines and the product
+    cycles (product_id, cycle_days). Columns customer_id, product_id, last_purchase,
+    purchase_days, cycle_days, cycle_source (own | product), expected_date, days_overdue
+    (negative: days until due), status (due | overdue); most overdue first."""
+    columns = ["customer_id", "product_id", "last_purchase", "purchase_days", "cycle_days",
+               "cycle_source", "expected_date", "days_overdue", "status"]
+    known = orders[orders["customer_id"].notna() & orders["ordered_at"].notna()
+                   & (orders["ordered_at"] <= end)
+                   & orders["product_id"].isin(cycles["product_id"])]
+    if known.empty:
+        return pd.DataFrame(columns=columns)
+    customer, customer_ids = pd.factorize(known["customer_id"])
+    product, product_ids = pd.factorize(known["product_id"])
+    day = _days(known["ordered_at"])
+    pair = customer.astype(np.int64) * len(product_ids) + product
+    order = np.lexsort((day, pair))
+    pair, day = pair[order], day[order]
+    keep = np.r_[True, (pair[1:] != pair[:-1]) | (day[1:] != day[:-1])]  # one line a day
+    pair, day = pair[keep], day[keep]
+    first = np.r_[True, pair[1:] != pair[:-1]]
+    gaps = pd.DataFrame({"pair": pair[~first], "gap": np.diff(day)[~first[1:]]})
+    own = gaps.groupby("pair")["gap"].agg(["median", "size"])
+    starts = np.flatnonzero(first)
+    pairs = pd.DataFrame({"pair": pair[starts],
+                          "last_day": day[np.r_[starts[1:], len(pair)] - 1],
+                          "purchase_days": np.diff(np.r_[starts, len(pair)])})
+    pairs = pairs.join(own, on="pair")
+    typical = cycles.set_index("product_id")["cycle_days"].astype(np.float64)
+    product_cycle = typical.reindex(product_ids).to_numpy()[pairs["pair"] % len(product_ids)]
+    use_own = pairs["size"].fillna(0).to_numpy() >= config.own_cycle_min_intervals
+    cycle = np.maximum(np.where(use_own, pairs["median"].to_numpy(), product_cycle), 1.0)
+    expected = pairs["last_day"].to_numpy() + np.round(cycle).astype(np.int64)
+    overdue = (pd.Timestamp(end).to_datetime64().astype("datetime64[D]").astype(np.int64)
+               - expected)
+    chosen = (overdue >= -config.due_within_days) & (overdue <= config.max_overdue_cycles * cycle)
+    pairs = pairs[chosen]
+    table = pd.DataFrame({
+        "customer_id": customer_ids.to_numpy()[pairs["pair"].to_numpy() // len(product_ids)],
+        "product_id": product_ids.to_numpy()[pairs["pair"].to_numpy() % len(product_ids)],
+        "last_purchase": _EPOCH_DAY + pairs["last_day"].to_numpy().astype("timedelta64[D]"),
+        "purchase_days": pairs["purchase_days"].to_numpy(np.int64),
+        "cycle_days": cycle[chosen],
+        "cycle_source": np.where(use_own[chosen], "own", "product").astype(object),
+        "expected_date": _EPOCH_DAY + expected[chosen].astype("timedelta64[D]"),
+        "days_overdue": overdue[chosen].astype(np.int64),
+    })
+    table["status"] = np.where(table["days_overdue"] > 0, "overdue", "due").astype(object)
+    table["last_purchase"] = table["last_purchase"].astype("datetime64[ns]")
+    table["expected_date"] = table["expected_date"].astype("datetime64[ns]")
+    return table.sort_values(["days_overdue", "customer_id", "product_id"],
+                             ascending=[False, True, True], kind="stable").reset_index(drop=True)
+
+
+def _unavailable(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray:
+    """Per product code: out of stock or inactive in the catalog."""
+    out = np.zeros(len(items), dtype=bool)
+    if catalog is None:
+        return out
+    bad = np.zeros(len(catalog), dtype=bool)
+    for column in ("in_stock", "is_active"):
+        if column in catalog:
+            bad |= catalog[column].eq(False).to_numpy()  # a missing flag keeps the product
+    codes = items.lookup(catalog["product_id"][bad], on_unknown="mask")
+    out[codes[codes >= 0]] = True
+    return out
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row the columns of the k highest scores, best first; equal scores: the lower column
+    first (which of several products tied at the k-th place is kept is not specified)."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    chosen = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -chosen), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
+                          catalog: pd.DataFrame | None, k: int,
+                          model_dir: Path | None = None) -> pd.DataFrame:
+    """customer_id (as given, same order) and rec_1 .. rec_k: products the customer never
+    bought, best first (ALS scores from ``model_dir``'s als.npz when present, else best
+    sellers); None where fewer than k products qualify."""
+    known = orders[orders["customer_id"].notna()]
+    user: np.ndarray | None = None
+    item: np.ndarray | None = None
+    if model_dir is not None and (model_dir / "als.npz").exists():
+        items = Vocabulary.load(model_dir / "items.parquet")
+        rows = Vocabulary.load(model_dir / "customers.parquet")
+        als = load_npz(model_dir / "als.npz")
+        user, item = als["user_factors"].astype(np.float32), als["item_factors"].astype(np.float32)
+    else:
+        items = Vocabulary.from_ids(known["product_id"].astype(str), sort=True)
+        rows = Vocabulary.from_ids(known["customer_id"].astype(str), sort=True)
+    product = items.lookup(known["product_id"].astype(str), on_unknown="mask")
+    row = rows.lookup(known["customer_id"].astype(str), on_unknown="mask")
+    ok = (product >= 0) & (row >= 0)
+    bought = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (row[ok], product[ok])),
+                           shape=(len(rows), len(items)))
+    bought.sum_duplicates()
+    popularity = np.bincount(product[product >= 0], minlength=len(items)).astype(np.float32)
+    blocked = _unavailable(catalog, items)
+    wanted = rows.lookup(customer_ids.astype(str), on_unknown="mask")
+    k_eff = min(k, len(items))
+    top = np.full((len(wanted), k), -1, dtype=np.int64)
+    chunk = max(1, 2**22 // max(len(items), 1))
+    for start in range(0, len(wanted), chunk):
+        codes = wanted[start:start + chunk]
+        known_rows = np.maximum(codes, 0)
+        if user is not None and item is not None:
+            scores = user[known_rows] @ item.T
+            scores[codes < 0] = popularity / max(float(popularity.max(initial=0)), 1.0)
+        else:
+            scores = np.broadcast_to(popularity, (len(codes), len(items))).copy()
+        scores[:, blocked] = -np.inf
+        seen = sp.diags((codes >= 0).astype(np.float32)) @ bought[known_rows]
+        seen.eliminate_zeros()
+        r, c = seen.nonzero()
+        scores[r, c] = -np.inf
+        best = _top_k(scores, k_eff)
+        best[np.take_along_axis(scores, best, axis=1) == -np.inf] = -1
+        top[start:start + len(codes), :k_eff] = best
+    ids = np.asarray(items.ids, dtype=object)
+    table = pd.DataFrame({"customer_id": customer_ids.to_numpy()})
+    for i in range(k):
+        column = ids[np.maximum(top[:, i], 0)]
+        column[top[:, i] < 0] = None
+        table[f"{REC_PREFIX}{i + 1}"] = column
+    return table
+
+
+def winback_list(customers: pd.DataFrame, stages: pd.DataFrame, orders: pd.DataFrame,
+                 recommendations: pd.DataFrame, config: ActionsConfig,
+                 catalog: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Declining and at-risk customers, most predicted CLV first: customer_id, stage,
+    predicted_clv, p_alive, historical_clv, churn_risk, offer_1 .. offer_n (own repeat
+    products first, then recommendations; never a product the catalog marks out of stock or
+    inactive), offers_own (how many offers are their own)."""
+    table = customers[["customer_id", "predicted_clv", "p_alive", "historical_clv",
+                       "churn_risk"]].merge(stages[["customer_id", "stage"]], on="customer_id",
+                                            validate="one_to_one")
+    table = table[table["stage"].isin(["declining", "at_risk"])]
+    table = table.sort_values(["predicted_clv", "customer_id"], ascending=[False, True],
+                              kind="stable")
+    lines = orders[orders["customer_id"].isin(table["customer_id"])]
+    if catalog is not None:
+        items = Vocabulary.from_ids(catalog["product_id"].astype(str))
+        gone = items.ids[_unavailable(catalog, items)]
+        lines = lines[~lines["product_id"].astype(str).isin(gone)]
+    own = (lines.groupby(["customer_id", "product_id"])
+           .agg(n=("order_id", "nunique"), last=("ordered_at", "max")).reset_index())
+    own = own[own["n"] >= 2].sort_values(["customer_id", "n", "last", "product_id"],
+                                         ascending=[True, False, False, True], kind="stable")
+    own = own.assign(rank=own.groupby("customer_id").cumcount())
+    own = own[own["rank"] < config.offers]
+    rec_columns = [c for c in recommendations.columns if c.startswith(REC_PREFIX)]
+    recs = recommendations[recommendations["customer_id"].isin(table["customer_id"])].melt(
+        id_vars="customer_id", value_vars=rec_columns, var_name="col", value_name="product_id")
+    recs = recs[recs["product_id"].notna()]
+    recs["rank"] = config.offers + recs["col"].str.slice(len(REC_PREFIX)).astype(int)
+    offers = pd.concat([own[["customer_id", "product_id", "rank"]],
+                        recs[["customer_id", "product_id", "rank"]]], ignore_index=True)
+    offers = offers.sort_values(["customer_id", "rank"], kind="stable")
+    offers["slot"] = offers.groupby("customer_id").cumcount() + 1
+    wide = offers[offers["slot"] <= config.offers].pivot(index="customer_id", columns="slot",
+                                                         values="product_id")
+    wide = wide.reindex(columns=range(1, config.offers + 1))
+    wide.columns = [f"offer_{i}" for i in wide.columns]
+    table = table.join(wide, on="customer_id")
+    counts = own.groupby("customer_id").size()
+    table["offers_own"] = counts.reindex(table["customer_id"]).fillna(0).astype(np.int64).to_numpy()
+    return table.reset_index(drop=True)
+
+
+def high_value_list(customers: pd.DataFrame, stages: pd.DataFrame,
+                    config: ActionsConfig) -> pd.DataFrame:
+    """The top ``high_value_share`` of customers (at least one) by predicted CLV: rank,
+    customer_id, predicted_clv, historical_clv, p_alive, segment, stage."""
+    n = max(1, math.ceil(config.high_value_share * len(customers))) if len(customers) else 0
+    table = customers[["customer_id", "predicted_clv", "historical_clv", "p_alive", "segment"]]
+    table = table.merge(stages[["customer_id", "stage"]], on="customer_id", validate="one_to_one")
+    table = table.sort_values(["predicted_clv", "customer_id"], ascending=[False, True],
+                              kind="stable").head(n).reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1, dtype=np.int64))
+    return table
+
+
+def load_cycles(model_dir: Path | None) -> pd.DataFrame | None:
+    """The models job's repurchase cycles in ``model_dir``, or None when it wrote none."""
+    if model_dir is None or not (model_dir / "repurchase.parquet").exists():
+        return None
+    return load_parquet(model_dir / "repurchase.parquet")
+
+
+#: Row group size of the per-customer tables, so that exports stream them in bounded memory.
+ROW_GROUP_ROWS = 100_000
+#: The files :func:`write_action_lists` writes into the job's analytics folder.
+ACTION_FILES = tuple(f.name for f in layout.ACTION_FILES)
+
+
+def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders: pd.DataFrame,
+                       catalog: pd.DataFrame | None, end: pd.Timestamp, out: Path, *,
+                       config: AnalyticsConfig, previous: Path | None = None,
+                       model_dir: Path | None = None) -> dict[str, Any]:
+    """Lifecycle stages and flows, recommendations and the action lists, written to ``out``
+    (``ACTION_FILES``; stages and recommendations in the row order of ``customers``).
+
+    ``order_rows``: one row per order (recsys.analytics.clv.order_table); ``orders``: the
+    canonical lines; ``previous``: the previous artifact's analytics folder (for the flows);
+    ``model_dir``: the folder with the models job's ALS factors and repurchase cycles."""
+    lines = orders[orders["customer_id"].notna() & (orders["ordered_at"] <= end)]
+    stages = lifecycle_stages(order_rows, customers, end, config.lifecycle)
+    before_path = None if previous is None else previous / "lifecycle.parquet"
+    before = load_parquet(before_path) if before_path and before_path.exists() else None
+    flows = stage_flows(before, stages)
+    cycles = load_cycles(model_dir)
+    if cycles is None:
+        cycles = repurchase_cycles(lines)
+    recs = recommendations_table(lines, customers["customer_id"], catalog,
+                                 config.actions.recommendations, model_dir)
+    tables = {"lifecycle.parquet": stages, "lifecycle_flows.parquet": flows,
+              "recommendations.parquet": recs,
+              "replenishment.parquet": replenishment_list(lines, cycles, end, config.actions),
+              "winback.parquet": winback_list(customers, stages, lines, recs, config.actions,
+                                              catalog),
+              "high_value.parquet": high_value_list(customers, stages, config.actions)}
+    for name in ACTION_FILES:
+        save_parquet(tables[name], out / name, row_group_size=ROW_GROUP_ROWS)
+    counts = stages["stage"].value_counts()
+    return {"stages": {s: int(counts.get(s, 0)) for s in STAGES},
+            "stage_flows_from_previous": before is not None,
+            "replenishment_pairs": len(tables["replenishment.parquet"]),
+            "winback_customers": len(tables["winback.parquet"]),
+            "high_value_customers": len(tables["high_value.parquet"])}
