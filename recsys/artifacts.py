@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.errors import ArtifactError, ConfigError, InputError
+from recsys.redact import redact
 
 __all__ = [
     "ArtifactStore",
@@ -384,7 +385,8 @@ class ArtifactStore:
     ) -> Manifest:
         """Turn a staging folder into a new immutable version and make it current.
 
-        Steps: hash + fsync files; under the store lock write manifest.json, rename the folder
+        ``config`` and ``inputs`` are stored redacted (``recsys.redact``): pass the hash of the
+        full config. Steps: hash + fsync files; under the store lock write manifest.json, rename the folder
         into versions/, replace CURRENT atomically; then prune and remove stale staging folders.
         """
         folder = Path(staging_dir).resolve()
@@ -451,9 +453,9 @@ class ArtifactStore:
                 version=version,
                 created_at=now.isoformat(),
                 git_commit=_git_commit(),
-                config=json.loads(json.dumps(config)),
-                config_hash=cfg_hash,
-                inputs=json.loads(json.dumps(inputs)),
+                config=redact(config),  # secrets never reach a manifest; the hash
+                config_hash=cfg_hash,  # of the full config identifies it
+                inputs=redact(inputs),
                 libraries=_library_versions(),
                 metrics=json.loads(json.dumps(metrics)),
                 files=files,

@@ -186,7 +186,10 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
             print(f"{mark} {v}  created {m.created_at}  files {len(m.files)}  "
                   f"config {m.config_hash[:12]}")
     elif args.action == "show":
-        print(json.dumps(store.manifest(args.version).to_dict(), indent=2, sort_keys=True))
+        from recsys.redact import redact  # manifests written before redaction hold secrets
+
+        print(json.dumps(redact(store.manifest(args.version).to_dict()), indent=2,
+                         sort_keys=True))
     elif args.action == "verify":
         m = store.verify(args.version)
         print(f"version {m.version}: all {len(m.files)} files match their checksums")

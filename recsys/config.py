@@ -86,12 +86,12 @@ class ServingSettings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     artifacts: str = Field("var/artifacts", description="artifact store root to serve from")
     environment: Literal["development", "production"] = "development"
-    api_key: str = Field(DEFAULT_API_KEY, min_length=8, description="admin API key")
+    api_key: str = Field(DEFAULT_API_KEY, min_length=8, repr=False, description="admin API key")
     cors_origins: list[str] = Field(default_factory=list)
     storefront: bool = Field(True, description="serve the demo storefront pages at "
                                                "/storefront/ (the widget script is always served)")
     reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")
-    database_url: str = Field("sqlite:///var/recsys.db",
+    database_url: str = Field("sqlite:///var/recsys.db", repr=False,
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
