@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recsys.errors import ArtifactError, ConfigError, InputError
+from recsys.filemodes import PRIVATE_DIR, PRIVATE_FILE
 from recsys.redact import redact
 
 __all__ = [
@@ -217,7 +218,7 @@ def _ensure_dir(path: Path) -> None:
         return
     _ensure_dir(path.parent)
     with contextlib.suppress(FileExistsError):
-        path.mkdir()
+        path.mkdir(mode=PRIVATE_DIR)
         _fsync_path(path.parent, directory=True)
 
 
@@ -249,7 +250,7 @@ def _lock_folder(folder: Path) -> int | None:
     """
     lock_path = folder / _LOCK_NAME
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -359,7 +360,7 @@ class ArtifactStore:
         _ensure_dir(self._staging_root)
         for _ in range(10):
             folder = self._staging_root / uuid.uuid4().hex
-            folder.mkdir()
+            folder.mkdir(mode=PRIVATE_DIR)
             fd = _lock_folder(folder)
             if fd is not None:
                 break
@@ -432,7 +433,8 @@ class ArtifactStore:
     ) -> Manifest:
         if (folder / MANIFEST_NAME).exists():
             raise ArtifactError(f"{MANIFEST_NAME} is reserved for the store; rename it in {folder}")
-        # 1. hash and fsync every staged file, then every folder (outside the store lock)
+        # 1. hash, make owner-only and fsync every staged file, then every folder (outside
+        # the store lock): versions hold customer data (purchase histories, ALS factors)
         files: dict[str, dict[str, Any]] = {}
         for rel in _list_files(folder):
             path = folder / rel
@@ -440,12 +442,16 @@ class ArtifactStore:
             with open(path, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     digest.update(chunk)
+                os.fchmod(f.fileno(), PRIVATE_FILE)
                 os.fsync(f.fileno())
                 files[rel] = {"sha256": digest.hexdigest(), "bytes": os.fstat(f.fileno()).st_size}
         for dirpath, _, _ in os.walk(folder):
+            os.chmod(dirpath, PRIVATE_DIR)
             _fsync_path(Path(dirpath), directory=True)
 
         _ensure_dir(self._versions_root)
+        for private in (self.root, self._versions_root, self._staging_root):
+            os.chmod(private, PRIVATE_DIR)  # a store made before modes were set
         with self._store_lock():
             now = datetime.now(UTC)
             version = self._new_version_name(now)
@@ -461,7 +467,9 @@ class ArtifactStore:
                 files=files,
             )
             text = json.dumps(manifest.to_dict(), sort_keys=True, indent=2, allow_nan=False)
-            with open(folder / MANIFEST_NAME, "x", encoding="utf-8") as f:
+            fd = os.open(folder / MANIFEST_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         PRIVATE_FILE)
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -644,7 +652,8 @@ class ArtifactStore:
     def _write_current(self, version: str) -> None:
         """Atomically replace CURRENT (call under the store lock)."""
         tmp = self.root / f"CURRENT.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE), "w",
+                  encoding="utf-8") as f:
             f.write(version + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -696,7 +705,7 @@ class ArtifactStore:
     def _store_lock(self) -> Iterator[None]:
         """Exclusive flock on root/.lock: one publish, rollback or prune at a time."""
         _ensure_dir(self.root)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from recsys.config import format_validation_error
-from recsys.errors import ConfigError, InputError, RecsysError
+from recsys.errors import ArtifactError, ConfigError, InputError, RecsysError
+from recsys.filemodes import private_sqlite
 
 if TYPE_CHECKING:
     from recsys.config import Config, ServingSettings
@@ -181,8 +182,12 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         if not versions:
             print(f"no versions in {root}")
         for v in versions:
-            m = store.manifest(v)
             mark = "*" if v == current else " "
+            try:
+                m = store.manifest(v)
+            except ArtifactError as exc:  # one bad version must not hide the others
+                print(f"{mark} {v}  unreadable: {exc}")
+                continue
             print(f"{mark} {v}  created {m.created_at}  files {len(m.files)}  "
                   f"config {m.config_hash[:12]}")
     elif args.action == "show":
@@ -213,6 +218,7 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
     import uvicorn
 
     _check_port_free(settings.host, settings.port)
+    private_sqlite(settings.database_url)
     for key, value in settings.model_dump(mode="json").items():  # workers read the environment
         os.environ[f"RECSYS_SERVING_{key.upper()}"] = (
             json.dumps(value) if isinstance(value, list | dict) else str(value))
@@ -265,7 +271,9 @@ def cmd_users(args: argparse.Namespace) -> int:
     from recsys.console.passwords import hash_password
     from recsys.serving.store import ServingStore
 
-    store = ServingStore(_config(args).serving_settings().database_url)
+    database_url = _config(args).serving_settings().database_url
+    private_sqlite(database_url)
+    store = ServingStore(database_url)
     try:
         if args.action == "list":
             users = store.list_users()
@@ -307,6 +315,7 @@ def _demo_user(database_url: str) -> str:
     from recsys.serving.store import ServingStore
 
     password = secrets.token_urlsafe(12)
+    private_sqlite(database_url)
     store = ServingStore(database_url)
     try:
         if not store.set_password("demo", hash_password(password)):

@@ -30,11 +30,13 @@ __all__ = [
     "ArtifactsConfig",
     "ServingSettings",
     "DEFAULT_API_KEY",
+    "MIN_PRODUCTION_KEY",
     "load_config",
     "format_validation_error",
 ]
 
 DEFAULT_API_KEY = "change-me"
+MIN_PRODUCTION_KEY = 32  # characters of api_key in production (token_urlsafe(32) has 43)
 
 
 class _Section(BaseModel):
@@ -132,7 +134,7 @@ class Config(_Section):
         """Serving settings: CLI overrides > environment > file > defaults.
 
         Serves ``[artifacts] root`` unless ``[serving] artifacts`` is set. Refuses production
-        mode with the default API key.
+        mode with the default API key or one shorter than 32 characters.
         """
         values = {"artifacts": self.artifacts.root,
                   "experiment": self.analytics.experiment.model_dump(),
@@ -156,6 +158,11 @@ class Config(_Section):
         if settings.environment == "production" and settings.api_key == DEFAULT_API_KEY:
             raise ConfigError("production mode refuses the default api_key; set "
                               "RECSYS_SERVING_API_KEY (or [serving] api_key) to a secret")
+        if settings.environment == "production" and len(settings.api_key) < MIN_PRODUCTION_KEY:
+            raise ConfigError(f"production mode needs an api_key of at least "
+                              f"{MIN_PRODUCTION_KEY} characters (it has {len(settings.api_key)});"
+                              " make one with: python -c 'import secrets; "
+                              "print(secrets.token_urlsafe(32))'")
         return settings
 
     def to_json_dict(self) -> dict[str, Any]:
