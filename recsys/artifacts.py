@@ -30,7 +30,7 @@ import signal
 import subprocess
 import uuid
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -578,8 +578,16 @@ class ArtifactStore:
 
     # ---- maintenance
 
-    def rollback(self, version: str | None = None) -> str:
-        """Point CURRENT at ``version`` (default: the one before current) after verifying it."""
+    def rollback(self, version: str | None = None,
+                 check: Callable[[str], object] | None = None) -> str:
+        """Point CURRENT at ``version`` (default: the newest older one that passes) after
+        verifying it and running ``check`` (e.g. that it loads; raises ArtifactError)."""
+        def passes(candidate: str) -> str:
+            self.verify(candidate)
+            if check is not None:
+                check(candidate)
+            return candidate
+
         if version is None:
             current = self._read_current()
             if current is None:
@@ -589,8 +597,20 @@ class ArtifactStore:
             older = [v for v in self.versions() if v < current]
             if not older:
                 raise ArtifactError(f"no version older than {current} to roll back to")
-            version = older[-1]
-        self.verify(version)
+            failures = []
+            for candidate in reversed(older):
+                try:
+                    version = passes(candidate)
+                    break
+                except ArtifactError as exc:
+                    failures.append(str(exc))
+            else:
+                raise ArtifactError("no older version to roll back to passes its checks: "
+                                    + "; ".join(failures))
+            for failure in failures:
+                logger.warning("rollback skipped a version: %s", failure)
+        else:
+            passes(version)
         with self._store_lock():
             self._write_current(version)
         logger.info("rolled back %s to version %s", self.root, version)

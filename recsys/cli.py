@@ -196,10 +196,16 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         print(json.dumps(redact(store.manifest(args.version).to_dict()), indent=2,
                          sort_keys=True))
     elif args.action == "verify":
+        from recsys.artifact_checks import check_version
+
         m = store.verify(args.version)
-        print(f"version {m.version}: all {len(m.files)} files match their checksums")
+        check_version(store.path(m.version))
+        print(f"version {m.version}: all {len(m.files)} files match their checksums and pass "
+              "the structural checks")
     elif args.action == "rollback":
-        version = store.rollback(args.version)
+        from recsys.artifact_checks import check_loads
+
+        version = store.rollback(args.version, check=lambda v: check_loads(root, v))
         print(f"CURRENT now points at {version}")
     return 0
 
