@@ -210,6 +210,21 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase customers everywhere the engine keeps them (recsys/forget.py)."""
+    from recsys.artifacts import ArtifactStore
+    from recsys.forget import forget_customers
+
+    config = _config(args)
+    erasure = forget_customers(
+        args.customer_ids, database_url=config.serving_settings().database_url,
+        data_dir=Path(config.data_dir), store=ArtifactStore(config.artifacts.root,
+                                                            keep_last=config.artifacts.keep_last),
+        access_logs=[Path(p) for p in args.access_log])
+    print(json.dumps(erasure.to_dict(), indent=2))
+    return 0
+
+
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -447,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", metavar="DIR", help="artifact store (default: from the config)")
     p.add_argument("action", choices=["list", "show", "verify", "rollback"])
     p.add_argument("version", nargs="?", help="a version (default: current; rollback: previous)")
+
+    p = add("forget", cmd_forget, "erase customers (GDPR art. 17): events, data directory, "
+            "every artifact version, access logs; recorded without ids", config=True)
+    p.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    p.add_argument("--access-log", action="append", default=[], metavar="FILE",
+                   help="a server log file to remove the customers' lines from (repeatable)")
 
     p = add("serve", cmd_serve, "serve the current artifact over HTTP", config=True)
     p.add_argument("--artifacts", metavar="DIR")
