@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint clean browser
+.PHONY: demo test lint audit clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +30,16 @@ browser:
 		echo "note: /usr/bin/chromium is missing (sudo apt-get install chromium); browser tests will skip"; \
 	fi
 
-test: $(VENV)/.installed-test browser lint
+test: $(VENV)/.installed-test browser lint audit
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks
 	$(BIN)/mypy recsys
+
+# Known vulnerabilities with a fix in the installed packages fail; see tests/dependency_audit.py
+audit: $(VENV)/.installed-test
+	$(BIN)/python -m tests.dependency_audit
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .hypothesis
