@@ -616,33 +616,24 @@ class ArtifactStore:
         logger.info("rolled back %s to version %s", self.root, version)
         return version
 
-    def replace(self, version: str, folder: Path) -> None:
-        """Swap ``folder`` (a staging folder holding a rewritten copy of non-current
-        ``version`` and its manifest.json) in for that version: one rename out, one in.
-        For erasure: a crash between the two leaves the version gone, never half-written."""
+    def replace(self, version: str, folder: Path | None) -> None:
+        """Swap ``folder`` (a staging folder holding a rewritten copy of non-current ``version``
+        with its manifest.json) in for that version, or delete it when ``folder`` is None.
+        For erasure: a crash between the renames leaves the version gone, never half-written."""
         self.path(version)
-        source = Path(folder).resolve()
-        if source.parent != self._staging_root or not (source / MANIFEST_NAME).is_file():
+        source = None if folder is None else Path(folder).resolve()
+        if source is not None and (source.parent != self._staging_root
+                                   or not (source / MANIFEST_NAME).is_file()):
             raise ArtifactError(f"{folder} is not a staging folder with a manifest.json")
         with self._store_lock():
             if self._read_current() == version:
-                raise ArtifactError(f"version {version} is current: publish its rewrite instead")
+                raise ArtifactError(f"version {version} is current; publish a new one instead")
             graveyard = self._staging_root / f"replaced-{version}-{uuid.uuid4().hex[:8]}"
             os.rename(self._versions_root / version, graveyard)
-            os.rename(source, self._versions_root / version)
-            _fsync_path(self._versions_root, directory=True)
-            with contextlib.suppress(FileNotFoundError):
-                (self._versions_root / version / _LOCK_NAME).unlink()
-            shutil.rmtree(graveyard)
-
-    def remove(self, version: str) -> None:
-        """Delete non-current ``version`` now (e.g. after publishing its erased rewrite)."""
-        self.path(version)
-        with self._store_lock():
-            if self._read_current() == version:
-                raise ArtifactError(f"version {version} is current; it cannot be removed")
-            graveyard = self._staging_root / f"removed-{version}-{uuid.uuid4().hex[:8]}"
-            os.rename(self._versions_root / version, graveyard)
+            if source is not None:
+                os.rename(source, self._versions_root / version)
+                with contextlib.suppress(FileNotFoundError):
+                    (self._versions_root / version / _LOCK_NAME).unlink()
             _fsync_path(self._versions_root, directory=True)
             shutil.rmtree(graveyard)
 

@@ -59,6 +59,13 @@ def erase_events(url: str, ids: list[str]) -> int:
     """Delete the customers' events and every event of their sessions; returns rows removed."""
     engine, shown = _engine(url)
     try:
+        return _delete_and_vacuum(engine, shown, ids)
+    finally:
+        engine.dispose()
+
+
+def _delete_and_vacuum(engine: Engine, shown: str, ids: list[str]) -> int:
+    try:
         if not inspect(engine).has_table(EVENTS.name):
             return 0
         with engine.begin() as conn:
@@ -66,12 +73,16 @@ def erase_events(url: str, ids: list[str]) -> int:
                 EVENTS.c.session_id.is_not(None)).scalar_subquery()
             removed = conn.execute(delete(EVENTS).where(or_(
                 EVENTS.c.customer_id.in_(ids), EVENTS.c.session_id.in_(sessions)))).rowcount
-        _vacuum(engine)
-        return int(removed)
     except SQLAlchemyError as exc:
         raise _refused(shown, exc) from None
-    finally:
-        engine.dispose()
+    try:
+        _vacuum(engine)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise InputError(f"the events were deleted from {shown}, but vacuuming it failed, so "
+                         f"they may remain in its files: {reason}; run the same `recsys "
+                         "forget` again when the database is idle") from None
+    return int(removed)
 
 
 def _vacuum(engine: Engine) -> None:

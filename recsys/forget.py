@@ -140,10 +140,14 @@ def erase_version(store: ArtifactStore, version: str, ids: list[str],
         counts = _erase_files(folder, ids)
         metrics = {**manifest.metrics, "erasure": {"at": at, "rewrites": version}}
         if version == store.current_version():
-            new = store.publish(folder, config=manifest.config,
-                                config_hash=manifest.config_hash, inputs=manifest.inputs,
-                                metrics=metrics)
-            store.remove(version)
+            store.keep_last += 1  # the old current goes right after: prune nothing for it
+            try:
+                new = store.publish(folder, config=manifest.config,
+                                    config_hash=manifest.config_hash, inputs=manifest.inputs,
+                                    metrics=metrics)
+            finally:
+                store.keep_last -= 1
+            store.replace(version, None)
             return new.version, counts
         _write_manifest(folder, manifest, metrics)
         store.replace(version, folder)

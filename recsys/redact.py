@@ -16,8 +16,8 @@ __all__ = ["REDACTED", "is_secret_key", "redact", "redact_text"]
 REDACTED = "[redacted]"
 
 _SECRET_KEY = re.compile(r"key|secret|password|passwd|token|credential", re.IGNORECASE)
-# scheme://user:password@host: the password ends at the last '@' before the path
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)@")
+# scheme://user:password@host: the password runs to the last '@' before the path
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^\s/]+)@")
 
 
 def is_secret_key(name: str) -> bool:
@@ -30,18 +30,19 @@ def redact_text(text: str) -> str:
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}@", text)
 
 
-def redact(value: Any, key: str = "") -> Any:
+def redact(value: Any, key: str = "", *, secret: bool = False) -> Any:
     """A deep copy of a JSON-like value with secret fields and URL passwords redacted.
 
-    Keys of dicts are kept; a secret field's value becomes ``[redacted]`` (None stays None,
-    so a reader still sees whether one was set).
+    Keys of dicts are kept; every value under a secret field (nested ones too) becomes
+    ``[redacted]``; None stays None, so a reader still sees whether one was set.
     """
-    if key and is_secret_key(key) and value is not None and not isinstance(value, dict):
-        return REDACTED
+    secret = secret or (bool(key) and is_secret_key(key))
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {k: redact(v, str(k), secret=secret) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return redact_text(value)
-    return value
+        return [redact(v, secret=secret) for v in value]
+    if value is None:
+        return None
+    if secret:
+        return REDACTED
+    return redact_text(value) if isinstance(value, str) else value

@@ -49,7 +49,7 @@ def write_shop(tmp: Path, database_url: str) -> Path:
         f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{raw / "orders.csv"}"\n'
         f'events = "{raw / "events.csv"}"\ncatalog = "{raw / "catalog.csv"}"\n'
         f'[demo]\ngenerate_if_missing = false\n[popularity]\nwindow_days = 0\n'
-        f'[artifacts]\nroot = "{tmp / "artifacts"}"\n'
+        f'[artifacts]\nroot = "{tmp / "artifacts"}"\nkeep_last = 2\n'
         f'[serving]\ndatabase_url = "{database_url}"\n')
     return config
 
@@ -119,6 +119,7 @@ def run_forget(tmp: Path, database_url: str, capsys: pytest.CaptureFixture[str])
     assert GONE not in log.read_text() and KEPT[0] in log.read_text()
 
     assert store.versions()[0] == old and report["versions"][old] == old  # rewritten in place
+    assert len(store.versions()) == 2  # keep_last = 2: the erasure pruned no version
     new = store.current_version()
     assert new != current and report["versions"][current] == new and current not in (
         store.versions())

@@ -35,6 +35,10 @@ def test_redact_by_field_and_url_password() -> None:
     assert out["extra"] == [{"token": REDACTED}, f"https://user:{REDACTED}@example.org/a"]
     assert config["serving"]["api_key"] == "abc"  # a copy: the input is untouched
     assert redact_text("no url, a:b@c") == "no url, a:b@c"
+    assert redact({"api_keys": {"shop": "k1", "other": ["k2", None]}}) == {
+        "api_keys": {"shop": REDACTED, "other": [REDACTED, None]}}
+    assert redact_text("postgresql://u:p@ss@db/x?y=1 and s3://a:b@c") == (
+        f"postgresql://u:{REDACTED}@db/x?y=1 and s3://a:{REDACTED}@c")
 
 
 def _pg_orders(url: str, table: str, shop: dict[str, Path]) -> None:
