@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,6 +21,7 @@ from recsys.analytics.settings import AnalyticsConfig, ExperimentConfig
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
+from recsys.redact import redact
 from recsys.rules.settings import RulesConfig
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "load_config",
     "format_validation_error",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY = "change-me"
 MIN_PRODUCTION_KEY = 32  # characters of api_key in production (token_urlsafe(32) has 43)
@@ -198,6 +202,10 @@ def load_config(path: Path | str | None) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+    if redact(raw) != raw and path.stat().st_mode & 0o077:
+        log.warning("%s holds a secret (an api_key or a password in a URL) and others may read "
+                    "it: chmod 600 %s, or set it in the environment instead", path, path)
+    return config

@@ -62,6 +62,11 @@ def forget_customers(customer_ids: Iterable[str], *, database_url: str, data_dir
     ids = sorted({str(c).strip() for c in customer_ids})
     if not ids or "" in ids:
         raise InputError("forget: give at least one customer id, none of them empty")
+    access_logs = list(access_logs)
+    missing = [str(p) for p in access_logs if not p.is_file()]
+    if missing:
+        raise InputError(f"forget: access log(s) not found: {', '.join(missing)}; nothing "
+                         "was erased")
     erasure = Erasure(customers=len(ids))
     erasure.add("database: events", erase_events(database_url, ids))
     for place, count in erase_data_dir(data_dir, ids).items():
@@ -231,10 +236,17 @@ def erase_log_lines(path: Path, ids: list[str]) -> int:
     spellings = sorted({c for i in ids for c in (i, quote(i, safe=""))}, key=len, reverse=True)
     pattern = re.compile(r"(?:^|(?<=[/=\"\s]))(?:" + "|".join(map(re.escape, spellings))
                          + r")(?=$|[/?&\"\s,])")
-    lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines(keepends=True)
-    kept = [line for line in lines if not pattern.search(line)]
-    if len(kept) < len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept), encoding="utf-8", errors="surrogateescape")
+    removed = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, "rb") as source, open(tmp, "wb") as kept:  # line by line: logs are large
+        for line in source:
+            if pattern.search(line.decode("utf-8", errors="replace")):
+                removed += 1
+            else:
+                kept.write(line)
+    if removed:
+        shutil.copymode(path, tmp)
         os.replace(tmp, path)
-    return len(lines) - len(kept)
+    else:
+        tmp.unlink()
+    return removed

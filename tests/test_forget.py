@@ -177,3 +177,17 @@ def test_forget_with_the_database_down_fails_cleanly(
     assert "refused the erasure" in err and "127.0.0.1:1" in err and "pw-Xy7" not in err
     assert "Traceback" not in err
     assert findable(tmp_path / "data", [GONE])  # nothing was erased: it can be retried
+
+
+def test_forget_checks_its_arguments_before_erasing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_shop(tmp_path, f"sqlite:///{tmp_path / 'recsys.db'}")
+    store_events(f"sqlite:///{tmp_path / 'recsys.db'}")
+    missing = tmp_path / "no-such.log"
+    assert main(["-q", "forget", "--config", str(config), "--access-log", str(missing),
+                 GONE]) == 1
+    assert f"access log(s) not found: {missing}" in capsys.readouterr().err
+    assert main(["-q", "forget", "--config", str(config), " "]) == 1
+    assert "none of them empty" in capsys.readouterr().err
+    assert ServingStore(f"sqlite:///{tmp_path / 'recsys.db'}").count_events(
+        customer_id=GONE) == 2

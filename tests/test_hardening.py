@@ -151,3 +151,24 @@ def test_production_needs_a_32_character_key(key: str, monkeypatch: pytest.Monke
     monkeypatch.setenv("RECSYS_SERVING_API_KEY", key)
     monkeypatch.delenv("RECSYS_SERVING_ENVIRONMENT", raising=False)
     assert Config().serving_settings().api_key == key  # development: 8 is still enough
+
+
+def test_a_readable_config_holding_a_secret_is_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from recsys.config import load_config
+
+    path = tmp_path / "recsys.toml"
+    path.write_text('[serving]\napi_key = "a-secret-key-in-the-file-0123456789"\n')
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="recsys.config"):
+        load_config(path)
+    assert "holds a secret" in caplog.text and "a-secret-key" not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="recsys.config"):
+        load_config(path)
+    path.write_text('[serving]\nport = 9000\n')
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="recsys.config"):
+        load_config(path)
+    assert caplog.text == ""
