@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from recsys.config import format_validation_error
 from recsys.errors import ArtifactError, ConfigError, InputError, RecsysError
-from recsys.filemodes import private_sqlite
+from recsys.filemodes import private_dir, private_sqlite
 
 if TYPE_CHECKING:
     from recsys.config import Config, ServingSettings
@@ -142,6 +142,7 @@ def cmd_clv(args: argparse.Namespace) -> int:
     config = _config(args)
     orders = load_table(args.data, "orders")
     assert orders is not None
+    private_dir(Path(args.out))  # per-customer tables: owner-only
     figures = run_clv_job(orders, load_table(args.data, "catalog", required=False), args.out,
                           config=config.analytics)
     shown = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}

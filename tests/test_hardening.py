@@ -172,3 +172,16 @@ def test_a_readable_config_holding_a_secret_is_warned_about(
     with caplog.at_level("WARNING", logger="recsys.config"):
         load_config(path)
     assert caplog.text == ""
+
+
+def test_clv_output_folder_is_owner_only(tmp_path: Path) -> None:
+    from tests.conftest import write_small_shop
+
+    shop = write_small_shop(tmp_path / "raw")
+    assert main(["-q", "ingest", "--orders", str(shop["orders"]), "--catalog",
+                 str(shop["catalog"]), "--mapping", str(shop["mapping"]), "--out",
+                 str(tmp_path / "data")]) == 0
+    assert main(["-q", "clv", "--data", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "clv")]) == 0
+    assert (tmp_path / "clv" / "customers.parquet").exists()
+    assert _mode(tmp_path / "clv") == 0o700
