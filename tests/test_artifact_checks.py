@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recsys.artifact_checks import check_version
 from recsys.artifacts import MANIFEST_NAME, ArtifactStore, save_npz, sha256_file
@@ -18,6 +22,7 @@ from recsys.config import load_config
 from recsys.demo import DemoSpec, generate_demo
 from recsys.errors import ArtifactError
 from recsys.pipeline import run_pipeline
+from recsys.vocab import Vocabulary
 
 PRODUCTS = 300
 
@@ -147,3 +152,38 @@ def test_rollback_only_to_a_version_that_loads(good: Path, tmp_path: Path,
     assert store.current_version() == first
     assert main(["artifacts", "--root", root, "rollback"]) == 1
     assert "no version older than" in capsys.readouterr().err
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_items=st.integers(1, 12), rows=st.integers(0, 14), k=st.integers(0, 5),
+       ids_dtype=st.sampled_from([np.int32, np.int64, np.float32]),
+       scores_dtype=st.sampled_from([np.float32, np.float64]), low=st.integers(-3, 0),
+       high=st.integers(0, 16), bad_score=st.sampled_from([None, np.nan, np.inf]),
+       seed=st.integers(0, 2**16))
+def test_neighbour_checks_admit_exactly_the_arrays_kernels_may_index(
+        tmp_path: Path, n_items: int, rows: int, k: int, ids_dtype: type, scores_dtype: type,
+        low: int, high: int, bad_score: float | None, seed: int) -> None:
+    """Fuzzed neighbour tables: the checks pass iff every code indexes the vocabulary (or is
+    the -1 padding), the shapes agree with it and the scores are finite float32."""
+    rng = np.random.default_rng(seed)
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
+    (folder / "also_viewed").mkdir()
+    Vocabulary([f"p{i}" for i in range(n_items)]).save(folder / "items.parquet")
+    pd.DataFrame({"scope": ["*"], "product_id": ["p0"], "orders": [1]}).to_parquet(
+        folder / "popular.parquet")
+    ids = rng.integers(low, high + 1, size=(rows, k)).astype(ids_dtype)
+    scores = rng.random((rows, k)).astype(scores_dtype)
+    if bad_score is not None and scores.size:
+        scores.flat[int(rng.integers(scores.size))] = bad_score
+    for name, array in (("ids", ids), ("scores", scores),
+                        ("support", np.ones((rows, k), np.int64))):
+        np.save(folder / "also_viewed" / f"{name}.npy", array)
+    sound = (ids_dtype is np.int32 and rows == n_items and scores_dtype is np.float32
+             and (not ids.size or (ids.min() >= -1 and ids.max() < n_items))
+             and bool(np.isfinite(scores).all()))
+    try:
+        check_version(folder)
+        admitted = True
+    except ArtifactError:
+        admitted = False
+    assert admitted == sound
