@@ -30,8 +30,10 @@ browser:
 		echo "note: /usr/bin/chromium is missing (sudo apt-get install chromium); browser tests will skip"; \
 	fi
 
-test: $(VENV)/.installed-test browser lint audit
+# the audit runs after the tests, so that a failing audit never hides their results
+test: $(VENV)/.installed-test browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory audit
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks
