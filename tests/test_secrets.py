@@ -113,3 +113,28 @@ def test_show_redacts_a_manifest_written_before_redaction(
     assert main(["artifacts", "--root", str(tmp_path), "show", manifest.version]) == 0
     out = capsys.readouterr().out
     assert API_KEY not in out and json.loads(out)["config"]["serving"]["api_key"] == REDACTED
+
+
+def test_no_secret_anywhere_without_services(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The same without PostgreSQL: the key from the environment, a password in the (unused
+    here) database URL."""
+    from tests.conftest import write_small_config
+
+    config = write_small_config(tmp_path)
+    text = config.read_text()
+    old = text[text.index("database_url"):].splitlines()[0]
+    config.write_text(text.replace(
+        old, f'database_url = "postgresql+psycopg://shop:{DB_PASSWORD}@db.internal/shop"'))
+    monkeypatch.setenv("RECSYS_SERVING_API_KEY", API_KEY)
+    caplog.set_level(logging.DEBUG)
+    assert main(["run", "--config", str(config)]) == 0
+    assert main(["artifacts", "--config", str(config), "show"]) == 0
+    captured = capsys.readouterr()
+    for text in (captured.out, captured.err, caplog.text):
+        assert API_KEY not in text and DB_PASSWORD not in text
+    secrets = [API_KEY.encode(), DB_PASSWORD.encode()]
+    assert not _files_holding(tmp_path / "artifacts", secrets)
+    assert not _files_holding(tmp_path / "data", secrets)
+    assert REDACTED in captured.out
