@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast lint clean browser
+.PHONY: demo test test-fast lint audit clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,10 @@ browser:
 		echo "note: /usr/bin/chromium is missing (sudo apt-get install chromium); browser tests will skip"; \
 	fi
 
+# the audit runs after the tests, so that a failing audit never hides their results
 test: $(VENV)/.installed-test browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory audit
 
 # The inner loop: ruff and every test not marked slow (SLOW_MODULES, SLOW_TESTS and the slow
 # fixtures in tests/conftest.py).
@@ -43,6 +45,10 @@ test-fast: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks
 	$(BIN)/mypy recsys
+
+# Known vulnerabilities with a fix in the installed packages fail; see tests/dependency_audit.py
+audit: $(VENV)/.installed-test
+	$(BIN)/python -m tests.dependency_audit
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .hypothesis

@@ -38,8 +38,10 @@ from recsys.artifact_io import (
     save_parquet,
     sha256_file,
 )
+from recsys.artifact_upkeep import StoreUpkeep
 from recsys.atomic_fs import LOCK_NAME, crash_point, ensure_dir, fsync_path, list_files, lock_folder
 from recsys.errors import ArtifactError, ConfigError
+from recsys.filemodes import PRIVATE_DIR, PRIVATE_FILE
 from recsys.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -48,6 +50,7 @@ from recsys.manifest import (
     git_commit,
     library_versions,
 )
+from recsys.redact import redact
 
 __all__ = ["ArtifactStore", "Manifest", "MANIFEST_NAME", "sha256_file", "fingerprint_files",
            "config_hash", "save_npz", "load_npz", "save_parquet", "load_parquet"]
@@ -67,7 +70,7 @@ def _bump(version: str) -> str:
 # --------------------------------------------------------------------------- store
 
 
-class ArtifactStore:
+class ArtifactStore(StoreUpkeep):
     """Versioned, crash-safe folder of artifacts under ``root`` (see the module docstring)."""
 
     def __init__(self, root: Path | str, keep_last: int = 5) -> None:
@@ -95,7 +98,7 @@ class ArtifactStore:
         ensure_dir(self._staging_root)
         for _ in range(10):
             folder = self._staging_root / uuid.uuid4().hex
-            folder.mkdir()
+            folder.mkdir(mode=PRIVATE_DIR)
             fd = lock_folder(folder)
             if fd is not None:
                 break
@@ -121,7 +124,8 @@ class ArtifactStore:
     ) -> Manifest:
         """Turn a staging folder into a new immutable version and make it current.
 
-        Steps: hash + fsync files; under the store lock write manifest.json, rename the folder
+        ``config`` and ``inputs`` are stored redacted (``recsys.redact``): pass the hash of the
+        full config. Steps: hash + fsync files; under the store lock write manifest.json, rename the folder
         into versions/, replace CURRENT atomically; then prune and remove stale staging folders.
         """
         folder = Path(staging_dir).resolve()
@@ -167,7 +171,8 @@ class ArtifactStore:
     ) -> Manifest:
         if (folder / MANIFEST_NAME).exists():
             raise ArtifactError(f"{MANIFEST_NAME} is reserved for the store; rename it in {folder}")
-        # 1. hash and fsync every staged file, then every folder (outside the store lock)
+        # 1. hash, make owner-only and fsync every staged file, then every folder (outside
+        # the store lock): versions hold customer data (purchase histories, ALS factors)
         files: dict[str, dict[str, Any]] = {}
         for rel in list_files(folder):
             path = folder / rel
@@ -175,12 +180,16 @@ class ArtifactStore:
             with open(path, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     digest.update(chunk)
+                os.fchmod(f.fileno(), PRIVATE_FILE)
                 os.fsync(f.fileno())
                 files[rel] = {"sha256": digest.hexdigest(), "bytes": os.fstat(f.fileno()).st_size}
         for dirpath, _, _ in os.walk(folder):
+            os.chmod(dirpath, PRIVATE_DIR)
             fsync_path(Path(dirpath), directory=True)
 
         ensure_dir(self._versions_root)
+        for private in (self.root, self._versions_root, self._staging_root):
+            os.chmod(private, PRIVATE_DIR)  # a store made before modes were set
         with self._store_lock():
             now = datetime.now(UTC)
             version = self._new_version_name(now)
@@ -188,15 +197,17 @@ class ArtifactStore:
                 version=version,
                 created_at=now.isoformat(),
                 git_commit=git_commit(),
-                config=json.loads(json.dumps(config)),
-                config_hash=cfg_hash,
-                inputs=json.loads(json.dumps(inputs)),
+                config=redact(config),  # secrets never reach a manifest; the hash
+                config_hash=cfg_hash,  # of the full config identifies it
+                inputs=redact(inputs),
                 libraries=library_versions(),
                 metrics=json.loads(json.dumps(metrics)),
                 files=files,
             )
             text = json.dumps(manifest.to_dict(), sort_keys=True, indent=2, allow_nan=False)
-            with open(folder / MANIFEST_NAME, "x", encoding="utf-8") as f:
+            fd = os.open(folder / MANIFEST_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                         PRIVATE_FILE)
+            with open(fd, "w", encoding="utf-8") as f:
                 f.write(text + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -303,35 +314,6 @@ class ArtifactStore:
             )
         return manifest
 
-    # ---- maintenance
-
-    def rollback(self, version: str | None = None) -> str:
-        """Point CURRENT at ``version`` (default: the one before current) after verifying it."""
-        if version is None:
-            current = self._read_current()
-            if current is None:
-                raise ArtifactError(
-                    f"nothing is current under {self.root}; pass the version to roll back to"
-                )
-            older = [v for v in self.versions() if v < current]
-            if not older:
-                raise ArtifactError(f"no version older than {current} to roll back to")
-            version = older[-1]
-        self.verify(version)
-        with self._store_lock():
-            self._write_current(version)
-        logger.info("rolled back %s to version %s", self.root, version)
-        return version
-
-    def prune(self) -> list[str]:
-        """Delete all but the newest ``keep_last`` versions, never the current one."""
-        if not self._versions_root.is_dir():
-            return []
-        with self._store_lock():
-            removed = self._prune_locked()
-            self._clean_stale_locked()
-        return removed
-
     # ---- internals
 
     def _check_name(self, version: str) -> None:
@@ -379,7 +361,8 @@ class ArtifactStore:
     def _write_current(self, version: str) -> None:
         """Atomically replace CURRENT (call under the store lock)."""
         tmp = self.root / f"CURRENT.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE), "w",
+                  encoding="utf-8") as f:
             f.write(version + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -388,50 +371,11 @@ class ArtifactStore:
         fsync_path(self.root, directory=True)
         crash_point("after_pointer_replace")
 
-    def _prune_locked(self) -> list[str]:
-        """Move surplus versions into .staging (one rename each), where cleaning deletes them."""
-        current = self._read_current()
-        complete = self.versions()
-        keep = set(complete[-self.keep_last :]) | ({current} if current else set())
-        doomed = [v for v in complete if v not in keep]
-        if doomed:
-            ensure_dir(self._staging_root)
-        for version in doomed:
-            graveyard = self._staging_root / f"pruned-{version}-{uuid.uuid4().hex[:8]}"
-            os.rename(self._versions_root / version, graveyard)
-        if doomed:
-            fsync_path(self._versions_root, directory=True)
-            logger.info("pruned versions %s from %s", ", ".join(doomed), self.root)
-        return doomed
-
-    def _clean_stale_locked(self) -> None:
-        """Remove staging folders nobody holds a lock on, and leftover CURRENT.tmp files.
-
-        Under the store lock no pointer write is in flight, so every CURRENT.tmp-* is stale.
-        """
-        for tmp in self.root.glob("CURRENT.tmp-*"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        try:
-            entries = list(self._staging_root.iterdir())
-        except FileNotFoundError:
-            return
-        for folder in entries:
-            if not folder.is_dir() or folder.is_symlink():
-                continue
-            fd = lock_folder(folder)
-            if fd is None:
-                continue  # in use (or already gone)
-            try:
-                shutil.rmtree(folder)
-            finally:
-                os.close(fd)
-
     @contextlib.contextmanager
     def _store_lock(self) -> Iterator[None]:
         """Exclusive flock on root/.lock: one publish, rollback or prune at a time."""
         ensure_dir(self.root)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from recsys.errors import ArtifactError
+from recsys.filemodes import PRIVATE_DIR, PRIVATE_FILE
 from recsys.manifest import MANIFEST_NAME
 
 __all__ = ["LOCK_NAME", "crash_point", "fsync_path", "ensure_dir", "list_files", "lock_folder"]
@@ -37,7 +38,7 @@ def ensure_dir(path: Path) -> None:
         return
     ensure_dir(path.parent)
     with contextlib.suppress(FileExistsError):
-        path.mkdir()
+        path.mkdir(mode=PRIVATE_DIR)
         fsync_path(path.parent, directory=True)
 
 
@@ -69,7 +70,7 @@ def lock_folder(folder: Path) -> int | None:
     """
     lock_path = folder / LOCK_NAME
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:

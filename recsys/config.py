@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from recsys.analytics.settings import AnalyticsConfig, ExperimentConfig
 from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
+from recsys.redact import redact
 from recsys.rules.settings import RulesConfig
 from recsys.tomlfile import format_validation_error, load_toml_model
 
@@ -31,13 +33,15 @@ __all__ = [
     "ArtifactsConfig",
     "ServingSettings",
     "DEFAULT_API_KEY",
+    "MIN_PRODUCTION_KEY",
     "load_config",
     "format_validation_error",
 ]
 
-DEFAULT_API_KEY = "change-me"
-
 log = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = "change-me"
+MIN_PRODUCTION_KEY = 32  # characters of api_key in production (token_urlsafe(32) has 43)
 
 
 class _Section(BaseModel):
@@ -105,12 +109,12 @@ class ServingSettings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     artifacts: str = Field("var/artifacts", description="artifact store root to serve from")
     environment: Literal["development", "production"] = "development"
-    api_key: str = Field(DEFAULT_API_KEY, min_length=8, description="admin API key")
+    api_key: str = Field(DEFAULT_API_KEY, min_length=8, repr=False, description="admin API key")
     cors_origins: list[str] = Field(default_factory=list)
     storefront: bool = Field(True, description="serve the demo storefront pages at "
                                                "/storefront/ (the widget script is always served)")
     reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")
-    database_url: str = Field("sqlite:///var/recsys.db",
+    database_url: str = Field("sqlite:///var/recsys.db", repr=False,
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
@@ -151,7 +155,7 @@ class Config(_Section):
         """Serving settings: CLI overrides > environment > file > defaults.
 
         Serves ``[artifacts] root`` unless ``[serving] artifacts`` is set. Refuses production
-        mode with the default API key.
+        mode with the default API key or one shorter than 32 characters.
         """
         values = {"artifacts": self.artifacts.root,
                   "experiment": self.analytics.experiment.model_dump(),
@@ -175,6 +179,11 @@ class Config(_Section):
         if settings.environment == "production" and settings.api_key == DEFAULT_API_KEY:
             raise ConfigError("production mode refuses the default api_key; set "
                               "RECSYS_SERVING_API_KEY (or [serving] api_key) to a secret")
+        if settings.environment == "production" and len(settings.api_key) < MIN_PRODUCTION_KEY:
+            raise ConfigError(f"production mode needs an api_key of at least "
+                              f"{MIN_PRODUCTION_KEY} characters (it has {len(settings.api_key)});"
+                              " make one with: python -c 'import secrets; "
+                              "print(secrets.token_urlsafe(32))'")
         return settings
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -190,4 +199,10 @@ def load_config(path: Path | str | None) -> Config:
     """Load a config file (None: the embedded defaults). Raises ConfigError on any problem."""
     if path is None:
         return Config()
-    return load_toml_model(path, Config, "config file")
+    path = Path(path)
+    config = load_toml_model(path, Config, "config file")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    if redact(raw) != raw and path.stat().st_mode & 0o077:
+        log.warning("%s holds a secret (an api_key or a password in a URL) and others may read "
+                    "it: chmod 600 %s, or set it in the environment instead", path, path)
+    return config

@@ -20,6 +20,7 @@ import pandas as pd
 
 from recsys.contract import TABLES
 from recsys.errors import InputError
+from recsys.filemodes import private_dir, private_file
 from recsys.mapping import SourceMapping, resolve_columns
 from recsys.progress import progress_bar
 from recsys.readers import SourceSpec, read_columns, read_source
@@ -105,8 +106,8 @@ def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str,
     # Check every header against the mapping before reading or writing anything.
     resolved = {t: resolve_columns(t, mapping.for_table(t), read_columns(s), s.label)
                 for t, s in specs.items()}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quarantine").mkdir(exist_ok=True)
+    private_dir(out / "quarantine")  # customer data: owner-only folders and files
+    private_dir(out)
     tables: dict[str, TableReport] = {}
     accepted: dict[str, pd.DataFrame] = {}
     for table in progress_bar(list(specs), desc="ingest", unit="table", enabled=show_progress):
@@ -117,6 +118,7 @@ def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str,
         _write_parquet(result.accepted, out / f"{table}.parquet")
         qfile = out / "quarantine" / f"{table}.csv"
         result.quarantine.to_csv(qfile, index=False)
+        private_file(qfile)
         accepted[table] = result.accepted
         tables[table] = TableReport(
             source=raw.label,
@@ -168,10 +170,10 @@ def _cross_checks(tables: dict[str, pd.DataFrame]) -> list[str]:
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
     frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    os.replace(private_file(tmp), path)
 
 
 def _write_json(payload: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    os.replace(private_file(tmp), path)

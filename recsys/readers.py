@@ -17,11 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
 from recsys.errors import InputError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 __all__ = ["SourceSpec", "RawTable", "read_source", "read_columns", "is_sql_url"]
 
@@ -280,15 +283,19 @@ def _read_sql(spec: SourceSpec, limit: int | None = None) -> RawTable:
         )
     if table and not spec.query and not all(part.isidentifier() for part in table.split(".")):
         raise InputError(f"{spec.label}: {table!r} is not a plain table name; use a query instead")
-    sql = spec.query or f"SELECT * FROM {table}"
+    # A query is always a subquery (one SELECT: no second statement, no data-modifying WITH)
+    # and runs in a read-only transaction, so a mapping file cannot write to the shop's database.
+    sql = spec.query.strip().rstrip(";") if spec.query else f"SELECT * FROM {table}"
+    sql = f"SELECT * FROM ({sql}) AS recsys_source"
     if limit is not None:
-        sql = f"SELECT * FROM ({sql}) AS recsys_source LIMIT {int(limit)}"
+        sql += f" LIMIT {int(limit)}"
     try:
         engine = create_engine(url)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise InputError(f"{spec.label}: not a usable SQLAlchemy URL ({exc})") from None
     try:
         with engine.connect() as conn:
+            _read_only(conn, spec.label)
             frame = pd.read_sql(text(sql), conn)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:  # pandas wraps execution errors
         cause = exc.__cause__ if isinstance(exc, pd.errors.DatabaseError) else exc
@@ -298,3 +305,20 @@ def _read_sql(spec: SourceSpec, limit: int | None = None) -> RawTable:
         engine.dispose()
     source_row = pd.Series(pd.RangeIndex(1, len(frame) + 1), index=frame.index)
     return RawTable(frame=frame, source_row=source_row, label=spec.label)
+
+
+def _read_only(conn: Connection, label: str) -> None:
+    """Make the connection's transaction read-only (PostgreSQL, MySQL/MariaDB, SQLite)."""
+    from sqlalchemy import text
+
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(text("SET TRANSACTION READ ONLY"))
+    elif dialect == "sqlite":
+        conn.execute(text("PRAGMA query_only = ON"))
+    elif dialect in ("mysql", "mariadb"):
+        conn.execute(text("SET SESSION TRANSACTION READ ONLY"))
+    else:
+        raise InputError(f"{label}: reading from {dialect} is not supported: recsys reads only "
+                         "in read-only transactions (PostgreSQL, MySQL/MariaDB, SQLite); "
+                         "export the table to CSV or Parquet instead")

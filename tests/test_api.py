@@ -835,7 +835,7 @@ def test_production_mode_refuses_the_default_key(tmp_path: Path,
     monkeypatch.setenv("RECSYS_SERVING_ENVIRONMENT", "production")
     with pytest.raises(ConfigError, match="api_key"):
         load_config(config).serving_settings()
-    monkeypatch.setenv("RECSYS_SERVING_API_KEY", "a-real-secret-key")
+    monkeypatch.setenv("RECSYS_SERVING_API_KEY", "a-real-secret-key-of-32-characters-or-more")
     assert load_config(config).serving_settings().environment == "production"
     monkeypatch.delenv("RECSYS_SERVING_API_KEY")
     with socket.socket() as sock:

@@ -74,8 +74,8 @@ def test_production_refuses_the_default_key(monkeypatch: pytest.MonkeyPatch) -> 
     config = Config.model_validate({"serving": {"environment": "production"}})
     with pytest.raises(ConfigError, match="default api_key"):
         config.serving_settings()
-    monkeypatch.setenv("RECSYS_SERVING_API_KEY", "a-long-secret-key")
-    assert config.serving_settings().api_key == "a-long-secret-key"
+    monkeypatch.setenv("RECSYS_SERVING_API_KEY", "a-long-secret-key-of-32-characters")
+    assert config.serving_settings().api_key == "a-long-secret-key-of-32-characters"
 
 
 def test_config_hash_changes_with_values() -> None:

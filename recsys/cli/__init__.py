@@ -5,6 +5,7 @@ run, mine-rules, export-rules), ``analysis`` (evaluate, clv, report), ``artifact
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -58,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 2, no traceback
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            print(f"error: no space left on the device ({exc}); free some space and run "
+                  "again (an artifact version is published whole or not at all)",
+                  file=sys.stderr)
+            return 1
         if args.debug:
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "

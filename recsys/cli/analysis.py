@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from recsys.cli.common import AddCommand, load_config_arg
+from recsys.filemodes import private_dir
 
 __all__ = ["register"]
 
@@ -31,6 +32,7 @@ def cmd_clv(args: argparse.Namespace) -> int:
     config = load_config_arg(args)
     orders = load_table(args.data, "orders")
     assert orders is not None
+    private_dir(Path(args.out))  # per-customer tables: owner-only
     figures = run_clv_job(orders, load_table(args.data, "catalog", required=False), args.out,
                           config=config.analytics)
     print("\n".join(summary_lines(figures)))

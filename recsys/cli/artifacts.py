@@ -1,11 +1,14 @@
-"""The artifacts command: list, show, verify or roll back artifact versions."""
+"""The artifacts command (list, show, verify or roll back artifact versions) and forget
+(erase customers from every place the engine keeps them)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from recsys.cli.common import AddCommand, load_config_arg
+from recsys.errors import ArtifactError
 
 __all__ = ["register"]
 
@@ -21,25 +24,59 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         if not versions:
             print(f"no versions in {root}")
         for v in versions:
-            m = store.manifest(v)
             mark = "*" if v == current else " "
+            try:
+                m = store.manifest(v)
+            except ArtifactError as exc:  # one bad version must not hide the others
+                print(f"{mark} {v}  unreadable: {exc}")
+                continue
             print(f"{mark} {v}  created {m.created_at}  files {len(m.files)}  "
                   f"config {m.config_hash[:12]}")
     elif args.action == "show":
-        print(json.dumps(store.manifest(args.version).to_dict(), indent=2, sort_keys=True))
+        from recsys.redact import redact  # manifests written before redaction hold secrets
+
+        print(json.dumps(redact(store.manifest(args.version).to_dict()), indent=2,
+                         sort_keys=True))
     elif args.action == "verify":
+        from recsys.artifact_checks import check_version
+
         m = store.verify(args.version)
-        print(f"version {m.version}: all {len(m.files)} files match their checksums")
+        check_version(store.path(m.version))
+        print(f"version {m.version}: all {len(m.files)} files match their checksums and pass "
+              "the structural checks")
     elif args.action == "rollback":
-        version = store.rollback(args.version)
+        from recsys.artifact_checks import check_loads
+
+        version = store.rollback(args.version, check=lambda v: check_loads(root, v))
         print(f"CURRENT now points at {version}")
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase customers everywhere the engine keeps them (recsys/forget.py)."""
+    from recsys.artifacts import ArtifactStore
+    from recsys.forget import forget_customers
+
+    config = load_config_arg(args)
+    erasure = forget_customers(
+        args.customer_ids, database_url=config.serving_settings().database_url,
+        data_dir=Path(config.data_dir), store=ArtifactStore(config.artifacts.root,
+                                                            keep_last=config.artifacts.keep_last),
+        access_logs=[Path(p) for p in args.access_log])
+    print(json.dumps(erasure.to_dict(), indent=2))
+    return 0
+
+
 def register(add: AddCommand) -> None:
-    """Declare this module's command."""
+    """Declare this module's commands."""
     p = add("artifacts", cmd_artifacts, "list, show, verify or roll back artifact versions",
             config=True)
     p.add_argument("--root", metavar="DIR", help="artifact store (default: from the config)")
     p.add_argument("action", choices=["list", "show", "verify", "rollback"])
     p.add_argument("version", nargs="?", help="a version (default: current; rollback: previous)")
+
+    p = add("forget", cmd_forget, "erase customers (GDPR art. 17): events, data directory, "
+            "every artifact version, access logs; recorded without ids", config=True)
+    p.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    p.add_argument("--access-log", action="append", default=[], metavar="FILE",
+                   help="a server log file to remove the customers' lines from (repeatable)")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from recsys.cli.common import DEFAULT_CONFIG, DEMO_CONFIG, AddCommand, load_config_arg
 from recsys.errors import InputError, RecsysError
+from recsys.filemodes import private_sqlite
 
 if TYPE_CHECKING:
     from recsys.config import ServingSettings
@@ -36,6 +37,7 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
     import uvicorn
 
     _check_port_free(settings.host, settings.port)
+    private_sqlite(settings.database_url)
     for key, value in settings.model_dump(mode="json").items():  # workers read the environment
         os.environ[f"RECSYS_SERVING_{key.upper()}"] = (
             json.dumps(value) if isinstance(value, list | dict) else str(value))
@@ -88,7 +90,9 @@ def cmd_users(args: argparse.Namespace) -> int:
     from recsys.console.passwords import hash_password
     from recsys.serving.store import ServingStore
 
-    store = ServingStore(load_config_arg(args).serving_settings().database_url)
+    database_url = load_config_arg(args).serving_settings().database_url
+    private_sqlite(database_url)
+    store = ServingStore(database_url)
     try:
         if args.action == "list":
             users = store.list_users()
@@ -131,6 +135,7 @@ def demo_user(database_url: str) -> str:
     from recsys.serving.store import ServingStore
 
     password = secrets.token_urlsafe(12)
+    private_sqlite(database_url)
     store = ServingStore(database_url)
     try:
         if not store.set_password("demo", hash_password(password)):
