@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from recsys import layout
 from recsys.analytics.lifecycle import STAGES, lifecycle_stages, stage_flows
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
-from recsys.artifacts import load_npz, load_parquet, save_parquet
+from recsys.artifact_io import load_npz, load_parquet, save_parquet
 from recsys.repurchase import repurchase_cycles
 from recsys.vocab import Vocabulary
 

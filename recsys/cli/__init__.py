@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from recsys.cli import analysis, artifacts, data, serve
+from recsys.cli import analysis, artifacts, data, exports, serve
 from recsys.cli.common import DEFAULT_CONFIG
 from recsys.errors import RecsysError
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"config file (default: {DEFAULT_CONFIG} if present, else built-in)")
         return p
 
-    for group in (data, analysis, artifacts, serve):  # the order `recsys --help` lists them
+    for group in (data, analysis, exports, artifacts, serve):  # the order `recsys --help` lists them
         group.register(add)
     return parser
 

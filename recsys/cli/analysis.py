@@ -1,5 +1,4 @@
-"""Commands that measure: evaluate (offline evaluation), clv (customer value),
-export-customers (campaign exports), report."""
+"""Commands that measure: evaluate (offline evaluation), clv (customer value), report."""
 
 from __future__ import annotations
 
@@ -40,12 +39,6 @@ def cmd_clv(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export_customers(args: argparse.Namespace) -> int:
-    from recsys.analytics.export import run_command
-
-    return run_command(args, load_config_arg(args).artifacts.root)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from recsys.analytics.report import build_report
 
@@ -71,11 +64,6 @@ def register(add: AddCommand) -> None:
             config=True)
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
     p.add_argument("--out", required=True, metavar="DIR")
-
-    from recsys.analytics.export import add_arguments as export_arguments
-
-    export_arguments(add("export-customers", cmd_export_customers, "campaign export: one row "
-                         "per customer with segment, stage, CLV and recommendations", config=True))
 
     p = add("report", cmd_report, "a self-contained HTML report: retention, CLV, RFM, and "
             "measured outcomes of recommendations per arm", config=True)
