@@ -25,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from recsys import layout
 from recsys.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, load_npz, save_npz
 from recsys.errors import InputError
 from recsys.filemodes import PRIVATE_FILE, private_file
@@ -32,8 +33,10 @@ from recsys.vocab import Vocabulary
 
 __all__ = ["Erasure", "forget_customers", "erase_data_dir", "erase_version"]
 
-# artifact tables keyed by a customer id column (the customer model is handled on its own)
-CUSTOMER_TABLES = ("analytics/customers.parquet", "analytics/customer_segments.parquet")
+# artifact tables keyed by a customer id column, from the layout (the customer model is
+# handled on its own)
+CUSTOMER_TABLES = tuple(f.path for f in layout.FILES
+                        if f.kind == "parquet" and any(c.name == "customer_id" for c in f.columns))
 
 
 @dataclass
@@ -160,7 +163,7 @@ def erase_version(store: ArtifactStore, version: str, ids: list[str],
 
 
 def _holds_customers(folder: Path, ids: list[str]) -> bool:
-    places = [("customers.parquet", "id"), *((rel, "customer_id") for rel in CUSTOMER_TABLES)]
+    places = [(layout.CUSTOMERS.path, "id"), *((rel, "customer_id") for rel in CUSTOMER_TABLES)]
     for rel, column in places:
         path = folder / rel
         if path.exists() and pd.read_parquet(path, columns=[column])[column].astype(
@@ -179,7 +182,7 @@ def _erase_files(folder: Path, ids: list[str]) -> dict[str, int]:
             if gone.any():
                 _write_table(frame[~gone], path)
                 counts[rel] = int(gone.sum())
-    if (folder / "customers.parquet").exists():
+    if layout.CUSTOMERS.at(folder).exists():
         counts.update(_erase_customer_model(folder, ids))
     return counts
 
@@ -187,14 +190,14 @@ def _erase_files(folder: Path, ids: list[str]) -> dict[str, int]:
 def _erase_customer_model(folder: Path, ids: list[str]) -> dict[str, int]:
     """Drop the customers' rows (row = customer code) from the vocabulary, the ALS user
     factors and the purchase CSR (customers x products); other customers keep their data."""
-    customers = Vocabulary.load(folder / "customers.parquet")
+    customers = Vocabulary.load(layout.CUSTOMERS.at(folder))
     keep = ~pd.Index(customers.ids).isin(ids)
     if keep.all():
         return {}
-    Vocabulary(customers.ids[keep]).save(folder / "customers.parquet")
-    als = load_npz(folder / "als.npz")
-    save_npz(folder / "als.npz", **{**als, "user_factors": als["user_factors"][keep]})
-    bought = load_npz(folder / "purchases.npz")
+    Vocabulary(customers.ids[keep]).save(layout.CUSTOMERS.at(folder))
+    als = load_npz(layout.ALS.at(folder))
+    save_npz(layout.ALS.at(folder), **{**als, "user_factors": als["user_factors"][keep]})
+    bought = load_npz(layout.PURCHASES.at(folder))
     lengths = np.diff(bought["indptr"])
     entries = np.repeat(keep, lengths)
     indptr = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(bought["indptr"].dtype)
@@ -204,11 +207,11 @@ def _erase_customer_model(folder: Path, ids: list[str]) -> dict[str, int]:
     rewritten["indptr"] = indptr
     if "shape" in bought:
         rewritten["shape"] = np.array([int(keep.sum()), int(bought["shape"][1])])
-    save_npz(folder / "purchases.npz", **rewritten)
-    for name in ("customers.parquet", "als.npz", "purchases.npz"):
-        private_file(folder / name)
-    return {"customers.parquet": int((~keep).sum()),
-            "purchases.npz": int(lengths[~keep].sum())}
+    save_npz(layout.PURCHASES.at(folder), **rewritten)
+    for file in (layout.CUSTOMERS, layout.ALS, layout.PURCHASES):
+        private_file(file.at(folder))
+    return {layout.CUSTOMERS.path: int((~keep).sum()),
+            layout.PURCHASES.path: int(lengths[~keep].sum())}
 
 
 def _write_manifest(folder: Path, old: Manifest, metrics: dict[str, Any]) -> None:

@@ -328,7 +328,8 @@ def check_file(folder: Path | str, entry: ArtifactFile,
 
 def check_version(folder: Path | str, files: list[str]) -> list[str]:
     """Compare the files of a version (``files``: paths relative to ``folder``, e.g. a
-    manifest's) with the layout: undeclared files, missing required ones, broken declarations."""
+    manifest's) with the layout: undeclared files, missing required ones, unreadable files,
+    broken declarations."""
     present = set(files)
     problems = [f"{rel}: not declared in recsys.layout" for rel in sorted(present - set(_BY_PATH))]
     problems += [f"{f.path}: missing (required)" for f in FILES
@@ -336,5 +337,10 @@ def check_version(folder: Path | str, files: list[str]) -> list[str]:
     dims: dict[str, int] = {}
     for entry in FILES:
         if entry.path in present:
-            problems += check_file(folder, entry, dims)
+            try:
+                problems += check_file(folder, entry, dims)
+            except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException) as exc:
+                what = {"parquet": "readable Parquet", "json": "valid JSON"}.get(
+                    entry.kind, f"a readable .{entry.kind} file")
+                problems.append(f"{entry.path}: not {what} ({exc})")
     return problems

@@ -127,15 +127,15 @@ def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
                           catalog: pd.DataFrame | None, k: int,
                           model_dir: Path | None = None) -> pd.DataFrame:
     """customer_id (as given, same order) and rec_1 .. rec_k: products the customer never
-    bought, best first (ALS scores from ``model_dir``'s als.npz when present, else best
+    bought, best first (ALS scores from ``model_dir``'s ALS factors when present, else best
     sellers); None where fewer than k products qualify."""
     known = orders[orders["customer_id"].notna()]
     user: np.ndarray | None = None
     item: np.ndarray | None = None
-    if model_dir is not None and (model_dir / "als.npz").exists():
-        items = Vocabulary.load(model_dir / "items.parquet")
-        rows = Vocabulary.load(model_dir / "customers.parquet")
-        als = load_npz(model_dir / "als.npz")
+    if model_dir is not None and layout.ALS.at(model_dir).exists():
+        items = Vocabulary.load(layout.ITEMS.at(model_dir))
+        rows = Vocabulary.load(layout.CUSTOMERS.at(model_dir))
+        als = load_npz(layout.ALS.at(model_dir))
         user, item = als["user_factors"].astype(np.float32), als["item_factors"].astype(np.float32)
     else:
         items = Vocabulary.from_ids(known["product_id"].astype(str), sort=True)
@@ -235,9 +235,9 @@ def high_value_list(customers: pd.DataFrame, stages: pd.DataFrame,
 
 def load_cycles(model_dir: Path | None) -> pd.DataFrame | None:
     """The models job's repurchase cycles in ``model_dir``, or None when it wrote none."""
-    if model_dir is None or not (model_dir / "repurchase.parquet").exists():
+    if model_dir is None or not layout.REPURCHASE.at(model_dir).exists():
         return None
-    return load_parquet(model_dir / "repurchase.parquet")
+    return load_parquet(layout.REPURCHASE.at(model_dir))
 
 
 #: Row group size of the per-customer tables, so that exports stream them in bounded memory.
@@ -258,7 +258,7 @@ def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders
     ``model_dir``: the folder with the models job's ALS factors and repurchase cycles."""
     lines = orders[orders["customer_id"].notna() & (orders["ordered_at"] <= end)]
     stages = lifecycle_stages(order_rows, customers, end, config.lifecycle)
-    before_path = None if previous is None else previous / "lifecycle.parquet"
+    before_path = None if previous is None else previous / layout.LIFECYCLE.name
     before = load_parquet(before_path) if before_path and before_path.exists() else None
     flows = stage_flows(before, stages)
     cycles = load_cycles(model_dir)
@@ -266,17 +266,17 @@ def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders
         cycles = repurchase_cycles(lines)
     recs = recommendations_table(lines, customers["customer_id"], catalog,
                                  config.actions.recommendations, model_dir)
-    tables = {"lifecycle.parquet": stages, "lifecycle_flows.parquet": flows,
-              "recommendations.parquet": recs,
-              "replenishment.parquet": replenishment_list(lines, cycles, end, config.actions),
-              "winback.parquet": winback_list(customers, stages, lines, recs, config.actions,
-                                              catalog),
-              "high_value.parquet": high_value_list(customers, stages, config.actions)}
-    for name in ACTION_FILES:
-        save_parquet(tables[name], out / name, row_group_size=ROW_GROUP_ROWS)
+    tables = {layout.LIFECYCLE: stages, layout.LIFECYCLE_FLOWS: flows,
+              layout.CUSTOMER_RECOMMENDATIONS: recs,
+              layout.REPLENISHMENT: replenishment_list(lines, cycles, end, config.actions),
+              layout.WINBACK: winback_list(customers, stages, lines, recs, config.actions,
+                                           catalog),
+              layout.HIGH_VALUE: high_value_list(customers, stages, config.actions)}
+    for entry, table in tables.items():
+        save_parquet(table, out / entry.name, row_group_size=ROW_GROUP_ROWS)
     counts = stages["stage"].value_counts()
     return {"stages": {s: int(counts.get(s, 0)) for s in STAGES},
             "stage_flows_from_previous": before is not None,
-            "replenishment_pairs": len(tables["replenishment.parquet"]),
-            "winback_customers": len(tables["winback.parquet"]),
-            "high_value_customers": len(tables["high_value.parquet"])}
+            "replenishment_pairs": len(tables[layout.REPLENISHMENT]),
+            "winback_customers": len(tables[layout.WINBACK]),
+            "high_value_customers": len(tables[layout.HIGH_VALUE])}
