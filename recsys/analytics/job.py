@@ -183,7 +183,9 @@ def _predict(customers: pd.DataFrame, config: AnalyticsConfig, margin_known: boo
                      "own average")
     if gg is not None:
         value = btyd.expected_order_value(gg, x, m)
-        spend_corr = float(np.corrcoef(x[x > 0], m[x > 0])[0, 1]) if (x > 0).sum() > 2 else 0.0
+        repeat = x > 0  # a constant frequency or spend has no correlation to report
+        varies = repeat.sum() > 2 and np.ptp(x[repeat]) > 0 and np.ptp(m[repeat]) > 0
+        spend_corr = float(np.corrcoef(x[repeat], m[repeat])[0, 1]) if varies else 0.0
         if abs(spend_corr) > 0.3:
             notes.append(f"frequency and spend correlate ({spend_corr:.2f}): Gamma-Gamma "
                          "assumes they are independent")
