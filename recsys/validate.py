@@ -33,10 +33,12 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 @dataclass
 class Validated:
-    """Accepted canonical rows, and the quarantined raw rows with reason and column."""
+    """Accepted canonical rows, the quarantined raw rows with reason and column, and which raw
+    rows were accepted (a boolean mask over the source's rows, in order)."""
 
     accepted: pd.DataFrame
     quarantine: pd.DataFrame
+    accepted_rows: np.ndarray
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -212,7 +214,8 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
     quarantine.insert(0, "reason", marks.reason[~ok])
     quarantine.insert(0, "row", raw.source_row[~ok].to_numpy())
     quarantine.insert(0, "source", raw.label)
-    return Validated(accepted=accepted, quarantine=quarantine.reset_index(drop=True))
+    return Validated(accepted=accepted, quarantine=quarantine.reset_index(drop=True),
+                     accepted_rows=ok)
 
 
 def _mark_non_products(marks: _Marks, product_id: pd.Series, mapping: TableMapping) -> None:
