@@ -44,6 +44,9 @@ class TableMapping(BaseModel):
     date_format: str | None = None
     date_unit: Literal["s", "ms", "us", "ns"] | None = None
     event_types: dict[str, str] = {}
+    # orders: the unit_price column holds the line's total (unit price x quantity), as in
+    # exports with a "sales value" per line; the unit price is that total / quantity
+    price_is_line_total: bool = False
 
     @field_validator("non_product_pattern")
     @classmethod

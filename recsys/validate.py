@@ -153,7 +153,7 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
             raw_missing = col("unit_price").isna().to_numpy()
             marks.mark(price.isna().to_numpy() & ~raw_missing, "bad_price", "unit_price")
             marks.mark((price <= 0).fillna(False), "non_positive_price", "unit_price")
-            out["unit_price"] = price
+            out["unit_price"] = price / out["quantity"] if mapping.price_is_line_total else price
 
     elif table == "events":
         marks.mark(missing("product_id"), "missing_product_id", "product_id")

@@ -617,3 +617,18 @@ def test_readme_mapping_snippet_is_the_shipped_file() -> None:
                             .read_text(encoding="utf-8"))
     shipped.pop("description")
     assert snippet == shipped
+
+
+def test_price_is_line_total_divides_by_quantity(tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text("basket,sku,quantity,sales_value\n1,A,4,10.0\n1,B,1,2.5\n2,A,0,3\n"
+                      "3,C,2,0\n", encoding="utf-8")
+    text = ('[orders]\nprice_is_line_total = true\n[orders.columns]\norder_id = "basket"\n'
+            'product_id = "sku"\nunit_price = "sales_value"\n')
+    report = ingest({"orders": str(orders)}, load_mapping(_mapping(tmp_path, text)),
+                    tmp_path / "data", show_progress=False)
+    accepted = pd.read_parquet(tmp_path / "data" / "orders.parquet")
+    assert accepted[["product_id", "quantity", "unit_price"]].values.tolist() == [
+        ["A", 4.0, 2.5], ["B", 1.0, 2.5]]
+    assert report.tables["orders"].rejected_by_reason == {"non_positive_price": 1,
+                                                          "non_positive_quantity": 1}
