@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from scipy import sparse
 
@@ -115,10 +117,10 @@ def test_the_run_used_only_the_configured_sources(served: Served) -> None:
     version = served.version_dir
     popular = set(pd.read_parquet(version / "popular.parquet")["product_id"].astype(str))
     assert popular <= items
-    rules = pd.read_parquet(version / "rules.parquet", columns=["antecedents", "consequents"])
+    rules = pq.read_table(version / "rules.parquet", columns=["antecedents", "consequents"])
     for column in ("antecedents", "consequents"):
-        if len(rules):
-            assert set(np.concatenate(rules[column].to_numpy()).astype(str)) <= items
+        named = pc.unique(pc.list_flatten(rules.column(column))).to_pylist()
+        assert set(map(str, named)) <= items
     bundles = pd.read_parquet(version / "bundles.parquet")
     if len(bundles):
         assert set(np.concatenate(bundles["products"].to_numpy()).astype(str)) <= items
@@ -153,7 +155,9 @@ def test_rule_measures_are_finite_and_consistent(served: Served) -> None:
     """Every rule's measures recomputed from its integer counts: support = count / N,
     confidence = count / antecedent count, lift = confidence / consequent support; ranges of
     the others as recsys/rules/mining.py documents them."""
-    rules = pd.read_parquet(served.version_dir / "rules.parquet")
+    rules = pd.read_parquet(served.version_dir / "rules.parquet", columns=[
+        "count", "antecedent_count", "consequent_count", "support", "confidence", "lift",
+        "leverage", "conviction", "zhangs_metric", "jaccard", "kulczynski", "fisher_p"])
     report = json.loads((served.version_dir / "rules_report.json").read_text())
     n = served.manifest.metrics["rules"]["n_orders"]
     assert report.get("n_orders", n) == n
@@ -183,7 +187,8 @@ def test_rule_measures_are_finite_and_consistent(served: Served) -> None:
 
 def test_customer_value_is_finite_and_in_range(served: Served) -> None:
     """The BTYD invariants of issue 16: every prediction finite, 0 <= E[purchases in t] <=
-    (r + x) / (alpha + T) * t, P(alive) in [0, 1], predicted CLV >= 0 where spend is positive."""
+    (r + x) / (alpha + T) * t, P(alive) in [0, 1], predicted CLV >= 0 where spend is positive.
+    Every broken invariant is listed, with how many customers break it."""
     if not served.dataset.customers:
         assert "skipped" in served.manifest.metrics["customer_value"]
         return
@@ -191,24 +196,29 @@ def test_customer_value_is_finite_and_in_range(served: Served) -> None:
     customers = pd.read_parquet(folder / "customers.parquet")
     report = json.loads((folder / "clv_report.json").read_text())
     assert len(customers) > 0
-    for column in ("revenue", "historical_clv", "p_alive", "expected_purchases",
-                   "expected_order_value", "predicted_clv"):
-        _finite(customers[column], f"customers.{column}")
-    assert ((customers["p_alive"] >= 0) & (customers["p_alive"] <= 1)).all()
-    assert (customers["historical_clv"] >= 0).all()
-    spent = customers["revenue"] > 0
-    assert (customers.loc[spent, "predicted_clv"] >= 0).all()
     bgnbd = report.get("bgnbd")
     assert bgnbd is not None, "no BG/NBD fit"
     t = report["horizon_months"] * DAYS_PER_YEAR / 12 / 7  # the horizon in weeks
-    expected = customers["expected_purchases"].to_numpy(np.float64)
     bound = ((bgnbd["r"] + customers["frequency"].to_numpy(np.float64))
              / (bgnbd["alpha"] + customers["T_weeks"].to_numpy(np.float64)) * t)
-    assert (expected >= 0).all()
-    assert (expected <= bound * (1 + 1e-9)).all(), (
-        f"{int((expected > bound * (1 + 1e-9)).sum()):,} customers above (r + x) / (alpha + T) t")
-    _finite(report["predicted_clv_total"], "predicted_clv_total")
-    assert report["predicted_clv_total"] >= 0
+    values = {c: customers[c].to_numpy(np.float64) for c in (
+        "revenue", "historical_clv", "p_alive", "expected_purchases", "expected_order_value",
+        "predicted_clv")}
+    spent = values["revenue"] > 0
+    broken = {f"{c} not finite": ~np.isfinite(v) for c, v in values.items()}
+    broken |= {
+        "p_alive outside [0, 1]": ~((values["p_alive"] >= 0) & (values["p_alive"] <= 1)),
+        "historical_clv < 0": values["historical_clv"] < 0,
+        "expected_purchases < 0": values["expected_purchases"] < 0,
+        "expected_purchases > (r + x) / (alpha + T) t":
+            values["expected_purchases"] > bound * (1 + 1e-9),
+        "predicted_clv < 0 with positive spend": spent & (values["predicted_clv"] < 0),
+    }
+    found = {what: int(mask.sum()) for what, mask in broken.items() if mask.any()}
+    total = report["predicted_clv_total"]
+    if not (isinstance(total, float | int) and math.isfinite(total) and total >= 0):
+        found["predicted_clv_total"] = total
+    assert found == {}, f"of {len(customers):,} customers: {found}"
 
 
 def test_neighbour_scores_are_finite(served: Served) -> None:
@@ -310,7 +320,7 @@ def _watch(page: Any, allowed: tuple[str, ...]) -> list[str]:
 def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
     from tests.browser import live_server
 
-    with live_server(served.new_app()) as base:
+    with live_server(served.new_app(), timeout=120) as base:  # loads the whole artifact
         problems = _watch(page, (base, "data:", "about:", "blob:"))
         page.goto(f"{base}/console/rules")
         page.get_by_label("User name").fill("ann")
@@ -329,9 +339,11 @@ def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
         product = served.dataset.known[0]
         page.goto(f"{base}/console/product?id={product}")
         assert product in page.locator("h1").inner_text()
-        for path in ("/console/audit", "/console/flagged", "/console/rules/report.html"):
+        for path in ("/console/audit", "/console/flagged"):
             page.goto(f"{base}{path}")
             assert page.locator("h1").count() >= 1, path
+        page.goto(f"{base}/console/rules/report.html", timeout=60_000)  # drawn on request
+        assert page.locator("h1").count() >= 1
         page.wait_for_load_state("networkidle")
     assert problems == []
 
