@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from recsys.mapping import CatalogFromOrders
@@ -39,17 +40,23 @@ def _most_frequent(products: pd.Series, values: pd.Series) -> pd.Series:
 
 
 def derive_catalog(orders: pd.DataFrame, text: pd.DataFrame, spec: CatalogFromOrders,
-                   *, price_source: str | None) -> DerivedCatalog:
-    """Derive one catalog row per product of ``orders`` (accepted canonical order lines).
+                   *, price_source: str | None, known: pd.Series | None = None) -> DerivedCatalog:
+    """Derive one catalog row per product of ``orders`` (accepted canonical order lines) that
+    is not in ``known`` (the explicit catalog's product ids, which win).
 
     ``text``: the raw columns named by ``spec`` (name, category), row-aligned with ``orders``.
     ``price_source``: the orders column the unit price came from (for the note), None when the
     orders have no unit price.
     """
+    every = pd.Index(pd.unique(orders["product_id"].to_numpy()), name="product_id")
+    in_file = every.isin(known) if known is not None else np.zeros(len(every), bool)
+    ids = every[~in_file].sort_values()
+    keep = orders["product_id"].isin(ids).to_numpy()
+    orders, text = orders[keep], text[keep]
     products = orders["product_id"]
-    ids = pd.Index(pd.unique(products.to_numpy()), name="product_id").sort_values()
     catalog = pd.DataFrame({"product_id": ids.astype("string")})
-    note: dict[str, Any] = {"products": len(ids), "source": "order lines"}
+    note: dict[str, Any] = {"products": len(ids), "source": "order lines",
+                            "from_catalog_file": int(in_file.sum())}
     for column, source in spec.source_columns().items():
         values = _most_frequent(products, text[source]).reindex(ids)
         if column == "category":
@@ -75,16 +82,10 @@ def derive_catalog(orders: pd.DataFrame, text: pd.DataFrame, spec: CatalogFromOr
 
 
 def merge_catalogs(explicit: pd.DataFrame | None, derived: DerivedCatalog) -> pd.DataFrame:
-    """The explicit catalog's rows, then the derived rows of the products it lacks; records
-    how many products each gave in ``derived.note``."""
-    if explicit is None:
-        derived.note["from_catalog_file"] = 0
-        return derived.catalog
-    extra = derived.catalog[~derived.catalog["product_id"].isin(explicit["product_id"])]
-    derived.note["from_catalog_file"] = int(
-        derived.catalog["product_id"].isin(explicit["product_id"]).sum())
-    derived.note["products"] = len(extra)
-    merged = pd.concat([explicit, extra], ignore_index=True)
+    """The explicit catalog's rows, then the derived rows (products it lacks)."""
+    if explicit is None or derived.catalog.empty:
+        return derived.catalog if explicit is None else explicit
+    merged = pd.concat([explicit, derived.catalog], ignore_index=True)
     for flag in ("in_stock", "is_active"):
         merged[flag] = merged[flag].fillna(True).astype(bool)
     return merged

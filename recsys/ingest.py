@@ -151,9 +151,11 @@ def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str,
                 stale.unlink(missing_ok=True)
     note = None
     if derive is not None:
+        explicit = accepted.get("catalog")
         derived = derive_catalog(accepted["orders"], order_text, derive,
-                                 price_source=resolved["orders"].get("unit_price"))
-        accepted["catalog"] = merge_catalogs(accepted.get("catalog"), derived)
+                                 price_source=resolved["orders"].get("unit_price"),
+                                 known=None if explicit is None else explicit["product_id"])
+        accepted["catalog"] = merge_catalogs(explicit, derived)
         _write_parquet(accepted["catalog"], out / "catalog.parquet")
         note = derived.note
     report = IngestReport(tables=tables, warnings=_cross_checks(accepted), derived_catalog=note)

@@ -566,6 +566,7 @@ def test_catalog_file_wins_for_its_products(tmp_path: Path) -> None:
     assert catalog.loc["B", "name"] == "Green tea" and bool(catalog.loc["B", "in_stock"])
     note = report["derived_catalog"]
     assert (note["products"], note["from_catalog_file"]) == (2, 1)
+    assert note["name"]["products_with_value"] == 1  # B; C has no name, A is the file's
     assert "1 products kept from the catalog file" in summary
     assert report["warnings"] == []  # every ordered product is in the catalog now
 
