@@ -153,10 +153,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from recsys.analytics.report import build_report
 
     config = _config(args)
-    serving = config.serving_settings()
-    out = build_report(args.data or config.data_dir, Path(args.out),
-                       events=args.events or serving.database_url, config=config.analytics,
-                       ab_test=serving.ab_test)
+    serving = config.serving_settings()  # ab_test: arms only when the experiment ran
+    out = build_report(args.data or config.data_dir, Path(args.out), config=config.analytics,
+                       events=args.events or serving.database_url, ab_test=serving.ab_test)
     print(f"report written to {out}")
     return 0
 
@@ -417,8 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
 
     p = add("report", cmd_report, "a self-contained HTML report: retention, CLV, RFM, and "
-            "measured outcomes of recommendations (per arm with ab_test, else observational)",
-            config=True)
+            "outcomes of recommendations (per arm with ab_test, else observational)", config=True)
     p.add_argument("--data", metavar="DATA_DIR", help="default: data_dir from the config")
     p.add_argument("--events", metavar="URL_OR_FILE",
                    help="events: SQLAlchemy URL or Parquet (default: the server's database)")
