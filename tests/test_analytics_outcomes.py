@@ -374,3 +374,25 @@ def test_report_table_headers_align_with_their_columns(tmp_path: Path) -> None:
         aligned = ['class="num"' in th for th in head]
         for row in rows:
             assert ['class="num"' in td for td in row] == aligned
+
+
+@pytest.mark.parametrize("ab_test", [False, True])
+def test_recsys_report_follows_the_servers_ab_test(tmp_path: Path, ab_test: bool) -> None:
+    """`recsys report` reads [serving] ab_test: arms only when the experiment ran."""
+    from recsys.cli import main
+    from recsys.serving.store import ServingStore
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = ServingStore(url)
+    for row in small_log().to_dict("records"):
+        store.add_event({k: (None if pd.isna(v) else v) for k, v in row.items()})
+    store.dispose()
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'[serving]\ndatabase_url = "{url}"\nab_test = {str(ab_test).lower()}\n'
+                      "[analytics.experiment]\nbootstrap_samples = 100\n", encoding="utf-8")
+    out = tmp_path / "report.html"
+    assert main(["-q", "report", "--config", str(config), "--data", str(_report_data(tmp_path)),
+                 "--out", str(out)]) == 0
+    section = out.read_text(encoding="utf-8").split("<h2>Recommendation outcomes</h2>")[1]
+    assert ("observational, no experiment" in section) is not ab_test
+    assert ("<td>control</td>" in section) is ab_test
