@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.conftest import DATASETS as DATASETS_DIR
 pytestmark = [pytest.mark.acceptance, pytest.mark.datasets, pytest.mark.slow]
 
 DAYS_PER_YEAR = 365.25
+FIRST_RULES_PAGE_S = 5.0  # issue 16 asks for 1 s; 5 leaves room for a busy CI machine
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -322,11 +324,16 @@ def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
 
     with live_server(served.new_app(), timeout=120) as base:  # loads the whole artifact
         problems = _watch(page, (base, "data:", "about:", "blob:"))
-        page.goto(f"{base}/console/rules")
+        page.goto(f"{base}/console/audit")  # a light page first: sign in
         page.get_by_label("User name").fill("ann")
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{base}/console/rules")
+        page.wait_for_url(f"{base}/console/audit")
+        started = time.monotonic()
+        page.goto(f"{base}/console/rules", timeout=120_000)
+        took = time.monotonic() - started
+        assert took < FIRST_RULES_PAGE_S, (
+            f"the first /console/rules page took {took:.1f} s (issue 16 item 4)")
         rules = served.manifest.metrics["rules"]["rules"]
         if rules:
             assert page.locator("tr.rule").count() > 0
@@ -339,9 +346,8 @@ def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
         product = served.dataset.known[0]
         page.goto(f"{base}/console/product?id={product}")
         assert product in page.locator("h1").inner_text()
-        for path in ("/console/audit", "/console/flagged"):
-            page.goto(f"{base}{path}")
-            assert page.locator("h1").count() >= 1, path
+        page.goto(f"{base}/console/flagged")
+        assert page.locator("h1").count() >= 1
         page.goto(f"{base}/console/rules/report.html", timeout=60_000)  # drawn on request
         assert page.locator("h1").count() >= 1
         page.wait_for_load_state("networkidle")
