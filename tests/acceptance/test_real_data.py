@@ -324,16 +324,16 @@ def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
 
     with live_server(served.new_app(), timeout=120) as base:  # loads the whole artifact
         problems = _watch(page, (base, "data:", "about:", "blob:"))
-        page.goto(f"{base}/console/audit")  # a light page first: sign in
+        page.goto(f"{base}/console/rules")
         page.get_by_label("User name").fill("ann")
         page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{base}/console/audit")
         started = time.monotonic()
-        page.goto(f"{base}/console/rules", timeout=120_000)
+        page.get_by_role("button", name="Sign in").click(timeout=120_000)
+        page.wait_for_url(f"{base}/console/rules", timeout=120_000)
         took = time.monotonic() - started
-        assert took < FIRST_RULES_PAGE_S, (
-            f"the first /console/rules page took {took:.1f} s (issue 16 item 4)")
+        if took >= FIRST_RULES_PAGE_S:  # listed with the other problems; the pages go on
+            problems.append(f"signing in to the first /console/rules page took {took:.1f} s "
+                            "(issue 16 item 4)")
         rules = served.manifest.metrics["rules"]["rules"]
         if rules:
             assert page.locator("tr.rule").count() > 0
