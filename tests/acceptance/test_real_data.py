@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.acceptance, pytest.mark.datasets, pytest.mark.slow]
 
 DAYS_PER_YEAR = 365.25
 FIRST_RULES_PAGE_S = 5.0  # issue 16 asks for 1 s; 5 leaves room for a busy CI machine
+REPORT_PAGE_S = 60
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -320,6 +321,8 @@ def _watch(page: Any, allowed: tuple[str, ...]) -> list[str]:
 
 
 def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from tests.browser import live_server
 
     with live_server(served.new_app(), timeout=120) as base:  # loads the whole artifact
@@ -348,8 +351,11 @@ def test_console_pages_render_in_chromium(served: Served, page: Any) -> None:
         assert product in page.locator("h1").inner_text()
         page.goto(f"{base}/console/flagged")
         assert page.locator("h1").count() >= 1
-        page.goto(f"{base}/console/rules/report.html", timeout=60_000)  # drawn on request
-        assert page.locator("h1").count() >= 1
+        try:  # the HTML rules report of the default view, drawn on request
+            page.goto(f"{base}/console/rules/report.html", timeout=REPORT_PAGE_S * 1000)
+            assert page.locator("h1").count() >= 1
+        except PlaywrightTimeout:
+            problems.append(f"the console's HTML rules report did not load in {REPORT_PAGE_S} s")
         page.wait_for_load_state("networkidle")
     assert problems == []
 
