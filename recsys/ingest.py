@@ -3,7 +3,9 @@
 Output (``DATA_DIR``): ``orders.parquet`` / ``events.parquet`` / ``catalog.parquet`` (canonical,
 typed), ``quarantine/<table>.csv`` (exactly the rejected rows, with source, row, reason and
 column first, then the raw values) and ``report.json``. Every source's header is checked against
-the mapping before any data is read or written.
+the mapping before any data is read or written. With ``[catalog_from_orders]`` in the mapping,
+``catalog.parquet`` also holds the products derived from the accepted order lines
+(:mod:`recsys.derive_catalog`), noted in the report as ``derived_catalog``.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from typing import Any
 import pandas as pd
 
 from recsys.contract import TABLES
+from recsys.derive_catalog import derive_catalog, merge_catalogs
 from recsys.errors import InputError
 from recsys.filemodes import private_dir, private_file
-from recsys.mapping import SourceMapping, resolve_columns
+from recsys.mapping import CatalogFromOrders, SourceMapping, resolve_columns
 from recsys.progress import progress_bar
 from recsys.readers import SourceSpec, read_columns, read_source
 from recsys.validate import validate_table
 
-__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table"]
+__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table", "table_file"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class IngestReport:
 
     tables: dict[str, TableReport]
     warnings: list[str] = field(default_factory=list)
+    derived_catalog: dict[str, Any] | None = None  # what [catalog_from_orders] derived
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,6 +72,7 @@ class IngestReport:
             "rows_empty": sum(t.rows_empty for t in self.tables.values()),
             "rejected_by_reason": dict(sorted(merged.items())),
             "tables": {name: vars(rep) for name, rep in self.tables.items()},
+            "derived_catalog": self.derived_catalog,
             "warnings": self.warnings,
         }
 
@@ -82,6 +87,8 @@ class IngestReport:
                 lines.append(f"    {reason}: {count:,}")
             if rep.rows_rejected:
                 lines.append(f"    quarantine: {rep.quarantine_file}")
+        if self.derived_catalog is not None:
+            lines.append(_derived_summary(self.derived_catalog))
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
@@ -104,22 +111,31 @@ def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str,
     out = Path(out_dir)
     specs = {t: source_spec(loc, t, mapping) for t, loc in sources.items()}
     # Check every header against the mapping before reading or writing anything.
-    resolved = {t: resolve_columns(t, mapping.for_table(t), read_columns(s), s.label)
+    headers = {t: read_columns(s) for t, s in specs.items()}
+    resolved = {t: resolve_columns(t, mapping.for_table(t), headers[t], s.label)
                 for t, s in specs.items()}
+    derive = mapping.catalog_from_orders
+    if derive is not None:
+        _check_derivable(derive, headers["orders"], resolved["orders"], specs["orders"].label)
     private_dir(out / "quarantine")  # customer data: owner-only folders and files
     private_dir(out)
     tables: dict[str, TableReport] = {}
     accepted: dict[str, pd.DataFrame] = {}
+    order_text = pd.DataFrame()
     for table in progress_bar(list(specs), desc="ingest", unit="table", enabled=show_progress):
         raw = read_source(specs[table])
         if raw.frame.empty:
             raise InputError(f"{raw.label}: the file has a header but no data rows")
         result = validate_table(table, raw, resolved[table], mapping.for_table(table))
-        _write_parquet(result.accepted, out / f"{table}.parquet")
+        _write_parquet(result.accepted, table_file(out, table))
         qfile = out / "quarantine" / f"{table}.csv"
         result.quarantine.to_csv(qfile, index=False)
         private_file(qfile)
         accepted[table] = result.accepted
+        if table == "orders" and derive is not None:
+            order_text = raw.frame.loc[result.accepted_rows,
+                                       list(derive.source_columns().values())]
+            order_text = order_text.reset_index(drop=True)
         tables[table] = TableReport(
             source=raw.label,
             rows_read=len(raw.frame),
@@ -133,21 +149,58 @@ def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str,
         )
     for table in TABLES:  # a table not given this time must not linger from an earlier ingest
         if table not in sources:
-            for stale in (out / f"{table}.parquet", out / "quarantine" / f"{table}.csv"):
+            for stale in (table_file(out, table), out / "quarantine" / f"{table}.csv"):
                 stale.unlink(missing_ok=True)
-    report = IngestReport(tables=tables, warnings=_cross_checks(accepted))
+    note = None
+    if derive is not None:
+        explicit = accepted.get("catalog")
+        derived = derive_catalog(accepted["orders"], order_text, derive,
+                                 price_source=resolved["orders"].get("unit_price"),
+                                 known=None if explicit is None else explicit["product_id"])
+        accepted["catalog"] = merge_catalogs(explicit, derived)
+        _write_parquet(accepted["catalog"], table_file(out, "catalog"))
+        note = derived.note
+    report = IngestReport(tables=tables, warnings=_cross_checks(accepted), derived_catalog=note)
     _write_json(report.to_dict(), out / "report.json")
     return report
 
 
+def table_file(data_dir: Path | str, table: str) -> Path:
+    """Where ingest keeps a table of the data contract in a data directory."""
+    return Path(data_dir) / f"{table}.parquet"
+
+
 def load_table(data_dir: Path | str, table: str, *, required: bool = True) -> pd.DataFrame | None:
     """Read a canonical table from a data directory (None when optional and absent)."""
-    path = Path(data_dir) / f"{table}.parquet"
+    path = table_file(data_dir, table)
     if not path.exists():
         if required:
             raise InputError(f"{path}: not found; run `recsys ingest ... --out {data_dir}` first")
         return None
     return pd.read_parquet(path)
+
+
+def _check_derivable(derive: CatalogFromOrders, header: list[str], resolved: dict[str, str],
+                     label: str) -> None:
+    """[catalog_from_orders] names columns the orders source has, and a price needs prices."""
+    for column, source in derive.source_columns().items():
+        if source not in header:
+            raise InputError(f"{label}: [catalog_from_orders] {column} = {source!r} is not a "
+                             f"column of the orders; its columns are {sorted(header)}")
+    if derive.price != "none" and "unit_price" not in resolved:
+        raise InputError(f"{label}: [catalog_from_orders] price = {derive.price!r} needs the "
+                         "orders' unit_price column; map it in [orders.columns] or set "
+                         "price = \"none\"")
+
+
+def _derived_summary(note: dict[str, Any]) -> str:
+    sources = ", ".join(f"{col} from {note[col]['from']!r} ({note[col]['rule']}, "
+                        f"{note[col]['products_with_value']:,} products)"
+                        for col in ("name", "category", "price") if col in note)
+    kept = note.get("from_catalog_file", 0)
+    wins = f"; {kept:,} products kept from the catalog file" if kept else ""
+    return (f"catalog: {note['products']:,} products derived from the order lines: "
+            f"{sources or 'ids only'}{wins}")
 
 
 def _cross_checks(tables: dict[str, pd.DataFrame]) -> list[str]:

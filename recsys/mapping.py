@@ -3,7 +3,9 @@
 A mapping file is TOML with one optional section per table (``[orders]``, ``[events]``,
 ``[catalog]``). Each section may set reader options (encoding, delimiter, compression, table,
 query), ``[TABLE.columns]`` (canonical name = source column) and value rules. Canonical columns
-that are not mapped are looked up under their own name. See ``configs/mappings/``.
+that are not mapped are looked up under their own name. ``[catalog_from_orders]`` derives the
+catalog (names, prices, categories) from the order lines of an export that carries them
+(:mod:`recsys.derive_catalog`). See ``configs/mappings/``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from recsys.contract import KNOWN_EVENT_TYPES, TABLES
 from recsys.errors import ConfigError, InputError
 from recsys.tomlfile import load_toml_model
 
-__all__ = ["TableMapping", "SourceMapping", "load_mapping", "resolve_columns"]
+__all__ = ["TableMapping", "CatalogFromOrders", "SourceMapping", "load_mapping", "resolve_columns"]
 
 
 class TableMapping(BaseModel):
@@ -42,6 +44,9 @@ class TableMapping(BaseModel):
     date_format: str | None = None
     date_unit: Literal["s", "ms", "us", "ns"] | None = None
     event_types: dict[str, str] = {}
+    # orders: the unit_price column holds the line's total (unit price x quantity), as in
+    # exports with a "sales value" per line; the unit price is that total / quantity
+    price_is_line_total: bool = False
 
     @field_validator("non_product_pattern")
     @classmethod
@@ -64,6 +69,20 @@ class TableMapping(BaseModel):
         return {str(k).strip().lower(): v for k, v in value.items()}
 
 
+class CatalogFromOrders(BaseModel):
+    """Which order-line columns describe the product: the catalog derived from the orders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None  # orders source column; the product's most frequent value wins
+    category: str | None = None  # orders source column; most frequent value, a path allowed
+    price: Literal["latest", "median", "none"] = "median"  # of the accepted unit prices
+
+    def source_columns(self) -> dict[str, str]:
+        """Catalog column -> orders source column, for the text columns that are set."""
+        return {k: v for k, v in (("name", self.name), ("category", self.category)) if v}
+
+
 class SourceMapping(BaseModel):
     """A whole mapping file: one optional TableMapping per canonical table."""
 
@@ -73,6 +92,7 @@ class SourceMapping(BaseModel):
     orders: TableMapping = TableMapping()
     events: TableMapping = TableMapping()
     catalog: TableMapping = TableMapping()
+    catalog_from_orders: CatalogFromOrders | None = None
 
     def for_table(self, table: str) -> TableMapping:
         mapping: TableMapping = getattr(self, table)

@@ -33,10 +33,12 @@ _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 @dataclass
 class Validated:
-    """Accepted canonical rows, and the quarantined raw rows with reason and column."""
+    """Accepted canonical rows, the quarantined raw rows with reason and column, and which raw
+    rows were accepted (a boolean mask over the source's rows, in order)."""
 
     accepted: pd.DataFrame
     quarantine: pd.DataFrame
+    accepted_rows: np.ndarray
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -151,7 +153,7 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
             raw_missing = col("unit_price").isna().to_numpy()
             marks.mark(price.isna().to_numpy() & ~raw_missing, "bad_price", "unit_price")
             marks.mark((price <= 0).fillna(False), "non_positive_price", "unit_price")
-            out["unit_price"] = price
+            out["unit_price"] = price / out["quantity"] if mapping.price_is_line_total else price
 
     elif table == "events":
         marks.mark(missing("product_id"), "missing_product_id", "product_id")
@@ -212,7 +214,8 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
     quarantine.insert(0, "reason", marks.reason[~ok])
     quarantine.insert(0, "row", raw.source_row[~ok].to_numpy())
     quarantine.insert(0, "source", raw.label)
-    return Validated(accepted=accepted, quarantine=quarantine.reset_index(drop=True))
+    return Validated(accepted=accepted, quarantine=quarantine.reset_index(drop=True),
+                     accepted_rows=ok)
 
 
 def _mark_non_products(marks: _Marks, product_id: pd.Series, mapping: TableMapping) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recsys.analytics.experiments import assign_arms
-from recsys.analytics.outcomes import load_events, measure_outcomes
+from recsys.analytics.outcomes import EXPOSED, NOT_EXPOSED, load_events, measure_outcomes
 from recsys.analytics.report import build_report
 from recsys.analytics.settings import AnalyticsConfig, ExperimentConfig
 
@@ -246,7 +246,8 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     config = AnalyticsConfig(experiment=ExperimentConfig(salt="gen", bootstrap_samples=200,
                                                          split={"control": 0.5,
                                                                 "recommendations": 0.5}))
-    out = build_report(data, tmp_path / "report.html", events=events, config=config)
+    out = build_report(data, tmp_path / "report.html", events=events, config=config,
+                       ab_test=True)
     text = out.read_text(encoding="utf-8")
     assert text.count("<svg") == 5  # cohorts, CLV, segments, order value, uplift
     for heading in ("Cohort retention", "Customer lifetime value", "RFM segments",
@@ -257,3 +258,141 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     assert "http://" not in text and "https://" not in text
     without = build_report(data, tmp_path / "plain.html", config=config).read_text()
     assert "No recommendation events" in without and without.count("<svg") == 3
+
+
+# -- without an experiment (ab_test = false): exposure groups, labelled observational ----------
+
+def _with_unexposed_buyer(log: pd.DataFrame) -> pd.DataFrame:
+    """The log plus customer c8, who buys P8 (2 x 25) and was never shown a list."""
+    extra = _event("purchase", 30, product="P8", session="s9", customer="c8", order="o8",
+                   quantity=2, price=25)
+    return pd.concat([log, pd.DataFrame([extra])], ignore_index=True)
+
+
+def test_without_an_experiment_units_are_grouped_by_exposure() -> None:
+    """No arm is drawn: the exposed group is every unit that saw a list (all of the small log),
+    with the small log's figures; c8 alone is not exposed; no uplift."""
+    config = ExperimentConfig(bootstrap_samples=200)  # two arms configured, none used
+    outcomes = measure_outcomes(_with_unexposed_buyer(small_log()), config, experiment=False)
+    assert outcomes.observational and outcomes.control_arm == ""
+    assert set(outcomes.metrics["arm"]) == {EXPOSED, NOT_EXPOSED}
+    assert outcomes.figures["design"] == "observational"
+    assert outcomes.uplift.empty
+    exposed = _estimates(outcomes, "all", EXPOSED)
+    reference = _estimates(measure_outcomes(small_log(), ONE_ARM), "all")
+    assert exposed == pytest.approx(reference, nan_ok=True)
+    unexposed = _estimates(outcomes, "all", NOT_EXPOSED)
+    assert np.isnan(unexposed["click_through_rate"])  # it was shown nothing
+    assert unexposed["order_value"] == 50 and unexposed["attach_rate"] == 0.0
+    assert unexposed["revenue_per_unit"] == 50
+
+
+def _report_data(tmp_path: Path) -> Path:
+    from tests.test_analytics_clv import small_shop_orders
+
+    orders, catalog = small_shop_orders()
+    data = tmp_path / "data"
+    data.mkdir()
+    orders.to_parquet(data / "orders.parquet", index=False)
+    catalog.to_parquet(data / "catalog.parquet", index=False)
+    return data
+
+
+def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each table's header cells and body rows, as the raw <th>/<td> tags."""
+    found = []
+    for body in re.findall(r"<table>(.*?)</table>", text, flags=re.S):
+        head = re.findall(r"<th(?:\s[^>]*)?>", body.split("</thead>")[0])
+        rows = [re.findall(r"<td(?:\s[^>]*)?>", row) for row in
+                re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], flags=re.S)]
+        found.append((head, rows))
+    return found
+
+
+def test_report_without_an_experiment_shows_no_arms(tmp_path: Path) -> None:
+    events, _ = _generated_log(300, 5, {"control": 0.5, "recommendations": 0.5},
+                               {"control": 0.2, "recommendations": 0.3})
+    never_shown = pd.DataFrame({
+        "event_type": "purchase", "customer_id": [f"z{i}" for i in range(20)],
+        "session_id": [f"z{i}-s" for i in range(20)], "product_id": "N0",
+        "order_id": [f"z{i}" for i in range(20)], "price": 15.0, "quantity": 1.0,
+        "occurred_at": T0})
+    events = pd.concat([events, never_shown], ignore_index=True)
+    config = AnalyticsConfig(experiment=ExperimentConfig(salt="gen", bootstrap_samples=200))
+    text = build_report(_report_data(tmp_path), tmp_path / "report.html", events=events,
+                        config=config).read_text(encoding="utf-8")
+    section = text.split("<h2>Recommendation outcomes</h2>")[1].split("<h2>Definitions")[0]
+    assert "observational, no experiment (ab_test = false)" in section
+    assert "Orders per group (observational)" in section
+    assert "<td>control</td>" not in section and "<td>recommendations</td>" not in section
+    assert "(control:" not in section
+    assert "best sellers" not in section and "uplift over" not in section
+    assert f"<td>{EXPOSED}</td>" in section and f"<td>{NOT_EXPOSED}</td>" in section
+    assert "No uplift is computed" in section
+    assert text.count("<svg") == 4  # cohorts, CLV, segments, order value: no uplift chart
+    assert "Not enough data to draw this chart." not in text
+
+
+def test_report_leaves_out_empty_uplift_rows_and_names_undrawn_charts(tmp_path: Path) -> None:
+    """A/B log without purchases: order-value metrics cannot be computed, so their uplift rows
+    are left out and the order-value chart is named as not drawn, above the uplift chart that
+    is; click-through uplift is there."""
+    events, _ = _generated_log(300, 5, {"control": 0.5, "recommendations": 0.5},
+                               {"control": 0.2, "recommendations": 0.3})
+    events = events[events["event_type"] != "purchase"]
+    split = {"control": 0.5, "recommendations": 0.5}
+    config = AnalyticsConfig(experiment=ExperimentConfig(salt="gen", bootstrap_samples=200,
+                                                         split=split))
+    outcomes = measure_outcomes(events, config.experiment)
+    assert outcomes.uplift["uplift"].isna().any()  # what the report must not show
+    text = build_report(_report_data(tmp_path), tmp_path / "report.html", events=events,
+                        config=config, ab_test=True).read_text(encoding="utf-8")
+    assert "Not enough data to draw this chart." not in text
+    assert "No order value chart: not enough data to draw it." in text
+    assert text.count("<svg") == 4  # cohorts, CLV, segments, uplift
+    last = text.split("Relative uplift of each arm")[1]
+    head = re.findall(r"<th(?:\s[^>]*)?>([^<]*)</th>", last)
+    assert head == ["placement", "arm", "metric", "uplift"]
+    uplift_cells = re.findall(r'<td class="num">([^<]*)</td></tr>', last)
+    assert uplift_cells and all(c.strip() for c in uplift_cells)
+    assert len(uplift_cells) == int(outcomes.uplift["uplift"].notna().sum())
+    assert "<td>Click-through rate</td>" in last
+
+
+def test_report_table_headers_align_with_their_columns(tmp_path: Path) -> None:
+    """Numeric columns are right-aligned headers included (the repurchase table's were not)."""
+    events, _ = _generated_log(100, 5, {"control": 0.5, "recommendations": 0.5},
+                               {"control": 0.2, "recommendations": 0.3})
+    text = build_report(_report_data(tmp_path), tmp_path / "report.html", events=events,
+                        ab_test=True).read_text(encoding="utf-8")
+    assert "th.num{text-align:right}" in text
+    cycles = text.split("<h2>Repurchase cycles</h2>")[1].split("<h2>")[0]
+    assert "<table>" in cycles  # the small shop has repurchase cycles
+    tables = _tables(text)
+    assert len(tables) >= 5
+    for head, rows in tables:
+        aligned = ['class="num"' in th for th in head]
+        for row in rows:
+            assert ['class="num"' in td for td in row] == aligned
+
+
+@pytest.mark.parametrize("ab_test", [False, True])
+def test_recsys_report_follows_the_servers_ab_test(tmp_path: Path, ab_test: bool) -> None:
+    """`recsys report` reads [serving] ab_test: arms only when the experiment ran."""
+    from recsys.cli import main
+    from recsys.serving.store import ServingStore
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = ServingStore(url)
+    for row in small_log().to_dict("records"):
+        store.add_event({k: (None if pd.isna(v) else v) for k, v in row.items()})
+    store.dispose()
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'[serving]\ndatabase_url = "{url}"\nab_test = {str(ab_test).lower()}\n'
+                      "[analytics.experiment]\nbootstrap_samples = 100\n", encoding="utf-8")
+    out = tmp_path / "report.html"
+    assert main(["-q", "report", "--config", str(config), "--data", str(_report_data(tmp_path)),
+                 "--out", str(out)]) == 0
+    section = out.read_text(encoding="utf-8").split("<h2>Recommendation outcomes</h2>")[1]
+    assert ("observational, no experiment" in section) is not ab_test
+    assert ("<td>control</td>" in section) is ab_test

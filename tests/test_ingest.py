@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -485,3 +487,149 @@ def test_blank_lines_are_skipped_counted_and_keep_row_numbers(tmp_path: Path) ->
     assert _rejects(quarantine) == [(5, "missing_product_id", "product_id")]  # file line 6
     assert "3 empty lines skipped" in report.summary()
     assert report.to_dict()["rows_empty"] == 3
+
+
+# -- the catalog derived from order lines ([catalog_from_orders]) -------------------------------
+
+NAMED_ORDERS_CSV = """\
+Invoice,StockCode,Description,Dept,InvoiceDate,Quantity,Price
+1,A,Mug,Home > Kitchen,2025-01-03 10:00,1,4.0
+1,B,Tea,Food,2025-01-03 10:00,1,2.0
+2,A, Mug ,Home>Kitchen,2025-01-01 10:00,1,3.0
+2,B,Green tea,Food,2025-01-01 10:00,1,9.0
+3,A,mug (damaged),Home > Kitchen,2025-01-02 10:00,1,5.0
+C4,A,WRONG,Toys,2025-01-04 10:00,-1,4.0
+C5,A,WRONG,Toys,2025-01-04 10:00,-1,4.0
+6,C,,,2025-01-05 10:00,1,7.5
+7,POST,Postage,,2025-01-05 10:00,1,18
+"""
+NAMED_MAPPING = """\
+[orders]
+cancellation_prefix = "C"
+non_product_codes = ["POST"]
+[orders.columns]
+order_id = "Invoice"
+product_id = "StockCode"
+ordered_at = "InvoiceDate"
+quantity = "Quantity"
+unit_price = "Price"
+[catalog_from_orders]
+name = "Description"
+category = "Dept"
+"""
+
+
+def _derived(tmp_path: Path, extra: str = "", catalog: str | None = None,
+             ) -> tuple[pd.DataFrame, dict[str, object], str]:
+    orders = tmp_path / "orders.csv"
+    orders.write_text(NAMED_ORDERS_CSV, encoding="utf-8")
+    sources = {"orders": str(orders)}
+    if catalog is not None:
+        (tmp_path / "catalog.csv").write_text(catalog, encoding="utf-8")
+        sources["catalog"] = str(tmp_path / "catalog.csv")
+    mapping = load_mapping(_mapping(tmp_path, NAMED_MAPPING + extra))
+    report = ingest(sources, mapping, tmp_path / "data", show_progress=False)
+    frame = pd.read_parquet(tmp_path / "data" / "catalog.parquet").set_index("product_id")
+    return frame, report.to_dict(), report.summary()
+
+
+def test_catalog_from_orders_names_prices_categories(tmp_path: Path) -> None:
+    """Most frequent accepted name and category (blank stripped; cancelled and non-product
+    lines do not count), median price; the report says how many products and from where."""
+    catalog, report, summary = _derived(tmp_path)
+    assert sorted(catalog.index) == ["A", "B", "C"]  # POST is no product, WRONG never wins
+    assert catalog.loc["A", "name"] == "Mug"  # 2 x "Mug" (one padded) vs 1 x "mug (damaged)"
+    assert catalog.loc["B", "name"] == "Green tea"  # a 1:1 tie: the alphabetically first
+    assert pd.isna(catalog.loc["C", "name"]) and pd.isna(catalog.loc["C", "category"])
+    assert catalog.loc["A", "category"] == "Home > Kitchen"
+    assert catalog["price"].to_dict() == {"A": 4.0, "B": 5.5, "C": 7.5}  # medians
+    assert catalog["in_stock"].all() and catalog["is_active"].all()
+    note = report["derived_catalog"]
+    assert note["products"] == 3 and note["from_catalog_file"] == 0
+    assert note["name"] == {"from": "Description", "rule": "most frequent value per product",
+                            "products_with_value": 2}
+    assert note["price"]["from"] == "Price" and note["price"]["products_with_value"] == 3
+    assert ("catalog: 3 products derived from the order lines: name from 'Description'"
+            in summary)
+    assert report["warnings"] == []
+
+
+def test_catalog_from_orders_latest_price(tmp_path: Path) -> None:
+    catalog, _, _ = _derived(tmp_path, 'price = "latest"\n')
+    assert catalog["price"].to_dict() == {"A": 4.0, "B": 2.0, "C": 7.5}  # by InvoiceDate
+
+
+def test_catalog_file_wins_for_its_products(tmp_path: Path) -> None:
+    catalog, report, summary = _derived(
+        tmp_path, catalog="product_id,name,price,in_stock\nA,Blue Mug,6.0,false\n")
+    assert catalog.loc["A", ["name", "price", "in_stock"]].tolist() == ["Blue Mug", 6.0, False]
+    assert catalog.loc["B", "name"] == "Green tea" and bool(catalog.loc["B", "in_stock"])
+    note = report["derived_catalog"]
+    assert (note["products"], note["from_catalog_file"]) == (2, 1)
+    assert note["name"]["products_with_value"] == 1  # B; C has no name, A is the file's
+    assert "1 products kept from the catalog file" in summary
+    assert report["warnings"] == []  # every ordered product is in the catalog now
+
+
+@pytest.mark.parametrize(("given", "wrong", "message"), [
+    ('name = "Description"', 'name = "Title"',
+     "[catalog_from_orders] name = 'Title' is not a column of the orders"),
+    ('category = "Dept"', 'category = "Department"',
+     "[catalog_from_orders] category = 'Department' is not a column of the orders"),
+])
+def test_catalog_from_orders_names_a_missing_column(tmp_path: Path, given: str, wrong: str,
+                                                    message: str) -> None:
+    text = NAMED_MAPPING.replace(given, wrong)
+    orders = tmp_path / "orders.csv"
+    orders.write_text(NAMED_ORDERS_CSV, encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape(message)):
+        ingest({"orders": str(orders)}, load_mapping(_mapping(tmp_path, text)),
+               tmp_path / "data", show_progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_catalog_from_orders_price_needs_prices(tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,product_id,Description\n1,A,Mug\n", encoding="utf-8")
+    text = '[catalog_from_orders]\nname = "Description"\n'
+    with pytest.raises(InputError, match="price = 'median' needs the orders' unit_price"):
+        ingest({"orders": str(orders)}, load_mapping(_mapping(tmp_path, text)),
+               tmp_path / "data", show_progress=False)
+    text += 'price = "none"\n'
+    ingest({"orders": str(orders)}, load_mapping(_mapping(tmp_path, text)), tmp_path / "data",
+           show_progress=False)
+    catalog = pd.read_parquet(tmp_path / "data" / "catalog.parquet")
+    assert catalog[["product_id", "name"]].values.tolist() == [["A", "Mug"]]
+    assert "price" not in catalog
+
+
+def test_catalog_from_orders_rejects_unknown_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="catalog_from_orders.price"):
+        load_mapping(_mapping(tmp_path, '[catalog_from_orders]\nprice = "mean"\n'))
+
+
+def test_readme_mapping_snippet_is_the_shipped_file() -> None:
+    """The README's Online Retail II mapping is the shipped file (all its non-product codes)."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```toml\n[orders]", 1)[1].split("```", 1)[0]
+    snippet = tomllib.loads("[orders]" + block)
+    shipped = tomllib.loads((root / "configs" / "mappings" / "online_retail_ii.toml")
+                            .read_text(encoding="utf-8"))
+    shipped.pop("description")
+    assert snippet == shipped
+
+
+def test_price_is_line_total_divides_by_quantity(tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text("basket,sku,quantity,sales_value\n1,A,4,10.0\n1,B,1,2.5\n2,A,0,3\n"
+                      "3,C,2,0\n", encoding="utf-8")
+    text = ('[orders]\nprice_is_line_total = true\n[orders.columns]\norder_id = "basket"\n'
+            'product_id = "sku"\nunit_price = "sales_value"\n')
+    report = ingest({"orders": str(orders)}, load_mapping(_mapping(tmp_path, text)),
+                    tmp_path / "data", show_progress=False)
+    accepted = pd.read_parquet(tmp_path / "data" / "orders.parquet")
+    assert accepted[["product_id", "quantity", "unit_price"]].values.tolist() == [
+        ["A", 4.0, 2.5], ["B", 1.0, 2.5]]
+    assert report.tables["orders"].rejected_by_reason == {"non_positive_price": 1,
+                                                          "non_positive_quantity": 1}

@@ -146,3 +146,37 @@ def test_accepted_orders_are_the_good_rows(expected: dict[str, object],
     assert np.array_equal(orders["customer_id"].dropna().to_numpy(str), want_ids)
     assert orders["ordered_at"].min() == pd.Timestamp("2009-12-01 07:45:00")
     assert orders["ordered_at"].max() <= pd.Timestamp("2010-12-10")
+
+
+def test_catalog_derived_from_the_order_lines(expected: dict[str, object],
+                                              ingested: tuple[Path, str]) -> None:
+    """Every accepted stock code gets its most frequent Description and median Price (computed
+    here independently), so names can be shown and searched (CAKESTAND finds 22423)."""
+    out, console = ingested
+    raw, good, cols = expected["raw"], expected["good"], expected["columns"]
+    assert isinstance(raw, pd.DataFrame) and isinstance(good, np.ndarray)
+    assert isinstance(cols, dict)
+    kept = raw.loc[good].assign(code=lambda f: f[cols["product_id"]].str.strip(),
+                                name=lambda f: f["Description"].str.strip())
+    named = kept[kept["name"].notna() & (kept["name"] != "")]
+    counts = named.groupby(["code", "name"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["code", "n", "name"], ascending=[True, False, True])
+    want_names = counts.drop_duplicates("code").set_index("code")["name"]
+    want_prices = kept.groupby("code")[cols["unit_price"]].median()
+
+    catalog = pd.read_parquet(out / "catalog.parquet").set_index("product_id")
+    assert catalog.index.is_unique
+    assert set(catalog.index) == set(kept["code"])
+    assert catalog["name"].dropna().to_dict() == want_names.to_dict()
+    assert np.array_equal(catalog["price"].reindex(want_prices.index).to_numpy(),
+                          want_prices.to_numpy())
+    assert catalog["name"].notna().mean() > 0.99
+    assert catalog.loc["85123A", "name"] == "WHITE HANGING HEART T-LIGHT HOLDER"
+    assert catalog.loc["85123A", "price"] == 2.95
+    cakestands = catalog.index[catalog["name"].str.contains("CAKESTAND", na=False)]
+    assert "22423" in cakestands  # REGENCY CAKESTAND 3 TIER
+
+    note = json.loads((out / "report.json").read_text())["derived_catalog"]
+    assert note["products"] == len(catalog) and note["from_catalog_file"] == 0
+    assert note["name"]["from"] == "Description" and note["price"]["from"] == "Price"
+    assert f"catalog: {len(catalog):,} products derived from the order lines" in console

@@ -39,6 +39,11 @@ Definitions
         For each arm other than the control: arm / control - 1 per metric (not the total
         attributed_revenue, which grows with the arm's size) and placement, with an interval
         from the two arms' independent bootstrap draws.
+    without an experiment (``experiment=False``, the API's ``ab_test = false``)
+        Nobody was assigned an arm, so none is drawn: the units are grouped by exposure
+        instead, "shown recommendations" (any impression or click) vs "not shown any", and no
+        uplift is computed. The comparison is observational: the groups differ in more than
+        the recommendations (who browses more sees more lists).
 """
 
 from __future__ import annotations
@@ -62,8 +67,8 @@ from recsys.errors import InputError
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["EVENT_COLUMNS", "METRICS", "UPLIFT_METRICS", "Outcomes", "load_events", "prepare_events",
-           "attribute", "measure_outcomes"]
+__all__ = ["EVENT_COLUMNS", "METRICS", "UPLIFT_METRICS", "EXPOSED", "NOT_EXPOSED", "Outcomes",
+           "load_events", "prepare_events", "attribute", "measure_outcomes"]
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_type", "product_id", "session_id", "customer_id", "request_id", "placement",
@@ -86,6 +91,8 @@ METRICS: dict[str, tuple[str, str]] = {
 UPLIFT_METRICS: tuple[str, ...] = tuple(m for m in METRICS if m != "attributed_revenue")
 _PLACEMENT_FREE = ("revenue_per_unit", "order_value")
 ALL = "all"
+#: The two groups of an observational comparison (no experiment).
+EXPOSED, NOT_EXPOSED = "shown recommendations", "not shown any"
 
 
 def load_events(source: str | Engine, *, table: str = "recsys_events") -> pd.DataFrame:
@@ -244,8 +251,9 @@ class Outcomes:
     metrics: pd.DataFrame  # placement, arm, metric, estimate, low, high, numerator, denominator, units
     uplift: pd.DataFrame  # placement, arm, metric, uplift, low, high
     orders: pd.DataFrame  # order, arm, value, with_rec
-    control_arm: str
+    control_arm: str  # "" when observational
     figures: dict[str, Any] = field(default_factory=dict)
+    observational: bool = False  # arms are exposure groups, not an experiment's arms
 
     def table(self) -> pd.DataFrame:
         """One row per placement and arm: impressions, clicks, orders and each metric with its
@@ -276,13 +284,26 @@ def _per_unit(frame: pd.DataFrame, columns: dict[str, pd.Series]) -> pd.DataFram
         k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}}).groupby("unit").sum()
 
 
-def measure_outcomes(events: pd.DataFrame, config: ExperimentConfig) -> Outcomes:
+def _exposure_groups(prepared: pd.DataFrame) -> pd.DataFrame:
+    """Each unit's "arm" replaced by its exposure group: any impression or click, or none."""
+    kind = prepared["event_type"].to_numpy(dtype=object)
+    shown = prepared.loc[np.isin(kind, ("impression", "click")), "unit"].unique()
+    group = np.where(prepared["unit"].isin(shown).to_numpy(), EXPOSED, NOT_EXPOSED)
+    return prepared.assign(arm=pd.array(group, dtype="string"))
+
+
+def measure_outcomes(events: pd.DataFrame, config: ExperimentConfig, *,
+                     experiment: bool = True) -> Outcomes:
     """Every metric per placement (and "all") and arm, with bootstrap intervals and the uplift of
-    each arm over the control (module docstring). ``events``: raw stored events."""
+    each arm over the control (module docstring). ``events``: raw stored events. Without an
+    ``experiment`` the "arms" are the exposure groups and there is no uplift."""
     prepared = prepare_events(events, config)
+    if not experiment:
+        prepared = _exposure_groups(prepared)
     att = attribute(prepared, config)
     responses, lines = att.responses, att.lines
-    arms = sorted(config.split)
+    arms = sorted(config.split) if experiment else [EXPOSED, NOT_EXPOSED]
+    control = config.control_arm if experiment else ""
     placements = [ALL, *sorted(responses["placement"].unique().tolist())]
 
     orders = (lines.assign(any_rec=lines["placement"].notna())
@@ -352,7 +373,7 @@ def measure_outcomes(events: pd.DataFrame, config: ExperimentConfig) -> Outcomes
                              "denominator": float(den_a.sum()) if counted else float(len(den_a)),
                              "units": int(used.sum())})
     uplift_rows = []
-    for placement in placements:
+    for placement in placements if experiment else []:
         for arm in arms:
             if arm == config.control_arm:
                 continue
@@ -368,9 +389,10 @@ def measure_outcomes(events: pd.DataFrame, config: ExperimentConfig) -> Outcomes
     figures: dict[str, Any] = {**att.figures, "orders": len(orders),
                                "units": int(prepared["unit"].nunique()),
                                "placements": placements[1:], "arms": arms,
-                               "control_arm": config.control_arm,
+                               "control_arm": control, "design": "experiment" if experiment
+                               else "observational",
                                "attribution_window_hours": config.attribution_window_hours}
     return Outcomes(metrics=pd.DataFrame(rows), uplift=pd.DataFrame(
         uplift_rows, columns=["placement", "arm", "metric", "uplift", "low", "high"]),
-        orders=orders[["order", "arm", "value", "with_rec"]], control_arm=config.control_arm,
-        figures=figures)
+        orders=orders[["order", "arm", "value", "with_rec"]], control_arm=control,
+        figures=figures, observational=not experiment)

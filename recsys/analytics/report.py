@@ -1,8 +1,9 @@
 """`recsys report`: one self-contained HTML page of customer value and measured outcomes.
 
 Sections: summary; cohort retention heatmap; CLV distribution; RFM segments; repurchase
-cycles (from :mod:`recsys.repurchase`); recommendation outcomes per placement and arm, order
-value with and without recommendations and per-arm uplift with intervals; definitions.
+cycles (from :mod:`recsys.repurchase`); recommendation outcomes (:mod:`recsys.analytics.
+report_outcomes`: per placement and arm, or exposure group when no experiment ran, order value
+with and without recommendations, per-arm uplift with intervals); definitions.
 Charts are matplotlib ``Figure`` objects (no pyplot) inlined as SVG, text drawn as paths:
 no scripts, external CSS, fonts or links, so the file opens offline.
 """
@@ -10,7 +11,6 @@ no scripts, external CSS, fonts or links, so the file opens offline.
 from __future__ import annotations
 
 import html
-import math
 import os
 from pathlib import Path
 
@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from recsys.analytics.job import ClvResult, compute_clv
-from recsys.analytics.outcomes import METRICS, Outcomes, load_events, measure_outcomes
+from recsys.analytics.outcomes import Outcomes, load_events, measure_outcomes
+from recsys.analytics.report_html import days, dl, figure, money, share, table
+from recsys.analytics.report_outcomes import outcome_sections
 from recsys.analytics.rfm import SEGMENTS
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.charts import REPORT_CSS, chart_style, inline_svg
@@ -28,30 +30,24 @@ from recsys.repurchase import repurchase_cycles
 
 __all__ = ["build_report", "render_report"]
 
-_CSS = REPORT_CSS + """table{margin:.5rem 0}p.note{color:#8a4b00}
+_CSS = REPORT_CSS + """table{margin:.5rem 0}p.note{color:#8a4b00}th.num{text-align:right}
 h3{font-size:1.05rem;margin-top:1.2rem}
 """
 _SEGMENT_LABELS = {"champions": "Champions", "loyal": "Loyal", "potential": "Potential",
                    "at_risk": "At risk", "hibernating": "Hibernating", "lost": "Lost"}
-_METRIC_LABELS = {"click_through_rate": "Click-through rate", "add_to_cart_rate":
-                  "Add-to-cart rate", "attach_rate": "Attach rate",
-                  "attributed_revenue": "Attributed revenue",
-                  "attributed_revenue_per_order": "Attributed revenue per order",
-                  "revenue_per_unit": "Revenue per unit", "order_value": "Order value",
-                  "order_value_with_rec": "Order value, with a recommended product",
-                  "order_value_without_rec": "Order value, without"}
 
 
 def build_report(data_dir: Path | str, out_path: Path | str, *,
                  events: pd.DataFrame | str | None = None,
-                 config: AnalyticsConfig | None = None) -> Path:
+                 config: AnalyticsConfig | None = None, ab_test: bool = False) -> Path:
     """Compute customer value from the canonical tables in ``data_dir`` (orders.parquet,
     optional catalog.parquet) and write the HTML report to ``out_path``.
 
     ``events``: the stored recommendation events as a DataFrame, or a SQLAlchemy URL of the
     database holding ``recsys_events``; None uses ``data_dir/events.parquet`` when it holds
     impression or click events with a request_id, and leaves the outcomes section out
-    otherwise."""
+    otherwise. ``ab_test``: whether the API ran the experiment (``[serving] ab_test``); when
+    it did not, outcomes compare exposure groups (observational), never arms."""
     config = config or AnalyticsConfig()
     out = Path(out_path)
     if out.is_dir() or not out.parent.is_dir():
@@ -67,7 +63,7 @@ def build_report(data_dir: Path | str, out_path: Path | str, *,
         events = load_table(data_dir, "events", required=False)
     outcomes = None
     if events is not None and _has_recommendation_events(events):
-        outcomes = measure_outcomes(events, config.experiment)
+        outcomes = measure_outcomes(events, config.experiment, experiment=ab_test)
     cycles = repurchase_cycles(orders)
     text = render_report(result, outcomes, cycles, config=config)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -97,15 +93,17 @@ def render_report(result: ClvResult, outcomes: Outcomes | None, cycles: pd.DataF
              f"<h1>{esc(title)}</h1>", _summary(result)]
     parts += [f'<p class="note">{esc(n)}</p>' for n in result.figures.get("notes", [])]
     parts += ["<h2>Cohort retention</h2>",
-              _figure(_cohort_svg(result.cohorts),
-                      "Share of each monthly cohort (customers by month of first order) who "
-                      "ordered again k months later; month 0 is 100% by definition.")]
+              figure(_cohort_svg(result.cohorts),
+                     "Share of each monthly cohort (customers by month of first order) who "
+                     "ordered again k months later; month 0 is 100% by definition.",
+                     "cohort retention")]
     parts += ["<h2>Customer lifetime value</h2>", _clv_text(result, config),
-              _figure(_clv_svg(result.customers),
-                      "Customers by historical and predicted CLV (the top 1% lies beyond the "
-                      "right edge and is counted in the last bar).")]
-    parts += ["<h2>RFM segments</h2>", _figure(_segments_svg(result.rfm_segments),
-                                                "Share of customers and of revenue per segment."),
+              figure(_clv_svg(result.customers),
+                     "Customers by historical and predicted CLV (the top 1% lies beyond the "
+                     "right edge and is counted in the last bar).", "CLV distribution")]
+    parts += ["<h2>RFM segments</h2>", figure(_segments_svg(result.rfm_segments),
+                                               "Share of customers and of revenue per segment.",
+                                               "RFM segments"),
               _segments_table(result.rfm_segments)]
     parts += ["<h2>Repurchase cycles</h2>", _cycles_table(cycles)]
     parts += ["<h2>Recommendation outcomes</h2>"]
@@ -114,55 +112,38 @@ def render_report(result: ClvResult, outcomes: Outcomes | None, cycles: pd.DataF
                      "were given, so no outcomes are measured. Pass the events database "
                      "(recsys_events) to include them.</p>")
     else:
-        parts += _outcome_sections(outcomes, config)
+        parts += outcome_sections(outcomes, config)
     parts += ["<h2>Definitions</h2>", _definitions(config), "</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
 
 # ------------------------------------------------------------------------------ text parts
 
-def _money(v: float | None) -> str:
-    return "" if v is None or not math.isfinite(v) else f"{v:,.2f}"
-
-
-def _share(v: float | None) -> str:
-    return "" if v is None or not math.isfinite(v) else f"{v:.1%}"
-
-
-def _days(v: float | None) -> str:
-    return "n/a" if v is None or not math.isfinite(v) else f"{v:.1f}"
-
-
-def _dl(items: list[tuple[str, str]]) -> str:
-    rows = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)
-    return f'<dl class="summary">{rows}</dl>'
-
-
 def _summary(result: ClvResult) -> str:
     f = result.figures
     items = [("Observation end", str(f["observation_end"])),
              ("Customers", f"{f['customers']:,}"), ("Orders", f"{f['orders']:,}"),
-             ("Revenue", _money(f["revenue"])),
-             ("Repeat-purchase rate", _share(f["repeat_purchase_rate"])),
+             ("Revenue", money(f["revenue"])),
+             ("Repeat-purchase rate", share(f["repeat_purchase_rate"])),
              ("Mean / median days between orders",
-              f"{_days(f['mean_days_between_orders'])} / "
-              f"{_days(f['median_days_between_orders'])}"),
+              f"{days(f['mean_days_between_orders'])} / "
+              f"{days(f['median_days_between_orders'])}"),
              ("Customers at churn risk", f"{f['churn_risk_customers']:,}"),
              ("Expected lifetime", f"{f['lifetime_years']:.2f} years ({f['lifetime_method']})"),
              ("Order lines without a customer (left out)",
               f"{f['order_lines_without_customer']:,}")]
     if f["margins_known"]:
-        items.append(("Revenue with a known margin", _share(f["margin_revenue_coverage"])))
-    return _dl(items)
+        items.append(("Revenue with a known margin", share(f["margin_revenue_coverage"])))
+    return dl(items)
 
 
 def _clv_text(result: ClvResult, config: AnalyticsConfig) -> str:
     f = result.figures
-    items = [("Historical CLV, total / mean", f"{_money(f['historical_clv_total'])} / "
-                                              f"{_money(f['historical_clv_mean'])}"),
+    items = [("Historical CLV, total / mean", f"{money(f['historical_clv_total'])} / "
+                                              f"{money(f['historical_clv_mean'])}"),
              (f"Predicted CLV ({config.horizon_months} months, "
               f"{config.annual_discount_rate:.0%} a year discount), total / mean",
-              f"{_money(f['predicted_clv_total'])} / {_money(f['predicted_clv_mean'])}")]
+              f"{money(f['predicted_clv_total'])} / {money(f['predicted_clv_mean'])}")]
     if result.bgnbd is not None:
         b = result.bgnbd
         items.append(("BG/NBD (weeks)", f"r = {b.r:.4g}, alpha = {b.alpha:.4g}, a = {b.a:.4g}, "
@@ -170,25 +151,16 @@ def _clv_text(result: ClvResult, config: AnalyticsConfig) -> str:
     if result.gamma_gamma is not None:
         g = result.gamma_gamma
         items.append(("Gamma-Gamma", f"p = {g.p:.4g}, q = {g.q:.4g}, gamma = {g.gamma:.4g}"))
-    return _dl(items)
-
-
-def _table(head: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{html.escape(c)}</td>' if j >= numeric_from
-                         else f"<td>{html.escape(c)}</td>" for j, c in enumerate(row)) + "</tr>"
-        for row in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return dl(items)
 
 
 def _segments_table(segments: pd.DataFrame) -> str:
     rows = [[_SEGMENT_LABELS.get(s.segment, s.segment), f"{int(s.customers):,}",
-             _share(s.customer_share), _money(s.revenue), _share(s.revenue_share),
-             _money(getattr(s, "mean_predicted_clv", float("nan")))]
+             share(s.customer_share), money(s.revenue), share(s.revenue_share),
+             money(getattr(s, "mean_predicted_clv", float("nan")))]
             for s in segments.itertuples(index=False)]  # six segments
-    return _table(["segment", "customers", "share", "revenue", "revenue share",
-                   "mean predicted CLV"], rows)
+    return table(["segment", "customers", "share", "revenue", "revenue share",
+                  "mean predicted CLV"], rows)
 
 
 def _cycles_table(cycles: pd.DataFrame | None, top: int = 15) -> str:
@@ -196,65 +168,10 @@ def _cycles_table(cycles: pd.DataFrame | None, top: int = 15) -> str:
         return "<p>No product is re-bought often enough to estimate a repurchase cycle.</p>"
     shown = cycles.sort_values(["intervals", "product_id"], ascending=[False, True]).head(top)
     rows = [[str(c.product_id), f"{c.cycle_days:.0f}", f"{int(c.intervals):,}",
-             _share(c.repeat_share)] for c in shown.itertuples(index=False)]
+             share(c.repeat_share)] for c in shown.itertuples(index=False)]
     return (f"<p>Median days between purchases of the same product by the same customer: the "
             f"{len(shown)} products with the most evidence (of {len(cycles):,} with a cycle)."
-            "</p>" + _table(["product", "cycle (days)", "intervals", "repeat share"], rows))
-
-
-def _interval(est: float, low: float, high: float, money: bool) -> str:
-    fmt = _money if money else _share
-    if not math.isfinite(est):
-        return ""
-    return f"{fmt(est)} [{fmt(low)}, {fmt(high)}]"
-
-
-def _outcome_sections(outcomes: Outcomes, config: AnalyticsConfig) -> list[str]:
-    exp = config.experiment
-    f = outcomes.figures
-    parts = [_dl([("Arms", ", ".join(f["arms"]) + f" (control: {exp.control_arm}, best "
-                   "sellers)"), ("Units", f"{f['units']:,}"),
-                  ("Responses shown", f"{f['responses']:,}"),
-                  ("Clicks", f"{f['click_events']:,}"), ("Orders", f"{f['orders']:,}"),
-                  ("Purchase lines attributed", f"{f['attributed_purchase_lines']:,} of "
-                   f"{f['purchase_lines']:,}"),
-                  ("Attribution", f"last click on the product within "
-                   f"{exp.attribution_window_hours:g} h, same session or customer")])]
-    table = outcomes.table()
-    level = f"{config.experiment.confidence:.0%}"
-    per_arm = ("revenue_per_unit", "order_value")  # the same for every placement
-    groups = [("Engagement", ("click_through_rate", "add_to_cart_rate", "attach_rate")),
-              ("Revenue", ("attributed_revenue", "attributed_revenue_per_order",
-                           "order_value_with_rec", "order_value_without_rec"))]
-    parts.append(f"<p>Per placement and arm, with {level} bootstrap intervals (resampling "
-                 "units).</p>")
-    for name, metrics in groups:
-        rows = [[str(d["placement"]), str(d["arm"]), f"{int(d['impressions']):,}",
-                 *[_interval(d[m], d[f"{m}_low"], d[f"{m}_high"], METRICS[m][1] == "money")
-                   for m in metrics]]
-                for d in (r._asdict() for r in table.itertuples(index=False))]
-        parts += [f"<h3>{name}</h3>",
-                  _table(["placement", "arm", "impressions",
-                          *[_METRIC_LABELS[m] for m in metrics]], rows, numeric_from=2)]
-    whole = table[table["placement"] == "all"]
-    rows = [[str(d["arm"]), f"{int(d['orders']):,}",
-             *[_interval(d[m], d[f"{m}_low"], d[f"{m}_high"], True) for m in per_arm]]
-            for d in (r._asdict() for r in whole.itertuples(index=False))]
-    parts += ["<h3>Orders per arm</h3>",
-              _table(["arm", "orders", *[_METRIC_LABELS[m] for m in per_arm]], rows)]
-    parts.append(_figure(_order_value_svg(outcomes),
-                         f"Mean order value of orders with and without a recommended product, "
-                         f"per arm, with {level} intervals (all placements)."))
-    if not outcomes.uplift.empty:
-        parts.append(_figure(_uplift_svg(outcomes),
-                             f"Relative uplift of each arm over the control "
-                             f"({exp.control_arm}), all placements, with {level} intervals; "
-                             "an interval that crosses 0 is not a clear difference."))
-        rows = [[str(u.placement), str(u.arm), _METRIC_LABELS[u.metric],
-                 _interval(u.uplift, u.low, u.high, False)]
-                for u in outcomes.uplift.itertuples(index=False)]
-        parts.append(_table(["placement", "arm", "metric", "uplift"], rows, numeric_from=3))
-    return parts
+            "</p>" + table(["product", "cycle (days)", "intervals", "repeat share"], rows))
 
 
 def _definitions(config: AnalyticsConfig) -> str:
@@ -280,13 +197,7 @@ def _definitions(config: AnalyticsConfig) -> str:
                         "latest such click gets it"),
         ("Attach rate", "orders with at least one attributed line / all orders of the arm"),
     ]
-    return _dl(items)
-
-
-def _figure(svg: str | None, caption: str) -> str:
-    if svg is None:
-        return "<p>Not enough data to draw this chart.</p>"
-    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    return dl(items)
 
 
 # ---------------------------------------------------------------------------------- charts
@@ -366,59 +277,3 @@ def _segments_svg(segments: pd.DataFrame) -> str | None:
         ax.legend(loc="lower right")
         ax.grid(axis="x", alpha=0.3)
         return inline_svg(fig, "segments")
-
-
-def _order_value_svg(outcomes: Outcomes) -> str | None:
-    from matplotlib.figure import Figure
-
-    m = outcomes.metrics
-    m = m[(m["placement"] == "all")
-          & m["metric"].isin(["order_value_with_rec", "order_value_without_rec"])]
-    if m.empty or not np.isfinite(m["estimate"]).any():
-        return None
-    arms = sorted(m["arm"].unique())
-    x = np.arange(len(arms))
-    with chart_style("order-value"):
-        fig = Figure(figsize=(7, 3.4))
-        ax = fig.add_subplot()
-        for k, (metric, label, color) in enumerate((
-                ("order_value_with_rec", "with a recommended product", "#e07a1f"),
-                ("order_value_without_rec", "without", "#3b6ea8"))):
-            rows = m[m["metric"] == metric].set_index("arm").reindex(arms)
-            est = rows["estimate"].to_numpy(np.float64)
-            err = np.vstack([est - rows["low"].to_numpy(np.float64),
-                             rows["high"].to_numpy(np.float64) - est])
-            ax.bar(x + (k - 0.5) * 0.38, np.nan_to_num(est), width=0.38, label=label,
-                   color=color, yerr=np.nan_to_num(err), capsize=4)
-        ax.set_xticks(x, arms)
-        ax.set_ylabel("mean order value")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
-        ax.grid(axis="y", alpha=0.3)
-        return inline_svg(fig, "order-value")
-
-
-def _uplift_svg(outcomes: Outcomes) -> str | None:
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import PercentFormatter
-
-    u = outcomes.uplift[outcomes.uplift["placement"] == "all"]
-    u = u[np.isfinite(u["uplift"].to_numpy(np.float64))]
-    if u.empty:
-        return None
-    labels = [f"{_METRIC_LABELS[r.metric]} ({r.arm})" for r in u.itertuples(index=False)]
-    y = np.arange(len(u))
-    est = u["uplift"].to_numpy(np.float64)
-    low = u["low"].to_numpy(np.float64)
-    high = u["high"].to_numpy(np.float64)
-    with chart_style("uplift"):
-        fig = Figure(figsize=(8, 1 + 0.35 * len(u)))
-        ax = fig.add_subplot()
-        ax.errorbar(est, y, xerr=np.nan_to_num(np.vstack([est - low, high - est])), fmt="o",
-                    color="#3b6ea8", capsize=3)
-        ax.axvline(0.0, color="#888", linewidth=1)
-        ax.set_yticks(y, labels)
-        ax.invert_yaxis()
-        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1))
-        ax.set_xlabel(f"uplift over {outcomes.control_arm}")
-        ax.grid(axis="x", alpha=0.3)
-        return inline_svg(fig, "uplift")

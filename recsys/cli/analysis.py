@@ -43,9 +43,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from recsys.analytics.report import build_report
 
     config = load_config_arg(args)
-    events = args.events or config.serving_settings().database_url
-    out = build_report(args.data or config.data_dir, Path(args.out), events=events,
-                       config=config.analytics)
+    serving = config.serving_settings()  # ab_test: arms only when the experiment ran
+    out = build_report(args.data or config.data_dir, Path(args.out), config=config.analytics,
+                       events=args.events or serving.database_url, ab_test=serving.ab_test)
     print(f"report written to {out}")
     return 0
 
@@ -66,7 +66,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
 
     p = add("report", cmd_report, "a self-contained HTML report: retention, CLV, RFM, and "
-            "measured outcomes of recommendations per arm", config=True)
+            "outcomes of recommendations (per arm with ab_test, else observational)", config=True)
     p.add_argument("--data", metavar="DATA_DIR", help="default: data_dir from the config")
     p.add_argument("--events", metavar="URL_OR_FILE",
                    help="events: SQLAlchemy URL or Parquet (default: the server's database)")
