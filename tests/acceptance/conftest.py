@@ -29,7 +29,7 @@ PASSWORD = "acceptance-password-1"
 
 def app_factory() -> Callable[..., Any]:
     """The API's app factory (one place to change when it moves)."""
-    from recsys.serving.app import create_app
+    from recsys.app import create_app
 
     return create_app
 
