@@ -164,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recsys.pipeline import run_pipeline
 
     config = _config(args)
-    report, manifest = run_pipeline(config, show_progress=not args.quiet)
+    report, manifest = run_pipeline(config, show_progress=not args.quiet, engine=args.engine)
     print(report.summary())
     print(f"published artifact version {manifest.version} in {config.artifacts.root}")
     return 0
@@ -323,7 +323,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                                   products=config.demo.products,
                                                   seed=config.demo.seed),
                   progress=not args.quiet)
-    report, manifest = run_pipeline(config, show_progress=not args.quiet)
+    report, manifest = run_pipeline(config, show_progress=not args.quiet, engine=args.engine)
     print(report.summary())
     print(f"published artifact version {manifest.version}")
     if args.no_serve:
@@ -422,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events: SQLAlchemy URL or Parquet (default: the server's database)")
     p.add_argument("--out", required=True, metavar="PATH")
 
-    add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
+    p = add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (this process) or spark (Apache Spark, [spark] in the config)")
 
     p = add("artifacts", cmd_artifacts, "list, show, verify or roll back artifact versions",
             config=True)

@@ -21,6 +21,7 @@ from recsys.errors import ConfigError
 from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
 from recsys.rules.settings import RulesConfig
+from recsys.spark.settings import SparkConfig
 
 __all__ = [
     "Config",
@@ -126,6 +127,7 @@ class Config(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
     def serving_settings(self, **overrides: Any) -> ServingSettings:

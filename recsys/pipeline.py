@@ -27,7 +27,7 @@ from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.vocab import Vocabulary
 
-__all__ = ["JobContext", "JOBS", "run_pipeline", "ensure_demo_data"]
+__all__ = ["JobContext", "JOBS", "run_pipeline", "run_jobs", "ensure_demo_data"]
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +118,33 @@ def ensure_demo_data(config: Config, *, show_progress: bool = True) -> bool:
     return True
 
 
-def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestReport, Manifest]:
-    """Ingest the configured sources, run every job and publish; returns the new manifest."""
+def run_pipeline(config: Config, *, show_progress: bool = True,
+                 engine: str = "local") -> tuple[IngestReport, Manifest]:
+    """Ingest the configured sources, run every job and publish; returns the new manifest.
+
+    ``engine="spark"`` runs them on Apache Spark (``[spark]`` in the config; recsys.spark).
+    """
     was_quiet = not progress_enabled()
     set_quiet(was_quiet or not show_progress)
     try:
-        return _run(config, show_progress=show_progress)
+        if engine == "spark":
+            from recsys.spark.pipeline import run_on_spark
+
+            return run_on_spark(config, show_progress=show_progress)
+        return run_jobs(config, show_progress=show_progress)
     finally:
         set_quiet(was_quiet)
 
 
-def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest]:
+def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., IngestReport] = ingest,
+             jobs: dict[str, Callable[[JobContext], dict[str, Any]]] = JOBS,
+             ) -> tuple[IngestReport, Manifest]:
+    """Ingest with ``ingest_fn``, run ``jobs`` in order and publish (the engines differ only
+    in these two)."""
     ensure_demo_data(config, show_progress=show_progress)
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
-    report = ingest(config.ingest.sources(), mapping, data_dir, show_progress=show_progress)
+    report = ingest_fn(config.ingest.sources(), mapping, data_dir, show_progress=show_progress)
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
@@ -147,8 +159,8 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
                          items=item_vocabulary(ctx_tables["catalog"], orders,
                                                ctx_tables["events"]),
                          out=staging)
-        for name in progress_bar(list(JOBS), desc="jobs", unit="job", enabled=show_progress):
-            metrics[name] = JOBS[name](ctx)
+        for name in progress_bar(list(jobs), desc="jobs", unit="job", enabled=show_progress):
+            metrics[name] = jobs[name](ctx)
             log.info("job %s: %s", name, metrics[name])
         shutil.copyfile(data_dir / "report.json", staging / "ingest_report.json")
         inputs = {
