@@ -35,7 +35,7 @@ def spark_config(master: str) -> SparkConfig:
     return SparkConfig(master=master, settings={**SMALL, **jars})
 
 
-def _require_spark() -> None:
+def require_spark() -> None:
     from tests.conftest import skip_or_fail  # conftest imports this module's fixtures
 
     try:
@@ -46,7 +46,7 @@ def _require_spark() -> None:
         skip_or_fail("java is not on PATH (the Spark engine needs Java 17+)")
 
 
-def _stop_active() -> None:
+def stop_active_session() -> None:
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -66,8 +66,8 @@ def _start(config: SparkConfig):  # noqa: ANN202 - pyspark is imported lazily
 @pytest.fixture(scope="module")
 def spark_local() -> Iterator[object]:
     """A ``local[2]`` session for one test module."""
-    _require_spark()
-    _stop_active()
+    require_spark()
+    stop_active_session()
     context, spark = _start(spark_config("local[2]"))
     yield spark
     context.__exit__(None, None, None)
@@ -94,7 +94,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout:
 @pytest.fixture(scope="module")
 def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A standalone cluster (master + one 1-core worker on 127.0.0.1) and a session on it."""
-    _require_spark()
+    require_spark()
     import pyspark
 
     spark_class = Path(pyspark.__file__).parent / "bin" / "spark-class"
@@ -115,7 +115,7 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
              f"spark://127.0.0.1:{port}", "--cores", "1", "--memory", "2g", "--host",
              "127.0.0.1", "--webui-port", str(_free_port())],
             stdout=(logs / "worker.log").open("wb"), stderr=subprocess.STDOUT, env=env))
-        _stop_active()
+        stop_active_session()
         config = SparkConfig(master=f"spark://127.0.0.1:{port}",
                              settings={**spark_config("local").settings,
                                        "spark.driver.host": "127.0.0.1",
