@@ -64,8 +64,10 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
         pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
                                       canonical(pd.read_parquet(paths["local"] / name)), obj=name)
     report = {e: json.loads((paths[e] / "ingest_report.json").read_text()) for e in paths}
-    for body in report.values():
+    for engine, body in report.items():
         body.pop("created_at")
+        for table in body["tables"].values():  # each engine read its own copy of the shop
+            table["source"] = table["source"].replace(str(built[engine]), "TMP")
     assert report["spark"] == report["local"]
 
 
