@@ -100,7 +100,7 @@ def _stages(log: str, start: float, end: float) -> dict[str, float]:
             when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
             marks.append((m.group(4) or "ingest", when.timestamp() + int(m.group(2)) / 1000))
     marks.append(("publish", end))
-    return {name: round(t - marks[i][1], 1) for i, (name, t) in enumerate(marks) if i}
+    return {name: round(t - marks[i - 1][1], 1) for i, (name, t) in enumerate(marks) if i}
 
 
 def run_one(config: Path, engine: str, timeout: float) -> dict[str, object]:
@@ -120,6 +120,7 @@ def run_one(config: Path, engine: str, timeout: float) -> dict[str, object]:
         sampler.stop.set()
         sampler.join()
     end = time.time()
+    (config.parent / f"run-{engine}.log").write_text(err)
     status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {err.strip()[-300:]}"
     return {"engine": engine, "status": status, "wall_s": round(end - start, 1),
             "peak_rss_mb": sampler.peak // 2**20,

@@ -41,7 +41,15 @@ def test_small_shop_with_blank_lines(spark_local: Any, tmp_path: Path) -> None:
     mapping = load_mapping(files["mapping"])
     sources = {t: str(files[t]) for t in ("orders", "events", "catalog")}
     ingest(sources, mapping, tmp_path / "local", show_progress=False)
-    report = ingest_on_spark(spark_local, sources, mapping, tmp_path / "spark")
+    # splits of ~100 bytes: rows are numbered across partitions, blank lines in several
+    spark_local.conf.set("spark.sql.files.maxPartitionBytes", "100")
+    spark_local.conf.set("spark.sql.files.openCostInBytes", "0")
+    try:
+        assert spark_local.read.text(sources["orders"]).rdd.getNumPartitions() > 2
+        report = ingest_on_spark(spark_local, sources, mapping, tmp_path / "spark")
+    finally:
+        spark_local.conf.unset("spark.sql.files.maxPartitionBytes")
+        spark_local.conf.unset("spark.sql.files.openCostInBytes")
     assert report.tables["orders"].rows_empty == 3
     assert report.tables["orders"].rejected_by_reason == {"cancellation": 1,
                                                           "unparseable_date": 1}
