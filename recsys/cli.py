@@ -323,7 +323,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                                   products=config.demo.products,
                                                   seed=config.demo.seed),
                   progress=not args.quiet)
-    report, manifest = run_pipeline(config, show_progress=not args.quiet, engine=args.engine)
+    report, manifest = run_pipeline(config, show_progress=not args.quiet)
     print(report.summary())
     print(f"published artifact version {manifest.version}")
     if args.no_serve:
