@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast lint audit clean browser
+.PHONY: demo test test-fast lint audit clean browser jdbc
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,16 @@ browser:
 		echo "note: /usr/bin/chromium is missing (sudo apt-get install chromium); browser tests will skip"; \
 	fi
 
-# the audit runs after the tests, so that a failing audit never hides their results
-test: $(VENV)/.installed-test browser lint
+# The Spark engine's JDBC test reads PostgreSQL with Debian's JDBC driver: installed here when root.
+jdbc:
+	@if [ -f /usr/share/java/postgresql.jar ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libpostgresql-jdbc-java; \
+	else \
+		echo "note: /usr/share/java/postgresql.jar is missing (sudo apt-get install libpostgresql-jdbc-java); the Spark JDBC test will skip"; \
+	fi
+
+test: $(VENV)/.installed-test browser jdbc lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory audit
 

@@ -23,6 +23,7 @@ from recsys.matrices import InteractionWeights
 from recsys.models.settings import ModelsConfig
 from recsys.redact import redact
 from recsys.rules.settings import RulesConfig
+from recsys.spark.settings import SparkConfig
 from recsys.tomlfile import format_validation_error, load_toml_model
 
 __all__ = [
@@ -149,6 +150,7 @@ class Config(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     serving: ServingSettings = Field(default_factory=ServingSettings)
 
     def serving_settings(self, **overrides: Any) -> ServingSettings:

@@ -28,7 +28,7 @@ from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.vocab import Vocabulary
 
-__all__ = ["JobContext", "JOBS", "run_pipeline"]
+__all__ = ["JobContext", "JOBS", "run_pipeline", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +105,30 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
 }
 
 
-def run_pipeline(config: Config, *, show_progress: bool = True) -> tuple[IngestReport, Manifest]:
-    """Ingest the configured sources, run every job and publish; returns the new manifest."""
+def run_pipeline(config: Config, *, show_progress: bool = True,
+                 runner: Callable[..., tuple[IngestReport, Manifest]] | None = None,
+                 ) -> tuple[IngestReport, Manifest]:
+    """Ingest the configured sources, run every job and publish; returns the new manifest.
+
+    ``runner`` does the work (default ``run_jobs``; the Spark engine passes its own).
+    """
     was_quiet = not progress_enabled()
     set_quiet(was_quiet or not show_progress)
     try:
-        return _run(config, show_progress=show_progress)
+        return (runner or run_jobs)(config, show_progress=show_progress)
     finally:
         set_quiet(was_quiet)
 
 
-def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest]:
+def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., IngestReport] = ingest,
+             jobs: dict[str, Callable[[JobContext], dict[str, Any]]] = JOBS,
+             ) -> tuple[IngestReport, Manifest]:
+    """Ingest with ``ingest_fn``, run ``jobs`` in order and publish (the engines differ only
+    in these two)."""
     sources = config.ingest.sources()  # fails first when no orders are configured
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
-    report = ingest(sources, mapping, data_dir, show_progress=show_progress)
+    report = ingest_fn(sources, mapping, data_dir, show_progress=show_progress)
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
@@ -134,8 +143,8 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
                          items=item_vocabulary(ctx_tables["catalog"], orders,
                                                ctx_tables["events"]),
                          out=staging)
-        for name in progress_bar(list(JOBS), desc="jobs", unit="job", enabled=show_progress):
-            metrics[name] = JOBS[name](ctx)
+        for name in progress_bar(list(jobs), desc="jobs", unit="job", enabled=show_progress):
+            metrics[name] = jobs[name](ctx)
             log.info("job %s: %s", name, metrics[name])
         shutil.copyfile(data_dir / "report.json", layout.INGEST_REPORT.at(staging))
         inputs = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["GLOBAL_SCOPE", "best_sellers", "category_ancestors"]
+__all__ = ["GLOBAL_SCOPE", "best_sellers", "category_ancestors", "rank_scopes"]
 
 GLOBAL_SCOPE = "*"
 
@@ -44,7 +44,13 @@ def best_sellers(orders: pd.DataFrame, catalog: pd.DataFrame | None, *, window_d
                              "units": lines["quantity"], "revenue": revenue})
     stats = per_line.groupby("product_id", sort=False).agg(
         orders=("order_id", "nunique"), units=("units", "sum"), revenue=("revenue", "sum"))
-    stats = stats.reset_index()
+    return rank_scopes(stats.reset_index(), catalog, top_k=top_k)
+
+
+def rank_scopes(stats: pd.DataFrame, catalog: pd.DataFrame | None, *,
+                top_k: int) -> pd.DataFrame:
+    """The best-seller table from per-product ``stats`` (product_id, orders, units, revenue),
+    however they were counted (here, or on Spark)."""
     scoped = [stats.assign(scope=GLOBAL_SCOPE)]
     if catalog is not None and "category" in catalog:
         anc = category_ancestors(catalog["category"])

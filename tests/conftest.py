@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from tests.browser import browser, page  # noqa: F401 - fixtures for every test
+from tests.spark_fixtures import spark_cluster, spark_local  # noqa: F401 - Spark engine tests
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"

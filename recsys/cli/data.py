@@ -42,7 +42,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recsys.pipeline import run_pipeline
 
     config = load_config_arg(args)
-    report, manifest = run_pipeline(config, show_progress=not args.quiet)
+    if args.engine == "spark":
+        from recsys.spark.pipeline import run_on_spark
+
+        report, manifest = run_on_spark(config, show_progress=not args.quiet)
+    else:
+        report, manifest = run_pipeline(config, show_progress=not args.quiet)
     print(report.summary())
     print(f"published artifact version {manifest.version} in {config.artifacts.root}")
     return 0
@@ -127,7 +132,9 @@ def register(add: AddCommand) -> None:
     p.add_argument("--mapping", metavar="FILE", help="column-mapping file (TOML)")
     p.add_argument("--out", required=True, metavar="DATA_DIR")
 
-    add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
+    p = add("run", cmd_run, "the whole offline pipeline: ingest, every job, publish", config=True)
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (this process) or spark (Apache Spark, [spark] in the config)")
 
     p = add("mine-rules", cmd_mine_rules,
             "mine association rules, bundles and substitutes from a data directory", config=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from recsys.rules.bundles import (
 )
 from recsys.rules.filters import category_baskets, filter_rules
 from recsys.rules.itemsets import TooManyItemsets, frequent_itemsets
-from recsys.rules.mining import annotate, mine
+from recsys.rules.mining import MiningResult, annotate, mine
 from recsys.rules.settings import RulesConfig
 
 __all__ = ["RulesConfig", "run_rules_job"]
@@ -43,10 +44,13 @@ def _names(codes_rows: pd.Series, ids: np.ndarray) -> pd.Series:
 
 def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd.DataFrame | None,
                   config: RulesConfig, out: Path, *,
-                  weights: InteractionWeights | None = None) -> dict[str, Any]:
-    """Mine and write every rules output into ``out``; returns the figures for the manifest."""
+                  weights: InteractionWeights | None = None,
+                  miner: Callable[..., MiningResult] = mine) -> dict[str, Any]:
+    """Mine and write every rules output into ``out``; returns the figures for the manifest.
+    ``miner`` counts the itemsets of the product and category rules (``mine``, or the Spark
+    engine's)."""
     out.mkdir(parents=True, exist_ok=True)
-    result = mine(orders, **config.thresholds())
+    result = miner(orders, **config.thresholds())
     rules = filter_rules(result.rules, config.filter, catalog)
     save_parquet(annotate(rules, catalog), layout.RULES.at(out))
     save_parquet(result.itemsets, layout.ITEMSETS.at(out))
@@ -58,7 +62,7 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
         cat_orders, uncategorised = category_baskets(orders, catalog, config.category_depth)
         cat_thresholds = {**config.thresholds(), "prune_redundant": False,
                           "multi_consequent": False, "max_len": min(config.max_len, 3)}
-        cat = mine(cat_orders, **cat_thresholds).rules
+        cat = miner(cat_orders, **cat_thresholds).rules
         save_parquet(cat, layout.CATEGORY_RULES.at(out))
         category_rules = len(cat)
         metrics["category_lines_without_category"] = uncategorised

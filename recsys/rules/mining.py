@@ -49,6 +49,7 @@ __all__ = [
     "MiningReport",
     "mine",
     "mine_rules",
+    "rules_from_itemsets",
     "min_count_for",
     "DEFAULT_MAX_BASKET_ITEMS",
     "RULE_COLUMNS",
@@ -237,7 +238,8 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
     conf = _fraction(min_confidence, "min_confidence")
     if not 0 <= conf <= 1:
         raise ConfigError(f"min_confidence must be in [0, 1], got {min_confidence}")
-    lift = _fraction(min_lift, "min_lift") if min_lift is not None else None
+    if min_lift is not None:
+        _fraction(min_lift, "min_lift")  # a bad value fails before any counting
     baskets = order_item_matrix(orders[["order_id", "product_id"]])
     x: sp.csr_matrix = baskets.matrix
     sizes = np.diff(x.indptr)
@@ -256,20 +258,35 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
         raise ConfigError(f"min_count must be at least 1, got {threshold}")
     fi = frequent_itemsets(x, threshold, max_len) if n else frequent_itemsets(
         sp.csr_matrix((0, x.shape[1]), dtype=np.int32), threshold, max_len)
+    return rules_from_itemsets(
+        fi, baskets.items, min_confidence=min_confidence, min_lift=min_lift, max_len=max_len,
+        multi_consequent=multi_consequent, significance=significance,
+        prune_redundant=prune_redundant, baskets_excluded=int(excluded.sum()),
+        lines_excluded=lines_excluded, max_basket_items=max_basket_items)
+
+
+def rules_from_itemsets(fi: FrequentItemsets, items: Vocabulary, *, min_confidence: float,
+                        min_lift: float | None, max_len: int, multi_consequent: bool,
+                        significance: bool, prune_redundant: bool, baskets_excluded: int,
+                        lines_excluded: int, max_basket_items: int | None) -> MiningResult:
+    """Rules, itemsets table and report from frequent itemsets counted elsewhere (``mine``, or
+    the Spark engine); ``items`` decodes the itemsets' product codes."""
+    conf = _fraction(min_confidence, "min_confidence")
+    lift = _fraction(min_lift, "min_lift") if min_lift is not None else None
+    n = fi.n_orders
     if prune_redundant and multi_consequent:
         raise ConfigError("redundancy pruning is defined for single-item consequents only")
-    rules = _rules(fi, baskets.items, n, conf, lift, multi_consequent, significance,
-                   prune_redundant)
+    rules = _rules(fi, items, n, conf, lift, multi_consequent, significance, prune_redundant)
     itemsets = pd.DataFrame({
         "items": _list_column(fi.items, fi.lengths.astype(np.int64),
-                              pa.array(baskets.items.ids, type=pa.string())),
+                              pa.array(items.ids, type=pa.string())),
         "length": fi.lengths.astype(np.int64),
         "count": fi.counts,
         "support": fi.counts / max(n, 1),
     })
     report = MiningReport(
-        n_orders=n, min_count=threshold, min_confidence=float(conf), max_len=max_len,
-        baskets_excluded=int(excluded.sum()), lines_excluded=lines_excluded,
+        n_orders=n, min_count=fi.min_count, min_confidence=float(conf), max_len=max_len,
+        baskets_excluded=baskets_excluded, lines_excluded=lines_excluded,
         max_basket_items=max_basket_items,
         itemsets_by_length={int(k): int(v) for k, v in
                             zip(*np.unique(fi.lengths, return_counts=True), strict=True)},

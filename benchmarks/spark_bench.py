@@ -1,0 +1,157 @@
+"""The local engine against the Spark engine (`recsys run --engine local|spark`) on generated
+shops: wall time per stage and in total, and peak resident memory of the whole process tree
+(driver Python, Spark's JVM, its Python workers), sampled from /proc every 0.2 s.
+
+Each run is a fresh `recsys run` subprocess on the same generated shop (generated once per
+size into --work, outside the timing), so Spark's start-up (JVM, session) is included.
+
+    .venv/bin/python benchmarks/spark_bench.py --orders 100000 [--orders 1000000 ...]
+        [--engines local,spark] [--master local[2]] [--work var/spark-bench] [--timeout 3600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recsys.demo import DemoSpec, generate_demo
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_STAGE = re.compile(r"^(\S+ \S+),(\d+) INFO recsys\.pipeline: (ingest done|job (\w+):)")
+
+
+def _tree_rss(root: int) -> dict[str, int]:
+    """Resident bytes of ``root`` and its descendants, by kind (python, java, other)."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        names[int(entry)] = name
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == pid and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    out = {"python": 0, "java": 0, "other": 0}
+    for pid in tree:
+        try:
+            resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+        except (OSError, IndexError):
+            continue
+        kind = "java" if names.get(pid) == "java" else (
+            "python" if names.get(pid, "").startswith("python") else "other")
+        out[kind] += resident
+    return out
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.peak_by_kind = pid, 0, {"python": 0, "java": 0, "other": 0}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            rss = _tree_rss(self.pid)
+            self.peak = max(self.peak, sum(rss.values()))
+            for kind, value in rss.items():
+                self.peak_by_kind[kind] = max(self.peak_by_kind[kind], value)
+
+
+def _config(shop: Path, work: Path, engine: str, master: str) -> Path:
+    root = work / f"{engine}-{shop.name}"
+    path = root / "recsys.toml"
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'data_dir = "{root / "data"}"\n'
+        f'[ingest]\norders = "{shop / "orders.csv"}"\nevents = "{shop / "events.csv"}"\n'
+        f'catalog = "{shop / "catalog.csv"}"\n'
+        f'[demo]\ngenerate_if_missing = false\n'
+        f'[artifacts]\nroot = "{root / "artifacts"}"\nkeep_last = 1\n'
+        f'[spark]\nmaster = "{master}"\n'
+        f'settings = {{ "spark.driver.memory" = "4g", "spark.sql.shuffle.partitions" = "8", '
+        f'"spark.ui.enabled" = "false", "spark.ui.showConsoleProgress" = "false", '
+        f'"spark.local.dir" = "{root / "spark-tmp"}" }}\n')
+    return path
+
+
+def _stages(log: str, start: float, end: float) -> dict[str, float]:
+    """Seconds per stage from the pipeline's INFO log lines (ingest, then each job)."""
+    marks = [("start", start)]
+    for line in log.splitlines():
+        m = _STAGE.match(line)
+        if m:
+            when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            marks.append((m.group(4) or "ingest", when.timestamp() + int(m.group(2)) / 1000))
+    marks.append(("publish", end))
+    return {name: round(t - marks[i - 1][1], 1) for i, (name, t) in enumerate(marks) if i}
+
+
+def run_one(config: Path, engine: str, timeout: float) -> dict[str, object]:
+    cmd = [sys.executable, "-m", "recsys.cli", "run", "--engine", engine, "--config", str(config)]
+    start = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+    sampler = _Sampler(proc.pid)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return {"engine": engine, "status": f"timed out after {timeout:.0f} s"}
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    end = time.time()
+    (config.parent / f"run-{engine}.log").write_text(err)
+    status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {err.strip()[-300:]}"
+    return {"engine": engine, "status": status, "wall_s": round(end - start, 1),
+            "peak_rss_mb": sampler.peak // 2**20,
+            "peak_by_kind_mb": {k: v // 2**20 for k, v in sampler.peak_by_kind.items()},
+            "stages_s": _stages(err, start, end) if proc.returncode == 0 else {}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, action="append", required=True)
+    parser.add_argument("--products", type=int, default=50_000)
+    parser.add_argument("--engines", default="local,spark")
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--work", type=Path, default=Path("var/spark-bench"))
+    parser.add_argument("--timeout", type=float, default=3600)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, nproc {os.cpu_count()}, "
+          f"load {load:.1f}; master {args.master}")
+    for n in args.orders:
+        shop = args.work / f"shop-{n}"
+        if not (shop / "orders.csv").exists():
+            t = time.time()
+            generate_demo(shop, DemoSpec(orders=n, products=min(args.products, max(300, n // 20))),
+                          progress=False)
+            print(f"generated {shop} in {time.time() - t:.0f} s")
+        lines = sum(1 for _ in (shop / "orders.csv").open()) - 1
+        for engine in args.engines.split(","):
+            result = run_one(_config(shop, args.work, engine, args.master), engine, args.timeout)
+            print(f"orders={n} lines={lines} {result}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""`recsys run --engine spark`: ingest on Spark, the jobs, and the publish of the local engine.
+
+The artifact is written by the local writers and published by the local store
+(``recsys.pipeline.run_jobs``), so its format is the one serving reads. On Spark: the ingest,
+best sellers, basket figures, and the itemset counting of the product and category rules.
+The other jobs (catalog, models, customer value) and the bundles and substitutes of the rules
+job still run on the driver, from the data directory Spark wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from recsys import layout
+from recsys.artifacts import Manifest
+from recsys.config import Config
+from recsys.ingest import IngestReport, table_file
+from recsys.pipeline import JOBS, JobContext, run_jobs, run_pipeline
+from recsys.rules.job import run_rules_job
+from recsys.rules.mining import MiningResult
+from recsys.spark.session import require_pyspark, spark_session
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["run_on_spark", "spark_jobs", "SPARK_JOBS"]
+
+# The jobs that run on Spark; the rest of recsys.pipeline.JOBS runs on the driver.
+SPARK_JOBS = ("popularity", "basket_stats", "rules")
+
+
+def run_on_spark(config: Config, *, show_progress: bool = True,
+                 spark: SparkSession | None = None) -> tuple[IngestReport, Manifest]:
+    """Run the pipeline on ``spark`` (or a session from ``[spark]``, stopped afterwards)."""
+    require_pyspark()
+    return run_pipeline(config, show_progress=show_progress,
+                        runner=partial(_run_jobs_on_spark, spark=spark))
+
+
+def _run_jobs_on_spark(config: Config, *, show_progress: bool,
+                       spark: SparkSession | None) -> tuple[IngestReport, Manifest]:
+    from recsys.spark.ingest import ingest_on_spark
+
+    with spark_session(config.spark, spark) as session:
+        ingest_fn = partial(ingest_on_spark, session, chunk_rows=config.spark.chunk_rows)
+        return run_jobs(config, show_progress=show_progress, ingest_fn=ingest_fn,
+                        jobs=spark_jobs(session))
+
+
+def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
+    """``recsys.pipeline.JOBS`` (same names, same order) with the Spark versions swapped in."""
+    from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
+    from recsys.spark.rules import mine_on_spark
+
+    def orders(ctx: JobContext) -> DataFrame:
+        return spark.read.parquet(str(table_file(ctx.config.data_dir, "orders")))
+
+    def job_popularity(ctx: JobContext) -> dict[str, Any]:
+        cfg = ctx.config.popularity
+        table = best_sellers_on_spark(orders(ctx), ctx.catalog, window_days=cfg.window_days,
+                                      top_k=cfg.top_k)
+        table.to_parquet(layout.POPULAR.at(ctx.out), index=False)
+        return {"scopes": int(table["scope"].nunique()), "rows": len(table)}
+
+    def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
+        return basket_stats_on_spark(orders(ctx))
+
+    def job_rules(ctx: JobContext) -> dict[str, Any]:
+        on_disk = orders(ctx)
+
+        def miner(frame: pd.DataFrame, **thresholds: Any) -> MiningResult:
+            # the order lines themselves are read by Spark from the data directory; the
+            # category baskets (one line per order line) are derived on the driver
+            source = on_disk if frame is ctx.orders else frame
+            return mine_on_spark(spark, source, **thresholds)
+
+        return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
+                             weights=ctx.config.interactions, miner=miner)
+
+    swapped = {"popularity": job_popularity, "basket_stats": job_basket_stats,
+               "rules": job_rules}
+    return {name: swapped.get(name, job) for name, job in JOBS.items()}

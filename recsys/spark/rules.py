@@ -1,0 +1,165 @@
+"""Frequent itemsets counted on Spark (Spark SQL joins and group-bys), with the local miner's
+exact semantics; the rules, measures and redundancy pruning then come from the local code
+(``recsys.rules.mining.rules_from_itemsets``) on the collected frequent itemsets, which are
+small next to the order lines.
+
+Level-wise (Apriori): an order counts an itemset once; level k joins each order's frequent
+(k-1)-itemsets with its larger items, keeps the candidates whose (k-1)-subsets are all
+frequent (generated on the driver and broadcast) and keeps those in at least ``min_count``
+orders. Thresholds are integers: ``ceil(min_support x N)`` orders, confidence and lift
+compared as exact fractions. No floating-point threshold is applied on Spark.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ConfigError
+from recsys.rules.itemsets import FrequentItemsets
+from recsys.rules.mining import (
+    DEFAULT_MAX_BASKET_ITEMS,
+    MiningResult,
+    min_count_for,
+    rules_from_itemsets,
+)
+from recsys.spark.ingest import to_spark_pandas
+from recsys.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["mine_on_spark", "frequent_itemsets_on_spark"]
+
+
+def mine_on_spark(spark: SparkSession, orders: pd.DataFrame | DataFrame, *,
+                  min_support: float | None = None, min_count: int | None = None,
+                  min_confidence: float = 0.0, min_lift: float | None = None, max_len: int = 2,
+                  multi_consequent: bool = False,
+                  max_basket_items: int | None = DEFAULT_MAX_BASKET_ITEMS,
+                  significance: bool = True, prune_redundant: bool = False) -> MiningResult:
+    """``recsys.rules.mining.mine`` with the counting on Spark: the same rules and counts."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if (min_support is None) == (min_count is None):
+        raise ConfigError("give exactly one of min_support and min_count")
+    if max_len < 2:
+        raise ConfigError(f"max_len must be at least 2 (antecedent plus consequent), got {max_len}")
+    lines = _as_spark(spark, orders).select("order_id", "product_id")
+    items = _vocabulary(lines)
+    codes = spark.createDataFrame(to_spark_pandas(pd.DataFrame(
+        {"product_id": pd.Series(items.ids).astype(object),
+         "item": np.arange(len(items), dtype=np.int32)})))
+    baskets = (lines.join(F.broadcast(codes), "product_id").select("order_id", "item")
+               .distinct())
+    baskets_excluded = lines_excluded = 0
+    if max_basket_items is not None:
+        sizes = baskets.groupBy("order_id").agg(F.count(F.lit(1)).alias("size"))
+        big = sizes.filter(F.col("size") > max_basket_items).select("order_id")
+        row = big.agg(F.count(F.lit(1)).alias("n")).first()
+        baskets_excluded = int(row["n"]) if row else 0
+        if baskets_excluded:
+            lines_excluded = lines.join(big, "order_id", "left_semi").count()
+            baskets = baskets.join(big, "order_id", "left_anti")
+    baskets = baskets.persist(StorageLevel.MEMORY_AND_DISK)
+    n = baskets.select("order_id").distinct().count()
+    threshold = min_count if min_count is not None else min_count_for(min_support or 0, n)
+    if threshold < 1:
+        raise ConfigError(f"min_count must be at least 1, got {threshold}")
+    fi = frequent_itemsets_on_spark(spark, baskets, n, threshold, max_len)
+    baskets.unpersist()
+    return rules_from_itemsets(
+        fi, items, min_confidence=min_confidence, min_lift=min_lift, max_len=max_len,
+        multi_consequent=multi_consequent, significance=significance,
+        prune_redundant=prune_redundant, baskets_excluded=baskets_excluded,
+        lines_excluded=lines_excluded, max_basket_items=max_basket_items)
+
+
+def frequent_itemsets_on_spark(spark: SparkSession, baskets: DataFrame, n_orders: int,
+                               min_count: int, max_len: int) -> FrequentItemsets:
+    """Itemsets of 1..max_len items in >= ``min_count`` orders; ``baskets`` holds distinct
+    (order_id, item) rows with int item codes. Rows sorted by length, then by codes."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    singles = pd.DataFrame(baskets.groupBy("item").agg(F.count(F.lit(1)).alias("count"))
+                           .filter(F.col("count") >= min_count).toPandas()
+                           ).sort_values("item")
+    levels = [(singles[["item"]].to_numpy(np.int32), singles["count"].to_numpy(np.int64))]
+    # each order's items that are frequent on their own, as i0 (the first column of a set)
+    occurrences = baskets.join(F.broadcast(spark.createDataFrame(
+        to_spark_pandas(singles[["item"]]))), "item", "left_semi").withColumnRenamed("item", "i0")
+    occurrences = occurrences.persist(StorageLevel.MEMORY_AND_DISK)
+    items_of_orders = occurrences.withColumnRenamed("i0", "next")
+    for k in range(2, max_len + 1):
+        cols = [f"i{j}" for j in range(k)]
+        grown = (occurrences.join(items_of_orders, "order_id")
+                 .filter(F.col("next") > F.col(f"i{k - 2}"))
+                 .withColumnRenamed("next", f"i{k - 1}"))
+        if k > 2:  # pairs: both items frequent is the only test (every pair is a candidate)
+            candidates = _apriori_candidates(levels[-1][0])
+            if not len(candidates):
+                break
+            cand = spark.createDataFrame(to_spark_pandas(pd.DataFrame(candidates, columns=cols)))
+            grown = grown.join(F.broadcast(cand), cols, "left_semi")
+        counted = pd.DataFrame(grown.groupBy(*cols).agg(F.count(F.lit(1)).alias("count"))
+                               .filter(F.col("count") >= min_count).toPandas())
+        if counted.empty:
+            break
+        counted = counted.sort_values(cols, kind="stable")
+        levels.append((counted[cols].to_numpy(np.int32), counted["count"].to_numpy(np.int64)))
+        if k < max_len:
+            frequent = spark.createDataFrame(to_spark_pandas(counted[cols]))
+            following = grown.join(F.broadcast(frequent), cols, "left_semi").persist(
+                StorageLevel.MEMORY_AND_DISK)
+            occurrences.unpersist()
+            occurrences = following
+    occurrences.unpersist()
+    return _padded(levels, max_len, n_orders, min_count)
+
+
+def _apriori_candidates(frequent: np.ndarray) -> np.ndarray:
+    """(m, k+1) candidates from sorted frequent k-itemsets (m', k): two sets sharing their
+    first k-1 items make one candidate, kept when every k-subset is frequent."""
+    k = frequent.shape[1]
+    known = {tuple(row) for row in frequent.tolist()}
+    by_prefix: dict[tuple[int, ...], list[int]] = {}
+    for row in frequent.tolist():  # the frequent itemsets, far fewer than the order lines
+        by_prefix.setdefault(tuple(row[:-1]), []).append(row[-1])
+    out = []
+    for prefix, lasts in by_prefix.items():
+        for a, b in combinations(sorted(lasts), 2):
+            cand = (*prefix, a, b)
+            if all(tuple(sub) in known for sub in combinations(cand, k)):
+                out.append(cand)
+    return np.array(out, dtype=np.int32).reshape(-1, k + 1)
+
+
+def _padded(levels: list[tuple[np.ndarray, np.ndarray]], width: int, n_orders: int,
+            min_count: int) -> FrequentItemsets:
+    items = [np.pad(sets, ((0, 0), (0, width - sets.shape[1])), constant_values=-1)
+             for sets, _ in levels]
+    return FrequentItemsets(
+        items=np.concatenate(items).astype(np.int32),
+        lengths=np.concatenate([np.full(len(s), s.shape[1], np.int8) for s, _ in levels]),
+        counts=np.concatenate([c for _, c in levels]).astype(np.int64),
+        n_orders=n_orders, min_count=min_count)
+
+
+def _as_spark(spark: SparkSession, orders: Any) -> DataFrame:
+    """A Spark frame of (order_id, product_id): given, or from the driver's pandas frame."""
+    if isinstance(orders, pd.DataFrame):
+        frame = orders[["order_id", "product_id"]].astype(object)
+        return spark.createDataFrame(to_spark_pandas(frame), "order_id string, product_id string")
+    return orders
+
+
+def _vocabulary(lines: DataFrame) -> Vocabulary:
+    """The products of the order lines, sorted as the local miner sorts them."""
+    ids = pd.DataFrame(lines.select("product_id").distinct().toPandas())["product_id"]
+    _, uniques = pd.factorize(ids.astype("string"), sort=True)
+    return Vocabulary(pd.Index(uniques, dtype="string"))

@@ -1,0 +1,67 @@
+"""Starting and stopping the Spark session of the Spark engine (the only place that builds one).
+
+pyspark is an optional extra; without it the engine says how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from recsys.errors import ConfigError
+from recsys.spark.settings import SparkConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["require_pyspark", "spark_session", "FIXED_SETTINGS"]
+
+# Settings the engine relies on (they win over [spark] settings): timestamps are naive UTC
+# everywhere in the project, and pandas <-> Spark goes through Arrow.
+FIXED_SETTINGS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.pandas.convertToArrowArraySafely": "true",
+}
+
+
+def require_pyspark() -> None:
+    """Raise a ConfigError that says how to install pyspark when it is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise ConfigError("the Spark engine needs pyspark, which is not installed: "
+                          "pip install 'recsys[spark]'") from None
+
+
+@contextmanager
+def spark_session(config: SparkConfig,
+                  existing: SparkSession | None = None) -> Iterator[SparkSession]:
+    """A session for ``config`` (stopped afterwards), or ``existing`` as it is (left running)."""
+    if existing is not None:
+        yield existing
+        return
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(config.master).appName(config.app_name)
+    # Executors' Python workers run the same interpreter as the driver unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings = {"spark.pyspark.python": os.environ["PYSPARK_PYTHON"]}
+    if os.environ.get("PYTHONPATH"):  # a source checkout: executors import recsys from it too
+        settings["spark.executorEnv.PYTHONPATH"] = os.environ["PYTHONPATH"]
+    settings.update({**config.settings, **FIXED_SETTINGS})
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - py4j/JVM start-up errors have many types
+        raise ConfigError(f"[spark] master {config.master!r}: Spark did not start: "
+                          f"{str(exc).strip().splitlines()[0]}") from None
+    try:
+        yield spark
+    finally:
+        spark.stop()

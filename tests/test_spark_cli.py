@@ -1,0 +1,51 @@
+"""`recsys run --engine spark` from the command line: local[2] from the [spark] section, and
+the message without pyspark."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.artifacts import ArtifactStore
+from recsys.cli import main
+from tests.conftest import write_small_config
+from tests.spark_fixtures import SMALL, require_spark, stop_active_session
+
+
+def _with_spark_section(tmp_path: Path) -> Path:
+    config = write_small_config(tmp_path)
+    settings = ", ".join(f'"{k}" = "{v}"' for k, v in SMALL.items())
+    config.write_text(config.read_text() + f'[spark]\nmaster = "local[2]"\n'
+                      f"settings = {{ {settings} }}\n")
+    return config
+
+
+def test_without_pyspark_the_error_says_how_to_install(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` raises ImportError
+    assert main(["-q", "run", "--engine", "spark", "--config",
+                 str(_with_spark_section(tmp_path))]) == 1
+    assert "pip install 'recsys[spark]'" in capsys.readouterr().err
+
+
+def test_run_engine_spark_from_the_config(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    require_spark()
+    stop_active_session()
+    config = _with_spark_section(tmp_path)
+    assert main(["-q", "run", "--engine", "spark", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "orders: 10 read, 8 accepted, 2 rejected" in out
+    manifest = ArtifactStore(tmp_path / "artifacts").verify()
+    assert manifest.metrics["basket_stats"] == {"orders": 5, "products_ordered": 4,
+                                                "mean_basket_size": 1.6, "max_basket_size": 2}
+    assert manifest.config["spark"]["master"] == "local[2]"
+
+
+def test_bad_engine_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--engine", "flink"])
+    assert "invalid choice: 'flink'" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""`recsys run --engine spark` on a real standalone Spark cluster (a master and a worker on
+127.0.0.1): the artifact holds what the local engine publishes, and serving it answers the
+same API tests and the same lists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from recsys.serving.app import create_app
+
+from recsys.artifacts import ArtifactStore
+from recsys.config import load_config
+from recsys.pipeline import run_pipeline
+from recsys.spark.pipeline import run_on_spark
+from tests.conftest import write_small_config
+from tests.test_api import (  # noqa: F401 - the API tests, run here on the Spark-built artifact
+    test_a_short_list_is_filled_from_best_sellers,
+    test_product_without_neighbours_gets_its_category_best_sellers,
+)
+from tests.test_spark_rules import canonical
+
+
+@pytest.fixture(scope="module")
+def built(spark_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The small shop published twice: by the local engine and by Spark on the cluster."""
+    roots = {}
+    for engine in ("local", "spark"):
+        tmp = tmp_path_factory.mktemp(engine)
+        config = load_config(write_small_config(tmp))
+        if engine == "spark":
+            run_on_spark(config, show_progress=False, spark=spark_cluster)
+        else:
+            run_pipeline(config, show_progress=False)
+        roots[engine] = tmp
+    return roots
+
+
+@pytest.fixture(scope="module")
+def small(built: dict[str, Path]) -> Iterator[TestClient]:
+    """What test_api's ``small`` is, built on Spark: serves the Spark engine's artifact."""
+    config = load_config(built["spark"] / "recsys.toml")
+    with TestClient(create_app(config.serving_settings())) as client:
+        yield client
+
+
+def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Path]) -> None:
+    local = ArtifactStore(built["local"] / "artifacts").verify()
+    spark = ArtifactStore(built["spark"] / "artifacts").verify()
+    assert set(spark.files) == set(local.files)
+    assert spark.inputs["rows"] == local.inputs["rows"]
+    for job in ("basket_stats", "rules", "catalog"):
+        assert spark.metrics[job] == local.metrics[job], job
+    paths = {e: ArtifactStore(built[e] / "artifacts").path() for e in built}
+    for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(paths["spark"] / name),
+                                      pd.read_parquet(paths["local"] / name), obj=name)
+    for name in ("rules.parquet", "category_rules.parquet"):
+        pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
+                                      canonical(pd.read_parquet(paths["local"] / name)), obj=name)
+    report = {e: json.loads((paths[e] / "ingest_report.json").read_text()) for e in paths}
+    for engine, body in report.items():
+        body.pop("created_at")
+        for table in body["tables"].values():  # each engine read its own copy of the shop
+            table["source"] = table["source"].replace(str(built[engine]), "TMP")
+    assert report["spark"] == report["local"]
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/items/mug/bought-together?k=5", "/v1/items/tea/also-viewed?k=5",
+    "/v1/popular?k=5", "/v1/popular?k=5&category=Home", "/v1/items/mug/bundles?k=5",
+    "/v1/customers/c1/recommendations?k=5",
+])
+def test_served_lists_equal_the_local_engines(built: dict[str, Path], small: TestClient,
+                                              path: str) -> None:
+    config = load_config(built["local"] / "recsys.toml")
+    with TestClient(create_app(config.serving_settings())) as local:
+        expected = local.get(path)
+    got = small.get(path)
+    assert got.status_code == expected.status_code == 200, got.text
+    ignore = {"request_id", "model_version"}
+    assert ({k: v for k, v in got.json().items() if k not in ignore}
+            == {k: v for k, v in expected.json().items() if k not in ignore})
