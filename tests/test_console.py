@@ -36,7 +36,7 @@ from recsys.console import site
 from recsys.console.pages import rules as rule_pages
 from recsys.console.passwords import hash_password, verify_password
 from recsys.console.rules import RuleFilter
-from recsys.console.session import COOKIE, SessionCodec, session_key
+from recsys.console.session import COOKIE
 from recsys.demo import DemoSpec, PlantedTruth, generate_demo
 from recsys.pipeline import run_pipeline
 from recsys.serving.store import ServingStore
@@ -123,8 +123,8 @@ def add_users(store: ServingStore) -> None:
 
 def csrf(client: TestClient) -> str:
     """The CSRF token of the client's session (the cookie is signed, not encrypted)."""
-    key = session_key(client.app.state.serving.settings.api_key)  # type: ignore[attr-defined]
-    session = SessionCodec(key).loads(client.cookies.get(COOKIE))
+    codec = client.app.state.console.codec  # type: ignore[attr-defined]
+    session = codec.loads(client.cookies.get(COOKIE))
     assert session is not None
     return session.csrf
 

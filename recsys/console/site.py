@@ -25,7 +25,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys.console.rules import RulesCache
-from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec, session_key
+from recsys.console.secret import session_secret
+from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec
 from recsys.console.throttle import SignInThrottle
 from recsys.serving.state import ServingState
 from recsys.serving.store import ServingStore
@@ -68,13 +69,20 @@ class Console:
 
     def __init__(self, serving: ServingState) -> None:
         self.serving = serving
-        self.codec = SessionCodec(session_key(serving.settings.api_key))
+        self._codec: SessionCodec | None = None  # the secret is read at first use
         self.secure_cookie = serving.settings.environment == "production"
         self.rules = RulesCache(serving.settings.artifacts)
         self.throttle = SignInThrottle()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=True, undefined=StrictUndefined)
         self.templates.filters.update(when=_when, number=_number)
+
+    @property
+    def codec(self) -> SessionCodec:
+        """The session codec, keyed with the session secret (generated at first use)."""
+        if self._codec is None:
+            self._codec = SessionCodec(session_secret(self.serving.settings))
+        return self._codec
 
     @property
     def store(self) -> ServingStore:
