@@ -245,6 +245,9 @@ def test_sign_in_and_out(served: Served) -> None:
     assert "edna · editor" in page(client, "/console/audit")
     assert post(client, "/console/logout").headers["location"] == "/console/login"
     assert client.get("/console/rules", follow_redirects=False).status_code == 303
+    # signing out ends every session of the user: the module's editor signs in again
+    assert served.editor.get("/console/rules", follow_redirects=False).status_code == 303
+    served.editor = sign_in(served.app, "edna")
     # a redirect after sign-in never leaves the console
     for target in ("https://evil.example/", "//evil.example/console/", "/v1/popular"):
         client.get("/console/login")

@@ -22,7 +22,7 @@ from fastapi import HTTPException
 from recsys.config import ServingSettings
 
 if TYPE_CHECKING:
-    from recsys.serving.state import ServingState
+    from recsys.serving.store import ServingStore
 
 __all__ = ["FUTURE_SKEW", "RateLimiter", "check_plausible", "keep_events_pruned"]
 
@@ -116,13 +116,13 @@ def check_plausible(event: dict[str, Any], settings: ServingSettings,
         raise HTTPException(status_code=422, detail=problems)
 
 
-async def keep_events_pruned(state: ServingState, every_s: float = PRUNE_EVERY_S) -> None:
-    """Delete events older than ``events_retention_days`` now and then every ``every_s``."""
-    days = state.settings.events_retention_days
+async def keep_events_pruned(store: ServingStore, days: int,
+                             every_s: float = PRUNE_EVERY_S) -> None:
+    """Delete events older than ``days`` (0: keep all) now, then every ``every_s``."""
     while days:
         cutoff = datetime.now(UTC) - timedelta(days=days)
         try:
-            removed = await asyncio.to_thread(state.store.delete_events_before, cutoff)
+            removed = await asyncio.to_thread(store.delete_events_before, cutoff)
             if removed:
                 log.info("deleted %d events received before %s (retention %d days)",
                          removed, cutoff.isoformat(timespec="seconds"), days)

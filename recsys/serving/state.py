@@ -104,7 +104,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     task = None
     if state.settings.reload_interval_s > 0:
         task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
-    pruning = asyncio.create_task(keep_events_pruned(state))
+    pruning = asyncio.create_task(keep_events_pruned(state.store,
+                                                     state.settings.events_retention_days))
     yield
     for running in (task, pruning):
         if running:
