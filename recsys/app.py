@@ -4,6 +4,9 @@ the CLI above it) knows all three; none of them imports it."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,12 +14,27 @@ from fastapi import FastAPI
 from recsys.config import ServingSettings
 from recsys.console import Console
 from recsys.console import router as console_router
+from recsys.errors import ConfigError
 from recsys.serving import api
 from recsys.serving.keys import warn_about_default_key
 from recsys.serving.state import lifespan
 from recsys.storefront.pages import mount_storefront
 
 __all__ = ["create_app", "app_from_env"]
+
+log = logging.getLogger("recsys.console")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The serving state's lifespan, and the console's session secret read (or generated) at
+    start, so every worker has it before the first sign-in."""
+    try:
+        app.state.console.codec  # noqa: B018 - reading it loads the secret
+    except ConfigError as exc:
+        log.error("the console cannot sign sessions: %s", exc)
+    async with lifespan(app):
+        yield
 
 
 def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
@@ -25,7 +43,7 @@ def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
     In production the interactive docs and the OpenAPI document are not served."""
     warn_about_default_key(settings)
     docs = settings.environment != "production"
-    app = FastAPI(title="recsys", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="recsys", version="0.1.0", lifespan=_lifespan,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None,
                   description="Cross-sell and recommendation API for online shops. Every list "

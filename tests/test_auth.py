@@ -265,6 +265,12 @@ def test_the_session_secret_is_random_private_kept_and_shared(small: Path,
     assert session_secret(configured) == b"c" * 40
 
 
+def test_the_session_secret_is_made_at_start(small: Path, tmp_path: Path) -> None:
+    settings = settings_for(small, tmp_path)
+    with TestClient(create_app(settings)):
+        assert secret_path(settings).stat().st_mode & 0o777 == 0o600  # before any console page
+
+
 def test_a_session_secret_shorter_than_32_characters_is_refused(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RECSYS_SERVING_SESSION_SECRET", "short")
