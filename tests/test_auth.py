@@ -271,6 +271,22 @@ def test_the_session_secret_is_made_at_start(small: Path, tmp_path: Path) -> Non
         assert secret_path(settings).stat().st_mode & 0o777 == 0o600  # before any console page
 
 
+def test_without_a_usable_session_secret_the_console_says_so(
+        small: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = settings_for(small, tmp_path, session_secret_file=str(blocker / "secret"))
+    with caplog.at_level(logging.ERROR, logger="recsys.console"), \
+            TestClient(create_app(settings)) as client:
+        assert client.get("/v1/popular").status_code == 200  # the API serves on
+        page = client.get("/console/login")
+        assert page.status_code == 503 and "no session secret" in page.text
+        assert str(blocker) not in page.text
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("cannot sign sessions" in m and str(blocker) in m for m in logged)
+    assert any("console unavailable" in m for m in logged)
+
+
 def test_a_session_secret_shorter_than_32_characters_is_refused(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RECSYS_SERVING_SESSION_SECRET", "short")

@@ -9,6 +9,7 @@ editors also decide.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -28,12 +29,14 @@ from recsys.console.rules import RulesCache
 from recsys.console.secret import session_secret
 from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec
 from recsys.console.throttle import SignInThrottle
+from recsys.errors import ConfigError
 from recsys.serving.state import ServingState
 from recsys.serving.store import ServingStore
 
 __all__ = ["PREFIX", "SECURITY_HEADERS", "REPORT_CSP", "HERE", "Console", "User",
            "SignInRequired", "page_router", "render", "redirect", "safe_next"]
 
+log = logging.getLogger("recsys.console")
 HERE = Path(__file__).parent
 PREFIX = "/console"
 SECURITY_HEADERS = {
@@ -91,7 +94,14 @@ class Console:
     async def respond(self, request: Request,
                       handler: Callable[[Request], Awaitable[Response]]) -> Response:
         """Run a console route: its session in, errors as pages, cookie and headers out."""
-        session = self.codec.loads(request.cookies.get(COOKIE))
+        try:
+            codec = self.codec
+        except ConfigError as exc:  # no session secret: no sessions (the log says why)
+            log.error("console unavailable: %s", exc)
+            return HTMLResponse("The console is unavailable: it has no session secret; the "
+                                "server log says why.", status_code=503,
+                                headers=SECURITY_HEADERS)
+        session = codec.loads(request.cookies.get(COOKIE))
         fresh = session is None
         request.state.session = session = session or Session()
         request.state.console = self
