@@ -9,10 +9,12 @@ import hashlib
 import hmac
 import io
 import logging
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +265,20 @@ def test_the_session_secret_is_random_private_kept_and_shared(small: Path,
     assert secret_path(chosen) == tmp_path / "s" / "key"
     configured = settings.model_copy(update={"session_secret": "c" * 40})
     assert session_secret(configured) == b"c" * 40
+
+
+def _secret_in_a_process(settings: ServingSettings) -> bytes:
+    return session_secret(settings)
+
+
+def test_worker_processes_starting_together_share_one_secret(small: Path,
+                                                             tmp_path: Path) -> None:
+    settings = settings_for(small, tmp_path)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(4, mp_context=context) as pool:
+        found = set(pool.map(_secret_in_a_process, [settings] * 8))
+    assert len(found) == 1 and found == {session_secret(settings)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recsys.db.session-secret"]
 
 
 def test_the_session_secret_is_made_at_start(small: Path, tmp_path: Path) -> None:
