@@ -110,7 +110,23 @@ class ServingSettings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)
     artifacts: str = Field("var/artifacts", description="artifact store root to serve from")
     environment: Literal["development", "production"] = "development"
-    api_key: str = Field(DEFAULT_API_KEY, min_length=8, repr=False, description="admin API key")
+    api_key: str = Field(DEFAULT_API_KEY, min_length=8, repr=False,
+                         description="server key: customer lists, admin")
+    storefront_key: str = Field("", max_length=256, repr=False,
+                                description="public storefront key; empty = open (development)")
+    customer_token_max_s: int = Field(3600, ge=60, le=7 * 86400,
+                                      description="longest validity of a customer token")
+    session_secret: str = Field("", repr=False, description="console session-signing secret; "
+                                "empty = generated at first start (session_secret_file)")
+    session_secret_file: str = Field("", description="where the generated secret is kept; "
+                                     "empty = beside the SQLite database, else the artifacts")
+    redis_url: str = Field("", repr=False, description="Redis for the events rate limit shared "
+                           "by all workers; empty = a limit per worker")
+    redis_prefix: str = Field("recsys", min_length=1, max_length=64)
+    events_per_minute: int = Field(120, ge=0, description="events per client; 0 = no limit")
+    event_max_price: float = Field(100_000.0, gt=0, le=1e9)
+    event_max_quantity: float = Field(1_000.0, gt=0, le=1_000_000)
+    events_retention_days: int = Field(0, ge=0, description="delete older events; 0 = keep")
     cors_origins: list[str] = Field(default_factory=list)
     storefront: bool = Field(True, description="serve the demo storefront pages at "
                                                "/storefront/ (the widget script is always served)")
@@ -178,6 +194,9 @@ class Config(_Section):
             settings = settings.model_copy(update=given)
         except ValidationError as exc:
             raise ConfigError(f"serving settings: {format_validation_error(exc)}") from None
+        if settings.session_secret and len(settings.session_secret) < MIN_PRODUCTION_KEY:
+            raise ConfigError(f"[serving] session_secret needs at least {MIN_PRODUCTION_KEY} "
+                              "characters (or leave it empty: one is generated)")
         if settings.environment == "production" and settings.api_key == DEFAULT_API_KEY:
             raise ConfigError("production mode refuses the default api_key; set "
                               "RECSYS_SERVING_API_KEY (or [serving] api_key) to a secret")
@@ -186,6 +205,8 @@ class Config(_Section):
                               f"{MIN_PRODUCTION_KEY} characters (it has {len(settings.api_key)});"
                               " make one with: python -c 'import secrets; "
                               "print(secrets.token_urlsafe(32))'")
+        if settings.environment == "production":
+            _check_production(settings)
         return settings
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -195,6 +216,15 @@ class Config(_Section):
         """sha256 of the canonical JSON form: identifies what an artifact was built with."""
         blob = json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check_production(settings: ServingSettings) -> None:
+    """Production needs a storefront key other than the server key."""
+    if not settings.storefront_key:
+        raise ConfigError("production mode needs a storefront_key (the public key of the shop's "
+                          "pages; set RECSYS_SERVING_STOREFRONT_KEY or [serving] storefront_key)")
+    if settings.storefront_key == settings.api_key:
+        raise ConfigError("the storefront_key is public: it must differ from the api_key")
 
 
 def load_config(path: Path | str | None) -> Config:

@@ -135,7 +135,8 @@ def ids(body: dict[str, Any]) -> list[str]:
 
 
 def get(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
-    response = client.get(path, params=params)
+    """A GET answered 200 (with the server key, which customer lists need)."""
+    response = client.get(path, params=params, headers=ADMIN)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -167,7 +168,7 @@ def test_every_list_item_explains_itself(client: TestClient, name: str) -> None:
     method, path, body = LIST_CALLS[name]
     version = client.get("/readyz").json()["version"]
     response = client.request(method, path, params={"k": 7}, json=body,
-                              headers={"X-Request-ID": f"req-{name}"})
+                              headers={"X-Request-ID": f"req-{name}", **ADMIN})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     payload = response.json()
@@ -833,6 +834,7 @@ def test_production_mode_refuses_the_default_key(tmp_path: Path,
     config = write_small_config(tmp_path)
     monkeypatch.delenv("RECSYS_SERVING_API_KEY", raising=False)
     monkeypatch.setenv("RECSYS_SERVING_ENVIRONMENT", "production")
+    monkeypatch.setenv("RECSYS_SERVING_STOREFRONT_KEY", "a-public-storefront-key")
     with pytest.raises(ConfigError, match="api_key"):
         load_config(config).serving_settings()
     monkeypatch.setenv("RECSYS_SERVING_API_KEY", "a-real-secret-key-of-32-characters-or-more")

@@ -241,7 +241,7 @@ def test_reload_under_load_with_the_real_server(served: Callable[..., Path]) -> 
                 if stop.is_set():
                     return
                 try:
-                    response = http.get(paths[i % len(paths)], params={"k": 5})
+                    response = http.get(paths[i % len(paths)], params={"k": 5}, headers=ADMIN)
                     seen.append((response.status_code,
                                  response.json().get("model_version")))
                 except (httpx.HTTPError, ValueError) as exc:

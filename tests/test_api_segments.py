@@ -9,9 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys.app import create_app
-from recsys.config import load_config
+from recsys.config import DEFAULT_API_KEY, load_config
 from recsys.demo import DemoSpec, generate_demo
 from recsys.pipeline import run_pipeline
+
+SERVER = {"X-API-Key": DEFAULT_API_KEY}  # customer lists need the server key
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,8 @@ def test_at_risk_customers_get_best_sellers_before_als(client: TestClient) -> No
     at_risk = [c for c, s in segments.items() if s == "at_risk"][:5]
     assert at_risk
     for customer in at_risk:
-        body = client.get(f"/v1/customers/{customer}/recommendations", params={"k": 8}).json()
+        body = client.get(f"/v1/customers/{customer}/recommendations", params={"k": 8},
+                          headers=SERVER).json()
         assert "segment:at_risk" in body["applied"]
         sources = [item["reason"]["source"] for item in body["items"]]
         assert "popular" in sources
@@ -55,7 +58,7 @@ def test_other_segments_get_their_personal_list(client: TestClient) -> None:
     champions = [c for c, s in _segments(client).items() if s == "champions"][:3]
     assert champions
     for customer in champions:
-        body = client.get(f"/v1/customers/{customer}/recommendations").json()
+        body = client.get(f"/v1/customers/{customer}/recommendations", headers=SERVER).json()
         assert not any(a.startswith("segment:") for a in body["applied"])
         for item in body["items"]:
             assert item["reason"]["source"] in {"replenishment", "als", "popular"}

@@ -75,6 +75,7 @@ def test_production_refuses_the_default_key(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ConfigError, match="default api_key"):
         config.serving_settings()
     monkeypatch.setenv("RECSYS_SERVING_API_KEY", "a-long-secret-key-of-32-characters")
+    monkeypatch.setenv("RECSYS_SERVING_STOREFRONT_KEY", "a-public-storefront-key")
     assert config.serving_settings().api_key == "a-long-secret-key-of-32-characters"
 
 

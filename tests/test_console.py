@@ -36,7 +36,7 @@ from recsys.console import site
 from recsys.console.pages import rules as rule_pages
 from recsys.console.passwords import hash_password, verify_password
 from recsys.console.rules import RuleFilter
-from recsys.console.session import COOKIE, SessionCodec, session_key
+from recsys.console.session import COOKIE
 from recsys.demo import DemoSpec, PlantedTruth, generate_demo
 from recsys.pipeline import run_pipeline
 from recsys.serving.store import ServingStore
@@ -123,8 +123,8 @@ def add_users(store: ServingStore) -> None:
 
 def csrf(client: TestClient) -> str:
     """The CSRF token of the client's session (the cookie is signed, not encrypted)."""
-    key = session_key(client.app.state.serving.settings.api_key)  # type: ignore[attr-defined]
-    session = SessionCodec(key).loads(client.cookies.get(COOKIE))
+    codec = client.app.state.console.codec  # type: ignore[attr-defined]
+    session = codec.loads(client.cookies.get(COOKIE))
     assert session is not None
     return session.csrf
 
@@ -245,6 +245,9 @@ def test_sign_in_and_out(served: Served) -> None:
     assert "edna · editor" in page(client, "/console/audit")
     assert post(client, "/console/logout").headers["location"] == "/console/login"
     assert client.get("/console/rules", follow_redirects=False).status_code == 303
+    # signing out ends every session of the user: the module's editor signs in again
+    assert served.editor.get("/console/rules", follow_redirects=False).status_code == 303
+    served.editor = sign_in(served.app, "edna")
     # a redirect after sign-in never leaves the console
     for target in ("https://evil.example/", "//evil.example/console/", "/v1/popular"):
         client.get("/console/login")

@@ -143,6 +143,7 @@ def test_postgres_read_only_message(postgres_url: str, pg_table: str, tmp_path: 
 @pytest.mark.parametrize("key", ["short-key-31-characters-long-xxx"[:31], "x" * 8])
 def test_production_needs_a_32_character_key(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECSYS_SERVING_API_KEY", key)
+    monkeypatch.setenv("RECSYS_SERVING_STOREFRONT_KEY", "a-public-storefront-key")
     config = Config.model_validate({"serving": {"environment": "production"}})
     with pytest.raises(ConfigError, match="at least 32 characters"):
         config.serving_settings()

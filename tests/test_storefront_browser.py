@@ -132,3 +132,31 @@ def test_an_api_error_leaves_the_widget_empty(page: Page, server: Server) -> Non
         assert page.locator(f"[data-recsys={kind}] *").count() == 0
     assert any("list not shown" in text for text in warnings), warnings
 
+
+
+def test_the_widget_sends_the_storefront_key_of_data_key(
+        page: Page, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With a storefront key the demo pages give the widget ``data-key``: the lists, cart
+    add-ons and events carry it (without it they would answer 401), each event an event_id."""
+    settings = publish_shop(tmp_path_factory.mktemp("storefront_keyed")).model_copy(
+        update={"storefront_key": "browser-storefront-key", "api_key": "browser-server-key"})
+    app = create_app(settings)
+    with live_server(app) as base:
+        keyed = Server(base, app.state.serving.store)
+        refused: list[int] = []
+        page.on("response", lambda r: refused.append(r.status) if r.status == 401 else None)
+        answers = open_product(page, keyed, "mug")
+        assert all(answer["items"] for answer in answers.values())
+        session = page.evaluate("RecsysWidget.sessionId()")
+        for placement, answer in answers.items():
+            wait_until(stored_once(keyed, event_type="impression",
+                                   request_id=answer["request_id"], session_id=session),
+                       f"the {placement} impression")
+        page.click("#add-to-cart")
+        page.goto(f"{base}/storefront/cart")
+        page.wait_for_selector("[data-recsys=cart-add-ons][data-recsys-state=ready]")
+        wait_until(stored_once(keyed, event_type="add_to_cart", session_id=session),
+                   "the add_to_cart event")
+        assert refused == []
+        stored = keyed.store.count_events(session_id=session)
+        assert stored >= 3 and keyed.store.count_events(event_key=None) == 0

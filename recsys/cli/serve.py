@@ -19,6 +19,7 @@ from recsys.filemodes import private_sqlite
 
 if TYPE_CHECKING:
     from recsys.config import ServingSettings
+    from recsys.serving.store import ServingStore
 
 __all__ = ["register", "demo_user"]
 
@@ -100,17 +101,40 @@ def cmd_users(args: argparse.Namespace) -> int:
                 print("no console users yet; add one with: recsys users add NAME --role editor")
             for user in users:
                 print(f"{user['username']}  {user['role']}  created "
-                      f"{user['created_at']:%Y-%m-%d %H:%M}")
+                      f"{user['created_at']:%Y-%m-%d %H:%M}"
+                      + ("  disabled" if user["disabled"] else ""))
             return 0
-        password_hash = hash_password(_new_password(args.password_stdin))
-        try:
-            store.add_user(args.name, password_hash, args.role)
-        except ValueError as exc:
-            raise InputError(f"users add: {exc}") from None
-        print(f"user {args.name} ({args.role}) created; they sign in at /console/login")
-        return 0
+        if args.action == "add":
+            password_hash = hash_password(_new_password(args.password_stdin))
+            try:
+                store.add_user(args.name, password_hash, args.role)
+            except ValueError as exc:
+                raise InputError(f"users add: {exc}") from None
+            print(f"user {args.name} ({args.role}) created; they sign in at /console/login")
+            return 0
+        return _change_user(store, args)
     finally:
         store.dispose()
+
+
+def _change_user(store: ServingStore, args: argparse.Namespace) -> int:
+    """remove, reset-password, disable, enable: each ends the user's sessions at once."""
+    from recsys.console.passwords import hash_password
+
+    name = args.name
+    if args.action == "reset-password":
+        done = store.set_password(name, hash_password(_new_password(args.password_stdin)))
+        what = "has a new password; their sessions ended"
+    elif args.action == "remove":
+        done, what = store.remove_user(name), "removed; their sessions ended"
+    else:
+        done = store.set_disabled(name, args.action == "disable")
+        what = ("disabled: sessions ended, sign-in refused" if args.action == "disable"
+                else "enabled: they can sign in again")
+    if not done:
+        raise InputError(f"users {args.action}: no user {name!r} (see recsys users list)")
+    print(f"user {name} {what}")
+    return 0
 
 
 def _example_product(artifacts_root: str) -> str:
@@ -189,7 +213,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int)
 
-    p = add("users", cmd_users, "console users: add one (viewer or editor), or list them")
+    p = add("users", cmd_users, "console users: add, list, remove, reset-password, disable, "
+                                "enable")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     users_add = actions.add_parser("add", help="create a user (the password is asked for)")
     users_add.add_argument("name", metavar="NAME")
@@ -199,7 +224,17 @@ def register(add: AddCommand) -> None:
     users_add.add_argument("--password-stdin", action="store_true",
                            help="read the password from the first line of stdin (scripts)")
     users_list = actions.add_parser("list", help="list the users and their roles")
-    for leaf in (users_add, users_list):
+    leaves = [users_add, users_list]
+    for action, text in (("remove", "delete a user"),
+                         ("reset-password", "set a new password (asked for)"),
+                         ("disable", "refuse their sign-in"), ("enable", "allow it again")):
+        leaf = actions.add_parser(action, help=f"{text}; ends the user's sessions")
+        leaf.add_argument("name", metavar="NAME")
+        if action == "reset-password":
+            leaf.add_argument("--password-stdin", action="store_true",
+                              help="read the password from the first line of stdin (scripts)")
+        leaves.append(leaf)
+    for leaf in leaves:
         leaf.add_argument("--config", metavar="FILE", help=f"config file (default: "
                           f"{DEFAULT_CONFIG} if present, else built-in)")
 

@@ -4,6 +4,7 @@ its rules table."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 import numpy as np
@@ -51,9 +52,11 @@ async def check_csrf(request: Request, session: SessionDep) -> None:
 
 
 def signed_in(console: ConsoleDep, session: SessionDep) -> User:
-    """The signed-in user, read from the database (so a removed user is signed out)."""
+    """The signed-in user, read from the database on every request: a removed or disabled
+    user, or a session from before a sign-out or password reset, is signed out."""
     row = console.store.user(session.username) if session.username else None
-    if row is None:
+    if (row is None or row["disabled"] or session.epoch is None
+            or not hmac.compare_digest(str(row["session_epoch"]), session.epoch)):
         raise SignInRequired
     return User(row["username"], row["role"])
 

@@ -1,28 +1,24 @@
-"""The console session: a signed cookie (itsdangerous) holding the user name, a CSRF token
-and pending flash messages; nothing is kept on the server.
+"""The console session: a signed cookie (itsdangerous) holding the user name, the user's
+session epoch, a CSRF token and pending flash messages.
 
-The signing key is derived from the admin API key, which every worker shares and production
-requires to be set (a changed key signs everyone out).
+The signing key is the session secret (``console.secret``: configured, or generated at first
+start), never derived from a known key. The epoch is compared with the user's row on every
+request; sign-out, a password reset or disabling the user changes it, so older cookies stop
+working at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-__all__ = ["COOKIE", "MAX_AGE_S", "Session", "SessionCodec", "session_key"]
+__all__ = ["COOKIE", "MAX_AGE_S", "Session", "SessionCodec"]
 
 COOKIE = "recsys_console"
 MAX_AGE_S = 12 * 3600  # a session ends 12 hours after its last change
-
-
-def session_key(api_key: str) -> bytes:
-    """The cookie signing key: an HMAC of the API key, so the key itself never signs."""
-    return hmac.new(api_key.encode(), b"recsys console session", hashlib.sha256).digest()
 
 
 def _token() -> str:
@@ -35,15 +31,17 @@ class Session:
 
     csrf: str = field(default_factory=_token)
     username: str | None = None
+    epoch: str | None = None  # the user's session epoch when they signed in
     flashes: list[str] = field(default_factory=list)
     changed: bool = False
 
-    def sign_in(self, username: str) -> None:
+    def sign_in(self, username: str, epoch: str) -> None:
         """A new CSRF token with every sign-in (no token survives from before it)."""
-        self.username, self.csrf, self.changed = username, _token(), True
+        self.username, self.epoch, self.csrf, self.changed = username, epoch, _token(), True
 
     def sign_out(self) -> None:
-        self.username, self.csrf, self.flashes, self.changed = None, _token(), [], True
+        self.username, self.epoch, self.csrf, self.flashes = None, None, _token(), []
+        self.changed = True
 
     def flash(self, message: str) -> None:
         """A message for the next page shown (after a redirect)."""
@@ -67,7 +65,8 @@ class SessionCodec:
 
     def dumps(self, session: Session) -> str:
         return self._serializer.dumps(
-            {"u": session.username, "c": session.csrf, "f": session.flashes[-5:]})
+            {"u": session.username, "e": session.epoch, "c": session.csrf,
+             "f": session.flashes[-5:]})
 
     def loads(self, value: str | None) -> Session | None:
         """The session of a cookie; None when absent, tampered with, expired or malformed."""
@@ -78,7 +77,8 @@ class SessionCodec:
         except BadSignature:  # SignatureExpired is a BadSignature
             return None
         if not (isinstance(data, dict) and isinstance(data.get("c"), str)
-                and isinstance(data.get("u"), str | None) and isinstance(data.get("f"), list)):
+                and isinstance(data.get("u"), str | None) and isinstance(data.get("e"), str | None)
+                and isinstance(data.get("f"), list)):
             return None
-        return Session(csrf=data["c"], username=data["u"],
+        return Session(csrf=data["c"], username=data["u"], epoch=data.get("e"),
                        flashes=[str(m) for m in data["f"]])

@@ -9,6 +9,7 @@ editors also decide.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -25,14 +26,17 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys.console.rules import RulesCache
-from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec, session_key
+from recsys.console.secret import session_secret
+from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec
 from recsys.console.throttle import SignInThrottle
+from recsys.errors import ConfigError
 from recsys.serving.state import ServingState
 from recsys.serving.store import ServingStore
 
 __all__ = ["PREFIX", "SECURITY_HEADERS", "REPORT_CSP", "HERE", "Console", "User",
            "SignInRequired", "page_router", "render", "redirect", "safe_next"]
 
+log = logging.getLogger("recsys.console")
 HERE = Path(__file__).parent
 PREFIX = "/console"
 SECURITY_HEADERS = {
@@ -68,7 +72,7 @@ class Console:
 
     def __init__(self, serving: ServingState) -> None:
         self.serving = serving
-        self.codec = SessionCodec(session_key(serving.settings.api_key))
+        self._codec: SessionCodec | None = None  # the secret is read at first use
         self.secure_cookie = serving.settings.environment == "production"
         self.rules = RulesCache(serving.settings.artifacts)
         self.throttle = SignInThrottle()
@@ -77,13 +81,27 @@ class Console:
         self.templates.filters.update(when=_when, number=_number)
 
     @property
+    def codec(self) -> SessionCodec:
+        """The session codec, keyed with the session secret (generated at first use)."""
+        if self._codec is None:
+            self._codec = SessionCodec(session_secret(self.serving.settings))
+        return self._codec
+
+    @property
     def store(self) -> ServingStore:
         return self.serving.store
 
     async def respond(self, request: Request,
                       handler: Callable[[Request], Awaitable[Response]]) -> Response:
         """Run a console route: its session in, errors as pages, cookie and headers out."""
-        session = self.codec.loads(request.cookies.get(COOKIE))
+        try:
+            codec = self.codec
+        except ConfigError as exc:  # no session secret: no sessions (the log says why)
+            log.error("console unavailable: %s", exc)
+            return HTMLResponse("The console is unavailable: it has no session secret; the "
+                                "server log says why.", status_code=503,
+                                headers=SECURITY_HEADERS)
+        session = codec.loads(request.cookies.get(COOKIE))
         fresh = session is None
         request.state.session = session = session or Session()
         request.state.console = self

@@ -5,7 +5,8 @@ machinery, which costs more than the lookup itself.
 it is certain the route would accept it: ``GET /v1/items/{id}/also-viewed`` and
 ``/bought-together``, and ``POST /v1/cart/add-ons`` with a JSON body, with every parameter
 well formed. Anything else (a missing index, an unusual or invalid parameter, a repeated
-one, another content type) goes on to the FastAPI route, which answers it, 422s included.
+one, another content type, a missing or wrong storefront key) goes on to the FastAPI
+route, which answers it, 422s and 401s included.
 The parameters are checked against the routes' own declaration (``params``), and the
 answer is the route's own (``service``); tests compare the two on valid and invalid
 requests.
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.serving import recommend, service
+from recsys.serving.keys import SERVER_HEADER, STOREFRONT_HEADER, storefront_allowed
 from recsys.serving.params import CART, ITEM_LIST
 from recsys.serving.schemas import CartRequest
 from recsys.serving.service import ItemKind
@@ -41,6 +43,7 @@ class _Route(NamedTuple):
 ROUTES = {"also-viewed": _Route("/v1/items/{product_id}/also-viewed"),
           "bought-together": _Route("/v1/items/{product_id}/bought-together"),
           "cart": _Route("/v1/cart/add-ons")}
+KEY_HEADERS = (STOREFRONT_HEADER.lower().encode(), SERVER_HEADER.lower().encode())
 MAX_BODY = 64 * 1024  # larger carts are the route's business (it caps a cart at 100 lines)
 
 
@@ -69,7 +72,7 @@ class FastPath:
     async def _item(self, scope: Scope, send: Send, product_id: str, kind: ItemKind) -> bool:
         state: ServingState = scope["app"].state.serving
         index = state.index
-        if index is None:
+        if index is None or not _allowed(state, scope):
             return False
         query = ITEM_LIST.parse(scope["query_string"], product_id=product_id)
         if query is None:
@@ -80,7 +83,7 @@ class FastPath:
     async def _cart(self, scope: Scope, send: Send, body: bytes) -> bool:
         state: ServingState = scope["app"].state.serving
         index = state.index
-        if index is None:
+        if index is None or not _allowed(state, scope):
             return False
         query = CART.parse(scope["query_string"])
         if query is None:
@@ -107,6 +110,20 @@ class FastPath:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def _allowed(state: ServingState, scope: Scope) -> bool:
+    """The route's storefront-key check (a repeated key header is left to the route)."""
+    if not state.settings.storefront_key:
+        return True  # open (development): nothing to read
+    found: dict[bytes, list[str]] = {name: [] for name in KEY_HEADERS}
+    for key, value in scope["headers"]:
+        if key in found:
+            found[key].append(value.decode("latin-1"))
+    if any(len(values) > 1 for values in found.values()):
+        return False
+    storefront, server = (values[0] if values else None for values in found.values())
+    return storefront_allowed(state.settings, storefront, server)
 
 
 def _is_json(scope: Scope) -> bool:

@@ -13,7 +13,7 @@ from recsys.serving.params import ID_PATTERN
 
 __all__ = ["Reason", "Item", "ItemList", "BundleOut", "BundleList", "CartLine", "CartRequest",
            "EventIn", "EventAccepted", "DecisionIn", "Problem", "Problems", "INVALID",
-           "LIST_RESPONSES", "NOT_READY"]
+           "LIST_RESPONSES", "NOT_READY", "STOREFRONT"]
 
 IdString = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
 
@@ -89,6 +89,8 @@ class EventIn(BaseModel):
     price: float | None = Field(None, ge=0, le=1e9)
     order_id: IdString | None = None
     occurred_at: datetime | None = None
+    event_id: IdString | None = Field(None, description="idempotency key: an event whose "
+                                      "event_id is stored already is not stored again")
 
 
 class Problem(BaseModel):
@@ -124,5 +126,8 @@ class DecisionIn(BaseModel):
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": Problems, "description": "invalid input: where, and what is wrong"}}
 NOT_READY: dict[int | str, dict[str, Any]] = {503: {"description": "no artifact loaded"}}
+STOREFRONT: dict[int | str, dict[str, Any]] = {
+    401: {"description": "a storefront key is configured and neither it nor the server key "
+                         "was given"}}
 LIST_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": ItemList}, **INVALID,
                                                    **NOT_READY}

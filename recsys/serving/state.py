@@ -26,6 +26,7 @@ from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
 from recsys.serving import recommend
+from recsys.serving.event_guard import RateLimiter, keep_events_pruned
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.store import ServingStore
@@ -49,6 +50,7 @@ class ServingState:
                                   category_cap=settings.category_cap,
                                   best_sellers_first=frozenset(
                                       settings.best_sellers_first_segments))
+        self.event_limit = RateLimiter(settings)
         self._reload_lock = asyncio.Lock()
 
     def load(self, version: str | None = None) -> bool:
@@ -102,9 +104,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     task = None
     if state.settings.reload_interval_s > 0:
         task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
+    pruning = asyncio.create_task(keep_events_pruned(state.store,
+                                                     state.settings.events_retention_days))
     yield
-    if task:
-        task.cancel()
+    for running in (task, pruning):
+        if running:
+            running.cancel()
+    state.event_limit.close()
     state.store.dispose()
     if MULTIPROCESS:  # this worker's live gauges leave the sums
         mark_process_dead(os.getpid())

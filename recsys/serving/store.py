@@ -24,11 +24,14 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     create_engine,
+    delete,
+    false,
     func,
     insert,
     select,
@@ -39,10 +42,12 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from recsys.errors import ConfigError
 from recsys.serving.finish import Decisions
+from recsys.serving.migrate import new_epoch, upgrade
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServingStore", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS"]
+__all__ = ["ServingStore", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS",
+           "EVENT_KEY_INDEX"]
 
 # approve_rule changes no list: the console shows it, and it cancels an earlier block_rule
 DECISION_KINDS = ("block_product", "block_rule", "pin", "boost", "approve_rule")
@@ -65,7 +70,9 @@ EVENTS = Table(
     Column("quantity", Float, nullable=True),
     Column("price", Float, nullable=True),
     Column("order_id", String(128), nullable=True),
+    Column("event_key", String(128), nullable=True),  # idempotency: a retried beacon's key
 )
+EVENT_KEY_INDEX = Index("ux_recsys_events_event_key", EVENTS.c.event_key, unique=True)
 
 DECISIONS = Table(
     "recsys_decisions", metadata,
@@ -100,6 +107,9 @@ USERS = Table(
     Column("password_hash", String(256), nullable=False),  # argon2id, never the password
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # changed on sign-out, password reset, disable: every older session cookie stops working
+    Column("session_epoch", String(32), nullable=True),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
 _DECISION_FIELDS = ("kind", "product_id", "seed_id", "rule_key", "position", "factor")
@@ -127,6 +137,7 @@ class ServingStore:
         self._generation = 0  # bumped by invalidate: a read begun before it is not kept
         self._refreshing = False
         metadata.create_all(self.engine)
+        upgrade(self.engine, USERS, [EVENT_KEY_INDEX])
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -134,12 +145,30 @@ class ServingStore:
     # -- events ------------------------------------------------------------------------------
 
     def add_event(self, event: dict[str, Any]) -> int:
-        """Store one validated event; returns its id."""
+        """Store one validated event; returns its id. An event whose ``event_key`` is stored
+        already is not stored again: the first one's id is returned."""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(insert(EVENTS).values(received_at=datetime.now(UTC),
+                                                            **event))
+        except IntegrityError:
+            if event.get("event_key") is None:
+                raise
+            with self.engine.connect() as conn:
+                first = conn.execute(select(EVENTS.c.id).where(
+                    EVENTS.c.event_key == event["event_key"])).scalar()
+            if first is None:  # not the key's constraint
+                raise
+            return int(first)
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def delete_events_before(self, cutoff: datetime) -> int:
+        """Delete the events received before ``cutoff`` (retention); how many went."""
         with self.engine.begin() as conn:
-            result = conn.execute(insert(EVENTS).values(received_at=datetime.now(UTC), **event))
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+            return int(conn.execute(delete(EVENTS).where(EVENTS.c.received_at < cutoff))
+                       .rowcount)
 
     def count_events(self, **where: Any) -> int:
         query = select(func.count()).select_from(EVENTS)
@@ -250,7 +279,7 @@ class ServingStore:
             with self.engine.begin() as conn:
                 result = conn.execute(insert(USERS).values(
                     username=username, password_hash=password_hash, role=role,
-                    created_at=datetime.now(UTC)))
+                    created_at=datetime.now(UTC), session_epoch=new_epoch()))
         except IntegrityError:
             raise ValueError(f"user {username!r} exists already") from None
         key = result.inserted_primary_key
@@ -258,10 +287,29 @@ class ServingStore:
         return int(key[0])
 
     def set_password(self, username: str, password_hash: str) -> bool:
-        """Replace a user's password hash; False when there is no such user."""
+        """Replace a user's password hash and end their sessions; False when there is no
+        such user."""
+        return self._update_user(username, password_hash=password_hash)
+
+    def end_sessions(self, username: str) -> bool:
+        """Sign the user out everywhere (every cookie signed before stops working)."""
+        return self._update_user(username)
+
+    def set_disabled(self, username: str, disabled: bool) -> bool:
+        """Disable (sessions ended, sign-in refused) or enable a user."""
+        return self._update_user(username, disabled=disabled)
+
+    def remove_user(self, username: str) -> bool:
+        """Delete a user (their decisions and audit rows keep the name)."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(USERS).where(USERS.c.username == username))
+                        .rowcount)
+
+    def _update_user(self, username: str, **values: Any) -> bool:
+        """Change a user's row and give them a new session epoch; False without the user."""
         with self.engine.begin() as conn:
             result = conn.execute(update(USERS).where(USERS.c.username == username)
-                                  .values(password_hash=password_hash))
+                                  .values(session_epoch=new_epoch(), **values))
         return bool(result.rowcount)
 
     def user(self, username: str) -> dict[str, Any] | None:
@@ -270,7 +318,8 @@ class ServingStore:
         return None if row is None else dict(row._mapping)
 
     def list_users(self) -> list[dict[str, Any]]:
-        query = select(USERS.c.username, USERS.c.role, USERS.c.created_at).order_by(
+        query = select(USERS.c.username, USERS.c.role, USERS.c.created_at,
+                       USERS.c.disabled).order_by(
             USERS.c.username)
         with self.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(query)]

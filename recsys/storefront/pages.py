@@ -55,6 +55,7 @@ def asset(name: str) -> FileResponse:
 
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    context = {"storefront_key": request.app.state.storefront_key, **context}
     return templates.TemplateResponse(request, template, context, status_code=status,
                                       headers=SECURITY_HEADERS)
 
@@ -103,8 +104,10 @@ def cart_page(request: Request) -> Response:
     return _page(request, "cart.html")
 
 
-def mount_storefront(app: FastAPI, *, demo_pages: bool) -> None:
-    """Serve the widget script, and the demo storefront when ``demo_pages`` is true."""
+def mount_storefront(app: FastAPI, *, demo_pages: bool, key: str = "") -> None:
+    """Serve the widget script, and the demo storefront when ``demo_pages`` is true (its
+    pages give the widget the public storefront ``key``)."""
+    app.state.storefront_key = key
     app.include_router(widget)
     if demo_pages:
         app.include_router(demo)

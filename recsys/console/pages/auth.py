@@ -44,18 +44,22 @@ def login(request: Request, console: ConsoleDep, session: SessionDep,
         page.headers["Retry-After"] = str(wait_s)
         return page
     row = console.store.user(data.username)
-    if not verify_password(row["password_hash"] if row else None, data.password):
+    if not verify_password(row["password_hash"] if row else None, data.password) or (
+            row is None or row["disabled"]):
         console.throttle.failed(address, data.username)
         log.warning("console sign-in refused for %r from %s", data.username, address)
         return render(request, "login.html", status=401, next=data.next, failed=True)
     console.throttle.succeeded(address, data.username)
-    session.sign_in(data.username)
-    log.info("console sign-in: %s (%s)", data.username, row["role"] if row else "?")
+    session.sign_in(data.username, row["session_epoch"])
+    log.info("console sign-in: %s (%s)", data.username, row["role"])
     return redirect(safe_next(data.next, "/rules"))
 
 
 @router.post("/logout")
-def logout(session: SessionDep) -> RedirectResponse:
+def logout(console: ConsoleDep, session: SessionDep) -> RedirectResponse:
+    """Sign out: the user's sessions end everywhere (a copied cookie stops working too)."""
+    if session.username:
+        console.store.end_sessions(session.username)
     session.sign_out()
     session.flash("Signed out.")
     return redirect(f"{PREFIX}/login")

@@ -1,25 +1,49 @@
-"""Storefront events (views, carts, purchases, impressions, clicks)."""
+"""Storefront events (views, carts, purchases, impressions, clicks): the storefront key, a
+rate limit per client, plausibility checks, and idempotency keys (``event_id`` in the body or
+an ``Idempotency-Key`` header: a retried beacon is stored once)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from typing import Annotated
 
-from recsys.serving.schemas import INVALID, EventAccepted, EventIn
+from fastapi import APIRouter, Header, HTTPException, Request
+
+from recsys.serving.event_guard import check_plausible
+from recsys.serving.keys import CallerDep
+from recsys.serving.params import ID_PATTERN
+from recsys.serving.schemas import INVALID, STOREFRONT, EventAccepted, EventIn
 from recsys.serving.state import State
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=INVALID)
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                              max_length=128, pattern=ID_PATTERN)]
 
 
-@router.post("/events", status_code=201, response_model=EventAccepted, responses=INVALID)
-def post_event(request: Request, state: State, event: EventIn) -> EventAccepted:
-    """Store a storefront event (impressions and clicks carry the response's request_id)."""
+@router.post("/events", status_code=201, response_model=EventAccepted, responses={
+    **INVALID, **STOREFRONT, 429: {"description": "too many events from this client; "
+                                                  "Retry-After says when to send again"}})
+def post_event(request: Request, state: State, event: EventIn, caller: CallerDep,
+               idempotency_key: IdempotencyKey = None) -> EventAccepted:
+    """Store a storefront event (impressions and clicks carry the response's request_id).
+    A retried event (same ``event_id`` or ``Idempotency-Key``) answers the first one's id."""
+    caller.need_storefront()
     if event.event_type != "impression" and event.product_id is None:
         raise HTTPException(status_code=422, detail="product_id is required for "
                                                     f"{event.event_type} events")
     if event.session_id is None and event.customer_id is None:
         raise HTTPException(status_code=422, detail="an event needs a session_id or a "
                                                     "customer_id")
-    event_id = state.store.add_event(event.model_dump())
+    if event.event_id and idempotency_key and event.event_id != idempotency_key:
+        raise HTTPException(status_code=422, detail="event_id and the Idempotency-Key header "
+                                                    "differ; send one of them")
+    data = event.model_dump(exclude={"event_id"})
+    check_plausible(data, state.settings)
+    wait_s = state.event_limit.wait_s(request.client.host if request.client else "?")
+    if wait_s:
+        raise HTTPException(status_code=429, headers={"Retry-After": str(wait_s)},
+                            detail=f"more than {state.settings.events_per_minute} events a "
+                                   "minute from this client; try again later")
+    event_id = state.store.add_event({**data, "event_key": event.event_id or idempotency_key})
     return EventAccepted(id=event_id, request_id=request.state.request_id)

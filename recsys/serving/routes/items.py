@@ -9,32 +9,35 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from recsys.serving import service
+from recsys.serving.keys import CallerDep
 from recsys.serving.params import BUNDLES, ITEM_LIST, ListQuery
 from recsys.serving.routes.answer import list_response
-from recsys.serving.schemas import INVALID, LIST_RESPONSES, NOT_READY, BundleList
+from recsys.serving.schemas import INVALID, LIST_RESPONSES, NOT_READY, STOREFRONT, BundleList
 from recsys.serving.state import Index, State
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["recommendations"], responses=INVALID)
+router = APIRouter(prefix="/v1", tags=["recommendations"], responses={**INVALID, **STOREFRONT})
 ItemQuery = Annotated[ListQuery, Depends(ITEM_LIST.read)]
 
 
 @router.get("/items/{product_id}/also-viewed", responses=LIST_RESPONSES,
             response_class=Response)
 async def also_viewed(request: Request, state: State, index: Index,
-                      query: ItemQuery) -> Response:
+                      query: ItemQuery, caller: CallerDep) -> Response:
     """Customers who viewed this product also viewed (item-kNN over view sessions, re-ranked
     by co-view support)."""
+    caller.need_storefront()
     return list_response(request, index, service.item_list(state, index, "also-viewed", query))
 
 
 @router.get("/items/{product_id}/bought-together", responses=LIST_RESPONSES,
             response_class=Response)
 async def bought_together(request: Request, state: State, index: Index,
-                          query: ItemQuery) -> Response:
+                          query: ItemQuery, caller: CallerDep) -> Response:
     """Frequently bought together: EASE and co-purchase neighbours blended with the mined
     rules (the cart scorer on a one-product cart); substitutes are left out."""
+    caller.need_storefront()
     return list_response(request, index,
                          service.item_list(state, index, "bought-together", query))
 
@@ -43,7 +46,9 @@ async def bought_together(request: Request, state: State, index: Index,
             responses={200: {"model": BundleList}, **INVALID, **NOT_READY},
             response_class=Response)
 async def bundles(request: Request, state: State, index: Index,
-                  query: Annotated[ListQuery, Depends(BUNDLES.read)]) -> Response:
+                  query: Annotated[ListQuery, Depends(BUNDLES.read)],
+                  caller: CallerDep) -> Response:
     """Bundles holding this product, best expected order-value gain first."""
+    caller.need_storefront()
     body = service.bundles(state, index, query, request.state.request_id)
     return Response(orjson.dumps(body), media_type="application/json")

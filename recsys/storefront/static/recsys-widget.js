@@ -7,6 +7,8 @@
  *   data-product-url  link of a recommended product; {product_id} is replaced (default: no link)
  *   data-customer-id  the signed-in customer, if any (sent with requests and events)
  *   data-currency     ISO code to format prices with, e.g. "EUR" (default: plain number)
+ *   data-key          the API's public storefront key, sent as X-Storefront-Key (never the
+ *                     server key: this page is public)
  *
  * Place a container where a list should appear:
  *   <div data-recsys="also-viewed" data-product-id="P00180" data-k="6"></div>
@@ -19,6 +21,7 @@
  * "click" per clicked item, each with the response's request_id, the placement, the session
  * id (kept in localStorage, renewed after 30 idle minutes) and, for clicks, product_id and
  * position (1-based). RecsysWidget.track(type, fields) sends any other event (view, add_to_cart).
+ * Each event carries a random event_id, so a retried one is stored once.
  * Product names are set as text, never parsed as HTML. Errors leave the container empty
  * (data-recsys-state="error") and log a console warning.
  */
@@ -66,10 +69,16 @@
     return who;
   }
 
+  function headers(json) {
+    var found = json ? { "Content-Type": "application/json" } : {};
+    if (config.key) found["X-Storefront-Key"] = config.key;
+    return found;
+  }
+
   function track(eventType, fields) {
-    var body = Object.assign({ event_type: eventType }, shopper(), fields);
+    var body = Object.assign({ event_type: eventType, event_id: randomId() }, shopper(), fields);
     return fetch(api + "/v1/events", {
-      method: "POST", keepalive: true, headers: { "Content-Type": "application/json" },
+      method: "POST", keepalive: true, headers: headers(true),
       body: JSON.stringify(body)
     }).then(function (response) {
       if (!response.ok) console.warn("recsys: event " + eventType + " refused: " + response.status);
@@ -81,14 +90,15 @@
     var who = shopper();
     if (kind === "cart-add-ons") {
       return fetch(api + "/v1/cart/add-ons?k=" + encodeURIComponent(k), {
-        method: "POST", headers: { "Content-Type": "application/json" },
+        method: "POST", headers: headers(true),
         body: JSON.stringify(Object.assign({ items: cart }, who))
       });
     }
     var product = el.dataset.productId;
     if (!product) return Promise.reject(new Error("data-product-id is missing"));
     var query = new URLSearchParams(Object.assign({ k: k }, who));
-    return fetch(api + "/v1/items/" + encodeURIComponent(product) + "/" + kind + "?" + query);
+    return fetch(api + "/v1/items/" + encodeURIComponent(product) + "/" + kind + "?" + query,
+                 { headers: headers(false) });
   }
 
   function formatPrice(price) {
