@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from recsys.serving.app import create_app
+from recsys.app import create_app
 
 from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
