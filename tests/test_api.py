@@ -465,9 +465,27 @@ def test_popular_per_category_level(client: TestClient) -> None:
         assert all(item["reason"]["evidence"]["scope"] == scope for item in body["items"])
         orders = [item["reason"]["evidence"]["orders"] for item in body["items"]]
         assert orders == sorted(orders, reverse=True)
-    unknown = get(client, "/v1/popular", k=5, category="No Such Department")
-    assert unknown["fallback"] == "global_best_sellers"
-    assert ids(unknown) == ids(get(client, "/v1/popular", k=5))
+    unknown = client.get("/v1/popular", params={"k": 5, "category": "No Such Department"})
+    assert unknown.status_code == 422  # issue #16: no silent global list for a typo
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/items/P00180/also-viewed"), ("GET", "/v1/items/UNKNOWN-1/bought-together"),
+    ("POST", "/v1/cart/add-ons"), ("GET", "/v1/customers/C000001/recommendations"),
+    ("GET", "/v1/popular")])
+def test_an_unknown_category_is_a_422_naming_it_on_every_endpoint(
+        client: TestClient, method: str, path: str) -> None:
+    body = {"json": {"items": [{"product_id": "P00180"}]}} if method == "POST" else {}
+    for category in ("Nope", "Pets > Cats > Nope", "Pets >", "pets"):
+        response = client.request(method, path, params={"category": category}, **body)
+        assert response.status_code == 422, (category, response.text)
+        [problem] = response.json()["detail"]
+        assert problem["where"] == "query.category"
+        assert repr(category) in problem["problem"] and "Pets" in problem["problem"]
+    for known in ("Pets", "Pets > Cats", LEAF):  # every level of a path is a category
+        response = client.request(method, path, params={"category": known}, **body)
+        assert response.status_code == 200, (known, response.text)
+        assert response.json()["items"]
 
 
 # -- business rules ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -101,6 +101,8 @@ class Ranking:
     rule_weight: float = 0.1
     also_viewed_support_weight: float = 3.0
     als_min_history: int = 10
+    # what also_viewed/'s support counted: view "sessions", or "orders" (no view events)
+    also_viewed_counts: Literal["sessions", "orders"] = "sessions"
 
 
 @dataclass
@@ -167,6 +169,16 @@ class ServingIndex:
         if product_id in self.categories:
             out["category"] = self.categories[product_id]
         return out
+
+    @functools.cached_property
+    def category_paths(self) -> frozenset[str]:
+        """Every level of every product's category path ("Home", "Home > Kitchen", ...) and
+        every best-seller scope: the values a ``category`` parameter may take."""
+        paths = {scope for scope in self.popular if scope != GLOBAL_SCOPE}
+        for category in set(self.categories.values()):
+            parts = category.split(" > ")
+            paths.update(" > ".join(parts[:d]) for d in range(1, len(parts) + 1))
+        return frozenset(paths)
 
     @functools.cached_property
     def unavailable_mask(self) -> np.ndarray:
