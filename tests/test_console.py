@@ -448,7 +448,10 @@ def test_product_page_shows_the_evidence_beside_what_the_api_returns(
     by_confidence = rules.sort_values("confidence", ascending=False, kind="stable")
     sides = {side: by_confidence[by_confidence[side].map(lambda ps: seed in list(ps))]
              for side in ("antecedents", "consequents")}
-    expected = (sides["antecedents"]["key"].tolist()[:50] +
+    # one row per consequent (its most confident rule), issue #16
+    first_per_consequent = sides["antecedents"][:500].assign(
+        then=sides["antecedents"]["consequents"][:500].map(tuple)).drop_duplicates("then")
+    expected = (first_per_consequent["key"].tolist()[:50] +
                 sides["consequents"]["key"].tolist()[:20])
     assert [key for key, _ in shown_rules(text_)] == expected
     for name, path in (("bought-together", "bought-together"), ("also-viewed", "also-viewed")):
@@ -463,6 +466,48 @@ def test_product_page_shows_the_evidence_beside_what_the_api_returns(
     neighbours = index.also_viewed.ids[index.code_of[seed], :20]
     for code in neighbours[neighbours >= 0][:5].tolist():  # the evidence: similarity, sessions
         assert f"?id={index.ids[code]}" in text_
+
+
+def test_product_page_shows_whole_rules_once_per_consequent(
+        served: Served, console_shop: ConsoleShop) -> None:
+    rules = console_shop.rules.frame.assign(key=console_shop.rules.keys)
+    long = rules[rules["antecedents"].map(len) > 1]
+    assert len(long), "the demo mines rules with two antecedents"
+    # the product with the most rules whose consequent repeats (85123A -> 21212 in the issue)
+    seed = long["antecedents"].explode().value_counts().index[0]
+    text_ = page(served.viewer, "/console/product", id=seed)
+    table = text_.split("<h3>Rules that recommend this product</h3>")[0]
+    rows = re.findall(r'<tr class="rule status-\w+" data-key="([^"]+)">\s*<td>(.*?)</td>\s*'
+                      r'<td>(.*?)</td>', table, re.S)
+    consequents = [re.findall(r"\?id=([^\"&]+)", then) for _, _, then in rows]
+    assert len(consequents) == len({tuple(c) for c in consequents})  # each listed once
+    mine = rules[rules["antecedents"].map(lambda ps: seed in list(ps))]
+    assert len(mine) > len(rows)  # some were grouped
+    for key, when, _ in rows:  # the if-side holds the whole antecedent, this product too
+        antecedents = html.unescape(key).split("->")[0].split("+")
+        if_side = when.split("<details")[0]
+        assert re.findall(r"\?id=([^\"&]+)", if_side) == antecedents
+    grouped = re.findall(r'<li data-key="([^"]+)"', table)
+    shown = [html.unescape(k) for k, _, _ in rows] + [html.unescape(k) for k in grouped]
+    top = mine.sort_values("confidence", ascending=False, kind="stable")[:500]
+    wanted = set(top[top["consequents"].map(tuple).isin(
+        {tuple(c) for c in consequents})]["key"])
+    assert sorted(shown) == sorted(wanted)
+
+
+def test_evidence_is_formatted_alike_in_rules_and_api_lists(
+        served: Served, console_shop: ConsoleShop) -> None:
+    seed = console_shop.planted.complements[0][0]
+    text_ = page(served.viewer, "/console/product", id=seed)
+    api = re.search(r'<ol class="api" id="api-bought-together">(.*?)</ol>', text_, re.S)
+    assert api is not None
+    reasons = re.findall(r'<span class="reason">(.*?)</span>', api.group(1), re.S)
+    assert any("lift" in r for r in reasons)
+    for reason in reasons:  # confidence as 12.34%, lift to 3 places, no snake_case
+        assert re.search(r"confidence \d+\.\d\d%", reason) or "confidence" not in reason
+        assert not re.search(r"lift \d+\.\d{4,}", reason) and "_" not in reason, reason
+    rows = re.findall(r'<td class="num">([^<]*)</td><td class="num">([^<]*)</td>', text_)
+    assert rows and all(re.fullmatch(r"\d+\.\d\d%", c) for c, _ in rows[:3])
 
 
 # -- decisions reach the API -----------------------------------------------------------------------

@@ -74,7 +74,7 @@ class Console:
         self.throttle = SignInThrottle()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=True, undefined=StrictUndefined)
-        self.templates.filters.update(when=_when, number=_number)
+        self.templates.filters.update(when=_when, number=_number, evidence=_evidence)
 
     @property
     def store(self) -> ServingStore:
@@ -147,6 +147,20 @@ def _number(value: float, metric: str = "") -> str:
     if metric == "fisher_p":
         return f"{value:.2e}"
     return f"{value:.3f}"
+
+
+def _evidence(value: Any, key: str) -> str:
+    """One evidence value of an API reason, formatted as the rules tables format the same
+    metric (confidence as a percentage, counts as integers, lift and scores to 3 places)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return _number(value, "count")
+    if isinstance(value, float):
+        return _number(value, "confidence" if key.endswith("confidence") else key)
+    if isinstance(value, list):
+        return " + ".join(str(v) for v in value)
+    return str(value)
 
 
 def safe_next(target: str, default: str) -> str:

@@ -50,9 +50,11 @@ def product_page(request: Request, console: ConsoleDep, user: Viewer, index: Ind
     return render(
         request, "product.html", user=user, product=index.describe(product_id),
         available=product_id in index.available,
-        rules_from=best(table.rows_with(product_id, "antecedent"), 50),
-        rules_to=best(table.rows_with(product_id, "consequent"), 20),
+        rules_from=_by_consequent(best(table.rows_with(product_id, "antecedent"), 500), 50),
+        rules_to=[{**r, "more": []} for r in best(table.rows_with(product_id, "consequent"),
+                                                  20)],
         also_viewed=_neighbours(index, index.also_viewed, code),
+        also_viewed_counts=index.ranking.also_viewed_counts,
         bundles=_bundles(index, code)[:20],
         api=service.product_lists(console.serving, index, product_id),
         decisions=[d for d in console.store.list_decisions() if review.concerns(d, product_id)],
@@ -89,6 +91,20 @@ def decide_product(console: ConsoleDep, user: Editor, index: Index, session: Ses
     console.store.add_decisions([decision], by=user.name, reason=data.reason or None)
     session.flash(done)
     return redirect(back)
+
+
+def _by_consequent(rules: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Rules grouped by what they recommend, the first ``n`` consequents in the order given:
+    each the first (most confident) rule, with the others of its consequent in ``more`` (a
+    product is one line however many antecedents lead to it)."""
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for rule in rules:
+        key = tuple(pid for pid, _ in rule["consequents"])
+        if key in groups:
+            groups[key]["more"].append(rule)
+        elif len(groups) < n:
+            groups[key] = {**rule, "more": []}
+    return list(groups.values())
 
 
 def _neighbours(index: ServingIndex, table: Any, code: int, n: int = 20
