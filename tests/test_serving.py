@@ -76,6 +76,30 @@ def test_popular_per_category_and_fallback(client: TestClient) -> None:
     assert unknown.status_code == 422 and "'Garden'" in unknown.text and "Home" in unknown.text
 
 
+def _also_viewed_evidence(client: TestClient) -> list[set[str]]:
+    out = []
+    for product in ("tea", "mug", "spoon", "kettle"):
+        body = client.get(f"/v1/items/{product}/also-viewed",
+                          params={"in_stock_only": "false"}).json()
+        out += [set(item["reason"]["evidence"]) for item in body["items"]
+                if item["reason"]["source"] == "also_viewed"]
+    return out
+
+
+def test_also_viewed_evidence_names_what_was_counted(client: TestClient, tmp_path: Path) -> None:
+    """Issue #16: built from purchases (no view events) it counts orders, not sessions."""
+    viewed = _also_viewed_evidence(client)
+    assert viewed and all("sessions_with_both" in keys for keys in viewed)
+    config = write_small_config(tmp_path)
+    config.write_text("\n".join(line for line in config.read_text().splitlines()
+                                if not line.startswith("events = ")))
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    with TestClient(create_app(load_config(config).serving_settings())) as bought:
+        counted = _also_viewed_evidence(bought)
+    assert counted and all("orders_with_both" in keys and "sessions_with_both" not in keys
+                           for keys in counted)
+
+
 @pytest.mark.parametrize("params", [{"k": 0}, {"k": 101}, {"k": "ten"}, {"category": "x" * 300}])
 def test_bad_parameters_are_422(client: TestClient, params: dict[str, object]) -> None:
     response = client.get("/v1/popular", params=params)
