@@ -264,7 +264,10 @@ def test_wrong_password_does_not_tell_whether_the_user_exists(served: Served) ->
             "username": name, "password": password, "csrf_token": token})
         assert response.status_code == 401
         assert "Wrong user name or password." in response.text
-        answers.append(response.text.replace(token, "TOKEN"))
+        # the user name is kept (issue #16), so only the password is typed again
+        assert re.search(rf'name="username"[^>]*value="{name}"', response.text)
+        assert re.search(r'type="password"[^>]*autofocus', response.text)
+        answers.append(response.text.replace(token, "TOKEN").replace(name, "NAME"))
         assert client.get("/console/rules", follow_redirects=False).status_code == 303
     assert answers[0] == answers[1]
 
@@ -557,7 +560,10 @@ def test_pin_puts_the_product_at_its_position(served: Served, console_shop: Cons
     shown = re.search(r'<ol class="api" id="api-bought-together">(.*?)</ol>', product, re.S)
     assert shown is not None
     assert re.findall(r'data-product="([^"]+)"', shown.group(1))[:2] == [before[0], pinned]
-    assert f"pin {pinned} at position 2 for {seed}" in product
+    names = served.app.state.serving.index.names  # names where known (issue #16)
+    pin = f"{names[pinned]} ({pinned}) at position 2 for {names[seed]} ({seed})"
+    assert f"Pinned {pin}." in html.unescape(product)  # the confirmation
+    assert f"pin {pin}" in html.unescape(product)  # the decisions in force
     post(served.editor, "/console/product/decide", action="pin", seed=seed, product=pinned,
          position="4", next=here)
     assert ids(api_list(served.api, seed, k=5))[3] == pinned  # the latest pin wins
@@ -587,8 +593,10 @@ def test_boost_bury_and_block_everywhere(served: Served, console_shop: ConsoleSh
     seed = next(s for s, _ in console_shop.planted.complements if s != blocked)
     assert blocked not in ids(api_list(served.api, seed, k=50))
     text_ = page(served.editor, "/console/product", id=blocked)
-    assert f"block {blocked} everywhere" in text_ and "recalled" in text_
-    assert f"boost {blocked} (score × 50.0)" in text_
+    shown = html.unescape(text_)
+    label = f"{served.app.state.serving.index.names[blocked]} ({blocked})"
+    assert f"block {label} everywhere" in shown and "recalled" in shown
+    assert f"boost {label} (score × 50.0)" in shown
     assert post(served.editor, decide, action="boost", product=blocked,
                 factor="0").status_code == 400
     assert [d["kind"] for d in served.store.list_decisions()] == [
@@ -660,12 +668,15 @@ def test_the_audit_log_says_who_did_what_when_and_why(served: Served,
     text_ = page(served.viewer, "/console/audit")
     rows = re.findall(r"<tr class=\"[^\"]*\">\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*"
                       r"<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]*)</td>", text_)
+    names = served.app.state.serving.index.names  # names where the catalog has them (#16)
+    product, rule = f"{names[partner]} ({partner})", (f"{names[seed]} ({seed}) -> "
+                                                       f"{names[partner]} ({partner})")
     assert [(who, action, html.unescape(what), why) for _, who, action, what, why in
             rows[:4]] == [
-        ("admin API", "undo", f"undo: block {partner} everywhere", ""),
-        ("admin API", "block_product", f"block {partner} everywhere", "via API"),
-        ("edna", "undo", f"undo: reject rule {key}", "my mistake"),
-        ("edna", "block_rule", f"reject rule {key}", "odd pair")]
+        ("admin API", "undo", f"undo: block {product} everywhere", ""),
+        ("admin API", "block_product", f"block {product} everywhere", "via API"),
+        ("edna", "undo", f"undo: reject rule {rule}", "my mistake"),
+        ("edna", "block_rule", f"reject rule {rule}", "odd pair")]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", when) for when, *_ in rows)
 
 
@@ -702,7 +713,7 @@ def test_decisions_survive_retraining_and_lost_ones_are_flagged(
             assert api.post("/admin/reload", headers=ADMIN).json()["error"] is None
             assert api.get("/readyz").json()["version"] != version
             flagged = page(editor, "/console/flagged")
-            assert "reject rule tea-&gt;kettle" in flagged
+            assert "reject rule Green Tea (tea) -&gt; kettle" in flagged  # kettle is gone
             assert "rule not found in version" in flagged
             assert "product kettle not in version" in flagged
             assert "mug-&gt;tea" not in flagged

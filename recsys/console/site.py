@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from recsys.console.review import label, rule_label
 from recsys.console.rules import RulesCache
 from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec, session_key
 from recsys.console.throttle import SignInThrottle
@@ -180,5 +181,6 @@ def render(request: Request, template: str, *, status: int = 200,
     index = console.serving.index
     page = console.templates.get_template(template).render(
         base=PREFIX, csrf=session.csrf, flashes=session.take_flashes(), user=user,
-        version=index.version if index else None, **context)
+        version=index.version if index else None, named=lambda pid: label(index, pid),
+        named_rule=lambda key: rule_label(index, key), **context)
     return HTMLResponse(page, status_code=status)

@@ -71,23 +71,24 @@ def decide_product(console: ConsoleDep, user: Editor, index: Index, session: Ses
         session.flash(f"Nothing changed: {', '.join(unknown)} is not a product of "
                       f"version {index.version}.")
         return redirect(back)
+    product, seed = review.label(index, data.product), review.label(index, data.seed or "")
     if data.action == "pin":
         if not data.seed or data.position is None or data.seed == data.product:
             session.flash("Not pinned: a pin needs another product and a position.")
             return redirect(back)
         decision: dict[str, Any] = {"kind": "pin", "seed_id": data.seed,
                                     "product_id": data.product, "position": data.position}
-        done = f"Pinned {data.product} at position {data.position} for {data.seed}."
+        done = f"Pinned {product} at position {data.position} for {seed}."
     elif data.action == "boost":
         if data.factor is None:
             session.flash("Not changed: boosting or burying needs a factor.")
             return redirect(back)
         decision = {"kind": "boost", "product_id": data.product, "factor": data.factor}
-        done = (f"{'Boosted' if data.factor >= 1 else 'Buried'} {data.product} "
+        done = (f"{'Boosted' if data.factor >= 1 else 'Buried'} {product} "
                 f"(score x {data.factor:g}) everywhere.")
     else:
         decision = {"kind": "block_product", "product_id": data.product}
-        done = f"Blocked {data.product} from every list."
+        done = f"Blocked {product} from every list."
     console.store.add_decisions([decision], by=user.name, reason=data.reason or None)
     session.flash(done)
     return redirect(back)
