@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 
 from recsys.config import ServingSettings
 from recsys.console import Console
 from recsys.console import router as console_router
+from recsys.console.site import HERE as CONSOLE_HERE
 from recsys.serving import api
 from recsys.serving.state import lifespan
 from recsys.storefront.pages import mount_storefront
@@ -31,6 +33,13 @@ def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
     def root() -> dict[str, Any]:
         return {"service": "recsys", "docs": "/docs", "health": "/healthz", "ready": "/readyz",
                 "version": "/v1/version", "popular": "/v1/popular?k=5"}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        """The icon browsers ask every page for (a 404 in every log otherwise)."""
+        return FileResponse(CONSOLE_HERE / "static" / "favicon.ico",
+                            media_type="image/x-icon",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     api.include_routes(app)
     mount_storefront(app, demo_pages=settings.storefront)

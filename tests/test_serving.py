@@ -44,6 +44,14 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/v1/version").json()["model_version"] == body["version"]
 
 
+def test_favicon_is_an_icon_not_a_404(client: TestClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert response.content[22:30] == b"\x89PNG\r\n\x1a\n"  # its one 16x16 PNG image
+
+
 def test_not_ready_without_an_artifact(tmp_path: Path) -> None:
     settings = ServingSettings(artifacts=str(tmp_path / "empty"))
     with TestClient(create_app(settings)) as empty:
