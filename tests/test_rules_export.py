@@ -339,3 +339,27 @@ def test_export_rules_dispatches_with_options(rules: pd.DataFrame, tmp_path: Pat
 def test_rules_without_rule_columns_are_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="mine_rules"):
         export_csv(pd.DataFrame({"antecedents": []}), tmp_path / "r.csv")
+
+
+def test_html_network_draws_higher_lift_darker_as_its_caption_says(tmp_path: Path) -> None:
+    """Issue #16: the brightest lines had the highest lift while the caption said darker."""
+    text = export_html(mine_rules(ORDERS, min_count=1), tmp_path / "r.html").read_text()
+    assert "thicker and darker lines mean higher lift" in text
+    network = text[text.index('id="network'):]
+    lines = [(float(width), int(colour[:2], 16) * 0.2126 + int(colour[2:4], 16) * 0.7152 +
+              int(colour[4:], 16) * 0.0722) for colour, width in re.findall(
+        r"stroke: #([0-9a-f]{6}); stroke-opacity: [0-9.]+; stroke-width: ([0-9.]+)", network)]
+    assert len({w for w, _ in lines}) >= 3
+    by_width = sorted(lines)
+    assert [lum for _, lum in by_width] == sorted((lum for _, lum in by_width), reverse=True)
+
+
+def test_html_table_headers_are_words_and_names_do_not_wrap_narrow(
+        mined: tuple[pd.DataFrame, dict[str, object]], tmp_path: Path) -> None:
+    rules, _ = mined
+    text = export_html(rules, tmp_path / "rules.html").read_text(encoding="utf-8")
+    headers = re.findall(r"<th title=\"[^\"]*\">([^<]+)</th>", text)
+    assert "orders with both" in headers and "Fisher p-value" in headers
+    assert not [h for h in headers if "_" in h]
+    assert "table.rules td:nth-child(-n+2){min-width:16rem}" in text  # names keep a width
+    assert '<div class="wide"><table class="rules">' in text  # the table scrolls instead
