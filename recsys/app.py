@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import swagger_ui_bundle
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from recsys.config import ServingSettings
 from recsys.console import Console
@@ -23,7 +26,8 @@ __all__ = ["create_app", "app_from_env"]
 def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
     """Build the app for ``settings``; the artifact is loaded when the app starts.
     ``fast_path=False`` leaves every request to the FastAPI routes (tests compare the two)."""
-    app = FastAPI(title="recsys", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="recsys", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Cross-sell and recommendation API for online shops. Every list "
                               "item says why it is there (reason); every response carries the "
                               "model_version and a request_id.")
@@ -41,11 +45,33 @@ def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
                             media_type="image/x-icon",
                             headers={"Cache-Control": "public, max-age=86400"})
 
+    _offline_docs(app)
     api.include_routes(app)
     mount_storefront(app, demo_pages=settings.storefront)
     app.state.console = Console(app.state.serving)
     app.include_router(console_router)
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI with its JavaScript and CSS served from the installed
+    swagger-ui-bundle-v2 package (FastAPI's default page loads them from a CDN, and is blank
+    without internet). ReDoc, CDN-only in FastAPI, is not served."""
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+              name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json",
+                                   title=f"{app.title} API",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url="/docs/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/static/swagger-ui.css",
+                                   swagger_favicon_url="/favicon.ico")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def app_from_env() -> FastAPI:
