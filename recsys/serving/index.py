@@ -94,6 +94,16 @@ class Bundle:
 
 
 @dataclass(frozen=True)
+class OrderCounts:
+    """Orders holding each product (the rules job's frequent single products; the others,
+    under its ``min_count``, count as ``min_count``) and all orders: what a co-purchase count
+    is compared with (``expected = n(a) x n(b) / orders``)."""
+
+    per_product: np.ndarray  # by product code
+    total: int
+
+
+@dataclass(frozen=True)
 class Ranking:
     """Blend weights the models job chose for this artifact (``ranking.json``)."""
 
@@ -150,6 +160,7 @@ class ServingIndex:
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
+    orders: OrderCounts | None = None  # for the significance of co-purchase counts
 
     @property
     def version(self) -> str:
@@ -286,6 +297,21 @@ def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarra
                      lift[rows], count[rows])
 
 
+def _load_order_counts(folder: Path, code_of: dict[str, int]) -> OrderCounts | None:
+    itemsets, report = layout.ITEMSETS.at(folder), layout.RULES_REPORT.at(folder)
+    if not (itemsets.exists() and report.exists()):
+        return None
+    figures = json.loads(report.read_text())
+    table = load_parquet(itemsets)
+    singles = table[table["length"] == 1]
+    counts = np.full(len(code_of), max(int(figures["min_count"]), 1), dtype=np.float64)
+    for items, count in zip(singles["items"], singles["count"].astype(int), strict=True):
+        code = code_of.get(str(items[0]))
+        if code is not None:
+            counts[code] = count
+    return OrderCounts(per_product=counts, total=max(int(figures["n_orders"]), 1))
+
+
 def _load_substitutes(folder: Path, code_of: dict[str, int]) -> dict[int, frozenset[int]]:
     path = layout.SUBSTITUTES.at(folder)
     if not path.exists():
@@ -396,7 +422,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder))
+        segments=_load_segments(folder), orders=_load_order_counts(folder, code_of))
 
 
 def _table(folder: Path) -> Neighbours | None:

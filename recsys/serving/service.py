@@ -5,6 +5,7 @@ call these (never each other), so a list is computed one way wherever it is show
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -48,6 +49,15 @@ def _check_category(index: ServingIndex, query: ListQuery) -> None:
         raise UnknownCategory(index, query.options.category or "")
 
 
+def _placed(settings: ServingSettings, placement: Literal["also_viewed", "bought_together",
+                                                          "cart"],
+            options: recommend.Options) -> recommend.Options:
+    """The request's options with the placement's minimum evidence and fill."""
+    floor = getattr(settings.placements, placement)
+    return replace(options, min_score_share=floor.min_score_share,
+                   max_p_value=floor.max_p_value, fill=floor.fill)
+
+
 def arm_of(settings: ServingSettings, customer_id: str | None,
            session_id: str | None) -> str | None:
     """The experiment arm of this shopper (None without an A/B test or without any id)."""
@@ -81,9 +91,11 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
               query: ListQuery) -> Answer:
     """A product's also-viewed or bought-together list for this shopper."""
     _check_category(index, query)
-    compute, product_id, options = ITEM_LISTS[kind], query.product_id or "", query.options
+    compute, product_id = ITEM_LISTS[kind], query.product_id or ""
+    options = _placed(state.settings, "also_viewed" if kind == "also-viewed" else
+                      "bought_together", query.options)
     arm = arm_of(state.settings, query.customer_id, query.session_id)
-    return ranked(state, index, arm, options,
+    return ranked(state, index, arm, query.options,
                   lambda d: compute(index, product_id, options, d)), arm
 
 
@@ -92,8 +104,9 @@ def cart_list(state: ServingState, index: ServingIndex, products: list[str],
     """Add-ons for a cart of these products."""
     _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
+    options = _placed(state.settings, "cart", query.options)
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
-        index, products, query.options, d)), arm
+        index, products, options, d)), arm
 
 
 def customer_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:
@@ -127,8 +140,10 @@ def product_lists(state: ServingState, index: ServingIndex,
     """What the API shows for a product now (the engine's arm, default options): its
     bought-together and also-viewed lists and its first bundles."""
     decisions, options = state.store.decisions(), recommend.Options(k=10)
-    return {"bought_together": recommend.bought_together(index, product_id, options,
+    together = _placed(state.settings, "bought_together", options)
+    viewed = _placed(state.settings, "also_viewed", options)
+    return {"bought_together": recommend.bought_together(index, product_id, together,
                                                          decisions).items,
-            "also_viewed": recommend.also_viewed(index, product_id, options, decisions).items,
+            "also_viewed": recommend.also_viewed(index, product_id, viewed, decisions).items,
             "bundles": recommend.bundles_for(index, product_id, 5,
                                              blocked=decisions.blocked_products)}
