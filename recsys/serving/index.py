@@ -302,13 +302,17 @@ def _load_order_counts(folder: Path, code_of: dict[str, int]) -> OrderCounts | N
     if not (itemsets.exists() and report.exists()):
         return None
     figures = json.loads(report.read_text())
-    table = load_parquet(itemsets)
-    singles = table[table["length"] == 1]
+    try:  # the single products only: the whole table can hold millions of itemsets
+        singles = pq.read_table(itemsets, columns=["items", "count"],
+                                filters=[("length", "=", 1)])
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"table file {itemsets} is not readable Parquet: {exc}") from exc
     counts = np.full(len(code_of), max(int(figures["min_count"]), 1), dtype=np.float64)
-    for items, count in zip(singles["items"], singles["count"].astype(int), strict=True):
+    for items, count in zip(singles.column("items").to_pylist(),
+                            singles.column("count").to_pylist(), strict=True):
         code = code_of.get(str(items[0]))
         if code is not None:
-            counts[code] = count
+            counts[code] = int(count)
     return OrderCounts(per_product=counts, total=max(int(figures["n_orders"]), 1))
 
 
