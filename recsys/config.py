@@ -100,6 +100,28 @@ class ArtifactsConfig(_Section):
     keep_last: int = Field(5, ge=1, description="versions kept on disk (the current one always)")
 
 
+class Placement(_Section):
+    """The evidence every item of one kind of list must clear (issue #16), and what a list
+    left short by it gets: best sellers of the seed's category (named in ``fallback``), or
+    nothing (the list ends shorter)."""
+
+    min_score_share: float = Field(
+        0.05, ge=0, le=1, description="leave out engine items scoring below this share of the "
+                                     "list's best (rules also need lift > 1); 0 = off")
+    max_p_value: float = Field(
+        1.0, gt=0, le=1, description="leave out co-purchases with one seed not significantly "
+                                     "above chance (Poisson p-value above this); 1 = off")
+    fill: bool = Field(True, description="fill a short list from best sellers; false: shorter")
+
+
+class Placements(_Section):
+    """Per kind of list: ``[serving.placements.cart]`` and so on."""
+
+    also_viewed: Placement = Field(default_factory=Placement)
+    bought_together: Placement = Field(default_factory=Placement)
+    cart: Placement = Field(default_factory=Placement)
+
+
 class ServingSettings(BaseSettings):
     """API server settings: file values, overridden by RECSYS_SERVING_* environment variables."""
 
@@ -138,6 +160,8 @@ class ServingSettings(BaseSettings):
     best_sellers_first_segments: list[str] = Field(
         default_factory=lambda: ["at_risk", "hibernating", "lost"],
         description="RFM segments whose personalised list puts best sellers before ALS")
+    placements: Placements = Field(default_factory=Placements,
+                                   description="minimum evidence and fill per kind of list")
     ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
                                          description="from [analytics.experiment]")

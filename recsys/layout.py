@@ -164,7 +164,8 @@ BOUGHT_TOGETHER_KNN = NeighbourTable("bought_together_knn", _neighbours(
     "bought_together_knn", "co-purchase item-kNN blended into EASE", optional=True))
 NEIGHBOUR_TABLES = (ALSO_VIEWED, BOUGHT_TOGETHER, BOUGHT_TOGETHER_KNN)
 
-RANKING = ArtifactFile("ranking.json", "models", "the blend weights the API applies",
+RANKING = ArtifactFile("ranking.json", "models", "the blend weights the API applies, and "
+                       "what also_viewed/ counted (also_viewed_counts: sessions or orders)",
                        keys=("cart_knn_weight", "rule_weight", "also_viewed_support_weight",
                              "als_min_history"))
 ALS = ArtifactFile(

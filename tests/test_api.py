@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -31,6 +32,7 @@ from recsys.config import ServingSettings, load_config
 from recsys.demo import DemoSpec, PlantedTruth, generate_demo
 from recsys.errors import ConfigError
 from recsys.pipeline import run_pipeline
+from recsys.serving import recommend
 from recsys.serving.logs import JsonFormatter
 from recsys.serving.store import EVENTS
 from tests.conftest import REPO, write_small_config
@@ -174,7 +176,10 @@ def test_every_list_item_explains_itself(client: TestClient, name: str) -> None:
     payload = response.json()
     assert payload["model_version"] == version
     assert payload["request_id"] == response.headers["x-request-id"] == f"req-{name}"
-    assert payload["fallback"] is None  # every seed here has its own candidates
+    # every seed here has its own candidates; those under the minimum evidence (issue #16)
+    # are replaced by the seed's category best sellers, named
+    floored = name in {"bought_together", "cart_addons", "also_viewed"}
+    assert payload["fallback"] in ({None, "category_best_sellers"} if floored else {None})
     assert isinstance(payload["applied"], list)
     assert len(payload["items"]) == 7
     assert len(set(ids(payload))) == 7
@@ -466,9 +471,27 @@ def test_popular_per_category_level(client: TestClient) -> None:
         assert all(item["reason"]["evidence"]["scope"] == scope for item in body["items"])
         orders = [item["reason"]["evidence"]["orders"] for item in body["items"]]
         assert orders == sorted(orders, reverse=True)
-    unknown = get(client, "/v1/popular", k=5, category="No Such Department")
-    assert unknown["fallback"] == "global_best_sellers"
-    assert ids(unknown) == ids(get(client, "/v1/popular", k=5))
+    unknown = client.get("/v1/popular", params={"k": 5, "category": "No Such Department"})
+    assert unknown.status_code == 422  # issue #16: no silent global list for a typo
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/items/P00180/also-viewed"), ("GET", "/v1/items/UNKNOWN-1/bought-together"),
+    ("POST", "/v1/cart/add-ons"), ("GET", "/v1/customers/C000001/recommendations"),
+    ("GET", "/v1/popular")])
+def test_an_unknown_category_is_a_422_naming_it_on_every_endpoint(
+        client: TestClient, method: str, path: str) -> None:
+    body = {"json": {"items": [{"product_id": "P00180"}]}} if method == "POST" else {}
+    for category in ("Nope", "Pets > Cats > Nope", "Pets >", "pets"):
+        response = client.request(method, path, params={"category": category}, **body)
+        assert response.status_code == 422, (category, response.text)
+        [problem] = response.json()["detail"]
+        assert problem["where"] == "query.category"
+        assert repr(category) in problem["problem"] and "Pets" in problem["problem"]
+    for known in ("Pets", "Pets > Cats", LEAF):  # every level of a path is a category
+        response = client.request(method, path, params={"category": known}, **body)
+        assert response.status_code == 200, (known, response.text)
+        assert response.json()["items"]
 
 
 # -- business rules ------------------------------------------------------------------------------
@@ -940,3 +963,100 @@ def test_customers_with_little_history_get_best_sellers_before_als(client: TestC
         for item in body["items"]:
             if item["reason"]["source"] == "popular":
                 assert item["reason"]["evidence"]["history_items"] == distinct[customer]
+
+
+# -- minimum evidence (issue #16 item 12) --------------------------------------------------------
+
+ENGINE = {"rule", "bought_together", "also_viewed"}
+
+
+def _clears_evidence(body: dict[str, Any], share: float, seed_categories: list[str]) -> None:
+    """Every engine item scores at least ``share`` of the list's best engine item (rules
+    with lift > 1); every other item is a best seller of a seed's category path, and the
+    response names that fill."""
+    engine = [i for i in body["items"] if i["reason"]["source"] in ENGINE]
+    best = max((i["score"] for i in engine), default=0.0)
+    for item in engine:
+        assert item["score"] >= share * best - 1e-6, item
+        assert item["reason"]["evidence"].get("lift", 2.0) > 1.0, item
+    for item in body["items"]:
+        if item["reason"]["source"] not in ENGINE:
+            assert item["reason"]["source"] == "popular", item
+            scope = item["reason"]["evidence"]["scope"]
+            assert any(c == scope or c.startswith(scope + " > ") for c in seed_categories)
+            assert body["fallback"] == "category_best_sellers"
+
+
+def test_weak_items_do_not_fill_the_espresso_machines_list(
+        client: TestClient, shop: Shop, decide: Callable[..., int]) -> None:
+    """The demo check of the issue: its top complement rejected, what is left of the
+    espresso machine's list clears the minimum evidence or is a labelled best-seller fill."""
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    share = shop.settings.placements.bought_together.min_score_share
+    assert share > 0
+    seed = next(p for p, name in index.names.items() if name.startswith("Espresso Machine"))
+    top = get(client, f"/v1/items/{seed}/bought-together", k=10)["items"][0]
+    assert top["reason"]["source"] == "rule"
+    decide(kind="block_rule", rule_key=top["reason"]["evidence"]["rule"])
+    body = get(client, f"/v1/items/{seed}/bought-together", k=10)
+    assert top["product_id"] not in ids(body) and len(body["items"]) == 10
+    _clears_evidence(body, share, [index.categories[seed]])
+
+
+def test_cart_of_phone_and_espresso_machine_gets_only_evidenced_add_ons(
+        client: TestClient) -> None:
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    phone = next(p for p, c in index.categories.items() if c.endswith("> Smartphones"))
+    espresso = next(p for p, n in index.names.items() if n.startswith("Espresso Machine"))
+    body = cart(client, [phone, espresso], k=10)
+    share = client.app.state.serving.settings.placements.cart.min_score_share
+    _clears_evidence(body, share, [index.categories[phone], index.categories[espresso]])
+
+
+def bought_with(index: Any, products: list[str], share: float, p_value: float) -> list[str]:
+    """The engine's own items for a cart at these thresholds (no fill, no decisions)."""
+    result = recommend.cart_addons(index, products, recommend.Options(
+        k=20, in_stock_only=False, min_score_share=share, max_p_value=p_value, fill=False),
+        recommend.Decisions())
+    return ids({"items": result.items})
+
+
+def test_significance_leaves_out_co_purchases_near_chance(client: TestClient,
+                                                          shop: Shop) -> None:
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    counts = index.orders
+    assert counts is not None and counts.total == len(shop.orders["order_id"].unique())
+    seed = shop.planted.complements[0][0]
+    result = recommend.cart_addons(index, [seed], recommend.Options(
+        k=20, in_stock_only=False, max_p_value=0.01, fill=False), recommend.Decisions())
+    everything = bought_with(index, [seed], 0.0, 1.0)
+    assert 0 < len(result.items) < len(everything)
+    assert set(ids({"items": result.items})) < set(everything)
+    assert any(a.startswith("weak_evidence:") for a in result.applied)
+    for item in result.items:  # each kept single-seed count: P(X >= count) <= 0.01
+        evidence = item["reason"]["evidence"]
+        if isinstance(evidence["seed"], str):
+            expected = (counts.per_product[index.code_of[seed]] *
+                        counts.per_product[index.code_of[item["product_id"]]] / counts.total)
+            count = evidence["co_purchases"]
+            tail = 1.0 - sum(math.exp(-expected) * expected ** j / math.factorial(j)
+                             for j in range(count))
+            assert count > expected and tail <= 0.01 + 1e-9, (item, expected)
+
+
+def test_a_placement_without_fill_ends_shorter(shop: Shop, tmp_path: Path) -> None:
+    from recsys.config import Placement, Placements
+
+    settings = shop.settings.model_copy(update={
+        "database_url": f"sqlite:///{tmp_path / 'short.db'}",
+        "placements": Placements(cart=Placement(min_score_share=0.5, fill=False))})
+    with TestClient(create_app(settings)) as short:
+        seed = shop.planted.complements[0][0]
+        body = cart(short, [seed], k=20)
+        assert 0 < len(body["items"]) < 20 and body["fallback"] is None
+        assert {i["reason"]["source"] for i in body["items"]} <= ENGINE
+        assert any(a.startswith("weak_evidence:") for a in body["applied"])
+        unknown = cart(short, ["NOT-A-PRODUCT"], k=5)
+        assert unknown["items"] == [] and unknown["fallback"] is None
+        filled = get(short, f"/v1/items/{seed}/bought-together", k=20)  # other placements fill
+        assert len(filled["items"]) == 20

@@ -69,7 +69,7 @@ def _products(client: TestClient) -> list[str]:
 @pytest.mark.parametrize("kind", ["also-viewed", "bought-together"])
 @pytest.mark.parametrize("query", [
     "", "k=5", "k=100", "k=0", "k=101", "k=abc", "k=05", "k=1&k=2", "k=", "k=1.0",
-    "category=Home", "category=", "category=" + "x" * 257, "in_stock_only=false",
+    "category=Home", "category=Nope", "category=", "category=" + "x" * 257, "in_stock_only=false",
     "in_stock_only=0", "in_stock_only=yes", "in_stock_only=maybe", "exclude=P00001&exclude=P00002",
     "exclude=", "exclude=%01", "customer_id=C000001", "customer_id=%7F", "session_id=s-1",
     "customer_id=C000001&customer_id=C000002", "unknown=1", "rank_by=value"])
@@ -87,7 +87,8 @@ def test_odd_product_ids_go_to_the_route(clients: tuple[TestClient, TestClient])
 
 
 @pytest.mark.parametrize("query", ["", "k=3", "k=0", "rank_by=value", "rank_by=best",
-                                   "in_stock_only=false", "exclude=P00001", "category=Home"])
+                                   "in_stock_only=false", "exclude=P00001", "category=Home",
+                                   "category=Nope"])
 def test_cart_add_ons_are_the_routes_answers(clients: tuple[TestClient, TestClient],
                                              query: str) -> None:
     fast, routed = clients

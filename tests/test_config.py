@@ -36,6 +36,9 @@ def test_default_file_mentions_every_key() -> None:
         ("[popularity]\ntop_kk = 5\n", "popularity.top_kk: unknown key"),
         ("[popularity]\ntop_k = 0\n", "popularity.top_k"),
         ("[serving]\nport = 70000\n", "serving.port"),
+        ("[serving.placements.cart]\nmin_score_share = 1.5\n",
+         "serving.placements.cart.min_score_share"),
+        ("[serving.placements.kiosk]\nfill = false\n", "serving.placements.kiosk"),
         ("[interactions]\nquantity = \"squared\"\n", "interactions.quantity"),
         ("nonsense = 1\n", "nonsense: unknown key"),
         ("[popularity\n", "not valid TOML"),
@@ -120,3 +123,13 @@ def test_generate_if_missing_is_accepted_but_changes_nothing(tmp_path: Path) -> 
     path = tmp_path / "old.toml"
     path.write_text("[demo]\ngenerate_if_missing = false\n")
     assert load_config(path).hash() == Config().hash()
+
+
+def test_placements_are_read_per_kind_of_list(tmp_path: Path) -> None:
+    path = tmp_path / "recsys.toml"
+    path.write_text("[serving.placements.cart]\nmin_score_share = 0.2\nfill = false\n"
+                    "max_p_value = 0.01\n")
+    placements = load_config(path).serving_settings().placements
+    assert (placements.cart.min_score_share, placements.cart.fill,
+            placements.cart.max_p_value) == (0.2, False, 0.01)
+    assert placements.bought_together == Config().serving.placements.bought_together

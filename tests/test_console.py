@@ -267,7 +267,10 @@ def test_wrong_password_does_not_tell_whether_the_user_exists(served: Served) ->
             "username": name, "password": password, "csrf_token": token})
         assert response.status_code == 401
         assert "Wrong user name or password." in response.text
-        answers.append(response.text.replace(token, "TOKEN"))
+        # the user name is kept (issue #16), so only the password is typed again
+        assert re.search(rf'name="username"[^>]*value="{name}"', response.text)
+        assert re.search(r'type="password"[^>]*autofocus', response.text)
+        answers.append(response.text.replace(token, "TOKEN").replace(name, "NAME"))
         assert client.get("/console/rules", follow_redirects=False).status_code == 303
     assert answers[0] == answers[1]
 
@@ -451,7 +454,10 @@ def test_product_page_shows_the_evidence_beside_what_the_api_returns(
     by_confidence = rules.sort_values("confidence", ascending=False, kind="stable")
     sides = {side: by_confidence[by_confidence[side].map(lambda ps: seed in list(ps))]
              for side in ("antecedents", "consequents")}
-    expected = (sides["antecedents"]["key"].tolist()[:50] +
+    # one row per consequent (its most confident rule), issue #16
+    first_per_consequent = sides["antecedents"][:500].assign(
+        then=sides["antecedents"]["consequents"][:500].map(tuple)).drop_duplicates("then")
+    expected = (first_per_consequent["key"].tolist()[:50] +
                 sides["consequents"]["key"].tolist()[:20])
     assert [key for key, _ in shown_rules(text_)] == expected
     for name, path in (("bought-together", "bought-together"), ("also-viewed", "also-viewed")):
@@ -466,6 +472,48 @@ def test_product_page_shows_the_evidence_beside_what_the_api_returns(
     neighbours = index.also_viewed.ids[index.code_of[seed], :20]
     for code in neighbours[neighbours >= 0][:5].tolist():  # the evidence: similarity, sessions
         assert f"?id={index.ids[code]}" in text_
+
+
+def test_product_page_shows_whole_rules_once_per_consequent(
+        served: Served, console_shop: ConsoleShop) -> None:
+    rules = console_shop.rules.frame.assign(key=console_shop.rules.keys)
+    long = rules[rules["antecedents"].map(len) > 1]
+    assert len(long), "the demo mines rules with two antecedents"
+    # the product with the most rules whose consequent repeats (85123A -> 21212 in the issue)
+    seed = long["antecedents"].explode().value_counts().index[0]
+    text_ = page(served.viewer, "/console/product", id=seed)
+    table = text_.split("<h3>Rules that recommend this product</h3>")[0]
+    rows = re.findall(r'<tr class="rule status-\w+" data-key="([^"]+)">\s*<td>(.*?)</td>\s*'
+                      r'<td>(.*?)</td>', table, re.S)
+    consequents = [re.findall(r"\?id=([^\"&]+)", then) for _, _, then in rows]
+    assert len(consequents) == len({tuple(c) for c in consequents})  # each listed once
+    mine = rules[rules["antecedents"].map(lambda ps: seed in list(ps))]
+    assert len(mine) > len(rows)  # some were grouped
+    for key, when, _ in rows:  # the if-side holds the whole antecedent, this product too
+        antecedents = html.unescape(key).split("->")[0].split("+")
+        if_side = when.split("<details")[0]
+        assert re.findall(r"\?id=([^\"&]+)", if_side) == antecedents
+    grouped = re.findall(r'<li data-key="([^"]+)"', table)
+    shown = [html.unescape(k) for k, _, _ in rows] + [html.unescape(k) for k in grouped]
+    top = mine.sort_values("confidence", ascending=False, kind="stable")[:500]
+    wanted = set(top[top["consequents"].map(tuple).isin(
+        {tuple(c) for c in consequents})]["key"])
+    assert sorted(shown) == sorted(wanted)
+
+
+def test_evidence_is_formatted_alike_in_rules_and_api_lists(
+        served: Served, console_shop: ConsoleShop) -> None:
+    seed = console_shop.planted.complements[0][0]
+    text_ = page(served.viewer, "/console/product", id=seed)
+    api = re.search(r'<ol class="api" id="api-bought-together">(.*?)</ol>', text_, re.S)
+    assert api is not None
+    reasons = re.findall(r'<span class="reason">(.*?)</span>', api.group(1), re.S)
+    assert any("lift" in r for r in reasons)
+    for reason in reasons:  # confidence as 12.34%, lift to 3 places, no snake_case
+        assert re.search(r"confidence \d+\.\d\d%", reason) or "confidence" not in reason
+        assert not re.search(r"lift \d+\.\d{4,}", reason) and "_" not in reason, reason
+    rows = re.findall(r'<td class="num">([^<]*)</td><td class="num">([^<]*)</td>', text_)
+    assert rows and all(re.fullmatch(r"\d+\.\d\d%", c) for c, _ in rows[:3])
 
 
 # -- decisions reach the API -----------------------------------------------------------------------
@@ -515,7 +563,10 @@ def test_pin_puts_the_product_at_its_position(served: Served, console_shop: Cons
     shown = re.search(r'<ol class="api" id="api-bought-together">(.*?)</ol>', product, re.S)
     assert shown is not None
     assert re.findall(r'data-product="([^"]+)"', shown.group(1))[:2] == [before[0], pinned]
-    assert f"pin {pinned} at position 2 for {seed}" in product
+    names = served.app.state.serving.index.names  # names where known (issue #16)
+    pin = f"{names[pinned]} ({pinned}) at position 2 for {names[seed]} ({seed})"
+    assert f"Pinned {pin}." in html.unescape(product)  # the confirmation
+    assert f"pin {pin}" in html.unescape(product)  # the decisions in force
     post(served.editor, "/console/product/decide", action="pin", seed=seed, product=pinned,
          position="4", next=here)
     assert ids(api_list(served.api, seed, k=5))[3] == pinned  # the latest pin wins
@@ -545,8 +596,10 @@ def test_boost_bury_and_block_everywhere(served: Served, console_shop: ConsoleSh
     seed = next(s for s, _ in console_shop.planted.complements if s != blocked)
     assert blocked not in ids(api_list(served.api, seed, k=50))
     text_ = page(served.editor, "/console/product", id=blocked)
-    assert f"block {blocked} everywhere" in text_ and "recalled" in text_
-    assert f"boost {blocked} (score × 50.0)" in text_
+    shown = html.unescape(text_)
+    label = f"{served.app.state.serving.index.names[blocked]} ({blocked})"
+    assert f"block {label} everywhere" in shown and "recalled" in shown
+    assert f"boost {label} (score × 50.0)" in shown
     assert post(served.editor, decide, action="boost", product=blocked,
                 factor="0").status_code == 400
     assert [d["kind"] for d in served.store.list_decisions()] == [
@@ -618,12 +671,15 @@ def test_the_audit_log_says_who_did_what_when_and_why(served: Served,
     text_ = page(served.viewer, "/console/audit")
     rows = re.findall(r"<tr class=\"[^\"]*\">\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*"
                       r"<td>([^<]+)</td>\s*<td>([^<]+)</td>\s*<td>([^<]*)</td>", text_)
+    names = served.app.state.serving.index.names  # names where the catalog has them (#16)
+    product, rule = f"{names[partner]} ({partner})", (f"{names[seed]} ({seed}) -> "
+                                                       f"{names[partner]} ({partner})")
     assert [(who, action, html.unescape(what), why) for _, who, action, what, why in
             rows[:4]] == [
-        ("admin API", "undo", f"undo: block {partner} everywhere", ""),
-        ("admin API", "block_product", f"block {partner} everywhere", "via API"),
-        ("edna", "undo", f"undo: reject rule {key}", "my mistake"),
-        ("edna", "block_rule", f"reject rule {key}", "odd pair")]
+        ("admin API", "undo", f"undo: block {product} everywhere", ""),
+        ("admin API", "block_product", f"block {product} everywhere", "via API"),
+        ("edna", "undo", f"undo: reject rule {rule}", "my mistake"),
+        ("edna", "block_rule", f"reject rule {rule}", "odd pair")]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", when) for when, *_ in rows)
 
 
@@ -660,7 +716,7 @@ def test_decisions_survive_retraining_and_lost_ones_are_flagged(
             assert api.post("/admin/reload", headers=ADMIN).json()["error"] is None
             assert api.get("/readyz").json()["version"] != version
             flagged = page(editor, "/console/flagged")
-            assert "reject rule tea-&gt;kettle" in flagged
+            assert "reject rule Green Tea (tea) -&gt; kettle" in flagged  # kettle is gone
             assert "rule not found in version" in flagged
             assert "product kettle not in version" in flagged
             assert "mug-&gt;tea" not in flagged

@@ -133,7 +133,9 @@ def test_pin_a_product_and_see_it_at_its_position(editor: Page, server: Server,
     form.get_by_label("at position").fill("2")
     form.get_by_label("Reason").fill("spring promotion")
     form.get_by_role("button", name="Pin").click()
-    editor.get_by_text(f"Pinned {pinned} at position 2 for {seed}.").wait_for()
+    names = {item["product_id"]: item["name"] for item in server.api("/v1/popular",
+                                                                      k=30)["items"]}
+    editor.get_by_text(f"Pinned {names[pinned]} ({pinned}) at position 2 for ").wait_for()
     shown = editor.locator("#api-bought-together li").evaluate_all(
         "items => items.map(item => item.dataset.product)")
     assert shown[:2] == [before[0], pinned]

@@ -12,6 +12,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from recsys.rules.export import (
 )
 from recsys.rules.mining import RULE_COLUMNS, annotate, mine, mine_rules
 from recsys.rules.query import select_rules
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 H, M, T, G, P = "85123A", "21232", "T1", "G7", "P9"
 EVIL = '<script>alert(1)</script> & "Mug"'
@@ -339,3 +343,41 @@ def test_export_rules_dispatches_with_options(rules: pd.DataFrame, tmp_path: Pat
 def test_rules_without_rule_columns_are_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="mine_rules"):
         export_csv(pd.DataFrame({"antecedents": []}), tmp_path / "r.csv")
+
+
+def test_html_network_draws_higher_lift_darker_as_its_caption_says(tmp_path: Path) -> None:
+    """Issue #16: the brightest lines had the highest lift while the caption said darker."""
+    text = export_html(mine_rules(ORDERS, min_count=1), tmp_path / "r.html").read_text()
+    assert "thicker and darker lines mean higher lift" in text
+    network = text[text.index('id="network'):]
+    lines = [(float(width), int(colour[:2], 16) * 0.2126 + int(colour[2:4], 16) * 0.7152 +
+              int(colour[4:], 16) * 0.0722) for colour, width in re.findall(
+        r"stroke: #([0-9a-f]{6}); stroke-opacity: [0-9.]+; stroke-width: ([0-9.]+)", network)]
+    assert len({w for w, _ in lines}) >= 3
+    by_width = sorted(lines)
+    assert [lum for _, lum in by_width] == sorted((lum for _, lum in by_width), reverse=True)
+
+
+def test_html_table_headers_are_words_and_names_do_not_wrap_narrow(
+        page: Page, tmp_path: Path) -> None:
+    """Issue #16: on Online Retail II the name columns wrapped to 7 lines, headers were
+    snake_case. Drawn by Chromium: a rule's names take at most 3 lines."""
+    long_names = CATALOG.assign(name=["WHITE HANGING HEART T-LIGHT HOLDER",
+                                      "REGENCY CAKESTAND 3 TIER PINK AND GREEN",
+                                      "JUMBO BAG RED RETROSPOT WITH HANDLES",
+                                      "SET OF 3 CAKE TINS PANTRY DESIGN"])
+    rules = annotate(mine(ORDERS, min_count=1).rules, long_names)
+    path = export_html(rules, tmp_path / "rules.html")
+    text = path.read_text(encoding="utf-8")
+    headers = re.findall(r"<th title=\"[^\"]*\">([^<]+)</th>", text)
+    assert "orders with both" in headers and "Fisher p-value" in headers
+    assert not [h for h in headers if "_" in h]
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(path.as_uri())
+    lines = page.locator("tr.rule").evaluate_all("""rows => rows.flatMap(row =>
+        [...row.children].slice(0, 2).map(cell => {  // the lines of the names' text
+            const range = document.createRange();
+            range.selectNodeContents(cell.firstChild);
+            return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+        }))""")
+    assert lines and max(lines) <= 3, lines

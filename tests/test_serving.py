@@ -44,6 +44,14 @@ def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/v1/version").json()["model_version"] == body["version"]
 
 
+def test_favicon_is_an_icon_not_a_404(client: TestClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert response.content[22:30] == b"\x89PNG\r\n\x1a\n"  # its one 16x16 PNG image
+
+
 def test_not_ready_without_an_artifact(tmp_path: Path) -> None:
     settings = ServingSettings(artifacts=str(tmp_path / "empty"))
     with TestClient(create_app(settings)) as empty:
@@ -72,9 +80,32 @@ def test_popular_filters_out_of_stock_and_explains(client: TestClient) -> None:
 def test_popular_per_category_and_fallback(client: TestClient) -> None:
     kitchen = client.get("/v1/popular", params={"category": "Home > Kitchen"}).json()
     assert [i["product_id"] for i in kitchen["items"]] == ["mug", "spoon"]
-    unknown = client.get("/v1/popular", params={"category": "Garden"}).json()
-    assert unknown["fallback"] == "global_best_sellers"
-    assert [i["product_id"] for i in unknown["items"]] == ["tea", "mug", "spoon"]
+    unknown = client.get("/v1/popular", params={"category": "Garden"})
+    assert unknown.status_code == 422 and "'Garden'" in unknown.text and "Home" in unknown.text
+
+
+def _also_viewed_evidence(client: TestClient) -> list[set[str]]:
+    out = []
+    for product in ("tea", "mug", "spoon", "kettle"):
+        body = client.get(f"/v1/items/{product}/also-viewed",
+                          params={"in_stock_only": "false"}).json()
+        out += [set(item["reason"]["evidence"]) for item in body["items"]
+                if item["reason"]["source"] == "also_viewed"]
+    return out
+
+
+def test_also_viewed_evidence_names_what_was_counted(client: TestClient, tmp_path: Path) -> None:
+    """Issue #16: built from purchases (no view events) it counts orders, not sessions."""
+    viewed = _also_viewed_evidence(client)
+    assert viewed and all("sessions_with_both" in keys for keys in viewed)
+    config = write_small_config(tmp_path)
+    config.write_text("\n".join(line for line in config.read_text().splitlines()
+                                if not line.startswith("events = ")))
+    assert main(["-q", "run", "--config", str(config)]) == 0
+    with TestClient(create_app(load_config(config).serving_settings())) as bought:
+        counted = _also_viewed_evidence(bought)
+    assert counted and all("orders_with_both" in keys and "sessions_with_both" not in keys
+                           for keys in counted)
 
 
 @pytest.mark.parametrize("params", [{"k": 0}, {"k": 101}, {"k": "ten"}, {"category": "x" * 300}])

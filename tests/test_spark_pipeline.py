@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from recsys.app import create_app
 
+from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
 from recsys.pipeline import run_pipeline

@@ -8,7 +8,7 @@ from typing import Any
 from recsys.console.rules import RulesTable
 from recsys.serving.index import ServingIndex
 
-__all__ = ["rule_products", "concerns", "missing_from", "flagged"]
+__all__ = ["rule_products", "label", "rule_label", "concerns", "missing_from", "flagged"]
 
 _RULE_KINDS = ("approve_rule", "block_rule")
 
@@ -17,6 +17,19 @@ def rule_products(key: str) -> list[str]:
     """The product ids of a rule key ``A+B->C``."""
     antecedents, _, consequents = key.partition("->")
     return antecedents.split("+") + consequents.split("+")
+
+
+def label(index: ServingIndex | None, product_id: str) -> str:
+    """A product as merchandisers know it: "Name (id)" where the catalog names it."""
+    name = index.names.get(product_id) if index is not None else None
+    return f"{name} ({product_id})" if name else product_id
+
+
+def rule_label(index: ServingIndex | None, key: str) -> str:
+    """A rule key ``A+B->C`` with the products' names: "Name A (A) + B -> Name C (C)"."""
+    antecedents, _, consequents = key.partition("->")
+    return " -> ".join(" + ".join(label(index, p) for p in side.split("+"))
+                       for side in (antecedents, consequents))
 
 
 def concerns(decision: dict[str, Any], product_id: str) -> bool:

@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from recsys.console.review import label, rule_label
 from recsys.console.rules import RulesCache
 from recsys.console.secret import session_secret
 from recsys.console.session import COOKIE, MAX_AGE_S, Session, SessionCodec
@@ -78,7 +79,7 @@ class Console:
         self.throttle = SignInThrottle()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=True, undefined=StrictUndefined)
-        self.templates.filters.update(when=_when, number=_number)
+        self.templates.filters.update(when=_when, number=_number, evidence=_evidence)
 
     @property
     def codec(self) -> SessionCodec:
@@ -167,6 +168,20 @@ def _number(value: float, metric: str = "") -> str:
     return f"{value:.3f}"
 
 
+def _evidence(value: Any, key: str) -> str:
+    """One evidence value of an API reason, formatted as the rules tables format the same
+    metric (confidence as a percentage, counts as integers, lift and scores to 3 places)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return _number(value, "count")
+    if isinstance(value, float):
+        return _number(value, "confidence" if key.endswith("confidence") else key)
+    if isinstance(value, list):
+        return " + ".join(str(v) for v in value)
+    return str(value)
+
+
 def safe_next(target: str, default: str) -> str:
     """A redirect target inside the console (never another site)."""
     ok = target.startswith(PREFIX + "/") and "//" not in target and "\\" not in target
@@ -184,5 +199,6 @@ def render(request: Request, template: str, *, status: int = 200,
     index = console.serving.index
     page = console.templates.get_template(template).render(
         base=PREFIX, csrf=session.csrf, flashes=session.take_flashes(), user=user,
-        version=index.version if index else None, **context)
+        version=index.version if index else None, named=lambda pid: label(index, pid),
+        named_rule=lambda key: rule_label(index, key), **context)
     return HTMLResponse(page, status_code=status)

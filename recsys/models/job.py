@@ -79,7 +79,9 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
         "also_viewed_support_weight": config.also_viewed_support_weight,
-        "als_min_history": config.als_min_history}, indent=2))
+        "als_min_history": config.als_min_history,
+        "also_viewed_counts": "sessions" if "also_viewed_source" in metrics else "orders"},
+        indent=2))
     if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
         co_purchase.save(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "co-purchase (no view events)"

@@ -14,6 +14,7 @@ from recsys.config import ServingSettings
 from recsys.serving.fastpath import FastPath
 from recsys.serving.observe import Observe, new_metrics
 from recsys.serving.routes import ROUTERS
+from recsys.serving.service import UnknownCategory
 from recsys.serving.state import NotReady, ServingState
 
 __all__ = ["install", "include_routes"]
@@ -28,6 +29,11 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     problems = [{"where": ".".join(str(p) for p in err.get("loc", ())),
                  "problem": err.get("msg", "")} for err in exc.errors()]
     return JSONResponse({"detail": problems}, status_code=422)
+
+
+async def _unknown_category(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": [{"where": "query.category", "problem": str(exc)}]},
+                        status_code=422)
 
 
 def install(app: FastAPI, settings: ServingSettings, *, fast_path: bool = True) -> None:
@@ -46,6 +52,7 @@ def install(app: FastAPI, settings: ServingSettings, *, fast_path: bool = True) 
     app.add_middleware(Observe)  # outermost: it also times and counts the fast path
     app.add_exception_handler(NotReady, _not_ready)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(UnknownCategory, _unknown_category)
 
 
 def include_routes(app: FastAPI) -> None:

@@ -5,8 +5,8 @@ machinery, which costs more than the lookup itself.
 it is certain the route would accept it: ``GET /v1/items/{id}/also-viewed`` and
 ``/bought-together``, and ``POST /v1/cart/add-ons`` with a JSON body, with every parameter
 well formed. Anything else (a missing index, an unusual or invalid parameter, a repeated
-one, another content type, a missing or wrong storefront key) goes on to the FastAPI
-route, which answers it, 422s and 401s included.
+one, another content type, a missing or wrong storefront key, an unknown category) goes on
+to the FastAPI route, which answers it, 422s and 401s included.
 The parameters are checked against the routes' own declaration (``params``), and the
 answer is the route's own (``service``); tests compare the two on valid and invalid
 requests.
@@ -75,7 +75,7 @@ class FastPath:
         if index is None or not _allowed(state, scope):
             return False
         query = ITEM_LIST.parse(scope["query_string"], product_id=product_id)
-        if query is None:
+        if query is None or not service.category_known(index, query):
             return False
         await self._send(scope, send, kind, index, service.item_list(state, index, kind, query))
         return True
@@ -86,7 +86,7 @@ class FastPath:
         if index is None or not _allowed(state, scope):
             return False
         query = CART.parse(scope["query_string"])
-        if query is None:
+        if query is None or not service.category_known(index, query):
             return False
         try:
             cart = CartRequest.model_validate(orjson.loads(body))

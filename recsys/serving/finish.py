@@ -15,9 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scipy.special import pdtrc
+
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Options", "Decisions", "Candidate", "Result", "finish"]
+__all__ = ["Options", "Decisions", "Candidate", "Result", "finish", "EVIDENCE_SOURCES"]
+
+EVIDENCE_SOURCES = frozenset({"rule", "bought_together", "also_viewed"})  # the engine's items
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class Options:
     exclude: frozenset[str] = frozenset()
     in_stock_only: bool = True
     rank_by: Literal["score", "value"] = "score"
+    # the minimum evidence (``_clear_evidence``; 0 and 1 = off); ``fill``: a short list is
+    # filled from best sellers
+    min_score_share: float = 0.0
+    max_p_value: float = 1.0
+    fill: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             counts[reason] = counts.get(reason, 0) + 1
             continue
         kept.append(cand)
+    kept = _clear_evidence(index, kept, options, counts)
     for reason, n in counts.items():
         applied.append(f"{reason}:{n}")
     if decisions.boosts:
@@ -136,7 +146,7 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             applied.append(f"pinned:{pid}@{position}")
     items = items[: options.k]
     fallback = None
-    if len(items) < options.k:
+    if len(items) < options.k and options.fill:
         # fill from best sellers: the requested category, the seed's category, then global
         have = {c.product_id for c in items} | excluded | decisions.blocked_products
         scopes: list[tuple[str | None, str]] = []
@@ -168,6 +178,40 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             if len(items) == options.k:
                 break
     return Result(items=[_render(index, c) for c in items], fallback=fallback, applied=applied)
+
+
+def _clear_evidence(index: ServingIndex, kept: list[Candidate], options: Options,
+                    counts: dict[str, int]) -> list[Candidate]:
+    """The candidates with enough evidence: an engine item (rule or neighbour) scores at
+    least ``min_score_share`` of the best engine item's score; a rule has lift above 1; a
+    co-purchase neighbour or one-product rule was bought with its seed significantly more
+    often than chance (one-sided Poisson p-value of its count at most ``max_p_value``).
+    Others are counted as ``weak_evidence``. Pins and best sellers are not judged."""
+    engine = [c.score for c in kept if c.source in EVIDENCE_SOURCES]
+    if not engine or (options.min_score_share <= 0 and options.max_p_value >= 1):
+        return kept
+    floor = options.min_score_share * max(engine)
+    strong = [c for c in kept if c.source not in EVIDENCE_SOURCES or (
+        c.score >= floor and c.evidence.get("lift", 2.0) > 1.0 and (
+            c.source == "also_viewed" or _significant(index, c, options.max_p_value)))]
+    if len(strong) < len(kept):
+        counts["weak_evidence"] = len(kept) - len(strong)
+    return strong
+
+
+def _significant(index: ServingIndex, cand: Candidate, max_p: float) -> bool:
+    """Whether the candidate's co-purchase count with its one seed is significantly above
+    chance: P(X >= count) for X ~ Poisson(n(seed) x n(product) / orders). A rule of several
+    products (no single seed) has passed the miner's own Fisher test."""
+    orders, seed = index.orders, cand.evidence.get("seed")
+    if max_p >= 1 or orders is None or not isinstance(seed, str):
+        return True
+    a, b = index.code_of.get(seed), index.code_of.get(cand.product_id)
+    if a is None or b is None:
+        return False
+    expected = orders.per_product[a] * orders.per_product[b] / orders.total
+    count = int(cand.evidence.get("co_purchases", 0))
+    return count > expected and float(pdtrc(count - 1, expected)) <= max_p
 
 
 def _render(index: ServingIndex, cand: Candidate) -> dict[str, Any]:

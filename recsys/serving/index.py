@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -94,6 +94,16 @@ class Bundle:
 
 
 @dataclass(frozen=True)
+class OrderCounts:
+    """Orders holding each product (the rules job's frequent single products; the others,
+    under its ``min_count``, count as ``min_count``) and all orders: what a co-purchase count
+    is compared with (``expected = n(a) x n(b) / orders``)."""
+
+    per_product: np.ndarray  # by product code
+    total: int
+
+
+@dataclass(frozen=True)
 class Ranking:
     """Blend weights the models job chose for this artifact (``ranking.json``)."""
 
@@ -101,6 +111,8 @@ class Ranking:
     rule_weight: float = 0.1
     also_viewed_support_weight: float = 3.0
     als_min_history: int = 10
+    # what also_viewed/'s support counted: view "sessions", or "orders" (no view events)
+    also_viewed_counts: Literal["sessions", "orders"] = "sessions"
 
 
 @dataclass
@@ -148,6 +160,7 @@ class ServingIndex:
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
+    orders: OrderCounts | None = None  # for the significance of co-purchase counts
 
     @property
     def version(self) -> str:
@@ -167,6 +180,16 @@ class ServingIndex:
         if product_id in self.categories:
             out["category"] = self.categories[product_id]
         return out
+
+    @functools.cached_property
+    def category_paths(self) -> frozenset[str]:
+        """Every level of every product's category path ("Home", "Home > Kitchen", ...) and
+        every best-seller scope: the values a ``category`` parameter may take."""
+        paths = {scope for scope in self.popular if scope != GLOBAL_SCOPE}
+        for category in set(self.categories.values()):
+            parts = category.split(" > ")
+            paths.update(" > ".join(parts[:d]) for d in range(1, len(parts) + 1))
+        return frozenset(paths)
 
     @functools.cached_property
     def unavailable_mask(self) -> np.ndarray:
@@ -272,6 +295,25 @@ def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarra
     rows = np.concatenate(order_all)
     return RuleTable(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
                      lift[rows], count[rows])
+
+
+def _load_order_counts(folder: Path, code_of: dict[str, int]) -> OrderCounts | None:
+    itemsets, report = layout.ITEMSETS.at(folder), layout.RULES_REPORT.at(folder)
+    if not (itemsets.exists() and report.exists()):
+        return None
+    figures = json.loads(report.read_text())
+    try:  # the single products only: the whole table can hold millions of itemsets
+        singles = pq.read_table(itemsets, columns=["items", "count"],
+                                filters=[("length", "=", 1)])
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ArtifactError(f"table file {itemsets} is not readable Parquet: {exc}") from exc
+    counts = np.full(len(code_of), max(int(figures["min_count"]), 1), dtype=np.float64)
+    for items, count in zip(singles.column("items").to_pylist(),
+                            singles.column("count").to_pylist(), strict=True):
+        code = code_of.get(str(items[0]))
+        if code is not None:
+            counts[code] = int(count)
+    return OrderCounts(per_product=counts, total=max(int(figures["n_orders"]), 1))
 
 
 def _load_substitutes(folder: Path, code_of: dict[str, int]) -> dict[int, frozenset[int]]:
@@ -384,7 +426,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder))
+        segments=_load_segments(folder), orders=_load_order_counts(folder, code_of))
 
 
 def _table(folder: Path) -> Neighbours | None:

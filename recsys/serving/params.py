@@ -182,7 +182,8 @@ def _id(name: str, description: str, where: Literal["query", "path"] = "query",
 PRODUCT_ID = _id("product_id", "product id", "path", ("P00180",))
 CUSTOMER_ID = _id("customer_id", "customer id", "path", ("C000001",))
 K = Param("k", "int", Options.k, "how many items (1..100)", ge=1, le=100)
-CATEGORY = Param("category", "str", None, "only products in this category path",
+CATEGORY = Param("category", "str", None, "only products in this category (any level of "
+                 "a catalog path; one no product is in is a 422)",
                  min_length=1, max_length=256)
 EXCLUDE = Param("exclude", "strings", None, "product ids to leave out", min_length=1,
                 max_length=128, pattern=ID_PATTERN, max_items=100)

@@ -29,9 +29,10 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 def also_viewed(index: ServingIndex, product_id: str, options: Options,
                 decisions: Decisions) -> Result:
-    """Customers who viewed this also viewed: the item-kNN neighbours over view sessions,
-    re-ranked by similarity plus a share of their co-view support (each scaled to the
-    product's best)."""
+    """Customers who viewed this also viewed: the item-kNN neighbours over view sessions
+    (orders when the data had no views), re-ranked by similarity plus a share of their
+    co-view support (each scaled to the product's best); the evidence names what was
+    counted (``sessions_with_both`` or ``orders_with_both``)."""
     code = index.code_of.get(product_id)
     table = index.also_viewed
     candidates = []
@@ -42,10 +43,11 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
         sims = np.asarray(table.scores[code], dtype=np.float64)[keep]
         support = np.asarray(table.support[code], dtype=np.float64)[keep]
         weight = index.ranking.also_viewed_support_weight
+        counted = f"{index.ranking.also_viewed_counts}_with_both"
         scores = _scaled(sims) + weight * _scaled(support)
         for i in np.argsort(-scores, kind="stable")[: _limit(options)].tolist():
             candidates.append(Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", {
-                "seed": product_id, "sessions_with_both": int(support[i]),
+                "seed": product_id, counted: int(support[i]),
                 "similarity": round(float(sims[i]), 6)}))
     return finish(index, candidates, options, decisions, seeds=[product_id],
                   fallback_category=index.categories.get(product_id), never=frozenset([product_id]))

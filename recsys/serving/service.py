@@ -5,6 +5,7 @@ call these (never each other), so a list is computed one way wherever it is show
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -18,13 +19,43 @@ from recsys.serving.params import ListQuery
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
-__all__ = ["Answer", "arm_of", "ranked", "list_body", "item_list", "cart_list",
+__all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body", "item_list", "cart_list",
            "customer_list", "popular_list", "bundles", "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 ItemKind = Literal["also-viewed", "bought-together"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
               "bought-together": recommend.bought_together}
+
+
+class UnknownCategory(ValueError):
+    """A ``category`` no product of the catalog is in: every list endpoint answers 422."""
+
+    def __init__(self, index: ServingIndex, category: str) -> None:
+        tops = sorted({path.split(" > ")[0] for path in index.category_paths})
+        known = ", ".join(tops[:10]) + (", ..." if len(tops) > 10 else "") if tops else "none"
+        super().__init__(f"unknown category {category!r}: no product of the catalog is in it "
+                         f"(top-level categories: {known})")
+
+
+def category_known(index: ServingIndex, query: ListQuery) -> bool:
+    """Whether the query's category (if any) is a level of some product's category path."""
+    category = query.options.category
+    return category is None or category in index.category_paths
+
+
+def _check_category(index: ServingIndex, query: ListQuery) -> None:
+    if not category_known(index, query):
+        raise UnknownCategory(index, query.options.category or "")
+
+
+def _placed(settings: ServingSettings, placement: Literal["also_viewed", "bought_together",
+                                                          "cart"],
+            options: recommend.Options) -> recommend.Options:
+    """The request's options with the placement's minimum evidence and fill."""
+    floor = getattr(settings.placements, placement)
+    return replace(options, min_score_share=floor.min_score_share,
+                   max_p_value=floor.max_p_value, fill=floor.fill)
 
 
 def arm_of(settings: ServingSettings, customer_id: str | None,
@@ -59,22 +90,28 @@ def list_body(index: ServingIndex, result: recommend.Result, request_id: str,
 def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
               query: ListQuery) -> Answer:
     """A product's also-viewed or bought-together list for this shopper."""
-    compute, product_id, options = ITEM_LISTS[kind], query.product_id or "", query.options
+    _check_category(index, query)
+    compute, product_id = ITEM_LISTS[kind], query.product_id or ""
+    options = _placed(state.settings, "also_viewed" if kind == "also-viewed" else
+                      "bought_together", query.options)
     arm = arm_of(state.settings, query.customer_id, query.session_id)
-    return ranked(state, index, arm, options,
+    return ranked(state, index, arm, query.options,
                   lambda d: compute(index, product_id, options, d)), arm
 
 
 def cart_list(state: ServingState, index: ServingIndex, products: list[str],
               customer_id: str | None, session_id: str | None, query: ListQuery) -> Answer:
     """Add-ons for a cart of these products."""
+    _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
+    options = _placed(state.settings, "cart", query.options)
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
-        index, products, query.options, d)), arm
+        index, products, options, d)), arm
 
 
 def customer_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:
     """A customer's personalised list (``history``: what an anonymous shopper looked at)."""
+    _check_category(index, query)
     arm = arm_of(state.settings, query.customer_id, query.session_id)
     return ranked(state, index, arm, query.options, lambda d: recommend.for_customer(
         index, query.customer_id, list(query.history), query.options, d)), arm
@@ -82,6 +119,7 @@ def customer_list(state: ServingState, index: ServingIndex, query: ListQuery) ->
 
 def popular_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:
     """Best sellers (every arm: they are the control arm's list)."""
+    _check_category(index, query)
     return (recommend.popular(index, query.options, state.store.decisions()),
             arm_of(state.settings, query.customer_id, query.session_id))
 
@@ -102,8 +140,10 @@ def product_lists(state: ServingState, index: ServingIndex,
     """What the API shows for a product now (the engine's arm, default options): its
     bought-together and also-viewed lists and its first bundles."""
     decisions, options = state.store.decisions(), recommend.Options(k=10)
-    return {"bought_together": recommend.bought_together(index, product_id, options,
+    together = _placed(state.settings, "bought_together", options)
+    viewed = _placed(state.settings, "also_viewed", options)
+    return {"bought_together": recommend.bought_together(index, product_id, together,
                                                          decisions).items,
-            "also_viewed": recommend.also_viewed(index, product_id, options, decisions).items,
+            "also_viewed": recommend.also_viewed(index, product_id, viewed, decisions).items,
             "bundles": recommend.bundles_for(index, product_id, 5,
                                              blocked=decisions.blocked_products)}

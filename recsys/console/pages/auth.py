@@ -28,7 +28,7 @@ def home() -> RedirectResponse:
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: Annotated[str, Query(max_length=2048)] = ""
                ) -> HTMLResponse:
-    return render(request, "login.html", next=next, failed=False)
+    return render(request, "login.html", next=next, failed=False, username="")
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -40,7 +40,7 @@ def login(request: Request, console: ConsoleDep, session: SessionDep,
     if wait_s:
         log.warning("console sign-in throttled for %r from %s", data.username, address)
         page = render(request, "login.html", status=429, next=data.next, failed=False,
-                      wait_minutes=math.ceil(wait_s / 60))
+                      username=data.username, wait_minutes=math.ceil(wait_s / 60))
         page.headers["Retry-After"] = str(wait_s)
         return page
     row = console.store.user(data.username)
@@ -48,7 +48,8 @@ def login(request: Request, console: ConsoleDep, session: SessionDep,
             row is None or row["disabled"]):
         console.throttle.failed(address, data.username)
         log.warning("console sign-in refused for %r from %s", data.username, address)
-        return render(request, "login.html", status=401, next=data.next, failed=True)
+        return render(request, "login.html", status=401, next=data.next, failed=True,
+                      username=data.username)  # kept: only the password is typed again
     console.throttle.succeeded(address, data.username)
     session.sign_in(data.username, row["session_epoch"])
     log.info("console sign-in: %s (%s)", data.username, row["role"])

@@ -50,9 +50,11 @@ def product_page(request: Request, console: ConsoleDep, user: Viewer, index: Ind
     return render(
         request, "product.html", user=user, product=index.describe(product_id),
         available=product_id in index.available,
-        rules_from=best(table.rows_with(product_id, "antecedent"), 50),
-        rules_to=best(table.rows_with(product_id, "consequent"), 20),
+        rules_from=_by_consequent(best(table.rows_with(product_id, "antecedent"), 500), 50),
+        rules_to=[{**r, "more": []} for r in best(table.rows_with(product_id, "consequent"),
+                                                  20)],
         also_viewed=_neighbours(index, index.also_viewed, code),
+        also_viewed_counts=index.ranking.also_viewed_counts,
         bundles=_bundles(index, code)[:20],
         api=service.product_lists(console.serving, index, product_id),
         decisions=[d for d in console.store.list_decisions() if review.concerns(d, product_id)],
@@ -69,26 +71,41 @@ def decide_product(console: ConsoleDep, user: Editor, index: Index, session: Ses
         session.flash(f"Nothing changed: {', '.join(unknown)} is not a product of "
                       f"version {index.version}.")
         return redirect(back)
+    product, seed = review.label(index, data.product), review.label(index, data.seed or "")
     if data.action == "pin":
         if not data.seed or data.position is None or data.seed == data.product:
             session.flash("Not pinned: a pin needs another product and a position.")
             return redirect(back)
         decision: dict[str, Any] = {"kind": "pin", "seed_id": data.seed,
                                     "product_id": data.product, "position": data.position}
-        done = f"Pinned {data.product} at position {data.position} for {data.seed}."
+        done = f"Pinned {product} at position {data.position} for {seed}."
     elif data.action == "boost":
         if data.factor is None:
             session.flash("Not changed: boosting or burying needs a factor.")
             return redirect(back)
         decision = {"kind": "boost", "product_id": data.product, "factor": data.factor}
-        done = (f"{'Boosted' if data.factor >= 1 else 'Buried'} {data.product} "
+        done = (f"{'Boosted' if data.factor >= 1 else 'Buried'} {product} "
                 f"(score x {data.factor:g}) everywhere.")
     else:
         decision = {"kind": "block_product", "product_id": data.product}
-        done = f"Blocked {data.product} from every list."
+        done = f"Blocked {product} from every list."
     console.store.add_decisions([decision], by=user.name, reason=data.reason or None)
     session.flash(done)
     return redirect(back)
+
+
+def _by_consequent(rules: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Rules grouped by what they recommend, the first ``n`` consequents in the order given:
+    each the first (most confident) rule, with the others of its consequent in ``more`` (a
+    product is one line however many antecedents lead to it)."""
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for rule in rules:
+        key = tuple(pid for pid, _ in rule["consequents"])
+        if key in groups:
+            groups[key]["more"].append(rule)
+        elif len(groups) < n:
+            groups[key] = {**rule, "more": []}
+    return list(groups.values())
 
 
 def _neighbours(index: ServingIndex, table: Any, code: int, n: int = 20

@@ -17,6 +17,7 @@ __all__ = ["NETWORK_PAIRS", "scatter_svg", "network_svg"]
 
 NETWORK_PAIRS = 30
 _LABELS_PER_ROW = 5.0  # node labels side by side across the network chart
+LIFT_COLOURS = "viridis_r"  # higher lift darker, as the captions say
 _RASTER_POINTS = 2000  # scatter plots with more points embed a bitmap inside the SVG
 
 
@@ -31,7 +32,7 @@ def scatter_svg(rules: pd.DataFrame) -> str:
         order = np.argsort(rules["lift"].to_numpy())  # highest lift drawn last, on top
         points = ax.scatter(rules["support"].to_numpy()[order],
                             rules["confidence"].to_numpy()[order],
-                            c=rules["lift"].to_numpy()[order], cmap="viridis", s=18,
+                            c=rules["lift"].to_numpy()[order], cmap=LIFT_COLOURS, s=18,
                             alpha=0.8, edgecolors="none", rasterized=len(rules) > _RASTER_POINTS)
         fig.colorbar(points, ax=ax, label="lift")
         ax.xaxis.set_major_formatter(PercentFormatter(xmax=1))
@@ -135,7 +136,7 @@ def network_svg(rules: pd.DataFrame) -> str | None:
         fig = Figure(figsize=(fig_width, min(max(fig_width * height / width, 3.0), 18.0)))
         ax = fig.add_subplot()
         norm = Normalize(vmin=low, vmax=high if high > low else low + 1)
-        edges = LineCollection(segments, linewidths=1.0 + 6.0 * scaled, cmap="viridis",
+        edges = LineCollection(segments, linewidths=1.0 + 6.0 * scaled, cmap=LIFT_COLOURS,
                                norm=norm, alpha=0.75, zorder=1)
         edges.set_array(lifts)
         ax.add_collection(edges)

@@ -27,7 +27,14 @@ from recsys.rules.query import check_rules, select_rules
 __all__ = ["export_html"]
 
 _CSS = REPORT_CSS + """th{position:sticky;top:0}p.empty{font-size:1.1rem;color:#8a4b00}
+div.wide{overflow-x:auto}table.rules td:nth-child(-n+2){min-width:16rem}
+table.rules td.num{white-space:nowrap}
 """
+_HEADERS = {  # the table's column headers, in words
+    "antecedent_count": "orders with the first side", "consequent_count":
+    "orders with the second side", "count": "orders with both", "zhangs_metric":
+    "Zhang's metric", "jaccard": "Jaccard", "kulczynski": "Kulczynski", "fisher_p":
+    "Fisher p-value"}
 
 _HTML_NUMBER: dict[str, Callable[[float], str]] = {
     "antecedent_count": "{:,.0f}".format, "consequent_count": "{:,.0f}".format,
@@ -56,7 +63,7 @@ def export_html(rules: pd.DataFrame, path: Path, *, title: str = "Association ru
     else:
         parts += ["<h2>Top rules</h2>", _html_table(shown),
                   "<h2>Support and confidence</h2>", _figure(scatter_svg(rules),
-                  f"Each dot is one of the {len(rules):,} rules; colour shows lift."),
+                  f"Each dot is one of the {len(rules):,} rules; darker dots have higher lift."),
                   "<h2>Products bought together</h2>", _figure(network_svg(rules),
                   f"The {NETWORK_PAIRS} product pairs with the highest lift; thicker and "
                   "darker lines mean higher lift.")]
@@ -91,7 +98,8 @@ def _html_table(shown: pd.DataFrame) -> str:
     flat = flat_rules(shown)
     measures = [c for c in RULE_COLUMNS[2:] if c in flat.columns]
     head = ["<th>If the order has</th>", "<th>it often also has</th>"] + [
-        f'<th title="{html.escape(MEANING.get(c, c))}">{html.escape(c)}</th>' for c in measures]
+        f'<th title="{html.escape(c)}: {html.escape(MEANING.get(c, c))}">'
+        f'{html.escape(_HEADERS.get(c, c))}</th>' for c in measures]
     columns: list[list[str]] = [_side_cells(flat, "antecedent"), _side_cells(flat, "consequent")]
     for c in measures:
         fmt = _HTML_NUMBER.get(c, "{:.3f}".format)
@@ -103,8 +111,8 @@ def _html_table(shown: pd.DataFrame) -> str:
         cells = [f"<td>{v}</td>" if j < n_text else f'<td class="num">{v}</td>'
                  for j, v in enumerate(row)]
         body.append(f'<tr class="rule">{"".join(cells)}</tr>')
-    return (f"<table><thead><tr>{''.join(head)}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (f'<div class="wide"><table class="rules"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _html_glossary() -> str:
