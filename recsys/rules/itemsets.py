@@ -79,9 +79,13 @@ class CountIndex:
 
     def counts(self, sets: np.ndarray) -> np.ndarray:
         k = sets.shape[1]
+        if not len(sets):
+            return np.empty(0, np.int64)
         if k == 1:
             return self._single[sets[:, 0]]
-        keys, counts = self._by_len[k]
+        keys, counts = self._by_len.get(k, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        if not len(keys):  # impossible, as below
+            raise AssertionError(f"no frequent itemsets of {k} products to look up")
         query = row_keys(sets, self._bits)
         pos = np.searchsorted(keys, query)
         pos = np.minimum(pos, len(keys) - 1)
