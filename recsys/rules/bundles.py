@@ -18,7 +18,10 @@ O = S minus a, the other products:
 (margin 1 when margins are unknown, so the gain is in revenue; with margins, in profit). The
 P(O) term takes out what the customer would buy anyway, so an expensive best seller does not
 win on price alone. A bundle's anchor is the product that maximises its gain; bundles with no
-positive gain are left out, the rest ranked by that gain.
+positive gain are left out, the rest ranked by that gain, best first, skipping a bundle when
+one of its pairs is already in ``max_pair_repeats`` better ones: near-duplicates ({a, b, c},
+{a, b, d}, {a, b, c, d}) would otherwise fill a product's list with one pair padded by a
+third product (the Regency cakestand in every bundle of 85123A on Online Retail II).
 
 Substitutes: products a and b with at least ``min_coviews`` sessions that viewed both, a
 co-view lift (sessions viewing both x sessions / (sessions viewing a x sessions viewing b)) of
@@ -31,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numba import njit
 
 from recsys.rules.itemsets import CountIndex, FrequentItemsets, row_keys
 from recsys.rules.settings import BundleConfig, SubstituteConfig
@@ -114,6 +118,11 @@ def _associated(fi: FrequentItemsets, n_orders: int, max_p: float) -> tuple[np.n
     return keys[order], ok[order], lift[order]
 
 
+_COLUMNS = {"items": object, "size": np.int64, "count": np.int64, "anchor": np.int32,
+            "anchor_confidence": float, "others_share": float, "expected_gain": float,
+            "bundle_value": float, "min_pair_lift": float}
+
+
 def rank_bundles(fi: FrequentItemsets, values: np.ndarray, substitutes: pd.DataFrame,
                  config: BundleConfig) -> pd.DataFrame:
     """Rank the frequent itemsets of 2..max_size products (``fi``, over the orders the bundles
@@ -121,7 +130,7 @@ def rank_bundles(fi: FrequentItemsets, values: np.ndarray, substitutes: pd.DataF
 
     Returns codes-based columns: items (array rows), size, count, anchor, anchor_confidence,
     others_share (P(O)), expected_gain, bundle_value, min_pair_lift; at most ``config.top``
-    rows, best first.
+    rows, best first, no pair of products in more than ``config.max_pair_repeats`` of them.
     """
     n_orders = max(fi.n_orders, 1)
     index = CountIndex(fi, len(values))
@@ -130,20 +139,23 @@ def rank_bundles(fi: FrequentItemsets, values: np.ndarray, substitutes: pd.DataF
     sub_keys = np.sort(row_keys(np.sort(np.column_stack(
         [substitutes["a"], substitutes["b"]]), axis=1).astype(np.int32), bits)) if len(
         substitutes) else np.empty(0, np.int64)
-    parts = []
+    parts = [pd.DataFrame({c: pd.Series(dtype=t) for c, t in _COLUMNS.items()})]
+    pair_parts = [np.empty((0, 6), np.int64)]
     for size in range(2, config.max_size + 1):  # a loop over bundle sizes (<= 3)
         sets, counts = fi.of_length(size)
         keep = (counts >= config.min_count) & ~np.isnan(values[sets]).any(axis=1)
         min_lift = np.full(len(sets), np.inf)
-        for i, j in _pairs_of(sets):  # every pair a real association, none a substitute pair
-            key = row_keys(sets[:, [i, j]], bits)
+        pair_ids = np.full((len(sets), 6), -1, np.int64)
+        for col, (i, j) in enumerate(_pairs_of(sets)):  # every pair a real association,
+            key = row_keys(sets[:, [i, j]], bits)        # none a substitute pair
             pos = np.minimum(np.searchsorted(pair_keys, key), len(pair_keys) - 1)
             keep &= pair_ok[pos]
             min_lift = np.minimum(min_lift, pair_lift[pos])
+            pair_ids[:, col] = pos
             if len(sub_keys):
                 at = np.minimum(np.searchsorted(sub_keys, key), len(sub_keys) - 1)
                 keep &= sub_keys[at] != key
-        sets, counts, min_lift = sets[keep], counts[keep], min_lift[keep]
+        sets, counts, min_lift, pair_ids = sets[keep], counts[keep], min_lift[keep], pair_ids[keep]
         value = values[sets]
         total = value.sum(axis=1)
         gains = np.empty(sets.shape)
@@ -165,8 +177,33 @@ def rank_bundles(fi: FrequentItemsets, values: np.ndarray, substitutes: pd.DataF
             "anchor": anchors, "anchor_confidence": counts[rows] / index.counts(anchors[:, None]),
             "others_share": share[rows, best], "expected_gain": gains[rows, best],
             "bundle_value": total[rows], "min_pair_lift": min_lift[rows]}))
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["items", "size", "count", "anchor", "anchor_confidence", "others_share",
-                 "expected_gain", "bundle_value", "min_pair_lift"])
+        pair_parts.append(pair_ids[rows])
+    table = pd.concat(parts, ignore_index=True)
     order = np.lexsort((-table["count"].to_numpy(), -table["expected_gain"].to_numpy(float)))
-    return table.iloc[order[: config.top]].reset_index(drop=True)
+    chosen = _diverse(order, np.concatenate(pair_parts), len(pair_keys),
+                      config.max_pair_repeats or len(order) + 1, config.top)
+    return table.iloc[chosen].reset_index(drop=True)
+
+
+@njit(cache=True, nogil=True)
+def _diverse(order: np.ndarray, pair_ids: np.ndarray, n_pairs: int, max_repeats: int,
+             top: int) -> np.ndarray:
+    """Best first, the rows of ``order`` none of whose pairs (``pair_ids`` rows, -1 padded)
+    is already in ``max_repeats`` chosen rows; at most ``top`` of them."""
+    used = np.zeros(n_pairs, np.int64)
+    chosen = np.empty(min(top, len(order)), np.int64)
+    n = 0
+    for row in order:
+        if n == len(chosen):
+            break
+        ok = True
+        for p in pair_ids[row]:
+            if p >= 0 and used[p] >= max_repeats:
+                ok = False
+        if ok:
+            for p in pair_ids[row]:
+                if p >= 0:
+                    used[p] += 1
+            chosen[n] = row
+            n += 1
+    return chosen[:n]

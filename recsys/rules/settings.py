@@ -28,6 +28,8 @@ class BundleConfig(BaseModel):
     max_p_value: float = Field(0.05, ge=0, le=1, description="every pair of a bundle needs "
                                                              "a Fisher p-value at most this")
     top: int = Field(1000, ge=1, description="bundles kept, best first")
+    max_pair_repeats: int = Field(2, ge=0, description="bundles sharing one pair of products, "
+                                                       "at most; 0 = no limit")
     max_itemsets: int = Field(2_000_000, ge=1, description="itemsets of 3+ products mined for "
                                                           "bundles; past it min_count doubles")
 
