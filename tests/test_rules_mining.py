@@ -422,3 +422,18 @@ def test_max_itemsets_doubles_the_count_with_a_warning() -> None:
     assert len(result.report.warnings) == 2 and "max_itemsets" in result.report.warnings[0]
     assert set(_rules_by_key(result.rules)) == set(_rules_by_key(
         mine_rules(_orders(_lines_of(baskets)), min_count=8, max_len=4)))
+
+
+def test_max_rules_bounds_the_splits_that_pruning_builds() -> None:
+    """Pruning compares every split, so the cap bounds those (here 3 per triple, 2 per pair):
+    at a confidence no rule reaches, max_rules still raises the count."""
+    baskets = [list("abcdefgh")] * 3 + [list("abcd")] * 3
+    lines = _lines_of(baskets)
+    pruned = mine(_orders(lines), min_count=3, max_len=3, prune_redundant=True,
+                  min_confidence=1.0, max_rules=60)
+    splits_at_6 = 2 * 6 + 3 * 4  # pairs and triples of a..d
+    assert pruned.report.min_count == 4 and splits_at_6 <= 60  # no itemset is in 4 or 5
+    assert "before pruning" in pruned.report.warnings[0]
+    assert _rules_by_key(pruned.rules).keys() == _rules_by_key(mine_rules(
+        _orders(lines), min_count=6, max_len=3, prune_redundant=True,
+        min_confidence=1.0)).keys()

@@ -292,12 +292,16 @@ def mine(orders: pd.DataFrame, *, min_support: float | None = None, min_count: i
     index = CountIndex(fi, len(baskets.items))
     hist = rule_count_histogram(fi, index, multi_consequent, criteria.passes)
     estimate = int(hist.sum())
-    if max_rules is not None and estimate > max_rules:
-        count = count_for_cap(hist, fi.min_count, max_rules)
-        message = (f"{estimate:,} rules at {fi.min_count:,} orders exceed max_rules "
-                   f"{max_rules:,} (about {estimate * RULE_BYTES / 2**30:.1f} GiB); rules now need "
-                   f"{count:,} orders ({int(hist[count:].sum()):,} rules). Raise max_rules or "
-                   f"min_count to choose yourself")
+    # Pruning builds every split first (it compares confidences): bound those instead.
+    built = rule_count_histogram(fi, index, False, lambda c, *_: np.ones(len(c), bool)) if (
+        prune_redundant) else hist
+    what = "rules (before pruning)" if prune_redundant else "rules"
+    if max_rules is not None and built.sum() > max_rules:
+        count = count_for_cap(built, fi.min_count, max_rules)
+        message = (f"{int(built.sum()):,} {what} at {fi.min_count:,} orders exceed max_rules "
+                   f"{max_rules:,} (about {built.sum() * RULE_BYTES / 2**30:.1f} GiB); rules now "
+                   f"need {count:,} orders ({int(built[count:].sum()):,} {what}). Raise "
+                   f"max_rules or min_count to choose yourself")
         log.warning(message)
         warnings.append(message)
         fi = fi.at_least(count)
