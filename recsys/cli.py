@@ -66,14 +66,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_mine_rules(args: argparse.Namespace) -> int:
     from recsys.ingest import load_table
-    from recsys.rules.job import RulesConfig, run_rules_job
+    from recsys.rules.job import run_rules_job
+    from recsys.rules.settings import CLI_OVERRIDES, FULL_SET, RulesConfig
 
     config = _config(args)
-    full: dict[str, object] = {"prune_redundant": False, "min_lift": 0, "max_p_value": 1,
-                               "max_per_antecedent": 0} if args.all_rules else {}
-    overrides = {**full, **{key: getattr(args, key) for key in (
-        "min_support", "min_count", "min_confidence", "min_lift", "max_p_value", "max_len",
-        "max_per_antecedent", "max_rules") if getattr(args, key) is not None}}
+    overrides = {**(FULL_SET if args.all_rules else {}), **{
+        key: getattr(args, key) for key in CLI_OVERRIDES if getattr(args, key) is not None}}
     try:
         rules_config = RulesConfig.model_validate({**config.rules.model_dump(), **overrides})
     except ValidationError as exc:
@@ -88,10 +86,6 @@ def cmd_mine_rules(args: argparse.Namespace) -> int:
           f"(itemsets counted in >= {metrics['min_count']:,} orders), "
           f"{metrics['category_rules']:,} category rules, {metrics['bundles']:,} bundles, "
           f"{metrics['substitute_pairs']:,} substitute pairs")
-    if metrics["min_count"] == metrics["min_count_requested"] and (
-            metrics["rules_estimated"] > metrics["rules"]):
-        print(f"{metrics['rules_estimated']:,} rules before redundancy pruning and the cap of "
-              f"{rules_config.max_per_antecedent or 'no'} per antecedent (--all-rules: all)")
     for warning in metrics["warnings"]:
         print(f"warning: {warning}")
     if metrics["baskets_excluded"]:
@@ -390,19 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
             "mine association rules, bundles and substitutes from a data directory", config=True)
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--min-support", type=float, help="share of orders, e.g. 0.001")
-    p.add_argument("--min-count", type=int,
-                   help="number of orders, as well as --min-support (the larger count wins)")
-    p.add_argument("--min-confidence", type=float)
-    p.add_argument("--min-lift", type=float)
-    p.add_argument("--max-p-value", type=float, help="Fisher p-value floor (1 = none)")
-    p.add_argument("--max-len", type=int, help="products per rule (antecedent + consequent)")
-    p.add_argument("--max-per-antecedent", type=int, help="rules kept per antecedent (0 = all)")
-    p.add_argument("--max-rules", type=int,
-                   help="past this many rules the count threshold rises (0 = no cap)")
-    p.add_argument("--all-rules", action="store_true",
-                   help="the full set: no redundancy pruning, lift or p-value floor, or cap per "
-                        "antecedent (the count, confidence and memory bounds still apply)")
+    from recsys.rules.settings import CLI_OVERRIDES, RulesConfig
+    for name in CLI_OVERRIDES:  # type and help from the [rules] field itself
+        field = RulesConfig.model_fields[name]
+        p.add_argument(f"--{name.replace('_', '-')}", type=field.annotation or str,
+                       help=field.description)
+    p.add_argument("--all-rules", action="store_true", help="no pruning, floors or per-antecedent cap")
 
     p = add("export-rules", cmd_export_rules,
             "export an artifact's rules for merchandisers (CSV, XLSX or HTML report)", config=True)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys.rules.filters import RuleFilter
 
-__all__ = ["RulesConfig", "BundleConfig", "SubstituteConfig"]
+__all__ = ["RulesConfig", "BundleConfig", "SubstituteConfig", "FULL_SET", "CLI_OVERRIDES"]
 
 
 class SubstituteConfig(BaseModel):
@@ -36,15 +36,15 @@ class BundleConfig(BaseModel):
 
 class RulesConfig(BaseModel):
     """Association rules, bundles and substitutes. The defaults give a reviewable, bounded
-    rule set on a real shop (README, "Association rules and bundles"); the full set is
-    ``prune_redundant = false, min_lift = 0, max_p_value = 1, max_per_antecedent = 0``."""
+    rule set on a real shop (README, "Association rules and bundles"); FULL_SET gives
+    the full set: no redundancy pruning, lift or p-value floor, or cap per antecedent."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_support: float = Field(0.002, ge=0, le=1, description="share of orders holding the itemset")
     min_count: int = Field(20, ge=0, description="orders holding the itemset, as well as "
                                                  "min_support (the larger count wins); 0 = none")
-    min_confidence: float = Field(0.05, ge=0, le=1)
+    min_confidence: float = Field(0.05, ge=0, le=1, description="count(A + c) / count(A)")
     min_lift: float = Field(1.5, ge=0, description="0 = no lift threshold")
     max_p_value: float = Field(0.001, ge=0, le=1, description="Fisher p-value floor; 1 = none "
                                                                "(none without significance)")
@@ -86,3 +86,9 @@ class RulesConfig(BaseModel):
                     self.max_p_value < 1) else None,
                 "max_per_antecedent": self.max_per_antecedent or None,
                 "max_itemsets": self.max_itemsets or None, "max_rules": self.max_rules or None}
+
+
+FULL_SET: dict[str, Any] = {"prune_redundant": False, "min_lift": 0, "max_p_value": 1,
+                            "max_per_antecedent": 0}  # every rule the counts allow
+CLI_OVERRIDES = ("min_support", "min_count", "min_confidence", "min_lift", "max_p_value",
+                 "max_len", "max_per_antecedent", "max_rules")  # `recsys mine-rules --...`
