@@ -61,9 +61,10 @@ def check_version(folder: Path | str) -> None:
                     _finite(entry.path, column, table.column(column), problems)
     if layout.RANKING.path in usable:
         weights = json.loads(layout.RANKING.at(folder).read_text(encoding="utf-8"))
+        weights = {k: v for k, v in weights.items() if k in layout.RANKING.keys}
         problems.need(all(isinstance(v, int | float) and not isinstance(v, bool)
                           and np.isfinite(v) for v in weights.values()),
-                      f"{layout.RANKING.path}: must be an object of finite numbers")
+                      f"{layout.RANKING.path}: the blend weights must be finite numbers")
     if n_items is not None:
         for table in layout.NEIGHBOUR_TABLES:
             _check_neighbours(folder, table, n_items, usable, problems)

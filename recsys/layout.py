@@ -126,9 +126,10 @@ SUBSTITUTES = ArtifactFile(
     columns=(_i("coviews"), _f("view_lift"), _i("copurchases"), _f("purchase_lift"),
              _s("product_a"), _s("product_b")))
 BUNDLES = ArtifactFile(
-    "bundles.parquet", "rules", "bundles by expected order-value gain",
+    "bundles.parquet", "rules", "bundles by expected gain over what is bought anyway",
     columns=(Column("products", "list<string>"), _i("size"), _i("count"), _f("support"),
-             _s("anchor"), _f("anchor_confidence"), _f("expected_gain"), _f("bundle_value"),
+             _s("anchor"), _f("anchor_confidence"), _f("others_share"), _f("expected_gain"),
+             _f("bundle_value"), _f("min_pair_lift"),
              Column("product_names", "list<string>", False),
              Column("product_categories", "list<string>", False)))
 RULES_REPORT = ArtifactFile("rules_report.json", "rules", "the rules job's figures",

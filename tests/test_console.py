@@ -74,6 +74,9 @@ def console_shop(tmp_path_factory: pytest.TempPathFactory) -> ConsoleShop:
     catalog.loc[catalog["product_id"] == evil, "name"] = EVIL
     catalog.to_csv(shop / "catalog.csv", index=False)
     config = write_demo_config(tmp, shop, api_key=API_KEY, decisions_refresh_s=60)
+    with config.open("a") as f:  # the full rule set of this small shop: many rules to browse
+        f.write("[rules]\nmin_support = 0.001\nmin_count = 0\nmin_lift = 1.0\n"
+                "max_p_value = 1\nprune_redundant = false\nmax_per_antecedent = 0\n")
     run_pipeline(load_config(config), show_progress=False)
     folder = ArtifactStore(tmp / "artifacts").path()
     served = pd.read_parquet(folder / "catalog.parquet")

@@ -66,7 +66,9 @@ def test_bundle_gain_follows_the_formula(shop: dict) -> None:
         gains = {}
         for anchor in members:
             with_anchor = int(baskets.map(lambda b, a=anchor: a in b).sum())
-            gains[anchor] = together / with_anchor * sum(v for p, v in value.items() if p != anchor)
+            others = members - {anchor}  # gain over buying the others anyway (issue 16)
+            anyway = int(baskets.map(others.issubset).sum()) / len(baskets)
+            gains[anchor] = (together / with_anchor - anyway) * sum(value[p] for p in others)
         best = max(gains, key=lambda p: gains[p])
         assert row["anchor"] == best
         assert row["expected_gain"] == pytest.approx(gains[best])
@@ -149,3 +151,24 @@ def test_mine_rules_cli(shop: dict, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["-q", "mine-rules", "--data", str(shop["data"]), "--out", str(out),
                  "--min-confidence", "1.5"]) == 1
     assert "min_confidence" in capsys.readouterr().err
+
+
+def test_mine_rules_cli_full_set_on_request(shop: dict, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Defaults serve a reviewed set; --all-rules gives every rule the count and confidence
+    allow, which is the estimate the default run printed."""
+    args = ["-q", "mine-rules", "--data", str(shop["data"]), "--min-count", "20"]
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    printed = capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "all"), "--all-rules"]) == 0
+    default = load_parquet(tmp_path / "default" / "rules.parquet")
+    full = load_parquet(tmp_path / "all" / "rules.parquet")
+    assert len(full) > len(default) > 0
+    report = json.loads((tmp_path / "all" / "rules_report.json").read_text())
+    assert report["rules_estimated"] == report["rules"] == len(full)
+    assert f"{len(default):,} rules" in printed
+    default_report = json.loads((tmp_path / "default" / "rules_report.json").read_text())
+    assert default_report["rules_estimated"] > default_report["rules"] == len(default)
+    assert (default["lift"] >= 1.5).all() and (default["fisher_p"] <= 0.001).all()
+    assert pd.Series([tuple(a) for a in default["antecedents"]]).value_counts().max() <= 10
+    assert (full["lift"] < 1.5).any() or (full["fisher_p"] > 0.001).any()

@@ -61,9 +61,8 @@ def _brute(lines: Lines, *, min_support: str | None, min_count: int | None, min_
                 if max_basket_items is not None and len(b) > max_basket_items}
     kept = [b for o, b in baskets.items() if o not in excluded]
     n = len(kept)
-    if min_count is None:
-        assert min_support is not None
-        min_count = max(1, math.ceil(Fraction(min_support) * n))
+    by_support = max(1, math.ceil(Fraction(min_support) * n)) if min_support is not None else 1
+    min_count = max(by_support, min_count or 1)
     counts: Counter[tuple[str, ...]] = Counter()
     for basket in kept:
         for k in range(1, max_len + 1):
@@ -141,6 +140,7 @@ lines_strategy = st.lists(st.lists(st.sampled_from(ITEMS), min_size=1, max_size=
 threshold_strategy = st.one_of(
     st.tuples(st.sampled_from(SUPPORTS), st.none()),
     st.tuples(st.none(), st.integers(1, 5)),
+    st.tuples(st.sampled_from(SUPPORTS), st.integers(1, 5)),  # both: the larger count
 )
 
 
@@ -308,7 +308,6 @@ SMALL = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "a")]
 
 @pytest.mark.parametrize("kwargs", [
     {},                                               # neither threshold
-    {"min_support": 0.1, "min_count": 2},             # both
     {"min_count": 0},
     {"min_count": -3},
     {"min_support": 1.2},
@@ -320,6 +319,11 @@ SMALL = [(1, "a"), (1, "b"), (2, "a"), (2, "b"), (3, "a")]
     {"min_count": 1, "min_confidence": float("nan")},
     {"min_count": 1, "min_lift": "big"},
     {"min_count": 1, "max_len": 1},
+    {"min_count": 1, "max_p_value": 1.5},
+    {"min_count": 1, "max_p_value": 0.05, "significance": False},
+    {"min_count": 1, "max_per_antecedent": 0},
+    {"min_count": 1, "max_itemsets": 0},
+    {"min_count": 1, "max_rules": -1},
 ])
 def test_bad_settings_raise_config_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
@@ -358,3 +362,78 @@ def test_without_significance_fisher_p_is_missing() -> None:
     assert len(rules) == 2
     assert rules["fisher_p"].isna().all()
     assert rules["confidence"].notna().all()
+
+
+@given(lines=lines_strategy, min_count=st.integers(1, 3),
+       max_p=st.sampled_from([0.01, 0.05, 0.2, 0.5, 1.0]), cap=st.integers(1, 3),
+       prune=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_significance_floor_and_cap_per_antecedent(lines: Lines, min_count: int, max_p: float,
+                                                   cap: int, prune: bool) -> None:
+    """The p-value floor keeps exactly the rules with p <= max_p (scipy's tail); the cap keeps,
+    per antecedent set, min(cap, rules) of them and none less confident than one dropped."""
+    full = _rules_by_key(mine_rules(_orders(lines), min_count=min_count, max_len=3,
+                                    prune_redundant=prune))
+    got = _rules_by_key(mine_rules(_orders(lines), min_count=min_count, max_len=3,
+                                   prune_redundant=prune, max_p_value=max_p,
+                                   max_per_antecedent=cap))
+    n = len({o for o, _ in lines})
+    significant = {k: r for k, r in full.items() if hypergeom.sf(
+        int(r["count"]) - 1, n, int(r["consequent_count"]), int(r["antecedent_count"]))
+        <= max_p * (1 + 1e-9)}
+    assert set(got) <= set(significant)
+    by_antecedent: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for key in significant:
+        by_antecedent.setdefault(key[0], []).append(key[1])
+    for ant, cons in by_antecedent.items():
+        kept = [c for c in cons if (ant, c) in got]
+        assert len(kept) == min(cap, len(cons))
+        conf = {c: Fraction(int(significant[(ant, c)]["count"]),
+                            int(significant[(ant, c)]["antecedent_count"])) for c in cons}
+        dropped = [conf[c] for c in cons if c not in kept]
+        assert not dropped or min(conf[c] for c in kept) >= max(dropped)
+
+
+def test_the_estimate_is_the_rule_count_and_max_rules_raises_the_count() -> None:
+    """12 products bought together in 3..8 orders: the report's estimate equals the rules built;
+    past max_rules the count rises to the smallest one that fits, with a warning, and the
+    rules are exactly those mined at that count."""
+    baskets = [list("abcdefghijkl")] * 3 + [list("abcdefgh")] * 2 + [list("abcd")] * 3
+    lines = _lines_of(baskets)
+    full = mine(_orders(lines), min_count=3, max_len=3)
+    assert full.report.rules_estimated == full.report.rules == len(full.rules)
+    assert full.report.warnings == []
+    sizes = {count: len(mine_rules(_orders(lines), min_count=count, max_len=3))
+             for count in range(3, 9)}
+    assert sizes[3] > sizes[5] > sizes[8] > 0
+    capped = mine(_orders(lines), min_count=3, max_len=3, max_rules=sizes[5])
+    smallest = min(count for count, size in sizes.items() if size <= sizes[5])  # 4: none has 4
+    assert capped.report.min_count == smallest == 4 and capped.report.min_count_requested == 3
+    assert capped.report.rules == sizes[5] and capped.report.rules_estimated == sizes[3]
+    assert "max_rules" in capped.report.warnings[0]
+    assert _rules_by_key(capped.rules).keys() == _rules_by_key(
+        mine_rules(_orders(lines), min_count=5, max_len=3)).keys()
+
+
+def test_max_itemsets_doubles_the_count_with_a_warning() -> None:
+    baskets = [list("abcdefghij")] * 4 + [list("abcdef")] * 4
+    result = mine(_orders(_lines_of(baskets)), min_count=2, max_len=4, max_itemsets=100)
+    assert result.report.min_count == 8 and result.report.min_count_requested == 2
+    assert len(result.report.warnings) == 2 and "max_itemsets" in result.report.warnings[0]
+    assert set(_rules_by_key(result.rules)) == set(_rules_by_key(
+        mine_rules(_orders(_lines_of(baskets)), min_count=8, max_len=4)))
+
+
+def test_max_rules_bounds_the_splits_that_pruning_builds() -> None:
+    """Pruning compares every split, so the cap bounds those (here 3 per triple, 2 per pair):
+    at a confidence no rule reaches, max_rules still raises the count."""
+    baskets = [list("abcdefgh")] * 3 + [list("abcd")] * 3
+    lines = _lines_of(baskets)
+    pruned = mine(_orders(lines), min_count=3, max_len=3, prune_redundant=True,
+                  min_confidence=1.0, max_rules=60)
+    splits_at_6 = 2 * 6 + 3 * 4  # pairs and triples of a..d
+    assert pruned.report.min_count == 4 and splits_at_6 <= 60  # no itemset is in 4 or 5
+    assert "before pruning" in pruned.report.warnings[0]
+    assert _rules_by_key(pruned.rules).keys() == _rules_by_key(mine_rules(
+        _orders(lines), min_count=6, max_len=3, prune_redundant=True,
+        min_confidence=1.0)).keys()

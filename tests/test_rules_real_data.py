@@ -204,3 +204,59 @@ def test_bakery_matches_mlxtend(bakery: pd.DataFrame) -> None:
     assert ours.report.max_len > max(ours.report.itemsets_by_length)  # all lengths
     assert np.isinf(ours.rules["conviction"]).sum() == (
         ours.rules["count"] == ours.rules["antecedent_count"]).sum()
+
+
+# -- the default rules job on the real export (issue 16) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_job(online_retail_path: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, object]:
+    """Online Retail II ingested with its mapping, then the rules job with the defaults."""
+    from recsys.artifacts import load_parquet
+    from recsys.ingest import ingest, load_table
+    from recsys.mapping import load_mapping
+    from recsys.rules.job import RulesConfig, run_rules_job
+
+    tmp = tmp_path_factory.mktemp("online_retail_rules")
+    mapping = Path(__file__).resolve().parents[1] / "configs" / "mappings" / "online_retail_ii.toml"
+    ingest({"orders": str(online_retail_path)}, load_mapping(str(mapping)), tmp / "data",
+           show_progress=False)
+    orders = load_table(tmp / "data", "orders")
+    assert orders is not None
+    metrics = run_rules_job(orders, None, None, RulesConfig(), tmp / "rules")
+    return {"metrics": metrics, "orders": orders,
+            "bundles": load_parquet(tmp / "rules" / "bundles.parquet"),
+            "rules": load_parquet(tmp / "rules" / "rules.parquet")}
+
+
+def test_default_rules_are_a_reviewable_set(default_job: dict) -> None:
+    """5,044,799 rules with the earlier defaults; the defaults now keep a set a merchandiser
+    can review: at most 10 per antecedent, every one significant with lift >= 1.5."""
+    metrics, rules = default_job["metrics"], default_job["rules"]
+    assert metrics["min_count"] >= 20 and not metrics["warnings"]
+    assert 0 < len(rules) <= 200_000 < metrics["rules_estimated"] < 5_044_799
+    assert (rules["lift"] >= 1.5).all() and (rules["fisher_p"] <= 0.001).all()
+    assert pd.Series([tuple(a) for a in rules["antecedents"]]).value_counts().max() <= 10
+
+
+def test_bundles_of_the_white_heart_holder_are_not_one_cakestand(default_job: dict) -> None:
+    """The issue's case: the Regency cakestand (22423, the dearest best seller) was in all five
+    bundles of 85123A. Every pair of every bundle is bought together above chance."""
+    bundles, orders = default_job["bundles"], default_job["orders"]
+    served = [list(p) for p in bundles["products"] if "85123A" in list(p)][:5]
+    assert len(served) == 5
+    assert sum("22423" in p for p in served) < 5
+    rows, _ = pd.factorize(orders["order_id"])
+    cols, products = pd.factorize(orders["product_id"])
+    baskets = sp.csr_matrix((np.ones(len(rows)), (rows, cols)))
+    baskets.data[:] = 1  # an order counts a product once
+    columns = {p: i for i, p in enumerate(products)}
+    n = baskets.shape[0]
+    per_item = np.asarray(baskets.sum(axis=0)).ravel()
+    for products in bundles["products"].head(200):
+        codes = [columns[p] for p in products]
+        for i, a in enumerate(codes):
+            for b in codes[i + 1:]:
+                together = int(baskets[:, a].multiply(baskets[:, b]).sum())
+                assert together * n > per_item[a] * per_item[b], (products, a, b)

@@ -55,14 +55,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_mine_rules(args: argparse.Namespace) -> int:
     from recsys.ingest import load_table
-    from recsys.rules.job import RulesConfig, run_rules_job
+    from recsys.rules.job import run_rules_job
+    from recsys.rules.settings import CLI_OVERRIDES, FULL_SET, RulesConfig
 
     config = load_config_arg(args)
-    overrides = {key: getattr(args, key) for key in ("min_support", "min_count", "min_confidence",
-                                                     "min_lift", "max_len")
-                 if getattr(args, key) is not None}
-    if overrides.get("min_support") is not None and "min_count" not in overrides:
-        overrides["min_count"] = 0
+    overrides = {**(FULL_SET if args.all_rules else {}), **{
+        key: getattr(args, key) for key in CLI_OVERRIDES if getattr(args, key) is not None}}
     try:
         rules_config = RulesConfig.model_validate({**config.rules.model_dump(), **overrides})
     except ValidationError as exc:
@@ -77,6 +75,8 @@ def cmd_mine_rules(args: argparse.Namespace) -> int:
           f"(itemsets counted in >= {metrics['min_count']:,} orders), "
           f"{metrics['category_rules']:,} category rules, {metrics['bundles']:,} bundles, "
           f"{metrics['substitute_pairs']:,} substitute pairs")
+    for warning in metrics["warnings"]:
+        print(f"warning: {warning}")
     if metrics["baskets_excluded"]:
         print(f"left out {metrics['baskets_excluded']:,} orders with more than "
               f"{metrics['max_basket_items']:,} products ({metrics['lines_excluded']:,} lines)")
@@ -140,12 +140,14 @@ def register(add: AddCommand) -> None:
             "mine association rules, bundles and substitutes from a data directory", config=True)
     p.add_argument("--data", required=True, metavar="DATA_DIR", help="output of recsys ingest")
     p.add_argument("--out", required=True, metavar="DIR")
-    support = p.add_mutually_exclusive_group()
-    support.add_argument("--min-support", type=float, help="share of orders, e.g. 0.001")
-    support.add_argument("--min-count", type=int, help="number of orders")
-    p.add_argument("--min-confidence", type=float)
-    p.add_argument("--min-lift", type=float)
-    p.add_argument("--max-len", type=int, help="products per rule (antecedent + consequent)")
+    from recsys.rules.settings import CLI_OVERRIDES, RulesConfig
+
+    for name in CLI_OVERRIDES:  # type and help from the [rules] field itself
+        field = RulesConfig.model_fields[name]
+        p.add_argument(f"--{name.replace('_', '-')}", type=field.annotation or str,
+                       help=field.description)
+    p.add_argument("--all-rules", action="store_true",
+                   help="no pruning, floors or per-antecedent cap")
 
     p = add("export-rules", cmd_export_rules,
             "export an artifact's rules for merchandisers (CSV, XLSX or HTML report)", config=True)

@@ -1,6 +1,6 @@
 """Association rules and bundles: exact frequent itemsets (``itemsets``), rules and their
-measures (``mining``), redundancy pruning, filters, bundles and substitutes, the rules job and
-the merchandiser exports. Names are imported on first use, so importing the package is cheap.
+measures (``mining``), memory bounds (``bounds``), redundancy pruning, filters, bundles and
+substitutes, the rules job and the merchandiser exports. Names are imported on first use, so importing the package is cheap.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from numba import njit
 
 __all__ = ["FrequentItemsets", "TooManyItemsets", "frequent_itemsets", "row_keys",
-           "dense_pair_counts", "DENSE_PAIR_LIMIT"]
+           "CountIndex", "dense_pair_counts", "DENSE_PAIR_LIMIT"]
 
 DENSE_PAIR_LIMIT = 12_000  # frequent items up to which pairs are counted in a dense F x F table
 
@@ -41,6 +41,14 @@ class FrequentItemsets:
         mask = self.lengths == k
         return self.items[mask, :k], self.counts[mask]
 
+    def at_least(self, min_count: int) -> FrequentItemsets:
+        """The itemsets in at least ``min_count`` orders: exactly what mining at that count
+        finds (every subset of a kept itemset is counted in at least as many orders)."""
+        keep = self.counts >= min_count
+        return FrequentItemsets(items=self.items[keep], lengths=self.lengths[keep],
+                                counts=self.counts[keep], n_orders=self.n_orders,
+                                min_count=max(min_count, self.min_count))
+
 
 def row_keys(a: np.ndarray, bits: int) -> np.ndarray:
     """One sortable key per row of item codes: packed into int64 when it fits, else bytes."""
@@ -52,6 +60,38 @@ def row_keys(a: np.ndarray, bits: int) -> np.ndarray:
         return key
     a = np.ascontiguousarray(a, dtype=np.int32)
     return a.view(np.dtype((np.void, 4 * k))).ravel()
+
+
+class CountIndex:
+    """Exact counts of frequent itemsets, looked up by (m, k) arrays of sorted item codes."""
+
+    def __init__(self, fi: FrequentItemsets, n_items: int) -> None:
+        self._bits = max(1, int(n_items).bit_length())
+        self._single = np.zeros(n_items, dtype=np.int64)
+        ones, ones_counts = fi.of_length(1)
+        self._single[ones[:, 0]] = ones_counts
+        self._by_len: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for k in range(2, int(fi.lengths.max(initial=1)) + 1):
+            sets, counts = fi.of_length(k)
+            keys = row_keys(sets, self._bits)
+            order = np.argsort(keys)
+            self._by_len[k] = (keys[order], counts[order])
+
+    def counts(self, sets: np.ndarray) -> np.ndarray:
+        k = sets.shape[1]
+        if not len(sets):
+            return np.empty(0, np.int64)
+        if k == 1:
+            return self._single[sets[:, 0]]
+        keys, counts = self._by_len.get(k, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        if not len(keys):  # impossible, as below
+            raise AssertionError(f"no frequent itemsets of {k} products to look up")
+        query = row_keys(sets, self._bits)
+        pos = np.searchsorted(keys, query)
+        pos = np.minimum(pos, len(keys) - 1)
+        if not np.all(keys[pos] == query):  # impossible: subsets of frequent sets are frequent
+            raise AssertionError("an itemset's subset was not among the frequent itemsets")
+        return counts[pos]
 
 
 @njit(cache=True, nogil=True)

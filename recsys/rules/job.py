@@ -22,13 +22,13 @@ from recsys.matrices import (
     order_item_matrix,
     session_item_matrix,
 )
+from recsys.rules.bounds import bounded_itemsets
 from recsys.rules.bundles import (
     product_values,
     rank_bundles,
     substitute_pairs,
 )
 from recsys.rules.filters import category_baskets, filter_rules
-from recsys.rules.itemsets import TooManyItemsets, frequent_itemsets
 from recsys.rules.mining import MiningResult, annotate, mine
 from recsys.rules.settings import RulesConfig
 
@@ -54,8 +54,8 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
     rules = filter_rules(result.rules, config.filter, catalog)
     save_parquet(annotate(rules, catalog), layout.RULES.at(out))
     save_parquet(result.itemsets, layout.ITEMSETS.at(out))
-    metrics: dict[str, Any] = {"rules": len(rules), "rules_before_filters": len(result.rules),
-                               **result.report.to_dict()}
+    metrics: dict[str, Any] = {**result.report.to_dict(), "rules": len(rules),
+                               "rules_before_filters": len(result.rules)}
 
     category_rules = 0
     if config.category_depth and catalog is not None and "category" in catalog:
@@ -85,30 +85,24 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
     metrics["substitute_pairs"] = len(sub_table)
 
     bundle_cfg = config.bundles
-    min_count = max(bundle_cfg.min_count, result.report.min_count)
-    while True:  # big baskets at a low count: raise the count rather than fill the memory
-        try:
-            fi = frequent_itemsets(baskets, min_count, bundle_cfg.max_size,
-                                   max_itemsets=bundle_cfg.max_itemsets)
-            break
-        except TooManyItemsets as exc:
-            log.warning("bundles: %s; trying %d orders", exc, 2 * min_count)
-            min_count *= 2
-    item_counts = np.diff(baskets.tocsc().indptr).astype(np.int64)
+    fi, bundle_warnings = bounded_itemsets(baskets, max(bundle_cfg.min_count,
+                                                        result.report.min_count),
+                                           bundle_cfg.max_size, bundle_cfg.max_itemsets)
     values = product_values(pd.Index(ids), catalog, orders, bundle_cfg.use_margin)
-    bundles = rank_bundles(fi.items, fi.counts, fi.lengths.astype(np.int64), item_counts, values,
-                           substitutes, bundle_cfg)
+    bundles = rank_bundles(fi, values, substitutes, bundle_cfg)
     table = pd.DataFrame({
         "products": _names(bundles["items"], ids),
         "size": bundles["size"], "count": bundles["count"],
         "support": bundles["count"] / max(baskets.shape[0], 1),
         "anchor": ids[bundles["anchor"].to_numpy(np.int64)] if len(bundles) else [],
-        "anchor_confidence": bundles["anchor_confidence"],
-        "expected_gain": bundles["expected_gain"], "bundle_value": bundles["bundle_value"],
+        **{column: bundles[column] for column in (
+            "anchor_confidence", "others_share", "expected_gain", "bundle_value",
+            "min_pair_lift")},
     })
     save_parquet(annotate(table, catalog, columns=("products",)), layout.BUNDLES.at(out))
     metrics["bundles"] = len(table)
-    metrics["bundle_min_count"] = min_count
+    metrics["bundle_min_count"] = fi.min_count
+    metrics["warnings"] = [*result.report.warnings, *(f"bundles: {w}" for w in bundle_warnings)]
     layout.RULES_REPORT.at(out).write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     log.info("rules: %s rules, %s bundles, %s substitute pairs", len(rules), len(table),
              len(sub_table))

@@ -12,18 +12,19 @@ compared as exact fractions. No floating-point threshold is applied on Spark.
 
 from __future__ import annotations
 
+import logging
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.errors import ConfigError
 from recsys.rules.itemsets import FrequentItemsets
 from recsys.rules.mining import (
     DEFAULT_MAX_BASKET_ITEMS,
     MiningResult,
-    min_count_for,
+    check_settings,
+    min_count_of,
     rules_from_itemsets,
 )
 from recsys.spark.ingest import to_spark_pandas
@@ -34,21 +35,28 @@ if TYPE_CHECKING:
 
 __all__ = ["mine_on_spark", "frequent_itemsets_on_spark"]
 
+log = logging.getLogger(__name__)
+
 
 def mine_on_spark(spark: SparkSession, orders: pd.DataFrame | DataFrame, *,
                   min_support: float | None = None, min_count: int | None = None,
                   min_confidence: float = 0.0, min_lift: float | None = None, max_len: int = 2,
                   multi_consequent: bool = False,
                   max_basket_items: int | None = DEFAULT_MAX_BASKET_ITEMS,
-                  significance: bool = True, prune_redundant: bool = False) -> MiningResult:
-    """``recsys.rules.mining.mine`` with the counting on Spark: the same rules and counts."""
+                  significance: bool = True, prune_redundant: bool = False,
+                  max_p_value: float | None = None, max_per_antecedent: int | None = None,
+                  max_itemsets: int | None = None, max_rules: int | None = None) -> MiningResult:
+    """``recsys.rules.mining.mine`` with the counting on Spark: the same rules and counts.
+    Past ``max_itemsets`` the count threshold rises to the smallest that fits (the local
+    miner doubles it and counts again: both warn)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    if (min_support is None) == (min_count is None):
-        raise ConfigError("give exactly one of min_support and min_count")
-    if max_len < 2:
-        raise ConfigError(f"max_len must be at least 2 (antecedent plus consequent), got {max_len}")
+    check_settings(max_len=max_len, min_confidence=min_confidence, min_lift=min_lift,
+                   significance=significance, max_p_value=max_p_value,
+                   max_per_antecedent=max_per_antecedent, max_itemsets=max_itemsets,
+                   max_rules=max_rules, prune_redundant=prune_redundant,
+                   multi_consequent=multi_consequent)
     lines = _as_spark(spark, orders).select("order_id", "product_id")
     items = _vocabulary(lines)
     codes = spark.createDataFrame(to_spark_pandas(pd.DataFrame(
@@ -67,16 +75,24 @@ def mine_on_spark(spark: SparkSession, orders: pd.DataFrame | DataFrame, *,
             baskets = baskets.join(big, "order_id", "left_anti")
     baskets = baskets.persist(StorageLevel.MEMORY_AND_DISK)
     n = baskets.select("order_id").distinct().count()
-    threshold = min_count if min_count is not None else min_count_for(min_support or 0, n)
-    if threshold < 1:
-        raise ConfigError(f"min_count must be at least 1, got {threshold}")
+    threshold = min_count_of(min_support, min_count, n)
     fi = frequent_itemsets_on_spark(spark, baskets, n, threshold, max_len)
     baskets.unpersist()
+    warnings: list[str] = []
+    if max_itemsets is not None and len(fi.counts) > max_itemsets:
+        count = int(np.sort(fi.counts)[::-1][max_itemsets]) + 1
+        message = (f"{len(fi.counts):,} frequent itemsets at {threshold:,} orders exceed "
+                   f"max_itemsets {max_itemsets:,}; itemsets now need {count:,} orders")
+        log.warning(message)
+        warnings.append(message)
+        fi = fi.at_least(count)
     return rules_from_itemsets(
         fi, items, min_confidence=min_confidence, min_lift=min_lift, max_len=max_len,
         multi_consequent=multi_consequent, significance=significance,
-        prune_redundant=prune_redundant, baskets_excluded=baskets_excluded,
-        lines_excluded=lines_excluded, max_basket_items=max_basket_items)
+        prune_redundant=prune_redundant, max_p_value=max_p_value,
+        max_per_antecedent=max_per_antecedent, max_rules=max_rules, requested=threshold,
+        warnings=warnings, baskets_excluded=baskets_excluded, lines_excluded=lines_excluded,
+        max_basket_items=max_basket_items)
 
 
 def frequent_itemsets_on_spark(spark: SparkSession, baskets: DataFrame, n_orders: int,
