@@ -118,6 +118,10 @@ class ServingSettings(BaseSettings):
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
+    content_min_support: int = Field(
+        3, ge=0, description="also-viewed lists whose strongest co-view support (sessions) is "
+                             "below this are completed from content neighbours; 0 = only "
+                             "products without any co-viewed neighbour")
     best_sellers_first_segments: list[str] = Field(
         default_factory=lambda: ["at_risk", "hibernating", "lost"],
         description="RFM segments whose personalised list puts best sellers before ALS")

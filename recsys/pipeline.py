@@ -22,6 +22,7 @@ from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
 from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
+from recsys.models.content import run_content_job
 from recsys.models.job import run_models_job
 from recsys.popularity import best_sellers
 from recsys.progress import progress_bar, progress_enabled, set_quiet
@@ -83,6 +84,11 @@ def job_models(ctx: JobContext) -> dict[str, Any]:
                           ctx.config.interactions, ctx.out, ctx.catalog)
 
 
+def job_content(ctx: JobContext) -> dict[str, Any]:
+    """Content neighbours from the catalogue (see recsys.models.content)."""
+    return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
+
+
 def job_customer_value(ctx: JobContext) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job)."""
     missing = clv_inputs_missing(ctx.orders, ctx.catalog)
@@ -101,6 +107,7 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "basket_stats": job_basket_stats,
     "rules": job_rules,
     "models": job_models,
+    "content": job_content,
     "customer_value": job_customer_value,
 }
 

@@ -28,6 +28,7 @@ from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
+from recsys.serving.content import ContentIndex, load_content
 from recsys.vocab import Vocabulary
 
 __all__ = ["ServingIndex", "RuleTable", "Bundle", "Ranking", "load_index", "rule_key"]
@@ -148,6 +149,7 @@ class ServingIndex:
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
+    content: ContentIndex | None = None  # catalogue similarity (no catalogue: None)
 
     @property
     def version(self) -> str:
@@ -384,7 +386,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder))
+        segments=_load_segments(folder), content=load_content(folder, len(ids)))
 
 
 def _table(folder: Path) -> Neighbours | None:

@@ -11,7 +11,7 @@ import orjson
 
 from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.config import ServingSettings
-from recsys.serving import recommend
+from recsys.serving import recommend, similar
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
 
@@ -22,9 +22,10 @@ __all__ = ["Answer", "arm_of", "ranked", "list_body", "item_list", "cart_list",
            "customer_list", "popular_list", "bundles", "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
-ItemKind = Literal["also-viewed", "bought-together"]
+ItemKind = Literal["also-viewed", "bought-together", "similar"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
-              "bought-together": recommend.bought_together}
+              "bought-together": recommend.bought_together,
+              "similar": similar.similar_items}
 
 
 def arm_of(settings: ServingSettings, customer_id: str | None,
@@ -58,7 +59,7 @@ def list_body(index: ServingIndex, result: recommend.Result, request_id: str,
 
 def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
               query: ListQuery) -> Answer:
-    """A product's also-viewed or bought-together list for this shopper."""
+    """A product's also-viewed, bought-together or similar-items list for this shopper."""
     compute, product_id, options = ITEM_LISTS[kind], query.product_id or "", query.options
     arm = arm_of(state.settings, query.customer_id, query.session_id)
     return ranked(state, index, arm, options,

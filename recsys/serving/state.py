@@ -14,6 +14,7 @@ import gc
 import hmac
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -26,6 +27,7 @@ from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
 from recsys.serving import recommend
+from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.store import ServingStore
@@ -42,6 +44,9 @@ class ServingState:
         self.settings = settings
         self.version_gauge = version_gauge  # 1 for the version this worker serves
         self.index: ServingIndex | None = None
+        self.base: ServingIndex | None = None  # the index as loaded, before the overlay
+        self.overlay = CatalogOverlay()  # catalogue updates since the artifact was built
+        self._swap_lock = threading.Lock()  # an overlay update never undoes a reload
         self.error: str | None = None
         self.failed_version: str | None = None
         self.store = ServingStore(settings.database_url,
@@ -54,15 +59,18 @@ class ServingState:
     def load(self, version: str | None = None) -> bool:
         """Load (and verify) a version; on failure keep serving the current one."""
         try:
-            index = load_index(self.settings.artifacts, version)
-            recommend.warm_up(index)
+            base = load_index(self.settings.artifacts, version)
+            recommend.warm_up(base)
         except RecsysError as exc:
             self.error = f"{exc}"
             self.failed_version = version or self.pointer()
             log.error("artifact load failed, still serving %s: %s",
                       self.index.version if self.index else "nothing", exc)
             return False
-        previous, self.index = self.index, index  # one assignment: requests hold the index
+        with self._swap_lock:
+            index = self.overlay.apply(base, self.settings.content_min_support)
+            self.base = base
+            previous, self.index = self.index, index  # one assignment: requests hold it
         self.error, self.failed_version = None, None  # they started with
         if self.version_gauge is not None:
             if previous is not None and previous.version != index.version:
@@ -75,6 +83,16 @@ class ServingState:
         gc.freeze()
         log.info("serving artifact version %s", index.version)
         return True
+
+    def update_catalog(self, rows: list[CatalogRow]) -> ServingIndex:
+        """Apply catalogue rows to the served index now (and to every later load)."""
+        if self.base is None:
+            raise NotReady(self.error or "no artifact loaded")
+        with self._swap_lock:
+            self.overlay.update(rows)
+            assert self.base is not None
+            self.index = self.overlay.apply(self.base, self.settings.content_min_support)
+            return self.index
 
     def pointer(self) -> str | None:
         try:
