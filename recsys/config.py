@@ -56,6 +56,8 @@ class IngestConfig(_Section):
     events: str | None = Field(None, description="events source, optional")
     catalog: str | None = Field(None, description="catalog source, optional")
     mapping: str | None = Field(None, description="column-mapping file (TOML)")
+    server_events: bool = Field(True, description="also read the events the API stored "
+                                                  "([serving] database_url) by `recsys run`")
 
     def sources(self) -> dict[str, str]:
         """The configured sources by table; ConfigError when orders are not set."""

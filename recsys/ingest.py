@@ -26,7 +26,8 @@ from recsys.progress import progress_bar
 from recsys.readers import SourceSpec, read_columns, read_source
 from recsys.validate import validate_table
 
-__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table"]
+__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table",
+           "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,20 @@ def load_table(data_dir: Path | str, table: str, *, required: bool = True) -> pd
             raise InputError(f"{path}: not found; run `recsys ingest ... --out {data_dir}` first")
         return None
     return pd.read_parquet(path)
+
+
+def write_outputs(data_dir: Path | str, tables: dict[str, pd.DataFrame],
+                  quarantines: dict[str, pd.DataFrame], report: IngestReport) -> None:
+    """(Re)write canonical tables, quarantine files and ``report.json`` of a data directory:
+    for a source added after ``ingest`` (the server's stored events)."""
+    out = Path(data_dir)
+    for table, frame in tables.items():
+        _write_parquet(frame, out / f"{table}.parquet")
+    for name, frame in quarantines.items():
+        qfile = out / "quarantine" / f"{name}.csv"
+        frame.to_csv(qfile, index=False)
+        private_file(qfile)
+    _write_json(report.to_dict(), out / "report.json")
 
 
 def _cross_checks(tables: dict[str, pd.DataFrame]) -> list[str]:

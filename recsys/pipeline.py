@@ -27,6 +27,7 @@ from recsys.models.job import run_models_job
 from recsys.popularity import best_sellers
 from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
+from recsys.server_events import ingest_server_events
 from recsys.vocab import Vocabulary
 
 __all__ = ["JobContext", "JOBS", "run_pipeline"]
@@ -130,6 +131,9 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
+    if config.ingest.server_events:
+        ingest_server_events(config.serving.database_url, sources.get("events"), data_dir,
+                             report)
     orders = load_table(data_dir, "orders")
     assert orders is not None
     ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("recsys.errors", "recsys.progress", "recsys.charts", "recsys.contract",
                     "recsys.layout", "recsys.tomlfile", "recsys.redact", "recsys.filemodes")),
     ("data", ("recsys.artifact_io", "recsys.readers", "recsys.mapping", "recsys.validate", "recsys.ingest",
+              "recsys.server_events",
               "recsys.vocab", "recsys.matrices", "recsys.demo")),
     ("components", ("recsys.popularity", "recsys.repurchase", "recsys.rules", "recsys.models",
                     "recsys.analytics")),
