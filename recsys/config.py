@@ -120,6 +120,9 @@ class ServingSettings(BaseSettings):
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
+    catalog_watch: str | None = Field(
+        None, description="catalogue file (CSV/Parquet, catalog columns) polled every "
+                          "reload_interval_s; its rows update the served catalogue")
     content_min_support: int = Field(
         3, ge=0, description="also-viewed lists whose strongest co-view support (sessions) is "
                              "below this are completed from content neighbours; 0 = only "

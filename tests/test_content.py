@@ -3,6 +3,7 @@ retrain (``POST /admin/catalog``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,27 @@ def test_duplicate_rows_are_refused(small_app: tuple[TestClient, Path]) -> None:
     answer = client.post("/admin/catalog", headers=ADMIN, json=[
         {"product_id": "x", "price": 1}, {"product_id": "x", "price": 2}])
     assert answer.status_code == 422 and "duplicate_product_id" in answer.text
+
+
+def test_every_worker_applies_the_watched_catalogue_file(tmp_path: Path) -> None:
+    config = load_config(write_small_config(tmp_path))
+    run_pipeline(config, show_progress=False)
+    updates = tmp_path / "updates.csv"
+    updates.write_text("product_id,name,category,price\n"
+                       "cup,Ceramic Cup,Home > Kitchen > Mugs,9\n"
+                       "bad,Broken,Home,-3\n")  # refused (negative_price), the rest applies
+    settings = config.serving_settings().model_copy(update={"catalog_watch": str(updates)})
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        for client in (first, second):
+            assert _list(client, "cup", "similar")["items"][0]["product_id"] == "mug"
+            assert _list(client, "tea", "also-viewed")["items"][0]["product_id"] == "mug"
+        updates.write_text("product_id,in_stock\nmug,false\n")
+        for client in (first, second):
+            for _ in range(100):  # the watcher polls every reload_interval_s (0.2 s here)
+                if "mug" not in {i["product_id"] for i in _list(client, "tea",
+                                                                 "also-viewed")["items"]}:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the out-of-stock update never reached a worker")
+            assert "cup" in client.app.state.serving.index.names  # earlier rows stay

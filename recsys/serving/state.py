@@ -28,6 +28,7 @@ from recsys.config import ServingSettings
 from recsys.errors import RecsysError
 from recsys.serving import recommend
 from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow
+from recsys.serving.catalog_watch import CatalogWatch
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.store import ServingStore
@@ -47,6 +48,8 @@ class ServingState:
         self.base: ServingIndex | None = None  # the index as loaded, before the overlay
         self.overlay = CatalogOverlay()  # catalogue updates since the artifact was built
         self._swap_lock = threading.Lock()  # an overlay update never undoes a reload
+        self.catalog_watch = CatalogWatch(settings.catalog_watch) if (
+            settings.catalog_watch) else None
         self.error: str | None = None
         self.failed_version: str | None = None
         self.store = ServingStore(settings.database_url,
@@ -94,6 +97,13 @@ class ServingState:
             self.index = self.overlay.apply(self.base, self.settings.content_min_support)
             return self.index
 
+    def read_catalog_watch(self) -> None:
+        """Apply the watched catalogue file if it changed since the last read."""
+        rows = self.catalog_watch.changed_rows() if self.catalog_watch else None
+        if rows and self.base is not None:
+            self.update_catalog(rows)
+            log.info("catalog_watch: %d rows applied", len(rows))
+
     def pointer(self) -> str | None:
         try:
             return ArtifactStore(self.settings.artifacts).current_version()
@@ -117,6 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the artifact at start (and watch the pointer); close the store at the end."""
     state: ServingState = app.state.serving
     await asyncio.to_thread(state.load)
+    await asyncio.to_thread(state.read_catalog_watch)
     task = None
     if state.settings.reload_interval_s > 0:
         task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
@@ -134,6 +145,7 @@ async def _watch(state: ServingState, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await state.reload_if_moved()
+            await asyncio.to_thread(state.read_catalog_watch)
         except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
             log.exception("reload check failed")
 
