@@ -131,9 +131,10 @@ def _run(config: Config, *, show_progress: bool) -> tuple[IngestReport, Manifest
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
-    if config.ingest.server_events:
-        ingest_server_events(config.serving.database_url, sources.get("events"), data_dir,
-                             report)
+    server = ingest_server_events(config.serving.database_url, sources.get("events"),
+                                  data_dir, report) if config.ingest.server_events else None
+    if server is not None:  # its label hides the URL's password
+        sources = {**sources, "server_events": server.source}
     orders = load_table(data_dir, "orders")
     assert orders is not None
     ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}

@@ -64,6 +64,8 @@ def test_the_next_run_trains_on_the_events_the_api_stored(posted: Path) -> None:
     quarantine = pd.read_csv(Path(config.data_dir) / "quarantine" / "server_events.csv")
     assert quarantine["reason"].tolist() == ["unknown_event_type"]
     assert manifest.inputs["rows"]["server_events"]["accepted"] == 6
+    label = manifest.inputs["sources"]["server_events"]
+    assert label.startswith(config.serving.database_url) and "FROM recsys_events" in label
     assert len(pd.read_parquet(Path(config.data_dir) / "events.parquet")) == 3 + 6
     assert _support(Path(config.artifacts.root), "spoon", "kettle") == 3
 

@@ -99,7 +99,7 @@ class CatalogOverlay:
 def _included(index: ServingIndex, row: dict[str, Any]) -> bool:
     """Whether the artifact's catalogue already holds every value of ``row``."""
     pid = row["product_id"]
-    if pid not in index.code_of or pid not in index.names and "name" in row:
+    if pid not in index.code_of:
         return False
     for key, held in (("name", index.names), ("price", index.prices),
                       ("margin", index.margins), ("category", index.categories)):
