@@ -57,6 +57,8 @@ class IngestConfig(_Section):
     events: str | None = Field(None, description="events source, optional")
     catalog: str | None = Field(None, description="catalog source, optional")
     mapping: str | None = Field(None, description="column-mapping file (TOML)")
+    server_events: bool = Field(True, description="also read the events the API stored "
+                                                  "([serving] database_url) by `recsys run`")
 
     def sources(self) -> dict[str, str]:
         """The configured sources by table; ConfigError when orders are not set."""
@@ -157,6 +159,13 @@ class ServingSettings(BaseSettings):
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
+    catalog_watch: str | None = Field(
+        None, description="catalogue file (CSV/Parquet, catalog columns) polled every "
+                          "reload_interval_s; its rows update the served catalogue")
+    content_min_support: int = Field(
+        3, ge=0, description="also-viewed lists whose strongest co-view support (sessions) is "
+                             "below this are completed from content neighbours; 0 = only "
+                             "products without any co-viewed neighbour")
     best_sellers_first_segments: list[str] = Field(
         default_factory=lambda: ["at_risk", "hibernating", "lost"],
         description="RFM segments whose personalised list puts best sellers before ALS")

@@ -29,7 +29,8 @@ from recsys.progress import progress_bar
 from recsys.readers import SourceSpec, read_columns, read_source
 from recsys.validate import validate_table
 
-__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table", "table_file"]
+__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table", "table_file",
+           "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,20 @@ def _derived_summary(note: dict[str, Any]) -> str:
     wins = f"; {kept:,} products kept from the catalog file" if kept else ""
     return (f"catalog: {note['products']:,} products derived from the order lines: "
             f"{sources or 'ids only'}{wins}")
+
+
+def write_outputs(data_dir: Path | str, tables: dict[str, pd.DataFrame],
+                  quarantines: dict[str, pd.DataFrame], report: IngestReport) -> None:
+    """(Re)write canonical tables, quarantine files and ``report.json`` of a data directory:
+    for a source added after ``ingest`` (the server's stored events)."""
+    out = Path(data_dir)
+    for table, frame in tables.items():
+        _write_parquet(frame, table_file(out, table))
+    for name, frame in quarantines.items():
+        qfile = out / "quarantine" / f"{name}.csv"
+        frame.to_csv(qfile, index=False)
+        private_file(qfile)
+    _write_json(report.to_dict(), out / "report.json")
 
 
 def _cross_checks(tables: dict[str, pd.DataFrame]) -> list[str]:

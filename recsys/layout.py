@@ -27,10 +27,11 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "BUNDLES", "RULES_REPORT", "RANKING", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
-           "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN"]
+           "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
+           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
-JOBS = ("catalog", "popularity", "rules", "models", "customer_value", "pipeline")
+JOBS = ("catalog", "popularity", "rules", "models", "content", "customer_value", "pipeline")
 
 _SIZE = re.compile(r"^([a-z_]+)(\+1)?$")
 
@@ -141,8 +142,9 @@ NEIGHBOUR_ARRAYS = (Array("ids", "int32", ("items", "k")),
                     Array("support", "int64", ("items", "k")))
 
 
-def _neighbours(folder: str, doc: str, optional: bool = False) -> tuple[ArtifactFile, ...]:
-    return tuple(ArtifactFile(f"{folder}/{a.name}.npy", "models", doc, optional=optional,
+def _neighbours(folder: str, doc: str, optional: bool = False,
+                job: str = "models") -> tuple[ArtifactFile, ...]:
+    return tuple(ArtifactFile(f"{folder}/{a.name}.npy", job, doc, optional=optional,
                               arrays=(a,)) for a in NEIGHBOUR_ARRAYS)
 
 
@@ -163,8 +165,20 @@ BOUGHT_TOGETHER = NeighbourTable("bought_together", _neighbours(
     "bought_together", "EASE (or item-kNN) over orders"))
 BOUGHT_TOGETHER_KNN = NeighbourTable("bought_together_knn", _neighbours(
     "bought_together_knn", "co-purchase item-kNN blended into EASE", optional=True))
-NEIGHBOUR_TABLES = (ALSO_VIEWED, BOUGHT_TOGETHER, BOUGHT_TOGETHER_KNN)
+CONTENT_SIMILAR = NeighbourTable("content_similar", _neighbours(
+    "content_similar", "content neighbours by TF-IDF cosine (support: shared features)",
+    optional=True, job="content"))
+NEIGHBOUR_TABLES = (ALSO_VIEWED, BOUGHT_TOGETHER, BOUGHT_TOGETHER_KNN, CONTENT_SIMILAR)
 
+CONTENT_TERMS = ArtifactFile(
+    "content/terms.parquet", "content", "content features (name tokens, category prefixes, "
+    "brand, price band) and their idf", optional=True, columns=(_s("term"), _f("idf")),
+    rows="content_terms")
+CONTENT_VECTORS = ArtifactFile(
+    "content/vectors.npz", "content", "product x feature TF-IDF CSR, rows L2-normalised",
+    optional=True,
+    arrays=(Array("indptr", "int64", ("items+1",)), Array("indices", "int32", ("content_nnz",)),
+            Array("data", "float32", ("content_nnz",))))
 RANKING = ArtifactFile("ranking.json", "models", "the blend weights the API applies, and "
                        "what also_viewed/ counted (also_viewed_counts: sessions or orders)",
                        keys=("cart_knn_weight", "rule_weight", "also_viewed_support_weight",
@@ -238,7 +252,8 @@ INGEST_REPORT = ArtifactFile(
 
 FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
-    *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files, RANKING, ALS,
+    *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
+    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, ALS,
     CUSTOMERS, PURCHASES, REPURCHASE, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS, CUSTOMER_SEGMENTS,
     CLV_REPORT, *ACTION_FILES, INGEST_REPORT)
 _BY_PATH = {f.path: f for f in FILES}

@@ -22,10 +22,12 @@ from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
 from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
+from recsys.models.content import run_content_job
 from recsys.models.job import run_models_job
 from recsys.popularity import best_sellers
 from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
+from recsys.server_events import ingest_server_events
 from recsys.vocab import Vocabulary
 
 __all__ = ["JobContext", "JOBS", "run_pipeline", "run_jobs"]
@@ -83,6 +85,11 @@ def job_models(ctx: JobContext) -> dict[str, Any]:
                           ctx.config.interactions, ctx.out, ctx.catalog)
 
 
+def job_content(ctx: JobContext) -> dict[str, Any]:
+    """Content neighbours from the catalogue (see recsys.models.content)."""
+    return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
+
+
 def job_customer_value(ctx: JobContext) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job)."""
     missing = clv_inputs_missing(ctx.orders, ctx.catalog)
@@ -101,6 +108,7 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "basket_stats": job_basket_stats,
     "rules": job_rules,
     "models": job_models,
+    "content": job_content,
     "customer_value": job_customer_value,
 }
 
@@ -132,6 +140,10 @@ def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., In
     log.info("ingest done: %s rows accepted, %s rejected (see %s)",
              f"{sum(t.rows_accepted for t in report.tables.values()):,}",
              f"{sum(t.rows_rejected for t in report.tables.values()):,}", data_dir / "report.json")
+    server = ingest_server_events(config.serving.database_url, sources.get("events"),
+                                  data_dir, report) if config.ingest.server_events else None
+    if server is not None:  # its label hides the URL's password
+        sources = {**sources, "server_events": server.source}
     orders = load_table(data_dir, "orders")
     assert orders is not None
     ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}

@@ -421,7 +421,7 @@ def test_unknown_customer_without_history_gets_best_sellers(client: TestClient) 
     assert ids(body) == ids(get(client, "/v1/popular", k=6))
 
 
-@pytest.mark.parametrize("endpoint", ["also-viewed", "bought-together"])
+@pytest.mark.parametrize("endpoint", ["bought-together"])
 def test_product_without_neighbours_gets_its_category_best_sellers(small: TestClient,
                                                                     endpoint: str) -> None:
     # pot (Home > Kitchen) was viewed alone and never bought: no neighbours, no rules
@@ -432,6 +432,17 @@ def test_product_without_neighbours_gets_its_category_best_sellers(small: TestCl
         "orders": 3, "scope": "Home > Kitchen"}}
     assert ids(body)[2] == "tea"  # then global best sellers fill the list
     assert "pot" not in ids(body)
+
+
+def test_also_viewed_of_a_product_without_traffic_comes_from_its_content(
+        small: TestClient) -> None:
+    # pot (Tea Pot, Home > Kitchen) was viewed alone: issue 13 item 4 fills its also-viewed
+    # list from catalogue similarity, no longer from best sellers alone
+    body = get(small, "/v1/items/pot/also-viewed", k=3)
+    assert ids(body)[0] == "spoon"  # Tea Spoon, Home > Kitchen: the most features shared
+    assert {i["reason"]["source"] for i in body["items"]} == {"content"}
+    assert body["fallback"] is None
+    assert "pot" not in ids(body) and "kettle" not in ids(body)  # kettle: no stock
 
 
 def test_a_short_list_is_filled_from_best_sellers(small: TestClient) -> None:

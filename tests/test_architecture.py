@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "recsys.layout", "recsys.tomlfile", "recsys.redact", "recsys.filemodes",
                     "recsys.spark.settings")),
     ("data", ("recsys.artifact_io", "recsys.derive_catalog", "recsys.spark.ingest",
-              "recsys.spark.session", "recsys.readers", "recsys.mapping", "recsys.validate", "recsys.ingest",
+              "recsys.spark.session", "recsys.server_events", "recsys.readers", "recsys.mapping", "recsys.validate", "recsys.ingest",
               "recsys.vocab", "recsys.matrices", "recsys.demo")),
     ("components", ("recsys.spark.rules", "recsys.spark.popularity",
                     "recsys.popularity", "recsys.repurchase", "recsys.rules", "recsys.models",

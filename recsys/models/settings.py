@@ -41,6 +41,8 @@ class ModelsConfig(BaseModel):
                                      "of its buyers")
     knn_k: int = Field(100, ge=1, description="neighbours kept by the item-kNN model")
     top_k: int = Field(50, ge=1, le=500, description="neighbours precomputed per product")
+    content_top_k: int = Field(50, ge=1, le=500, description="content neighbours (catalogue "
+                                                             "TF-IDF cosine) kept per product")
     als_factors: int = Field(64, ge=2, le=1024)
     als_regularization: float = Field(0.05, ge=0)
     als_alpha: float = Field(1.0, gt=0)

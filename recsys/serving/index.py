@@ -28,6 +28,7 @@ from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
+from recsys.serving.content import ContentIndex, load_content
 from recsys.vocab import Vocabulary
 
 __all__ = ["ServingIndex", "RuleTable", "Bundle", "Ranking", "load_index", "rule_key"]
@@ -161,6 +162,7 @@ class ServingIndex:
     customer_model: CustomerModel | None = None
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
     orders: OrderCounts | None = None  # for the significance of co-purchase counts
+    content: ContentIndex | None = None  # catalogue similarity (no catalogue: None)
 
     @property
     def version(self) -> str:
@@ -426,7 +428,8 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder), orders=_load_order_counts(folder, code_of))
+        segments=_load_segments(folder), orders=_load_order_counts(folder, code_of),
+        content=load_content(folder, len(ids)))
 
 
 def _table(folder: Path) -> Neighbours | None:

@@ -32,16 +32,21 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
     """Customers who viewed this also viewed: the item-kNN neighbours over view sessions
     (orders when the data had no views), re-ranked by similarity plus a share of their
     co-view support (each scaled to the product's best); the evidence names what was
-    counted (``sessions_with_both`` or ``orders_with_both``)."""
+    counted (``sessions_with_both`` or ``orders_with_both``). A product with little traffic
+    (strongest co-view support below the content index's ``min_support``, or added since the
+    artifact) is completed from its content neighbours, ranked after the co-viewed ones
+    (reason source ``content``)."""
     code = index.code_of.get(product_id)
     table = index.also_viewed
     candidates = []
+    strongest = 0
     if code is not None and table is not None:
         ids = np.asarray(table.ids[code])
         keep = ids >= 0
         ids = ids[keep]
         sims = np.asarray(table.scores[code], dtype=np.float64)[keep]
         support = np.asarray(table.support[code], dtype=np.float64)[keep]
+        strongest = int(support.max()) if len(support) else 0
         weight = index.ranking.also_viewed_support_weight
         counted = f"{index.ranking.also_viewed_counts}_with_both"
         scores = _scaled(sims) + weight * _scaled(support)
@@ -49,6 +54,12 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
             candidates.append(Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", {
                 "seed": product_id, counted: int(support[i]),
                 "similarity": round(float(sims[i]), 6)}))
+    content = index.content
+    if content is not None and strongest < content.min_support:
+        candidates += [Candidate(index.ids[c], score, "content", {
+            "seed": product_id, "similarity": round(score, 6), "shared_features": shared,
+            "co_view_support": strongest}, 1)
+            for c, score, shared in content.neighbours(code, product_id, _limit(options))]
     return finish(index, candidates, options, decisions, seeds=[product_id],
                   fallback_category=index.categories.get(product_id), never=frozenset([product_id]))
 

@@ -12,7 +12,7 @@ import orjson
 
 from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.config import ServingSettings
-from recsys.serving import recommend
+from recsys.serving import recommend, similar
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
 
@@ -23,9 +23,12 @@ __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "l
            "customer_list", "popular_list", "bundles", "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
-ItemKind = Literal["also-viewed", "bought-together"]
+ItemKind = Literal["also-viewed", "bought-together", "similar"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
-              "bought-together": recommend.bought_together}
+              "bought-together": recommend.bought_together,
+              "similar": similar.similar_items}
+PLACEMENTS: dict[str, Literal["also_viewed", "bought_together"]] = {
+    "also-viewed": "also_viewed", "bought-together": "bought_together"}
 
 
 class UnknownCategory(ValueError):
@@ -89,11 +92,12 @@ def list_body(index: ServingIndex, result: recommend.Result, request_id: str,
 
 def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
               query: ListQuery) -> Answer:
-    """A product's also-viewed or bought-together list for this shopper."""
+    """A product's also-viewed, bought-together or similar-items list for this shopper."""
     _check_category(index, query)
-    compute, product_id = ITEM_LISTS[kind], query.product_id or ""
-    options = _placed(state.settings, "also_viewed" if kind == "also-viewed" else
-                      "bought_together", query.options)
+    compute, product_id, options = ITEM_LISTS[kind], query.product_id or "", query.options
+    placement = PLACEMENTS.get(kind)
+    if placement is not None:
+        options = _placed(state.settings, placement, options)
     arm = arm_of(state.settings, query.customer_id, query.session_id)
     return ranked(state, index, arm, query.options,
                   lambda d: compute(index, product_id, options, d)), arm

@@ -14,6 +14,7 @@ import gc
 import hmac
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -26,6 +27,8 @@ from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
 from recsys.serving import recommend
+from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow
+from recsys.serving.catalog_watch import CatalogWatch
 from recsys.serving.event_guard import RateLimiter, keep_events_pruned
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.observe import MULTIPROCESS
@@ -43,6 +46,11 @@ class ServingState:
         self.settings = settings
         self.version_gauge = version_gauge  # 1 for the version this worker serves
         self.index: ServingIndex | None = None
+        self.base: ServingIndex | None = None  # the index as loaded, before the overlay
+        self.overlay = CatalogOverlay()  # catalogue updates since the artifact was built
+        self._swap_lock = threading.Lock()  # an overlay update never undoes a reload
+        self.catalog_watch = CatalogWatch(settings.catalog_watch) if (
+            settings.catalog_watch) else None
         self.error: str | None = None
         self.failed_version: str | None = None
         self.store = ServingStore(settings.database_url,
@@ -56,15 +64,18 @@ class ServingState:
     def load(self, version: str | None = None) -> bool:
         """Load (and verify) a version; on failure keep serving the current one."""
         try:
-            index = load_index(self.settings.artifacts, version)
-            recommend.warm_up(index)
+            base = load_index(self.settings.artifacts, version)
+            recommend.warm_up(base)
         except RecsysError as exc:
             self.error = f"{exc}"
             self.failed_version = version or self.pointer()
             log.error("artifact load failed, still serving %s: %s",
                       self.index.version if self.index else "nothing", exc)
             return False
-        previous, self.index = self.index, index  # one assignment: requests hold the index
+        with self._swap_lock:
+            index = self.overlay.apply(base, self.settings.content_min_support)
+            self.base = base
+            previous, self.index = self.index, index  # one assignment: requests hold it
         self.error, self.failed_version = None, None  # they started with
         if self.version_gauge is not None:
             if previous is not None and previous.version != index.version:
@@ -77,6 +88,23 @@ class ServingState:
         gc.freeze()
         log.info("serving artifact version %s", index.version)
         return True
+
+    def update_catalog(self, rows: list[CatalogRow]) -> ServingIndex:
+        """Apply catalogue rows to the served index now (and to every later load)."""
+        if self.base is None:
+            raise NotReady(self.error or "no artifact loaded")
+        with self._swap_lock:
+            self.overlay.update(rows)
+            assert self.base is not None
+            self.index = self.overlay.apply(self.base, self.settings.content_min_support)
+            return self.index
+
+    def read_catalog_watch(self) -> None:
+        """Apply the watched catalogue file if it changed since the last read."""
+        rows = self.catalog_watch.changed_rows() if self.catalog_watch else None
+        if rows and self.base is not None:
+            self.update_catalog(rows)
+            log.info("catalog_watch: %d rows applied", len(rows))
 
     def pointer(self) -> str | None:
         try:
@@ -101,6 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the artifact at start (and watch the pointer); close the store at the end."""
     state: ServingState = app.state.serving
     await asyncio.to_thread(state.load)
+    await asyncio.to_thread(state.read_catalog_watch)
     task = None
     if state.settings.reload_interval_s > 0:
         task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
@@ -122,6 +151,7 @@ async def _watch(state: ServingState, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await state.reload_if_moved()
+            await asyncio.to_thread(state.read_catalog_watch)
         except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
             log.exception("reload check failed")
 

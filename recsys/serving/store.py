@@ -41,6 +41,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from recsys.errors import ConfigError
+from recsys.server_events import SERVER_EVENTS_TABLE
 from recsys.serving.finish import Decisions
 from recsys.serving.migrate import new_epoch, upgrade
 
@@ -56,7 +57,7 @@ ROLES = ("viewer", "editor")  # viewers browse and export; editors also decide
 metadata = MetaData()
 
 EVENTS = Table(
-    "recsys_events", metadata,
+    SERVER_EVENTS_TABLE, metadata,  # `recsys run` trains on it (recsys.server_events)
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=True),

@@ -1,14 +1,18 @@
-"""Admin (API key): reload the artifact, list, add and undo merchandiser decisions."""
+"""Admin (API key): reload the artifact, update the catalogue, list, add and undo merchandiser
+decisions."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Body, HTTPException, Path
 from fastapi.responses import JSONResponse
 
-from recsys.serving.schemas import INVALID, DecisionIn
+from recsys.serving.catalog_overlay import CatalogRow
+from recsys.serving.schemas import INVALID, NOT_READY, DecisionIn
 from recsys.serving.state import Admin, State
 from recsys.serving.store import DECISION_KINDS
 
@@ -25,6 +29,25 @@ async def reload(state: State, _: Admin) -> JSONResponse:
     await state.reload_if_moved(force=True)
     body = {"version": state.index.version if state.index else None, "error": state.error}
     return JSONResponse(body, status_code=200 if state.error is None else 409)
+
+
+@router.post("/catalog", responses=NOT_READY)
+async def update_catalog(
+        state: State, _: Admin,
+        rows: Annotated[list[CatalogRow], Body(min_length=1, max_length=10_000)]
+) -> dict[str, Any]:
+    """Catalogue rows (added, repriced, out of stock, inactive) served at once, without a
+    retrain, until an artifact's catalogue holds them; new products get content neighbours."""
+    ids = [r.product_id for r in rows]
+    repeated = sorted(p for p, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise HTTPException(status_code=422, detail=f"duplicate_product_id: {repeated[:10]} "
+                                                    "appear more than once in the body")
+    index = await asyncio.to_thread(state.update_catalog, rows)
+    return {"version": index.version, "rows": len(rows),
+            "added": sum(p not in index.code_of for p in ids),
+            "unavailable": sum(p not in index.available for p in ids),
+            "pending": len(state.overlay)}
 
 
 @router.get("/decisions")

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from recsys.serving import service
 from recsys.serving.keys import CallerDep
-from recsys.serving.params import BUNDLES, ITEM_LIST, ListQuery
+from recsys.serving.params import BUNDLES, ITEM_LIST, SIMILAR, ListQuery
 from recsys.serving.routes.answer import list_response
 from recsys.serving.schemas import INVALID, LIST_RESPONSES, NOT_READY, STOREFRONT, BundleList
 from recsys.serving.state import Index, State
@@ -40,6 +40,17 @@ async def bought_together(request: Request, state: State, index: Index,
     caller.need_storefront()
     return list_response(request, index,
                          service.item_list(state, index, "bought-together", query))
+
+
+@router.get("/items/{product_id}/similar", responses=LIST_RESPONSES, response_class=Response)
+async def similar(request: Request, state: State, index: Index,
+                  query: Annotated[ListQuery, Depends(SIMILAR.read)],
+                  caller: CallerDep) -> Response:
+    """Alternatives to this product (substitutes): mined substitutes, co-viewed products of
+    its category that are not bought with it, and catalogue content neighbours; each with
+    its reason. Works for products added since the artifact (content neighbours)."""
+    caller.need_storefront()
+    return list_response(request, index, service.item_list(state, index, "similar", query))
 
 
 @router.get("/items/{product_id}/bundles",

@@ -1,0 +1,232 @@
+"""Cold start: how well the served lists of a product the model never saw predict what goes
+with it, against the best sellers of its category (the engine's answer before content
+similarity). Not a test: a few minutes, reads ../shared/datasets where present.
+
+    .venv/bin/python benchmarks/cold_start_bench.py [--only demo online_retail instacart]
+
+Per dataset: one global time cutoff (80% of the time range). Cold products are those first
+seen after the cutoff (``first_seen``), or, for the demo shop whose products all sell from
+the start, a seeded 10% of the products seen after the cutoff, held out of training
+(``held_out``: their rows and catalogue rows removed). The artifact is built by the real
+pipeline (``run_pipeline``) from the training rows; the cold products are then added as
+``POST /admin/catalog`` adds them (``CatalogOverlay``). A case is a cold product P in a test
+session or basket and another product Q of it that the artifact knows: for view sessions Q
+is the next different product viewed after P, for baskets every other product of the basket.
+Hit: Q in the top 10 of P's list (HR@10 over cases; "per product": the mean of each cold
+product's own hit rate, so that a product in thousands of baskets does not dominate). Lists: the served also-viewed and similar items, and the
+best sellers of P's category (global where the catalogue has no category), all with
+``in_stock_only=False`` (the datasets' stock flags are not the test's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.evaluation_bench import load_instacart, load_online_retail  # noqa: E402
+from recsys.config import Config  # noqa: E402
+from recsys.pipeline import run_pipeline  # noqa: E402
+from recsys.serving import recommend  # noqa: E402
+from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow  # noqa: E402
+from recsys.serving.finish import Decisions, Options  # noqa: E402
+from recsys.serving.index import ServingIndex, load_index  # noqa: E402
+from recsys.serving.similar import similar_items  # noqa: E402
+
+DATASETS = REPO.parent / "shared" / "datasets"
+K = 10
+
+
+def demo_tables() -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """The demo shop (12,000 orders, seed 5: the tests' shop), ingested."""
+    from recsys.demo import DemoSpec, generate_demo
+    from recsys.ingest import ingest, load_table
+    from recsys.mapping import SourceMapping
+
+    tmp = Path(tempfile.mkdtemp(prefix="cold_demo_"))
+    generate_demo(tmp / "raw", DemoSpec(orders=12_000, seed=5), progress=False)
+    ingest({t: str(tmp / "raw" / f"{t}.csv") for t in ("orders", "events", "catalog")},
+           SourceMapping(), tmp / "data", show_progress=False)
+    tables = {t: load_table(tmp / "data", t) for t in ("orders", "events", "catalog")}
+    assert tables["orders"] is not None and tables["catalog"] is not None
+    return tables["orders"], tables["events"], tables["catalog"]
+
+
+def online_retail_tables() -> tuple[pd.DataFrame, None, pd.DataFrame]:
+    """Purchase lines; the catalogue derived from them: each stock code's most frequent
+    Description and median price (no categories)."""
+    path = DATASETS / "online_retail_ii_2009_2010" / "online_retail.parquet"
+    orders = load_online_retail(path)
+    raw = pd.read_parquet(path, columns=["StockCode", "Description"])
+    raw = raw.assign(product_id=raw["StockCode"].astype("string")).dropna()
+    names = (raw.groupby(["product_id", "Description"]).size().rename("n").reset_index()
+             .sort_values(["product_id", "n"], ascending=[True, False])
+             .drop_duplicates("product_id"))
+    price = orders.groupby("product_id")["unit_price"].median().rename("price")
+    catalog = names[["product_id", "Description"]].rename(columns={"Description": "name"})
+    catalog = catalog.merge(price, left_on="product_id", right_index=True, how="left")
+    return orders, None, catalog.reset_index(drop=True)
+
+
+def instacart_tables() -> tuple[pd.DataFrame, None, pd.DataFrame]:
+    """Order lines of users 1-100 (synthetic times, see evaluation_bench); the catalogue:
+    product names, category "department > aisle N" (the aisle names are not in the sample)."""
+    folder = DATASETS / "instacart_100_users"
+    orders = load_instacart(folder)
+    products = pd.read_csv(folder / "instacart_products.csv")
+    departments = pd.read_csv(folder / "instacart_department.csv")
+    products = products.merge(departments, on="department_id", how="left")
+    catalog = pd.DataFrame({
+        "product_id": products["product_id"].astype(str),
+        "name": products["product_name"].astype(str),
+        "category": products["department"].fillna("other").astype(str) + " > aisle "
+        + products["aisle_id"].astype(str)})
+    return orders, None, catalog
+
+
+def _cases(groups: pd.DataFrame, cold: set[str], known: set[str], sessions: bool
+           ) -> pd.DataFrame:
+    """(P, Q) pairs of the test groups (``group``, ``product_id``, ``at``): see the module
+    docstring."""
+    frame = groups.sort_values(["group", "at"], kind="stable")
+    if sessions:
+        frame = frame[frame["product_id"] != frame.groupby("group")["product_id"].shift()]
+        nxt = frame.groupby("group")["product_id"].shift(-1)
+        pairs = pd.DataFrame({"p": frame["product_id"], "q": nxt}).dropna()
+    else:
+        distinct = frame[["group", "product_id"]].drop_duplicates()
+        with_cold = distinct[distinct["product_id"].isin(cold)]
+        pairs = with_cold.merge(distinct, on="group", suffixes=("_p", "_q"))
+        pairs = pairs.rename(columns={"product_id_p": "p", "product_id_q": "q"})[["p", "q"]]
+    pairs = pairs[pairs["p"].isin(cold) & pairs["q"].isin(known) & (pairs["p"] != pairs["q"])]
+    return pairs.astype(str).reset_index(drop=True)
+
+
+def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
+             catalog: pd.DataFrame, mode: str, seed: int = 7) -> list[dict[str, object]]:
+    """Build the artifact without the cold products, add them by the catalogue overlay and
+    measure HR@10 / MRR@10 of each list on the cold cases."""
+    views = events is not None and len(events) > 0
+    if views:
+        assert events is not None
+        inter = pd.DataFrame({"group": events["session_id"].astype(str),
+                              "product_id": events["product_id"].astype(str),
+                              "at": events["occurred_at"]})
+    else:
+        inter = pd.DataFrame({"group": orders["order_id"].astype(str),
+                              "product_id": orders["product_id"].astype(str),
+                              "at": orders["ordered_at"]})
+    lo, hi = inter["at"].min(), inter["at"].max()
+    cutoff = lo + 0.8 * (hi - lo)
+    test = inter[inter["at"] >= cutoff]
+    first = inter.groupby("product_id")["at"].min()
+    if mode == "first_seen":
+        cold = set(first[first >= cutoff].index)
+    else:
+        seen_late = np.array(sorted(set(test["product_id"])))
+        rng = np.random.default_rng(seed)
+        cold = set(rng.choice(seen_late, size=max(1, len(seen_late) // 10), replace=False))
+    cold &= set(catalog["product_id"].astype(str))
+    train_orders = orders[(orders["ordered_at"] < cutoff)
+                          & ~orders["product_id"].astype(str).isin(cold)]
+    train_events = None
+    if views:
+        assert events is not None
+        train_events = events[(events["occurred_at"] < cutoff)
+                              & ~events["product_id"].astype(str).isin(cold)]
+    train_catalog = catalog[~catalog["product_id"].astype(str).isin(cold)]
+    tmp = Path(tempfile.mkdtemp(prefix=f"cold_{name}_"))
+    sources = {"orders": train_orders, "events": train_events, "catalog": train_catalog}
+    for table, frame in sources.items():
+        if frame is not None:
+            frame.to_parquet(tmp / f"{table}.parquet", index=False)
+    config = Config.model_validate({
+        "data_dir": str(tmp / "data"), "artifacts": {"root": str(tmp / "artifacts")},
+        "popularity": {"window_days": 0},
+        "ingest": {**{t: str(tmp / f"{t}.parquet") for t, f in sources.items()
+                      if f is not None}, "server_events": False}})
+    started = time.perf_counter()
+    run_pipeline(config, show_progress=False)
+    built = time.perf_counter() - started
+    base = load_index(tmp / "artifacts")
+    overlay = CatalogOverlay()
+    rows = catalog[catalog["product_id"].astype(str).isin(cold)]
+    rows = rows[[c for c in rows.columns if c in CatalogRow.model_fields]]
+    overlay.update([CatalogRow(**{k: v for k, v in row.items() if pd.notna(v)})
+                    for row in rows.astype(object).to_dict("records")])
+    index = overlay.apply(base, min_support=3)
+    cases = _cases(test, cold, set(base.code_of), sessions=views)
+    options = Options(k=K, in_stock_only=False)
+    lists: dict[str, Callable[[ServingIndex, str], list[str]]] = {
+        "also-viewed (served)": lambda ix, p: [i["product_id"] for i in recommend.also_viewed(
+            ix, p, options, Decisions()).items],
+        "similar (served)": lambda ix, p: [i["product_id"] for i in similar_items(
+            ix, p, options, Decisions()).items],
+        "category best sellers": lambda ix, p: [i["product_id"] for i in recommend.popular(
+            ix, Options(k=K, in_stock_only=False, category=ix.categories.get(p)),
+            Decisions()).items],
+    }
+    out = []
+    for label, make in lists.items():
+        started = time.perf_counter()
+        answers = {p: make(index, p) for p in cases["p"].unique()}
+        took = time.perf_counter() - started
+        ranks = np.array([answers[p].index(q) + 1 if q in answers[p] else 0
+                          for p, q in zip(cases["p"], cases["q"], strict=True)])
+        hits = ranks > 0
+        per_product = pd.Series(hits).groupby(cases["p"].to_numpy()).mean()
+        out.append({"dataset": name, "cold": mode, "cold_products": len(cold),
+                    "queried": int(cases["p"].nunique()), "cases": len(cases), "list": label,
+                    "hr@10": float(hits.mean()) if len(hits) else float("nan"),
+                    "mrr@10": float((1.0 / ranks[hits]).sum() / len(ranks)) if len(ranks)
+                    else float("nan"),
+                    "hr@10 per product": float(per_product.mean()) if len(per_product)
+                    else float("nan"),
+                    "ms_per_list": 1000 * took / max(len(answers), 1), "build_s": built})
+    return out
+
+
+LOADERS: dict[str, tuple[Callable[[], tuple[pd.DataFrame, pd.DataFrame | None,
+                                            pd.DataFrame]], str]] = {
+    "demo": (demo_tables, "held_out"),
+    "online_retail": (online_retail_tables, "first_seen"),
+    "instacart": (instacart_tables, "first_seen"),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="*", choices=list(LOADERS), default=list(LOADERS))
+    args = parser.parse_args()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.processor()}")
+    rows = []
+    for name in args.only:
+        loader, mode = LOADERS[name]
+        if name != "demo" and not DATASETS.exists():
+            print(f"{name}: skipped, {DATASETS} not found")
+            continue
+        orders, events, catalog = loader()
+        rows += evaluate(name, orders, events, catalog, mode)
+        print(pd.DataFrame(rows[-3:]).to_string(index=False, float_format="%.4f"), flush=True)
+    print("| dataset | cold | cold products | queried | cases | list | HR@10 | MRR@10 | "
+          "HR@10 per product |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['cold']} | {r['cold_products']} | {r['queried']} | "
+              f"{r['cases']} | {r['list']} | {r['hr@10']:.4f} | {r['mrr@10']:.4f} | "
+              f"{r['hr@10 per product']:.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
