@@ -122,6 +122,22 @@ class ServingSettings(BaseSettings):
         default_factory=lambda: ["at_risk", "hibernating", "lost"],
         description="RFM segments whose personalised list puts best sellers before ALS")
     ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
+    redis_url: str | None = Field(None, repr=False, description="live session state shared "
+                                  "by every worker; unset = in-process (one worker only)")
+    redis_prefix: str = Field("recsys:", min_length=1, description="prefix of the Redis keys")
+    session_length: int = Field(20, ge=1, le=200, description="recent products kept per "
+                                                              "session and per customer")
+    session_ttl_s: float = Field(1800.0, gt=0, description="a session's recent products "
+                                                           "expire this long after its last event")
+    customer_ttl_s: float = Field(30 * 86400.0, gt=0, description="same, per customer")
+    session_weight: float = Field(0.6, ge=0, description="weight of the session's other "
+                                                         "products in session-aware lists")
+    session_decay: float = Field(0.8, gt=0, le=1, description="each older session product "
+                                                              "counts this much less")
+    trending_hours: int = Field(3, ge=1, le=48, description="trending: the recent window")
+    trending_baseline_hours: int = Field(24, ge=1, le=168, description="trending: the usual "
+                                                                        "rate's window")
+    trending_min_count: int = Field(5, ge=1, description="trending: fewest recent events")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
                                          description="from [analytics.experiment]")
 

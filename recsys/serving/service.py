@@ -14,12 +14,13 @@ from recsys.config import ServingSettings
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
+from recsys.serving.session import Session, weighted
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
 __all__ = ["Answer", "arm_of", "ranked", "list_body", "item_list", "cart_list",
-           "customer_list", "popular_list", "bundles", "product_lists"]
+           "customer_list", "popular_list", "session_of", "bundles", "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 ItemKind = Literal["also-viewed", "bought-together"]
@@ -36,6 +37,17 @@ def arm_of(settings: ServingSettings, customer_id: str | None,
     if unit is None:
         return None
     return assign_arm(unit, salt=settings.experiment.salt, split=settings.experiment.split)
+
+
+def session_of(state: ServingState, session_id: str | None, history: tuple[str, ...],
+               leave_out: list[str]) -> Session:
+    """The shopper's recent products, weighted: ``history`` (most recent last) when given,
+    else the live session's (empty when Redis is down: the list is the artifact's)."""
+    s = state.settings
+    recent = (list(reversed(history)) if history else
+              state.live.recent(session_id=session_id) if session_id else [])
+    return weighted(recent, leave_out=leave_out, weight=s.session_weight,
+                    decay=s.session_decay, length=s.session_length)
 
 
 def ranked(state: ServingState, index: ServingIndex, arm: str | None,
@@ -61,16 +73,18 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
     """A product's also-viewed or bought-together list for this shopper."""
     compute, product_id, options = ITEM_LISTS[kind], query.product_id or "", query.options
     arm = arm_of(state.settings, query.customer_id, query.session_id)
+    session = session_of(state, query.session_id, query.history, [product_id])
     return ranked(state, index, arm, options,
-                  lambda d: compute(index, product_id, options, d)), arm
+                  lambda d: compute(index, product_id, options, d, session)), arm
 
 
 def cart_list(state: ServingState, index: ServingIndex, products: list[str],
               customer_id: str | None, session_id: str | None, query: ListQuery) -> Answer:
     """Add-ons for a cart of these products."""
     arm = arm_of(state.settings, customer_id, session_id)
+    session = session_of(state, session_id, query.history, products)
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
-        index, products, query.options, d)), arm
+        index, products, query.options, d, session)), arm
 
 
 def customer_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:

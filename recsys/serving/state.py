@@ -27,6 +27,7 @@ from recsys.config import ServingSettings
 from recsys.errors import RecsysError
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex, load_index
+from recsys.serving.live import live_from
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.store import ServingStore
 
@@ -49,6 +50,7 @@ class ServingState:
                                   category_cap=settings.category_cap,
                                   best_sellers_first=frozenset(
                                       settings.best_sellers_first_segments))
+        self.live = live_from(settings)  # recent products per session, trending counts
         self._reload_lock = asyncio.Lock()
 
     def load(self, version: str | None = None) -> bool:
@@ -106,6 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if task:
         task.cancel()
     state.store.dispose()
+    state.live.close()
     if MULTIPROCESS:  # this worker's live gauges leave the sums
         mark_process_dead(os.getpid())
 

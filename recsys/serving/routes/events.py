@@ -22,4 +22,5 @@ def post_event(request: Request, state: State, event: EventIn) -> EventAccepted:
         raise HTTPException(status_code=422, detail="an event needs a session_id or a "
                                                     "customer_id")
     event_id = state.store.add_event(event.model_dump())
+    state.live.record(event.event_type, event.product_id, event.session_id, event.customer_id)
     return EventAccepted(id=event_id, request_id=request.state.request_id)

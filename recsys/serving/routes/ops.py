@@ -33,7 +33,8 @@ async def readyz(state: State) -> JSONResponse:
     return JSONResponse({"status": "ready", "version": idx.version,
                          "age_seconds": round(idx.age_seconds(), 1),
                          "loaded_at": idx.loaded_at.isoformat(), "error": state.error,
-                         "failed_version": state.failed_version})
+                         "failed_version": state.failed_version,
+                         "redis": state.live.status()})  # degraded: lists ignore sessions
 
 
 @router.get("/metrics", response_class=Response)
