@@ -139,12 +139,13 @@ class RedisLive:
         if event_type not in LIVE_EVENTS or product_id is None or not self._up():
             return
         pipe = self.client.pipeline(transaction=False)
-        for key, ttl in ((f"s:{session_id}", self.session_ttl),
-                         (f"c:{customer_id}", self.customer_ttl)):
-            if not key.endswith(":None"):
-                pipe.lpush(self.prefix + key, product_id)
-                pipe.ltrim(self.prefix + key, 0, self.length - 1)
-                pipe.expire(self.prefix + key, int(ttl))
+        for kind, owner, ttl in (("s", session_id, self.session_ttl),
+                                 ("c", customer_id, self.customer_ttl)):
+            if owner:
+                key = f"{self.prefix}{kind}:{owner}"
+                pipe.lpush(key, product_id)
+                pipe.ltrim(key, 0, self.length - 1)
+                pipe.expire(key, max(1, int(ttl)))
         bucket = f"{self.prefix}h:{hour_now()}"
         pipe.zincrby(bucket, 1, product_id)
         pipe.expire(bucket, int(self.keep_s))
