@@ -130,10 +130,14 @@ class ServingSettings(BaseSettings):
     session_ttl_s: float = Field(1800.0, gt=0, description="a session's recent products "
                                                            "expire this long after its last event")
     customer_ttl_s: float = Field(30 * 86400.0, gt=0, description="same, per customer")
-    session_weight: float = Field(0.6, ge=0, description="weight of the session's other "
+    session_weight: float = Field(0.3, ge=0, description="weight of the session's other "
                                                          "products in session-aware lists")
-    session_decay: float = Field(0.8, gt=0, le=1, description="each older session product "
+    session_decay: float = Field(0.5, gt=0, le=1, description="each older session product "
                                                               "counts this much less")
+    session_knn_weight: float = Field(2.0, ge=0, description="weight of V-SKNN (the training "
+                                      "sessions most like this one) in session-aware lists")
+    session_knn_k: int = Field(100, ge=1, le=10_000, description="V-SKNN: similar training "
+                                                                 "sessions that vote")
     trending_hours: int = Field(3, ge=1, le=48, description="trending: the recent window")
     trending_baseline_hours: int = Field(24, ge=1, le=168, description="trending: the usual "
                                                                         "rate's window")

@@ -56,8 +56,10 @@ class SessionKNN:
         self.norms = np.sqrt(np.asarray(binary.sum(axis=1)).ravel())
         return self
 
-    def score(self, queries: sp.csr_matrix, chunk: int = 2000) -> sp.csr_matrix:
-        """queries x items scores (sparse; items no neighbour holds score 0)."""
+    def score(self, queries: sp.csr_matrix, chunk: int = 2000,
+              k: int | None = None) -> sp.csr_matrix:
+        """queries x items scores (sparse; items no neighbour holds score 0); ``k``
+        overrides the fitted number of neighbours."""
         out = []
         for lo in range(0, queries.shape[0], chunk):
             q = queries[lo:lo + chunk]
@@ -66,19 +68,19 @@ class SessionKNN:
                 qnorm = np.sqrt(np.asarray(q.multiply(q).sum(axis=1)).ravel())
                 sims = sp.diags(1.0 / np.maximum(qnorm, 1e-12)) @ sims
                 sims = (sims @ sp.diags(1.0 / np.maximum(self.norms, 1e-12))).tocsr()
-            out.append(self._top(sims) @ self.sessions)
+            out.append(self._top(sims, k or self.k) @ self.sessions)
         return sp.vstack(out).tocsr() if out else sp.csr_matrix((0, self.sessions.shape[1]))
 
-    def _top(self, sims: sp.csr_matrix) -> sp.csr_matrix:
+    def _top(self, sims: sp.csr_matrix, k: int) -> sp.csr_matrix:
         """Each row's ``k`` largest entries (ties: the lower session index)."""
         indptr, indices, data = sims.indptr, sims.indices, sims.data
         keep = np.zeros(len(data), dtype=bool)
         for r in range(sims.shape[0]):
             lo, hi = indptr[r], indptr[r + 1]
-            if hi - lo <= self.k:
+            if hi - lo <= k:
                 keep[lo:hi] = True
                 continue
-            order = np.lexsort((indices[lo:hi], -data[lo:hi]))[: self.k]
+            order = np.lexsort((indices[lo:hi], -data[lo:hi]))[:k]
             keep[lo + order] = True
         rows = np.repeat(np.arange(sims.shape[0]), np.diff(indptr))
         return sp.csr_matrix((data[keep], (rows[keep], indices[keep])), shape=sims.shape)

@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import scipy.sparse as sp
 
 from recsys import layout
 from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
+from recsys.models.session_knn import SessionKNN
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.vocab import Vocabulary
 
@@ -147,6 +149,7 @@ class ServingIndex:
     substitutes: dict[int, frozenset[int]] = field(default_factory=dict)
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
+    sessions: SessionKNN | None = None  # the training view sessions, for V-SKNN
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
 
     @property
@@ -384,7 +387,18 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder))
+        sessions=_load_sessions(folder), segments=_load_segments(folder))
+
+
+def _load_sessions(folder: Path) -> SessionKNN | None:
+    path = layout.SESSIONS.at(folder)
+    if not path.exists():
+        return None
+    arrays = load_npz(path)
+    rows, n_items = (int(n) for n in arrays["shape"])
+    matrix = sp.csr_matrix((np.ones(len(arrays["indices"])), arrays["indices"],
+                            arrays["indptr"]), shape=(rows, n_items))
+    return SessionKNN(similarity="dot").fit(matrix)
 
 
 def _table(folder: Path) -> Neighbours | None:

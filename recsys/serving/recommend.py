@@ -13,7 +13,7 @@ from recsys.models.neighbours import Neighbours
 from recsys.serving.blend import NO_ROWS, BlendInput, blend
 from recsys.serving.finish import Candidate, Decisions, Options, Result, finish
 from recsys.serving.index import ServingIndex, rule_key
-from recsys.serving.session import Session, rescore
+from recsys.serving.session import NO_SESSION, Session, rescore
 
 __all__ = ["Options", "Decisions", "Result", "also_viewed", "bought_together", "bundles_for",
            "cart_addons", "for_customer", "popular", "warm_up"]
@@ -29,7 +29,7 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 
 def also_viewed(index: ServingIndex, product_id: str, options: Options,
-                decisions: Decisions, session: Session = ()) -> Result:
+                decisions: Decisions, session: Session = NO_SESSION) -> Result:
     """Customers who viewed this also viewed: the item-kNN neighbours over view sessions,
     re-ranked by similarity plus a share of their co-view support (each scaled to the
     product's best), plus the ``session``'s other products' neighbours."""
@@ -171,7 +171,7 @@ def warm_up(index: ServingIndex) -> None:
 
 
 def bought_together(index: ServingIndex, product_id: str, options: Options,
-                    decisions: Decisions, session: Session = ()) -> Result:
+                    decisions: Decisions, session: Session = NO_SESSION) -> Result:
     """Frequently bought together: the cart scorer on a one-product cart (its substitutes
     are never offered)."""
     return _bought_with(index, [product_id], options, decisions, session)
@@ -204,7 +204,7 @@ def bundles_for(index: ServingIndex, product_id: str, k: int, *,
 
 
 def cart_addons(index: ServingIndex, cart: list[str], options: Options,
-                decisions: Decisions, session: Session = ()) -> Result:
+                decisions: Decisions, session: Session = NO_SESSION) -> Result:
     """Add-ons for a whole cart: neighbour scores summed over every cart item, plus every
     rule whose antecedent the cart holds (see ``_scored_for``); cart items and their
     substitutes are never offered; the ``session``'s other products add their neighbours."""
@@ -212,7 +212,7 @@ def cart_addons(index: ServingIndex, cart: list[str], options: Options,
 
 
 def _bought_with(index: ServingIndex, cart: list[str], options: Options,
-                 decisions: Decisions, session: Session = ()) -> Result:
+                 decisions: Decisions, session: Session = NO_SESSION) -> Result:
     codes = list(dict.fromkeys(index.codes(cart)))
     banned = np.zeros(len(index.ids), dtype=bool)
     banned[codes] = True

@@ -14,7 +14,7 @@ from recsys.config import ServingSettings
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
-from recsys.serving.session import Session, weighted
+from recsys.serving.session import Session, session_of_recent
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
@@ -46,8 +46,9 @@ def session_of(state: ServingState, session_id: str | None, history: tuple[str, 
     s = state.settings
     recent = (list(reversed(history)) if history else
               state.live.recent(session_id=session_id) if session_id else [])
-    return weighted(recent, leave_out=leave_out, weight=s.session_weight,
-                    decay=s.session_decay, length=s.session_length)
+    return session_of_recent(recent, leave_out, weight=s.session_weight, decay=s.session_decay,
+                             length=s.session_length, knn_weight=s.session_knn_weight,
+                             knn_k=s.session_knn_k)
 
 
 def ranked(state: ServingState, index: ServingIndex, arm: str | None,

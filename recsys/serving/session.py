@@ -1,22 +1,42 @@
 """Session-aware lists: the shopper's other recent products add their neighbours to a list's
-candidates, the most recent weighing most, so a list reflects the whole session so far and
-not only the product on screen. Each re-scored item names the session products that shaped
-it (``reason.evidence.session``). Without a session nothing changes."""
+candidates, the most recent weighing most, and the training sessions most like the session so
+far (V-SKNN, ``recsys.models.session_knn``) vote for theirs, so a list reflects the whole
+session and not only the product on screen. Each re-scored item names the session products
+that shaped it (``reason.evidence.session``). Without a session nothing changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from recsys.models.neighbours import Neighbours
+from recsys.models.session_knn import query_matrix
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Session", "weighted", "rescore"]
+__all__ = ["Session", "NO_SESSION", "weighted", "session_of_recent", "rescore"]
 
-Session = Sequence[tuple[str, float]]  # (product id, weight), most recent first
 SHOWN = 3  # session products named per item, strongest first
+
+
+@dataclass(frozen=True)
+class Session:
+    """The session's other products with their weights (most recent first), the whole
+    session oldest first (the V-SKNN query: its last products are those on screen), and the
+    V-SKNN share and neighbour count."""
+
+    recent: tuple[tuple[str, float], ...] = ()
+    order: tuple[str, ...] = ()
+    knn_weight: float = 0.0
+    knn_k: int = 100
+
+    def __bool__(self) -> bool:
+        return bool(self.recent)
+
+
+NO_SESSION = Session()
 
 
 def weighted(recent: Iterable[str], *, leave_out: Iterable[str] = (), weight: float,
@@ -32,25 +52,55 @@ def weighted(recent: Iterable[str], *, leave_out: Iterable[str] = (), weight: fl
         out.append((pid, weight * decay ** len(out)))
         if len(out) == length:
             break
-    return out if weight > 0 else []
+    return out
+
+
+def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float, decay: float,
+                      length: int, knn_weight: float, knn_k: int) -> Session:
+    """The Session of ``recent`` (most recent first) around the ``on_screen`` products."""
+    others = weighted(recent, leave_out=on_screen, weight=weight, decay=decay, length=length)
+    if not others:
+        return NO_SESSION
+    order = tuple(pid for pid, _ in reversed(others)) + tuple(dict.fromkeys(on_screen))
+    return Session(tuple(others), order, knn_weight, knn_k)
+
+
+def _knn(index: ServingIndex, session: Session) -> tuple[np.ndarray, np.ndarray]:
+    """(product codes, V-SKNN scores scaled to the best) for the session; empty without."""
+    if index.sessions is None or session.knn_weight <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    codes = [index.code_of[p] for p in session.order if p in index.code_of]
+    if not codes:
+        return np.zeros(0, np.int64), np.zeros(0)
+    row = index.sessions.score(query_matrix([codes], len(index.ids), weighting="linear"),
+                               k=session.knn_k)
+    peak = float(row.data.max()) if row.nnz else 0.0
+    if peak <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return row.indices.astype(np.int64), session.knn_weight * row.data / peak
 
 
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
             session: Session, limit: int) -> list[Candidate]:
     """``candidates`` (scaled to the best one) plus each session product's weighted
-    neighbours (each row scaled to its best); the ``limit`` best products the session adds
-    that were not candidates join with source ``session``."""
-    if table is None or not session:
+    neighbours (each row scaled to its best) plus the V-SKNN scores (scaled to the best,
+    times ``knn_weight``); the ``limit`` best products the session adds that were not
+    candidates join with source ``session``."""
+    if not session:
         return candidates
-    ids_all, scores_all = np.asarray(table.ids), np.asarray(table.scores)
     parts_ids, parts_vals, parts_src = [], [], []
-    for pid, w in session:
+    knn_ids, knn_vals = _knn(index, session)
+    if len(knn_ids):  # named after the session's most recent other product
+        parts_ids.append(knn_ids)
+        parts_vals.append(knn_vals)
+        parts_src.append(np.full(len(knn_ids), index.code_of.get(session.recent[0][0], -1)))
+    for pid, w in session.recent:
         code = index.code_of.get(pid)
-        if code is None:
+        if code is None or table is None or w <= 0:
             continue
-        ids = ids_all[code]
+        ids = np.asarray(table.ids[code])
         keep = ids >= 0
-        scores = scores_all[code][keep].astype(np.float64)
+        scores = np.asarray(table.scores[code])[keep].astype(np.float64)
         peak = float(scores.max()) if len(scores) else 0.0
         if peak <= 0:
             continue
@@ -69,7 +119,8 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
 
     def named(i: int) -> list[str]:
         hi = starts[i + 1] if i + 1 < len(starts) else len(order)
-        return [index.ids[int(c)] for c in src[order[starts[i]:hi]][:SHOWN].tolist()]
+        codes = dict.fromkeys(c for c in src[order[starts[i]:hi]].tolist() if c >= 0)
+        return [index.ids[c] for c in codes][:SHOWN]
 
     peak = max((c.score for c in candidates), default=0.0)
     scale = 1.0 / peak if peak > 0 else 1.0
