@@ -203,4 +203,7 @@ def live_from(settings: ServingSettings) -> Live:
     """Redis when ``[serving] redis_url`` is set, else this process's memory."""
     if settings.redis_url:
         return RedisLive(settings, settings.redis_url)
+    if settings.workers > 1:
+        log.warning("%d workers without [serving] redis_url: each keeps its own sessions, so a "
+                    "list may miss views posted to another worker", settings.workers)
     return MemoryLive(settings)
