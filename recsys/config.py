@@ -134,7 +134,7 @@ class ServingSettings(BaseSettings):
                                                          "products in session-aware lists")
     session_decay: float = Field(0.5, gt=0, le=1, description="each older session product "
                                                               "counts this much less")
-    session_knn_weight: float = Field(2.0, ge=0, description="weight of V-SKNN (the training "
+    session_knn_weight: float = Field(4.0, ge=0, description="weight of V-SKNN (the training "
                                       "sessions most like this one) in session-aware lists")
     session_knn_k: int = Field(100, ge=1, le=10_000, description="V-SKNN: similar training "
                                                                  "sessions that vote")
