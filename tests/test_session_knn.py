@@ -38,3 +38,13 @@ def test_only_the_k_most_similar_sessions_vote() -> None:
     assert scores.tolist() == [0, 1, 0, 1, 1]
     with pytest.raises(ValueError, match="k must be"):
         SessionKNN(k=0)
+
+
+def test_one_session_scores_as_the_batch() -> None:
+    model = SessionKNN(k=2, similarity="dot").fit(TRAIN)
+    for session in ([0, 4], [1], [3, 1, 0], [2, 2, 4]):
+        batch = model.score(query_matrix([session], 5, weighting="linear")).toarray()[0]
+        codes, scores = model.score_one(session)
+        one = np.zeros(5)
+        one[codes] = scores
+        assert one.tolist() == pytest.approx(batch.tolist())

@@ -71,6 +71,31 @@ class SessionKNN:
             out.append(self._top(sims, k or self.k) @ self.sessions)
         return sp.vstack(out).tocsr() if out else sp.csr_matrix((0, self.sessions.shape[1]))
 
+    def score_one(self, session: Sequence[int], k: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(item codes, scores) for one session (oldest first), weighted by position: the
+        same figures as ``score`` with a "linear" ``query_matrix`` row and "dot" similarity,
+        without sparse-matrix overhead (a request scores one session)."""
+        weights: dict[int, float] = {}
+        for p, code in enumerate(session, start=1):
+            weights[code] = p / len(session)
+        codes = np.fromiter(weights, dtype=np.int64, count=len(weights))
+        lo, hi = self.by_item.indptr[codes], self.by_item.indptr[codes + 1]
+        held = np.concatenate([self.by_item.indices[a:b] for a, b in zip(lo, hi, strict=True)])
+        if not len(held):
+            return np.zeros(0, np.int64), np.zeros(0)
+        neighbours, inverse = np.unique(held, return_inverse=True)
+        sims = np.bincount(inverse, weights=np.repeat(
+            np.fromiter(weights.values(), dtype=np.float64, count=len(weights)), hi - lo))
+        best = np.lexsort((neighbours, -sims))[: k or self.k]  # ties: the lower session
+        rows = neighbours[best]
+        s_lo, s_hi = self.sessions.indptr[rows], self.sessions.indptr[rows + 1]
+        items = np.concatenate([self.sessions.indices[a:b]
+                                for a, b in zip(s_lo, s_hi, strict=True)])
+        found, where = np.unique(items, return_inverse=True)
+        return found.astype(np.int64), np.bincount(where, weights=np.repeat(sims[best],
+                                                                            s_hi - s_lo))
+
     def _top(self, sims: sp.csr_matrix, k: int) -> sp.csr_matrix:
         """Each row's ``k`` largest entries (ties: the lower session index)."""
         indptr, indices, data = sims.indptr, sims.indices, sims.data

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys.models.neighbours import Neighbours
-from recsys.models.session_knn import query_matrix
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
@@ -72,12 +71,11 @@ def _knn(index: ServingIndex, session: Session) -> tuple[np.ndarray, np.ndarray]
     codes = [index.code_of[p] for p in session.order if p in index.code_of]
     if not codes:
         return np.zeros(0, np.int64), np.zeros(0)
-    row = index.sessions.score(query_matrix([codes], len(index.ids), weighting="linear"),
-                               k=session.knn_k)
-    peak = float(row.data.max()) if row.nnz else 0.0
+    products, scores = index.sessions.score_one(codes, k=session.knn_k)
+    peak = float(scores.max()) if len(scores) else 0.0
     if peak <= 0:
         return np.zeros(0, np.int64), np.zeros(0)
-    return row.indices.astype(np.int64), session.knn_weight * row.data / peak
+    return products, session.knn_weight * scores / peak
 
 
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
@@ -112,33 +110,32 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
     ids, vals, src = (np.concatenate(parts_ids), np.concatenate(parts_vals),
                       np.concatenate(parts_src))
     products, inverse = np.unique(ids, return_inverse=True)
-    total = np.bincount(inverse, weights=vals)
-    order = np.lexsort((-vals, inverse))  # by product, strongest contribution first
-    starts = np.searchsorted(inverse[order], np.arange(len(products)))
-    slot = {int(c): i for i, c in enumerate(products.tolist())}
+    sums = np.bincount(inverse, weights=vals)
+    total = dict(zip(products.tolist(), sums.tolist(), strict=True))
+    codes = [index.code_of.get(c.product_id, -1) for c in candidates]
+    new = ~np.isin(products, np.asarray(codes, dtype=np.int64))
+    added = products[new][np.argsort(-sums[new], kind="stable")[:limit]].tolist()
+    wanted = np.isin(ids, np.asarray(codes + added, dtype=np.int64))
+    strongest = np.argsort(-vals[wanted], kind="stable")
+    shaped: dict[int, list[int]] = {}  # product -> session products, strongest first
+    for code, by in zip(ids[wanted][strongest].tolist(), src[wanted][strongest].tolist(),
+                        strict=True):
+        names = shaped.setdefault(code, [])
+        if by >= 0 and by not in names and len(names) < SHOWN:
+            names.append(by)
 
-    def named(i: int) -> list[str]:
-        hi = starts[i + 1] if i + 1 < len(starts) else len(order)
-        codes = dict.fromkeys(c for c in src[order[starts[i]:hi]].tolist() if c >= 0)
-        return [index.ids[c] for c in codes][:SHOWN]
+    def named(code: int) -> list[str]:
+        return [index.ids[c] for c in shaped[code]]
 
     peak = max((c.score for c in candidates), default=0.0)
     scale = 1.0 / peak if peak > 0 else 1.0
-    out, seen = [], set()
-    for cand in candidates:
-        code = index.code_of.get(cand.product_id)
-        seen.add(code)
-        i = slot.get(code) if code is not None else None
+    out = []
+    for cand, code in zip(candidates, codes, strict=True):
         cand.score *= scale
-        if i is not None:
-            cand.score += float(total[i])
-            cand.evidence["session"] = named(i)
+        if code in total:
+            cand.score += total[code]
+            cand.evidence["session"] = named(code)
         out.append(cand)
-    for i in np.argsort(-total, kind="stable").tolist():
-        if len(out) - len(candidates) == limit:
-            break
-        code = int(products[i])
-        if code not in seen:
-            out.append(Candidate(index.ids[code], float(total[i]), "session",
-                                 {"session": named(i), "weight": round(float(total[i]), 6)}))
+    out += [Candidate(index.ids[c], total[c], "session",
+                      {"session": named(c), "weight": round(total[c], 6)}) for c in added]
     return out
