@@ -6,7 +6,8 @@ CPU 0; Redis at ``--redis``, keys under a fresh prefix) over the demo shop's art
 (generated and built here when missing). Endpoints:
   plain     ``GET /v1/items/{id}/also-viewed?k=10`` over ``--products`` products;
   session   the same with ``session_id=`` of sessions holding 5 views each (posted first);
-  events    ``POST /v1/events`` view events of those sessions (Redis + the SQLite store).
+  events    ``POST /v1/events`` view events of those sessions (Redis + the SQL store,
+            PostgreSQL by default: ``--database``).
 The load is ``serving_bench.py``'s open-loop client (pinned to CPU 1): first far above what
 the server can take (``--overload`` req/s: what it completes per second is its maximum),
 then at half of each endpoint's own maximum, where the latency percentiles are read.
@@ -67,6 +68,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "recsys_live_bench")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        help="the events store (SQLite refuses concurrent writers under load)")
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--overload", type=float, default=4000.0)
     parser.add_argument("--products", type=int, default=200)
@@ -83,7 +86,7 @@ def main() -> int:
     sessions = [f"s-{i}" for i in range(args.products)]
     prefix = f"bench-{uuid.uuid4().hex}:"
     env = {"RECSYS_SERVING_ARTIFACTS": str(root), "RECSYS_SERVING_RELOAD_INTERVAL_S": "0",
-           "RECSYS_SERVING_DATABASE_URL": f"sqlite:///{args.workdir / 'events.db'}",
+           "RECSYS_SERVING_DATABASE_URL": args.database,
            "RECSYS_SERVING_REDIS_URL": args.redis, "RECSYS_SERVING_REDIS_PREFIX": prefix,
            "RECSYS_SERVING_STOREFRONT": "false"}
     server = Server("recsys", ["--factory", "recsys.app:app_from_env"], 1, "0", env,
