@@ -546,7 +546,7 @@ def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
             end = head + 4 + int(m.group(1))
             if len(buf) < end:
                 continue
-            ok = buf[9:12] == b"200"
+            ok = buf[9:10] == b"2"  # any 2xx (events answer 201)
             del buf[:end]
             j = busy.pop(fd)
             if ok:

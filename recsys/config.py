@@ -144,9 +144,11 @@ class ServingSettings(BaseSettings):
                                 "empty = generated at first start (session_secret_file)")
     session_secret_file: str = Field("", description="where the generated secret is kept; "
                                      "empty = beside the SQLite database, else the artifacts")
-    redis_url: str = Field("", repr=False, description="Redis for the events rate limit shared "
-                           "by all workers; empty = a limit per worker")
-    redis_prefix: str = Field("recsys", min_length=1, max_length=64)
+    redis_url: str = Field("", repr=False, description="Redis for the live session state, "
+                           "trending counts and events rate limit shared by all workers; "
+                           "empty = each worker on its own (one worker only)")
+    redis_prefix: str = Field("recsys", min_length=1, max_length=64,
+                              description="prefix of the Redis keys")
     events_per_minute: int = Field(120, ge=0, description="events per client; 0 = no limit")
     event_max_price: float = Field(100_000.0, gt=0, le=1e9)
     event_max_quantity: float = Field(1_000.0, gt=0, le=1_000_000)
@@ -172,6 +174,23 @@ class ServingSettings(BaseSettings):
     placements: Placements = Field(default_factory=Placements,
                                    description="minimum evidence and fill per kind of list")
     ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
+    session_length: int = Field(20, ge=1, le=200, description="recent products kept per "
+                                                              "session and per customer")
+    session_ttl_s: float = Field(1800.0, gt=0, description="a session's recent products "
+                                                           "expire this long after its last event")
+    customer_ttl_s: float = Field(30 * 86400.0, gt=0, description="same, per customer")
+    session_weight: float = Field(0.3, ge=0, description="weight of the session's other "
+                                                         "products in session-aware lists")
+    session_decay: float = Field(0.5, gt=0, le=1, description="each older session product "
+                                                              "counts this much less")
+    session_knn_weight: float = Field(4.0, ge=0, description="weight of V-SKNN (the training "
+                                      "sessions most like this one) in session-aware lists")
+    session_knn_k: int = Field(100, ge=1, le=10_000, description="V-SKNN: similar training "
+                                                                 "sessions that vote")
+    trending_hours: int = Field(3, ge=1, le=48, description="trending: the recent window")
+    trending_baseline_hours: int = Field(24, ge=1, le=168, description="trending: the usual "
+                                                                        "rate's window")
+    trending_min_count: int = Field(5, ge=1, description="trending: fewest recent events")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
                                          description="from [analytics.experiment]")
 

@@ -28,7 +28,7 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
            "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
-           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR"]
+           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR", "SESSIONS"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
 JOBS = ("catalog", "popularity", "rules", "models", "content", "customer_value", "pipeline")
@@ -183,6 +183,11 @@ RANKING = ArtifactFile("ranking.json", "models", "the blend weights the API appl
                        "what also_viewed/ counted (also_viewed_counts: sessions or orders)",
                        keys=("cart_knn_weight", "rule_weight", "also_viewed_support_weight",
                              "als_min_history"))
+SESSIONS = ArtifactFile(
+    "sessions.npz", "models", "training view sessions x products (CSR, 1 = viewed): the "
+    "V-SKNN part of session-aware lists", optional=True,
+    arrays=(Array("indptr", "int32|int64", ("sessions+1",)),
+            Array("indices", "int32|int64", ("session_views",)), Array("shape", "int64", (2,))))
 ALS = ArtifactFile(
     "als.npz", "models", "ALS factors (when orders name customers)", optional=True,
     arrays=(Array("user_factors", "float32", ("customers", "factors")),
@@ -253,7 +258,7 @@ INGEST_REPORT = ArtifactFile(
 FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
-    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, ALS,
+    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, SESSIONS, ALS,
     CUSTOMERS, PURCHASES, REPURCHASE, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS, CUSTOMER_SEGMENTS,
     CLV_REPORT, *ACTION_FILES, INGEST_REPORT)
 _BY_PATH = {f.path: f for f in FILES}

@@ -107,7 +107,7 @@ def postgres_url() -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A reachable Redis (127.0.0.1:6379) as a URL."""
+    """A reachable Redis (127.0.0.1:6379 by default) as a URL; tests prefix their keys."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)

@@ -79,11 +79,11 @@ def build_index(orders: pd.DataFrame | None, events: pd.DataFrame | None,
         for name, job in jobs.items():
             metrics[name] = job(ctx)
         if not has_orders and events is not None:
-            from recsys.models.job import _neighbours  # the models job's own table builder
+            from recsys.models.job import save_view_models  # the models job's own writer
 
             views = events[events["event_type"] == "view"]
             sessions = session_item_matrix(views, weights=config.interactions, items=items)
-            _neighbours(sessions.matrix, config.models).save(staging / "also_viewed")
+            save_view_models(sessions.matrix, config.models, staging)
             metrics["models"] = {"also_viewed_source": "view sessions (events only)"}
         store.publish(staging, config=config.to_json_dict(), config_hash=config.hash(),
                       inputs={"source": "offline evaluation: training window only"},

@@ -5,7 +5,7 @@ Writes into the artifact: ``also_viewed/`` (item-kNN over view sessions), ``boug
 (EASE over orders, or item-kNN) and ``bought_together_knn/`` (co-purchase item-kNN, blended
 into EASE's scores at request time): top-K neighbours of every product with scores and
 co-occurrence support, as memory-mappable ``.npy`` files; ``ranking.json`` (the blend weights
-the API applies); ``als.npz`` (user and item factors), ``customers.parquet`` (the customer
+the API applies); ``sessions.npz`` (the view sessions, for session-kNN); ``als.npz`` (user and item factors), ``customers.parquet`` (the customer
 vocabulary), ``purchases.npz`` (customer x product CSR of purchases: last day and number of
 orders; which products are durable) and ``repurchase.parquet``.
 """
@@ -39,7 +39,7 @@ from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
-__all__ = ["ModelsConfig", "run_models_job"]
+__all__ = ["ModelsConfig", "run_models_job", "save_view_models"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
     return Neighbours(ids=ids, scores=scores, support=cooccurrence_at(rows_items, ids))
 
 
+def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -> None:
+    """The also-viewed table and the sessions themselves (for V-SKNN) of a session x
+    product matrix."""
+    _neighbours(sessions, config).save(layout.ALSO_VIEWED.at(out))
+    save_npz(layout.SESSIONS.at(out), indptr=sessions.indptr, indices=sessions.indices,
+             shape=np.asarray(sessions.shape, dtype=np.int64))
+
+
 def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,
                    config: ModelsConfig, weights: InteractionWeights, out: Path,
                    catalog: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -62,7 +70,7 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
         sessions = session_item_matrix(views, weights=weights, items=items).matrix
-        _neighbours(sessions, config).save(layout.ALSO_VIEWED.at(out))
+        save_view_models(sessions, config, out)
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
     co_purchase = _neighbours(baskets, config)

@@ -27,6 +27,7 @@ from recsys import layout
 from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
+from recsys.models.session_knn import SessionKNN, load_sessions
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
 from recsys.vocab import Vocabulary
@@ -160,6 +161,7 @@ class ServingIndex:
     substitutes: dict[int, frozenset[int]] = field(default_factory=dict)
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
+    sessions: SessionKNN | None = None  # the training view sessions, for V-SKNN
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
     orders: OrderCounts | None = None  # for the significance of co-purchase counts
     content: ContentIndex | None = None  # catalogue similarity (no catalogue: None)
@@ -428,8 +430,9 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder), orders=_load_order_counts(folder, code_of),
-        content=load_content(folder, len(ids)))
+        sessions=load_sessions(layout.SESSIONS.at(folder)), segments=_load_segments(folder),
+        orders=_load_order_counts(folder, code_of), content=load_content(folder, len(ids)))
+
 
 
 def _table(folder: Path) -> Neighbours | None:

@@ -22,7 +22,8 @@ from starlette.datastructures import QueryParams
 from recsys.serving.finish import Options
 
 __all__ = ["ID_PATTERN", "Param", "Endpoint", "ListQuery", "PRODUCT_ID", "CUSTOMER_ID",
-           "ITEM_LIST", "SIMILAR", "BUNDLES", "CART", "CUSTOMER_LIST", "POPULAR"]
+           "ITEM_LIST", "SIMILAR", "BUNDLES", "CART", "CUSTOMER_LIST", "POPULAR",
+           "RECENT_SESSION", "RECENT_CUSTOMER", "TRENDING"]
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters
 BOOLEAN = {"true": True, "1": True, "false": False, "0": False}  # the route takes more
@@ -190,15 +191,21 @@ EXCLUDE = Param("exclude", "strings", None, "product ids to leave out", min_leng
 IN_STOCK = Param("in_stock_only", "bool", Options.in_stock_only,
                  "leave out out-of-stock and inactive products")
 CUSTOMER = _id("customer_id", "the shopper (for the A/B test arm)")
-SESSION = _id("session_id", "the shopper (for the A/B test arm)")
+SESSION = _id("session_id", "the shopper's session: its A/B test arm and, on item lists, "
+              "its recent products (from the events posted)")
 RANK_BY = Param("rank_by", "choice", Options.rank_by, "score, or expected order-value gain "
                 "(score x price x margin)", choices=("score", "value"))
 HISTORY = replace(EXCLUDE, name="history", description="products the shopper has interacted "
-                  "with (anonymous or new customers)")
+                  "with, most recent last (anonymous or new customers; on item and cart "
+                  "lists it replaces the session's recent products)")
 
-ITEM_LIST = Endpoint(PRODUCT_ID, K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)
+SESSION_ID = _id("session_id", "session id", "path", ("s-1",))
+RECENT_SESSION = Endpoint(SESSION_ID, K, EXCLUDE, IN_STOCK)
+RECENT_CUSTOMER = Endpoint(CUSTOMER_ID, K, EXCLUDE, IN_STOCK)
+TRENDING = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)
+ITEM_LIST = Endpoint(PRODUCT_ID, K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION, HISTORY)
 SIMILAR = Endpoint(PRODUCT_ID, K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)
 BUNDLES = Endpoint(PRODUCT_ID, K.with_default(5), IN_STOCK, CUSTOMER, SESSION)
-CART = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, RANK_BY)
+CART = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, RANK_BY, HISTORY)
 CUSTOMER_LIST = Endpoint(CUSTOMER_ID, K, CATEGORY, EXCLUDE, IN_STOCK, HISTORY, SESSION)
 POPULAR = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)

@@ -13,6 +13,7 @@ from recsys.models.neighbours import Neighbours
 from recsys.serving.blend import NO_ROWS, BlendInput, blend
 from recsys.serving.finish import Candidate, Decisions, Options, Result, finish
 from recsys.serving.index import ServingIndex, rule_key
+from recsys.serving.session import NO_SESSION, Session, rescore
 
 __all__ = ["Options", "Decisions", "Result", "also_viewed", "bought_together", "bundles_for",
            "cart_addons", "for_customer", "popular", "warm_up"]
@@ -28,14 +29,14 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 
 def also_viewed(index: ServingIndex, product_id: str, options: Options,
-                decisions: Decisions) -> Result:
+                decisions: Decisions, session: Session = NO_SESSION) -> Result:
     """Customers who viewed this also viewed: the item-kNN neighbours over view sessions
     (orders when the data had no views), re-ranked by similarity plus a share of their
-    co-view support (each scaled to the product's best); the evidence names what was
-    counted (``sessions_with_both`` or ``orders_with_both``). A product with little traffic
-    (strongest co-view support below the content index's ``min_support``, or added since the
-    artifact) is completed from its content neighbours, ranked after the co-viewed ones
-    (reason source ``content``)."""
+    co-view support (each scaled to the product's best), plus the ``session``'s other
+    products' neighbours; the evidence names what was counted (``sessions_with_both`` or
+    ``orders_with_both``). A product with little traffic (strongest co-view support below the
+    content index's ``min_support``, or added since the artifact) is completed from its
+    content neighbours, ranked after the co-viewed ones (reason source ``content``)."""
     code = index.code_of.get(product_id)
     table = index.also_viewed
     candidates = []
@@ -54,6 +55,7 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
             candidates.append(Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", {
                 "seed": product_id, counted: int(support[i]),
                 "similarity": round(float(sims[i]), 6)}))
+    candidates = rescore(index, table, candidates, session, _limit(options))
     content = index.content
     if content is not None and strongest < content.min_support:
         candidates += [Candidate(index.ids[c], score, "content", {
@@ -182,10 +184,10 @@ def warm_up(index: ServingIndex) -> None:
 
 
 def bought_together(index: ServingIndex, product_id: str, options: Options,
-                    decisions: Decisions) -> Result:
+                    decisions: Decisions, session: Session = NO_SESSION) -> Result:
     """Frequently bought together: the cart scorer on a one-product cart (its substitutes
     are never offered)."""
-    return _bought_with(index, [product_id], options, decisions)
+    return _bought_with(index, [product_id], options, decisions, session)
 
 
 def bundles_for(index: ServingIndex, product_id: str, k: int, *,
@@ -215,15 +217,15 @@ def bundles_for(index: ServingIndex, product_id: str, k: int, *,
 
 
 def cart_addons(index: ServingIndex, cart: list[str], options: Options,
-                decisions: Decisions) -> Result:
+                decisions: Decisions, session: Session = NO_SESSION) -> Result:
     """Add-ons for a whole cart: neighbour scores summed over every cart item, plus every
     rule whose antecedent the cart holds (see ``_scored_for``); cart items and their
-    substitutes are never offered."""
-    return _bought_with(index, cart, options, decisions)
+    substitutes are never offered; the ``session``'s other products add their neighbours."""
+    return _bought_with(index, cart, options, decisions, session)
 
 
 def _bought_with(index: ServingIndex, cart: list[str], options: Options,
-                 decisions: Decisions) -> Result:
+                 decisions: Decisions, session: Session = NO_SESSION) -> Result:
     codes = list(dict.fromkeys(index.codes(cart)))
     banned = np.zeros(len(index.ids), dtype=bool)
     banned[codes] = True
@@ -245,6 +247,7 @@ def _bought_with(index: ServingIndex, cart: list[str], options: Options,
     limit = _limit(options) + 50 if reordering else options.k + 10
     candidates, blocked, considered = _scored_for(index, codes, decisions, silent, limit,
                                                   reasons)
+    candidates = rescore(index, index.bought_together, candidates, session, _limit(options))
     first_category = next((index.categories[p] for p in cart if p in index.categories), None)
     rejected = frozenset(b for a, b in _blocked_pairs(decisions.blocked_rules) if a in cart) if (
         decisions.blocked_rules) else frozenset()  # not even as a best-seller fill

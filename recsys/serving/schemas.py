@@ -20,7 +20,8 @@ IdString = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN
 
 class Reason(BaseModel):
     source: str = Field(description="rule, also_viewed, bought_together, als, popular, "
-                                    "pinned, replenishment, bundle")
+                                    "pinned, replenishment, bundle, session, recently_viewed, "
+                                    "trending")
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 

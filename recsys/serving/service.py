@@ -15,18 +15,19 @@ from recsys.config import ServingSettings
 from recsys.serving import recommend, similar
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
+from recsys.serving.session import Session, session_of_recent
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
-__all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body", "item_list", "cart_list",
-           "customer_list", "popular_list", "bundles", "product_lists"]
+__all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
+           "item_list", "cart_list", "customer_list", "popular_list", "session_of", "bundles",
+           "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 ItemKind = Literal["also-viewed", "bought-together", "similar"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
-              "bought-together": recommend.bought_together,
-              "similar": similar.similar_items}
+              "bought-together": recommend.bought_together}
 PLACEMENTS: dict[str, Literal["also_viewed", "bought_together"]] = {
     "also-viewed": "also_viewed", "bought-together": "bought_together"}
 
@@ -72,6 +73,18 @@ def arm_of(settings: ServingSettings, customer_id: str | None,
     return assign_arm(unit, salt=settings.experiment.salt, split=settings.experiment.split)
 
 
+def session_of(state: ServingState, session_id: str | None, history: tuple[str, ...],
+               leave_out: list[str]) -> Session:
+    """The shopper's recent products, weighted: ``history`` (most recent last) when given,
+    else the live session's (empty when Redis is down: the list is the artifact's)."""
+    s = state.settings
+    recent = (list(reversed(history)) if history else
+              state.live.recent(session_id=session_id) if session_id else [])
+    return session_of_recent(recent, leave_out, weight=s.session_weight, decay=s.session_decay,
+                             length=s.session_length, knn_weight=s.session_knn_weight,
+                             knn_k=s.session_knn_k)
+
+
 def ranked(state: ServingState, index: ServingIndex, arm: str | None,
            options: recommend.Options,
            compute: Callable[[recommend.Decisions], recommend.Result]) -> recommend.Result:
@@ -94,13 +107,17 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
               query: ListQuery) -> Answer:
     """A product's also-viewed, bought-together or similar-items list for this shopper."""
     _check_category(index, query)
-    compute, product_id, options = ITEM_LISTS[kind], query.product_id or "", query.options
+    product_id, options = query.product_id or "", query.options
     placement = PLACEMENTS.get(kind)
     if placement is not None:
         options = _placed(state.settings, placement, options)
     arm = arm_of(state.settings, query.customer_id, query.session_id)
+    if kind == "similar":
+        return ranked(state, index, arm, query.options,
+                      lambda d: similar.similar_items(index, product_id, options, d)), arm
+    session = session_of(state, query.session_id, query.history, [product_id])
     return ranked(state, index, arm, query.options,
-                  lambda d: compute(index, product_id, options, d)), arm
+                  lambda d: ITEM_LISTS[kind](index, product_id, options, d, session)), arm
 
 
 def cart_list(state: ServingState, index: ServingIndex, products: list[str],
@@ -109,8 +126,9 @@ def cart_list(state: ServingState, index: ServingIndex, products: list[str],
     _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
     options = _placed(state.settings, "cart", query.options)
+    session = session_of(state, session_id, query.history, products)
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
-        index, products, options, d)), arm
+        index, products, options, d, session)), arm
 
 
 def customer_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:

@@ -31,6 +31,7 @@ from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow
 from recsys.serving.catalog_watch import CatalogWatch
 from recsys.serving.event_guard import RateLimiter, keep_events_pruned
 from recsys.serving.index import ServingIndex, load_index
+from recsys.serving.live import live_from
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.store import ServingStore
 
@@ -59,6 +60,7 @@ class ServingState:
                                   best_sellers_first=frozenset(
                                       settings.best_sellers_first_segments))
         self.event_limit = RateLimiter(settings)
+        self.live = live_from(settings)  # recent products per session, trending counts
         self._reload_lock = asyncio.Lock()
 
     def load(self, version: str | None = None) -> bool:
@@ -141,6 +143,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             running.cancel()
     state.event_limit.close()
     state.store.dispose()
+    state.live.close()
     if MULTIPROCESS:  # this worker's live gauges leave the sums
         mark_process_dead(os.getpid())
 

@@ -46,4 +46,5 @@ def post_event(request: Request, state: State, event: EventIn, caller: CallerDep
                             detail=f"more than {state.settings.events_per_minute} events a "
                                    "minute from this client; try again later")
     event_id = state.store.add_event({**data, "event_key": event.event_id or idempotency_key})
+    state.live.record(event.event_type, event.product_id, event.session_id, event.customer_id)
     return EventAccepted(id=event_id, request_id=request.state.request_id)

@@ -26,14 +26,16 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "no artifact loaded"}})
 async def readyz(state: State) -> JSONResponse:
-    """Readiness: an artifact version is loaded; its version, age, and any failed reload."""
+    """Readiness: an artifact version is loaded; its version, age, any failed reload, and
+    the live session store (``redis``: ok, degraded (lists served without sessions), off)."""
     if state.index is None:
         return JSONResponse({"status": "not_ready", "reason": state.error}, status_code=503)
     idx = state.index
     return JSONResponse({"status": "ready", "version": idx.version,
                          "age_seconds": round(idx.age_seconds(), 1),
                          "loaded_at": idx.loaded_at.isoformat(), "error": state.error,
-                         "failed_version": state.failed_version})
+                         "failed_version": state.failed_version,
+                         "redis": state.live.status()})  # degraded: lists ignore sessions
 
 
 @router.get("/metrics", response_class=Response)

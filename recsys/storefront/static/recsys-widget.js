@@ -14,6 +14,9 @@
  *   <div data-recsys="also-viewed" data-product-id="P00180" data-k="6"></div>
  *   <div data-recsys="bought-together" data-product-id="P00180"></div>
  *   <div data-recsys="cart-add-ons" data-cart='[{"product_id":"P00180","quantity":1}]'></div>
+ *   <div data-recsys="recently-viewed" data-product-id="P00180"></div>  (the product left out;
+ *        the signed-in customer's list, else this session's: from the events posted)
+ *   <div data-recsys="trending" data-category="Electronics"></div>  (category optional)
  *   optional: data-title (heading), data-placement (event placement; default the list kind)
  * or from code: RecsysWidget.renderCart(el, [{product_id, quantity}]), RecsysWidget.render(el).
  *
@@ -31,7 +34,9 @@
   var TITLES = {
     "also-viewed": "Customers also viewed",
     "bought-together": "Frequently bought together",
-    "cart-add-ons": "Complete your order"
+    "cart-add-ons": "Complete your order",
+    "recently-viewed": "Recently viewed",
+    "trending": "Trending now"
   };
   var SESSION_KEY = "recsys.session";
   var SESSION_IDLE_MS = 30 * 60 * 1000;
@@ -93,6 +98,18 @@
         method: "POST", headers: headers(true),
         body: JSON.stringify(Object.assign({ items: cart }, who))
       });
+    }
+    if (kind === "recently-viewed") {
+      var recent = new URLSearchParams({ k: k });
+      if (el.dataset.productId) recent.set("exclude", el.dataset.productId);
+      var owner = who.customer_id ? "/v1/customers/" + encodeURIComponent(who.customer_id)
+        : "/v1/sessions/" + encodeURIComponent(who.session_id);
+      return fetch(api + owner + "/recently-viewed?" + recent);
+    }
+    if (kind === "trending") {
+      var trend = new URLSearchParams(Object.assign({ k: k }, who));
+      if (el.dataset.category) trend.set("category", el.dataset.category);
+      return fetch(api + "/v1/trending?" + trend);
     }
     var product = el.dataset.productId;
     if (!product) return Promise.reject(new Error("data-product-id is missing"));

@@ -1,0 +1,129 @@
+"""The live path: accepted events per second per worker, and a session-aware also-viewed
+request beside the plain one, one uvicorn worker with Redis, in the same run.
+
+One server (``python -m uvicorn --factory recsys.app:app_from_env``, 1 worker, pinned to
+CPU 0; Redis at ``--redis``, keys under a fresh prefix) over the demo shop's artifact
+(generated and built here when missing). Endpoints:
+  plain     ``GET /v1/items/{id}/also-viewed?k=10`` over ``--products`` products;
+  session   the same with ``session_id=`` of sessions holding 5 views each (posted first);
+  events    ``POST /v1/events`` view events of those sessions (Redis + the SQL store,
+            PostgreSQL by default: ``--database``).
+The load is ``serving_bench.py``'s open-loop client (pinned to CPU 1): first far above what
+the server can take (``--overload`` req/s: what it completes per second is its maximum),
+then at half of each endpoint's own maximum, where the latency percentiles are read.
+The machine is shared with other jobs: short runs, figures as measured.
+
+Run: PYTHONPATH=. python benchmarks/live_bench.py [--duration 4] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from serving_bench import HOST, Endpoint, Server, run_openloop  # noqa: E402
+
+from recsys.config import load_config  # noqa: E402
+from recsys.demo import DemoSpec, generate_demo  # noqa: E402
+from recsys.pipeline import run_pipeline  # noqa: E402
+from recsys.serving.index import load_index  # noqa: E402
+
+
+def demo_artifact(work: Path) -> Path:
+    """The demo shop's artifact store under ``work`` (built once)."""
+    root = work / "artifacts"
+    if (root / "CURRENT").exists():
+        return root
+    generate_demo(work / "shop", DemoSpec(orders=8000, seed=3), progress=False)
+    config = work / "recsys.toml"
+    config.write_text("\n".join([
+        f'data_dir = "{work / "data"}"', "[ingest]",
+        *(f'{t} = "{work / "shop" / f"{t}.csv"}"' for t in ("orders", "events", "catalog")),
+        "[demo]", "generate_if_missing = false", "[artifacts]", f'root = "{root}"']) + "\n")
+    run_pipeline(load_config(config), show_progress=False)
+    return root
+
+
+def post(port: int, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(f"http://{HOST}:{port}/v1/events",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 201
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "recsys_live_bench")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        help="the events store (SQLite refuses concurrent writers under load)")
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--overload", type=float, default=4000.0)
+    parser.add_argument("--products", type=int, default=200)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    root = demo_artifact(args.workdir)
+    index = load_index(root)
+    rng = random.Random(7)
+    table = index.also_viewed
+    assert table is not None
+    known = [index.ids[c] for c in range(len(index.ids)) if table.ids[c][0] >= 0]
+    products = [rng.choice(known) for _ in range(args.products)]
+    sessions = [f"s-{i}" for i in range(args.products)]
+    prefix = f"bench-{uuid.uuid4().hex}:"
+    env = {"RECSYS_SERVING_ARTIFACTS": str(root), "RECSYS_SERVING_RELOAD_INTERVAL_S": "0",
+           "RECSYS_SERVING_DATABASE_URL": args.database,
+           "RECSYS_SERVING_REDIS_URL": args.redis, "RECSYS_SERVING_REDIS_PREFIX": prefix,
+           "RECSYS_SERVING_STOREFRONT": "false"}
+    server = Server("recsys", ["--factory", "recsys.app:app_from_env"], 1, "0", env,
+                    args.workdir / "server.log", None)
+    server.start("/readyz", 180)
+    results: dict[str, Any] = {"prefix": prefix, "command": " ".join(server.command)}
+    try:
+        for session in sessions:
+            for pid in rng.sample(known, 5):
+                post(server.port, {"event_type": "view", "product_id": pid,
+                                   "session_id": session})
+        endpoints = [
+            Endpoint("plain", "GET", [f"/v1/items/{p}/also-viewed?k=10" for p in products]),
+            Endpoint("session", "GET", [f"/v1/items/{p}/also-viewed?k=10&session_id={s}"
+                                        for p, s in zip(products, sessions, strict=True)]),
+            Endpoint("events", "POST", ["/v1/events"], [json.dumps(
+                {"event_type": "view", "product_id": rng.choice(known),
+                 "session_id": rng.choice(sessions)}).encode() for _ in range(500)])]
+        for endpoint in endpoints:
+            top = run_openloop(server.port, endpoint, args.overload, args.duration, 32, 1, "1",
+                               args.workdir)
+            half = run_openloop(server.port, endpoint, top["achieved_rps"] / 2, args.duration,
+                                32, 1, "1", args.workdir)
+            results[endpoint.name] = {
+                "max_rps": round(top["achieved_rps"], 1),
+                "half_rate": round(half["rate"], 1), "half_errors": half["errors"],
+                **{f"half_{k}": round(half[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms")}}
+            print(endpoint.name, results[endpoint.name], flush=True)
+    finally:
+        server.stop()
+    results["session_vs_plain"] = round(results["session"]["max_rps"] /
+                                        results["plain"]["max_rps"], 3)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Live shopper state: each session's and each customer's recent products (most recent
+first) and per-hour product counts for trending, updated by ``POST /v1/events`` at once.
+
+``RedisLive`` keeps them in Redis, shared by every worker and replica: a list per session
+and per customer (LPUSH, LTRIM to the configured length, EXPIRE with the TTL) and a sorted
+set of counts per hour bucket. ``MemoryLive`` keeps the same in this process, for one worker
+only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
+the artifact alone), says ``degraded`` and retries after ``RETRY_S``; it never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict, deque
+from typing import Protocol
+
+import redis
+
+from recsys.config import ServingSettings
+
+__all__ = ["LIVE_EVENTS", "Live", "MemoryLive", "RedisLive", "live_from"]
+
+log = logging.getLogger("recsys.serving")
+LIVE_EVENTS = frozenset({"view", "add_to_cart", "purchase"})  # what changes a session
+RETRY_S = 2.0  # after a Redis failure, this long without trying (requests stay fast)
+TIMEOUT_S = 0.05  # a Redis call slower than this counts as a failure
+HOUR_S = 3600
+
+
+def hour_now() -> int:
+    return int(time.time() // HOUR_S)
+
+
+class Live(Protocol):
+    """What serving needs from the live state (see the module docstring)."""
+
+    def record(self, event_type: str, product_id: str | None, session_id: str | None,
+               customer_id: str | None) -> None: ...
+
+    def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
+               n: int | None = None) -> list[str]: ...
+
+    def hourly(self, hours: int) -> list[dict[str, int]]: ...
+
+    def status(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class _Expiring:
+    """Bounded recent-first lists that expire ``ttl`` seconds after their last write."""
+
+    def __init__(self, length: int, ttl: float) -> None:
+        self.length, self.ttl = length, ttl
+        self.lists: OrderedDict[str, tuple[float, deque[str]]] = OrderedDict()
+
+    def push(self, key: str, value: str, now: float) -> None:
+        _, items = self.lists.pop(key, (0.0, deque(maxlen=self.length)))
+        items.appendleft(value)
+        self.lists[key] = (now + self.ttl, items)  # last written last: expiry order
+        while self.lists:
+            first = next(iter(self.lists.values()))
+            if first[0] > now:
+                break
+            self.lists.popitem(last=False)
+
+    def get(self, key: str, now: float) -> list[str]:
+        found = self.lists.get(key)
+        return list(found[1]) if found is not None and found[0] > now else []
+
+
+class MemoryLive:
+    """The live state in this process (one worker only: another worker sees none of it)."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.sessions = _Expiring(settings.session_length, settings.session_ttl_s)
+        self.customers = _Expiring(settings.session_length, settings.customer_ttl_s)
+        self.keep_hours = settings.trending_baseline_hours + settings.trending_hours
+        self.counts: dict[int, Counter[str]] = {}
+
+    def record(self, event_type: str, product_id: str | None, session_id: str | None,
+               customer_id: str | None) -> None:
+        if event_type not in LIVE_EVENTS or product_id is None:
+            return
+        now = time.time()
+        if session_id:
+            self.sessions.push(session_id, product_id, now)
+        if customer_id:
+            self.customers.push(customer_id, product_id, now)
+        hour = int(now // HOUR_S)
+        self.counts.setdefault(hour, Counter())[product_id] += 1
+        for old in [h for h in self.counts if h <= hour - self.keep_hours]:
+            del self.counts[old]
+
+    def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
+               n: int | None = None) -> list[str]:
+        now = time.time()
+        found = (self.sessions.get(session_id, now) if session_id else
+                 self.customers.get(customer_id, now) if customer_id else [])
+        return found[:n] if n is not None else found
+
+    def hourly(self, hours: int) -> list[dict[str, int]]:
+        hour = hour_now()
+        return [dict(self.counts.get(hour - back, {})) for back in range(hours)]
+
+    def status(self) -> str:
+        return "off"
+
+    def close(self) -> None:
+        return None
+
+
+class RedisLive:
+    """The live state in Redis (every worker and replica shares it)."""
+
+    def __init__(self, settings: ServingSettings, url: str) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
+                                           socket_connect_timeout=TIMEOUT_S,
+                                           decode_responses=True)
+        self.prefix = f"{settings.redis_prefix}:live:"
+        self.length = settings.session_length
+        self.session_ttl, self.customer_ttl = settings.session_ttl_s, settings.customer_ttl_s
+        self.keep_s = (settings.trending_baseline_hours + settings.trending_hours + 1) * HOUR_S
+        self.down_until = 0.0
+        self.error: str | None = None
+
+    def _failed(self, exc: Exception) -> None:
+        if self.error is None:
+            log.warning("redis unavailable, serving without live state: %s", exc)
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.down_until = time.monotonic() + RETRY_S
+
+    def _up(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def record(self, event_type: str, product_id: str | None, session_id: str | None,
+               customer_id: str | None) -> None:
+        if event_type not in LIVE_EVENTS or product_id is None or not self._up():
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for kind, owner, ttl in (("s", session_id, self.session_ttl),
+                                 ("c", customer_id, self.customer_ttl)):
+            if owner:
+                key = f"{self.prefix}{kind}:{owner}"
+                pipe.lpush(key, product_id)
+                pipe.ltrim(key, 0, self.length - 1)
+                pipe.expire(key, max(1, int(ttl)))
+        bucket = f"{self.prefix}h:{hour_now()}"
+        pipe.zincrby(bucket, 1, product_id)
+        pipe.expire(bucket, int(self.keep_s))
+        try:
+            pipe.execute()
+            self.error = None
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
+               n: int | None = None) -> list[str]:
+        key = f"s:{session_id}" if session_id else f"c:{customer_id}" if customer_id else None
+        if key is None or not self._up():
+            return []
+        try:
+            found: list[str] = self.client.lrange(self.prefix + key, 0,
+                                                  (n or self.length) - 1)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return []
+        self.error = None
+        return found
+
+    def hourly(self, hours: int) -> list[dict[str, int]]:
+        if not self._up():
+            return []
+        hour = hour_now()
+        pipe = self.client.pipeline(transaction=False)
+        for back in range(hours):
+            pipe.zrange(f"{self.prefix}h:{hour - back}", 0, -1, withscores=True)
+        try:
+            rows = pipe.execute()
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return []
+        self.error = None
+        return [{pid: int(n) for pid, n in row} for row in rows]
+
+    def status(self) -> str:
+        if not self._up():
+            return "degraded"
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return "degraded"
+        self.error = None
+        return "ok"
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def live_from(settings: ServingSettings) -> Live:
+    """Redis when ``[serving] redis_url`` is set, else this process's memory."""
+    if settings.redis_url:
+        return RedisLive(settings, settings.redis_url)
+    if settings.workers > 1:
+        log.warning("%d workers without [serving] redis_url: each keeps its own sessions, so a "
+                    "list may miss views posted to another worker", settings.workers)
+    return MemoryLive(settings)
