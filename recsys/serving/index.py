@@ -12,7 +12,7 @@ import functools
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -334,11 +334,15 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         today=int(day.max()) if len(day) else 0)
 
 
-def load_index(store_root: Path | str, version: str | None = None) -> ServingIndex:
-    """Verify (checksums) and load an artifact version (default: current)."""
+def load_index(store_root: Path | str, version: str | None = None, *,
+               check: Callable[[Path], None] | None = None) -> ServingIndex:
+    """Verify (checksums) and load an artifact version (default: current); ``check`` (the
+    server's structural checks) sees the verified folder before anything is read."""
     store = ArtifactStore(store_root)
     manifest = store.verify(version)
     folder = store.path(manifest.version)
+    if check is not None:
+        check(folder)
     items = Vocabulary.load(layout.ITEMS.at(folder))
     ids = items.ids.tolist()
     code_of = {pid: i for i, pid in enumerate(ids)}

@@ -2,9 +2,11 @@
 dependencies routes take them by (``State``, ``Index``, ``Admin``).
 
 The artifact is hot reloaded when the CURRENT pointer moves (or on ``POST /admin/reload``):
-the new version is verified and loaded beside the old one and swapped in one assignment, so
-requests in flight finish on the version they started with; a failed load keeps the old
-version serving.
+the new version is verified (checksums, then the structural checks of every array against the
+layout, so a compiled kernel never meets an inconsistent table) and loaded beside the old one
+and swapped in one assignment, so requests in flight finish on the version they started with.
+Any load failure, whatever its exception type, keeps the old version serving and is shown by
+/readyz; at start-up the server falls back to the newest version that loads.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from prometheus_client import Gauge
 from prometheus_client.multiprocess import mark_process_dead
 
+from recsys.artifact_checks import check_version
 from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
@@ -52,15 +55,18 @@ class ServingState:
         self._reload_lock = asyncio.Lock()
 
     def load(self, version: str | None = None) -> bool:
-        """Load (and verify) a version; on failure keep serving the current one."""
+        """Load (verify, check, warm up) a version; on any failure keep serving the current
+        one and remember why (the latest failure replaces an older one)."""
         try:
-            index = load_index(self.settings.artifacts, version)
+            index = load_index(self.settings.artifacts, version, check=check_version)
             recommend.warm_up(index)
-        except RecsysError as exc:
-            self.error = f"{exc}"
-            self.failed_version = version or self.pointer()
+        except Exception as exc:  # noqa: BLE001 - any failure to load is a refused version
+            failed = version or self.pointer()
+            self.error = str(exc) if isinstance(exc, RecsysError) else (
+                f"artifact version {failed} does not load: {type(exc).__name__}: {exc}")
+            self.failed_version = failed
             log.error("artifact load failed, still serving %s: %s",
-                      self.index.version if self.index else "nothing", exc)
+                      self.index.version if self.index else "nothing", self.error)
             return False
         previous, self.index = self.index, index  # one assignment: requests hold the index
         self.error, self.failed_version = None, None  # they started with
@@ -75,6 +81,28 @@ class ServingState:
         gc.freeze()
         log.info("serving artifact version %s", index.version)
         return True
+
+    def load_at_start(self) -> bool:
+        """Load CURRENT; if it does not load, the newest older version that does (logged
+        with the reason). /readyz keeps naming the refused CURRENT version."""
+        if self.load():
+            return True
+        error, failed = self.error, self.failed_version
+        try:
+            older = ArtifactStore(self.settings.artifacts).versions()
+        except Exception as exc:  # noqa: BLE001 - an unreadable store: nothing to fall back to
+            log.error("no fallback version: %s", exc)
+            return False
+        for version in reversed(older):
+            if version == failed:
+                continue
+            if self.load(version):
+                log.warning("started on version %s instead of %s, which does not load: %s",
+                            version, failed, error)
+                self.error, self.failed_version = error, failed
+                return True
+        self.error, self.failed_version = error, failed
+        return False
 
     def pointer(self) -> str | None:
         try:
@@ -98,7 +126,7 @@ class ServingState:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the artifact at start (and watch the pointer); close the store at the end."""
     state: ServingState = app.state.serving
-    await asyncio.to_thread(state.load)
+    await asyncio.to_thread(state.load_at_start)
     task = None
     if state.settings.reload_interval_s > 0:
         task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
