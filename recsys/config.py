@@ -111,6 +111,8 @@ class ServingSettings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     api_key: str = Field(DEFAULT_API_KEY, min_length=8, repr=False, description="admin API key")
     cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies are "
+                                                                "answered 413 unread")
     storefront: bool = Field(True, description="serve the demo storefront pages at "
                                                "/storefront/ (the widget script is always served)")
     reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")

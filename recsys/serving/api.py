@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from recsys.config import ServingSettings
 from recsys.serving.fastpath import FastPath
+from recsys.serving.limits import BodyLimit
 from recsys.serving.observe import Observe, new_metrics
 from recsys.serving.routes import ROUTERS
 from recsys.serving.state import NotReady, ServingState
@@ -43,6 +44,7 @@ def install(app: FastAPI, settings: ServingSettings, *, fast_path: bool = True) 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"],
                            expose_headers=["X-Request-ID"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before any parsing
     app.add_middleware(Observe)  # outermost: it also times and counts the fast path
     app.add_exception_handler(NotReady, _not_ready)
     app.add_exception_handler(RequestValidationError, _invalid)
