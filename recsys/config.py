@@ -119,6 +119,11 @@ class ServingSettings(BaseSettings):
     database_url: str = Field("sqlite:///var/recsys.db", repr=False,
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
+    data_dir: str = Field("var/data", description="events are buffered here while the "
+                                                  "database is down (from data_dir)")
+    event_buffer_bytes: int = Field(64 * 2**20, ge=0, description="cap of that buffer; "
+                                                                  "beyond it events get 503")
+    database_retry_s: float = Field(5.0, gt=0, description="database re-check interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
     best_sellers_first_segments: list[str] = Field(
         default_factory=lambda: ["at_risk", "hibernating", "lost"],
@@ -159,7 +164,7 @@ class Config(_Section):
         Serves ``[artifacts] root`` unless ``[serving] artifacts`` is set. Refuses production
         mode with the default API key or one shorter than 32 characters.
         """
-        values = {"artifacts": self.artifacts.root,
+        values = {"artifacts": self.artifacts.root, "data_dir": self.data_dir,
                   "experiment": self.analytics.experiment.model_dump(),
                   **self.serving.model_dump(exclude_unset=True)}
         given = {k: v for k, v in overrides.items() if v is not None}

@@ -4,6 +4,8 @@ and the storefront; nothing here knows about them."""
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,7 +17,9 @@ from recsys.serving.fastpath import FastPath
 from recsys.serving.limits import BodyLimit
 from recsys.serving.observe import Observe, new_metrics
 from recsys.serving.routes import ROUTERS
+from recsys.serving.spool import SpoolFull
 from recsys.serving.state import NotReady, ServingState
+from recsys.serving.store import DATABASE_DOWN
 
 __all__ = ["install", "include_routes"]
 
@@ -29,6 +33,16 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     problems = [{"where": ".".join(str(p) for p in err.get("loc", ())),
                  "problem": err.get("msg", "")} for err in exc.errors()]
     return JSONResponse({"detail": problems}, status_code=422)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After while the database is down (recommendations keep serving)."""
+    state: ServingState = request.app.state.serving
+    state.store.database_ok = False
+    detail = (str(exc) if isinstance(exc, SpoolFull)
+              else f"the database is unavailable ({type(exc).__name__}); try again later")
+    retry = str(max(1, math.ceil(state.settings.database_retry_s)))
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": retry})
 
 
 def install(app: FastAPI, settings: ServingSettings, *, fast_path: bool = True) -> None:
@@ -48,6 +62,8 @@ def install(app: FastAPI, settings: ServingSettings, *, fast_path: bool = True) 
     app.add_middleware(Observe)  # outermost: it also times and counts the fast path
     app.add_exception_handler(NotReady, _not_ready)
     app.add_exception_handler(RequestValidationError, _invalid)
+    for down in (*DATABASE_DOWN, SpoolFull):
+        app.add_exception_handler(down, _database_down)
 
 
 def include_routes(app: FastAPI) -> None:

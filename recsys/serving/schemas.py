@@ -103,8 +103,10 @@ class Problems(BaseModel):
 
 
 class EventAccepted(BaseModel):
-    id: int
+    id: int | None = Field(description="null while buffered: the database is down, the event "
+                                       "is stored once it is back")
     request_id: str
+    buffered: bool = False
 
 
 class DecisionIn(BaseModel):

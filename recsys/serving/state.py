@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -31,7 +32,8 @@ from recsys.errors import RecsysError
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.observe import MULTIPROCESS
-from recsys.serving.store import ServingStore
+from recsys.serving.spool import EventSpool
+from recsys.serving.store import DATABASE_DOWN, ServingStore
 
 __all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan"]
 
@@ -52,7 +54,22 @@ class ServingState:
                                   category_cap=settings.category_cap,
                                   best_sellers_first=frozenset(
                                       settings.best_sellers_first_segments))
+        self.spool = EventSpool(Path(settings.data_dir) / "event-buffer.jsonl",
+                                settings.event_buffer_bytes)
         self._reload_lock = asyncio.Lock()
+
+    def keep_database(self) -> None:
+        """Re-check the database; once it answers, write the events buffered meanwhile."""
+        if not self.store.check_database():
+            return
+        try:
+            written = self.spool.drain(self.store.add_events)
+        except DATABASE_DOWN as exc:
+            self.store.database_ok = False
+            log.warning("buffered events not written yet: %s", type(exc).__name__)
+            return
+        if written:
+            log.info("wrote %d events buffered while the database was down", written)
 
     def load(self, version: str | None = None) -> bool:
         """Load (verify, check, warm up) a version; on any failure keep serving the current
@@ -127,11 +144,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the artifact at start (and watch the pointer); close the store at the end."""
     state: ServingState = app.state.serving
     await asyncio.to_thread(state.load_at_start)
-    task = None
+    tasks = [asyncio.create_task(_keep_database(state, state.settings.database_retry_s))]
     if state.settings.reload_interval_s > 0:
-        task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
+        tasks.append(asyncio.create_task(_watch(state, state.settings.reload_interval_s)))
     yield
-    if task:
+    for task in tasks:
         task.cancel()
     state.store.dispose()
     if MULTIPROCESS:  # this worker's live gauges leave the sums
@@ -146,6 +163,16 @@ async def _watch(state: ServingState, interval: float) -> None:
             await state.reload_if_moved()
         except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
             log.exception("reload check failed")
+
+
+async def _keep_database(state: ServingState, interval: float) -> None:
+    """Re-check the database every ``interval`` seconds (and write buffered events)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(state.keep_database)
+        except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+            log.exception("database check failed")
 
 
 # -- dependencies -------------------------------------------------------------------------

@@ -35,14 +35,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from recsys.errors import ConfigError
 from recsys.serving.finish import Decisions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServingStore", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS"]
+__all__ = ["ServingStore", "DATABASE_DOWN", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS"]
 
 # approve_rule changes no list: the console shows it, and it cancels an earlier block_rule
 DECISION_KINDS = ("block_product", "block_rule", "pin", "boost", "approve_rule")
@@ -102,6 +102,9 @@ USERS = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# what SQLAlchemy raises when the database cannot be reached (refused, gone, locked)
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
 _DECISION_FIELDS = ("kind", "product_id", "seed_id", "rule_key", "position", "factor")
 
 
@@ -126,7 +129,22 @@ class ServingStore:
         self._snapshot_at = 0.0
         self._generation = 0  # bumped by invalidate: a read begun before it is not kept
         self._refreshing = False
-        metadata.create_all(self.engine)
+        self.database_ok = self.check_database()
+
+    def check_database(self) -> bool:
+        """Create the tables if needed and ping the database; False (logged) while it is
+        down, so a server starts and serves without it."""
+        try:
+            metadata.create_all(self.engine)
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except SQLAlchemyError as exc:
+            log.warning("database unavailable (serving without it): %s",
+                        type(exc).__name__)
+            self.database_ok = False
+            return False
+        self.database_ok = True
+        return True
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -136,10 +154,16 @@ class ServingStore:
     def add_event(self, event: dict[str, Any]) -> int:
         """Store one validated event; returns its id."""
         with self.engine.begin() as conn:
-            result = conn.execute(insert(EVENTS).values(received_at=datetime.now(UTC), **event))
+            result = conn.execute(insert(EVENTS).values(
+                **{"received_at": datetime.now(UTC), **event}))
             key = result.inserted_primary_key
             assert key is not None
             return int(key[0])
+
+    def add_events(self, events: list[dict[str, Any]]) -> None:
+        """Store buffered events (each with its received_at) in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(EVENTS), events)
 
     def count_events(self, **where: Any) -> int:
         query = select(func.count()).select_from(EVENTS)
@@ -312,11 +336,14 @@ class ServingStore:
         """Read the decisions into a snapshot; kept unless an invalidate came meanwhile."""
         try:
             rows = self.list_decisions()
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             with self._lock:
                 if self._snapshot is not None:
                     return self._snapshot
-            raise
+            # never read yet and the database is down: serve without decisions until it is
+            # back (re-read after refresh_seconds) rather than fail the request
+            log.warning("decisions unreadable, none applied: %s", type(exc).__name__)
+            rows = []
         pins: dict[str, dict[str, int]] = {}
         boosts: dict[str, float] = {}
         blocked_products: set[str] = set()
