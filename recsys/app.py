@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from recsys import forget_api
 from recsys.config import ServingSettings
 from recsys.console import Console
 from recsys.console import router as console_router
@@ -33,6 +34,7 @@ def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
                 "version": "/v1/version", "popular": "/v1/popular?k=5"}
 
     api.include_routes(app)
+    app.include_router(forget_api.router)
     mount_storefront(app, demo_pages=settings.storefront)
     app.state.console = Console(app.state.serving)
     app.include_router(console_router)

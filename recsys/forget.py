@@ -25,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from recsys import layout
 from recsys.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, load_npz, save_npz
 from recsys.errors import InputError
 from recsys.filemodes import PRIVATE_FILE, private_file
@@ -32,8 +33,10 @@ from recsys.vocab import Vocabulary
 
 __all__ = ["Erasure", "forget_customers", "erase_data_dir", "erase_version"]
 
-# artifact tables keyed by a customer id column (the customer model is handled on its own)
-CUSTOMER_TABLES = ("analytics/customers.parquet", "analytics/customer_segments.parquet")
+# artifact tables keyed by a customer id column, from the layout (so a newly declared one is
+# erased too); the customer model is handled on its own
+CUSTOMER_TABLES = tuple(f.path for f in layout.FILES
+                        if any(c.name == "customer_id" for c in f.columns))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from recsys.config import ServingSettings
 from recsys.serving.fastpath import FastPath
 from recsys.serving.limits import BodyLimit
-from recsys.serving.observe import Observe, new_metrics
+from recsys.serving.observe import Observe, log_key, new_metrics
 from recsys.serving.routes import ROUTERS
 from recsys.serving.spool import SpoolFull
 from recsys.serving.state import NotReady, ServingState
@@ -51,6 +51,7 @@ def install(app: FastAPI, settings: ServingSettings, *, fast_path: bool = True) 
     FastAPI routes (tests compare the two)."""
     app.state.registry = CollectorRegistry()
     app.state.metrics = new_metrics(app.state.registry)
+    app.state.log_key = log_key(settings.api_key)
     app.state.serving = ServingState(settings, app.state.metrics["version"])
     if fast_path:  # innermost, so CORS applies to its answers too
         app.add_middleware(FastPath)
