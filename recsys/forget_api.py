@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsys.artifacts import ArtifactStore
 from recsys.errors import RecsysError
 from recsys.forget import forget_customers
-from recsys.serving.schemas import INVALID, IdString
+from recsys.serving.schemas import INVALID
 from recsys.serving.state import Admin, ServingState, State
 
 __all__ = ["router"]
@@ -28,9 +28,15 @@ router = APIRouter(prefix="/admin", tags=["admin"], responses={
     **INVALID, 401: {"description": "missing or wrong X-API-Key"}})
 
 
+# printable, and not blank: one character other than a space at least
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
+CustomerId = Annotated[str, Field(min_length=1, max_length=128,
+                                  pattern=rf"^{_PRINTABLE}*[^\s\x00-\x1f\x7f-\x9f]{_PRINTABLE}*$")]
+
+
 class ForgetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_ids: Annotated[list[IdString], Field(min_length=1, max_length=1000)]
+    customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=1000)]
 
 
 class ForgetAnswer(BaseModel):
