@@ -129,13 +129,15 @@ class ServingStore:
         self._snapshot_at = 0.0
         self._generation = 0  # bumped by invalidate: a read begun before it is not kept
         self._refreshing = False
-        self.database_ok = self.check_database()
+        self.database_ok = False
+        self.check_database()
 
     def check_database(self) -> bool:
-        """Create the tables if needed and ping the database; False (logged) while it is
-        down, so a server starts and serves without it."""
+        """Ping the database (creating the tables first if it was down); False (logged) while
+        it is down, so a server starts and serves without it."""
         try:
-            metadata.create_all(self.engine)
+            if not self.database_ok:
+                metadata.create_all(self.engine)
             with self.engine.connect() as conn:
                 conn.execute(select(1))
         except SQLAlchemyError as exc:

@@ -28,11 +28,12 @@ def post_event(request: Request, response: Response, state: State,
         raise HTTPException(status_code=422, detail="an event needs a session_id or a "
                                                     "customer_id")
     row = {"received_at": datetime.now(UTC), **event.model_dump()}
-    try:
-        event_id = state.store.add_event(row)
-    except DATABASE_DOWN:  # kept on disk, written when the database is back
-        state.store.database_ok = False
-        state.spool.append(row)  # SpoolFull: 503 with Retry-After
-        response.status_code = 202
-        return EventAccepted(id=None, request_id=request.state.request_id, buffered=True)
-    return EventAccepted(id=event_id, request_id=request.state.request_id)
+    if state.store.database_ok:  # else not even tried: the periodic check brings it back
+        try:
+            event_id = state.store.add_event(row)
+            return EventAccepted(id=event_id, request_id=request.state.request_id)
+        except DATABASE_DOWN:
+            state.store.database_ok = False
+    state.spool.append(row)  # kept on disk, written when the database is back; SpoolFull: 503
+    response.status_code = 202
+    return EventAccepted(id=None, request_id=request.state.request_id, buffered=True)
