@@ -3,7 +3,7 @@
 The rules are real: Online Retail II purchase invoices, pairs at min_support 0.0005 and
 min_confidence 0.1 (303,549 rules, the datasets README's exact answer), mined by the rules
 job's miner and annotated with the descriptions as names. Each browser request is timed the
-way the console runs it (``RulesTable.select`` then ``describe`` of one 50-rule page), cold
+way the console runs it (``RuleBrowserTable.select`` then ``describe`` of one 50-rule page), cold
 (the first time a sort order is used) and warm (best of 5). The issue names no peer: the
 figures are absolute, on this machine.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys.console.rules import PAGE_SIZE, RuleFilter, RulesTable, RuleStatuses
+from recsys.console.rules import PAGE_SIZE, RuleBrowserQuery, RuleBrowserTable, RuleStatuses
 from recsys.rules.export import export_csv
 from recsys.rules.mining import mine
 
@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 RETAIL = REPO.parent / "shared/datasets/online_retail_ii_2009_2010/online_retail.parquet"
 
 FILTERS = {
-    "first page, by confidence": RuleFilter(),
-    "min lift 5, min confidence 0.5, by lift, page 3": RuleFilter(min_lift=5, min_confidence=0.5,
+    "first page, by confidence": RuleBrowserQuery(),
+    "min lift 5, min confidence 0.5, by lift, page 3": RuleBrowserQuery(min_lift=5, min_confidence=0.5,
                                                                   sort="lift", page=3),
-    "search 'lantern' (names), by count": RuleFilter(q="lantern", sort="count"),
-    "one product id (85123A), by support, ascending": RuleFilter(q="85123A", sort="support",
+    "search 'lantern' (names), by count": RuleBrowserQuery(q="lantern", sort="count"),
+    "one product id (85123A), by support, ascending": RuleBrowserQuery(q="85123A", sort="support",
                                                                  order="asc"),
-    "status rejected (1 rule in 1,000 decided)": RuleFilter(status="rejected"),
+    "status rejected (1 rule in 1,000 decided)": RuleBrowserQuery(status="rejected"),
 }
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     rules = mine(orders, min_support=0.0005, min_confidence=0.1, max_len=2,
                  max_basket_items=None).rules
     start = time.perf_counter()
-    table = RulesTable(rules, "bench", names, {})
+    table = RuleBrowserTable(rules, "bench", names, {})
     built = time.perf_counter() - start
     decided = RuleStatuses.from_decisions([{"id": i, "kind": "block_rule", "rule_key": k}
                                            for i, k in enumerate(table.keys[::1000].tolist())])
@@ -67,7 +67,7 @@ def main() -> None:
         lines.append(f"| {label} | {len(rows):,} | {times[0]:.1f} | {min(times[1:]):.1f} |")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        export_csv(table.export_frame(table.select(RuleFilter(), statuses), statuses),
+        export_csv(table.export_frame(table.select(RuleBrowserQuery(), statuses), statuses),
                    Path(tmp) / "rules.csv")
         exported = time.perf_counter() - start
     date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()

@@ -15,6 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redi
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from recsys import forget_api
 from recsys.config import ServingSettings
 from recsys.console import Console
 from recsys.console import router as console_router
@@ -71,6 +72,7 @@ def create_app(settings: ServingSettings, *, fast_path: bool = True) -> FastAPI:
     if docs:
         _offline_docs(app)
     api.include_routes(app)
+    app.include_router(forget_api.router)
     mount_storefront(app, demo_pages=settings.storefront, key=settings.storefront_key)
     app.state.console = Console(app.state.serving)
     app.include_router(console_router)

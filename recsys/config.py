@@ -154,12 +154,19 @@ class ServingSettings(BaseSettings):
     event_max_quantity: float = Field(1_000.0, gt=0, le=1_000_000)
     events_retention_days: int = Field(0, ge=0, description="delete older events; 0 = keep")
     cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies are "
+                                                                "answered 413 unread")
     storefront: bool = Field(True, description="serve the demo storefront pages at "
                                                "/storefront/ (the widget script is always served)")
     reload_interval_s: float = Field(5.0, ge=0, description="CURRENT pointer poll; 0 = off")
     database_url: str = Field("sqlite:///var/recsys.db", repr=False,
                               description="events and merchandiser decisions (SQLAlchemy URL)")
     decisions_refresh_s: float = Field(2.0, ge=0, description="decisions re-read interval")
+    data_dir: str = Field("var/data", description="events are buffered here while the "
+                                                  "database is down (from data_dir)")
+    event_buffer_bytes: int = Field(64 * 2**20, ge=0, description="cap of that buffer; "
+                                                                  "beyond it events get 503")
+    database_retry_s: float = Field(5.0, gt=0, description="database re-check interval")
     category_cap: int = Field(0, ge=0, description="max items per category in a list; 0 = off")
     catalog_watch: str | None = Field(
         None, description="catalogue file (CSV/Parquet, catalog columns) polled every "
@@ -227,7 +234,7 @@ class Config(_Section):
         Serves ``[artifacts] root`` unless ``[serving] artifacts`` is set. Refuses production
         mode with the default API key or one shorter than 32 characters.
         """
-        values = {"artifacts": self.artifacts.root,
+        values = {"artifacts": self.artifacts.root, "data_dir": self.data_dir,
                   "experiment": self.analytics.experiment.model_dump(),
                   **self.serving.model_dump(exclude_unset=True)}
         given = {k: v for k, v in overrides.items() if v is not None}

@@ -35,7 +35,8 @@ SLOW_MODULES = frozenset({
     "test_api_segments", "test_console", "test_console_browser", "test_storefront",
     "test_storefront_browser", "test_serving", "test_pipeline", "test_evaluation_run",
     "test_models", "test_rules_job", "test_demo", "test_rules_real_data",
-    "test_online_retail_ingest", "test_sql_ingest", "test_layout",
+    "test_online_retail_ingest", "test_sql_ingest", "test_layout", "test_reliability_load",
+    "test_database_down", "test_api_campaign", "test_load_reload",
 })
 #: Single tests over 4 s in a fast module (measured with --durations; compiled kernels, 300,000
 #: rules, property tests against brute force).

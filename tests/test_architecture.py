@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pipeline", ("recsys.pipeline", "recsys.spark")),
     ("serving", ("recsys.serving", "recsys.artifact_checks")),
     ("evaluation", ("recsys.evaluation",)),
-    ("operations", ("recsys.forget", "recsys.erasure_store")),
+    ("operations", ("recsys.forget", "recsys.erasure_store", "recsys.forget_api")),
     ("console and storefront", ("recsys.console", "recsys.storefront")),
     ("app", ("recsys.app",)),
     ("cli", ("recsys.cli",)),

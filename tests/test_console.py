@@ -35,7 +35,7 @@ from recsys.config import ServingSettings, load_config
 from recsys.console import site
 from recsys.console.pages import rules as rule_pages
 from recsys.console.passwords import hash_password, verify_password
-from recsys.console.rules import RuleFilter
+from recsys.console.rules import RuleBrowserQuery
 from recsys.console.session import COOKIE
 from recsys.demo import DemoSpec, PlantedTruth, generate_demo
 from recsys.pipeline import run_pipeline
@@ -376,7 +376,7 @@ FILTERS = [
                                                                     f.items()) or "all")
 def test_rules_browser_matches_brute_force(served: Served, console_shop: ConsoleShop,
                                            fields: dict[str, str]) -> None:
-    f = RuleFilter.model_validate(fields)
+    f = RuleBrowserQuery.model_validate(fields)
     expected = brute_select(console_shop.rules, f)
     text_ = page(served.viewer, "/console/rules", **fields)
     first = (f.page - 1) * rule_pages.PAGE_SIZE
@@ -389,7 +389,7 @@ def test_rules_browser_matches_brute_force(served: Served, console_shop: Console
 
 def test_pages_past_the_end_show_the_last_page(served: Served, console_shop: ConsoleShop
                                                ) -> None:
-    expected = brute_select(console_shop.rules, RuleFilter(q="mug"))
+    expected = brute_select(console_shop.rules, RuleBrowserQuery(q="mug"))
     last = -(-len(expected) // rule_pages.PAGE_SIZE)
     text_ = page(served.viewer, "/console/rules", q="mug", page=last + 5)
     assert [k for k, _ in shown_rules(text_)] == expected[(last - 1) * rule_pages.PAGE_SIZE:]
@@ -417,7 +417,7 @@ def xlsx_rows(content: bytes) -> list[list[str]]:
 def test_export_is_the_filtered_view(served: Served, console_shop: ConsoleShop,
                                      fmt: str) -> None:
     fields = {"q": console_shop.evil, "min_lift": "1.2", "sort": "confidence", "page": "2"}
-    expected = brute_select(console_shop.rules, RuleFilter.model_validate(fields))
+    expected = brute_select(console_shop.rules, RuleBrowserQuery.model_validate(fields))
     post(served.editor, "/console/rules/decide", action="approve", key=expected[0], reason="ok")
     response = served.viewer.get(f"/console/rules/export.{fmt}", params=fields)
     assert response.status_code == 200
@@ -443,7 +443,7 @@ def test_rules_report_is_linked_and_filtered(served: Served, console_shop: Conso
     rules = page(served.viewer, "/console/rules", q="mug", min_lift="2")
     assert 'href="/console/rules/report.html?q=mug&amp;min_lift=2.0"' in rules
     report = page(served.viewer, "/console/rules/report.html", q="mug", min_lift="2")
-    expected = brute_select(console_shop.rules, RuleFilter(q="mug", min_lift=2))
+    expected = brute_select(console_shop.rules, RuleBrowserQuery(q="mug", min_lift=2))
     assert f"Rules in this export</dt><dd>{len(expected):,}</dd>" in report
     assert report.count('<tr class="rule">') == min(100, len(expected))
 
@@ -612,7 +612,7 @@ def test_boost_bury_and_block_everywhere(served: Served, console_shop: ConsoleSh
 def test_bulk_decisions_on_a_filter_and_batch_undo(served: Served, console_shop: ConsoleShop,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     fields = {"q": "mug", "min_lift": "2"}
-    expected = brute_select(console_shop.rules, RuleFilter.model_validate(fields))
+    expected = brute_select(console_shop.rules, RuleBrowserQuery.model_validate(fields))
     assert 3 < len(expected) <= rule_pages.BULK_CAP
     post(served.editor, "/console/rules/decide", action="approve", scope="matching",
          reason="checked by hand", **fields)

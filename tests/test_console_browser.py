@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from recsys.app import create_app
-from recsys.console.rules import RuleFilter
+from recsys.console.rules import RuleBrowserQuery
 from recsys.serving.store import ServingStore
 from tests.browser import live_server, screenshot
 from tests.test_console import USERS, ConsoleShop, add_users, console_shop  # noqa: F401
@@ -90,7 +90,7 @@ def test_sign_in_and_filter_rules(editor: Page, server: Server,
     editor.get_by_role("button", name="Filter").click()
     editor.wait_for_url("**/console/rules?q=*")
     expected = brute_select(console_shop.rules,
-                            RuleFilter(q=seed, min_lift=1.5, sort="confidence"))
+                            RuleBrowserQuery(q=seed, min_lift=1.5, sort="confidence"))
     assert len(expected) > 0
     assert shown_keys(editor) == expected[:50]
     assert f"{len(expected):,} of" in editor.locator("h1").inner_text()
@@ -102,7 +102,7 @@ def test_reject_a_rule_and_see_it_leave_the_api(editor: Page, server: Server,
     seed, partner = console_shop.planted.complements[2]
     key = f"{seed}->{partner}"
     assert key in server.rule_keys(seed)
-    at = brute_select(console_shop.rules, RuleFilter(q=seed, sort="count")).index(key)
+    at = brute_select(console_shop.rules, RuleBrowserQuery(q=seed, sort="count")).index(key)
     editor.goto(f"{server.base}/console/rules?q={seed}&sort=count&page={at // 50 + 1}")
     row = editor.locator(f'tr.rule[data-key="{key}"]')
     row.get_by_role("checkbox").check()

@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from recsys.console.rules import PAGE_SIZE, RuleFilter, RulesTable, RuleStatuses
+from recsys.console.rules import PAGE_SIZE, RuleBrowserQuery, RuleBrowserTable, RuleStatuses
 from recsys.rules.mining import RULE_COLUMNS
-from recsys.serving.index import rule_key
+from recsys.serving.served_rules import rule_key
 
 METRIC_COLUMNS = RULE_COLUMNS[2:]
 
@@ -61,7 +61,7 @@ class Rules:
                                                    strict=True)]
 
 
-def brute_select(rules: Rules, f: RuleFilter, status: dict[str, str] | None = None
+def brute_select(rules: Rules, f: RuleBrowserQuery, status: dict[str, str] | None = None
                  ) -> list[str]:
     """The keys the filter should keep, in order: plain pandas, and Python sets of products."""
     frame, names, categories, keys = rules.frame, rules.names, rules.categories, rules.keys
@@ -96,15 +96,15 @@ CATEGORIES = {"a": "Food > Tea", "b": "Home > Kitchen > Mugs", "c": "Home > Kitc
 
 
 @pytest.fixture
-def small() -> tuple[pd.DataFrame, RulesTable]:
+def small() -> tuple[pd.DataFrame, RuleBrowserTable]:
     frame = rules_frame([["b", "a"], ["a"], ["c"], ["d"], ["a"]], [["c"], ["b"], ["a"], ["a"],
                                                                   ["c"]],
                         np.random.default_rng(0))
     frame["lift"] = [3.0, 2.0, 2.0, 0.5, 1.0]
-    return frame, RulesTable(frame, "v1", NAMES, CATEGORIES)
+    return frame, RuleBrowserTable(frame, "v1", NAMES, CATEGORIES)
 
 
-def test_rule_keys_are_the_api_keys(small: tuple[pd.DataFrame, RulesTable]) -> None:
+def test_rule_keys_are_the_api_keys(small: tuple[pd.DataFrame, RuleBrowserTable]) -> None:
     _, table = small
     assert table.keys.tolist() == ["a+b->c", "a->b", "c->a", "d->a", "a->c"]
     assert table.keys[0] == rule_key(["b", "a"], "c")
@@ -114,12 +114,12 @@ def test_rule_keys_are_the_api_keys(small: tuple[pd.DataFrame, RulesTable]) -> N
     assert table.rows_with("zzz", "antecedent").tolist() == []
 
 
-def test_filters_sort_and_statuses(small: tuple[pd.DataFrame, RulesTable]) -> None:
+def test_filters_sort_and_statuses(small: tuple[pd.DataFrame, RuleBrowserTable]) -> None:
     _, table = small
     new = table.statuses(RuleStatuses())
 
     def keys(**fields: Any) -> list[str]:
-        return table.keys[table.select(RuleFilter(**fields), statuses)].tolist()
+        return table.keys[table.select(RuleBrowserQuery(**fields), statuses)].tolist()
 
     statuses = new
     assert keys() == ["a+b->c", "a->b", "c->a", "a->c", "d->a"]  # lift, ties in file order
@@ -145,19 +145,19 @@ def test_filters_sort_and_statuses(small: tuple[pd.DataFrame, RulesTable]) -> No
 
 
 def test_filter_fields_and_blanks() -> None:
-    f = RuleFilter.model_validate({"q": " mug ", "min_lift": "", "min_support": "0.01",
+    f = RuleBrowserQuery.model_validate({"q": " mug ", "min_lift": "", "min_support": "0.01",
                                    "page": "2", "csrf_token": "ignored"})
     assert f.q == "mug" and f.min_lift is None and f.min_support == 0.01
     assert f.query() == "q=mug&min_support=0.01&page=2"
     assert f.query(page=1) == "q=mug&min_support=0.01"
-    assert RuleFilter().query() == ""
+    assert RuleBrowserQuery().query() == ""
 
 
-def test_empty_table(small: tuple[pd.DataFrame, RulesTable]) -> None:
+def test_empty_table(small: tuple[pd.DataFrame, RuleBrowserTable]) -> None:
     frame, _ = small
-    table = RulesTable(frame.iloc[:0], "v0", {}, {})
+    table = RuleBrowserTable(frame.iloc[:0], "v0", {}, {})
     assert len(table) == 0
-    assert table.select(RuleFilter(q="a", category="Home", status="new"),
+    assert table.select(RuleBrowserQuery(q="a", category="Home", status="new"),
                         table.statuses(RuleStatuses())).tolist() == []
 
 
@@ -191,16 +191,16 @@ def big() -> Rules:
 
 def test_300k_rules_filter_sort_and_page(big: Rules) -> None:
     start = time.perf_counter()
-    table = RulesTable(big.frame, "big", big.names, big.categories)
+    table = RuleBrowserTable(big.frame, "big", big.names, big.categories)
     loaded = time.perf_counter() - start
     decided = RuleStatuses.from_decisions(
         [{"id": i, "kind": "block_rule", "rule_key": k} for i, k in enumerate(
             table.keys[:: 1000].tolist())])
     statuses = table.statuses(decided)
-    filters = [RuleFilter(min_lift=0.5, min_confidence=0.3, sort="confidence", page=3),
-               RuleFilter(q="p0012", sort="count", order="asc"),
-               RuleFilter(q="green", category="Dept 3", min_support=0.9),
-               RuleFilter(status="rejected", sort="fisher_p")]
+    filters = [RuleBrowserQuery(min_lift=0.5, min_confidence=0.3, sort="confidence", page=3),
+               RuleBrowserQuery(q="p0012", sort="count", order="asc"),
+               RuleBrowserQuery(q="green", category="Dept 3", min_support=0.9),
+               RuleBrowserQuery(status="rejected", sort="fisher_p")]
     timings = []
     for f in filters:
         start = time.perf_counter()

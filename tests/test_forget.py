@@ -48,7 +48,8 @@ def write_shop(tmp: Path, database_url: str) -> Path:
     config.write_text(
         f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{raw / "orders.csv"}"\n'
         f'events = "{raw / "events.csv"}"\ncatalog = "{raw / "catalog.csv"}"\n'
-        f'[demo]\ngenerate_if_missing = false\n[popularity]\nwindow_days = 0\n'
+        # the shared test database holds other tests' events: train on the files alone
+        f'server_events = false\n[popularity]\nwindow_days = 0\n'
         f'[artifacts]\nroot = "{tmp / "artifacts"}"\nkeep_last = 2\n'
         f'[serving]\ndatabase_url = "{database_url}"\n')
     return config

@@ -15,8 +15,9 @@ from recsys.artifacts import Manifest
 from recsys.models.ease import ease_neighbours
 from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
-from recsys.serving.index import Ranking, ServingIndex, rule_table
+from recsys.serving.index import Ranking, ServingIndex
 from recsys.serving.recommend import Decisions, Options, also_viewed, bought_together, cart_addons
+from recsys.serving.served_rules import rule_table
 from recsys.vocab import Vocabulary
 
 

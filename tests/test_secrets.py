@@ -138,3 +138,13 @@ def test_no_secret_anywhere_without_services(
     assert not _files_holding(tmp_path / "artifacts", secrets)
     assert not _files_holding(tmp_path / "data", secrets)
     assert REDACTED in captured.out
+
+
+def test_an_unparsable_database_url_is_named_without_its_password() -> None:
+    from recsys.errors import ConfigError
+    from recsys.serving.store import ServingStore
+
+    with pytest.raises(ConfigError) as caught:
+        ServingStore("postgresql+psycopg://shop:s3cret-pw@db:notaport/shop")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "notaport" in str(caught.value)

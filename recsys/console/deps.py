@@ -11,7 +11,7 @@ import numpy as np
 from fastapi import Depends, HTTPException, Request
 from starlette.datastructures import FormData
 
-from recsys.console.rules import RulesTable, RuleStatuses
+from recsys.console.rules import RuleBrowserTable, RuleStatuses
 from recsys.console.session import Session
 from recsys.console.site import Console, SignInRequired, User
 from recsys.serving.index import ServingIndex
@@ -85,14 +85,14 @@ def served_index(console: ConsoleDep) -> ServingIndex:
 Index = Annotated[ServingIndex, Depends(served_index)]
 
 
-def rules_table(console: ConsoleDep, index: Index) -> RulesTable:
+def rules_table(console: ConsoleDep, index: Index) -> RuleBrowserTable:
     return console.rules.get(index)
 
 
-Rules = Annotated[RulesTable, Depends(rules_table)]
+Rules = Annotated[RuleBrowserTable, Depends(rules_table)]
 
 
-def rule_statuses(console: Console, table: RulesTable) -> tuple[RuleStatuses, np.ndarray]:
+def rule_statuses(console: Console, table: RuleBrowserTable) -> tuple[RuleStatuses, np.ndarray]:
     """The decisions on rules now, and each rule's status code (``STATUSES``)."""
     decided = RuleStatuses.from_decisions(console.store.list_decisions())
     return decided, table.statuses(decided)

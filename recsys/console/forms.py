@@ -9,7 +9,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import FormData
 
-from recsys.console.rules import PAGE_SIZE, RuleFilter
+from recsys.console.rules import PAGE_SIZE, RuleBrowserQuery
 from recsys.serving.params import ID_PATTERN  # as the API: printable, no control characters
 
 __all__ = ["LoginForm", "RulesDecision", "ProductDecision", "Undo", "parse"]
@@ -30,7 +30,7 @@ class LoginForm(BaseModel):
     next: str = Field("", max_length=2048)
 
 
-class RulesDecision(RuleFilter):
+class RulesDecision(RuleBrowserQuery):
     """A decision on rules: the ticked ones, or every rule of the filter (up to
     ``pages.rules.BULK_CAP``)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recsys.console.rules import RulesTable
+from recsys.console.rules import RuleBrowserTable
 from recsys.serving.index import ServingIndex
 
 __all__ = ["rule_products", "label", "rule_label", "concerns", "missing_from", "flagged"]
@@ -39,7 +39,7 @@ def concerns(decision: dict[str, Any], product_id: str) -> bool:
     return product_id in (decision["product_id"], decision["seed_id"])
 
 
-def missing_from(decision: dict[str, Any], index: ServingIndex, rules: RulesTable) -> str | None:
+def missing_from(decision: dict[str, Any], index: ServingIndex, rules: RuleBrowserTable) -> str | None:
     """Why a decision has nothing to act on in the served version, or None when it has."""
     if decision["kind"] in _RULE_KINDS:
         if decision["rule_key"] not in rules.row_of_key:
@@ -53,7 +53,7 @@ def missing_from(decision: dict[str, Any], index: ServingIndex, rules: RulesTabl
 
 
 def flagged(decisions: list[dict[str, Any]], index: ServingIndex,
-            rules: RulesTable) -> list[tuple[dict[str, Any], str]]:
+            rules: RuleBrowserTable) -> list[tuple[dict[str, Any], str]]:
     """The decisions (with why) that the served version has no rule or product for."""
     out = []
     for decision in decisions:  # a merchandiser's decisions: thousands at most

@@ -27,8 +27,8 @@ from recsys.rules.mining import RULE_COLUMNS
 from recsys.rules.query import in_category, string_lists
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Metric", "METRICS", "Status", "STATUSES", "RuleFilter", "RuleStatuses",
-           "RulesTable", "RulesCache", "PAGE_SIZE"]
+__all__ = ["Metric", "METRICS", "Status", "STATUSES", "RuleBrowserQuery", "RuleStatuses",
+           "RuleBrowserTable", "RulesCache", "PAGE_SIZE"]
 
 Metric = Literal["lift", "confidence", "support", "count", "leverage", "conviction",
                  "zhangs_metric", "jaccard", "kulczynski", "fisher_p", "antecedent_count",
@@ -40,7 +40,7 @@ PAGE_SIZE = 50
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
 
 
-class RuleFilter(BaseModel):
+class RuleBrowserQuery(BaseModel):
     """What the browser shows: a search, thresholds, a status, the sort and the page.
 
     ``q`` matches product ids and names (case-insensitive substring) on either side;
@@ -70,7 +70,7 @@ class RuleFilter(BaseModel):
 
     def fields(self, **changes: Any) -> dict[str, str]:
         """The non-default fields as text (for links and hidden form fields)."""
-        defaults = RuleFilter().model_dump()
+        defaults = RuleBrowserQuery().model_dump()
         values = {**{k: getattr(self, k) for k in defaults}, **changes}
         return {k: str(v) for k, v in values.items() if v != defaults[k] and v is not None}
 
@@ -110,7 +110,7 @@ def _joined(lists: pa.ListArray, codes: np.ndarray, rows: np.ndarray,
     return pc.binary_join(pa.ListArray.from_arrays(offsets, values), "+")
 
 
-class RulesTable:
+class RuleBrowserTable:
     """One version's rules (the ``rules.parquet`` rows, in file order) with lookup arrays."""
 
     def __init__(self, rules: pd.DataFrame, version: str, names: Mapping[str, str],
@@ -210,7 +210,7 @@ class RulesTable:
                 self._orders[(metric, descending)] = order
             return order
 
-    def select(self, rule_filter: RuleFilter, statuses: np.ndarray) -> np.ndarray:
+    def select(self, rule_filter: RuleBrowserQuery, statuses: np.ndarray) -> np.ndarray:
         """The rows the filter keeps, in its sort order (``statuses`` from ``statuses()``)."""
         keep = np.ones(len(self), dtype=bool)
         if rule_filter.q:
@@ -268,13 +268,13 @@ class RulesCache:
 
     def __init__(self, artifacts_root: Path | str) -> None:
         self._store = ArtifactStore(artifacts_root)
-        self._table: RulesTable | None = None
+        self._table: RuleBrowserTable | None = None
         self._lock = threading.Lock()
 
-    def get(self, index: ServingIndex) -> RulesTable:
+    def get(self, index: ServingIndex) -> RuleBrowserTable:
         with self._lock:
             if self._table is None or self._table.version != index.version:
                 path = layout.RULES.at(self._store.path(index.version))
                 rules = load_parquet(path) if path.exists() else _no_rules()
-                self._table = RulesTable(rules, index.version, index.names, index.categories)
+                self._table = RuleBrowserTable(rules, index.version, index.names, index.categories)
             return self._table

@@ -87,7 +87,26 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
     Returns codes, scores, best rule row (-1: none), its set, rules fired, seed and support of
     the strongest neighbour evidence (of the top ``limit``), and counts: reason_a, reason_b,
     blocked rules.
+
+    Every index is checked before it is used (numba does not): inconsistent inputs raise
+    ValueError instead of reading outside an array.
     """
+    n_codes = len(silent)
+    if (e_scores.shape != e_ids.shape or e_support.shape != e_ids.shape
+            or k_scores.shape != k_ids.shape or k_support.shape != k_ids.shape):
+        raise ValueError("blend: neighbour ids, scores and support differ in shape")
+    if (len(rule_hi) != len(rule_lo) or len(rule_confidence) != len(rule_consequent)
+            or len(pair_item) != len(pair_seed)
+            or (len(reason_a) > 0 and len(reason_a) != n_codes)
+            or (len(reason_b) > 0 and len(reason_b) != n_codes)):
+        raise ValueError("blend: array lengths disagree")
+    for seed in seeds:
+        if seed < 0 or (e_ids.shape[0] > 0 and seed >= e_ids.shape[0]) or (
+                k_ids.shape[0] > 0 and seed >= k_ids.shape[0]):
+            raise ValueError("blend: a seed code is outside the neighbour tables")
+    for s in range(len(rule_lo)):
+        if rule_lo[s] < 0 or rule_hi[s] < rule_lo[s] or rule_hi[s] > len(rule_consequent):
+            raise ValueError("blend: a rule slice is outside the rule table")
     n_e = 0 if e_ids.shape[0] == 0 else e_ids.shape[1]
     n_k = 0 if k_ids.shape[0] == 0 else k_ids.shape[1]
     n_rules = 0
@@ -108,6 +127,8 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
             width = n_e if table == 0 else n_k
             for j in range(width):
                 code = ids[seed, j]
+                if code >= n_codes:
+                    raise ValueError("blend: a neighbour code is outside the vocabulary")
                 if code < 0 or silent[code]:
                     continue
                 skip = False
@@ -126,6 +147,8 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
     for s in range(len(rule_lo)):
         for row in range(rule_lo[s], rule_hi[s]):
             code = rule_consequent[row]
+            if code < 0 or code >= n_codes:
+                raise ValueError("blend: a rule consequent is outside the vocabulary")
             if silent[code]:
                 continue
             if len(blocked_rows):

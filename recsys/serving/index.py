@@ -9,10 +9,8 @@ a fallback, not an error.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
-import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,60 +28,10 @@ from recsys.models.neighbours import Neighbours
 from recsys.models.session_knn import SessionKNN, load_sessions
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
+from recsys.serving.served_rules import ServedRules, load_rules
 from recsys.vocab import Vocabulary
 
-__all__ = ["ServingIndex", "RuleTable", "Bundle", "Ranking", "load_index", "rule_key"]
-
-
-def rule_key(antecedents: tuple[str, ...] | list[str], consequent: str) -> str:
-    """The stable id of a rule across retraining: sorted antecedent ids, '->', consequent."""
-    return "+".join(sorted(antecedents)) + "->" + consequent
-
-
-@dataclass(frozen=True)
-class RuleTable:
-    """The mined rules with one consequent, as arrays grouped by antecedent set (best
-    confidence first within a set): millions of rules, no Python object per rule.
-
-    ``groups`` maps the antecedent codes (sorted int32, as bytes) to a slice of the arrays;
-    a cart finds its rules by looking up its own subsets (or, for a large cart, by testing
-    every antecedent set of a length at once), never by walking the rules of each item.
-    """
-
-    groups: dict[bytes, tuple[int, int]]
-    antecedents: dict[int, np.ndarray]  # length -> (n_sets, length) codes of every set
-    consequent: np.ndarray  # int32
-    confidence: np.ndarray  # float32
-    lift: np.ndarray
-    count: np.ndarray  # int64
-
-    @classmethod
-    def empty(cls) -> RuleTable:
-        return cls({}, {}, np.zeros(0, np.int32), np.zeros(0, np.float32),
-                   np.zeros(0, np.float32), np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.consequent)
-
-    def sets_in(self, cart: np.ndarray, combinations_limit: int = 2_000) -> list[np.ndarray]:
-        """Every stored antecedent set that the sorted, distinct ``cart`` codes hold."""
-        out = []
-        for length, sets in self.antecedents.items():
-            if len(cart) < length:
-                continue
-            if math.comb(len(cart), length) <= combinations_limit:
-                for combo in itertools.combinations(cart.tolist(), length):
-                    key = np.asarray(combo, dtype=np.int32)
-                    if key.tobytes() in self.groups:
-                        out.append(key)
-            else:
-                held = np.isin(sets, cart).all(axis=1)
-                out += list(sets[held])
-        return out
-
-    def rules_of(self, antecedents: np.ndarray) -> tuple[int, int]:
-        """The slice of the arrays holding the rules of this antecedent set."""
-        return self.groups[np.ascontiguousarray(antecedents, dtype=np.int32).tobytes()]
+__all__ = ["ServingIndex", "Bundle", "Ranking", "load_index"]
 
 
 @dataclass(frozen=True)
@@ -157,7 +105,7 @@ class ServingIndex:
     bought_together: Neighbours | None = None
     bought_together_knn: Neighbours | None = None  # blended into bought_together's scores
     ranking: Ranking = field(default_factory=Ranking)
-    rules: RuleTable = field(default_factory=RuleTable.empty)
+    rules: ServedRules = field(default_factory=ServedRules.empty)
     substitutes: dict[int, frozenset[int]] = field(default_factory=dict)
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
@@ -225,80 +173,6 @@ class ServingIndex:
 
 def _lists(column: pd.Series) -> list[list[str]]:
     return pa.chunked_array([pa.array(column.array)]).combine_chunks().to_pylist()
-
-
-def _list_codes(column: pa.ChunkedArray, items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
-    """A list-of-ids column as flat item codes (-1 = unknown) and row offsets. Dictionary
-    encoded ids (as ``save_parquet`` writes them) are looked up once per distinct id."""
-    codes, offsets, base = [], [np.zeros(1, np.int64)], 0
-    for chunk in column.chunks:
-        chunk_offsets = np.asarray(chunk.offsets, dtype=np.int64)
-        values = chunk.values.slice(int(chunk_offsets[0]),
-                                    int(chunk_offsets[-1] - chunk_offsets[0]))
-        if pa.types.is_dictionary(values.type):
-            distinct = items.lookup(pd.Series(values.dictionary.to_pylist(), dtype="string"),
-                                    on_unknown="mask")
-            codes.append(distinct[np.asarray(values.indices, dtype=np.int64)])
-        else:
-            codes.append(items.lookup(pd.Series(values.to_pylist(), dtype="string"),
-                                      on_unknown="mask"))
-        offsets.append(chunk_offsets[1:] - chunk_offsets[0] + base)
-        base += int(chunk_offsets[-1] - chunk_offsets[0])
-    flat = np.concatenate(codes) if codes else np.zeros(0, np.int64)
-    return flat.astype(np.int64), np.concatenate(offsets)
-
-
-def _load_rules(folder: Path, items: Vocabulary) -> RuleTable:
-    path = layout.RULES.at(folder)
-    if not path.exists():
-        return RuleTable.empty()
-    try:
-        rules = pq.read_table(path, columns=["antecedents", "consequents", "confidence", "lift",
-                                             "count"])
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise ArtifactError(f"table file {path} is not readable Parquet: {exc}") from exc
-    ant_codes, offsets = _list_codes(rules.column("antecedents"), items)
-    con_flat, con_offsets = _list_codes(rules.column("consequents"), items)
-    single = np.diff(con_offsets) == 1
-    con_codes = np.where(single, con_flat[np.minimum(con_offsets[:-1], len(con_flat) - 1)], -1)
-    lengths = np.diff(offsets)
-    known = np.minimum.reduceat(ant_codes, offsets[:-1]) >= 0 if len(lengths) else np.zeros(
-        0, bool)
-    known &= con_codes >= 0
-    starts = offsets[:-1]
-    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (rule rows, sorted antecedent codes)
-    for length in sorted(set(lengths[known].tolist())):
-        rows = np.flatnonzero(known & (lengths == length))
-        sets = np.sort(ant_codes[starts[rows][:, None] + np.arange(length)], axis=1)
-        parts.append((rows, sets.astype(np.int32)))
-    return rule_table(parts, con_codes, rules.column("confidence").to_numpy().astype(np.float32),
-                      rules.column("lift").to_numpy().astype(np.float32),
-                      rules.column("count").to_numpy().astype(np.int64))
-
-
-def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarray,
-               conf: np.ndarray, lift: np.ndarray, count: np.ndarray) -> RuleTable:
-    """Group rules by antecedent set (``parts``: rule rows and their sorted antecedent codes,
-    one part per antecedent length); within a set, by confidence (best first)."""
-    if not parts:
-        return RuleTable.empty()
-    groups: dict[bytes, tuple[int, int]] = {}
-    antecedents: dict[int, np.ndarray] = {}
-    order_all, base = [], 0
-    for rows, sets in parts:
-        keys = np.ascontiguousarray(sets).view(np.dtype((np.void, sets.shape[1] * 4))).ravel()
-        unique, inverse = np.unique(keys, return_inverse=True)
-        order = np.lexsort((-conf[rows], inverse))
-        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
-        groups.update(zip((u.tobytes() for u in unique),
-                          zip((base + bounds[:-1]).tolist(), (base + bounds[1:]).tolist(),
-                              strict=True), strict=True))
-        antecedents[sets.shape[1]] = sets[order][bounds[:-1]]
-        order_all.append(rows[order])
-        base += len(rows)
-    rows = np.concatenate(order_all)
-    return RuleTable(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
-                     lift[rows], count[rows])
 
 
 def _load_order_counts(folder: Path, code_of: dict[str, int]) -> OrderCounts | None:
@@ -380,11 +254,15 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         today=int(day.max()) if len(day) else 0)
 
 
-def load_index(store_root: Path | str, version: str | None = None) -> ServingIndex:
-    """Verify (checksums) and load an artifact version (default: current)."""
+def load_index(store_root: Path | str, version: str | None = None, *,
+               check: Callable[[Path], None] | None = None) -> ServingIndex:
+    """Verify (checksums) and load an artifact version (default: current); ``check`` (the
+    server's structural checks) sees the verified folder before anything is read."""
     store = ArtifactStore(store_root)
     manifest = store.verify(version)
     folder = store.path(manifest.version)
+    if check is not None:
+        check(folder)
     items = Vocabulary.load(layout.ITEMS.at(folder))
     ids = items.ids.tolist()
     code_of = {pid: i for i, pid in enumerate(ids)}
@@ -417,7 +295,7 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
     for scope, group in popular_table.groupby("scope", sort=False):
         popular[str(scope)] = list(zip(group["product_id"].astype(str),
                                        group["orders"].astype(int), strict=True))
-    rules = _load_rules(folder, items)
+    rules = load_rules(folder, items)
     return ServingIndex(
         manifest=manifest, items=items, code_of=code_of, ids=ids, names=names, prices=prices,
         margins=margins, categories=categories, available=available, popular=popular,

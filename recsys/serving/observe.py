@@ -1,10 +1,18 @@
 """Observability: the Prometheus metrics of one app and the ``Observe`` middleware (request id,
-counts and latency per route, the access log)."""
+counts and latency per route, the access log).
+
+The access log never holds a customer id: the id in ``/v1/customers/{id}/...`` is replaced by
+a keyed hash (HMAC-SHA256 with a key derived from the server's secret, ``app.state.log_key``),
+so lines of one customer can be told apart and counted, but not read back to the id, not even
+by enumerating sequential ids without the key."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
+import re
 import time
 import uuid
 from typing import Any
@@ -13,12 +21,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["MULTIPROCESS", "Observe", "new_metrics", "exposition"]
+__all__ = ["MULTIPROCESS", "Observe", "new_metrics", "exposition", "log_key", "logged_path"]
 
 # Set by ``recsys serve --workers N`` before the workers start: prometheus_client then keeps
 # every worker's values in files there, and /metrics adds them up.
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 access_log = logging.getLogger("recsys.access")
+_CUSTOMER_IN_PATH = re.compile(r"(/customers/)([^/]+)")
+
+
+def log_key(secret: str) -> bytes:
+    """The access log's hashing key, derived from the server's secret."""
+    return hashlib.sha256(b"recsys access log\0" + secret.encode()).digest()
+
+
+def logged_path(path: str, key: bytes) -> str:
+    """``path`` with any customer id replaced by ``h:`` and 16 hex digits of its keyed hash."""
+    return _CUSTOMER_IN_PATH.sub(lambda m: m.group(1) + "h:" + hmac.new(
+        key, m.group(2).encode(), hashlib.sha256).hexdigest()[:16], path)
 
 
 def new_metrics(registry: CollectorRegistry) -> dict[str, Any]:
@@ -82,5 +102,6 @@ class Observe:
             m["latency"].labels(route=path).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info("request", extra={"fields": {
-                    "request_id": request_id, "method": scope["method"], "path": scope["path"],
+                    "request_id": request_id, "method": scope["method"],
+                    "path": logged_path(scope["path"], scope["app"].state.log_key),
                     "route": path, "status": status, "ms": round(elapsed * 1000, 3)}})

@@ -12,7 +12,8 @@ import numpy as np
 from recsys.models.neighbours import Neighbours
 from recsys.serving.blend import NO_ROWS, BlendInput, blend
 from recsys.serving.finish import Candidate, Decisions, Options, Result, finish
-from recsys.serving.index import ServingIndex, rule_key
+from recsys.serving.index import ServingIndex
+from recsys.serving.served_rules import rule_key
 from recsys.serving.session import NO_SESSION, Session, rescore
 
 __all__ = ["Options", "Decisions", "Result", "also_viewed", "bought_together", "bundles_for",

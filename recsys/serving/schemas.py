@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from recsys.serving.params import ID_PATTERN
 
@@ -75,10 +75,28 @@ class CartRequest(BaseModel):
     session_id: IdString | None = None
 
 
+def _iso_text(value: object) -> object:
+    """A time is an ISO 8601 string, as the schema says (not a number of seconds like 0)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return value
+
+
+def _given(*fields: str) -> dict[str, Any]:
+    """JSON Schema: these fields are present and not null (what a route checks itself)."""
+    return {"required": list(fields), "properties": {f: {"not": {"type": "null"}}
+                                                     for f in fields}}
+
+
 class EventIn(BaseModel):
+    # the schema says what the route checks: a product for every type but impressions, and
+    # a session or a customer
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"event_type": "click", "product_id": "P00180", "session_id": "s-1",
-         "request_id": "0f3c...", "placement": "product_page", "position": 1}]})
+         "request_id": "0f3c...", "placement": "product_page", "position": 1}],
+        "if": {"properties": {"event_type": {"const": "impression"}}},
+        "else": _given("product_id"),
+        "anyOf": [_given("session_id"), _given("customer_id")]})
     event_type: Literal["view", "add_to_cart", "purchase", "impression", "click"]
     product_id: IdString | None = None
     session_id: IdString | None = None
@@ -89,7 +107,7 @@ class EventIn(BaseModel):
     quantity: float | None = Field(None, gt=0, le=1_000_000)
     price: float | None = Field(None, ge=0, le=1e9)
     order_id: IdString | None = None
-    occurred_at: datetime | None = None
+    occurred_at: Annotated[datetime, BeforeValidator(_iso_text)] | None = None
     event_id: IdString | None = Field(None, description="idempotency key: an event whose "
                                       "event_id is stored already is not stored again")
 
@@ -106,12 +124,19 @@ class Problems(BaseModel):
 
 
 class EventAccepted(BaseModel):
-    id: int
+    id: int | None = Field(description="null while buffered: the database is down, the event "
+                                       "is stored once it is back")
     request_id: str
+    buffered: bool = False
 
 
 class DecisionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # the fields each kind needs, as the route checks them
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+        {"if": {"properties": {"kind": {"const": kind}}}, "then": _given(*fields)}
+        for kind, fields in (("block_product", ("product_id",)), ("block_rule", ("rule_key",)),
+                             ("pin", ("product_id", "seed_id", "position")),
+                             ("boost", ("product_id", "factor")))]})
     kind: Literal["block_product", "block_rule", "pin", "boost"]
     product_id: IdString | None = None
     seed_id: IdString | None = None
@@ -125,6 +150,7 @@ class DecisionIn(BaseModel):
 
 
 INVALID: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a body that cannot be read as JSON (e.g. not UTF-8)"},
     422: {"model": Problems, "description": "invalid input: where, and what is wrong"}}
 NOT_READY: dict[int | str, dict[str, Any]] = {503: {"description": "no artifact loaded"}}
 STOREFRONT: dict[int | str, dict[str, Any]] = {

@@ -2,9 +2,11 @@
 dependencies routes take them by (``State``, ``Index``, ``Admin``).
 
 The artifact is hot reloaded when the CURRENT pointer moves (or on ``POST /admin/reload``):
-the new version is verified and loaded beside the old one and swapped in one assignment, so
-requests in flight finish on the version they started with; a failed load keeps the old
-version serving.
+the new version is verified (checksums, then the structural checks of every array against the
+layout, so a compiled kernel never meets an inconsistent table) and loaded beside the old one
+and swapped in one assignment, so requests in flight finish on the version they started with.
+Any load failure, whatever its exception type, keeps the old version serving and is shown by
+/readyz; at start-up the server falls back to the newest version that loads.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from prometheus_client import Gauge
 from prometheus_client.multiprocess import mark_process_dead
 
+from recsys.artifact_checks import check_version
 from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.errors import RecsysError
@@ -33,7 +37,8 @@ from recsys.serving.event_guard import RateLimiter, keep_events_pruned
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.live import live_from
 from recsys.serving.observe import MULTIPROCESS
-from recsys.serving.store import ServingStore
+from recsys.serving.spool import EventSpool
+from recsys.serving.store import DATABASE_DOWN, ServingStore
 
 __all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan"]
 
@@ -61,18 +66,36 @@ class ServingState:
                                       settings.best_sellers_first_segments))
         self.event_limit = RateLimiter(settings)
         self.live = live_from(settings)  # recent products per session, trending counts
+        self.spool = EventSpool(Path(settings.data_dir) / "event-buffer.jsonl",
+                                settings.event_buffer_bytes)
         self._reload_lock = asyncio.Lock()
 
-    def load(self, version: str | None = None) -> bool:
-        """Load (and verify) a version; on failure keep serving the current one."""
+    def keep_database(self) -> None:
+        """Re-check the database; once it answers, write the events buffered meanwhile."""
+        if not self.store.check_database():
+            return
         try:
-            base = load_index(self.settings.artifacts, version)
+            written = self.spool.drain(self.store.add_events)
+        except DATABASE_DOWN as exc:
+            self.store.database_ok = False
+            log.warning("buffered events not written yet: %s", type(exc).__name__)
+            return
+        if written:
+            log.info("wrote %d events buffered while the database was down", written)
+
+    def load(self, version: str | None = None) -> bool:
+        """Load (verify, check, warm up) a version; on any failure keep serving the current
+        one and remember why (the latest failure replaces an older one)."""
+        try:
+            base = load_index(self.settings.artifacts, version, check=check_version)
             recommend.warm_up(base)
-        except RecsysError as exc:
-            self.error = f"{exc}"
-            self.failed_version = version or self.pointer()
+        except Exception as exc:  # noqa: BLE001 - any failure to load is a refused version
+            failed = version or self.pointer()
+            self.error = str(exc) if isinstance(exc, RecsysError) else (
+                f"artifact version {failed} does not load: {type(exc).__name__}: {exc}")
+            self.failed_version = failed
             log.error("artifact load failed, still serving %s: %s",
-                      self.index.version if self.index else "nothing", exc)
+                      self.index.version if self.index else "nothing", self.error)
             return False
         with self._swap_lock:
             index = self.overlay.apply(base, self.settings.content_min_support)
@@ -108,6 +131,28 @@ class ServingState:
             self.update_catalog(rows)
             log.info("catalog_watch: %d rows applied", len(rows))
 
+    def load_at_start(self) -> bool:
+        """Load CURRENT; if it does not load, the newest older version that does (logged
+        with the reason). /readyz keeps naming the refused CURRENT version."""
+        if self.load():
+            return True
+        error, failed = self.error, self.failed_version
+        try:
+            older = ArtifactStore(self.settings.artifacts).versions()
+        except Exception as exc:  # noqa: BLE001 - an unreadable store: nothing to fall back to
+            log.error("no fallback version: %s", exc)
+            return False
+        for version in reversed(older):
+            if version == failed:
+                continue
+            if self.load(version):
+                log.warning("started on version %s instead of %s, which does not load: %s",
+                            version, failed, error)
+                self.error, self.failed_version = error, failed
+                return True
+        self.error, self.failed_version = error, failed
+        return False
+
     def pointer(self) -> str | None:
         try:
             return ArtifactStore(self.settings.artifacts).current_version()
@@ -130,17 +175,16 @@ class ServingState:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the artifact at start (and watch the pointer); close the store at the end."""
     state: ServingState = app.state.serving
-    await asyncio.to_thread(state.load)
+    await asyncio.to_thread(state.load_at_start)
     await asyncio.to_thread(state.read_catalog_watch)
-    task = None
+    tasks = [asyncio.create_task(_keep_database(state, state.settings.database_retry_s)),
+             asyncio.create_task(keep_events_pruned(state.store,
+                                                    state.settings.events_retention_days))]
     if state.settings.reload_interval_s > 0:
-        task = asyncio.create_task(_watch(state, state.settings.reload_interval_s))
-    pruning = asyncio.create_task(keep_events_pruned(state.store,
-                                                     state.settings.events_retention_days))
+        tasks.append(asyncio.create_task(_watch(state, state.settings.reload_interval_s)))
     yield
-    for running in (task, pruning):
-        if running:
-            running.cancel()
+    for task in tasks:
+        task.cancel()
     state.event_limit.close()
     state.store.dispose()
     state.live.close()
@@ -157,6 +201,16 @@ async def _watch(state: ServingState, interval: float) -> None:
             await asyncio.to_thread(state.read_catalog_watch)
         except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
             log.exception("reload check failed")
+
+
+async def _keep_database(state: ServingState, interval: float) -> None:
+    """Re-check the database every ``interval`` seconds (and write buffered events)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(state.keep_database)
+        except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+            log.exception("database check failed")
 
 
 # -- dependencies -------------------------------------------------------------------------

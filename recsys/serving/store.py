@@ -38,17 +38,18 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 
 from recsys.errors import ConfigError
+from recsys.redact import redact_text
 from recsys.server_events import SERVER_EVENTS_TABLE
 from recsys.serving.finish import Decisions
 from recsys.serving.migrate import new_epoch, upgrade
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ServingStore", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS", "AUDIT", "USERS",
-           "EVENT_KEY_INDEX"]
+__all__ = ["ServingStore", "DATABASE_DOWN", "DECISION_KINDS", "ROLES", "EVENTS", "DECISIONS",
+           "AUDIT", "USERS", "EVENT_KEY_INDEX"]
 
 # approve_rule changes no list: the console shows it, and it cancels an earlier block_rule
 DECISION_KINDS = ("block_product", "block_rule", "pin", "boost", "approve_rule")
@@ -113,6 +114,9 @@ USERS = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
+# what SQLAlchemy raises when the database cannot be reached (refused, gone, locked)
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
 _DECISION_FIELDS = ("kind", "product_id", "seed_id", "rule_key", "position", "factor")
 
 
@@ -124,7 +128,8 @@ class ServingStore:
         try:
             parsed = make_url(url)
         except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types here
-            raise ConfigError(f"database_url {url!r} is not a SQLAlchemy URL ({exc})") from None
+            raise ConfigError(f"database_url {redact_text(url)!r} is not a SQLAlchemy URL "
+                              f"({redact_text(str(exc))})") from None
         if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "",
                                                                               ":memory:"):
             Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
@@ -137,8 +142,25 @@ class ServingStore:
         self._snapshot_at = 0.0
         self._generation = 0  # bumped by invalidate: a read begun before it is not kept
         self._refreshing = False
-        metadata.create_all(self.engine)
-        upgrade(self.engine, USERS, [EVENT_KEY_INDEX])
+        self.database_ok = False
+        self.check_database()
+
+    def check_database(self) -> bool:
+        """Ping the database (creating the tables first if it was down); False (logged) while
+        it is down, so a server starts and serves without it."""
+        try:
+            if not self.database_ok:
+                metadata.create_all(self.engine)
+                upgrade(self.engine, USERS, [EVENT_KEY_INDEX])
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except SQLAlchemyError as exc:
+            log.warning("database unavailable (serving without it): %s",
+                        type(exc).__name__)
+            self.database_ok = False
+            return False
+        self.database_ok = True
+        return True
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -150,8 +172,8 @@ class ServingStore:
         already is not stored again: the first one's id is returned."""
         try:
             with self.engine.begin() as conn:
-                result = conn.execute(insert(EVENTS).values(received_at=datetime.now(UTC),
-                                                            **event))
+                result = conn.execute(insert(EVENTS).values(
+                    **{"received_at": datetime.now(UTC), **event}))
         except IntegrityError:
             if event.get("event_key") is None:
                 raise
@@ -170,6 +192,11 @@ class ServingStore:
         with self.engine.begin() as conn:
             return int(conn.execute(delete(EVENTS).where(EVENTS.c.received_at < cutoff))
                        .rowcount)
+
+    def add_events(self, events: list[dict[str, Any]]) -> None:
+        """Store buffered events (each with its received_at), each once by its event_key."""
+        for event in events:
+            self.add_event(event)
 
     def count_events(self, **where: Any) -> int:
         query = select(func.count()).select_from(EVENTS)
@@ -362,11 +389,14 @@ class ServingStore:
         """Read the decisions into a snapshot; kept unless an invalidate came meanwhile."""
         try:
             rows = self.list_decisions()
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             with self._lock:
                 if self._snapshot is not None:
                     return self._snapshot
-            raise
+            # never read yet and the database is down: serve without decisions until it is
+            # back (re-read after refresh_seconds) rather than fail the request
+            log.warning("decisions unreadable, none applied: %s", type(exc).__name__)
+            rows = []
         pins: dict[str, dict[str, int]] = {}
         boosts: dict[str, float] = {}
         blocked_products: set[str] = set()

@@ -10,17 +10,17 @@ from fastapi import Query
 from fastapi.responses import HTMLResponse, Response
 
 from recsys.console.deps import ConsoleDep, Rules, Viewer, rule_statuses
-from recsys.console.rules import RuleFilter, RulesTable
+from recsys.console.rules import RuleBrowserQuery, RuleBrowserTable
 from recsys.console.site import REPORT_CSP, Console, page_router
 from recsys.rules.export import export_csv, export_html, export_xlsx
 
 __all__ = ["router"]
 
 router = page_router()
-Filter = Annotated[RuleFilter, Query()]
+Filter = Annotated[RuleBrowserQuery, Query()]
 
 
-def _export(console: Console, table: RulesTable, rule_filter: RuleFilter,
+def _export(console: Console, table: RuleBrowserTable, rule_filter: RuleBrowserQuery,
             fmt: Literal["csv", "xlsx"]) -> Response:
     _, statuses = rule_statuses(console, table)
     frame = table.export_frame(table.select(rule_filter, statuses), statuses)

@@ -20,7 +20,7 @@ from recsys.console.deps import (
     rule_statuses,
 )
 from recsys.console.forms import RulesDecision, parse
-from recsys.console.rules import METRICS, PAGE_SIZE, STATUSES, RuleFilter
+from recsys.console.rules import METRICS, PAGE_SIZE, STATUSES, RuleBrowserQuery
 from recsys.console.site import PREFIX, page_router, redirect, render
 from recsys.rules.export import GLOSSARY
 
@@ -32,7 +32,7 @@ router = page_router()
 
 @router.get("/rules", response_class=HTMLResponse)
 def rules_page(request: Request, console: ConsoleDep, user: Viewer, table: Rules,
-               rule_filter: Annotated[RuleFilter, Query()]) -> HTMLResponse:
+               rule_filter: Annotated[RuleBrowserQuery, Query()]) -> HTMLResponse:
     decided, statuses = rule_statuses(console, table)
     rows = table.select(rule_filter, statuses)
     pages = max(1, math.ceil(len(rows) / PAGE_SIZE))

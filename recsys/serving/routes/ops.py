@@ -27,14 +27,18 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "no artifact loaded"}})
 async def readyz(state: State) -> JSONResponse:
     """Readiness: an artifact version is loaded; its version, age, any failed reload, and
+    the database (``degraded`` while down: recommendations are served, events buffered) and
     the live session store (``redis``: ok, degraded (lists served without sessions), off)."""
+    database = {"database": "ok" if state.store.database_ok else "degraded",
+                "buffered_events": state.spool.count()}
     if state.index is None:
-        return JSONResponse({"status": "not_ready", "reason": state.error}, status_code=503)
+        return JSONResponse({"status": "not_ready", "reason": state.error, **database},
+                            status_code=503)
     idx = state.index
     return JSONResponse({"status": "ready", "version": idx.version,
                          "age_seconds": round(idx.age_seconds(), 1),
                          "loaded_at": idx.loaded_at.isoformat(), "error": state.error,
-                         "failed_version": state.failed_version,
+                         "failed_version": state.failed_version, **database,
                          "redis": state.live.status()})  # degraded: lists ignore sessions
 
 
