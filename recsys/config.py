@@ -121,9 +121,19 @@ class ServingSettings(BaseSettings):
     best_sellers_first_segments: list[str] = Field(
         default_factory=lambda: ["at_risk", "hibernating", "lost"],
         description="RFM segments whose personalised list puts best sellers before ALS")
+    upsell_band: tuple[float, float] = Field(
+        (1.1, 2.0), description="upsell alternatives cost this many times the product's "
+                                "price (lowest, highest)")
     ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
                                          description="from [analytics.experiment]")
+
+    @field_validator("upsell_band")
+    @classmethod
+    def _band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < band[0] <= band[1]:
+            raise ValueError(f"upsell_band needs 0 < lowest <= highest, got {list(band)}")
+        return band
 
     @classmethod
     def settings_customise_sources(

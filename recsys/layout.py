@@ -27,7 +27,8 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "BUNDLES", "RULES_REPORT", "RANKING", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
-           "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN"]
+           "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
+           "VIEWED_BOUGHT"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
 JOBS = ("catalog", "popularity", "rules", "models", "customer_value", "pipeline")
@@ -186,6 +187,11 @@ REPURCHASE = ArtifactFile(
     "repurchase.parquet", "models", "repurchase cycles of consumables",
     columns=(_s("product_id"), _f("cycle_days"), _i("intervals"), _f("repeat_share")))
 
+VIEWED_BOUGHT = ArtifactFile(
+    "viewed_bought.parquet", "models", "sessions that viewed product_a, did not buy it and "
+    "bought product_b (upsell evidence; top_k per product_a)", optional=True,
+    columns=(_s("product_a"), _s("product_b"), _i("sessions")))
+
 _A = "analytics/"
 CLV_CUSTOMERS = ArtifactFile(
     _A + "customers.parquet", "customer_value", "one row per customer: CLV, RFM, churn",
@@ -237,7 +243,7 @@ INGEST_REPORT = ArtifactFile(
 FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files, RANKING, ALS,
-    CUSTOMERS, PURCHASES, REPURCHASE, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS, CUSTOMER_SEGMENTS,
+    CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS, CUSTOMER_SEGMENTS,
     CLV_REPORT, *ACTION_FILES, INGEST_REPORT)
 _BY_PATH = {f.path: f for f in FILES}
 

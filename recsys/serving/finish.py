@@ -69,9 +69,10 @@ def _in_category(index: ServingIndex, product_id: str, root: str) -> bool:
 def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Options,
            decisions: Decisions, *, seeds: Iterable[str] = (), fallback_category: str | None = None,
            never: frozenset[str] = frozenset(),
-           prefiltered: dict[str, int] | None = None) -> Result:
+           prefiltered: dict[str, int] | None = None, fill: bool = True) -> Result:
     """Apply exclusions, business rules, pins and fallbacks; return the final list.
-    ``prefiltered``: candidates the caller already left out, by reason (for ``applied``)."""
+    ``prefiltered``: candidates the caller already left out, by reason (for ``applied``);
+    ``fill=False``: no best sellers fill a short list (a list whose candidates must qualify)."""
     applied: list[str] = []
     counts: dict[str, int] = dict(prefiltered or {})
     excluded = options.exclude | never
@@ -136,7 +137,7 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             applied.append(f"pinned:{pid}@{position}")
     items = items[: options.k]
     fallback = None
-    if len(items) < options.k:
+    if fill and len(items) < options.k:
         # fill from best sellers: the requested category, the seed's category, then global
         have = {c.product_id for c in items} | excluded | decisions.blocked_products
         scopes: list[tuple[str | None, str]] = []

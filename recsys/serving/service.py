@@ -14,12 +14,13 @@ from recsys.config import ServingSettings
 from recsys.serving import recommend
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
+from recsys.serving.upsell import upsell
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
 __all__ = ["Answer", "arm_of", "ranked", "list_body", "item_list", "cart_list",
-           "customer_list", "popular_list", "bundles", "product_lists"]
+           "customer_list", "popular_list", "bundles", "upsell_list", "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 ItemKind = Literal["also-viewed", "bought-together"]
@@ -84,6 +85,14 @@ def popular_list(state: ServingState, index: ServingIndex, query: ListQuery) -> 
     """Best sellers (every arm: they are the control arm's list)."""
     return (recommend.popular(index, query.options, state.store.decisions()),
             arm_of(state.settings, query.customer_id, query.session_id))
+
+
+def upsell_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:
+    """Pricier alternatives to a product (the control arm: by category orders alone)."""
+    arm = arm_of(state.settings, query.customer_id, query.session_id)
+    control = arm is not None and arm == state.settings.experiment.control_arm
+    return upsell(index, query.product_id or "", query.options, state.store.decisions(),
+                  band=state.settings.upsell_band, popular_only=control), arm
 
 
 def bundles(state: ServingState, index: ServingIndex, query: ListQuery,
