@@ -421,9 +421,11 @@ def _load_bought_instead(folder: Path,
     n = table["sessions"].to_numpy(np.int64)
     keep = (a >= 0) & (b >= 0)
     a, b, n = a[keep], b[keep], n[keep]
+    if not len(a):
+        return {}
     order = np.lexsort((-n, a))  # stable within a product: the job's order
     a, b, n = a[order], b[order], n[order]
-    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]]) if len(a) else np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
     ends = np.r_[starts[1:], len(a)]
     return {int(a[lo]): (b[lo:hi], n[lo:hi]) for lo, hi in zip(starts.tolist(), ends.tolist(),
                                                                 strict=True)}

@@ -11,6 +11,7 @@
  * Place a container where a list should appear:
  *   <div data-recsys="also-viewed" data-product-id="P00180" data-k="6"></div>
  *   <div data-recsys="bought-together" data-product-id="P00180"></div>
+ *   <div data-recsys="upsell" data-product-id="P00180" data-k="4"></div>  (pricier alternatives)
  *   <div data-recsys="cart-add-ons" data-cart='[{"product_id":"P00180","quantity":1}]'></div>
  *   optional: data-title (heading), data-placement (event placement; default the list kind)
  * or from code: RecsysWidget.renderCart(el, [{product_id, quantity}]), RecsysWidget.render(el).
@@ -28,6 +29,7 @@
   var TITLES = {
     "also-viewed": "Customers also viewed",
     "bought-together": "Frequently bought together",
+    "upsell": "Worth the upgrade",
     "cart-add-ons": "Complete your order"
   };
   var SESSION_KEY = "recsys.session";
