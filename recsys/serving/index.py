@@ -150,6 +150,7 @@ class ServingIndex:
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
     # viewed product code -> (codes bought instead in the same session, sessions), best first
     bought_instead: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    discount_only: frozenset[str] = frozenset()  # customers who buy only on discount
 
     @property
     def version(self) -> str:
@@ -394,7 +395,8 @@ def load_index(store_root: Path | str, version: str | None = None) -> ServingInd
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        segments=_load_segments(folder), bought_instead=_load_bought_instead(folder, items))
+        segments=_load_segments(folder), bought_instead=_load_bought_instead(folder, items),
+        discount_only=_load_discount_only(folder))
 
 
 def _table(folder: Path) -> Neighbours | None:
@@ -408,6 +410,14 @@ def _load_segments(folder: Path) -> dict[str, str]:
     table = load_parquet(path)
     return dict(zip(table["customer_id"].astype(str), table["segment"].astype(str),
                     strict=True))
+
+
+def _load_discount_only(folder: Path) -> frozenset[str]:
+    path = layout.DISCOUNT_CUSTOMERS.at(folder)
+    if not path.exists():
+        return frozenset()
+    table = load_parquet(path)
+    return frozenset(table.loc[table["discount_only"].astype(bool), "customer_id"].astype(str))
 
 
 def _load_bought_instead(folder: Path,

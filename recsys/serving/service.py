@@ -92,7 +92,8 @@ def upsell_list(state: ServingState, index: ServingIndex, query: ListQuery) -> A
     arm = arm_of(state.settings, query.customer_id, query.session_id)
     control = arm is not None and arm == state.settings.experiment.control_arm
     return upsell(index, query.product_id or "", query.options, state.store.decisions(),
-                  band=state.settings.upsell_band, popular_only=control), arm
+                  band=state.settings.upsell_band, popular_only=control,
+                  customer_id=query.customer_id), arm
 
 
 def bundles(state: ServingState, index: ServingIndex, query: ListQuery,

@@ -6,7 +6,8 @@ many sessions viewed this product, did not buy it and bought the candidate inste
 (``viewed_bought.parquet``), then by the category's orders; the margin amount (price x
 margin, where the catalog has margins) breaks ties within each. ``finish`` applies the
 merchandisers' decisions as on every list, without a best-seller fill (a filler would not be
-an upsell). The A/B control arm gets the same candidates by category orders alone.
+an upsell). The A/B control arm gets the same candidates by category orders alone. A customer
+who buys only on discount (``discount_customers.parquet``) is offered nothing pricier.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ __all__ = ["upsell"]
 
 
 def upsell(index: ServingIndex, product_id: str, options: Options, decisions: Decisions, *,
-           band: tuple[float, float], popular_only: bool = False) -> Result:
+           band: tuple[float, float], popular_only: bool = False,
+           customer_id: str | None = None) -> Result:
     """Pricier alternatives to ``product_id`` (``popular_only``: by category orders alone)."""
+    if customer_id is not None and customer_id in index.discount_only:
+        return Result([], "discount_only_customer", [])
     price = index.prices.get(product_id)
     code = index.code_of.get(product_id)
     if code is None or price is None or price <= 0:
