@@ -90,3 +90,22 @@ def test_upsell_offers_nothing_pricier_to_discount_only_buyers(demo_artifact: Pa
     other = upsell(flagged, seed, Options(k=5), Decisions(), band=(1.1, 2.0),
                    customer_id="C-OTHER")
     assert other.items
+
+
+def test_the_report_shows_discounts_per_segment(tmp_path: Path) -> None:
+    from recsys.analytics.report import build_report
+
+    orders = _orders(**DISCOUNTS).assign(
+        ordered_at=pd.to_datetime(["2024-01-01", "2024-01-01", "2024-02-01", "2024-01-05",
+                                   "2024-03-05", "2024-01-09", "2024-04-09"]))
+    data = tmp_path / "data"
+    data.mkdir()
+    orders.to_parquet(data / "orders.parquet", index=False)
+    CATALOG.to_parquet(data / "catalog.parquet", index=False)
+    text = build_report(data, tmp_path / "report.html").read_text()
+    assert "<h2>Price and discount sensitivity</h2>" in text
+    assert "1 customers bought only on discount" in text
+    orders.drop(columns=["list_price", "discount"]).to_parquet(data / "orders.parquet",
+                                                               index=False)
+    plain = build_report(data, tmp_path / "plain.html").read_text()
+    assert "carry no list_price or discount" in plain
