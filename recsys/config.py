@@ -180,6 +180,9 @@ class ServingSettings(BaseSettings):
         description="RFM segments whose personalised list puts best sellers before ALS")
     placements: Placements = Field(default_factory=Placements,
                                    description="minimum evidence and fill per kind of list")
+    upsell_band: tuple[float, float] = Field(
+        (1.1, 2.0), description="upsell alternatives cost this many times the product's "
+                                "price (lowest, highest)")
     ab_test: bool = Field(False, description="assign customers/sessions to experiment arms")
     session_length: int = Field(20, ge=1, le=200, description="recent products kept per "
                                                               "session and per customer")
@@ -200,6 +203,13 @@ class ServingSettings(BaseSettings):
     trending_min_count: int = Field(5, ge=1, description="trending: fewest recent events")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig,
                                          description="from [analytics.experiment]")
+
+    @field_validator("upsell_band")
+    @classmethod
+    def _band(cls, band: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < band[0] <= band[1]:
+            raise ValueError(f"upsell_band needs 0 < lowest <= highest, got {list(band)}")
+        return band
 
     @classmethod
     def settings_customise_sources(

@@ -51,6 +51,8 @@ TABLES: dict[str, TableSpec] = {
             "ordered_at": "timestamp",
             "quantity": "number",
             "unit_price": "number",
+            "list_price": "number",  # the regular unit price, before any discount
+            "discount": "number",  # the fraction of list_price taken off, 0..1
         },
         required=("order_id", "product_id"),
         defaults={"quantity": 1.0},

@@ -28,7 +28,8 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
            "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
-           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR", "SESSIONS"]
+           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR", "SESSIONS",
+           "VIEWED_BOUGHT", "PRICE_SENSITIVITY", "DISCOUNT_CUSTOMERS"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
 JOBS = ("catalog", "popularity", "rules", "models", "content", "customer_value", "pipeline")
@@ -207,6 +208,11 @@ REPURCHASE = ArtifactFile(
     "repurchase.parquet", "models", "repurchase cycles of consumables",
     columns=(_s("product_id"), _f("cycle_days"), _i("intervals"), _f("repeat_share")))
 
+VIEWED_BOUGHT = ArtifactFile(
+    "viewed_bought.parquet", "models", "sessions that viewed product_a, did not buy it and "
+    "bought product_b (upsell evidence; top_k per product_a)", optional=True,
+    columns=(_s("product_a"), _s("product_b"), _i("sessions")))
+
 _A = "analytics/"
 CLV_CUSTOMERS = ArtifactFile(
     _A + "customers.parquet", "customer_value", "one row per customer: CLV, RFM, churn",
@@ -249,6 +255,17 @@ WINBACK = ArtifactFile(
 HIGH_VALUE = ArtifactFile(
     _A + "high_value.parquet", "customer_value", "top customers by predicted CLV",
     optional=True, open_columns=True, columns=(_s("customer_id"),))
+PRICE_SENSITIVITY = ArtifactFile(
+    _A + "price_sensitivity.parquet", "customer_value", "per segment and category: revenue "
+    "share bought on discount, price bands bought", optional=True,
+    columns=(_s("segment"), _s("category"), _i("lines"), _f("revenue"),
+             _f("discount_revenue_share"), _f("median_unit_price"), _f("low_band_share"),
+             _f("mid_band_share"), _f("high_band_share")))
+DISCOUNT_CUSTOMERS = ArtifactFile(
+    _A + "discount_customers.parquet", "customer_value", "per customer: revenue share bought "
+    "on discount, discount-only flag (served: upsell)", optional=True,
+    columns=(_s("customer_id"), _i("orders"), _f("revenue"), _f("discount_revenue_share"),
+             Column("discount_only", "bool")))
 ACTION_FILES = (LIFECYCLE, LIFECYCLE_FLOWS, CUSTOMER_RECOMMENDATIONS, REPLENISHMENT, WINBACK,
                 HIGH_VALUE)
 INGEST_REPORT = ArtifactFile(
@@ -259,8 +276,9 @@ FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
     *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, SESSIONS, ALS,
-    CUSTOMERS, PURCHASES, REPURCHASE, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS, CUSTOMER_SEGMENTS,
-    CLV_REPORT, *ACTION_FILES, INGEST_REPORT)
+    CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS,
+    CUSTOMER_SEGMENTS, CLV_REPORT, *ACTION_FILES, PRICE_SENSITIVITY, DISCOUNT_CUSTOMERS,
+    INGEST_REPORT)
 _BY_PATH = {f.path: f for f in FILES}
 
 

@@ -154,6 +154,7 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
             marks.mark(price.isna().to_numpy() & ~raw_missing, "bad_price", "unit_price")
             marks.mark((price <= 0).fillna(False), "non_positive_price", "unit_price")
             out["unit_price"] = price / out["quantity"] if mapping.price_is_line_total else price
+        _discounts(marks, out, frame, columns)
 
     elif table == "events":
         marks.mark(missing("product_id"), "missing_product_id", "product_id")
@@ -216,6 +217,25 @@ def validate_table(table: str, raw: RawTable, columns: dict[str, str],
     quarantine.insert(0, "source", raw.label)
     return Validated(accepted=accepted, quarantine=quarantine.reset_index(drop=True),
                      accepted_rows=ok)
+
+
+def _discounts(marks: _Marks, out: dict[str, pd.Series], frame: pd.DataFrame,
+               columns: dict[str, str]) -> None:
+    """Optional ``list_price`` (> 0) and ``discount`` (a fraction, 0 <= d < 1) of order lines."""
+    if "list_price" in columns:
+        raw = frame[columns["list_price"]]
+        price = _parse_numbers(raw)
+        marks.mark(price.isna().to_numpy() & raw.notna().to_numpy(), "bad_list_price",
+                   "list_price")
+        marks.mark((price <= 0).fillna(False), "non_positive_list_price", "list_price")
+        out["list_price"] = price
+    if "discount" in columns:
+        raw = frame[columns["discount"]]
+        share = _parse_numbers(raw)
+        marks.mark(share.isna().to_numpy() & raw.notna().to_numpy(), "bad_discount", "discount")
+        marks.mark(((share < 0) | (share >= 1)).fillna(False), "discount_out_of_range",
+                   "discount")
+        out["discount"] = share
 
 
 def _mark_non_products(marks: _Marks, product_id: pd.Series, mapping: TableMapping) -> None:

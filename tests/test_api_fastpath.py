@@ -16,7 +16,15 @@ from recsys.app import create_app
 from recsys.config import ServingSettings, load_config
 from recsys.demo import DemoSpec
 from recsys.serving.fastpath import FastPath
-from recsys.serving.params import BUNDLES, CART, CUSTOMER_LIST, ITEM_LIST, POPULAR, Endpoint
+from recsys.serving.params import (
+    BUNDLES,
+    CART,
+    CUSTOMER_LIST,
+    ITEM_LIST,
+    POPULAR,
+    UPSELL,
+    Endpoint,
+)
 from tests.test_api import API_KEY, publish_demo
 
 ORIGIN = "https://shop.example"
@@ -147,6 +155,7 @@ def test_well_formed_requests_take_the_fast_path(clients: tuple[TestClient, Test
     ("get", "/v1/items/{product_id}/also-viewed", ITEM_LIST),
     ("get", "/v1/items/{product_id}/bought-together", ITEM_LIST),
     ("get", "/v1/items/{product_id}/bundles", BUNDLES),
+    ("get", "/v1/items/{product_id}/upsell", UPSELL),
     ("post", "/v1/cart/add-ons", CART),
     ("get", "/v1/customers/{customer_id}/recommendations", CUSTOMER_LIST),
     ("get", "/v1/popular", POPULAR)])

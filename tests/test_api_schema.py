@@ -52,6 +52,7 @@ def test_every_operation_is_covered() -> None:
         ("GET", "/v1/items/{product_id}/also-viewed"), ("GET", "/v1/popular"),
         ("GET", "/v1/items/{product_id}/bought-together"), ("POST", "/v1/events"),
         ("GET", "/v1/items/{product_id}/bundles"), ("POST", "/v1/cart/add-ons"),
+        ("GET", "/v1/items/{product_id}/upsell"), ("GET", "/v1/customers/{customer_id}/profile"),
         ("GET", "/v1/customers/{customer_id}/recommendations"), ("POST", "/admin/reload"),
         ("GET", "/admin/decisions"), ("POST", "/admin/decisions"),
         ("DELETE", "/admin/decisions/{decision_id}"), ("GET", "/healthz"), ("GET", "/readyz"),

@@ -113,6 +113,7 @@ def run_forget(tmp: Path, database_url: str, capsys: pytest.CaptureFixture[str])
     assert report["rows"] == {
         "access log access.log": 2, "artifacts: analytics/customer_segments.parquet": 2,
         "artifacts: analytics/customers.parquet": 2,
+        "artifacts: analytics/discount_customers.parquet": 2,
         "artifacts: analytics/lifecycle.parquet": 2,
         "artifacts: analytics/recommendations.parquet": 2, "artifacts: customers.parquet": 2,
         "artifacts: purchases.npz": 6, "data: events.parquet": 2, "data: orders.parquet": 4,

@@ -177,9 +177,12 @@ def test_customer_recently_viewed_and_bad_ids(memory_client: TestClient) -> None
     customer = f"c-{uuid.uuid4().hex}"
     for pid in (others[0], others[1], others[0]):
         view(memory_client, pid, customer=customer)
-    body = get(memory_client, f"/v1/customers/{customer}/recently-viewed", in_stock_only=False,
-               k=5)
-    assert ids(body) == [others[0], others[1]]  # each once, most recent first
+    path = f"/v1/customers/{customer}/recently-viewed?in_stock_only=false&k=5"
+    assert memory_client.get(path).status_code == 401  # a customer's history: not public
+    key = memory_client.app.state.serving.settings.api_key  # type: ignore[attr-defined]
+    response = memory_client.get(path, headers={"X-API-Key": key})
+    assert response.status_code == 200, response.text
+    assert ids(response.json()) == [others[0], others[1]]  # each once, most recent first
     assert memory_client.get("/v1/sessions/a%01b/recently-viewed").status_code == 422
     assert memory_client.get("/v1/sessions/s/recently-viewed?k=0").status_code == 422
     assert memory_client.get("/v1/items/x/also-viewed?history=a%01").status_code == 422

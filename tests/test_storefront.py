@@ -68,7 +68,7 @@ def test_product_page_holds_the_widgets(client: TestClient) -> None:
     text = response.text
     assert "<h1>Ceramic Mug</h1>" in text and "Home &gt; Kitchen &gt; Mugs" in text
     assert '<script src="/static/recsys-widget.js"' in text
-    for kind in ("also-viewed", "bought-together", "recently-viewed"):
+    for kind in ("also-viewed", "bought-together", "upsell", "recently-viewed"):
         assert f'data-recsys="{kind}" data-product-id="mug"' in text
     assert 'data-recsys="trending" data-category="Home &gt; Kitchen &gt; Mugs"' in text
     assert "<script>" not in text  # no inline script: the CSP would block it

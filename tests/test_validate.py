@@ -141,6 +141,21 @@ def test_quantity_defaults_to_one_when_unmapped() -> None:
     assert result.accepted["quantity"].tolist() == [1.0]
 
 
+def test_list_price_and_discount_are_optional_and_checked() -> None:
+    rows = [{**_order(), "list_price": lp, "discount": d} for lp, d in (
+        ("2.0", "0.25"), (None, None), ("x", "0.1"), ("0", "0.1"), ("2", "1.5x"), ("2", "1"),
+        ("2", "-0.1"), ("2", "0"))]
+    result = _validate("orders", rows)
+    assert _reasons(result) == {
+        3: ("bad_list_price", "list_price"), 4: ("non_positive_list_price", "list_price"),
+        5: ("bad_discount", "discount"), 6: ("discount_out_of_range", "discount"),
+        7: ("discount_out_of_range", "discount")}
+    accepted = result.accepted
+    assert accepted["list_price"].tolist()[0] == 2.0 and pd.isna(accepted["list_price"][1])
+    assert accepted["discount"].tolist()[0] == 0.25 and accepted["discount"].tolist()[2] == 0.0
+    assert "discount" not in _validate("orders", [_order()]).accepted
+
+
 # -- ids and timestamps -------------------------------------------------------------------------
 
 

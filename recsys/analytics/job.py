@@ -10,6 +10,7 @@ Writes into ``out_dir``:
 - ``customer_segments.parquet``: customer_id, segment, churn_risk, predicted_clv, p_alive
   (for business rules, e.g. at-risk customers get replenishment and best sellers first)
 - ``clv_report.json``: the figures returned (model parameters, lifetime, totals)
+- ``price_sensitivity.parquet``, ``discount_customers.parquet``: recsys.analytics.pricing
 - lifecycle stages and flows, recommendations and the action lists (replenishment, win-back,
   high-value): ``ACTION_FILES`` of recsys.analytics.actions
 """
@@ -38,6 +39,7 @@ from recsys.analytics.clv import (
     estimate_lifetime_years,
     order_table,
 )
+from recsys.analytics.pricing import price_sensitivity
 from recsys.analytics.retention import cohort_counts, retention_figures
 from recsys.analytics.rfm import rfm_table, segment_summary
 from recsys.analytics.settings import AnalyticsConfig
@@ -52,7 +54,9 @@ log = logging.getLogger(__name__)
 #: Columns of ``customer_segments.parquet``, the table the serving layer loads.
 SEGMENT_COLUMNS = ("customer_id", "segment", "churn_risk", "predicted_clv", "p_alive")
 OUTPUT_FILES = tuple(f.name for f in (layout.CLV_CUSTOMERS, layout.RFM_SEGMENTS, layout.COHORTS,
-                                        layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT)) + ACTION_FILES
+                                        layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT,
+                                        layout.PRICE_SENSITIVITY, layout.DISCOUNT_CUSTOMERS)
+                    ) + ACTION_FILES
 _WEEK = 7.0
 _PREDICTED = ("p_alive", "expected_purchases", "expected_order_value", "predicted_clv",
               "predicted_clv_margin")
@@ -248,6 +252,10 @@ def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Pat
     save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
     save_parquet(result.cohorts, out / layout.COHORTS.name)
     save_parquet(result.segments, out / layout.CUSTOMER_SEGMENTS.name)
+    by_segment, by_customer = price_sensitivity(orders, catalog, result.segments)
+    save_parquet(by_segment, out / layout.PRICE_SENSITIVITY.name)
+    save_parquet(by_customer, out / layout.DISCOUNT_CUSTOMERS.name)
+    result.figures["discount_only_customers"] = int(by_customer["discount_only"].sum())
     tmp = out / f"{layout.CLV_REPORT.name}.tmp"
     tmp.write_text(json.dumps(result.figures, indent=2, allow_nan=False) + "\n",
                    encoding="utf-8")

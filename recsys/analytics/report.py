@@ -1,7 +1,7 @@
 """`recsys report`: one self-contained HTML page of customer value and measured outcomes.
 
-Sections: summary; cohort retention heatmap; CLV distribution; RFM segments; repurchase
-cycles (from :mod:`recsys.repurchase`); recommendation outcomes (:mod:`recsys.analytics.
+Sections: summary; cohort retention heatmap; CLV distribution; RFM segments; price and
+discount sensitivity (:mod:`recsys.analytics.pricing`); repurchase cycles (from :mod:`recsys.repurchase`); recommendation outcomes (:mod:`recsys.analytics.
 report_outcomes`: per placement and arm, or exposure group when no experiment ran, order value
 with and without recommendations, per-arm uplift with intervals); definitions.
 Charts are matplotlib ``Figure`` objects (no pyplot) inlined as SVG, text drawn as paths:
@@ -19,6 +19,7 @@ import pandas as pd
 
 from recsys.analytics.job import ClvResult, compute_clv
 from recsys.analytics.outcomes import Outcomes, load_events, measure_outcomes
+from recsys.analytics.pricing import price_sensitivity
 from recsys.analytics.report_html import days, dl, figure, money, share, table
 from recsys.analytics.report_outcomes import outcome_sections
 from recsys.analytics.rfm import SEGMENTS
@@ -65,7 +66,8 @@ def build_report(data_dir: Path | str, out_path: Path | str, *,
     if events is not None and _has_recommendation_events(events):
         outcomes = measure_outcomes(events, config.experiment, experiment=ab_test)
     cycles = repurchase_cycles(orders)
-    text = render_report(result, outcomes, cycles, config=config)
+    text = render_report(result, outcomes, cycles, config=config,
+                         pricing=price_sensitivity(orders, catalog, result.segments))
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -84,8 +86,9 @@ def _has_recommendation_events(events: pd.DataFrame) -> bool:
 
 def render_report(result: ClvResult, outcomes: Outcomes | None, cycles: pd.DataFrame | None,
                   *, config: AnalyticsConfig, title: str = "Customer value and "
-                  "recommendation outcomes") -> str:
-    """The report as one HTML string."""
+                  "recommendation outcomes",
+                  pricing: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> str:
+    """The report as one HTML string (``pricing``: ``price_sensitivity``'s tables)."""
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -105,6 +108,8 @@ def render_report(result: ClvResult, outcomes: Outcomes | None, cycles: pd.DataF
                                                "Share of customers and of revenue per segment.",
                                                "RFM segments"),
               _segments_table(result.rfm_segments)]
+    if pricing is not None:
+        parts += ["<h2>Price and discount sensitivity</h2>", _pricing_table(*pricing)]
     parts += ["<h2>Repurchase cycles</h2>", _cycles_table(cycles)]
     parts += ["<h2>Recommendation outcomes</h2>"]
     if outcomes is None:
@@ -161,6 +166,23 @@ def _segments_table(segments: pd.DataFrame) -> str:
             for s in segments.itertuples(index=False)]  # six segments
     return table(["segment", "customers", "share", "revenue", "revenue share",
                   "mean predicted CLV"], rows)
+
+
+def _pricing_table(by_segment: pd.DataFrame, by_customer: pd.DataFrame) -> str:
+    rows = [[_SEGMENT_LABELS.get(s.segment, s.segment), f"{int(s.lines):,}", money(s.revenue),
+             "-" if pd.isna(s.discount_revenue_share) else share(s.discount_revenue_share),
+             money(s.median_unit_price), share(s.low_band_share), share(s.mid_band_share),
+             share(s.high_band_share)]
+            for s in by_segment[by_segment["category"] == "*"].itertuples(index=False)]
+    known = by_segment["discount_revenue_share"].notna().any()
+    note = (f"{int(by_customer['discount_only'].sum()):,} customers bought only on discount "
+            "(two orders or more, every line discounted): upsell offers them nothing pricier."
+            if known else "The orders carry no list_price or discount, so the share bought on "
+            "discount is unknown.")
+    return (f"<p>Per segment, all categories (per category in price_sensitivity.parquet). A "
+            f"line's band is its price against its category's terciles. {html.escape(note)}"
+            "</p>" + table(["segment", "lines", "revenue", "on discount", "median price",
+                            "low band", "mid band", "high band"], rows))
 
 
 def _cycles_table(cycles: pd.DataFrame | None, top: int = 15) -> str:

@@ -14,7 +14,8 @@ from recsys.errors import ConfigError
 __all__ = ["ORDER_COLUMNS", "EVENT_COLUMNS", "CATALOG_COLUMNS", "ORDER_DIRTY_KINDS", "EVENT_DIRTY_KINDS", "BAD_DATES", "O_NO_PRODUCT", "O_BAD_DATE", "O_ZERO_QTY", "O_NEG_PRICE", "E_NO_PRODUCT", "E_BAD_DATE", "E_NO_SESSION", "CHUNK_ORDERS", "ZIPF_OFFSET", "GUEST_SHARE", "FAVOURITE_DEPT_SHARE", "CONSUMABLE_BASE_WEIGHT", "CONSUMABLE_SHARE", "REPLENISH_MAX_SHARE", "PURCHASE_SESSION_SHARE", "SUBSTITUTE_COVIEW", "DIRTY_ORDER_RATE", "DIRTY_EVENT_RATE", "DemoSpec", "PlantedTruth", "DemoSummary"]
 
 
-ORDER_COLUMNS = tuple(TABLES["orders"].columns)
+# the demo's orders carry no discounts (list_price, discount are optional)
+ORDER_COLUMNS = tuple(c for c in TABLES["orders"].columns if c not in ("list_price", "discount"))
 # the demo's events answer no recommendation response, so they carry no request_id
 EVENT_COLUMNS = tuple(c for c in TABLES["events"].columns if c != "request_id")
 CATALOG_COLUMNS = tuple(TABLES["catalog"].columns)

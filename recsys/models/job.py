@@ -7,7 +7,8 @@ into EASE's scores at request time): top-K neighbours of every product with scor
 co-occurrence support, as memory-mappable ``.npy`` files; ``ranking.json`` (the blend weights
 the API applies); ``sessions.npz`` (the view sessions, for session-kNN); ``als.npz`` (user and item factors), ``customers.parquet`` (the customer
 vocabulary), ``purchases.npz`` (customer x product CSR of purchases: last day and number of
-orders; which products are durable) and ``repurchase.parquet``.
+orders; which products are durable), ``repurchase.parquet`` and ``viewed_bought.parquet``
+(viewed A, bought B instead in the same session: the upsell evidence).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from recsys.models.ease import ease_neighbours
 from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
 from recsys.models.settings import ModelsConfig
+from recsys.models.upsell import viewed_then_bought
 from recsys.progress import progress_enabled
 from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
@@ -73,6 +75,9 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         save_view_models(sessions, config, out)
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
+    bought_instead = viewed_then_bought(events, items, config.top_k)
+    save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))
+    metrics["viewed_bought_pairs"] = len(bought_instead)
     co_purchase = _neighbours(baskets, config)
     if config.bought_together == "ease":
         ids, scores = ease_neighbours(baskets, lam=config.ease_lambda, top_k=config.top_k,

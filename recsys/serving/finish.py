@@ -80,7 +80,8 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
            never: frozenset[str] = frozenset(),
            prefiltered: dict[str, int] | None = None) -> Result:
     """Apply exclusions, business rules, pins and fallbacks; return the final list.
-    ``prefiltered``: candidates the caller already left out, by reason (for ``applied``)."""
+    ``prefiltered``: candidates the caller already left out, by reason (for ``applied``);
+    ``options.fill=False``: no best sellers fill a short list."""
     applied: list[str] = []
     counts: dict[str, int] = dict(prefiltered or {})
     excluded = options.exclude | never

@@ -113,6 +113,9 @@ class ServingIndex:
     segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
     orders: OrderCounts | None = None  # for the significance of co-purchase counts
     content: ContentIndex | None = None  # catalogue similarity (no catalogue: None)
+    # viewed product code -> (codes bought instead in the same session, sessions), best first
+    bought_instead: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    discount_only: frozenset[str] = frozenset()  # customers who buy only on discount
 
     @property
     def version(self) -> str:
@@ -148,6 +151,14 @@ class ServingIndex:
         """Out-of-stock or inactive, as a boolean array by product code (built once)."""
         return np.fromiter((pid not in self.available for pid in self.ids), dtype=bool,
                            count=len(self.ids))
+
+    @functools.cached_property
+    def by_category(self) -> dict[str, list[str]]:
+        """The products of each category (exact path), built once."""
+        out: dict[str, list[str]] = {}
+        for product_id, category in self.categories.items():
+            out.setdefault(category, []).append(product_id)
+        return out
 
     def codes(self, product_ids: Iterable[str]) -> list[int]:
         """The codes of the ids the index knows (others are left out)."""
@@ -309,8 +320,9 @@ def load_index(store_root: Path | str, version: str | None = None, *,
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
         sessions=load_sessions(layout.SESSIONS.at(folder)), segments=_load_segments(folder),
-        orders=_load_order_counts(folder, code_of), content=load_content(folder, len(ids)))
-
+        orders=_load_order_counts(folder, code_of), content=load_content(folder, len(ids)),
+        bought_instead=_load_bought_instead(folder, items),
+        discount_only=_load_discount_only(folder))
 
 
 def _table(folder: Path) -> Neighbours | None:
@@ -324,3 +336,32 @@ def _load_segments(folder: Path) -> dict[str, str]:
     table = load_parquet(path)
     return dict(zip(table["customer_id"].astype(str), table["segment"].astype(str),
                     strict=True))
+
+
+def _load_discount_only(folder: Path) -> frozenset[str]:
+    path = layout.DISCOUNT_CUSTOMERS.at(folder)
+    if not path.exists():
+        return frozenset()
+    table = load_parquet(path)
+    return frozenset(table.loc[table["discount_only"].astype(bool), "customer_id"].astype(str))
+
+
+def _load_bought_instead(folder: Path,
+                         items: Vocabulary) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    path = layout.VIEWED_BOUGHT.at(folder)
+    if not path.exists():
+        return {}
+    table = load_parquet(path)
+    a = items.lookup(table["product_a"].astype(str), on_unknown="mask")
+    b = items.lookup(table["product_b"].astype(str), on_unknown="mask")
+    n = table["sessions"].to_numpy(np.int64)
+    keep = (a >= 0) & (b >= 0)
+    a, b, n = a[keep], b[keep], n[keep]
+    if not len(a):
+        return {}
+    order = np.lexsort((-n, a))  # stable within a product: the job's order
+    a, b, n = a[order], b[order], n[order]
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+    ends = np.r_[starts[1:], len(a)]
+    return {int(a[lo]): (b[lo:hi], n[lo:hi]) for lo, hi in zip(starts.tolist(), ends.tolist(),
+                                                                strict=True)}

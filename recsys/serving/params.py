@@ -22,7 +22,7 @@ from starlette.datastructures import QueryParams
 from recsys.serving.finish import Options
 
 __all__ = ["ID_PATTERN", "Param", "Endpoint", "ListQuery", "PRODUCT_ID", "CUSTOMER_ID",
-           "ITEM_LIST", "SIMILAR", "BUNDLES", "CART", "CUSTOMER_LIST", "POPULAR",
+           "ITEM_LIST", "SIMILAR", "BUNDLES", "UPSELL", "CART", "CUSTOMER_LIST", "POPULAR",
            "RECENT_SESSION", "RECENT_CUSTOMER", "TRENDING"]
 
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters
@@ -206,6 +206,7 @@ TRENDING = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)
 ITEM_LIST = Endpoint(PRODUCT_ID, K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION, HISTORY)
 SIMILAR = Endpoint(PRODUCT_ID, K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)
 BUNDLES = Endpoint(PRODUCT_ID, K.with_default(5), IN_STOCK, CUSTOMER, SESSION)
+UPSELL = Endpoint(PRODUCT_ID, K.with_default(5), EXCLUDE, CUSTOMER, SESSION)  # in stock only
 CART = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, RANK_BY, HISTORY)
 CUSTOMER_LIST = Endpoint(CUSTOMER_ID, K, CATEGORY, EXCLUDE, IN_STOCK, HISTORY, SESSION)
 POPULAR = Endpoint(K, CATEGORY, EXCLUDE, IN_STOCK, CUSTOMER, SESSION)

@@ -16,13 +16,14 @@ from recsys.serving import recommend, similar
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
 from recsys.serving.session import Session, session_of_recent
+from recsys.serving.upsell import upsell
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
 __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
            "item_list", "cart_list", "customer_list", "popular_list", "session_of", "bundles",
-           "product_lists"]
+           "upsell_list", "product_lists"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 ItemKind = Literal["also-viewed", "bought-together", "similar"]
@@ -144,6 +145,15 @@ def popular_list(state: ServingState, index: ServingIndex, query: ListQuery) -> 
     _check_category(index, query)
     return (recommend.popular(index, query.options, state.store.decisions()),
             arm_of(state.settings, query.customer_id, query.session_id))
+
+
+def upsell_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:
+    """Pricier alternatives to a product (the control arm: by category orders alone)."""
+    arm = arm_of(state.settings, query.customer_id, query.session_id)
+    control = arm is not None and arm == state.settings.experiment.control_arm
+    return upsell(index, query.product_id or "", query.options, state.store.decisions(),
+                  band=state.settings.upsell_band, popular_only=control,
+                  customer_id=query.customer_id), arm
 
 
 def bundles(state: ServingState, index: ServingIndex, query: ListQuery,

@@ -1,8 +1,9 @@
 """The widget script (/static/recsys-widget.js) and a demo storefront using it (/storefront/).
 
-The demo pages show the served index's catalog: a product page with the also-viewed and
-bought-together lists, and a cart (kept in the browser) with cart add-ons. Every value is
-escaped by Jinja2's autoescape; pages carry a CSP that allows only the site's own files.
+The demo pages show the served index's catalog: a product page with the also-viewed,
+bought-together and upsell lists, and a cart (kept in the browser) with cart add-ons. Every
+value is escaped by Jinja2's autoescape; pages carry a CSP that allows only the site's own
+files.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The console's pages, one module-level router per page, mounted under ``/console`` with the
 CSRF check on every route: sign-in (``auth``), the rules browser (``rules``), its exports
-(``exports``), product pages (``product``), and undo, audit log and flagged decisions
-(``audit``)."""
+(``exports``), product pages (``product``), undo, audit log and flagged decisions
+(``audit``), and customer value (``customers``)."""
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from recsys.console.deps import check_csrf
-from recsys.console.pages import audit, auth, exports, product, rules
+from recsys.console.pages import audit, auth, customers, exports, product, rules
 from recsys.console.site import HERE, page_router
 
 __all__ = ["router"]
@@ -22,5 +22,5 @@ def stylesheet() -> Response:
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
 for _pages in (assets, auth.router, rules.router, exports.router, product.router,
-               audit.router):
+               audit.router, customers.router):
     router.include_router(_pages)

@@ -1,18 +1,19 @@
-"""A customer's personalised list."""
+"""A customer's personalised list, and their profile (server key only)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import JSONResponse, Response
 
 from recsys.serving import service
 from recsys.serving.keys import CallerDep, without_purchase_details
-from recsys.serving.params import CUSTOMER_LIST, ListQuery
+from recsys.serving.params import CUSTOMER_LIST, ID_PATTERN, ListQuery
+from recsys.serving.profiles import profile
 from recsys.serving.routes.answer import list_response
 from recsys.serving.schemas import INVALID, LIST_RESPONSES
-from recsys.serving.state import Index, State
+from recsys.serving.state import Admin, Index, State
 
 __all__ = ["router"]
 
@@ -35,3 +36,19 @@ async def customer_recommendations(
     result, arm = service.customer_list(state, index, query)
     return list_response(request, index,
                          (result if full else without_purchase_details(result), arm))
+
+
+@router.get("/customers/{customer_id}/profile", tags=["customers"], responses={
+    401: {"description": "missing or wrong X-API-Key"},
+    404: {"description": "the served version does not know this customer"}})
+async def customer_profile(state: State, index: Index, _: Admin,
+                           customer_id: Annotated[str, Path(
+                               min_length=1, max_length=128, pattern=ID_PATTERN,
+                               description="customer id")]) -> JSONResponse:
+    """A customer's lifecycle stage, RFM segment and value (historical and predicted CLV,
+    P(alive), churn risk, discount-only) for a checkout widget. Needs the server (admin)
+    key in ``X-API-Key``: never call it from a browser."""
+    found = profile(state.settings.artifacts, index, customer_id)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"unknown customer_id {customer_id!r}")
+    return JSONResponse(found)

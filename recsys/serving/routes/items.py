@@ -1,4 +1,4 @@
-"""A product's lists: also viewed, bought together, its bundles."""
+"""A product's lists: also viewed, bought together, upsell, its bundles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from recsys.serving import service
 from recsys.serving.keys import CallerDep
-from recsys.serving.params import BUNDLES, ITEM_LIST, SIMILAR, ListQuery
+from recsys.serving.params import BUNDLES, ITEM_LIST, SIMILAR, UPSELL, ListQuery
 from recsys.serving.routes.answer import list_response
 from recsys.serving.schemas import INVALID, LIST_RESPONSES, NOT_READY, STOREFRONT, BundleList
 from recsys.serving.state import Index, State
@@ -51,6 +51,19 @@ async def similar(request: Request, state: State, index: Index,
     its reason. Works for products added since the artifact (content neighbours)."""
     caller.need_storefront()
     return list_response(request, index, service.item_list(state, index, "similar", query))
+
+
+@router.get("/items/{product_id}/upsell", responses=LIST_RESPONSES, response_class=Response)
+async def upsell(request: Request, state: State, index: Index,
+                 query: Annotated[ListQuery, Depends(UPSELL.read)],
+                 caller: CallerDep) -> Response:
+    """Better alternatives, priced within ``[serving] upsell_band`` times this product's price:
+    same category or co-viewed substitutes, in stock, ranked by the sessions that viewed this
+    product and bought the alternative instead, then by category orders (margin breaks ties);
+    the reason gives the price difference. No best-seller fill: ``fallback`` is
+    ``no_upsell`` (none qualifies) or ``no_price`` (the product has no price)."""
+    caller.need_storefront()
+    return list_response(request, index, service.upsell_list(state, index, query))
 
 
 @router.get("/items/{product_id}/bundles",

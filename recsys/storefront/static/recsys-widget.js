@@ -13,6 +13,7 @@
  * Place a container where a list should appear:
  *   <div data-recsys="also-viewed" data-product-id="P00180" data-k="6"></div>
  *   <div data-recsys="bought-together" data-product-id="P00180"></div>
+ *   <div data-recsys="upsell" data-product-id="P00180" data-k="4"></div>  (pricier alternatives)
  *   <div data-recsys="cart-add-ons" data-cart='[{"product_id":"P00180","quantity":1}]'></div>
  *   <div data-recsys="recently-viewed" data-product-id="P00180"></div>  (the product left out;
  *        the signed-in customer's list, else this session's: from the events posted)
@@ -34,6 +35,7 @@
   var TITLES = {
     "also-viewed": "Customers also viewed",
     "bought-together": "Frequently bought together",
+    "upsell": "Worth the upgrade",
     "cart-add-ons": "Complete your order",
     "recently-viewed": "Recently viewed",
     "trending": "Trending now"
@@ -102,14 +104,14 @@
     if (kind === "recently-viewed") {
       var recent = new URLSearchParams({ k: k });
       if (el.dataset.productId) recent.set("exclude", el.dataset.productId);
-      var owner = who.customer_id ? "/v1/customers/" + encodeURIComponent(who.customer_id)
-        : "/v1/sessions/" + encodeURIComponent(who.session_id);
-      return fetch(api + owner + "/recently-viewed?" + recent);
+      // the session's own history (a customer's needs the shop's server key or a token)
+      return fetch(api + "/v1/sessions/" + encodeURIComponent(who.session_id) +
+                   "/recently-viewed?" + recent, { headers: headers(false) });
     }
     if (kind === "trending") {
       var trend = new URLSearchParams(Object.assign({ k: k }, who));
       if (el.dataset.category) trend.set("category", el.dataset.category);
-      return fetch(api + "/v1/trending?" + trend);
+      return fetch(api + "/v1/trending?" + trend, { headers: headers(false) });
     }
     var product = el.dataset.productId;
     if (!product) return Promise.reject(new Error("data-product-id is missing"));

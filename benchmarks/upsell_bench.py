@@ -1,0 +1,124 @@
+"""Upsell on held-out sessions of the demo shop (issue 15 item 1).
+
+The demo shop is split in time: orders and events before the cutoff (``--holdout`` of the
+order-time range at the end is held out) train a real ``recsys run``; in held-out sessions,
+every (viewed A and not bought, bought B) pair where B is in A's category and pricier than A
+is a case. A case is a hit when the list for A holds B in its top ``--k``:
+
+- upsell: ``recsys.serving.upsell.upsell`` with the default ``[serving] upsell_band``;
+- popular pricier: the category's most ordered products priced above A (in stock);
+- popular in band: the same within the band (the upsell A/B control arm).
+
+    PYTHONPATH=. python benchmarks/upsell_bench.py [--orders 12000] [--seed 5] [--band 1.1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.config import ServingSettings, load_config
+from recsys.demo import DemoSpec, generate_demo
+from recsys.pipeline import run_pipeline
+from recsys.serving.finish import Decisions, Options
+from recsys.serving.index import ServingIndex, load_index
+from recsys.serving.upsell import upsell
+
+
+def split(raw: Path, train: Path, holdout: float) -> pd.DataFrame:
+    """Write the training CSVs into ``train``; return the held-out sessions' events. Rows with
+    an unreadable time (the demo plants some) stay in training, where ingest rejects them."""
+    orders = pd.read_csv(raw / "orders.csv", dtype=str)
+    events = pd.read_csv(raw / "events.csv", dtype=str)
+    stamps = pd.to_datetime(orders["ordered_at"], errors="coerce")
+    cutoff = stamps.min() + (1 - holdout) * (stamps.max() - stamps.min())
+    seen = pd.to_datetime(events["occurred_at"], errors="coerce")
+    first = seen.groupby(events["session_id"]).transform("min")
+    train.mkdir(parents=True)
+    orders[~(stamps >= cutoff)].to_csv(train / "orders.csv", index=False)
+    events[~(seen >= cutoff)].to_csv(train / "events.csv", index=False)
+    (train / "catalog.csv").write_bytes((raw / "catalog.csv").read_bytes())
+    return events[(first >= cutoff) & seen.notna()]
+
+
+def cases(events: pd.DataFrame, index: ServingIndex) -> pd.DataFrame:
+    """(session, viewed A, bought B): A viewed and not bought, B bought, same category, B
+    pricier than A."""
+    views = events[events["event_type"] == "view"][["session_id", "product_id"]]
+    buys = events[events["event_type"] == "purchase"][["session_id", "product_id"]]
+    pairs = views.drop_duplicates().merge(buys.drop_duplicates(), on="session_id",
+                                          suffixes=("_a", "_b"))
+    bought = set(zip(buys["session_id"], buys["product_id"], strict=True))
+    pairs = pairs[[(s, a) not in bought for s, a in zip(pairs["session_id"],
+                                                       pairs["product_id_a"], strict=True)]]
+    cat, price = index.categories, index.prices
+    keep = [cat.get(a) is not None and cat.get(a) == cat.get(b) and
+            price.get(b, 0.0) > price.get(a, float("inf"))
+            for a, b in zip(pairs["product_id_a"], pairs["product_id_b"], strict=True)]
+    return pairs[keep].drop_duplicates()
+
+
+def popular_pricier(index: ServingIndex, product_id: str, k: int) -> list[str]:
+    category, price = index.categories[product_id], index.prices[product_id]
+    return [p for p, _ in index.best_sellers(category, len(index.ids))
+            if index.prices.get(p, 0.0) > price][:k]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=12_000)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--holdout", type=float, default=0.2)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--band", type=float, nargs=2, default=None,
+                        help="lowest and highest price multiple (default: [serving] upsell_band)")
+    args = parser.parse_args()
+    band = tuple(args.band) if args.band else ServingSettings().upsell_band
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        generate_demo(tmp / "raw", DemoSpec(orders=args.orders, seed=args.seed), progress=False)
+        held = split(tmp / "raw", tmp / "train", args.holdout)
+        config = tmp / "recsys.toml"
+        config.write_text(f'data_dir = "{tmp / "data"}"\n[ingest]\n' + "".join(
+            f'{t} = "{tmp / "train" / (t + ".csv")}"\n' for t in ("orders", "events", "catalog"))
+            + f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "art"}"\n')
+        started = time.perf_counter()
+        run_pipeline(load_config(config), show_progress=False)
+        trained = time.perf_counter() - started
+        index = load_index(tmp / "art")
+        found = cases(held, index)
+        options, decisions = Options(k=args.k), Decisions()
+        lists: dict[str, dict[str, set[str]]] = {"upsell": {}, "popular pricier": {},
+                                                 "popular in band": {}}
+        for a in found["product_id_a"].unique().tolist():
+            for name, popular_only in (("upsell", False), ("popular in band", True)):
+                lists[name][a] = {i["product_id"] for i in upsell(
+                    index, a, options, decisions, band=band, popular_only=popular_only).items}
+            lists["popular pricier"][a] = set(popular_pricier(index, a, args.k))
+    n = len(found)
+    print(f"# upsell_bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or '?'}"
+          f", demo shop orders={args.orders} seed={args.seed} holdout={args.holdout}, band={band}")
+    print(f"training run: {trained:.1f} s; held-out sessions: {held['session_id'].nunique()}; "
+          f"cases (viewed A, bought pricier B of A's category): {n}; "
+          f"distinct A: {found['product_id_a'].nunique()}")
+    in_band = sum(band[0] * index.prices[a] <= index.prices[b] <= band[1] * index.prices[a]
+                  for a, b in zip(found["product_id_a"], found["product_id_b"], strict=True))
+    print(f"cases with B inside the band: {in_band}")
+    hits = {}
+    for name, by_a in lists.items():
+        hits[name] = sum(b in by_a[a] for a, b in zip(found["product_id_a"],
+                                                       found["product_id_b"], strict=True))
+        print(f"{name:16s} top-{args.k} holds B: {hits[name]}/{n} = {hits[name] / max(n, 1):.3f}")
+    for base in ("popular pricier", "popular in band"):
+        ratio = hits["upsell"] / hits[base] if hits[base] else float("inf")
+        print(f"upsell / {base}: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

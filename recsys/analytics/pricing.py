@@ -1,0 +1,121 @@
+"""Price and discount sensitivity: which price bands and discounts each segment buys.
+
+A line is bought on discount when its ``discount`` is above 0 or its ``unit_price`` is below
+its ``list_price`` (both optional order columns). A line's price band is its unit price
+against the terciles of its category's line prices (low, mid, high). Written by the
+customer_value job:
+
+- ``price_sensitivity.parquet``: per RFM segment and category (``*`` = all categories): lines,
+  revenue, the share of revenue bought on discount (NaN without discount data), the median
+  unit price and the share of revenue in each price band;
+- ``discount_customers.parquet``: per customer, orders, revenue, the share of revenue bought on
+  discount and ``discount_only``: at least ``MIN_ORDERS`` orders and every line on discount
+  (the upsell list offers such a customer nothing pricier).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["MIN_ORDERS", "BANDS", "on_discount", "price_sensitivity"]
+
+MIN_ORDERS = 2
+BANDS = ("low", "mid", "high")
+ALL = "*"
+
+
+def on_discount(orders: pd.DataFrame) -> np.ndarray | None:
+    """Per line: bought on discount; None when the orders carry no discount data."""
+    has_discount = "discount" in orders and orders["discount"].notna().any()
+    has_list = ("list_price" in orders and "unit_price" in orders
+                and orders["list_price"].notna().any())
+    if not (has_discount or has_list):
+        return None
+    flag = np.zeros(len(orders), dtype=bool)
+    if has_discount:
+        flag |= orders["discount"].to_numpy(np.float64, na_value=0.0) > 0
+    if has_list:
+        listed = orders["list_price"].to_numpy(np.float64, na_value=np.nan)
+        paid = orders["unit_price"].to_numpy(np.float64, na_value=np.nan)
+        flag |= paid < listed  # NaN compares False
+    return flag
+
+
+def _bands(category: pd.Series, price: np.ndarray) -> np.ndarray:
+    """low / mid / high against the terciles of the category's line prices."""
+    frame = pd.DataFrame({"category": category.to_numpy(), "price": price})
+    grouped = frame.groupby("category", sort=False)["price"]
+    low = grouped.transform(lambda p: p.quantile(1 / 3)).to_numpy()
+    high = grouped.transform(lambda p: p.quantile(2 / 3)).to_numpy()
+    return np.where(price <= low, "low", np.where(price <= high, "mid", "high"))
+
+
+def price_sensitivity(orders: pd.DataFrame, catalog: pd.DataFrame | None,
+                      segments: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per segment and category, per customer) tables of the module doc. ``segments``:
+    customer_id, segment; ``orders``: canonical lines (prices from ``unit_price``, else the
+    catalog's ``price``; lines without a price or a known customer are left out)."""
+    price = (orders["unit_price"].to_numpy(np.float64, na_value=np.nan, copy=True)
+             if "unit_price" in orders else np.full(len(orders), np.nan))
+    if catalog is not None and "price" in catalog:
+        listed = catalog.set_index("product_id")["price"].reindex(orders["product_id"])
+        price = np.where(np.isnan(price), listed.to_numpy(np.float64, na_value=np.nan), price)
+    quantity = (orders["quantity"].to_numpy(np.float64, na_value=1.0) if "quantity" in orders
+                else np.ones(len(orders)))
+    discounted = on_discount(orders)
+    category = (catalog.set_index("product_id")["category"].reindex(orders["product_id"])
+                if catalog is not None and "category" in catalog
+                else pd.Series(pd.NA, index=orders.index)).astype("string").fillna("(none)")
+    lines = pd.DataFrame({
+        "customer_id": orders["customer_id"].to_numpy() if "customer_id" in orders else None,
+        "order_id": orders["order_id"].to_numpy(), "category": category.to_numpy(),
+        "price": price, "revenue": price * quantity,
+        "discounted": discounted if discounted is not None else False})
+    lines = lines[lines["customer_id"].notna() & ~np.isnan(price)].reset_index(drop=True)
+    lines["band"] = _bands(lines["category"], lines["price"].to_numpy())
+    lines["discount_revenue"] = lines["revenue"].where(lines["discounted"], 0.0)
+    lines = lines.merge(segments[["customer_id", "segment"]], on="customer_id", how="left")
+    lines["segment"] = lines["segment"].fillna("(none)")
+    known = discounted is not None
+    per_segment = pd.concat([_summary(lines, ["segment", "category"], known),
+                             _summary(lines.assign(category=ALL), ["segment", "category"],
+                                      known)], ignore_index=True)
+    customers = lines.groupby("customer_id", sort=True).agg(
+        orders=("order_id", "nunique"), revenue=("revenue", "sum"),
+        discount_revenue=("discount_revenue", "sum"), lines=("order_id", "size"),
+        discounted_lines=("discounted", "sum")).reset_index()
+    customers["discount_revenue_share"] = _share(customers["discount_revenue"],
+                                                 customers["revenue"], known)
+    customers["discount_only"] = known & (customers["orders"] >= MIN_ORDERS) & (
+        customers["discounted_lines"] == customers["lines"])
+    customers["customer_id"] = customers["customer_id"].astype("string")
+    customers["orders"] = customers["orders"].astype("int64")
+    return per_segment, customers[["customer_id", "orders", "revenue", "discount_revenue_share",
+                                   "discount_only"]]
+
+
+def _share(part: pd.Series, whole: pd.Series, known: bool) -> pd.Series:
+    if not known:
+        return pd.Series(np.nan, index=part.index)
+    return (part / whole.where(whole > 0)).astype("float64")
+
+
+def _summary(lines: pd.DataFrame, keys: list[str], known: bool) -> pd.DataFrame:
+    grouped = lines.groupby(keys, sort=True)
+    out = grouped.agg(lines=("revenue", "size"), revenue=("revenue", "sum"),
+                      discount_revenue=("discount_revenue", "sum"),
+                      median_unit_price=("price", "median")).reset_index()
+    out["discount_revenue_share"] = _share(out["discount_revenue"], out["revenue"], known)
+    by_band = lines.pivot_table(index=keys, columns="band", values="revenue", aggfunc="sum",
+                                fill_value=0.0).reindex(columns=list(BANDS), fill_value=0.0)
+    by_band = by_band.reset_index()
+    out = out.merge(by_band, on=keys, how="left")
+    for band in BANDS:
+        out[f"{band}_band_share"] = (out[band] / out["revenue"].where(out["revenue"] > 0)
+                                     ).astype("float64")
+    out["lines"] = out["lines"].astype("int64")
+    for key in keys:
+        out[key] = out[key].astype("string")
+    return out[[*keys, "lines", "revenue", "discount_revenue_share", "median_unit_price",
+                *(f"{b}_band_share" for b in BANDS)]]
