@@ -29,7 +29,8 @@ from recsys.progress import progress_bar
 from recsys.readers import SourceSpec, read_columns, read_source
 from recsys.validate import validate_table
 
-__all__ = ["IngestReport", "TableReport", "ingest", "source_spec", "load_table", "table_file",
+__all__ = ["IngestReport", "TableReport", "ingest", "check_sources", "source_spec", "load_table",
+           "table_file",
            "write_outputs"]
 
 log = logging.getLogger(__name__)
@@ -101,20 +102,27 @@ def source_spec(location: str, table: str, mapping: SourceMapping) -> SourceSpec
                       encoding=m.encoding, compression=m.compression, table=m.table, query=m.query)
 
 
-def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str, *,
-           show_progress: bool = True) -> IngestReport:
-    """Ingest ``sources`` ({table: path or URL}; orders required) into ``out_dir``."""
+def check_sources(sources: dict[str, str], mapping: SourceMapping) -> tuple[
+        dict[str, SourceSpec], dict[str, list[str]], dict[str, dict[str, str]]]:
+    """Every source's spec, header and mapped columns, checked before anything is read or
+    written (unknown tables, no orders, a mapped column the file lacks: InputError)."""
     unknown = sorted(set(sources) - set(TABLES))
     if unknown:
         raise InputError(f"unknown table(s) {unknown}; expected {list(TABLES)}")
     if "orders" not in sources:
         raise InputError("orders are required (--orders PATH_OR_URL)")
-    out = Path(out_dir)
     specs = {t: source_spec(loc, t, mapping) for t, loc in sources.items()}
-    # Check every header against the mapping before reading or writing anything.
     headers = {t: read_columns(s) for t, s in specs.items()}
     resolved = {t: resolve_columns(t, mapping.for_table(t), headers[t], s.label)
                 for t, s in specs.items()}
+    return specs, headers, resolved
+
+
+def ingest(sources: dict[str, str], mapping: SourceMapping, out_dir: Path | str, *,
+           show_progress: bool = True) -> IngestReport:
+    """Ingest ``sources`` ({table: path or URL}; orders required) into ``out_dir``."""
+    out = Path(out_dir)
+    specs, headers, resolved = check_sources(sources, mapping)
     derive = mapping.catalog_from_orders
     if derive is not None:
         _check_derivable(derive, headers["orders"], resolved["orders"], specs["orders"].label)

@@ -169,6 +169,23 @@ def write_small_shop(folder: Path) -> dict[str, Path]:
             "events": folder / "events.csv", "mapping": folder / "mapping.toml"}
 
 
+def build_demo_store(tmp: Path, *, orders: int, products: int, seed: int) -> Path:
+    """A generated demo shop of this size run through the pipeline once; the artifact store."""
+    from recsys.config import load_config
+    from recsys.demo import DemoSpec, generate_demo
+    from recsys.pipeline import run_pipeline
+
+    generate_demo(tmp / "shop", DemoSpec(orders=orders, products=products, seed=seed),
+                  progress=False)
+    config = tmp / "recsys.toml"
+    config.write_text(
+        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "shop" / "orders.csv"}"\n'
+        f'events = "{tmp / "shop" / "events.csv"}"\ncatalog = "{tmp / "shop" / "catalog.csv"}"\n'
+        f'server_events = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n')
+    run_pipeline(load_config(config), show_progress=False)
+    return tmp / "artifacts"
+
+
 def write_small_config(tmp: Path) -> Path:
     """A config that runs the pipeline on the small shop inside ``tmp``."""
     files = write_small_shop(tmp / "raw")

@@ -18,11 +18,9 @@ from hypothesis import strategies as st
 from recsys.artifact_checks import check_version
 from recsys.artifacts import MANIFEST_NAME, ArtifactStore, save_npz, sha256_file
 from recsys.cli import main
-from recsys.config import load_config
-from recsys.demo import DemoSpec, generate_demo
 from recsys.errors import ArtifactError
-from recsys.pipeline import run_pipeline
 from recsys.vocab import Vocabulary
+from tests.conftest import build_demo_store
 
 PRODUCTS = 300
 
@@ -30,15 +28,9 @@ PRODUCTS = 300
 @pytest.fixture(scope="module")
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One version built by the pipeline from a 300-product demo shop; its folder."""
-    tmp = tmp_path_factory.mktemp("checks")
-    generate_demo(tmp / "shop", DemoSpec(orders=2000, products=PRODUCTS, seed=5), progress=False)
-    config = tmp / "recsys.toml"
-    config.write_text(
-        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "shop" / "orders.csv"}"\n'
-        f'events = "{tmp / "shop" / "events.csv"}"\ncatalog = "{tmp / "shop" / "catalog.csv"}"\n'
-        f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n')
-    run_pipeline(load_config(config), show_progress=False)
-    return ArtifactStore(tmp / "artifacts").path()
+    store = build_demo_store(tmp_path_factory.mktemp("checks"), orders=2000, products=PRODUCTS,
+                             seed=5)
+    return ArtifactStore(store).path()
 
 
 def republish(store: ArtifactStore, source: Path,

@@ -18,11 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from recsys.app import create_app
-from recsys.config import ServingSettings, load_config
-from recsys.demo import DemoSpec, generate_demo
-from recsys.pipeline import run_pipeline
+from recsys.config import ServingSettings
 from recsys.serving.spool import EventSpool, SpoolFull
 from recsys.serving.state import ServingState
+from tests.conftest import build_demo_store
 
 KEY = "database-down-admin-key-0123456789"
 REFUSED = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
@@ -30,15 +29,8 @@ REFUSED = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("database_down")
-    generate_demo(tmp / "shop", DemoSpec(orders=1500, products=100, seed=3), progress=False)
-    config = tmp / "recsys.toml"
-    config.write_text(
-        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "shop" / "orders.csv"}"\n'
-        f'events = "{tmp / "shop" / "events.csv"}"\ncatalog = "{tmp / "shop" / "catalog.csv"}"\n'
-        f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n')
-    run_pipeline(load_config(config), show_progress=False)
-    return tmp / "artifacts"
+    return build_demo_store(tmp_path_factory.mktemp("database_down"), orders=1500,
+                            products=100, seed=3)
 
 
 @pytest.fixture

@@ -29,13 +29,11 @@ from hypothesis import strategies as st
 
 from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
-from recsys.config import ServingSettings, load_config
-from recsys.demo import DemoSpec, generate_demo
-from recsys.pipeline import run_pipeline
+from recsys.config import ServingSettings
 from recsys.serving import state as state_module
 from recsys.serving.blend import BlendInput, blend
 from recsys.vocab import Vocabulary
-from tests.conftest import REPO
+from tests.conftest import REPO, build_demo_store
 from tests.test_api_reload import _free_port
 from tests.test_artifact_checks import PRODUCTS, _cut_neighbours, republish
 
@@ -46,15 +44,8 @@ ADMIN = {"X-API-Key": KEY}
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An artifact store with one version of a 300-product demo shop."""
-    tmp = tmp_path_factory.mktemp("reliability")
-    generate_demo(tmp / "shop", DemoSpec(orders=2000, products=PRODUCTS, seed=5), progress=False)
-    config = tmp / "recsys.toml"
-    config.write_text(
-        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "shop" / "orders.csv"}"\n'
-        f'events = "{tmp / "shop" / "events.csv"}"\ncatalog = "{tmp / "shop" / "catalog.csv"}"\n'
-        f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n')
-    run_pipeline(load_config(config), show_progress=False)
-    return tmp / "artifacts"
+    return build_demo_store(tmp_path_factory.mktemp("reliability"), orders=2000,
+                            products=PRODUCTS, seed=5)
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 
 from recsys.contract import TABLES
 from recsys.errors import InputError
-from recsys.ingest import IngestReport, TableReport, source_spec
-from recsys.mapping import SourceMapping, TableMapping, resolve_columns
-from recsys.readers import RawTable, SourceSpec, is_sql_url, read_columns, read_source
+from recsys.ingest import IngestReport, TableReport, check_sources
+from recsys.mapping import SourceMapping, TableMapping
+from recsys.readers import RawTable, SourceSpec, is_sql_url, read_source
 from recsys.validate import validate_table
 
 if TYPE_CHECKING:
@@ -52,17 +52,8 @@ def ingest_on_spark(spark: SparkSession, sources: dict[str, str], mapping: Sourc
                     show_progress: bool = True) -> IngestReport:
     """Ingest ``sources`` ({table: path or URL}; orders required) into ``out_dir`` on Spark."""
     del show_progress  # Spark's own progress is in its UI
-    unknown = sorted(set(sources) - set(TABLES))
-    if unknown:
-        raise InputError(f"unknown table(s) {unknown}; expected {list(TABLES)}")
-    if "orders" not in sources:
-        raise InputError("orders are required (--orders PATH_OR_URL)")
     out = Path(out_dir)
-    specs = {t: source_spec(loc, t, mapping) for t, loc in sources.items()}
-    # Check every header against the mapping before reading or writing anything.
-    names = {t: read_columns(s) for t, s in specs.items()}
-    resolved = {t: resolve_columns(t, mapping.for_table(t), names[t], s.label)
-                for t, s in specs.items()}
+    specs, names, resolved = check_sources(sources, mapping)
     out.mkdir(parents=True, exist_ok=True)
     (out / "quarantine").mkdir(exist_ok=True)
     tables: dict[str, TableReport] = {}
