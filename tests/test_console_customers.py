@@ -16,7 +16,7 @@ from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
 from recsys.config import ServingSettings
 from recsys.console.passwords import hash_password
-from recsys.console.session import COOKIE, SessionCodec, session_key
+from recsys.console.session import COOKIE
 
 KEY = "test-admin-key-console-customers"
 PASSWORD = "viewer-password-123"
@@ -31,7 +31,7 @@ def viewer(demo_artifact: Path, tmp_path_factory: pytest.TempPathFactory
     with TestClient(app) as client:
         app.state.serving.store.add_user("vic", hash_password(PASSWORD), "viewer")
         client.get("/console/login")
-        token = SessionCodec(session_key(KEY)).loads(client.cookies.get(COOKIE))
+        token = app.state.console.codec.loads(client.cookies.get(COOKIE))
         assert token is not None
         response = client.post("/console/login", follow_redirects=False, data={
             "username": "vic", "password": PASSWORD, "csrf_token": token.csrf})
