@@ -180,3 +180,16 @@ def test_neighbour_checks_admit_exactly_the_arrays_kernels_may_index(
     except ArtifactError as exc:  # this bare folder lacks other required files: judge ours
         problems = str(exc)
     assert ("also_viewed/" not in problems) == sound
+
+
+def test_a_version_without_view_events_passes(tmp_path: Path) -> None:
+    """Orders only: the empty tables (substitutes) still have their declared columns."""
+    from recsys.config import load_config
+    from recsys.pipeline import run_pipeline
+    from tests.conftest import write_small_config
+
+    config = write_small_config(tmp_path)
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if not line.startswith("events = ")))
+    run_pipeline(load_config(config), show_progress=False)
+    check_version(ArtifactStore(tmp_path / "artifacts").path())

@@ -73,7 +73,10 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
     baskets = order_item_matrix(orders, items=items).matrix
     if config.max_basket_items:
         baskets = baskets[np.diff(baskets.indptr) <= config.max_basket_items]
-    substitutes = pd.DataFrame({"a": [], "b": []}, dtype=np.int64)
+    substitutes = pd.DataFrame({  # no views: none, with the columns of substitute_pairs
+        "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64),
+        "coviews": np.zeros(0, np.int64), "view_lift": np.zeros(0),
+        "copurchases": np.zeros(0, np.int64), "purchase_lift": np.zeros(0)})
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
         sessions = session_item_matrix(views, weights=weights, items=items).matrix
