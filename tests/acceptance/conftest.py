@@ -75,7 +75,9 @@ class Served:
     client: TestClient
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
-        response = self.client.get(path, params=params)
+        """GET as the shop's backend would (the server key opens every endpoint)."""
+        response = self.client.get(path, params=params,
+                                   headers={"X-API-Key": self.config.serving_settings().api_key})
         assert response.status_code == 200, f"{path} {params}: {response.text}"
         body: dict[str, Any] = response.json()
         return body
