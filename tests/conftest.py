@@ -197,11 +197,12 @@ def write_small_config(tmp: Path) -> Path:
         f'[demo]\ngenerate_if_missing = false\n'
         f'[popularity]\nwindow_days = 0\n'
         f'[artifacts]\nroot = "{tmp / "artifacts"}"\nkeep_last = 3\n'
-        f'[serving]\ndatabase_url = "sqlite:///{tmp / "recsys.db"}"\nreload_interval_s = 0.2\n'
-        f'decisions_refresh_s = 0\n'
         # a handful of orders: every rule (the default rules need 20 orders and evidence)
         f'[rules]\nmin_support = 0.001\nmin_count = 0\nmin_lift = 1.0\nmax_p_value = 1\n'
         f'prune_redundant = false\nmax_per_antecedent = 0\n'
+        # [serving] last: tests append serving keys
+        f'[serving]\ndatabase_url = "sqlite:///{tmp / "recsys.db"}"\nreload_interval_s = 0.2\n'
+        f'decisions_refresh_s = 0\n'
     )
     return config
 

@@ -28,6 +28,11 @@ SMALL = {"spark.sql.shuffle.partitions": "4", "spark.driver.memory": "1g",
 
 # Debian's PostgreSQL JDBC driver (apt-get install libpostgresql-jdbc-java), for JDBC sources.
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")
+if JDBC_JAR.exists() and "PYSPARK_SUBMIT_ARGS" not in os.environ:
+    # on the driver's class path from the start: whichever test starts this process's JVM
+    # first, a later JDBC read finds the driver (spark.jars alone comes too late then)
+    os.environ["PYSPARK_SUBMIT_ARGS"] = (f"--jars {JDBC_JAR} --driver-class-path {JDBC_JAR} "
+                                         "pyspark-shell")
 
 
 def spark_config(master: str) -> SparkConfig:

@@ -35,7 +35,7 @@ def rss(pid: int) -> int:
 
 def test_load_with_two_reloads_and_a_corrupt_version(
         served: Callable[..., Path]) -> None:  # noqa: F811 - the fixture imported above
-    config = served(reload_interval_s=0.1)
+    config = served(reload_interval_s=0.1, events_per_minute=0)  # no rate limit in a load test
     store = ArtifactStore(load_config(config).artifacts.root)
     first = store.current_version()
     port = _free_port()
@@ -57,7 +57,8 @@ def test_load_with_two_reloads_and_a_corrupt_version(
         calls: list[Callable[[httpx.Client], httpx.Response]] = [
             lambda h: h.get(f"/v1/items/{SEED}/bought-together", params={"k": 5}),
             lambda h: h.get("/v1/popular", params={"k": 5}),
-            lambda h: h.get("/v1/customers/C000001/recommendations", params={"k": 5}),
+            lambda h: h.get("/v1/customers/C000001/recommendations", params={"k": 5},
+                            headers={"X-API-Key": load_config(config).serving.api_key}),
             lambda h: h.post("/v1/cart/add-ons", params={"k": 5},
                              json={"items": [{"product_id": SEED, "quantity": 1}]}),
             lambda h: h.post("/v1/events", json={"event_type": "view", "product_id": SEED,

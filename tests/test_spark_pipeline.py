@@ -79,9 +79,10 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
 def test_served_lists_equal_the_local_engines(built: dict[str, Path], small: TestClient,
                                               path: str) -> None:
     config = load_config(built["local"] / "recsys.toml")
+    key = {"X-API-Key": config.serving_settings().api_key}  # the shop's backend: every list
     with TestClient(create_app(config.serving_settings())) as local:
-        expected = local.get(path)
-    got = small.get(path)
+        expected = local.get(path, headers=key)
+    got = small.get(path, headers={"X-API-Key": small.app.state.serving.settings.api_key})
     assert got.status_code == expected.status_code == 200, got.text
     ignore = {"request_id", "model_version"}
     assert ({k: v for k, v in got.json().items() if k not in ignore}

@@ -52,6 +52,9 @@ def ingest_on_spark(spark: SparkSession, sources: dict[str, str], mapping: Sourc
                     show_progress: bool = True) -> IngestReport:
     """Ingest ``sources`` ({table: path or URL}; orders required) into ``out_dir`` on Spark."""
     del show_progress  # Spark's own progress is in its UI
+    if mapping.catalog_from_orders is not None:
+        raise InputError("[catalog_from_orders] is not supported by the Spark engine yet: give "
+                         "a catalog file, or run recsys ingest (local) for the derived catalog")
     out = Path(out_dir)
     specs, names, resolved = check_sources(sources, mapping)
     out.mkdir(parents=True, exist_ok=True)

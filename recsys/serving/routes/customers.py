@@ -38,7 +38,7 @@ async def customer_recommendations(
                          (result if full else without_purchase_details(result), arm))
 
 
-@router.get("/customers/{customer_id}/profile", tags=["customers"], responses={
+@router.get("/customers/{customer_id}/profile", responses={
     401: {"description": "missing or wrong X-API-Key"},
     404: {"description": "the served version does not know this customer"}})
 async def customer_profile(state: State, index: Index, _: Admin,
