@@ -37,6 +37,13 @@ SLOW_MODULES = frozenset({
     "test_models", "test_rules_job", "test_demo", "test_rules_real_data",
     "test_online_retail_ingest", "test_sql_ingest", "test_layout", "test_reliability_load",
     "test_database_down", "test_api_campaign", "test_load_reload",
+    # each builds an artifact, starts a server, Spark or a browser, or fuzzes the API
+    "test_spark_rules", "test_spark_pipeline", "test_spark_cli", "test_spark_ingest",
+    "test_faults", "test_live", "test_content", "test_server_events", "test_analytics_pricing",
+    "test_auth", "test_forget", "test_privacy_api", "test_events_guard",
+    "test_api_docs_browser", "test_artifact_checks", "test_secrets", "test_hardening",
+    "test_upsell", "test_console_customers", "test_profile", "test_export_customers",
+    "test_analytics_actions",
 })
 #: Single tests over 4 s in a fast module (measured with --durations; compiled kernels, 300,000
 #: rules, property tests against brute force).
