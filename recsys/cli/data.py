@@ -144,8 +144,8 @@ def register(add: AddCommand) -> None:
 
     for name in CLI_OVERRIDES:  # type and help from the [rules] field itself
         field = RulesConfig.model_fields[name]
-        p.add_argument(f"--{name.replace('_', '-')}", type=field.annotation or str,
-                       help=field.description)
+        kind = int if field.annotation is int else float  # every override is a plain number
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=field.description)
     p.add_argument("--all-rules", action="store_true",
                    help="no pruning, floors or per-antecedent cap")
 
