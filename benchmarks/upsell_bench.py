@@ -6,10 +6,17 @@ every (viewed A and not bought, bought B) pair where B is in A's category and pr
 is a case. A case is a hit when the list for A holds B in its top ``--k``:
 
 - upsell: ``recsys.serving.upsell.upsell`` with the default ``[serving] upsell_band``;
-- popular pricier: the category's most ordered products priced above A (in stock);
-- popular in band: the same within the band (the upsell A/B control arm).
+- popular in band: the category's most ordered products within the same band, through the
+  same candidate pool and ``finish`` (stock, activity, decisions): the upsell A/B control
+  arm, and the fair baseline (the same filters as the upsell list);
+- popular pricier: the category's most ordered products priced above A, in stock and
+  active, whatever the band.
 
-    PYTHONPATH=. python benchmarks/upsell_bench.py [--orders 12000] [--seed 5] [--band 1.1 2]
+``--products`` sets the demo's catalog size (default 300: leaves of 3 to 9 products, where a
+top 5 holds nearly every pricier product of the leaf; 3000: about 70 per leaf).
+
+    PYTHONPATH=. python benchmarks/upsell_bench.py [--orders 12000] [--products 300]
+        [--seed 5] [--band 1.1 2] [--k 5]
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ def popular_pricier(index: ServingIndex, product_id: str, k: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=12_000)
+    parser.add_argument("--products", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--k", type=int, default=5)
@@ -82,7 +90,8 @@ def main() -> None:
     band = tuple(args.band) if args.band else ServingSettings().upsell_band
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        generate_demo(tmp / "raw", DemoSpec(orders=args.orders, seed=args.seed), progress=False)
+        generate_demo(tmp / "raw", DemoSpec(orders=args.orders, products=args.products,
+                                            seed=args.seed), progress=False)
         held = split(tmp / "raw", tmp / "train", args.holdout)
         config = tmp / "recsys.toml"
         config.write_text(f'data_dir = "{tmp / "data"}"\n[ingest]\n' + "".join(
@@ -103,13 +112,20 @@ def main() -> None:
             lists["popular pricier"][a] = set(popular_pricier(index, a, args.k))
     n = len(found)
     print(f"# upsell_bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or '?'}"
-          f", demo shop orders={args.orders} seed={args.seed} holdout={args.holdout}, band={band}")
+          f", demo shop orders={args.orders} products={args.products} seed={args.seed} "
+          f"holdout={args.holdout}, band={band}, k={args.k}")
     print(f"training run: {trained:.1f} s; held-out sessions: {held['session_id'].nunique()}; "
           f"cases (viewed A, bought pricier B of A's category): {n}; "
           f"distinct A: {found['product_id_a'].nunique()}")
     in_band = sum(band[0] * index.prices[a] <= index.prices[b] <= band[1] * index.prices[a]
                   for a, b in zip(found["product_id_a"], found["product_id_b"], strict=True))
     print(f"cases with B inside the band: {in_band}")
+    pool = [sum(band[0] * index.prices[a] <= index.prices.get(p, 0.0) <= band[1] * index.prices[a]
+                and p in index.available and p != a for p in index.by_category[index.categories[a]])
+            for a in found["product_id_a"].tolist()]
+    print(f"in-stock products of A's category within the band, per case: mean "
+          f"{sum(pool) / max(len(pool), 1):.1f}, at most {args.k}: "
+          f"{sum(n <= args.k for n in pool)}/{len(pool)} (any top {args.k} holds them all)")
     hits = {}
     for name, by_a in lists.items():
         hits[name] = sum(b in by_a[a] for a, b in zip(found["product_id_a"],

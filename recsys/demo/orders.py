@@ -137,18 +137,22 @@ def purchase_events(rng: np.random.Generator, shop: Shop, order: np.ndarray,
     r = rng.random(n_line)
     is_sub = shop.sub_partner[product] >= 0
     cmp_ = is_sub & (rng.random(n_line) < SUBSTITUTE_COVIEW)
+    # a bought upgrade: the session first viewed a product it upgrades (not bought)
+    up = shop.down_has[product] & (rng.random(n_line) < shop.up_rate[product])
+    down = shop.down_from[shop.down_sampler.draw(rng, product[up])]
     orders_u, first_line = np.unique(order, return_index=True)
     n_extra = rng.geometric(0.5, len(orders_u)) - 1
     extra_order = np.repeat(orders_u, n_extra)
     extra_leaf = shop.leaf[np.repeat(product[first_line], n_extra)]
     extra_prod = shop.view_sampler.draw(rng, 1 + shop.n_dept + extra_leaf)
 
-    e_order = np.concatenate([order, order, order[cmp_], extra_order])
-    e_prod = np.concatenate([product, product, shop.sub_partner[product[cmp_]], extra_prod])
+    e_order = np.concatenate([order, order, order[cmp_], extra_order, order[up]])
+    e_prod = np.concatenate([product, product, shop.sub_partner[product[cmp_]], extra_prod,
+                             down])
     e_type = np.concatenate([np.zeros(n_line), np.ones(n_line), np.zeros(cmp_.sum()),
-                             np.zeros(len(extra_order))]).astype(np.int64)
+                             np.zeros(len(extra_order) + len(down))]).astype(np.int64)
     e_key = np.concatenate([r, r + (1 - r) * rng.random(n_line), rng.random(cmp_.sum()),
-                            rng.random(len(extra_order))])
+                            rng.random(len(extra_order)), r[up] * rng.random(len(down))])
     idx = np.lexsort((e_key, e_order))
     e_order, e_prod, e_type = e_order[idx], e_prod[idx], e_type[idx]
     gap = 10 + rng.exponential(60.0, len(e_order)).astype(np.int64)
