@@ -55,7 +55,9 @@ What is planted (and listed in ``planted.json``)
         ``b`` first viewed (and did not buy) a product it upgrades with probability 0.35,
         drawn by that product's popularity times its ``p`` for ``b``: so "viewed a, bought
         a pricier b instead" concentrates on ``a``'s upgrades, as in a real shop, and not
-        just on the category's best sellers. Orders are untouched (only views are added).
+        just on the category's best sellers. The upgrades draw from their own random
+        stream: orders, catalog and every other event are what the same seed gave before
+        (the upgrade views are added rows).
     out_of_stock, inactive
         About 5% of products have ``in_stock=false`` and 1% (at least two)
         ``is_active=false``; none of them is a planted complement or substitute.

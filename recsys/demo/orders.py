@@ -127,7 +127,8 @@ def order_lines(rng: np.random.Generator, spec: DemoSpec, shop: Shop, cust: Cust
 
 
 def purchase_events(rng: np.random.Generator, shop: Shop, order: np.ndarray,
-                     product: np.ndarray, sess: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+                     product: np.ndarray, sess: np.ndarray, ts: np.ndarray,
+                     up_rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Events of purchase sessions: views, carts and one purchase per line at the order time.
 
     ``order``/``product`` are the chunk's lines of orders with a session; ``sess``/``ts`` are
@@ -137,22 +138,18 @@ def purchase_events(rng: np.random.Generator, shop: Shop, order: np.ndarray,
     r = rng.random(n_line)
     is_sub = shop.sub_partner[product] >= 0
     cmp_ = is_sub & (rng.random(n_line) < SUBSTITUTE_COVIEW)
-    # a bought upgrade: the session first viewed a product it upgrades (not bought)
-    up = shop.down_has[product] & (rng.random(n_line) < shop.up_rate[product])
-    down = shop.down_from[shop.down_sampler.draw(rng, product[up])]
     orders_u, first_line = np.unique(order, return_index=True)
     n_extra = rng.geometric(0.5, len(orders_u)) - 1
     extra_order = np.repeat(orders_u, n_extra)
     extra_leaf = shop.leaf[np.repeat(product[first_line], n_extra)]
     extra_prod = shop.view_sampler.draw(rng, 1 + shop.n_dept + extra_leaf)
 
-    e_order = np.concatenate([order, order, order[cmp_], extra_order, order[up]])
-    e_prod = np.concatenate([product, product, shop.sub_partner[product[cmp_]], extra_prod,
-                             down])
+    e_order = np.concatenate([order, order, order[cmp_], extra_order])
+    e_prod = np.concatenate([product, product, shop.sub_partner[product[cmp_]], extra_prod])
     e_type = np.concatenate([np.zeros(n_line), np.ones(n_line), np.zeros(cmp_.sum()),
-                             np.zeros(len(extra_order) + len(down))]).astype(np.int64)
+                             np.zeros(len(extra_order))]).astype(np.int64)
     e_key = np.concatenate([r, r + (1 - r) * rng.random(n_line), rng.random(cmp_.sum()),
-                            rng.random(len(extra_order)), r[up] * rng.random(len(down))])
+                            rng.random(len(extra_order))])
     idx = np.lexsort((e_key, e_order))
     e_order, e_prod, e_type = e_order[idx], e_prod[idx], e_type[idx]
     gap = 10 + rng.exponential(60.0, len(e_order)).astype(np.int64)
@@ -161,12 +158,18 @@ def purchase_events(rng: np.random.Generator, shop: Shop, order: np.ndarray,
     last = np.r_[first[1:], len(e_order)][: len(first)] - 1
     end = np.repeat(csum[last], last - first + 1)
     e_ts = ts[e_order] - (end - csum + gap)
+    # a bought upgrade: the session viewed a product it upgrades (and did not buy it) before
+    # viewing the upgrade; drawn from ``up_rng`` alone, so every other row stays as it was
+    up = shop.down_has[product] & (up_rng.random(n_line) < shop.up_rate[product])
+    down = shop.down_from[shop.down_sampler.draw(up_rng, product[up])]
+    line_view_ts = e_ts[np.argsort(idx)[:n_line]]  # the lines' own views come first
+    down_ts = line_view_ts[up] - 10 - up_rng.exponential(60.0, len(down)).astype(np.int64)
     return {
-        "order": np.concatenate([e_order, order]),
-        "product": np.concatenate([e_prod, product]),
-        "type": np.concatenate([e_type, np.full(n_line, 2)]),
-        "ts": np.concatenate([e_ts, ts[order]]),
-        "sess": sess[np.concatenate([e_order, order])],
+        "order": np.concatenate([e_order, order[up], order]),
+        "product": np.concatenate([e_prod, down, product]),
+        "type": np.concatenate([e_type, np.zeros(len(down), np.int64), np.full(n_line, 2)]),
+        "ts": np.concatenate([e_ts, down_ts, ts[order]]),
+        "sess": sess[np.concatenate([e_order, order[up], order])],
     }
 
 

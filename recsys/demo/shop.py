@@ -16,6 +16,7 @@ from recsys.demo.spec import (
     CONSUMABLE_SHARE,
     REPLENISH_MAX_SHARE,
     UPGRADE_BAND,
+    UPGRADE_STREAM,
     UPGRADE_VIEW,
     UPGRADES_PER_PRODUCT,
     ZIPF_OFFSET,
@@ -317,7 +318,7 @@ def build_shop(rng: np.random.Generator, spec: DemoSpec) -> Shop:
     pairs = _plant_pairs(rng, lay, prod)
     pop = _popularity(rng, pairs.used)
     cat = _catalog(rng, lay, prod, pairs.used)
-    up = _upgrades(rng, lay, cat)
+    up = _upgrades(np.random.default_rng([spec.seed, UPGRADE_STREAM]), lay, cat)
     n, cycle = lay.n, prod.cycle
 
     # samplers: order lines (consumables damped), views, subscriptions
