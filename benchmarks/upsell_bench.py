@@ -6,10 +6,17 @@ every (viewed A and not bought, bought B) pair where B is in A's category and pr
 is a case. A case is a hit when the list for A holds B in its top ``--k``:
 
 - upsell: ``recsys.serving.upsell.upsell`` with the default ``[serving] upsell_band``;
-- popular pricier: the category's most ordered products priced above A (in stock);
-- popular in band: the same within the band (the upsell A/B control arm).
+- popular in band: the category's most ordered products within the same band, through the
+  same candidate pool and ``finish`` (stock, activity, decisions): the upsell A/B control
+  arm, and the fair baseline (the same filters as the upsell list);
+- popular pricier: the category's most ordered products priced above A, in stock and
+  active, whatever the band.
 
-    PYTHONPATH=. python benchmarks/upsell_bench.py [--orders 12000] [--seed 5] [--band 1.1 2]
+``--products`` sets the demo's catalog size (default 300: leaves of 3 to 9 products, where a
+top 5 holds nearly every pricier product of the leaf; 3000: about 70 per leaf).
+
+    PYTHONPATH=. python benchmarks/upsell_bench.py [--orders 12000] [--products 300]
+        [--seed 5] [--band 1.1 2 [--band 1 100 ...]] [--k 1 2 5]
 """
 
 from __future__ import annotations
@@ -73,16 +80,20 @@ def popular_pricier(index: ServingIndex, product_id: str, k: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=12_000)
+    parser.add_argument("--products", type=int, default=300)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--holdout", type=float, default=0.2)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--band", type=float, nargs=2, default=None,
-                        help="lowest and highest price multiple (default: [serving] upsell_band)")
+    parser.add_argument("--k", type=int, nargs="+", default=[5])
+    parser.add_argument("--band", type=float, nargs=2, action="append", default=None,
+                        help="lowest and highest price multiple (default: [serving] "
+                             "upsell_band); repeat it for several bands over one training run")
     args = parser.parse_args()
-    band = tuple(args.band) if args.band else ServingSettings().upsell_band
+    bands = [tuple(b) for b in args.band] if args.band else [ServingSettings().upsell_band]
+    top = max(args.k)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        generate_demo(tmp / "raw", DemoSpec(orders=args.orders, seed=args.seed), progress=False)
+        generate_demo(tmp / "raw", DemoSpec(orders=args.orders, products=args.products,
+                                            seed=args.seed), progress=False)
         held = split(tmp / "raw", tmp / "train", args.holdout)
         config = tmp / "recsys.toml"
         config.write_text(f'data_dir = "{tmp / "data"}"\n[ingest]\n' + "".join(
@@ -93,31 +104,46 @@ def main() -> None:
         trained = time.perf_counter() - started
         index = load_index(tmp / "art")
         found = cases(held, index)
-        options, decisions = Options(k=args.k), Decisions()
-        lists: dict[str, dict[str, set[str]]] = {"upsell": {}, "popular pricier": {},
-                                                 "popular in band": {}}
-        for a in found["product_id_a"].unique().tolist():
-            for name, popular_only in (("upsell", False), ("popular in band", True)):
-                lists[name][a] = {i["product_id"] for i in upsell(
-                    index, a, options, decisions, band=band, popular_only=popular_only).items}
-            lists["popular pricier"][a] = set(popular_pricier(index, a, args.k))
     n = len(found)
+    pairs = list(zip(found["product_id_a"], found["product_id_b"], strict=True))
     print(f"# upsell_bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or '?'}"
-          f", demo shop orders={args.orders} seed={args.seed} holdout={args.holdout}, band={band}")
+          f", demo shop orders={args.orders} products={args.products} seed={args.seed} "
+          f"holdout={args.holdout}, k={args.k}")
     print(f"training run: {trained:.1f} s; held-out sessions: {held['session_id'].nunique()}; "
           f"cases (viewed A, bought pricier B of A's category): {n}; "
           f"distinct A: {found['product_id_a'].nunique()}")
+    for band in bands:
+        evaluate(index, pairs, band, args.k, top)
+
+
+def evaluate(index: ServingIndex, pairs: list[tuple[str, str]], band: tuple[float, float],
+             ks: list[int], top: int) -> None:
+    """Hits of each list at each k for one band."""
+    n = len(pairs)
+    options, decisions = Options(k=top), Decisions()
+    lists: dict[str, dict[str, list[str]]] = {"upsell": {}, "popular in band": {},
+                                              "popular pricier": {}}
+    for a in sorted({a for a, _ in pairs}):
+        for name, popular_only in (("upsell", False), ("popular in band", True)):
+            lists[name][a] = [i["product_id"] for i in upsell(
+                index, a, options, decisions, band=band, popular_only=popular_only).items]
+        lists["popular pricier"][a] = popular_pricier(index, a, top)
     in_band = sum(band[0] * index.prices[a] <= index.prices[b] <= band[1] * index.prices[a]
-                  for a, b in zip(found["product_id_a"], found["product_id_b"], strict=True))
-    print(f"cases with B inside the band: {in_band}")
-    hits = {}
-    for name, by_a in lists.items():
-        hits[name] = sum(b in by_a[a] for a, b in zip(found["product_id_a"],
-                                                       found["product_id_b"], strict=True))
-        print(f"{name:16s} top-{args.k} holds B: {hits[name]}/{n} = {hits[name] / max(n, 1):.3f}")
-    for base in ("popular pricier", "popular in band"):
-        ratio = hits["upsell"] / hits[base] if hits[base] else float("inf")
-        print(f"upsell / {base}: {ratio:.2f}x")
+                  for a, b in pairs)
+    pool = [sum(band[0] * index.prices[a] <= index.prices.get(p, 0.0) <= band[1] * index.prices[a]
+                and p in index.available and p != a for p in index.by_category[index.categories[a]])
+            for a, _ in pairs]
+    print(f"## band {band}: cases with B inside the band: {in_band}/{n}; in-stock products of "
+          f"A's category within the band per case: mean {sum(pool) / max(len(pool), 1):.1f}")
+    for k in ks:
+        hits = {name: sum(b in by_a[a][:k] for a, b in pairs) for name, by_a in lists.items()}
+        print(f"k={k}: cases where the band holds at most {k} products (any top {k} holds them "
+              f"all): {sum(c <= k for c in pool)}/{n}")
+        for name, hit in hits.items():
+            print(f"  {name:16s} top-{k} holds B: {hit}/{n} = {hit / max(n, 1):.3f}")
+        for base in ("popular in band", "popular pricier"):
+            ratio = hits["upsell"] / hits[base] if hits[base] else float("inf")
+            print(f"  upsell / {base}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,23 @@ def test_replenishment_by_own_or_product_cycle() -> None:
     assert "A" not in set(product_only["customer_id"])  # 2025-01-24 by the 30-day cycle
 
 
+def test_replenishment_leaves_out_unavailable_products() -> None:
+    orders = _lines([("b1", "B", "milk", "2024-12-01"), ("d1", "D", "soap", "2024-12-20"),
+                     ("h1", "H", "soap", "2024-11-01")])
+    wide = ActionsConfig(due_within_days=60)
+    both = replenishment_list(orders, CYCLES, END, wide)
+    assert sorted(both["customer_id"]) == ["B", "D", "H"]
+    out_of_stock = pd.DataFrame({"product_id": ["milk", "soap"], "in_stock": [False, True]})
+    assert replenishment_list(orders, CYCLES, END, wide, out_of_stock)[
+        "product_id"].tolist() == ["soap", "soap"]
+    inactive = pd.DataFrame({"product_id": ["soap"], "is_active": [False]})  # milk unlisted
+    assert replenishment_list(orders, CYCLES, END, wide, inactive)[
+        "customer_id"].tolist() == ["B"]
+    neither = pd.DataFrame({"product_id": ["milk", "soap"], "in_stock": [False, True],
+                            "is_active": [True, False]})
+    assert replenishment_list(orders, CYCLES, END, wide, neither).empty
+
+
 def test_recommendations_skip_bought_and_unavailable_products() -> None:
     # best sellers by orders: x (3), y (2), z (2), w (1); ties by product id
     orders = _lines([("1", "A", "x", "2024-01-01"), ("2", "B", "x", "2024-01-02"),

@@ -12,7 +12,10 @@ import pytest
 
 from recsys import layout
 from recsys.analytics.pricing import on_discount, price_sensitivity
+from recsys.analytics.settings import PricingConfig
 from recsys.artifacts import ArtifactStore, load_parquet
+from recsys.config import load_config
+from recsys.errors import ConfigError
 from recsys.serving.finish import Decisions, Options
 from recsys.serving.index import load_index
 from recsys.serving.upsell import upsell
@@ -109,3 +112,27 @@ def test_the_report_shows_discounts_per_segment(tmp_path: Path) -> None:
                                                                index=False)
     plain = build_report(data, tmp_path / "plain.html").read_text()
     assert "carry no list_price or discount" in plain
+
+
+def test_discount_only_thresholds_are_configured() -> None:
+    """c1: 2 orders, 2 of 3 lines discounted; c2: 2 orders, 1 of 2; c3: 2 orders, 2 of 2."""
+    orders = _orders(**DISCOUNTS)
+
+    def flagged(**keys: float) -> set[str]:
+        _, by_customer = price_sensitivity(orders, CATALOG, SEGMENTS, PricingConfig(**keys))
+        return set(by_customer.loc[by_customer["discount_only"], "customer_id"])
+
+    assert flagged() == {"c3"}  # the defaults: two orders, every line
+    assert flagged(discount_only_share=0.6) == {"c1", "c3"}  # 2/3 >= 0.6 > 1/2
+    assert flagged(discount_only_share=0.5) == {"c1", "c2", "c3"}  # exactly half counts
+    assert flagged(discount_only_share=2 / 3) == {"c1", "c3"}  # 2 of 3 lines, not 1.99
+    assert flagged(discount_only_min_orders=3, discount_only_share=0.5) == set()
+
+
+@pytest.mark.parametrize("keys", [{"discount_only_share": 0.0}, {"discount_only_share": 1.5},
+                                  {"discount_only_min_orders": 0}, {"discount_only_mode": 1}])
+def test_bad_discount_only_thresholds_are_refused(tmp_path: Path, keys: dict[str, float]) -> None:
+    config = tmp_path / "recsys.toml"
+    config.write_text("[analytics.pricing]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    with pytest.raises(ConfigError, match=r"analytics\.pricing|discount_only"):
+        load_config(config)

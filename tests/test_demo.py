@@ -260,3 +260,59 @@ def test_purchase_sessions_match_orders(demo: Demo) -> None:
     bought = firsts.dropna(subset=["purchase"])
     assert (bought["view"] < bought["purchase"]).all()
     assert (bought["add_to_cart"] < bought["purchase"]).all()
+
+
+def test_upgrades_are_pricier_products_of_the_leaf(demo: Demo) -> None:
+    """Brute force from the catalog: each product's upgrades are the first of its leaf's
+    in-stock, active products priced 1.1x..2x its price, same brand first, then by price."""
+    cat = demo.catalog.set_index("product_id")
+    cents = (pd.to_numeric(cat["price"]) * 100).round().astype(int)
+    sellable = (cat["in_stock"] == "true") & (cat["is_active"] == "true")
+    upgrades = demo.planted.upgrades
+    assert len(upgrades) >= 0.5 * len(cat)
+    for a, planted in upgrades.items():
+        same = cat.index[(cat["category"] == cat.loc[a, "category"]) & sellable]
+        ratio = cents[same] / cents[a]
+        fits = ratio[(ratio >= 1.1) & (ratio <= 2.0)]
+        key = (cat.loc[fits.index, "brand"] != cat.loc[a, "brand"]) * 2.0 + fits
+        assert set(planted) <= set(fits.index), a
+        assert len(planted) == min(3, len(fits)), a
+        worst = key[list(planted)].max()
+        assert set(key.index[key < worst]) <= set(planted), a  # none better left out
+        probs = list(planted.values())
+        assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-3)
+    without = [a for a in cat.index if a not in upgrades]
+    for a in without:  # nothing in the band
+        same = cat.index[(cat["category"] == cat.loc[a, "category"]) & sellable]
+        ratio = cents[same] / cents[a]
+        assert not ((ratio >= 1.1) & (ratio <= 2.0)).any(), a
+
+
+def test_viewed_then_bought_pricier_points_at_the_upgrades(demo: Demo) -> None:
+    """In purchase sessions, 'viewed A (not bought), bought a pricier B of A's leaf' is mostly
+    one of A's planted upgrades, in the order of their probabilities."""
+    ev = demo.events[demo.events["session_id"] != ""]
+    views = ev.loc[ev["event_type"] == "view", ["session_id", "product_id"]].drop_duplicates()
+    buys = ev.loc[ev["event_type"] == "purchase", ["session_id", "product_id"]].drop_duplicates()
+    pairs = views.merge(buys, on="session_id", suffixes=("_a", "_b"))
+    bought = set(zip(buys["session_id"], buys["product_id"], strict=True))
+    pairs = pairs[[(s, a) not in bought for s, a in zip(pairs["session_id"],
+                                                       pairs["product_id_a"], strict=True)]]
+    cat = demo.catalog.set_index("product_id")
+    price = pd.to_numeric(cat["price"])
+    a, b = pairs["product_id_a"], pairs["product_id_b"]
+    cases = pairs[(cat["category"].reindex(a).to_numpy() == cat["category"].reindex(b).to_numpy())
+                  & (price.reindex(b).to_numpy() > price.reindex(a).to_numpy())]
+    upgrades = demo.planted.upgrades
+    hit = [b in upgrades.get(a, {}) for a, b in zip(cases["product_id_a"], cases["product_id_b"],
+                                                     strict=True)]
+    assert len(cases) > 1000 and np.mean(hit) > 0.6, (len(cases), np.mean(hit))
+    # the likeliest upgrade is chosen more often than the least likely one
+    first = last = 0
+    counts = cases.groupby(["product_id_a", "product_id_b"]).size()
+    for a, planted in upgrades.items():
+        if len(planted) >= 2:
+            ranked = list(planted)
+            first += counts.get((a, ranked[0]), 0)
+            last += counts.get((a, ranked[-1]), 0)
+    assert first > 1.5 * last, (first, last)

@@ -233,6 +233,32 @@ def test_action_lists_export_with_product_names_and_filters(tmp_path: Path) -> N
                                   "offer_2": None, "offer_2_name": None, "offers_own": 0}]
 
 
+def test_exported_action_lists_leave_blocked_products_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from recsys.analytics.export_lists import export_list
+    from recsys.serving.store import ServingStore
+
+    folder, catalog = _lists(tmp_path)
+    out = tmp_path / "refill.csv"
+    assert export_list(folder, "replenishment", str(out), "csv", blocked=frozenset({"p1"}),
+                       columns=("customer_id", "expected_date")) == 1
+    assert pd.read_csv(out)["customer_id"].tolist() == ["b"]
+    assert export_list(folder, "winback", str(out), "csv", blocked=frozenset({"p1", "p2"})) == 2
+    offers = pd.read_csv(out, keep_default_na=False)[["customer_id", "offer_1", "offer_2"]]
+    assert offers.values.tolist() == [["d", "p3", ""], ["b", "", ""]]
+    # the command reads the blocks from the server's database
+    database = f"sqlite:///{tmp_path / 'recsys.db'}"
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'[serving]\ndatabase_url = "{database}"\n')
+    store = ServingStore(database)
+    store.add_decision("block_product", product_id="p7", created_by="test")
+    store.dispose()
+    assert main(["-q", "export-customers", "--config", str(config), "--analytics", str(folder),
+                 "--list", "replenishment", "--format", "csv", "--out", str(out)]) == 0
+    assert "exported 1 rows" in capsys.readouterr().out
+    assert pd.read_csv(out)["product_id"].tolist() == ["p1"]
+
+
 def test_action_list_bad_requests(tmp_path: Path) -> None:
     from recsys.analytics.export_lists import export_list
 

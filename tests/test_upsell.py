@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -35,6 +36,11 @@ def test_viewed_then_bought_counts_sessions_exactly() -> None:
     got = viewed_then_bought(events, items, top_k=5)
     assert got.values.tolist() == [["A", "B", 2], ["A", "C", 1]]
     assert viewed_then_bought(events, items, top_k=1).values.tolist() == [["A", "B", 2]]
+    # A's own category first: C (kitchen, 1 session) is kept before B (2 sessions) at top_k 1
+    kitchen = viewed_then_bought(events, items, top_k=1, categories=np.array([0, 1, 0, -1]))
+    assert kitchen.values.tolist() == [["A", "C", 1]]
+    both = viewed_then_bought(events, items, top_k=5, categories=np.array([0, 1, 0, -1]))
+    assert both.values.tolist() == [["A", "B", 2], ["A", "C", 1]]  # rows by sessions
     empty = viewed_then_bought(None, items, top_k=5)
     assert empty.empty and list(empty.dtypes.astype(str)) == ["string", "string", "int64"]
 

@@ -3,7 +3,10 @@
 - replenishment: (customer, consumable) pairs due within ``due_within_days`` or overdue, by
   the customer's own median repurchase gap (after ``own_cycle_min_intervals`` repeats) or the
   product's cycle (recsys.repurchase); expected date = last purchase day + cycle. Pairs overdue
-  by more than ``max_overdue_cycles`` cycles are dropped: that customer moved on.
+  by more than ``max_overdue_cycles`` cycles are dropped: that customer moved on; so are
+  products the catalog marks out of stock or inactive (a reminder for what cannot be bought).
+  Merchandisers' blocks and stock changes after the job apply where the list is shown (the
+  console, ``recsys.serving.actions``) and exported (``export-customers --list``).
 - recommendations: per customer the top ``recommendations`` products they never bought,
   by ALS score (the models job's factors) or, without factors, by number of orders
   (best sellers); never an out-of-stock or inactive product.
@@ -43,16 +46,22 @@ def _days(values: pd.Series) -> np.ndarray:
 
 
 def replenishment_list(orders: pd.DataFrame, cycles: pd.DataFrame, end: pd.Timestamp,
-                       config: ActionsConfig) -> pd.DataFrame:
+                       config: ActionsConfig, catalog: pd.DataFrame | None = None
+                       ) -> pd.DataFrame:
     """Due and overdue (customer, consumable) pairs from canonical order lines and the product
-    cycles (product_id, cycle_days). Columns customer_id, product_id, last_purchase,
-    purchase_days, cycle_days, cycle_source (own | product), expected_date, days_overdue
-    (negative: days until due), status (due | overdue); most overdue first."""
+    cycles (product_id, cycle_days), never a product ``catalog`` marks out of stock or
+    inactive. Columns customer_id, product_id, last_purchase, purchase_days, cycle_days,
+    cycle_source (own | product), expected_date, days_overdue (negative: days until due),
+    status (due | overdue); most overdue first."""
     columns = ["customer_id", "product_id", "last_purchase", "purchase_days", "cycle_days",
                "cycle_source", "expected_date", "days_overdue", "status"]
+    sellable = cycles["product_id"]
+    if catalog is not None:
+        items = Vocabulary.from_ids(catalog["product_id"].astype(str))
+        sellable = sellable[~sellable.astype(str).isin(items.ids[_unavailable(catalog, items)])]
     known = orders[orders["customer_id"].notna() & orders["ordered_at"].notna()
                    & (orders["ordered_at"] <= end)
-                   & orders["product_id"].isin(cycles["product_id"])]
+                   & orders["product_id"].isin(sellable)]
     if known.empty:
         return pd.DataFrame(columns=columns)
     customer, customer_ids = pd.factorize(known["customer_id"])
@@ -268,7 +277,8 @@ def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders
                                  config.actions.recommendations, model_dir)
     tables = {layout.LIFECYCLE: stages, layout.LIFECYCLE_FLOWS: flows,
               layout.CUSTOMER_RECOMMENDATIONS: recs,
-              layout.REPLENISHMENT: replenishment_list(lines, cycles, end, config.actions),
+              layout.REPLENISHMENT: replenishment_list(lines, cycles, end, config.actions,
+                                                       catalog),
               layout.WINBACK: winback_list(customers, stages, lines, recs, config.actions,
                                            catalog),
               layout.HIGH_VALUE: high_value_list(customers, stages, config.actions)}

@@ -2,7 +2,8 @@
 through the same writers as the customer export: the list's columns (or those asked for),
 timestamps as dates, and a ``<column>_name`` beside every product column (``product_id``,
 ``offer_1`` ...) when the catalog has names; ``--segment`` / ``--stage`` filter the lists that
-have those columns."""
+have those columns. Products blocked by a merchandiser since the job ran (``blocked``) leave
+the export: a row whose ``product_id`` is blocked is dropped, a blocked offer is emptied."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _is_product(column: str) -> bool:
 def export_list(analytics: Path | str, name: str, out: str, fmt: str, *,
                 columns: tuple[str, ...] | None = None, segments: tuple[str, ...] = (),
                 stages: tuple[str, ...] = (), if_exists: str = "fail",
-                catalog: Path | str | None = None, chunk_rows: int = 100_000) -> int:
+                catalog: Path | str | None = None, chunk_rows: int = 100_000,
+                blocked: frozenset[str] = frozenset()) -> int:
     """Write the action list ``name`` of an analytics folder; returns the rows written."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -57,13 +59,18 @@ def export_list(analytics: Path | str, name: str, out: str, fmt: str, *,
     if problems:
         raise InputError("export-customers: " + "; ".join(problems))
     names = product_names(Path(catalog) if catalog is not None else None)
-    read = list(dict.fromkeys([*wanted, *filters]))
+    dropping = "product_id" in available and bool(blocked)
+    read = list(dict.fromkeys([*wanted, *filters, *(["product_id"] if dropping else [])]))
+    gone = pa.array(sorted(blocked), pa.string())
 
     def shape(batch: pa.RecordBatch) -> pa.Table:
         table = pa.Table.from_batches([batch])
         for column, values in filters.items():
             table = table.filter(pc.is_in(table.column(column).cast(pa.string()),
                                           value_set=pa.array(values, pa.string())))
+        if dropping:
+            table = table.filter(pc.invert(pc.fill_null(pc.is_in(
+                table.column("product_id").cast(pa.string()), value_set=gone), False)))
         shaped: dict[str, pa.ChunkedArray] = {}
         for column in wanted:
             data = table.column(column)
@@ -71,6 +78,9 @@ def export_list(analytics: Path | str, name: str, out: str, fmt: str, *,
                 data = pc.cast(data, pa.date32())
             elif pa.types.is_large_string(data.type):
                 data = data.cast(pa.string())
+            if blocked and column != "product_id" and _is_product(column):  # an offer
+                data = pc.if_else(pc.is_in(data.cast(pa.string()), value_set=gone),
+                                  pa.scalar(None, data.type), data)
             shaped[column] = data
             if names is not None and _is_product(column):
                 at = pc.index_in(data.cast(pa.string()), value_set=names[0])

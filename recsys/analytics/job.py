@@ -252,7 +252,8 @@ def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Pat
     save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
     save_parquet(result.cohorts, out / layout.COHORTS.name)
     save_parquet(result.segments, out / layout.CUSTOMER_SEGMENTS.name)
-    by_segment, by_customer = price_sensitivity(orders, catalog, result.segments)
+    by_segment, by_customer = price_sensitivity(orders, catalog, result.segments,
+                                                config.pricing)
     save_parquet(by_segment, out / layout.PRICE_SENSITIVITY.name)
     save_parquet(by_customer, out / layout.DISCOUNT_CUSTOMERS.name)
     result.figures["discount_only_customers"] = int(by_customer["discount_only"].sum())

@@ -9,8 +9,9 @@ customer_value job:
   revenue, the share of revenue bought on discount (NaN without discount data), the median
   unit price and the share of revenue in each price band;
 - ``discount_customers.parquet``: per customer, orders, revenue, the share of revenue bought on
-  discount and ``discount_only``: at least ``MIN_ORDERS`` orders and every line on discount
-  (the upsell list offers such a customer nothing pricier).
+  discount and ``discount_only``: at least ``[analytics.pricing] discount_only_min_orders``
+  orders and at least ``discount_only_share`` of their lines on discount (defaults: two
+  orders, every line); the upsell list offers such a customer nothing pricier.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIN_ORDERS", "BANDS", "on_discount", "price_sensitivity"]
+from recsys.analytics.settings import PricingConfig
 
-MIN_ORDERS = 2
+__all__ = ["BANDS", "on_discount", "price_sensitivity"]
+
 BANDS = ("low", "mid", "high")
 ALL = "*"
 
@@ -52,10 +54,13 @@ def _bands(category: pd.Series, price: np.ndarray) -> np.ndarray:
 
 
 def price_sensitivity(orders: pd.DataFrame, catalog: pd.DataFrame | None,
-                      segments: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      segments: pd.DataFrame, config: PricingConfig | None = None
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per segment and category, per customer) tables of the module doc. ``segments``:
     customer_id, segment; ``orders``: canonical lines (prices from ``unit_price``, else the
-    catalog's ``price``; lines without a price or a known customer are left out)."""
+    catalog's ``price``; lines without a price or a known customer are left out); ``config``:
+    the discount-only thresholds (default: ``[analytics.pricing]``'s defaults)."""
+    config = config or PricingConfig()
     price = (orders["unit_price"].to_numpy(np.float64, na_value=np.nan, copy=True)
              if "unit_price" in orders else np.full(len(orders), np.nan))
     if catalog is not None and "price" in catalog:
@@ -87,8 +92,11 @@ def price_sensitivity(orders: pd.DataFrame, catalog: pd.DataFrame | None,
         discounted_lines=("discounted", "sum")).reset_index()
     customers["discount_revenue_share"] = _share(customers["discount_revenue"],
                                                  customers["revenue"], known)
-    customers["discount_only"] = known & (customers["orders"] >= MIN_ORDERS) & (
-        customers["discounted_lines"] == customers["lines"])
+    # whole lines: the share times the lines, rounded up (0.7 x 10 is 7 lines, not 7.0000001)
+    needed = np.ceil(np.round(config.discount_only_share * customers["lines"].to_numpy(), 9))
+    customers["discount_only"] = known & (
+        customers["orders"] >= config.discount_only_min_orders) & (
+        customers["discounted_lines"].to_numpy() >= needed)
     customers["customer_id"] = customers["customer_id"].astype("string")
     customers["orders"] = customers["orders"].astype("int64")
     return per_segment, customers[["customer_id", "orders", "revenue", "discount_revenue_share",

@@ -23,7 +23,7 @@ from recsys.analytics.pricing import price_sensitivity
 from recsys.analytics.report_html import days, dl, figure, money, share, table
 from recsys.analytics.report_outcomes import outcome_sections
 from recsys.analytics.rfm import SEGMENTS
-from recsys.analytics.settings import AnalyticsConfig
+from recsys.analytics.settings import AnalyticsConfig, PricingConfig
 from recsys.charts import REPORT_CSS, chart_style, inline_svg
 from recsys.errors import InputError
 from recsys.ingest import load_table
@@ -67,7 +67,8 @@ def build_report(data_dir: Path | str, out_path: Path | str, *,
         outcomes = measure_outcomes(events, config.experiment, experiment=ab_test)
     cycles = repurchase_cycles(orders)
     text = render_report(result, outcomes, cycles, config=config,
-                         pricing=price_sensitivity(orders, catalog, result.segments))
+                         pricing=price_sensitivity(orders, catalog, result.segments,
+                                                   config.pricing))
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
@@ -109,7 +110,7 @@ def render_report(result: ClvResult, outcomes: Outcomes | None, cycles: pd.DataF
                                                "RFM segments"),
               _segments_table(result.rfm_segments)]
     if pricing is not None:
-        parts += ["<h2>Price and discount sensitivity</h2>", _pricing_table(*pricing)]
+        parts += ["<h2>Price and discount sensitivity</h2>", _pricing_table(*pricing, config.pricing)]
     parts += ["<h2>Repurchase cycles</h2>", _cycles_table(cycles)]
     parts += ["<h2>Recommendation outcomes</h2>"]
     if outcomes is None:
@@ -168,7 +169,8 @@ def _segments_table(segments: pd.DataFrame) -> str:
                   "mean predicted CLV"], rows)
 
 
-def _pricing_table(by_segment: pd.DataFrame, by_customer: pd.DataFrame) -> str:
+def _pricing_table(by_segment: pd.DataFrame, by_customer: pd.DataFrame,
+                   rule: PricingConfig) -> str:
     rows = [[_SEGMENT_LABELS.get(s.segment, s.segment), f"{int(s.lines):,}", money(s.revenue),
              "-" if pd.isna(s.discount_revenue_share) else share(s.discount_revenue_share),
              money(s.median_unit_price), share(s.low_band_share), share(s.mid_band_share),
@@ -176,7 +178,9 @@ def _pricing_table(by_segment: pd.DataFrame, by_customer: pd.DataFrame) -> str:
             for s in by_segment[by_segment["category"] == "*"].itertuples(index=False)]
     known = by_segment["discount_revenue_share"].notna().any()
     note = (f"{int(by_customer['discount_only'].sum()):,} customers bought only on discount "
-            "(two orders or more, every line discounted): upsell offers them nothing pricier."
+            f"({rule.discount_only_min_orders} orders or more, at least "
+            f"{rule.discount_only_share:.0%} of their lines discounted): upsell offers them "
+            "nothing pricier."
             if known else "The orders carry no list_price or discount, so the share bought on "
             "discount is unknown.")
     return (f"<p>Per segment, all categories (per category in price_sensitivity.parquet). A "

@@ -1,7 +1,8 @@
 """Configuration of the customer-value analytics (light to import: the config loader reads it).
 
 One ``[analytics]`` section: lifetime and CLV settings at the top, ``[analytics.rfm]``,
-``[analytics.lifecycle]``, ``[analytics.actions]`` and ``[analytics.experiment]`` below it.
+``[analytics.lifecycle]``, ``[analytics.actions]``, ``[analytics.pricing]`` and
+``[analytics.experiment]`` below it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AnalyticsConfig", "RfmConfig", "ExperimentConfig", "LifecycleConfig", "ActionsConfig"]
+__all__ = ["AnalyticsConfig", "RfmConfig", "ExperimentConfig", "LifecycleConfig", "ActionsConfig",
+           "PricingConfig"]
 
 
 class RfmConfig(BaseModel):
@@ -72,6 +74,20 @@ class ActionsConfig(BaseModel):
     offers: int = Field(5, ge=1, le=50, description="win-back: products offered per customer")
     high_value_share: float = Field(0.05, gt=0, le=1, description="high-value: this share of "
                                                                   "customers, by predicted CLV")
+
+
+class PricingConfig(BaseModel):
+    """Price and discount sensitivity (see recsys.analytics.pricing): who counts as a
+    discount-only buyer, to whom the upsell list offers nothing pricier."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    discount_only_min_orders: int = Field(
+        2, ge=1, le=1000, description="discount-only: at least this many orders (one "
+                                      "discounted order says little)")
+    discount_only_share: float = Field(
+        1.0, gt=0, le=1, description="discount-only: at least this share of the customer's "
+                                     "order lines bought on discount (1.0 = every line)")
 
 
 class ExperimentConfig(BaseModel):
@@ -155,6 +171,7 @@ class AnalyticsConfig(BaseModel):
     rfm: RfmConfig = Field(default_factory=RfmConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from recsys import layout
@@ -72,9 +73,11 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
     if args.list != "customers":
         if args.top_k is not None:
             raise InputError("export-customers: --top-k is for --list customers only")
+        blocked = _blocked(args) if args.list in ("replenishment", "winback") else frozenset()
         rows = export_list(folder, args.list, args.out, args.format,
                            columns=_list(args.columns) or None, segments=_list(args.segment),
-                           stages=_list(args.stage), if_exists=args.if_exists, catalog=catalog)
+                           stages=_list(args.stage), if_exists=args.if_exists, catalog=catalog,
+                           blocked=blocked)
         print(f"exported {rows:,} rows of the {args.list} list to "
               f"{_where(args.out, args.format)}")
         return 0
@@ -86,6 +89,22 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
     rows = export_customers(folder, request, catalog=catalog)
     print(f"exported {rows:,} customers to {_where(args.out, args.format)}")
     return 0
+
+
+def _blocked(args: argparse.Namespace) -> frozenset[str]:
+    """The products merchandisers block now (the server's database, ``[serving]
+    database_url``); none, with a warning, when it cannot be read."""
+    from recsys.serving.store import ServingStore
+
+    store = ServingStore(load_config_arg(args).serving_settings().database_url,
+                         refresh_seconds=0)
+    try:
+        if not store.database_ok:
+            print("warning: the server's database is unreachable: products blocked since the "
+                  "job ran stay in the export", file=sys.stderr)
+        return store.decisions().blocked_products
+    finally:
+        store.dispose()
 
 
 def _where(out: str, fmt: str) -> str:

@@ -46,6 +46,18 @@ What is planted (and listed in ``planted.json``)
         pack size. Subscribing customers re-buy it every ``cycle * (1 + N(0, 0.1))`` days
         (7% of cycles skipped) while they are active; these replenishment orders are at
         most a quarter of all orders. Consumables are otherwise drawn at 0.3x weight.
+    upgrades
+        ``{a: {b: p, ...}, ...}``: each product's up to three upgrades, the better models
+        a shopper who looked at ``a`` buys instead: products of ``a``'s leaf, in stock and
+        active, priced 1.1x to 2x ``a``'s price, the same brand first, then the next price
+        tiers (closest price above); ``p`` (a seeded Dirichlet draw, largest first) is how
+        likely an upgrader from ``a`` picks ``b``. A purchase session that buys an upgrade
+        ``b`` first viewed (and did not buy) a product it upgrades with probability 0.35,
+        drawn by that product's popularity times its ``p`` for ``b``: so "viewed a, bought
+        a pricier b instead" concentrates on ``a``'s upgrades, as in a real shop, and not
+        just on the category's best sellers. The upgrades draw from their own random
+        stream: orders, catalog and every other event are what the same seed gave before
+        (the upgrade views are added rows).
     out_of_stock, inactive
         About 5% of products have ``in_stock=false`` and 1% (at least two)
         ``is_active=false``; none of them is a planted complement or substitute.
@@ -59,8 +71,8 @@ What is planted (and listed in ``planted.json``)
 
 Sessions
     About half of the registered customers' orders come with a session: it views each
-    ordered product (plus the substitute partner of an ordered substitute, plus a few
-    same-leaf products), adds each to the cart, and has one ``purchase`` event per order
+    ordered product (plus the substitute partner of an ordered substitute, a product an
+    ordered upgrade upgrades, see above, and a few same-leaf products), adds each to the cart, and has one ``purchase`` event per order
     line at exactly the order's ``ordered_at``, under the order's customer_id. The other
     sessions only browse: a few views from one or two leaves (35% logged in), and 8% of
     views lead to an abandoned ``add_to_cart``.

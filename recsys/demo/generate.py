@@ -31,6 +31,7 @@ from recsys.demo.spec import (
     O_ZERO_QTY,
     ORDER_COLUMNS,
     ORDER_DIRTY_KINDS,
+    UPGRADE_STREAM,
     DemoSpec,
     DemoSummary,
 )
@@ -68,7 +69,8 @@ _EVENT_SCHEMA = pa.schema([(c, pa.string()) for c in EVENT_COLUMNS])
 _EVENT_TYPES = pa.array(["view", "add_to_cart", "purchase"])
 
 
-def _write_chunk(rng: np.random.Generator, spec: DemoSpec, shop: Shop, cust: Customers,
+def _write_chunk(rng: np.random.Generator, up_rng: np.random.Generator, spec: DemoSpec,
+                 shop: Shop, cust: Customers,
                  hdr: Headers, clock: Clock, lo: int, hi: int, b_lo: int, b_hi: int,
                  orders_out: _CsvOut, events_out: _CsvOut, dirty: dict[str, np.ndarray]) -> None:
     """Generate and append orders [lo, hi) and the sessions anchored in their time window."""
@@ -103,7 +105,7 @@ def _write_chunk(rng: np.random.Generator, spec: DemoSpec, shop: Shop, cust: Cus
     clean = kind < 0
     o_sess = hdr.o_sess[lo:hi]
     has = clean & (o_sess[order] >= 0)
-    pe = purchase_events(rng, shop, order[has], product[has], o_sess, o_ts)
+    pe = purchase_events(rng, shop, order[has], product[has], o_sess, o_ts, up_rng)
     be = browse_events(rng, shop, hdr.b_ts[b_lo:b_hi])
     # dirty events: a broken copy right after the first event of a chosen browse session
     b_dirty = hdr.b_dirty[b_lo:b_hi][be["sess"]]
@@ -143,6 +145,7 @@ def generate_demo(out_dir: Path, spec: DemoSpec, *, progress: bool = True) -> De
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
+    up_rng = np.random.default_rng([spec.seed, UPGRADE_STREAM, 1])  # the upgrade views
     clock = Clock(spec.start, spec.days)
     shop = build_shop(rng, spec)
     cust = build_customers(rng, spec, shop)
@@ -169,7 +172,7 @@ def generate_demo(out_dir: Path, spec: DemoSpec, *, progress: bool = True) -> De
                   file=sys.stderr) as bar:
             for chunk, lo in enumerate(bounds.tolist()):  # a handful of chunks
                 hi = min(lo + CHUNK_ORDERS, spec.orders)
-                _write_chunk(rng, spec, shop, cust, hdr, clock, int(lo), int(hi),
+                _write_chunk(rng, up_rng, spec, shop, cust, hdr, clock, int(lo), int(hi),
                              int(b_lo[chunk]), int(b_hi[chunk]), orders_out, events_out, dirty)
                 bar.update(1)
     finally:

@@ -127,7 +127,8 @@ def order_lines(rng: np.random.Generator, spec: DemoSpec, shop: Shop, cust: Cust
 
 
 def purchase_events(rng: np.random.Generator, shop: Shop, order: np.ndarray,
-                     product: np.ndarray, sess: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+                     product: np.ndarray, sess: np.ndarray, ts: np.ndarray,
+                     up_rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Events of purchase sessions: views, carts and one purchase per line at the order time.
 
     ``order``/``product`` are the chunk's lines of orders with a session; ``sess``/``ts`` are
@@ -157,12 +158,18 @@ def purchase_events(rng: np.random.Generator, shop: Shop, order: np.ndarray,
     last = np.r_[first[1:], len(e_order)][: len(first)] - 1
     end = np.repeat(csum[last], last - first + 1)
     e_ts = ts[e_order] - (end - csum + gap)
+    # a bought upgrade: the session viewed a product it upgrades (and did not buy it) before
+    # viewing the upgrade; drawn from ``up_rng`` alone, so every other row stays as it was
+    up = shop.down_has[product] & (up_rng.random(n_line) < shop.up_rate[product])
+    down = shop.down_from[shop.down_sampler.draw(up_rng, product[up])]
+    line_view_ts = e_ts[np.argsort(idx)[:n_line]]  # the lines' own views come first
+    down_ts = line_view_ts[up] - 10 - up_rng.exponential(60.0, len(down)).astype(np.int64)
     return {
-        "order": np.concatenate([e_order, order]),
-        "product": np.concatenate([e_prod, product]),
-        "type": np.concatenate([e_type, np.full(n_line, 2)]),
-        "ts": np.concatenate([e_ts, ts[order]]),
-        "sess": sess[np.concatenate([e_order, order])],
+        "order": np.concatenate([e_order, order[up], order]),
+        "product": np.concatenate([e_prod, down, product]),
+        "type": np.concatenate([e_type, np.zeros(len(down), np.int64), np.full(n_line, 2)]),
+        "ts": np.concatenate([e_ts, down_ts, ts[order]]),
+        "sess": sess[np.concatenate([e_order, order[up], order])],
     }
 
 

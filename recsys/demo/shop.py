@@ -15,6 +15,10 @@ from recsys.demo.spec import (
     CONSUMABLE_BASE_WEIGHT,
     CONSUMABLE_SHARE,
     REPLENISH_MAX_SHARE,
+    UPGRADE_BAND,
+    UPGRADE_STREAM,
+    UPGRADE_VIEW,
+    UPGRADES_PER_PRODUCT,
     ZIPF_OFFSET,
     DemoSpec,
     PlantedTruth,
@@ -42,6 +46,10 @@ class Shop:
     line_sampler: Sampler  # segments: 0 = all, 1 + d = department d
     view_sampler: Sampler  # segments: 0 = all, 1 + d = department, 1 + D + l = leaf l
     cons_sampler: Sampler  # segment 0 = consumables (sqrt popularity)
+    down_has: np.ndarray  # (n,) the product is some product's planted upgrade
+    up_rate: np.ndarray  # (n,) P(a purchase session of it views a product it upgrades)
+    down_from: np.ndarray  # (edges,) the product upgraded, edges grouped by upgrade
+    down_sampler: Sampler  # segment b = the products b upgrades (popularity x P(chosen))
     n_dept: int
     catalog: pa.Table
     planted: PlantedTruth  # dirty_rows still empty
@@ -211,6 +219,7 @@ class _Catalog:
     cents: np.ndarray
     in_stock: np.ndarray
     active: np.ndarray
+    brand: np.ndarray  # (n,) brand index
 
 
 def _catalog(rng: np.random.Generator, lay: _Layout, prod: _Products,
@@ -262,7 +271,43 @@ def _catalog(rng: np.random.Generator, lay: _Layout, prod: _Products,
     })
     assert tuple(table.column_names) == CATALOG_COLUMNS
     return _Catalog(table=table, pid=pid, pid_num=pid_num, cents=cents, in_stock=in_stock,
-                    active=active)
+                    active=active, brand=brand_i)
+
+
+@dataclass
+class _Upgrades:
+    """The planted upgrade edges (product a, its upgrade b, P(a's upgrader picks b))."""
+
+    a: np.ndarray
+    b: np.ndarray
+    prob: np.ndarray
+
+
+def _upgrades(rng: np.random.Generator, lay: _Layout, cat: _Catalog) -> _Upgrades:
+    """Each product's up to UPGRADES_PER_PRODUCT upgrades: products of its leaf in stock and
+    active, priced within UPGRADE_BAND times its price, the same brand first, then the next
+    price tiers (closest price above); P(chosen) is a Dirichlet(1, ...) draw, largest first,
+    rounded to 4 decimals (at least 0.0001: every upgrade can be drawn)."""
+    lo, hi = UPGRADE_BAND
+    k = UPGRADES_PER_PRODUCT
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for li in range(len(lay.counts)):  # ~40 leaves; each a small (m x m) price-ratio table
+        idx = np.arange(lay.leaf_start[li], lay.leaf_end[li])
+        ratio = cat.cents[idx][None, :] / cat.cents[idx][:, None]  # rows a, columns b
+        ok = ((ratio >= lo) & (ratio <= hi)
+              & (cat.in_stock[idx] & cat.active[idx])[None, :])
+        other_brand = cat.brand[idx][None, :] != cat.brand[idx][:, None]
+        key = np.where(ok, other_brand * hi + ratio, np.inf)
+        best = np.argsort(key, axis=1, kind="stable")[:, :k]
+        valid = np.take_along_axis(ok, best, axis=1)
+        weight = np.where(valid, rng.standard_gamma(1.0, best.shape), 0.0)
+        weight = -np.sort(-weight, axis=1)  # the likeliest upgrade is the first listed
+        total = weight.sum(axis=1, keepdims=True)
+        prob = np.maximum(np.round(weight / np.where(total > 0, total, 1.0), 4), 1e-4)
+        rows = np.broadcast_to(idx[:, None], best.shape)
+        found.append((rows[valid], idx[best][valid], prob[valid]))
+    a, b, prob = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    return _Upgrades(a=a.astype(np.int64), b=b.astype(np.int64), prob=prob)
 
 
 def build_shop(rng: np.random.Generator, spec: DemoSpec) -> Shop:
@@ -273,6 +318,7 @@ def build_shop(rng: np.random.Generator, spec: DemoSpec) -> Shop:
     pairs = _plant_pairs(rng, lay, prod)
     pop = _popularity(rng, pairs.used)
     cat = _catalog(rng, lay, prod, pairs.used)
+    up = _upgrades(np.random.default_rng([spec.seed, UPGRADE_STREAM]), lay, cat)
     n, cycle = lay.n, prod.cycle
 
     # samplers: order lines (consumables damped), views, subscriptions
@@ -286,7 +332,25 @@ def build_shop(rng: np.random.Generator, spec: DemoSpec) -> Shop:
     cons_w = np.zeros(n)
     cons_w[cons] = np.sqrt(pop[cons])
 
+    # who upgrades to b: edges grouped by b, drawn by a's popularity x P(a's upgrader picks b).
+    # A line of b gets such a view with a rate proportional to that mass over b's own line
+    # weight, so that (viewed a, bought b) comes about popularity(a) x P(b | a) times: an
+    # upgrader from a picks b with its planted probability (capped at one view per line).
+    mass = np.bincount(up.b, weights=pop[up.a] * up.prob, minlength=n)
+    need = np.divide(mass, line_w, out=np.zeros(n), where=line_w > 0)
+    scale = UPGRADE_VIEW / np.median(need[mass > 0]) if (mass > 0).any() else 0.0
+    up_rate = np.minimum(1.0, scale * need)
+    by_b = np.lexsort((up.a, up.b))
+    down_b = up.b[by_b]
+    down_lo = np.searchsorted(down_b, np.arange(n), side="left")
+    down_hi = np.searchsorted(down_b, np.arange(n), side="right")
+
     pid_list = np.asarray(cat.pid.to_pylist(), dtype=object)
+    listed = np.lexsort((cat.pid_num[up.b], -up.prob, cat.pid_num[up.a]))
+    upgrades: dict[str, dict[str, float]] = {}
+    for a, b, q in zip(pid_list[up.a[listed]], pid_list[up.b[listed]],
+                       up.prob[listed].tolist(), strict=True):
+        upgrades.setdefault(a, {})[b] = q
     truth = PlantedTruth(
         complements=tuple((pid_list[a], pid_list[b]) for a, b in pairs.comps),
         substitutes=tuple((pid_list[a], pid_list[b]) for a, b in pairs.subs),
@@ -294,6 +358,7 @@ def build_shop(rng: np.random.Generator, spec: DemoSpec) -> Shop:
         out_of_stock=tuple(sorted(pid_list[~cat.in_stock])),
         inactive=tuple(sorted(pid_list[~cat.active])),
         dirty_rows={},
+        upgrades=upgrades,
     )
     return Shop(
         n=n, leaf=lay.leaf, pid=cat.pid, price_cents=cat.cents, cycle=cycle,
@@ -302,6 +367,8 @@ def build_shop(rng: np.random.Generator, spec: DemoSpec) -> Shop:
         line_sampler=Sampler(line_w, starts, ends),
         view_sampler=Sampler(pop, starts, ends),
         cons_sampler=Sampler(cons_w, np.array([cons.min()]), np.array([cons.max() + 1])),
+        down_has=down_hi > down_lo, up_rate=up_rate, down_from=up.a[by_b],
+        down_sampler=Sampler(pop[up.a[by_b]] * up.prob[by_b], down_lo, down_hi),
         n_dept=n_dept, catalog=cat.table, planted=truth,
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from recsys.contract import TABLES
 from recsys.errors import ConfigError
 
-__all__ = ["ORDER_COLUMNS", "EVENT_COLUMNS", "CATALOG_COLUMNS", "ORDER_DIRTY_KINDS", "EVENT_DIRTY_KINDS", "BAD_DATES", "O_NO_PRODUCT", "O_BAD_DATE", "O_ZERO_QTY", "O_NEG_PRICE", "E_NO_PRODUCT", "E_BAD_DATE", "E_NO_SESSION", "CHUNK_ORDERS", "ZIPF_OFFSET", "GUEST_SHARE", "FAVOURITE_DEPT_SHARE", "CONSUMABLE_BASE_WEIGHT", "CONSUMABLE_SHARE", "REPLENISH_MAX_SHARE", "PURCHASE_SESSION_SHARE", "SUBSTITUTE_COVIEW", "DIRTY_ORDER_RATE", "DIRTY_EVENT_RATE", "DemoSpec", "PlantedTruth", "DemoSummary"]
+__all__ = ["ORDER_COLUMNS", "EVENT_COLUMNS", "CATALOG_COLUMNS", "ORDER_DIRTY_KINDS", "EVENT_DIRTY_KINDS", "BAD_DATES", "O_NO_PRODUCT", "O_BAD_DATE", "O_ZERO_QTY", "O_NEG_PRICE", "E_NO_PRODUCT", "E_BAD_DATE", "E_NO_SESSION", "CHUNK_ORDERS", "ZIPF_OFFSET", "GUEST_SHARE", "FAVOURITE_DEPT_SHARE", "CONSUMABLE_BASE_WEIGHT", "CONSUMABLE_SHARE", "REPLENISH_MAX_SHARE", "PURCHASE_SESSION_SHARE", "SUBSTITUTE_COVIEW", "UPGRADES_PER_PRODUCT", "UPGRADE_BAND", "UPGRADE_VIEW", "UPGRADE_STREAM", "DIRTY_ORDER_RATE", "DIRTY_EVENT_RATE", "DemoSpec", "PlantedTruth", "DemoSummary"]
 
 
 # the demo's orders carry no discounts (list_price, discount are optional)
@@ -62,6 +62,18 @@ PURCHASE_SESSION_SHARE = 0.5
 
 
 SUBSTITUTE_COVIEW = 0.6
+
+
+UPGRADES_PER_PRODUCT = 3  # a product's planted upgrades (fewer where its leaf has fewer)
+
+
+UPGRADE_BAND = (1.1, 2.0)  # an upgrade costs this many times the product's price
+
+
+UPGRADE_STREAM = 15  # the upgrades draw from their own random stream (seed, this): the
+# rest of the shop is what the same seed gave before they were planted
+
+UPGRADE_VIEW = 0.35  # the median upgrade: P(its purchase session viewed a product it upgrades)
 
 
 DIRTY_ORDER_RATE = 0.001
@@ -125,6 +137,7 @@ class PlantedTruth:
     out_of_stock: tuple[str, ...]
     inactive: tuple[str, ...]
     dirty_rows: dict[str, dict[str, int]]  # file -> kind -> rows
+    upgrades: dict[str, dict[str, float]]  # product_id -> its upgrades -> P(chosen)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -134,6 +147,7 @@ class PlantedTruth:
             "out_of_stock": list(self.out_of_stock),
             "inactive": list(self.inactive),
             "dirty_rows": {k: dict(v) for k, v in self.dirty_rows.items()},
+            "upgrades": {k: dict(v) for k, v in self.upgrades.items()},
         }
 
     @classmethod
@@ -148,6 +162,8 @@ class PlantedTruth:
             inactive=tuple(raw["inactive"]),
             dirty_rows={k: {kk: int(vv) for kk, vv in v.items()}
                         for k, v in raw["dirty_rows"].items()},
+            upgrades={k: {kk: float(vv) for kk, vv in v.items()}
+                      for k, v in raw["upgrades"].items()},
         )
 
 

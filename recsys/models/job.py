@@ -75,7 +75,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         save_view_models(sessions, config, out)
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
-    bought_instead = viewed_then_bought(events, items, config.top_k)
+    bought_instead = viewed_then_bought(events, items, config.top_k,
+                                        catalog_categories(catalog, items))
     save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))
     metrics["viewed_bought_pairs"] = len(bought_instead)
     co_purchase = _neighbours(baskets, config)
@@ -127,6 +128,19 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     metrics["repurchase_products"] = len(cycles)
     metrics["products"] = len(items)
     return metrics
+
+
+def catalog_categories(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray | None:
+    """Per product code a category number (-1: none or not listed); None without a
+    ``category`` column."""
+    if catalog is None or "category" not in catalog:
+        return None
+    codes = items.lookup(catalog["product_id"].astype(str), on_unknown="mask")
+    number = pd.factorize(catalog["category"].astype("string"), use_na_sentinel=True)[0]
+    out = np.full(len(items), -1, dtype=np.int64)
+    keep = codes >= 0
+    out[codes[keep]] = number[keep]
+    return out
 
 
 def catalog_durable(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray:

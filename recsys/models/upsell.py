@@ -19,11 +19,13 @@ __all__ = ["COLUMNS", "viewed_then_bought"]
 COLUMNS = ["product_a", "product_b", "sessions"]
 
 
-def viewed_then_bought(events: pd.DataFrame | None, items: Vocabulary,
-                       top_k: int) -> pd.DataFrame:
+def viewed_then_bought(events: pd.DataFrame | None, items: Vocabulary, top_k: int,
+                       categories: np.ndarray | None = None) -> pd.DataFrame:
     """(viewed A, bought B, sessions): sessions where A was viewed and not bought and B was
-    bought; for each A its ``top_k`` B by sessions (ties: lower product code). Empty without
-    events."""
+    bought; for each A its ``top_k`` B by sessions (ties: lower product code), rows in that
+    order. ``categories`` (per product code a category number, -1 unknown): the B of A's
+    category are kept first, so that the products bought along with A's alternatives (the case
+    bought with a phone) do not crowd the alternatives out of the ``top_k``. Empty without events."""
     if events is None or events.empty:
         return _frame(np.zeros(0, object), np.zeros(0, object), np.zeros(0, np.int64))
     keys = session_keys(events)
@@ -48,13 +50,17 @@ def viewed_then_bought(events: pd.DataFrame | None, items: Vocabulary,
     views.eliminate_zeros()
     counts = (views.T @ purchases).tocoo()
     a, b, n = counts.row.astype(np.int64), counts.col.astype(np.int64), counts.data.astype(np.int64)
-    order = np.lexsort((b, -n, a))
+    other = (np.zeros(len(a), bool) if categories is None
+             else (categories[a] < 0) | (categories[a] != categories[b]))
+    order = np.lexsort((b, -n, other, a))
     a, b, n = a[order], b[order], n[order]
     first = np.r_[0, np.flatnonzero(np.diff(a)) + 1] if len(a) else np.zeros(0, np.int64)
     rank = np.arange(len(a)) - np.repeat(first, np.diff(np.r_[first, len(a)]))
     keep = rank < top_k
+    a, b, n = a[keep], b[keep], n[keep]
+    order = np.lexsort((b, -n, a))
     ids = np.asarray(items.ids, dtype=object)
-    return _frame(ids[a[keep]], ids[b[keep]], n[keep])
+    return _frame(ids[a[order]], ids[b[order]], n[order])
 
 
 def _frame(a: np.ndarray, b: np.ndarray, n: np.ndarray) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import orjson
 
 from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.config import ServingSettings
-from recsys.serving import recommend, similar
+from recsys.serving import customer_view, livelists, recommend, similar
 from recsys.serving.index import ServingIndex
 from recsys.serving.params import ListQuery
 from recsys.serving.session import Session, session_of_recent
@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
            "item_list", "cart_list", "customer_list", "popular_list", "session_of", "bundles",
-           "upsell_list", "product_lists"]
+           "upsell_list", "product_lists", "customer_lists", "UPSELL_SEEDS"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
+UPSELL_SEEDS = 3  # the customer page shows the upsell lists of this many last purchases
 ItemKind = Literal["also-viewed", "bought-together", "similar"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
               "bought-together": recommend.bought_together}
@@ -179,3 +180,31 @@ def product_lists(state: ServingState, index: ServingIndex,
             "also_viewed": recommend.also_viewed(index, product_id, viewed, decisions).items,
             "bundles": recommend.bundles_for(index, product_id, 5,
                                              blocked=decisions.blocked_products)}
+
+
+def customer_lists(state: ServingState, index: ServingIndex, customer_id: str,
+                   k: int = 10) -> dict[str, Any]:
+    """What every list would show this customer now (the console's customer page), each
+    computed as its endpoint computes it, for the customer's A/B arm: ``personalised``
+    (``/customers/{id}/recommendations``: their due replenishments and repeat products, then
+    ALS), ``recently_viewed`` (live events), ``upsell``: per product of their last
+    ``UPSELL_SEEDS`` purchases, its upsell list for them (empty for a discount-only buyer);
+    and their rows of the nightly action lists, less what cannot be sold now
+    (``customer_view.sellable``): ``replenishment`` (due and overdue consumables),
+    ``winback`` (their offer, when in the win-back list), ``high_value`` (their rank)."""
+    query = ListQuery(recommend.Options(k=k), customer_id=customer_id)
+    personal, arm = customer_list(state, index, query)
+    upsells = []
+    for bought in customer_view.purchases(index, customer_id, UPSELL_SEEDS):
+        result, _ = upsell_list(state, index, query._replace(
+            options=recommend.Options(k=5), product_id=bought["product_id"]))
+        upsells.append({"product": bought, "items": result.items, "fallback": result.fallback})
+    blocked = state.store.decisions().blocked_products
+    actions: dict[str, list[dict[str, Any]] | None] = {}
+    for name in ("replenishment", "winback", "high_value"):
+        rows = customer_view.action_rows(state.settings.artifacts, index, name, customer_id)
+        actions[name] = None if rows is None else customer_view.sellable(
+            rows, name, index, blocked).to_dict("records")
+    return {"arm": arm, "personalised": personal.items, "personalised_fallback":
+            personal.fallback, "recently_viewed": livelists.recently_viewed(
+                state, index, query).items, "upsell": upsells, **actions}

@@ -1,11 +1,11 @@
 """Customer value in the console, for viewers and editors: the dashboard (CLV distribution,
 RFM segments with revenue share, cohort retention, lifecycle stages and flows, price and
-discount sensitivity), a customer's page (profile, purchases, their personalised list now)
-and the action lists as CSV. Everything is read from the served version's ``analytics/``."""
+discount sensitivity), a customer's page (profile, purchases, and what every list would show
+them now: ``service.customer_lists``) and the action lists as CSV, less what cannot be sold
+now (unavailable or blocked products). Everything is read from the served version."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,17 +17,14 @@ from recsys import layout
 from recsys.artifacts import ArtifactStore
 from recsys.console.deps import ConsoleDep, Index, Viewer
 from recsys.console.site import page_router, render
-from recsys.serving import service
-from recsys.serving.finish import Options
+from recsys.serving import customer_view, service
 from recsys.serving.index import ServingIndex
-from recsys.serving.params import ListQuery
 from recsys.serving.profiles import profile
 
 __all__ = ["router"]
 
 router = page_router()
-ACTIONS = {"replenishment": layout.REPLENISHMENT, "winback": layout.WINBACK,
-           "high_value": layout.HIGH_VALUE, "lifecycle_flows": layout.LIFECYCLE_FLOWS}
+ACTIONS = customer_view.ACTION_LISTS
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 COHORTS, PERIODS = 12, 12  # the newest cohorts, months after the first order
 
@@ -79,19 +76,12 @@ def customers_page(request: Request, console: ConsoleDep, user: Viewer,
                  if (table := _read(folder, entry)) is not None])
 
 
-def _history(index: ServingIndex, customer_id: str) -> list[dict[str, Any]]:
-    """The customer's purchases, last bought first (at most 50)."""
-    model = index.customer_model
-    row = model.customers.get(customer_id) if model is not None else None
-    if model is None or row is None:
-        return []
-    lo, hi = int(model.purchases_indptr[row]), int(model.purchases_indptr[row + 1])
-    bought = sorted(zip(model.purchases_day[lo:hi].tolist(),
-                        model.purchases_indices[lo:hi].tolist(),
-                        model.purchases_orders[lo:hi].tolist(), strict=True), reverse=True)
-    return [{**index.describe(index.ids[code]), "orders": orders,
-             "last_bought": date(1970, 1, 1) + timedelta(days=day - 1)}
-            for day, code, orders in bought[:50]]
+def _offers(index: ServingIndex, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A win-back row's offers (offer_1, offer_2, ...) in order, described; emptied ones left
+    out."""
+    slots = sorted((int(c[6:]), c) for c in row if c.startswith("offer_") and c[6:].isdigit())
+    return [index.describe(str(row[c])) for _, c in slots
+            if row[c] is not None and not pd.isna(row[c])]
 
 
 @router.get("/customers/view", response_class=HTMLResponse)
@@ -102,20 +92,27 @@ def customer_page(request: Request, console: ConsoleDep, user: Viewer, index: In
     if found is None:
         raise HTTPException(status_code=404, detail=f"Customer {customer_id!r} is not in "
                                                     f"version {index.version}.")
-    result, arm = service.customer_list(console.serving, index, ListQuery(
-        Options(k=10), customer_id=customer_id))
+    lists = service.customer_lists(console.serving, index, customer_id)
+    due = [{**row, **index.describe(str(row["product_id"])),
+            "expected_date": pd.Timestamp(row["expected_date"]).date()}
+           for row in lists["replenishment"] or ()]
+    winback = [{**row, "offers": _offers(index, row)} for row in lists["winback"] or ()]
     return render(request, "customer.html", user=user, profile=found,
-                  history=_history(index, customer_id), recommended=result.items, arm=arm)
+                  history=customer_view.purchases(index, customer_id), lists=lists,
+                  replenishment=due, winback=winback[0] if winback else None,
+                  high_value=(lists["high_value"] or [None])[0])
 
 
 @router.get("/customers/actions/{name}.csv")
 def action_csv(console: ConsoleDep, user: Viewer, index: Index,
                name: Literal["replenishment", "winback", "high_value", "lifecycle_flows"]
                ) -> Response:
-    table = _read(_folder(console, index), ACTIONS[name])
+    table = customer_view.action_rows(console.serving.settings.artifacts, index, name)
     if table is None:
         raise HTTPException(status_code=404, detail=f"Version {index.version} has no {name} "
                                                     "list.")
+    table = customer_view.sellable(table, name, index,
+                                   console.serving.store.decisions().blocked_products)
     for column in table.columns:  # list cells (offers) as "a|b|c"
         if table[column].map(lambda v: hasattr(v, "__len__") and not isinstance(v, str)).any():
             table[column] = table[column].map(lambda v: "|".join(map(str, v)))
