@@ -129,7 +129,8 @@ def main() -> int:
     env = {"RECSYS_SERVING_ARTIFACTS": str(root), "RECSYS_SERVING_RELOAD_INTERVAL_S": "0",
            "RECSYS_SERVING_DATABASE_URL": args.database,
            "RECSYS_SERVING_REDIS_URL": args.redis, "RECSYS_SERVING_REDIS_PREFIX": prefix,
-           "RECSYS_SERVING_STOREFRONT": "false"}
+           "RECSYS_SERVING_STOREFRONT": "false",
+           "RECSYS_SERVING_EVENTS_PER_MINUTE": "0"}  # the load is one client: no rate limit
     server = Server("recsys", ["--factory", "recsys.app:app_from_env"], 1, "0", env,
                     args.workdir / "server.log", None)
     server.start("/readyz", 180)

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-__all__ = ["SessionKNN", "query_matrix", "load_sessions", "sums_by_key", "best_first"]
+__all__ = ["SessionKNN", "query_matrix", "load_sessions", "sums_by_key", "best_first",
+           "score_session"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -77,16 +78,11 @@ class SessionKNN:
                   ) -> tuple[np.ndarray, np.ndarray]:
         """(item codes ascending, scores) for one session (oldest first), weighted by
         position: the same figures as ``score`` with a "linear" ``query_matrix`` row and "dot"
-        similarity, compiled (a request scores one session; sparse products cost more in
-        overhead than in arithmetic)."""
-        weights: dict[int, float] = {}
-        for p, code in enumerate(session, start=1):
-            weights[code] = p / len(session)
-        return _score_one(self.by_item.indptr, self.by_item.indices, self.sessions.indptr,
-                          self.sessions.indices,
-                          np.fromiter(weights, dtype=np.int64, count=len(weights)),
-                          np.fromiter(weights.values(), dtype=np.float64, count=len(weights)),
-                          k or self.k)
+        similarity, compiled (``score_session``: a request scores one session, and sparse
+        products cost more in overhead than in arithmetic)."""
+        return score_session(self.by_item.indptr, self.by_item.indices, self.sessions.indptr,
+                             self.sessions.indices, np.asarray(session, dtype=np.int64),
+                             k or self.k)
 
     def _top(self, sims: sp.csr_matrix, k: int) -> sp.csr_matrix:
         """Each row's ``k`` largest entries (ties: the lower session index)."""
@@ -145,13 +141,27 @@ def best_first(values: np.ndarray, limit: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _score_one(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
-               s_indices: np.ndarray, codes: np.ndarray, weights: np.ndarray,
-               k: int) -> tuple[np.ndarray, np.ndarray]:
-    """V-SKNN for one session: ``codes`` (distinct) with their position ``weights``; the
-    training sessions holding them score the summed weights of the codes they hold (the
-    weighted overlap); the ``k`` best (ties: the lower session) vote for their items with
-    that score. ``by_*``: the items x sessions CSR, ``s_*``: the sessions x items CSR."""
+def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
+                  s_indices: np.ndarray, session: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """V-SKNN for one ``session`` (item codes, oldest first): the p-th of n items weighs
+    p / n (a repeated item its latest); the training sessions holding them score the summed
+    weights of the items they hold (the weighted overlap); the ``k`` best (ties: the lower
+    session) vote for their items with that score. ``by_*``: the items x sessions CSR,
+    ``s_*``: the sessions x items CSR. Returns (item codes ascending, votes)."""
+    codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
+    weights = np.empty(len(session), np.float64)
+    distinct = 0
+    for p in range(len(session)):
+        at = distinct
+        for d in range(distinct):
+            if codes[d] == session[p]:
+                at = d
+        if at == distinct:
+            codes[at] = session[p]
+            distinct += 1
+        weights[at] = (p + 1) / len(session)
+    codes, weights = codes[:distinct], weights[:distinct]
     n = 0
     for c in codes:
         if c < 0 or c + 1 >= len(by_indptr):

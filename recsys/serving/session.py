@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from recsys.models.neighbours import Neighbours
-from recsys.models.session_knn import best_first, sums_by_key
+from recsys.models.session_knn import best_first, score_session, sums_by_key
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
@@ -67,20 +67,6 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
     return Session(tuple(others), order, knn_weight, knn_k)
 
 
-def _knn(index: ServingIndex, session: Session) -> tuple[np.ndarray, np.ndarray]:
-    """(product codes, V-SKNN scores scaled to the best) for the session; empty without."""
-    if index.sessions is None or session.knn_weight <= 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    codes = [index.code_of[p] for p in session.order if p in index.code_of]
-    if not codes:
-        return np.zeros(0, np.int64), np.zeros(0)
-    products, scores = index.sessions.score_one(codes, k=session.knn_k)
-    peak = float(scores.max()) if len(scores) else 0.0
-    if peak <= 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    return products, session.knn_weight * scores / peak
-
-
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
             session: Session, limit: int) -> list[Candidate]:
     """``candidates`` (scaled to the best one) plus each session product's weighted
@@ -89,15 +75,19 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
     candidates join with source ``session``. The arithmetic is ``_merge``."""
     if not session:
         return candidates
-    knn_ids, knn_vals = _knn(index, session)
+    code_of = index.code_of
     t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
                        else (_NO_IDS, _NO_SCORES))
-    codes = np.array([index.code_of.get(c.product_id, -1) for c in candidates], np.int64)
-    merged = _merge(
-        knn_ids, knn_vals, index.code_of.get(session.recent[0][0], -1), t_ids, t_scores,
-        np.array([index.code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
-        np.array([w for _, w in session.recent], np.float64), codes, limit)
-    entries, hit, total, added, added_total, shaped, n_shaped = merged
+    model = index.sessions
+    knn = (model.by_item.indptr, model.by_item.indices, model.sessions.indptr,
+           model.sessions.indices) if model is not None and session.knn_weight > 0 else _NO_KNN
+    arguments = (  # in _merge's order
+        *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
+        session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),
+        t_ids, t_scores, np.array([code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
+        np.array([w for _, w in session.recent], np.float64),
+        np.array([code_of.get(c.product_id, -1) for c in candidates], np.int64), limit)
+    entries, hit, total, added, added_total, shaped, n_shaped = _merge(*arguments)
     if not entries:
         return candidates
     ids, rows, counts = index.ids, shaped.tolist(), n_shaped.tolist()
@@ -130,13 +120,19 @@ _NO_IDS = _read_only(np.zeros((0, 0), np.int32))
 _NO_SCORES = _read_only(np.zeros((0, 0), np.float32))
 
 
+_NO_KNN = (np.zeros(0, np.int32),) * 4  # no V-SKNN: an empty CSR
+
+
 @njit(cache=True, nogil=True)
-def _merge(knn_ids: np.ndarray, knn_vals: np.ndarray, knn_src: int, t_ids: np.ndarray,
-           t_scores: np.ndarray, s_codes: np.ndarray, s_weights: np.ndarray,
-           cand: np.ndarray, limit: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray,
-                                                  np.ndarray, np.ndarray, np.ndarray]:
-    """The session's entries: the V-SKNN products (``knn_vals``, named after ``knn_src``),
-    then for each session product (``s_codes``, -1 unknown, weight ``s_weights``; none
+def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
+           s_indices: np.ndarray, order: np.ndarray, knn_k: int, knn_weight: float,
+           knn_src: int, t_ids: np.ndarray, t_scores: np.ndarray, s_codes: np.ndarray,
+           s_weights: np.ndarray, cand: np.ndarray, limit: int
+           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                      np.ndarray]:
+    """The session's entries: the V-SKNN products of the session ``order`` (codes, oldest
+    first; ``by_*`` / ``s_*``: the training sessions, empty without) scaled to the best,
+    times ``knn_weight``, named after ``knn_src``; then for each session product (``s_codes``, -1 unknown, weight ``s_weights``; none
     without a table) its neighbour row ``t_ids`` / ``t_scores`` times its weight, scaled to
     the row's best (a row whose best is not positive adds nothing). Products sum their
     entries in that order. Returns the number of entries; for each ``cand`` code whether the
@@ -144,6 +140,15 @@ def _merge(knn_ids: np.ndarray, knn_vals: np.ndarray, knn_src: int, t_ids: np.nd
     and their sums; and for the candidates then those products, the session products that
     shaped them (strongest entry first, each once, ``SHOWN`` at most; -1 padded) and how
     many."""
+    knn_ids, knn_vals = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    if len(by_indptr) and len(order):
+        knn_ids, votes = score_session(by_indptr, by_indices, s_indptr, s_indices, order,
+                                       knn_k)
+        best = votes.max() if len(votes) else 0.0
+        if best > 0:
+            knn_vals = knn_weight * votes / best
+        else:
+            knn_ids = knn_ids[:0]
     n_items = t_ids.shape[0]
     width = t_ids.shape[1] if n_items else 0
     peaks = np.zeros(len(s_codes), np.float64)
