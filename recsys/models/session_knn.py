@@ -56,6 +56,7 @@ class SessionKNN:
         binary.eliminate_zeros()
         self.sessions = binary
         self.by_item = binary.T.tocsr()
+        self.by_item.sort_indices()  # score_session merges the rows in order
         self.norms = np.sqrt(np.asarray(binary.sum(axis=1)).ravel())
         return self
 
@@ -126,8 +127,13 @@ def sums_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
 @njit(cache=True, nogil=True)
 def best_first(values: np.ndarray, limit: int) -> np.ndarray:
     """The positions of the ``limit`` largest ``values``, largest first, ties: the lower
-    position (what a stable sort of ``-values`` gives, without its cost)."""
-    order = np.argsort(-values)  # unstable: equal values end up side by side, in any order
+    position (what a stable sort of ``-values`` gives, without its cost: only the values
+    from the ``limit``-th largest up are sorted)."""
+    picked = np.arange(len(values))
+    if 0 < limit < len(values):
+        floor = np.partition(values, len(values) - limit)[len(values) - limit]
+        picked = np.flatnonzero(values >= floor)
+    order = picked[np.argsort(-values[picked])]  # unstable: ties side by side, in any order
     n = min(limit, len(order))
     i = 0
     while i < n:  # put each run of equal values (up to the limit) in position order
@@ -161,21 +167,33 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             codes[at] = session[p]
             distinct += 1
         weights[at] = (p + 1) / len(session)
-    codes, weights = codes[:distinct], weights[:distinct]
+    at = np.empty(distinct, np.int64)
+    end = np.empty(distinct, np.int64)
     n = 0
-    for c in codes:
+    for d in range(distinct):
+        c = codes[d]
         if c < 0 or c + 1 >= len(by_indptr):
             raise ValueError("V-SKNN: a product code is outside the training sessions")
-        n += by_indptr[c + 1] - by_indptr[c]
-    held = np.empty(n, np.int64)
-    held_w = np.empty(n, np.float64)
-    m = 0
-    for i in range(len(codes)):
-        for j in range(by_indptr[codes[i]], by_indptr[codes[i] + 1]):
-            held[m] = by_indices[j]
-            held_w[m] = weights[i]
-            m += 1
-    neighbours, sims = sums_by_key(held, held_w)
+        at[d], end[d] = by_indptr[c], by_indptr[c + 1]
+        n += end[d] - at[d]
+    # merge the items' session rows (each ascending): each session sums the weights of the
+    # items it holds in the session's order (a tie takes the earlier item's row first)
+    neighbours = np.empty(n, np.int64)
+    sims = np.zeros(n, np.float64)
+    u = -1
+    while True:
+        row, head = -1, 0
+        for d in range(distinct):
+            if at[d] < end[d] and (row < 0 or by_indices[at[d]] < head):
+                row, head = d, by_indices[at[d]]
+        if row < 0:
+            break
+        at[row] += 1
+        if u < 0 or neighbours[u] != head:
+            u += 1
+            neighbours[u] = head
+        sims[u] += weights[row]
+    neighbours, sims = neighbours[:u + 1], sims[:u + 1]
     best = best_first(sims, k)  # neighbours ascending: ties, the lower session
     n = 0
     for r in best:
