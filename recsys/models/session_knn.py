@@ -167,15 +167,15 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             codes[at] = session[p]
             distinct += 1
         weights[at] = (p + 1) / len(session)
-    at = np.empty(distinct, np.int64)
+    cursor = np.empty(distinct, np.int64)
     end = np.empty(distinct, np.int64)
     n = 0
     for d in range(distinct):
         c = codes[d]
         if c < 0 or c + 1 >= len(by_indptr):
             raise ValueError("V-SKNN: a product code is outside the training sessions")
-        at[d], end[d] = by_indptr[c], by_indptr[c + 1]
-        n += end[d] - at[d]
+        cursor[d], end[d] = by_indptr[c], by_indptr[c + 1]
+        n += end[d] - cursor[d]
     # merge the items' session rows (each ascending): each session sums the weights of the
     # items it holds in the session's order (a tie takes the earlier item's row first)
     neighbours = np.empty(n, np.int64)
@@ -184,11 +184,11 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
     while True:
         row, head = -1, 0
         for d in range(distinct):
-            if at[d] < end[d] and (row < 0 or by_indices[at[d]] < head):
-                row, head = d, by_indices[at[d]]
+            if cursor[d] < end[d] and (row < 0 or by_indices[cursor[d]] < head):
+                row, head = d, by_indices[cursor[d]]
         if row < 0:
             break
-        at[row] += 1
+        cursor[row] += 1
         if u < 0 or neighbours[u] != head:
             u += 1
             neighbours[u] = head
