@@ -5,9 +5,11 @@ to the next model closes without configuration.
 onto the events contract (``occurred_at``, else the time the server received it), validates
 it like every source (bad rows go to ``quarantine/server_events.csv`` with their reason) and
 appends the accepted rows to the data directory's ``events.parquet``. Deduplication is by event
-id: a stored event whose id appears twice (one table read through a query or a union) and one
-already among the configured events (the same product, type, time, session and customer: the
-configured source is an export of this table) are quarantined as ``duplicate_event``. When the
+id: a stored event whose row id or ``event_key`` (the storefront's ``event_id`` /
+``Idempotency-Key``) appears on an earlier row (a table written without the server's unique
+index, or read through a union) and one already among the configured events (the same
+product, type, time, session and customer: the configured source is an export of this table)
+are quarantined as ``duplicate_event``; the first stored copy is kept. When the
 configured events source is this very table it is not read twice. Impressions (no product)
 are not training data and are not read. The ingest report counts it all under
 ``server_events``.
@@ -36,7 +38,9 @@ log = logging.getLogger(__name__)
 SERVER_EVENTS_TABLE = "recsys_events"  # the table serving.store writes
 _QUERY = (f"SELECT id AS event_id, product_id, event_type, "
           f"COALESCE(occurred_at, received_at) AS occurred_at, session_id, customer_id, "
-          f"request_id FROM {SERVER_EVENTS_TABLE} WHERE product_id IS NOT NULL")
+          f"request_id, event_key FROM {SERVER_EVENTS_TABLE} WHERE product_id IS NOT NULL "
+          f"ORDER BY id")
+_IDS = ("event_id", "event_key")  # not event columns: what deduplication reads
 _KEY = ["product_id", "event_type", "occurred_at", "session_id", "customer_id"]
 
 
@@ -79,15 +83,16 @@ def ingest_server_events(database_url: str, events_source: str | None, data_dir:
         return None
     spec = SourceSpec(location=database_url, format="sql", query=_QUERY)
     raw = read_source(spec)
-    columns = {c: c for c in raw.frame.columns if c != "event_id"}
+    columns = {c: c for c in raw.frame.columns if c not in _IDS}
     result = validate_table("events", RawTable(raw.frame, raw.source_row, "server events"),
                             columns, TableMapping())
-    accepted_ids = raw.frame.loc[raw.frame.index[_accepted_mask(result.quarantine, raw)],
-                                 "event_id"].to_numpy()
+    ids = raw.frame.loc[raw.frame.index[_accepted_mask(result.quarantine, raw)], list(_IDS)]
     accepted = result.accepted
     path = data_dir / "events.parquet"
     configured = pd.read_parquet(path) if path.exists() else None
-    duplicate = pd.Series(accepted_ids).duplicated().to_numpy()
+    keyed = ids["event_key"].notna().to_numpy()
+    duplicate = (ids["event_id"].duplicated().to_numpy()
+                 | (keyed & ids["event_key"].duplicated().to_numpy()))
     if configured is not None and len(configured) and len(accepted):
         seen = pd.MultiIndex.from_frame(_key(configured))
         duplicate = duplicate | pd.MultiIndex.from_frame(_key(accepted)).isin(seen)

@@ -6,6 +6,7 @@ Events need no artifact: these apps serve none."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -80,18 +81,24 @@ def test_implausible_events_are_refused_with_the_field_named(client: TestClient)
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
 
 
+def database_url(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | None:
+    """A fresh PostgreSQL schema (dropped afterwards) for "postgresql", else None (SQLite)."""
+    if database != "postgresql":
+        return None
+    schema = f"ev_{uuid.uuid4().hex[:10]}"
+    base = str(request.getfixturevalue("postgres_url"))
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    admin.dispose()
+    request.addfinalizer(lambda: _drop(base, schema))
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
 @pytest.mark.parametrize("database", DATABASES)
 def test_a_retried_event_is_stored_once(database: str, tmp_path: Path,
                                         request: pytest.FixtureRequest) -> None:
-    url = None
-    if database == "postgresql":
-        schema = f"ev_{uuid.uuid4().hex[:10]}"
-        base = str(request.getfixturevalue("postgres_url"))
-        admin = create_engine(base)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        request.addfinalizer(lambda: _drop(base, schema))
-        url = f"{base}?options=-csearch_path%3D{schema}"
+    url = database_url(database, tmp_path, request)
     with TestClient(create_app(settings(tmp_path, url))) as client:
         store = client.app.state.serving.store  # type: ignore[attr-defined]
         first = post(client, {**VIEW, "event_id": "beacon-1"})
@@ -107,6 +114,65 @@ def test_a_retried_event_is_stored_once(database: str, tmp_path: Path,
         mismatch = post(client, {**VIEW, "event_id": "a"}, **{"Idempotency-Key": "b"})
         assert mismatch.status_code == 422 and "differ" in mismatch.text
         assert post(client, VIEW, **{"Idempotency-Key": "bad\nkey"}).status_code == 422
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_concurrent_writers_store_each_event_once(database: str, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """Two stores (two workers) on one database, eight threads writing at once, each event
+    id sent four times: no write fails (SQLite: WAL and a busy timeout, not "database is
+    locked"), every id is stored once and answers one row id, unkeyed events all count."""
+    url = database_url(database, tmp_path, request) or f"sqlite:///{tmp_path / 'events.db'}"
+    stores = [ServingStore(url), ServingStore(url)]
+    keyed = [f"k-{i % 40}" for i in range(160)]
+    answers: dict[str, set[int]] = {key: set() for key in keyed}
+    failures: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        store = stores[worker % 2]
+        try:
+            for i in range(worker, len(keyed), 8):
+                answers[keyed[i]].add(store.add_event({**VIEW, "event_key": keyed[i]}))
+                store.add_event(VIEW)
+        except BaseException as exc:  # noqa: BLE001 - reported below, with the thread's count
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not failures, failures[:3]
+        assert all(len(ids) == 1 for ids in answers.values())
+        assert len({ids.pop() for ids in answers.values()}) == 40
+        assert stores[0].count_events() == 40 + 160
+        assert stores[1].count_events(event_key="k-7") == 1
+    finally:
+        for store in stores:
+            store.dispose()
+
+
+def test_concurrent_posts_are_never_answered_500(tmp_path: Path) -> None:
+    """Concurrent POST /v1/events on the default SQLite store: every one stored (201; WAL
+    and the busy timeout: none "database is locked", which was answered 500), each event
+    id once."""
+    with TestClient(create_app(settings(tmp_path, events_per_minute=0))) as client:
+        codes: list[int] = []
+
+        def send(worker: int) -> None:
+            for i in range(15):
+                codes.append(post(client, {**VIEW, "event_id": f"c-{worker}-{i % 10}"})
+                             .status_code)
+
+        threads = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert codes == [201] * 120, sorted(set(codes))
+        store = client.app.state.serving.store  # type: ignore[attr-defined]
+        assert store.count_events() == 80
 
 
 def _drop(base: str, schema: str) -> None:

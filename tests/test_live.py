@@ -200,6 +200,17 @@ def test_memory_store_expires_and_trims(tmp_path: Path) -> None:
     assert list(live.sessions.lists) == ["t"]
 
 
+def test_memory_store_counts_an_event_id_once(tmp_path: Path) -> None:
+    live = MemoryLive(ServingSettings(session_ttl_s=0.2))
+    for pid, key in (("a", "e-1"), ("a", "e-1"), ("b", None), ("b", None), ("c", "e-2")):
+        live.record("view", pid, "s", "c1", key)
+    assert live.recent(session_id="s") == live.recent(customer_id="c1") == ["c", "b", "b", "a"]
+    assert live.hourly(1)[0] == {"a": 1, "b": 2, "c": 1}
+    time.sleep(0.25)  # the id is forgotten with the session
+    live.record("view", "a", "s", None, "e-1")
+    assert live.recent(session_id="s") == ["a"]
+
+
 def test_rising_ranks_by_rise_with_a_minimum() -> None:
     hourly = [{"a": 4, "b": 9, "c": 2}, {"a": 2}] + [{"b": 3, "c": 1}] * 4
     rows = rising(hourly, 2, 4, 5)
@@ -257,6 +268,28 @@ def test_two_apps_share_the_session_through_redis(redis_settings: dict[str, Any]
                                                    "session_id": session})
         assert any(i["reason"]["evidence"].get("session") for i in cart.json()["items"])
         assert get(two, "/readyz")["redis"] == "ok"
+
+
+def test_redis_counts_a_retried_event_once(redis_settings: dict[str, Any]) -> None:
+    """A retried beacon (same event_id or Idempotency-Key) changes neither the session's
+    recent products nor the trending counts a second time, seen from another worker."""
+    with app_with(redis_settings) as one, app_with(redis_settings) as two:
+        _, others = seeds(one)
+        session = f"s-{uuid.uuid4().hex}"
+        beacons = [({"event_id": "b-1"}, {}), ({"event_id": "b-1"}, {}),
+                   ({}, {"Idempotency-Key": "b-2"}), ({"event_id": "b-2"}, {}), ({}, {}),
+                   ({}, {})]
+        for (extra, headers), pid in zip(beacons, [others[0]] * 2 + [others[1]] * 4,
+                                         strict=True):
+            client = one if len(extra) else two
+            answer = client.post("/v1/events", headers=headers, json={
+                "event_type": "view", "product_id": pid, "session_id": session, **extra})
+            assert answer.status_code == 201, answer.text
+        assert ids(get(two, f"/v1/sessions/{session}/recently-viewed", in_stock_only=False,
+                       k=10)) == [others[1], others[0]]  # each product once in the list
+        state = one.app.state.serving  # type: ignore[attr-defined]
+        assert state.live.recent(session_id=session) == [others[1]] * 3 + [others[0]]
+        assert state.live.hourly(1)[0] == {others[0]: 1, others[1]: 3}
 
 
 def test_redis_session_expires(redis_settings: dict[str, Any]) -> None:

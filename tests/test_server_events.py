@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, text
 
 from recsys.app import create_app
 from recsys.config import load_config
@@ -87,6 +87,31 @@ def test_an_export_of_the_table_is_not_counted_twice(posted: Path, tmp_path: Pat
                                                                  "unknown_event_type": 1}
     assert report.tables["server_events"].rows_accepted == 4
     assert _support(Path(config.artifacts.root), "spoon", "kettle") == 3
+
+
+def test_an_event_id_stored_twice_is_trained_on_once(posted: Path) -> None:
+    """A table written without the server's unique index (another writer, a restored dump)
+    holding a retried beacon twice: the first copy is read, the second quarantined."""
+    config = load_config(posted)
+    engine = create_engine(config.serving.database_url)
+    now = pd.Timestamp.now(tz="UTC")
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ux_recsys_events_event_key"))
+        for product, key, later in (("spoon", "b-9", 0), ("kettle", "b-10", 0),
+                                    ("spoon", "b-9", 5)):
+            conn.execute(insert(EVENTS).values(
+                received_at=now + pd.Timedelta(seconds=later), event_type="view",
+                product_id=product, session_id="z4", event_key=key))
+    engine.dispose()
+    report, _ = run_pipeline(config, show_progress=False)
+    server = report.tables["server_events"]
+    assert server.rejected_by_reason == {"duplicate_event": 1, "unknown_event_type": 1}
+    assert (server.rows_read, server.rows_accepted) == (10, 8)
+    quarantine = pd.read_csv(Path(config.data_dir) / "quarantine" / "server_events.csv")
+    duplicate = quarantine[quarantine["reason"] == "duplicate_event"]
+    assert duplicate["event_key"].tolist() == ["b-9"] and duplicate["column"].tolist() == [
+        "event_id"]
+    assert _support(Path(config.artifacts.root), "spoon", "kettle") == 4
 
 
 def test_the_server_table_as_the_events_source_is_read_once(posted: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.models.session_knn import SessionKNN, query_matrix
+from recsys.models.session_knn import SessionKNN, best_first, query_matrix, sums_by_key
 
 # training sessions over items 0..4
 TRAIN = sp.csr_matrix(np.array([[1, 1, 0, 0, 0],
@@ -48,3 +48,43 @@ def test_one_session_scores_as_the_batch() -> None:
         one = np.zeros(5)
         one[codes] = scores
         assert one.tolist() == pytest.approx(batch.tolist())
+
+
+def test_one_session_on_random_sessions_as_the_batch() -> None:
+    """Many sessions over a random training set with tied similarities: the compiled
+    single-session scorer picks the same k neighbours (ties: the lower session) as the
+    sparse batch and sums the same votes."""
+    rng = np.random.default_rng(5)
+    train = sp.random(400, 60, density=0.06, format="csr", random_state=rng)
+    train.data[:] = 1.0
+    model = SessionKNN(k=7, similarity="dot").fit(train)
+    for _ in range(300):
+        session = rng.integers(0, 60, int(rng.choice([1, 2, 4, 8]))).tolist()
+        k = int(rng.choice([1, 7, 50, 1000]))
+        batch = model.score(query_matrix([session], 60, weighting="linear"), k=k).toarray()[0]
+        codes, scores = model.score_one(session, k=k)
+        assert np.all(np.diff(codes) > 0) and np.all(scores > 0)
+        one = np.zeros(60)
+        one[codes] = scores
+        assert one.tolist() == pytest.approx(batch.tolist(), rel=1e-12)
+    with pytest.raises(ValueError, match="outside the training sessions"):
+        model.score_one([60])
+
+
+def test_compiled_sums_and_order_match_numpy() -> None:
+    """``sums_by_key`` sums as ``np.unique`` + ``np.bincount`` (same order, to the bit) and
+    ``best_first`` orders as a stable sort of the negated values, ties included."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(0, 300))
+        keys = rng.integers(0, int(rng.integers(1, 50)), n)
+        values = rng.choice([0.1, 0.2, 0.3, 1 / 3, 0.7], n) * rng.random(n).round(1)
+        found, sums = sums_by_key(keys, values)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        assert found.tolist() == unique.tolist()
+        assert sums.tolist() == np.bincount(inverse, weights=values).tolist()
+        limit = int(rng.integers(0, n + 2))
+        assert best_first(values, limit).tolist() == np.argsort(
+            -values, kind="stable")[:limit].tolist()
+    with pytest.raises(ValueError, match="negative key"):
+        sums_by_key(np.array([3, -1]), np.ones(2))

@@ -16,8 +16,10 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
-__all__ = ["SessionKNN", "query_matrix", "load_sessions"]
+__all__ = ["SessionKNN", "query_matrix", "load_sessions", "sums_by_key", "best_first",
+           "score_session"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -54,6 +56,7 @@ class SessionKNN:
         binary.eliminate_zeros()
         self.sessions = binary
         self.by_item = binary.T.tocsr()
+        self.by_item.sort_indices()  # score_session merges the rows in order
         self.norms = np.sqrt(np.asarray(binary.sum(axis=1)).ravel())
         return self
 
@@ -74,28 +77,13 @@ class SessionKNN:
 
     def score_one(self, session: Sequence[int], k: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(item codes, scores) for one session (oldest first), weighted by position: the
-        same figures as ``score`` with a "linear" ``query_matrix`` row and "dot" similarity,
-        without sparse-matrix overhead (a request scores one session)."""
-        weights: dict[int, float] = {}
-        for p, code in enumerate(session, start=1):
-            weights[code] = p / len(session)
-        codes = np.fromiter(weights, dtype=np.int64, count=len(weights))
-        lo, hi = self.by_item.indptr[codes], self.by_item.indptr[codes + 1]
-        held = np.concatenate([self.by_item.indices[a:b] for a, b in zip(lo, hi, strict=True)])
-        if not len(held):
-            return np.zeros(0, np.int64), np.zeros(0)
-        neighbours, inverse = np.unique(held, return_inverse=True)
-        sims = np.bincount(inverse, weights=np.repeat(
-            np.fromiter(weights.values(), dtype=np.float64, count=len(weights)), hi - lo))
-        best = np.lexsort((neighbours, -sims))[: k or self.k]  # ties: the lower session
-        rows = neighbours[best]
-        s_lo, s_hi = self.sessions.indptr[rows], self.sessions.indptr[rows + 1]
-        items = np.concatenate([self.sessions.indices[a:b]
-                                for a, b in zip(s_lo, s_hi, strict=True)])
-        found, where = np.unique(items, return_inverse=True)
-        return found.astype(np.int64), np.bincount(where, weights=np.repeat(sims[best],
-                                                                            s_hi - s_lo))
+        """(item codes ascending, scores) for one session (oldest first), weighted by
+        position: the same figures as ``score`` with a "linear" ``query_matrix`` row and "dot"
+        similarity, compiled (``score_session``: a request scores one session, and sparse
+        products cost more in overhead than in arithmetic)."""
+        return score_session(self.by_item.indptr, self.by_item.indices, self.sessions.indptr,
+                             self.sessions.indices, np.asarray(session, dtype=np.int64),
+                             k or self.k)
 
     def _top(self, sims: sp.csr_matrix, k: int) -> sp.csr_matrix:
         """Each row's ``k`` largest entries (ties: the lower session index)."""
@@ -110,6 +98,116 @@ class SessionKNN:
             keep[lo + order] = True
         rows = np.repeat(np.arange(sims.shape[0]), np.diff(indptr))
         return sp.csr_matrix((data[keep], (rows[keep], indices[keep])), shape=sims.shape)
+
+
+@njit(cache=True, nogil=True)
+def sums_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys ascending, each one's values summed in the order given): what
+    ``np.unique`` + ``np.bincount`` compute, to the last bit. Sorted as key x n + position
+    (distinct, so the fast unstable sort keeps each key's values in order)."""
+    n = len(keys)
+    composite = np.empty(n, np.int64)
+    for i in range(n):
+        if keys[i] < 0:
+            raise ValueError("sums_by_key: a negative key")
+        composite[i] = np.int64(keys[i]) * n + i
+    composite.sort()
+    found = np.empty(n, np.int64)
+    sums = np.zeros(n, np.float64)
+    u = -1
+    for c in composite:
+        key = c // n
+        if u < 0 or key != found[u]:
+            u += 1
+            found[u] = key
+        sums[u] += values[c - key * n]
+    return found[:u + 1], sums[:u + 1]
+
+
+@njit(cache=True, nogil=True)
+def best_first(values: np.ndarray, limit: int) -> np.ndarray:
+    """The positions of the ``limit`` largest ``values``, largest first, ties: the lower
+    position (what a stable sort of ``-values`` gives, without its cost: only the values
+    from the ``limit``-th largest up are sorted)."""
+    picked = np.arange(len(values))
+    if 0 < limit < len(values):
+        floor = np.partition(values, len(values) - limit)[len(values) - limit]
+        picked = np.flatnonzero(values >= floor)
+    order = picked[np.argsort(-values[picked])]  # unstable: ties side by side, in any order
+    n = min(limit, len(order))
+    i = 0
+    while i < n:  # put each run of equal values (up to the limit) in position order
+        j = i + 1
+        while j < len(order) and values[order[j]] == values[order[i]]:
+            j += 1
+        if j - i > 1:
+            order[i:j] = np.sort(order[i:j])
+        i = j
+    return order[:n]
+
+
+@njit(cache=True, nogil=True)
+def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
+                  s_indices: np.ndarray, session: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """V-SKNN for one ``session`` (item codes, oldest first): the p-th of n items weighs
+    p / n (a repeated item its latest); the training sessions holding them score the summed
+    weights of the items they hold (the weighted overlap); the ``k`` best (ties: the lower
+    session) vote for their items with that score. ``by_*``: the items x sessions CSR,
+    ``s_*``: the sessions x items CSR. Returns (item codes ascending, votes)."""
+    codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
+    weights = np.empty(len(session), np.float64)
+    distinct = 0
+    for p in range(len(session)):
+        at = distinct
+        for d in range(distinct):
+            if codes[d] == session[p]:
+                at = d
+        if at == distinct:
+            codes[at] = session[p]
+            distinct += 1
+        weights[at] = (p + 1) / len(session)
+    cursor = np.empty(distinct, np.int64)
+    end = np.empty(distinct, np.int64)
+    n = 0
+    for d in range(distinct):
+        c = codes[d]
+        if c < 0 or c + 1 >= len(by_indptr):
+            raise ValueError("V-SKNN: a product code is outside the training sessions")
+        cursor[d], end[d] = by_indptr[c], by_indptr[c + 1]
+        n += end[d] - cursor[d]
+    # merge the items' session rows (each ascending): each session sums the weights of the
+    # items it holds in the session's order (a tie takes the earlier item's row first)
+    neighbours = np.empty(n, np.int64)
+    sims = np.zeros(n, np.float64)
+    u = -1
+    while True:
+        row, head = -1, 0
+        for d in range(distinct):
+            if cursor[d] < end[d] and (row < 0 or by_indices[cursor[d]] < head):
+                row, head = d, by_indices[cursor[d]]
+        if row < 0:
+            break
+        cursor[row] += 1
+        if u < 0 or neighbours[u] != head:
+            u += 1
+            neighbours[u] = head
+        sims[u] += weights[row]
+    neighbours, sims = neighbours[:u + 1], sims[:u + 1]
+    best = best_first(sims, k)  # neighbours ascending: ties, the lower session
+    n = 0
+    for r in best:
+        n += s_indptr[neighbours[r] + 1] - s_indptr[neighbours[r]]
+    items = np.empty(n, np.int64)
+    votes = np.empty(n, np.float64)
+    m = 0
+    for r in best:
+        row = neighbours[r]
+        for j in range(s_indptr[row], s_indptr[row + 1]):
+            items[m] = s_indices[j]
+            votes[m] = sims[r]
+            m += 1
+    return sums_by_key(items, votes)
 
 
 def load_sessions(path: Path) -> SessionKNN | None:

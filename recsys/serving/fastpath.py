@@ -77,7 +77,9 @@ class FastPath:
         query = ITEM_LIST.parse(scope["query_string"], product_id=product_id)
         if query is None or not service.category_known(index, query):
             return False
-        await self._send(scope, send, kind, index, service.item_list(state, index, kind, query))
+        live = await service.live_recent(state, query.session_id, query.history)
+        await self._send(scope, send, kind, index,
+                         service.item_list(state, index, kind, query, live))
         return True
 
     async def _cart(self, scope: Scope, send: Send, body: bytes) -> bool:
@@ -93,8 +95,9 @@ class FastPath:
         except (orjson.JSONDecodeError, ValidationError):
             return False
         products = [line.product_id for line in cart.items]
+        live = await service.live_recent(state, cart.session_id, query.history)
         await self._send(scope, send, "cart", index, service.cart_list(
-            state, index, products, cart.customer_id, cart.session_id, query))
+            state, index, products, cart.customer_id, cart.session_id, query, live))
         return True
 
     async def _send(self, scope: Scope, send: Send, kind: str, index: Any,

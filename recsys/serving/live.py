@@ -3,19 +3,23 @@ first) and per-hour product counts for trending, updated by ``POST /v1/events`` 
 
 ``RedisLive`` keeps them in Redis, shared by every worker and replica: a list per session
 and per customer (LPUSH, LTRIM to the configured length, EXPIRE with the TTL) and a sorted
-set of counts per hour bucket. ``MemoryLive`` keeps the same in this process, for one worker
-only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
+set of counts per hour bucket, all written by one script call (one round trip, atomic). An
+event with an id (``event_id`` / ``Idempotency-Key``) counts once: the script first sets a
+key for the id (SET NX, expiring with the session TTL) and a retried event whose key is set
+changes nothing. ``MemoryLive`` keeps the same in this process, for one worker only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
 the artifact alone), says ``degraded`` and retries after ``RETRY_S``; it never raises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, deque
 from typing import Protocol
 
 import redis
+import redis.asyncio
 
 from recsys.config import ServingSettings
 
@@ -26,6 +30,21 @@ LIVE_EVENTS = frozenset({"view", "add_to_cart", "purchase"})  # what changes a s
 RETRY_S = 2.0  # after a Redis failure, this long without trying (requests stay fast)
 TIMEOUT_S = 0.05  # a Redis call slower than this counts as a failure
 HOUR_S = 3600
+# KEYS: the hour bucket, the event id's key, then the session's and/or customer's list;
+# ARGV: product, list length, bucket TTL, the id key's TTL (0: no id), each list's TTL
+_RECORD = """
+if ARGV[4] ~= "0" and not redis.call("SET", KEYS[2], "1", "NX", "EX", ARGV[4]) then
+  return 0
+end
+for i = 3, #KEYS do
+  redis.call("LPUSH", KEYS[i], ARGV[1])
+  redis.call("LTRIM", KEYS[i], 0, tonumber(ARGV[2]) - 1)
+  redis.call("EXPIRE", KEYS[i], ARGV[i + 2])
+end
+redis.call("ZINCRBY", KEYS[1], 1, ARGV[1])
+redis.call("EXPIRE", KEYS[1], ARGV[3])
+return 1
+"""
 
 
 def hour_now() -> int:
@@ -36,16 +55,20 @@ class Live(Protocol):
     """What serving needs from the live state (see the module docstring)."""
 
     def record(self, event_type: str, product_id: str | None, session_id: str | None,
-               customer_id: str | None) -> None: ...
+               customer_id: str | None, event_key: str | None = None) -> None: ...
 
     def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
                n: int | None = None) -> list[str]: ...
+
+    async def recent_async(self, *, session_id: str) -> list[str]: ...
 
     def hourly(self, hours: int) -> list[dict[str, int]]: ...
 
     def status(self) -> str: ...
 
     def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class _Expiring:
@@ -56,7 +79,9 @@ class _Expiring:
         self.lists: OrderedDict[str, tuple[float, deque[str]]] = OrderedDict()
 
     def push(self, key: str, value: str, now: float) -> None:
-        _, items = self.lists.pop(key, (0.0, deque(maxlen=self.length)))
+        until, items = self.lists.pop(key, (0.0, deque(maxlen=self.length)))
+        if until <= now:  # expired (as a Redis key would be): a new list
+            items = deque(maxlen=self.length)
         items.appendleft(value)
         self.lists[key] = (now + self.ttl, items)  # last written last: expiry order
         while self.lists:
@@ -78,12 +103,17 @@ class MemoryLive:
         self.customers = _Expiring(settings.session_length, settings.customer_ttl_s)
         self.keep_hours = settings.trending_baseline_hours + settings.trending_hours
         self.counts: dict[int, Counter[str]] = {}
+        self.seen = _Expiring(1, settings.session_ttl_s)  # event ids recorded
 
     def record(self, event_type: str, product_id: str | None, session_id: str | None,
-               customer_id: str | None) -> None:
+               customer_id: str | None, event_key: str | None = None) -> None:
         if event_type not in LIVE_EVENTS or product_id is None:
             return
         now = time.time()
+        if event_key is not None:
+            if self.seen.get(event_key, now):
+                return  # a retried event
+            self.seen.push(event_key, "", now)
         if session_id:
             self.sessions.push(session_id, product_id, now)
         if customer_id:
@@ -100,6 +130,9 @@ class MemoryLive:
                  self.customers.get(customer_id, now) if customer_id else [])
         return found[:n] if n is not None else found
 
+    async def recent_async(self, *, session_id: str) -> list[str]:
+        return self.recent(session_id=session_id)
+
     def hourly(self, hours: int) -> list[dict[str, int]]:
         hour = hour_now()
         return [dict(self.counts.get(hour - back, {})) for back in range(hours)]
@@ -110,20 +143,28 @@ class MemoryLive:
     def close(self) -> None:
         return None
 
+    async def aclose(self) -> None:
+        return None
+
 
 class RedisLive:
     """The live state in Redis (every worker and replica shares it)."""
 
     def __init__(self, settings: ServingSettings, url: str) -> None:
+        self.url = url
         self.client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
                                            socket_connect_timeout=TIMEOUT_S,
                                            decode_responses=True)
+        # the list requests' reads, on the event loop of the first one (uvicorn: one a worker)
+        self.async_client: redis.asyncio.Redis | None = None
+        self.async_loop: asyncio.AbstractEventLoop | None = None
         self.prefix = f"{settings.redis_prefix}:live:"
         self.length = settings.session_length
         self.session_ttl, self.customer_ttl = settings.session_ttl_s, settings.customer_ttl_s
         self.keep_s = (settings.trending_baseline_hours + settings.trending_hours + 1) * HOUR_S
         self.down_until = 0.0
         self.error: str | None = None
+        self.script = self.client.register_script(_RECORD)
 
     def _failed(self, exc: Exception) -> None:
         if self.error is None:
@@ -135,22 +176,19 @@ class RedisLive:
         return time.monotonic() >= self.down_until
 
     def record(self, event_type: str, product_id: str | None, session_id: str | None,
-               customer_id: str | None) -> None:
+               customer_id: str | None, event_key: str | None = None) -> None:
         if event_type not in LIVE_EVENTS or product_id is None or not self._up():
             return
-        pipe = self.client.pipeline(transaction=False)
+        keys = [f"{self.prefix}h:{hour_now()}", f"{self.prefix}e:{event_key or ''}"]
+        args: list[str | int] = [product_id, self.length, int(self.keep_s),
+                                 max(1, int(self.session_ttl)) if event_key else 0]
         for kind, owner, ttl in (("s", session_id, self.session_ttl),
                                  ("c", customer_id, self.customer_ttl)):
             if owner:
-                key = f"{self.prefix}{kind}:{owner}"
-                pipe.lpush(key, product_id)
-                pipe.ltrim(key, 0, self.length - 1)
-                pipe.expire(key, max(1, int(ttl)))
-        bucket = f"{self.prefix}h:{hour_now()}"
-        pipe.zincrby(bucket, 1, product_id)
-        pipe.expire(bucket, int(self.keep_s))
+                keys.append(f"{self.prefix}{kind}:{owner}")
+                args.append(max(1, int(ttl)))
         try:
-            pipe.execute()
+            self.script(keys=keys, args=args)
             self.error = None
         except redis.RedisError as exc:
             self._failed(exc)
@@ -163,6 +201,26 @@ class RedisLive:
         try:
             found: list[str] = self.client.lrange(self.prefix + key, 0,
                                                   (n or self.length) - 1)  # type: ignore[assignment]
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return []
+        self.error = None
+        return found
+
+    async def recent_async(self, *, session_id: str) -> list[str]:
+        """The session's recent products, read without blocking the event loop: while Redis
+        answers, the worker goes on with other requests."""
+        if not self._up():
+            return []
+        loop = asyncio.get_running_loop()
+        if self.async_client is None or self.async_loop is not loop:
+            self.async_client = redis.asyncio.Redis.from_url(
+                self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
+                decode_responses=True)
+            self.async_loop = loop
+        try:
+            found: list[str] = await self.async_client.lrange(  # type: ignore[misc]
+                f"{self.prefix}s:{session_id}", 0, self.length - 1)
         except redis.RedisError as exc:
             self._failed(exc)
             return []
@@ -197,6 +255,11 @@ class RedisLive:
 
     def close(self) -> None:
         self.client.close()
+
+    async def aclose(self) -> None:
+        if self.async_client is not None and self.async_loop is asyncio.get_running_loop():
+            await self.async_client.aclose()
+        self.async_client = None
 
 
 def live_from(settings: ServingSettings) -> Live:

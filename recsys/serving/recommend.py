@@ -179,9 +179,12 @@ def _blocks(index: ServingIndex, codes: list[int], sets: list[np.ndarray], spans
 
 
 def warm_up(index: ServingIndex) -> None:
-    """One answer of each kind, so that compiled code is loaded before the first request."""
+    """One answer of each kind (with a session: its merge is compiled too), so that compiled
+    code is loaded before the first request."""
     if index.ids:
-        cart_addons(index, index.ids[:2], Options(k=1), Decisions())
+        seen = Session(((index.ids[-1], 1.0),), (index.ids[-1],), knn_weight=1.0)
+        cart_addons(index, index.ids[:2], Options(k=1), Decisions(), seen)
+        also_viewed(index, index.ids[0], Options(k=1), Decisions(), seen)
 
 
 def bought_together(index: ServingIndex, product_id: str, options: Options,

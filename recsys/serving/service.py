@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
 __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
-           "item_list", "cart_list", "customer_list", "popular_list", "session_of", "bundles",
-           "upsell_list", "product_lists", "customer_lists", "UPSELL_SEEDS"]
+           "item_list", "cart_list", "customer_list", "popular_list", "session_of", "live_recent",
+           "bundles", "upsell_list", "product_lists", "customer_lists", "UPSELL_SEEDS"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 UPSELL_SEEDS = 3  # the customer page shows the upsell lists of this many last purchases
@@ -75,12 +75,22 @@ def arm_of(settings: ServingSettings, customer_id: str | None,
     return assign_arm(unit, salt=settings.experiment.salt, split=settings.experiment.split)
 
 
+async def live_recent(state: ServingState, session_id: str | None,
+                      history: tuple[str, ...]) -> list[str] | None:
+    """The live session's recent products for a list request, read without blocking the
+    event loop; None when the list reads none (``history`` given, or no session)."""
+    if history or not session_id:
+        return None
+    return await state.live.recent_async(session_id=session_id)
+
+
 def session_of(state: ServingState, session_id: str | None, history: tuple[str, ...],
-               leave_out: list[str]) -> Session:
+               leave_out: list[str], live: list[str] | None = None) -> Session:
     """The shopper's recent products, weighted: ``history`` (most recent last) when given,
-    else the live session's (empty when Redis is down: the list is the artifact's)."""
+    else the live session's (``live`` when read already; empty when Redis is down: the list
+    is the artifact's)."""
     s = state.settings
-    recent = (list(reversed(history)) if history else
+    recent = (list(reversed(history)) if history else live if live is not None else
               state.live.recent(session_id=session_id) if session_id else [])
     return session_of_recent(recent, leave_out, weight=s.session_weight, decay=s.session_decay,
                              length=s.session_length, knn_weight=s.session_knn_weight,
@@ -106,8 +116,9 @@ def list_body(index: ServingIndex, result: recommend.Result, request_id: str,
 
 
 def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
-              query: ListQuery) -> Answer:
-    """A product's also-viewed, bought-together or similar-items list for this shopper."""
+              query: ListQuery, live: list[str] | None = None) -> Answer:
+    """A product's also-viewed, bought-together or similar-items list for this shopper
+    (``live``: the session's recent products, when read already)."""
     _check_category(index, query)
     product_id, options = query.product_id or "", query.options
     placement = PLACEMENTS.get(kind)
@@ -117,18 +128,19 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
     if kind == "similar":
         return ranked(state, index, arm, query.options,
                       lambda d: similar.similar_items(index, product_id, options, d)), arm
-    session = session_of(state, query.session_id, query.history, [product_id])
+    session = session_of(state, query.session_id, query.history, [product_id], live)
     return ranked(state, index, arm, query.options,
                   lambda d: ITEM_LISTS[kind](index, product_id, options, d, session)), arm
 
 
 def cart_list(state: ServingState, index: ServingIndex, products: list[str],
-              customer_id: str | None, session_id: str | None, query: ListQuery) -> Answer:
-    """Add-ons for a cart of these products."""
+              customer_id: str | None, session_id: str | None, query: ListQuery,
+              live: list[str] | None = None) -> Answer:
+    """Add-ons for a cart of these products (``live`` as for ``item_list``)."""
     _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
     options = _placed(state.settings, "cart", query.options)
-    session = session_of(state, session_id, query.history, products)
+    session = session_of(state, session_id, query.history, products, live)
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
         index, products, options, d, session)), arm
 

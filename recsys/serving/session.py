@@ -2,7 +2,8 @@
 candidates, the most recent weighing most, and the training sessions most like the session so
 far (V-SKNN, ``recsys.models.session_knn``) vote for theirs, so a list reflects the whole
 session and not only the product on screen. Each re-scored item names the session products
-that shaped it (``reason.evidence.session``). Without a session nothing changes."""
+that shaped it (``reason.evidence.session``). Without a session nothing changes. A request
+merges a few thousand entries: compiled (``_merge``), as the bought-together blend."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from recsys.models.neighbours import Neighbours
+from recsys.models.session_knn import best_first, score_session, sums_by_key
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
@@ -64,78 +67,158 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
     return Session(tuple(others), order, knn_weight, knn_k)
 
 
-def _knn(index: ServingIndex, session: Session) -> tuple[np.ndarray, np.ndarray]:
-    """(product codes, V-SKNN scores scaled to the best) for the session; empty without."""
-    if index.sessions is None or session.knn_weight <= 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    codes = [index.code_of[p] for p in session.order if p in index.code_of]
-    if not codes:
-        return np.zeros(0, np.int64), np.zeros(0)
-    products, scores = index.sessions.score_one(codes, k=session.knn_k)
-    peak = float(scores.max()) if len(scores) else 0.0
-    if peak <= 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    return products, session.knn_weight * scores / peak
-
-
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
             session: Session, limit: int) -> list[Candidate]:
     """``candidates`` (scaled to the best one) plus each session product's weighted
     neighbours (each row scaled to its best) plus the V-SKNN scores (scaled to the best,
     times ``knn_weight``); the ``limit`` best products the session adds that were not
-    candidates join with source ``session``."""
+    candidates join with source ``session``. The arithmetic is ``_merge``."""
     if not session:
         return candidates
-    parts_ids, parts_vals, parts_src = [], [], []
-    knn_ids, knn_vals = _knn(index, session)
-    if len(knn_ids):  # named after the session's most recent other product
-        parts_ids.append(knn_ids)
-        parts_vals.append(knn_vals)
-        parts_src.append(np.full(len(knn_ids), index.code_of.get(session.recent[0][0], -1)))
-    for pid, w in session.recent:
-        code = index.code_of.get(pid)
-        if code is None or table is None or w <= 0:
-            continue
-        ids = np.asarray(table.ids[code])
-        keep = ids >= 0
-        scores = np.asarray(table.scores[code])[keep].astype(np.float64)
-        peak = float(scores.max()) if len(scores) else 0.0
-        if peak <= 0:
-            continue
-        parts_ids.append(ids[keep].astype(np.int64))
-        parts_vals.append(w * scores / peak)
-        parts_src.append(np.full(int(keep.sum()), code, dtype=np.int64))
-    if not parts_ids:
+    code_of = index.code_of
+    t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
+                       else (_NO_IDS, _NO_SCORES))
+    model = index.sessions
+    knn = (model.by_item.indptr, model.by_item.indices, model.sessions.indptr,
+           model.sessions.indices) if model is not None and session.knn_weight > 0 else _NO_KNN
+    arguments = (  # in _merge's order
+        *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
+        session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),
+        t_ids, t_scores, np.array([code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
+        np.array([w for _, w in session.recent], np.float64),
+        np.array([code_of.get(c.product_id, -1) for c in candidates], np.int64), limit)
+    entries, hit, total, added, added_total, shaped, n_shaped = _merge(*arguments)
+    if not entries:
         return candidates
-    ids, vals, src = (np.concatenate(parts_ids), np.concatenate(parts_vals),
-                      np.concatenate(parts_src))
-    products, inverse = np.unique(ids, return_inverse=True)
-    sums = np.bincount(inverse, weights=vals)
-    total = dict(zip(products.tolist(), sums.tolist(), strict=True))
-    codes = [index.code_of.get(c.product_id, -1) for c in candidates]
-    new = ~np.isin(products, np.asarray(codes, dtype=np.int64))
-    added = products[new][np.argsort(-sums[new], kind="stable")[:limit]].tolist()
-    wanted = np.isin(ids, np.asarray(codes + added, dtype=np.int64))
-    strongest = np.argsort(-vals[wanted], kind="stable")
-    shaped: dict[int, list[int]] = {}  # product -> session products, strongest first
-    for code, by in zip(ids[wanted][strongest].tolist(), src[wanted][strongest].tolist(),
-                        strict=True):
-        names = shaped.setdefault(code, [])
-        if by >= 0 and by not in names and len(names) < SHOWN:
-            names.append(by)
+    ids, rows, counts = index.ids, shaped.tolist(), n_shaped.tolist()
 
-    def named(code: int) -> list[str]:
-        return [index.ids[c] for c in shaped[code]]
+    def named(row: int) -> list[str]:
+        return [ids[c] for c in rows[row][:counts[row]]]
 
     peak = max((c.score for c in candidates), default=0.0)
     scale = 1.0 / peak if peak > 0 else 1.0
-    out = []
-    for cand, code in zip(candidates, codes, strict=True):
+    for i, (cand, found, value) in enumerate(zip(candidates, hit.tolist(), total.tolist(),
+                                                 strict=True)):
         cand.score *= scale
-        if code in total:
-            cand.score += total[code]
-            cand.evidence["session"] = named(code)
-        out.append(cand)
-    out += [Candidate(index.ids[c], total[c], "session",
-                      {"session": named(c), "weight": round(total[c], 6)}) for c in added]
-    return out
+        if found:
+            cand.score += value
+            cand.evidence["session"] = named(i)
+    n = len(candidates)
+    return candidates + [Candidate(ids[c], value, "session",
+                                   {"session": named(n + j), "weight": round(value, 6)})
+                         for j, (c, value) in enumerate(zip(added.tolist(), added_total.tolist(),
+                                                            strict=True))]
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` made read-only, like the memory-mapped tables (one compiled version)."""
+    array.setflags(write=False)
+    return array
+
+
+_NO_IDS = _read_only(np.zeros((0, 0), np.int32))
+_NO_SCORES = _read_only(np.zeros((0, 0), np.float32))
+
+
+_NO_KNN = (np.zeros(0, np.int32),) * 4  # no V-SKNN: an empty CSR
+
+
+@njit(cache=True, nogil=True)
+def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
+           s_indices: np.ndarray, order: np.ndarray, knn_k: int, knn_weight: float,
+           knn_src: int, t_ids: np.ndarray, t_scores: np.ndarray, s_codes: np.ndarray,
+           s_weights: np.ndarray, cand: np.ndarray, limit: int
+           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                      np.ndarray]:
+    """The session's entries: the V-SKNN products of the session ``order`` (codes, oldest
+    first; ``by_*`` / ``s_*``: the training sessions, empty without) scaled to the best,
+    times ``knn_weight``, named after ``knn_src``; then for each session product (``s_codes``, -1 unknown, weight ``s_weights``; none
+    without a table) its neighbour row ``t_ids`` / ``t_scores`` times its weight, scaled to
+    the row's best (a row whose best is not positive adds nothing). Products sum their
+    entries in that order. Returns the number of entries; for each ``cand`` code whether the
+    session scores it and its sum; the ``limit`` best other products (ties: the lower code)
+    and their sums; and for the candidates then those products, the session products that
+    shaped them (strongest entry first, each once, ``SHOWN`` at most; -1 padded) and how
+    many."""
+    knn_ids, knn_vals = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    if len(by_indptr) and len(order):
+        knn_ids, votes = score_session(by_indptr, by_indices, s_indptr, s_indices, order,
+                                       knn_k)
+        best = votes.max() if len(votes) else 0.0
+        if best > 0:
+            knn_vals = knn_weight * votes / best
+        else:
+            knn_ids = knn_ids[:0]
+    n_items = t_ids.shape[0]
+    width = t_ids.shape[1] if n_items else 0
+    peaks = np.zeros(len(s_codes), np.float64)
+    size = len(knn_ids)
+    for s in range(len(s_codes)):
+        code = s_codes[s]
+        if code < 0 or n_items == 0 or s_weights[s] <= 0:
+            continue
+        if code >= n_items:
+            raise ValueError("session: a product code is outside the neighbour table")
+        kept = 0
+        for j in range(width):
+            if t_ids[code, j] >= 0:
+                value = np.float64(t_scores[code, j])
+                peaks[s] = value if kept == 0 else max(peaks[s], value)
+                kept += 1
+        if peaks[s] > 0:
+            size += kept
+    ids = np.empty(size, np.int64)
+    vals = np.empty(size, np.float64)
+    src = np.empty(size, np.int64)
+    m = 0
+    for i in range(len(knn_ids)):
+        ids[m], vals[m], src[m] = knn_ids[i], knn_vals[i], knn_src
+        m += 1
+    for s in range(len(s_codes)):
+        if peaks[s] <= 0:
+            continue
+        code, w = s_codes[s], s_weights[s]
+        for j in range(width):
+            if t_ids[code, j] >= 0:
+                ids[m] = t_ids[code, j]
+                vals[m] = w * np.float64(t_scores[code, j]) / peaks[s]
+                src[m] = code
+                m += 1
+    products, sums = sums_by_key(ids, vals)
+    at = np.searchsorted(products, cand)
+    hit = np.zeros(len(cand), np.bool_)
+    total = np.zeros(len(cand), np.float64)
+    for i in range(len(cand)):
+        if at[i] < len(products) and products[at[i]] == cand[i]:
+            hit[i] = True
+            total[i] = sums[at[i]]
+    others = np.ones(len(products), np.bool_)
+    for i in range(len(cand)):
+        if hit[i]:
+            others[at[i]] = False
+    rest = np.flatnonzero(others)
+    added = rest[best_first(sums[rest], limit)]  # rest ascending: ties, the lower code
+    rows = np.concatenate((cand, products[added]))
+    order = np.argsort(rows)  # to find a product's rows
+    keys = rows[order]
+    useful = np.zeros(size, np.bool_)  # entries of products in rows, named after a product
+    for e in range(size):
+        at_key = np.searchsorted(keys, ids[e])
+        useful[e] = src[e] >= 0 and at_key < len(keys) and keys[at_key] == ids[e]
+    entries = np.flatnonzero(useful)
+    shaped = np.full((len(rows), SHOWN), -1, np.int64)
+    n_shaped = np.zeros(len(rows), np.int64)
+    for e in entries[best_first(vals[entries], len(entries))]:  # ties: the earlier entry
+        by = src[e]
+        at_key = np.searchsorted(keys, ids[e])
+        while at_key < len(keys) and keys[at_key] == ids[e]:
+            r = order[at_key]
+            at_key += 1
+            named = n_shaped[r]
+            for c in range(named):
+                if shaped[r, c] == by:
+                    named = SHOWN
+            if named < SHOWN:
+                shaped[r, named] = by
+                n_shaped[r] += 1
+    return (size, hit, total, products[added], sums[added], shaped, n_shaped)

@@ -188,6 +188,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.event_limit.close()
     state.store.dispose()
     state.live.close()
+    await state.live.aclose()
     if MULTIPROCESS:  # this worker's live gauges leave the sums
         mark_process_dead(os.getpid())
 

@@ -37,8 +37,15 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import event as sql_event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from recsys.errors import ConfigError
 from recsys.redact import redact_text
@@ -114,10 +121,21 @@ USERS = Table(
     Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
-# what SQLAlchemy raises when the database cannot be reached (refused, gone, locked)
-DATABASE_DOWN = (OperationalError, InterfaceError)
+# what SQLAlchemy raises when the database cannot be reached or is too busy (refused, gone,
+# locked, no pooled connection free in time): answered 503 with Retry-After, never 500
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+SQLITE_BUSY_MS = 5000  # how long a SQLite writer waits for another's lock before failing
 
 _DECISION_FIELDS = ("kind", "product_id", "seed_id", "rule_key", "position", "factor")
+
+
+def _sqlite_concurrent(connection: Any, _record: Any) -> None:
+    """A SQLite connection for concurrent workers: write-ahead log (readers never block the
+    writer) and a busy timeout (a writer waits for another's lock instead of failing)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.close()
 
 
 class ServingStore:
@@ -134,6 +152,8 @@ class ServingStore:
                                                                               ":memory:"):
             Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if parsed.drivername.startswith("sqlite"):
+            sql_event.listen(self.engine, "connect", _sqlite_concurrent)
         self.refresh_seconds = refresh_seconds
         self.category_cap = category_cap
         self.best_sellers_first = best_sellers_first

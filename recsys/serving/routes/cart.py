@@ -27,5 +27,6 @@ async def cart_addons(request: Request, state: State, index: Index,
     rule whose antecedent the cart holds; cart items and their substitutes are left out."""
     caller.need_storefront()
     products = [line.product_id for line in cart.items]
+    live = await service.live_recent(state, cart.session_id, query.history)
     return list_response(request, index, service.cart_list(
-        state, index, products, cart.customer_id, cart.session_id, query))
+        state, index, products, cart.customer_id, cart.session_id, query, live))

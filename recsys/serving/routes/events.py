@@ -50,7 +50,8 @@ def post_event(request: Request, response: Response, state: State, event: EventI
         raise HTTPException(status_code=429, headers={"Retry-After": str(wait_s)},
                             detail=f"more than {state.settings.events_per_minute} events a "
                                    "minute from this client; try again later")
-    state.live.record(event.event_type, event.product_id, event.session_id, event.customer_id)
+    state.live.record(event.event_type, event.product_id, event.session_id, event.customer_id,
+                      event.event_id or idempotency_key)
     row = {"received_at": datetime.now(UTC), **data,
            "event_key": event.event_id or idempotency_key}
     if state.store.database_ok:  # else not even tried: the periodic check brings it back

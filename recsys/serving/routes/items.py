@@ -28,7 +28,9 @@ async def also_viewed(request: Request, state: State, index: Index,
     """Customers who viewed this product also viewed (item-kNN over view sessions, re-ranked
     by co-view support)."""
     caller.need_storefront()
-    return list_response(request, index, service.item_list(state, index, "also-viewed", query))
+    live = await service.live_recent(state, query.session_id, query.history)
+    return list_response(request, index,
+                         service.item_list(state, index, "also-viewed", query, live))
 
 
 @router.get("/items/{product_id}/bought-together", responses=LIST_RESPONSES,
@@ -38,8 +40,9 @@ async def bought_together(request: Request, state: State, index: Index,
     """Frequently bought together: EASE and co-purchase neighbours blended with the mined
     rules (the cart scorer on a one-product cart); substitutes are left out."""
     caller.need_storefront()
+    live = await service.live_recent(state, query.session_id, query.history)
     return list_response(request, index,
-                         service.item_list(state, index, "bought-together", query))
+                         service.item_list(state, index, "bought-together", query, live))
 
 
 @router.get("/items/{product_id}/similar", responses=LIST_RESPONSES, response_class=Response)
