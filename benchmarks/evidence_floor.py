@@ -44,6 +44,7 @@ from recsys.serving.recommend import (  # noqa: E402
     bought_together,
     cart_addons,
 )
+from recsys.serving.served_rules import rule_key  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 
@@ -108,14 +109,15 @@ def relation(index: ServingIndex, seeds: list[str], product: str,
 
 def demo_check(index: ServingIndex, settings: list[tuple[float, float]],
                complements: set[tuple[str, str]]) -> None:
-    """The issue's demo check: the espresso machine's bought-together list once its top rule
-    is rejected, and the add-ons of the cart [phone, espresso machine], per setting; each
-    item with its source, its Fisher p-value with the seed(s) and how it relates to them."""
-    espresso = next(p for p, n in index.names.items() if n.startswith("Espresso Machine"))
-    phone = next(p for p, c in index.categories.items() if c.endswith("> Smartphones"))
+    """The issue's demo check: the espresso machine's bought-together list once its top item
+    is rejected (``block_rule`` of the pair: it leaves the list whatever its source), and the
+    add-ons of the cart [phone, espresso machine], per setting; each item with its source, its
+    Fisher p-value with the seed(s) and how it relates to them. The espresso machine and the
+    phone are the first of their kind by product id."""
+    espresso = min(p for p, n in index.names.items() if n.startswith("Espresso Machine"))
+    phone = min(p for p, c in index.categories.items() if c.endswith("> Smartphones"))
     first = bought_together(index, espresso, Options(k=10, in_stock_only=False), Decisions())
-    key = next(i["reason"]["evidence"]["rule"] for i in first.items
-               if i["reason"]["source"] == "rule")
+    key = rule_key([espresso], first.items[0]["product_id"])
     rejected = Decisions(blocked_rules=frozenset([key]))
     for share, p_value in settings:
         options = Options(k=10, in_stock_only=False, min_score_share=share,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import socket
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from scipy.stats import hypergeom
 from sqlalchemy import create_engine, delete, select
 
 from recsys.app import create_app
@@ -1048,15 +1048,14 @@ def test_significance_leaves_out_co_purchases_near_chance(client: TestClient,
     assert 0 < len(result.items) < len(everything)
     assert set(ids({"items": result.items})) < set(everything)
     assert any(a.startswith("weak_evidence:") for a in result.applied)
-    for item in result.items:  # each kept single-seed count: P(X >= count) <= 0.01
+    for item in result.items:  # each kept count with its seed: Fisher P(X >= count) <= 0.01
         evidence = item["reason"]["evidence"]
         if isinstance(evidence["seed"], str):
-            expected = (counts.per_product[index.code_of[seed]] *
-                        counts.per_product[index.code_of[item["product_id"]]] / counts.total)
+            n_seed = counts.per_product[index.code_of[seed]]
+            n_item = counts.per_product[index.code_of[item["product_id"]]]
             count = evidence["co_purchases"]
-            tail = 1.0 - sum(math.exp(-expected) * expected ** j / math.factorial(j)
-                             for j in range(count))
-            assert count > expected and tail <= 0.01 + 1e-9, (item, expected)
+            tail = hypergeom.sf(count - 1, counts.total, n_item, n_seed)
+            assert count * counts.total > n_seed * n_item and tail <= 0.01 + 1e-9, item
 
 
 def test_a_placement_without_fill_ends_shorter(shop: Shop, tmp_path: Path) -> None:

@@ -25,8 +25,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from numba import njit
 
-from recsys.rules.significance import fisher_upper_tail
+from recsys.models.neighbours import Neighbours
+from recsys.rules.significance import fisher_upper_tail, upper_tail
 from recsys.serving.index import ServingIndex
 
 __all__ = ["EVIDENCE_SOURCES", "clear_evidence", "co_purchase_p_values", "pair_counts"]
@@ -70,60 +72,80 @@ def clear_evidence(index: ServingIndex, kept: list[C], seeds: Iterable[str], *,
 def co_purchase_p_values(index: ServingIndex, candidates: Sequence[Scored],
                          seeds: list[str]) -> np.ndarray:
     """Per candidate, the smallest one-sided Fisher p-value of its co-purchases with one of
-    the ``seeds`` (a rule: with its antecedent set); 1 where there is no evidence (lift <= 1,
-    no count, or no order counts in the artifact)."""
+    the ``seeds`` (a rule: with its antecedent set); 1 where there is no evidence above chance
+    (lift <= 1 or no count with any seed) or no order counts in the artifact."""
     out = np.ones(len(candidates))
     orders = index.orders
     if orders is None or not candidates:
         return out
-    total = orders.total
+    codes = np.array([index.code_of[c.product_id] for c in candidates], dtype=np.int64)
+    is_rule = np.array([c.source == "rule" for c in candidates])
+    if is_rule.any():  # the rule's own counts: k = count(A + c), n(A) = k / confidence, n(c)
+        rules = np.flatnonzero(is_rule)
+        listed = [candidates[i] for i in rules.tolist()]
+        k = np.array([int(c.evidence.get("co_purchases", 0)) for c in listed])
+        confidence = np.array([float(c.evidence.get("confidence", 0.0)) for c in listed])
+        n_a = np.rint(k / np.maximum(confidence, 1e-12)).astype(np.int64)
+        n_c = orders.per_product[codes[rules]].astype(np.int64)
+        above = (k > 0) & (confidence > 0) & (k * orders.total > n_a * n_c)
+        out[rules[above]] = fisher_upper_tail(k[above], orders.total, np.maximum(
+            n_c[above], k[above]), np.maximum(n_a[above], k[above]))
+    pairs = np.flatnonzero(~is_rule)
     seed_codes = np.asarray(index.codes(dict.fromkeys(seeds)), dtype=np.int64)
-    rules = [i for i, c in enumerate(candidates) if c.source == "rule"]
-    pairs = [i for i, c in enumerate(candidates) if c.source != "rule"]
-    if rules:  # the rule's own counts: k = count(A + c), n(A) = k / confidence, n(c)
-        k = np.array([int(candidates[i].evidence.get("co_purchases", 0)) for i in rules])
-        confidence = np.array([float(candidates[i].evidence.get("confidence", 0.0))
-                               for i in rules])
-        n_a = np.where(confidence > 0, np.rint(k / np.maximum(confidence, 1e-12)), 0)
-        n_c = orders.per_product[[index.code_of[candidates[i].product_id] for i in rules]]
-        out[rules] = _tested(k, total, n_c, n_a)
-    if pairs and len(seed_codes):
-        items = np.array([index.code_of[candidates[i].product_id] for i in pairs],
-                         dtype=np.int64)
-        k = pair_counts(index, seed_codes, items)  # (seeds, items)
-        n_seed = np.broadcast_to(orders.per_product[seed_codes][:, None], k.shape)
-        n_item = np.broadcast_to(orders.per_product[items][None, :], k.shape)
-        p = _tested(k.ravel(), total, n_item.ravel(), n_seed.ravel()).reshape(k.shape)
-        out[pairs] = p.min(axis=0)
+    if len(pairs) and len(seed_codes):
+        e_ids, e_support = _table(index.bought_together)
+        k_ids, k_support = _table(index.bought_together_knn)
+        out[pairs] = _best_p_values(seed_codes, codes[pairs], e_ids, e_support, k_ids,
+                                    k_support, orders.per_product, orders.total)
     return out
 
 
-def _tested(k: np.ndarray, total: int, n_item: np.ndarray, n_seed: np.ndarray) -> np.ndarray:
-    """Fisher's P[X >= k] where k is above chance (lift > 1), else 1. Product counts are at
-    least k (the rules job counts a product under its ``min_count`` as ``min_count``)."""
-    k = np.asarray(k, dtype=np.int64)
-    n_item = np.maximum(np.asarray(n_item, dtype=np.int64), k)
-    n_seed = np.maximum(np.asarray(n_seed, dtype=np.int64), k)
-    above = (k > 0) & (k * total > n_item * n_seed)
-    p = np.ones(len(k))
-    if above.any():
-        p[above] = fisher_upper_tail(k[above], total, n_item[above], n_seed[above])
-    return p
+_NO_TABLE = (np.zeros((0, 0), np.int32), np.zeros((0, 0), np.int64))
+
+
+def _table(table: Neighbours | None) -> tuple[np.ndarray, np.ndarray]:
+    return _NO_TABLE if table is None else (np.asarray(table.ids), np.asarray(table.support))
 
 
 def pair_counts(index: ServingIndex, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Orders holding both, (seeds, items), from the co-purchase neighbour tables (EASE and
-    item-kNN support is the exact co-occurrence count): found in the seed's row or the item's;
-    0 where neither lists the other."""
-    out = np.zeros((len(seeds), len(items)), dtype=np.int64)
-    for table in (index.bought_together, index.bought_together_knn):
-        if table is None:
+    """Orders holding both, (seeds, items), as the floor reads them (``_pair_count``)."""
+    e_ids, e_support = _table(index.bought_together)
+    k_ids, k_support = _table(index.bought_together_knn)
+    return np.array([[_pair_count(int(s), int(i), e_ids, e_support, k_ids, k_support)
+                      for i in items.tolist()] for s in seeds.tolist()], dtype=np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _pair_count(seed: int, item: int, e_ids: np.ndarray, e_support: np.ndarray,
+                k_ids: np.ndarray, k_support: np.ndarray) -> int:
+    """Orders holding both products, from the co-purchase neighbour tables (EASE and item-kNN
+    support is the exact co-occurrence count): found in either product's row of either
+    table; 0 where none lists the other."""
+    for ids, support in ((e_ids, e_support), (k_ids, k_support)):
+        if ids.shape[0] == 0:
             continue
-        ids, support = np.asarray(table.ids), np.asarray(table.support)
-        # seed rows: (seeds, k) against items
-        match = ids[seeds][:, :, None] == items[None, None, :]
-        out = np.maximum(out, (match * support[seeds][:, :, None]).max(axis=1, initial=0))
-        # item rows: (items, k) against seeds
-        match = ids[items][:, :, None] == seeds[None, None, :]
-        out = np.maximum(out, (match * support[items][:, :, None]).max(axis=1, initial=0).T)
+        if seed >= ids.shape[0] or item >= ids.shape[0]:
+            raise ValueError("evidence: a product code is outside the neighbour tables")
+        for a, b in ((seed, item), (item, seed)):
+            for j in range(ids.shape[1]):
+                if ids[a, j] == b:
+                    return int(support[a, j])
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _best_p_values(seeds: np.ndarray, items: np.ndarray, e_ids: np.ndarray,
+                   e_support: np.ndarray, k_ids: np.ndarray, k_support: np.ndarray,
+                   per_product: np.ndarray, total: int) -> np.ndarray:
+    """Per item, the smallest Fisher p-value of its count with a seed bought together more
+    often than chance (1: with none). Product counts are at least the pair's count (the rules
+    job counts a product under its ``min_count`` as ``min_count``)."""
+    out = np.ones(len(items))
+    for i in range(len(items)):
+        for seed in seeds:
+            count = _pair_count(seed, items[i], e_ids, e_support, k_ids, k_support)
+            n_item = max(int(per_product[items[i]]), count)
+            n_seed = max(int(per_product[seed]), count)
+            if count > 0 and count * total > n_item * n_seed:
+                out[i] = min(out[i], upper_tail(count, total, n_item, n_seed))
     return out
