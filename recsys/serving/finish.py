@@ -1,8 +1,8 @@
 """Every list's last step, ``finish``: caller exclusions, blocked products and rules, stock
 and active flags, the category filter, the minimum evidence of engine items
-(``recsys.serving.evidence``), boosts and buries, a per-category cap for diversity,
-pins at fixed positions, and finally a fill from best sellers (the seed's category first,
-then global) so that a list is never empty unless the catalogue is. ``applied`` names every
+(``recsys.serving.evidence``), boosts and buries, a per-category cap for diversity, a fill
+from best sellers (the seed's category first, then global) so that a list is never empty
+unless the catalogue is, and finally pins at fixed positions. ``applied`` names every
 rule that changed the list; ``fallback`` names the best-seller list used to fill it, if any.
 
 Also the types every ranker shares: the request's ``Options``, the merchandisers'
@@ -133,19 +133,7 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             applied.append(f"category_cap:{len(kept) - len(capped)}")
         kept = capped
     items = kept[: options.k]
-    # Pins: a merchandiser's product at a fixed position for a seed product.
-    for seed in seeds:
-        for pid, position in decisions.pins.get(seed, ()):
-            if position > options.k or pid in excluded or pid in decisions.blocked_products or (
-                    options.in_stock_only and pid not in index.available) or (
-                    options.category and not _in_category(index, pid, options.category)):
-                continue
-            items = [c for c in items if c.product_id != pid]
-            slot = min(max(position, 1), len(items) + 1) - 1
-            items.insert(slot, Candidate(pid, 0.0, "pinned", {"seed": seed, "position": position}))
-            applied.append(f"pinned:{pid}@{position}")
-    items = items[: options.k]
-    fallback = None
+    filled: dict[int, str] = {}  # fill candidate -> the best-seller list it came from
     if len(items) < options.k and options.fill:
         # fill from best sellers: the requested category, the seed's category, then global
         have = {c.product_id for c in items} | excluded | decisions.blocked_products
@@ -173,10 +161,24 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
                 in_list[cat] += 1
                 items.append(Candidate(pid, float(orders), "popular",
                                        {"orders": orders, "scope": scope or "global"}))
+                filled[id(items[-1])] = name
                 have.add(pid)
-                fallback = fallback or name
             if len(items) == options.k:
                 break
+    # Pins: a merchandiser's product at a fixed position for a seed product, placed once the
+    # list is filled (a short engine list must not move a pin up).
+    for seed in seeds:
+        for pid, position in decisions.pins.get(seed, ()):
+            if position > options.k or pid in excluded or pid in decisions.blocked_products or (
+                    options.in_stock_only and pid not in index.available) or (
+                    options.category and not _in_category(index, pid, options.category)):
+                continue
+            items = [c for c in items if c.product_id != pid]
+            slot = min(max(position, 1), len(items) + 1) - 1
+            items.insert(slot, Candidate(pid, 0.0, "pinned", {"seed": seed, "position": position}))
+            applied.append(f"pinned:{pid}@{position}")
+    items = items[: options.k]
+    fallback = next((filled[id(c)] for c in items if id(c) in filled), None)
     return Result(items=[_render(index, c) for c in items], fallback=fallback, applied=applied)
 
 
