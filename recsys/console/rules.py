@@ -10,7 +10,7 @@ computed once per metric.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,7 @@ METRICS: tuple[str, ...] = get_args(Metric)
 Status = Literal["new", "approved", "rejected", "pinned"]
 STATUSES: tuple[str, ...] = get_args(Status)
 PAGE_SIZE = 50
+BROWSED = ("antecedents", "consequents")  # the rules file's columns a page needs, and METRICS
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
 
 
@@ -121,9 +122,13 @@ class RuleBrowserTable:
     (issue 16: 95,000 rules of a real shop)."""
 
     def __init__(self, rules: pd.DataFrame, version: str, names: Mapping[str, str],
-                 categories: Mapping[str, str]) -> None:
+                 categories: Mapping[str, str],
+                 rest: Callable[[], pd.DataFrame] | None = None) -> None:
+        """``rest``: the rules' other columns (names and categories for the exports), read
+        when first exported; without it ``rules`` has them all."""
         self.version = version
         self.frame = rules.reset_index(drop=True)
+        self._rest = rest
         self._names_of = names
         self._categories_of = categories
         self.metrics = {m: self.frame[m].to_numpy(np.float64) for m in METRICS
@@ -304,9 +309,17 @@ class RuleBrowserTable:
                 **{m: float(self.metrics[m][row]) for m in self.metrics}})
         return out
 
+    @cached_property
+    def _whole(self) -> pd.DataFrame:
+        """Every column of the rules file (``frame`` and the ``rest``), in file order."""
+        if self._rest is None:
+            return self.frame
+        rest = self._rest().reset_index(drop=True)
+        return pd.concat([self.frame, rest[[c for c in rest if c not in self.frame]]], axis=1)
+
     def export_frame(self, rows: np.ndarray, statuses: np.ndarray) -> pd.DataFrame:
         """The selected rules as the exporters take them, with their key and status."""
-        frame = self.frame.iloc[rows].reset_index(drop=True)
+        frame = self._whole.iloc[rows].reset_index(drop=True)
         frame["rule_key"] = pd.array(self.keys[rows], dtype="string")
         frame["status"] = pd.array(np.asarray(STATUSES, dtype=object)[statuses[rows]],
                                    dtype="string")
@@ -332,6 +345,13 @@ class RulesCache:
         with self._lock:
             if self._table is None or self._table.version != index.version:
                 path = layout.RULES.at(self._store.path(index.version))
-                rules = load_parquet(path) if path.exists() else _no_rules()
-                self._table = RuleBrowserTable(rules, index.version, index.names, index.categories)
+                if path.exists():  # what a page shows now; names, categories when exported
+                    shown = list(BROWSED + tuple(m for m in METRICS if m not in BROWSED))
+                    rules = load_parquet(path, columns=shown)
+                    self._table = RuleBrowserTable(rules, index.version, index.names,
+                                                   index.categories,
+                                                   rest=lambda: load_parquet(path))
+                else:
+                    self._table = RuleBrowserTable(_no_rules(), index.version, index.names,
+                                                   index.categories)
             return self._table
