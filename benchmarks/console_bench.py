@@ -39,12 +39,11 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recsys import layout  # noqa: E402
-from recsys.artifacts import load_parquet  # noqa: E402
 from recsys.console.rules import (  # noqa: E402
     PAGE_SIZE,
     RuleBrowserQuery,
     RuleBrowserTable,
+    RulesCache,
     RuleStatuses,
 )
 from recsys.rules.export import export_csv  # noqa: E402
@@ -136,13 +135,9 @@ def _parts(app: object, index: object, profile: bool) -> dict[str, float]:
     if profiler:
         profiler.enable()
     start = time.perf_counter()
-    path = layout.RULES.at(console.rules._store.path(index.version))  # type: ignore[attr-defined]
-    rules = load_parquet(path)
-    out["read rules.parquet"] = time.perf_counter() - start
-    start = time.perf_counter()
-    table = RuleBrowserTable(rules, index.version, index.names,  # type: ignore[attr-defined]
-                             index.categories)  # type: ignore[attr-defined]
-    out["build the browser table"] = time.perf_counter() - start
+    table = RulesCache(console.serving.settings.artifacts).get(index)  # type: ignore[arg-type]
+    out["read rules.parquet (sides, metrics), build the browser table"] = (
+        time.perf_counter() - start)
     start = time.perf_counter()
     decided, statuses = rule_statuses(console, table)
     rows = table.select(RuleBrowserQuery(), statuses)
