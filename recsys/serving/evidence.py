@@ -31,9 +31,9 @@ from recsys.models.neighbours import Neighbours
 from recsys.rules.significance import fisher_upper_tail, upper_tail
 from recsys.serving.index import ServingIndex
 
-__all__ = ["EVIDENCE_SOURCES", "clear_evidence", "co_purchase_p_values", "pair_counts"]
+__all__ = ["clear_evidence", "co_purchase_p_values", "pair_counts"]
 
-EVIDENCE_SOURCES = frozenset({"rule", "bought_together", "also_viewed"})  # the engine's items
+_ENGINE = frozenset({"rule", "bought_together", "also_viewed"})  # the engine's items
 _CO_PURCHASE = frozenset({"rule", "bought_together"})
 
 
@@ -54,7 +54,7 @@ def clear_evidence(index: ServingIndex, kept: list[C], seeds: Iterable[str], *,
                    counts: dict[str, int]) -> list[C]:
     """``kept`` without the engine items under the minimum evidence (counted in ``counts``
     as ``weak_evidence``), in the same order; 0 and 1 turn the share and the test off."""
-    engine = [c for c in kept if c.source in EVIDENCE_SOURCES]
+    engine = [c for c in kept if c.source in _ENGINE]
     if not engine or (min_score_share <= 0 and max_p_value >= 1):
         return kept
     floor = min_score_share * max(c.score for c in engine)
