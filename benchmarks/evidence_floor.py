@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import platform
 import sys
 import tempfile
@@ -34,6 +35,8 @@ sys.path.insert(0, str(REPO))
 from recsys.config import Config  # noqa: E402
 from recsys.evaluation.engine import build_index  # noqa: E402
 from recsys.evaluation.split import basket_cases, split_orders, time_windows  # noqa: E402
+from recsys.serving.evidence import co_purchase_p_values  # noqa: E402
+from recsys.serving.finish import Candidate  # noqa: E402
 from recsys.serving.index import ServingIndex  # noqa: E402
 from recsys.serving.recommend import (  # noqa: E402
     Decisions,
@@ -41,12 +44,14 @@ from recsys.serving.recommend import (  # noqa: E402
     bought_together,
     cart_addons,
 )
+from recsys.serving.served_rules import rule_key  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 
 
 def demo_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The demo shop (12,000 orders, seed 5, as the tests use), ingested."""
+    """The demo shop (12,000 orders, seed 5, as the tests use), ingested (its planted truth
+    in ``folder / "raw" / "planted.json"``)."""
     from recsys.demo import DemoSpec, generate_demo
     from recsys.ingest import ingest, load_table
     from recsys.mapping import SourceMapping
@@ -90,28 +95,50 @@ def measure(index: ServingIndex, carts: list[list[str]], targets: list[str],
             "items": served / n, "hr@10 filled": hits_filled / n}
 
 
-def demo_check(index: ServingIndex, settings: list[tuple[float, float]]) -> None:
-    """The issue's demo check: the espresso machine's bought-together list once its top rule
-    is rejected, and the add-ons of the cart [phone, espresso machine], per setting."""
-    espresso = next(p for p, n in index.names.items() if n.startswith("Espresso Machine"))
-    phone = next(p for p, c in index.categories.items() if c.endswith("> Smartphones"))
+def relation(index: ServingIndex, seeds: list[str], product: str,
+             complements: set[tuple[str, str]]) -> str:
+    """How the demo shop relates a listed product to the seeds: a planted complement, the same
+    department (customers favour one), or unrelated (issue 16 item 12)."""
+    if any((s, product) in complements or (product, s) in complements for s in seeds):
+        return "complement"
+    top = index.categories.get(product, "").split(" > ")[0]
+    if any(index.categories.get(s, "").split(" > ")[0] == top for s in seeds):
+        return "same department"
+    return "UNRELATED"
+
+
+def demo_check(index: ServingIndex, settings: list[tuple[float, float]],
+               complements: set[tuple[str, str]]) -> None:
+    """The issue's demo check: the espresso machine's bought-together list once its top item
+    is rejected (``block_rule`` of the pair: it leaves the list whatever its source), and the
+    add-ons of the cart [phone, espresso machine], per setting; each item with its source, its
+    Fisher p-value with the seed(s) and how it relates to them. The espresso machine and the
+    phone are the first of their kind by product id."""
+    espresso = min(p for p, n in index.names.items() if n.startswith("Espresso Machine"))
+    phone = min(p for p, c in index.categories.items() if c.endswith("> Smartphones"))
     first = bought_together(index, espresso, Options(k=10, in_stock_only=False), Decisions())
-    key = next(i["reason"]["evidence"]["rule"] for i in first.items
-               if i["reason"]["source"] == "rule")
+    key = rule_key([espresso], first.items[0]["product_id"])
     rejected = Decisions(blocked_rules=frozenset([key]))
     for share, p_value in settings:
         options = Options(k=10, in_stock_only=False, min_score_share=share,
                           max_p_value=p_value)
-        for title, result in (
-                (f"{index.names[espresso]}, {key} rejected",
+        for title, seeds, result in (
+                (f"{index.names[espresso]}, {key} rejected", [espresso],
                  bought_together(index, espresso, options, rejected)),
-                (f"cart [{index.names[phone]}, {index.names[espresso]}]",
+                (f"cart [{index.names[phone]}, {index.names[espresso]}]", [phone, espresso],
                  cart_addons(index, [phone, espresso], options, Decisions()))):
+            kinds = [relation(index, seeds, i["product_id"], complements) for i in result.items]
             print(f"\n{title}; min_score_share {share:g}, max_p_value {p_value:g}; "
-                  f"fallback {result.fallback}, applied {result.applied}")
-            for item in result.items:
+                  f"fallback {result.fallback}, applied {result.applied}; "
+                  f"{kinds.count('UNRELATED')} unrelated")
+            tested = [Candidate(i["product_id"], i["score"], i["reason"]["source"],
+                                i["reason"]["evidence"]) for i in result.items]
+            p_values = co_purchase_p_values(index, tested, seeds)
+            for item, kind, p in zip(result.items, kinds, p_values.tolist(), strict=True):
+                evidence = item["reason"]["evidence"]
                 print(f"  {item['reason']['source']:<16} {index.names[item['product_id']]:<34}"
-                      f" {index.categories[item['product_id']]}")
+                      f" {index.categories[item['product_id']]:<42} {kind:<16} score "
+                      f"{item['score']:.3f} p {p:.2g} lift {evidence.get('lift', '-')}")
 
 
 def main() -> int:
@@ -149,8 +176,10 @@ def main() -> int:
                   f"{row['items']:.2f} | {row['hr@10 filled']:.3f} | "
                   f"{time.perf_counter() - start:.0f} |", flush=True)
         if args.dataset == "demo" and args.demo_check:
+            planted = json.loads((Path(tmp) / "raw" / "planted.json").read_text())
             demo_check(index, [(float(a), float(b)) for a, b in (
-                pair.split(":") for pair in args.demo_check.split(","))])
+                pair.split(":") for pair in args.demo_check.split(","))],
+                {(a, b) for a, b in planted["complements"]})
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,12 @@ def save_parquet(frame: pd.DataFrame, path: Path | str, *,
     pq.write_table(table.replace_schema_metadata(None), path, row_group_size=row_group_size)
 
 
-def load_parquet(path: Path | str) -> pd.DataFrame:
-    """Read a table written by ``save_parquet``; list columns come back Arrow-backed."""
+def load_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a table written by ``save_parquet``; list columns come back Arrow-backed.
+    ``columns``: only these, of those the file has."""
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, columns=None if columns is None else [
+            c for c in columns if c in pq.read_schema(path).names])
     except FileNotFoundError as exc:
         raise ArtifactError(f"table file {path} does not exist") from exc
     except (OSError, pa.ArrowInvalid) as exc:

@@ -103,23 +103,26 @@ class ArtifactsConfig(_Section):
 
 
 class Placement(_Section):
-    """The evidence every item of one kind of list must clear (issue #16), and what a list
-    left short by it gets: best sellers of the seed's category (named in ``fallback``), or
-    nothing (the list ends shorter)."""
+    """The evidence every item of one kind of list must clear (issue #16,
+    ``recsys.serving.evidence``), and what a list left short by it gets: best sellers of the
+    seed's category (named in ``fallback``), or nothing (the list ends shorter)."""
 
     min_score_share: float = Field(
         0.05, ge=0, le=1, description="leave out engine items scoring below this share of the "
-                                     "list's best (rules also need lift > 1); 0 = off")
+                                     "list's best, and co-purchases not above chance (lift <= "
+                                     "1 with every seed); 0 (with max_p_value 1) = off")
     max_p_value: float = Field(
-        1.0, gt=0, le=1, description="leave out co-purchases with one seed not significantly "
-                                     "above chance (Poisson p-value above this); 1 = off")
+        0.001, gt=0, le=1, description="leave out co-purchases not significantly above chance "
+                                       "with any seed (one-sided Fisher p-value above this, "
+                                       "as the rules' max_p_value); 1 = off")
     fill: bool = Field(True, description="fill a short list from best sellers; false: shorter")
 
 
 class Placements(_Section):
     """Per kind of list: ``[serving.placements.cart]`` and so on."""
 
-    also_viewed: Placement = Field(default_factory=Placement)
+    # also-viewed items count views: the significance test does not apply to them
+    also_viewed: Placement = Field(default_factory=lambda: Placement(max_p_value=1.0))
     bought_together: Placement = Field(default_factory=Placement)
     cart: Placement = Field(default_factory=Placement)
 

@@ -23,7 +23,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     tmp = tmp_path_factory.mktemp("ab")
     config_path = write_small_config(tmp)
     with config_path.open("a") as fh:
-        fh.write("ab_test = true\n")
+        # no co-purchase of a 5-order shop is significant: without the test the treated arm's
+        # list is the engine's own, told apart from the control arm's best sellers
+        fh.write("ab_test = true\n[serving.placements.bought_together]\nmax_p_value = 1.0\n")
     assert main(["-q", "run", "--config", str(config_path)]) == 0
     settings = load_config(config_path).serving_settings()
     assert settings.ab_test and settings.experiment.salt == "recsys-ab-1"

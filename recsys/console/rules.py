@@ -1,16 +1,18 @@
 """The rules browser's table: one artifact version's rules as numpy columns, so filtering,
 sorting and paging 300,000 rules takes milliseconds.
 
-Loaded once per served version (``RulesCache``). Products are coded 0..P-1 in id order; each
-side of a rule is a flat array of product codes with the row each belongs to, so "rules with
-a product in this set" is one vectorised lookup. Sort orders are computed once per metric.
+Loaded once per served version (``RulesCache``), the lookups on first use. Products are coded
+0..P-1 in id order; each side of a rule is a flat array of product codes with the row each
+belongs to, so "rules with a product in this set" is one vectorised lookup. Sort orders are
+computed once per metric.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlencode
@@ -37,6 +39,7 @@ METRICS: tuple[str, ...] = get_args(Metric)
 Status = Literal["new", "approved", "rejected", "pinned"]
 STATUSES: tuple[str, ...] = get_args(Status)
 PAGE_SIZE = 50
+BROWSED = ("antecedents", "consequents")  # the rules file's columns a page needs, and METRICS
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
 
 
@@ -111,36 +114,92 @@ def _joined(lists: pa.ListArray, codes: np.ndarray, rows: np.ndarray,
 
 
 class RuleBrowserTable:
-    """One version's rules (the ``rules.parquet`` rows, in file order) with lookup arrays."""
+    """One version's rules (the ``rules.parquet`` rows, in file order) with lookup arrays.
+
+    Only the metrics are read at construction: the first page (sorted by a metric) needs no
+    more. The product codes, rule keys and key index are built on first use (a search, a
+    decision, an export), so that a merchandiser's first page comes fast after a new version
+    (issue 16: 95,000 rules of a real shop)."""
 
     def __init__(self, rules: pd.DataFrame, version: str, names: Mapping[str, str],
-                 categories: Mapping[str, str]) -> None:
+                 categories: Mapping[str, str],
+                 rest: Callable[[], pd.DataFrame] | None = None) -> None:
+        """``rest``: the rules' other columns (names and categories for the exports), read
+        when first exported; without it ``rules`` has them all."""
         self.version = version
         self.frame = rules.reset_index(drop=True)
+        self._rest = rest
+        self._names_of = names
+        self._categories_of = categories
+        self.metrics = {m: self.frame[m].to_numpy(np.float64) for m in METRICS
+                        if m in self.frame}
+        self._orders: dict[tuple[str, bool], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @cached_property
+    def _sides(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                              pa.ListArray, pa.ListArray]:
+        """Products (sorted ids), each side's flat product codes and rule rows, and the sides
+        as Arrow lists."""
         ant, con = string_lists(self.frame["antecedents"]), string_lists(
             self.frame["consequents"])
         ant_ids = ant.flatten().to_numpy(zero_copy_only=False)
         con_ids = con.flatten().to_numpy(zero_copy_only=False)
         codes, uniques = pd.factorize(np.concatenate([ant_ids, con_ids]), sort=True)
-        self.products: np.ndarray = np.asarray(uniques, dtype=object)
-        self.ant_code, self.con_code = codes[: len(ant_ids)], codes[len(ant_ids):]
-        self.ant_row = pc.list_parent_indices(ant).to_numpy()
-        self.con_row = pc.list_parent_indices(con).to_numpy()
+        return (np.asarray(uniques, dtype=object), codes[: len(ant_ids)], codes[len(ant_ids):],
+                pc.list_parent_indices(ant).to_numpy(), pc.list_parent_indices(con).to_numpy(),
+                ant, con)
+
+    @property
+    def products(self) -> np.ndarray:
+        return self._sides[0]
+
+    @property
+    def ant_code(self) -> np.ndarray:
+        return self._sides[1]
+
+    @property
+    def con_code(self) -> np.ndarray:
+        return self._sides[2]
+
+    @property
+    def ant_row(self) -> np.ndarray:
+        return self._sides[3]
+
+    @property
+    def con_row(self) -> np.ndarray:
+        return self._sides[4]
+
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """Each rule's key (``recsys.serving.served_rules.rule_key``), by row."""
+        ant, con = self._sides[5], self._sides[6]
         keys = pc.binary_join_element_wise(
             _joined(ant, self.ant_code, self.ant_row, self.products),
             _joined(con, self.con_code, self.con_row, self.products), "->")
-        self.keys: np.ndarray = keys.to_numpy(zero_copy_only=False)
-        self.row_of_key = {key: row for row, key in enumerate(self.keys.tolist())}
-        self.names = pd.Series([names.get(p, p) for p in self.products], dtype=object)
-        self._name_of = dict(zip(self.products.tolist(), self.names.tolist(), strict=True))
-        self.categories = pd.Series([categories.get(p, "") for p in self.products],
-                                    dtype=object)
-        self.metrics = {m: self.frame[m].to_numpy(np.float64) for m in METRICS
-                        if m in self.frame}
-        self._ant_by_code = np.argsort(self.ant_code, kind="stable")
-        self._con_by_code = np.argsort(self.con_code, kind="stable")
-        self._orders: dict[tuple[str, bool], np.ndarray] = {}
-        self._lock = threading.Lock()
+        out: np.ndarray = keys.to_numpy(zero_copy_only=False)
+        return out
+
+    @cached_property
+    def row_of_key(self) -> dict[str, int]:
+        return {key: row for row, key in enumerate(self.keys.tolist())}
+
+    @cached_property
+    def names(self) -> pd.Series:
+        """Each product's name (its id where the catalog has none), by product code."""
+        return pd.Series([self._names_of.get(p, p) for p in self.products], dtype=object)
+
+    @cached_property
+    def categories(self) -> pd.Series:
+        return pd.Series([self._categories_of.get(p, "") for p in self.products], dtype=object)
+
+    @cached_property
+    def _ant_by_code(self) -> np.ndarray:
+        return np.argsort(self.ant_code, kind="stable")
+
+    @cached_property
+    def _con_by_code(self) -> np.ndarray:
+        return np.argsort(self.con_code, kind="stable")
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -182,6 +241,8 @@ class RuleBrowserTable:
     def statuses(self, decided: RuleStatuses) -> np.ndarray:
         """Status code per rule (index into STATUSES); rejected beats pinned beats approved."""
         out = np.zeros(len(self), dtype=np.int8)
+        if not decided.decided and not decided.pins:
+            return out
         rejected = []
         for key, (status, _) in decided.decided.items():
             row = self.row_of_key.get(key)
@@ -233,23 +294,32 @@ class RuleBrowserTable:
         frame = self.frame.iloc[rows]
         sides = {side: string_lists(frame[f"{side}s"]).to_pylist()
                  for side in ("antecedent", "consequent")}
-        names = self._name_of
+        names = self._names_of
         out = []
         for i, row in enumerate(rows.tolist()):  # one page: at most PAGE_SIZE rows
-            key = str(self.keys[row])
+            ant, con = sides["antecedent"][i], sides["consequent"][i]
+            key = "+".join(sorted(ant)) + "->" + "+".join(sorted(con))  # as ``keys``
             status = STATUSES[statuses[row]]
             decision = decided.decided.get(key, (None, None))[1] if status in (
                 "approved", "rejected") else None
             out.append({
                 "key": key, "status": status, "decision": decision,
-                "antecedents": [(p, names.get(p, p)) for p in sides["antecedent"][i]],
-                "consequents": [(p, names.get(p, p)) for p in sides["consequent"][i]],
+                "antecedents": [(p, names.get(p, p)) for p in ant],
+                "consequents": [(p, names.get(p, p)) for p in con],
                 **{m: float(self.metrics[m][row]) for m in self.metrics}})
         return out
 
+    @cached_property
+    def _whole(self) -> pd.DataFrame:
+        """Every column of the rules file (``frame`` and the ``rest``), in file order."""
+        if self._rest is None:
+            return self.frame
+        rest = self._rest().reset_index(drop=True)
+        return pd.concat([self.frame, rest[[c for c in rest if c not in self.frame]]], axis=1)
+
     def export_frame(self, rows: np.ndarray, statuses: np.ndarray) -> pd.DataFrame:
         """The selected rules as the exporters take them, with their key and status."""
-        frame = self.frame.iloc[rows].reset_index(drop=True)
+        frame = self._whole.iloc[rows].reset_index(drop=True)
         frame["rule_key"] = pd.array(self.keys[rows], dtype="string")
         frame["status"] = pd.array(np.asarray(STATUSES, dtype=object)[statuses[rows]],
                                    dtype="string")
@@ -275,6 +345,13 @@ class RulesCache:
         with self._lock:
             if self._table is None or self._table.version != index.version:
                 path = layout.RULES.at(self._store.path(index.version))
-                rules = load_parquet(path) if path.exists() else _no_rules()
-                self._table = RuleBrowserTable(rules, index.version, index.names, index.categories)
+                if path.exists():  # what a page shows now; names, categories when exported
+                    shown = list(BROWSED + tuple(m for m in METRICS if m not in BROWSED))
+                    rules = load_parquet(path, columns=shown)
+                    self._table = RuleBrowserTable(rules, index.version, index.names,
+                                                   index.categories,
+                                                   rest=lambda: load_parquet(path))
+                else:
+                    self._table = RuleBrowserTable(_no_rules(), index.version, index.names,
+                                                   index.categories)
             return self._table

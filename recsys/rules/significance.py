@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["fisher_upper_tail"]
+__all__ = ["fisher_upper_tail", "upper_tail"]
 
 
 @njit(cache=True, nogil=True)
@@ -43,22 +43,26 @@ def _tail_sum(start: int, stop: int, step: int, big_n: int, big_k: int, n: int) 
 
 
 @njit(cache=True, nogil=True)
+def upper_tail(k: int, big_n: int, big_k: int, n: int) -> float:
+    """P[X >= k] for X ~ Hypergeom(N=big_n, K=big_k, n) (compiled code calls it directly)."""
+    lo = max(0, n + big_k - big_n)
+    hi = min(n, big_k)
+    if k <= lo:
+        return 1.0
+    if k > hi:
+        return 0.0
+    mean = n * big_k / big_n
+    if k >= mean:  # the upper tail falls away from k
+        return min(1.0, _tail_sum(k, hi, 1, big_n, big_k, n))
+    # 1 - lower tail, which falls away from k - 1
+    return max(0.0, 1.0 - _tail_sum(k - 1, lo, -1, big_n, big_k, n))
+
+
+@njit(cache=True, nogil=True)
 def _fisher(k: np.ndarray, big_n: int, big_k: np.ndarray, n: np.ndarray) -> np.ndarray:
     out = np.empty(len(k), dtype=np.float64)
     for i in range(len(k)):
-        lo = max(0, n[i] + big_k[i] - big_n)
-        hi = min(n[i], big_k[i])
-        if k[i] <= lo:
-            out[i] = 1.0
-            continue
-        if k[i] > hi:
-            out[i] = 0.0
-            continue
-        mean = n[i] * big_k[i] / big_n
-        if k[i] >= mean:  # the upper tail falls away from k
-            out[i] = min(1.0, _tail_sum(k[i], hi, 1, big_n, big_k[i], n[i]))
-        else:  # 1 - lower tail, which falls away from k - 1
-            out[i] = max(0.0, 1.0 - _tail_sum(k[i] - 1, lo, -1, big_n, big_k[i], n[i]))
+        out[i] = upper_tail(k[i], big_n, big_k[i], n[i])
     return out
 
 

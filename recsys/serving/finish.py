@@ -1,7 +1,8 @@
 """Every list's last step, ``finish``: caller exclusions, blocked products and rules, stock
-and active flags, the category filter, boosts and buries, a per-category cap for diversity,
-pins at fixed positions, and finally a fill from best sellers (the seed's category first,
-then global) so that a list is never empty unless the catalogue is. ``applied`` names every
+and active flags, the category filter, the minimum evidence of engine items
+(``recsys.serving.evidence``), boosts and buries, a per-category cap for diversity, a fill
+from best sellers (the seed's category first, then global) so that a list is never empty
+unless the catalogue is, and finally pins at fixed positions. ``applied`` names every
 rule that changed the list; ``fallback`` names the best-seller list used to fill it, if any.
 
 Also the types every ranker shares: the request's ``Options``, the merchandisers'
@@ -15,14 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scipy.special import pdtrc
-
+from recsys.serving.evidence import clear_evidence
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Options", "Decisions", "Candidate", "Result", "finish", "EVIDENCE_SOURCES"]
-
-EVIDENCE_SOURCES = frozenset({"rule", "bought_together", "also_viewed"})  # the engine's items
-
+__all__ = ["Options", "Decisions", "Candidate", "Result", "finish"]
 
 @dataclass(frozen=True)
 class Options:
@@ -33,8 +30,8 @@ class Options:
     exclude: frozenset[str] = frozenset()
     in_stock_only: bool = True
     rank_by: Literal["score", "value"] = "score"
-    # the minimum evidence (``_clear_evidence``; 0 and 1 = off); ``fill``: a short list is
-    # filled from best sellers
+    # the minimum evidence (``recsys.serving.evidence``; 0 and 1 = off); ``fill``: a short
+    # list is filled from best sellers
     min_score_share: float = 0.0
     max_p_value: float = 1.0
     fill: bool = True
@@ -106,7 +103,9 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             counts[reason] = counts.get(reason, 0) + 1
             continue
         kept.append(cand)
-    kept = _clear_evidence(index, kept, options, counts)
+    seeds = list(seeds)
+    kept = clear_evidence(index, kept, seeds, min_score_share=options.min_score_share,
+                          max_p_value=options.max_p_value, counts=counts)
     for reason, n in counts.items():
         applied.append(f"{reason}:{n}")
     if decisions.boosts:
@@ -134,19 +133,7 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
             applied.append(f"category_cap:{len(kept) - len(capped)}")
         kept = capped
     items = kept[: options.k]
-    # Pins: a merchandiser's product at a fixed position for a seed product.
-    for seed in seeds:
-        for pid, position in decisions.pins.get(seed, ()):
-            if position > options.k or pid in excluded or pid in decisions.blocked_products or (
-                    options.in_stock_only and pid not in index.available) or (
-                    options.category and not _in_category(index, pid, options.category)):
-                continue
-            items = [c for c in items if c.product_id != pid]
-            slot = min(max(position, 1), len(items) + 1) - 1
-            items.insert(slot, Candidate(pid, 0.0, "pinned", {"seed": seed, "position": position}))
-            applied.append(f"pinned:{pid}@{position}")
-    items = items[: options.k]
-    fallback = None
+    filled: dict[int, str] = {}  # fill candidate -> the best-seller list it came from
     if len(items) < options.k and options.fill:
         # fill from best sellers: the requested category, the seed's category, then global
         have = {c.product_id for c in items} | excluded | decisions.blocked_products
@@ -174,45 +161,25 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
                 in_list[cat] += 1
                 items.append(Candidate(pid, float(orders), "popular",
                                        {"orders": orders, "scope": scope or "global"}))
+                filled[id(items[-1])] = name
                 have.add(pid)
-                fallback = fallback or name
             if len(items) == options.k:
                 break
+    # Pins: a merchandiser's product at a fixed position for a seed product, placed once the
+    # list is filled (a short engine list must not move a pin up).
+    for seed in seeds:
+        for pid, position in decisions.pins.get(seed, ()):
+            if position > options.k or pid in excluded or pid in decisions.blocked_products or (
+                    options.in_stock_only and pid not in index.available) or (
+                    options.category and not _in_category(index, pid, options.category)):
+                continue
+            items = [c for c in items if c.product_id != pid]
+            slot = min(max(position, 1), len(items) + 1) - 1
+            items.insert(slot, Candidate(pid, 0.0, "pinned", {"seed": seed, "position": position}))
+            applied.append(f"pinned:{pid}@{position}")
+    items = items[: options.k]
+    fallback = next((filled[id(c)] for c in items if id(c) in filled), None)
     return Result(items=[_render(index, c) for c in items], fallback=fallback, applied=applied)
-
-
-def _clear_evidence(index: ServingIndex, kept: list[Candidate], options: Options,
-                    counts: dict[str, int]) -> list[Candidate]:
-    """The candidates with enough evidence: an engine item (rule or neighbour) scores at
-    least ``min_score_share`` of the best engine item's score; a rule has lift above 1; a
-    co-purchase neighbour or one-product rule was bought with its seed significantly more
-    often than chance (one-sided Poisson p-value of its count at most ``max_p_value``).
-    Others are counted as ``weak_evidence``. Pins and best sellers are not judged."""
-    engine = [c.score for c in kept if c.source in EVIDENCE_SOURCES]
-    if not engine or (options.min_score_share <= 0 and options.max_p_value >= 1):
-        return kept
-    floor = options.min_score_share * max(engine)
-    strong = [c for c in kept if c.source not in EVIDENCE_SOURCES or (
-        c.score >= floor and c.evidence.get("lift", 2.0) > 1.0 and (
-            c.source == "also_viewed" or _significant(index, c, options.max_p_value)))]
-    if len(strong) < len(kept):
-        counts["weak_evidence"] = len(kept) - len(strong)
-    return strong
-
-
-def _significant(index: ServingIndex, cand: Candidate, max_p: float) -> bool:
-    """Whether the candidate's co-purchase count with its one seed is significantly above
-    chance: P(X >= count) for X ~ Poisson(n(seed) x n(product) / orders). A rule of several
-    products (no single seed) has passed the miner's own Fisher test."""
-    orders, seed = index.orders, cand.evidence.get("seed")
-    if max_p >= 1 or orders is None or not isinstance(seed, str):
-        return True
-    a, b = index.code_of.get(seed), index.code_of.get(cand.product_id)
-    if a is None or b is None:
-        return False
-    expected = orders.per_product[a] * orders.per_product[b] / orders.total
-    count = int(cand.evidence.get("co_purchases", 0))
-    return count > expected and float(pdtrc(count - 1, expected)) <= max_p
 
 
 def _render(index: ServingIndex, cand: Candidate) -> dict[str, Any]:
