@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
 
 from tests.browser import browser, page  # noqa: F401 - fixtures for every test
 from tests.spark_fixtures import spark_cluster, spark_local  # noqa: F401 - Spark engine tests
+
+if TYPE_CHECKING:
+    from recsys.config import ServingSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -176,23 +180,6 @@ def write_small_shop(folder: Path) -> dict[str, Path]:
             "events": folder / "events.csv", "mapping": folder / "mapping.toml"}
 
 
-def build_demo_store(tmp: Path, *, orders: int, products: int, seed: int) -> Path:
-    """A generated demo shop of this size run through the pipeline once; the artifact store."""
-    from recsys.config import load_config
-    from recsys.demo import DemoSpec, generate_demo
-    from recsys.pipeline import run_pipeline
-
-    generate_demo(tmp / "shop", DemoSpec(orders=orders, products=products, seed=seed),
-                  progress=False)
-    config = tmp / "recsys.toml"
-    config.write_text(
-        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "shop" / "orders.csv"}"\n'
-        f'events = "{tmp / "shop" / "events.csv"}"\ncatalog = "{tmp / "shop" / "catalog.csv"}"\n'
-        f'server_events = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n')
-    run_pipeline(load_config(config), show_progress=False)
-    return tmp / "artifacts"
-
-
 def write_small_config(tmp: Path) -> Path:
     """A config that runs the pipeline on the small shop inside ``tmp``."""
     files = write_small_shop(tmp / "raw")
@@ -255,7 +242,12 @@ def demo_shop(tmp_path_factory: pytest.TempPathFactory) -> DemoShop:
 
 @pytest.fixture(scope="session")
 def demo_artifact(demo_shop: DemoShop, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The artifact store of one `recsys run` on the demo shop (default config otherwise)."""
+    """The artifact store of one `recsys run` on the demo shop (default config otherwise).
+
+    Shared by every module: serve it read only (``demo_settings``); a test that publishes,
+    rolls back or damages a version works on a copy (``copy_store``). The run's config is
+    ``demo_config(demo_artifact)``, its ingested tables are in ``demo_artifact.parent / "data"``.
+    """
     from recsys.config import load_config
     from recsys.pipeline import run_pipeline
 
@@ -266,3 +258,28 @@ def demo_artifact(demo_shop: DemoShop, tmp_path_factory: pytest.TempPathFactory)
         + f'[artifacts]\nroot = "{tmp / "artifacts"}"\n')
     run_pipeline(load_config(config), show_progress=False)
     return tmp / "artifacts"
+
+
+def demo_config(demo_artifact: Path) -> Path:
+    """The config the shared demo artifact was built with (its hash is the artifact's)."""
+    return demo_artifact.parent / "recsys.toml"
+
+
+def demo_settings(demo_artifact: Path, tmp: Path, **serving: Any) -> ServingSettings:
+    """Serving settings for the shared demo artifact, as ``recsys serve`` reads them from its
+    config, with this test's own SQLite database, event buffer and console secret in ``tmp``
+    (nothing is written next to the shared artifact), no reload polling, decisions re-read
+    at once."""
+    from recsys.config import ServingSettings, load_config
+
+    base = load_config(demo_config(demo_artifact)).serving_settings()
+    values = {**base.model_dump(), "database_url": f"sqlite:///{tmp / 'recsys.db'}",
+              "data_dir": str(tmp / "buffer"), "session_secret_file": str(tmp / "secret"),
+              "reload_interval_s": 0, "decisions_refresh_s": 0, **serving}
+    return ServingSettings(**values)
+
+
+def copy_store(store: Path, to: Path) -> Path:
+    """A copy of an artifact store (for a test that publishes into it or damages it)."""
+    shutil.copytree(store, to, ignore=shutil.ignore_patterns(".lock", ".staging*"))
+    return to

@@ -5,6 +5,8 @@ requests refused."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -13,27 +15,17 @@ from hypothesis.stateful import run_state_machine_as_test
 from schemathesis import checks
 
 from recsys.app import create_app
-from recsys.config import load_config
-from recsys.demo import DemoSpec, generate_demo
-from recsys.pipeline import run_pipeline
+from tests.conftest import demo_settings
 
 KEY = "campaign-admin-key-0123456789abcdefgh"
 EXAMPLES = 25  # per operation: what fits a CI run
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> schemathesis.Schema:
-    tmp = tmp_path_factory.mktemp("campaign")
-    generate_demo(tmp / "shop", DemoSpec(orders=1500, products=100, seed=9), progress=False)
-    config = tmp / "recsys.toml"
-    config.write_text(
-        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "shop" / "orders.csv"}"\n'
-        f'events = "{tmp / "shop" / "events.csv"}"\ncatalog = "{tmp / "shop" / "catalog.csv"}"\n'
-        f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n'
-        f'[serving]\napi_key = "{KEY}"\nreload_interval_s = 0\ndecisions_refresh_s = 0\n'
-        f'database_url = "sqlite:///{tmp / "recsys.db"}"\n')
-    run_pipeline(load_config(config), show_progress=False)
-    app = create_app(load_config(config).serving_settings())
+def api_schema(demo_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+               ) -> schemathesis.Schema:
+    app = create_app(demo_settings(demo_artifact, tmp_path_factory.mktemp("campaign"),
+                                   api_key=KEY))
     assert app.state.serving.load()  # what the lifespan does at start
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

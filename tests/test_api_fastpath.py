@@ -5,6 +5,7 @@ request id), with decisions, A/B arms and CORS in force."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys.app import create_app
-from recsys.config import ServingSettings, load_config
-from recsys.demo import DemoSpec
+from recsys.config import ServingSettings
 from recsys.serving.fastpath import FastPath
 from recsys.serving.params import (
     BUNDLES,
@@ -25,18 +25,17 @@ from recsys.serving.params import (
     UPSELL,
     Endpoint,
 )
-from tests.test_api import API_KEY, publish_demo
+from tests.conftest import demo_settings
+from tests.test_api import API_KEY
 
 ORIGIN = "https://shop.example"
 
 
 @pytest.fixture(scope="module")
-def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient]]:
-    tmp = tmp_path_factory.mktemp("fastpath")
-    config = publish_demo(tmp, DemoSpec(orders=3000, seed=11), api_key=API_KEY)
-    base = load_config(config).serving_settings()
-    tested = base.model_copy(update={"ab_test": True, "cors_origins": [ORIGIN],
-                                     "decisions_refresh_s": 0})
+def clients(demo_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[TestClient, TestClient]]:
+    tested = demo_settings(demo_artifact, tmp_path_factory.mktemp("fastpath"), api_key=API_KEY,
+                           ab_test=True, cors_origins=[ORIGIN])
     with TestClient(create_app(tested)) as fast, \
             TestClient(create_app(tested, fast_path=False)) as routed:
         index = fast.app.state.serving.index  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
 """Hot reload: a newly published version is served without a restart; a corrupt one is refused.
 
-Each test serves its own artifact store (built from one demo shop per module) and publishes
-into it while the API runs: in-process (TestClient, whose lifespan runs the watcher) and, for
+Each test serves its own copy of an artifact store (one version of one demo shop, published
+once per module) and publishes into it while the API runs: in-process (TestClient, whose lifespan runs the watcher) and, for
 reload under load, the real ``recsys serve`` (uvicorn) in a subprocess on a loopback port.
 """
 
@@ -29,7 +29,7 @@ from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
 from recsys.demo import DemoSpec, generate_demo
 from recsys.pipeline import run_pipeline
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_store
 from tests.test_api import write_demo_config
 
 API_KEY = "reload-admin-key-42"
@@ -39,18 +39,27 @@ SEED = "P00010"  # a product of the demo catalog (its lists have neighbours)
 
 @pytest.fixture(scope="module")
 def demo_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # not the shared shop: the tests publish new versions with the pipeline, quick on this one
     shop = tmp_path_factory.mktemp("reload_shop")
     generate_demo(shop, DemoSpec(orders=3000, products=120, seed=11), progress=False)
     return shop
 
 
+@pytest.fixture(scope="module")
+def first_version(demo_shop: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact store holding one version of the shop, published once for the module."""
+    tmp = tmp_path_factory.mktemp("reload_store")
+    publish(write_demo_config(tmp, demo_shop))
+    return tmp / "artifacts"
+
+
 @pytest.fixture
-def served(demo_shop: Path, tmp_path: Path) -> Callable[..., Path]:
-    """A config over the demo shop with its own store in tmp_path; one version published."""
+def served(demo_shop: Path, first_version: Path, tmp_path: Path) -> Callable[..., Path]:
+    """A config over the demo shop with its own store in tmp_path: a copy of one version."""
 
     def make(**serving: Any) -> Path:
         config = write_demo_config(tmp_path, demo_shop, api_key=API_KEY, **serving)
-        publish(config)
+        copy_store(first_version, tmp_path / "artifacts")
         return config
 
     return make

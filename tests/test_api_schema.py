@@ -26,9 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from recsys.app import create_app
-from recsys.config import ServingSettings, load_config
-from recsys.demo import DemoSpec
-from tests.test_api import publish_demo
+from recsys.config import ServingSettings
+from tests.conftest import demo_settings
 
 API_KEY = "schema-admin-key-7"
 
@@ -37,10 +36,9 @@ schema = schemathesis.openapi.from_dict(_document)
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
-    tmp: Path = tmp_path_factory.mktemp("schema")
-    config = publish_demo(tmp, DemoSpec(orders=2000, products=100, seed=5), api_key=API_KEY)
-    return create_app(load_config(config).serving_settings())
+def app(demo_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    return create_app(demo_settings(demo_artifact, tmp_path_factory.mktemp("schema"),
+                                    api_key=API_KEY))
 
 
 def test_every_operation_is_covered() -> None:

@@ -4,32 +4,24 @@ sellers, then their ALS list; other segments their ALS list."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from recsys.app import create_app
-from recsys.config import DEFAULT_API_KEY, load_config
-from recsys.demo import DemoSpec, generate_demo
-from recsys.pipeline import run_pipeline
+from recsys.config import DEFAULT_API_KEY
+from tests.conftest import demo_settings
 
 SERVER = {"X-API-Key": DEFAULT_API_KEY}  # customer lists need the server key
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    tmp = tmp_path_factory.mktemp("segments")
-    generate_demo(tmp / "raw", DemoSpec(orders=6000, seed=9), progress=False)
-    config = tmp / "recsys.toml"
-    config.write_text(
-        f'data_dir = "{tmp / "data"}"\n[ingest]\norders = "{tmp / "raw/orders.csv"}"\n'
-        f'events = "{tmp / "raw/events.csv"}"\ncatalog = "{tmp / "raw/catalog.csv"}"\n'
-        f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp / "artifacts"}"\n'
-        f'[serving]\ndatabase_url = "sqlite:///{tmp / "db.sqlite"}"\n'
-        'best_sellers_first_segments = ["at_risk"]\n')
-    loaded = load_config(config)
-    run_pipeline(loaded, show_progress=False)
-    with TestClient(create_app(loaded.serving_settings())) as test_client:
+def client(demo_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[TestClient]:
+    settings = demo_settings(demo_artifact, tmp_path_factory.mktemp("segments"),
+                             best_sellers_first_segments=["at_risk"])
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 

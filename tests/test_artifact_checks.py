@@ -20,17 +20,15 @@ from recsys.artifacts import MANIFEST_NAME, ArtifactStore, save_npz, sha256_file
 from recsys.cli import main
 from recsys.errors import ArtifactError
 from recsys.vocab import Vocabulary
-from tests.conftest import build_demo_store
 
-PRODUCTS = 300
+PRODUCTS = 300  # the shared demo shop's
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One version built by the pipeline from a 300-product demo shop; its folder."""
-    store = build_demo_store(tmp_path_factory.mktemp("checks"), orders=2000, products=PRODUCTS,
-                             seed=5)
-    return ArtifactStore(store).path()
+def good(demo_artifact: Path) -> Path:
+    """The shared demo artifact's version (300 products), built by the pipeline; its folder.
+    Only read: the tests publish copies of it into stores of their own."""
+    return ArtifactStore(demo_artifact).path()
 
 
 def republish(store: ArtifactStore, source: Path,

@@ -47,6 +47,7 @@ CUSTOMER = "c1"  # the small shop's customer with repeat purchases (tea twice)
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small shop published once; its config."""
+    # not the shared demo shop: the tests name the small shop's customers and products
     config = write_small_config(tmp_path_factory.mktemp("auth"))
     run_pipeline(load_config(config), show_progress=False)
     return config

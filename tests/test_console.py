@@ -65,6 +65,7 @@ class ConsoleShop:
 
 @pytest.fixture(scope="session")
 def console_shop(tmp_path_factory: pytest.TempPathFactory) -> ConsoleShop:
+    # not the shared demo shop: a name carrying markup and the full rule set (no thresholds)
     tmp = tmp_path_factory.mktemp("console")
     shop = tmp / "shop"
     generate_demo(shop, DemoSpec(orders=2000, products=100, seed=5), progress=False)

@@ -21,16 +21,14 @@ from recsys.app import create_app
 from recsys.config import ServingSettings
 from recsys.serving.spool import EventSpool, SpoolFull
 from recsys.serving.state import ServingState
-from tests.conftest import build_demo_store
 
 KEY = "database-down-admin-key-0123456789"
 REFUSED = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_demo_store(tmp_path_factory.mktemp("database_down"), orders=1500,
-                            products=100, seed=3)
+def artifacts(demo_artifact: Path) -> Path:
+    return demo_artifact  # served read only; the event buffer is each test's own
 
 
 @pytest.fixture
@@ -40,6 +38,7 @@ def serve(artifacts: Path, tmp_path: Path) -> Callable[..., AbstractContextManag
         values: dict[str, object] = {
             "artifacts": str(artifacts), "api_key": KEY, "reload_interval_s": 0,
             "database_url": REFUSED, "data_dir": str(tmp_path / "data"),
+            "session_secret_file": str(tmp_path / "secret"),  # not in the shared store
             "decisions_refresh_s": 0, "database_retry_s": 3600, **settings}
         with TestClient(create_app(ServingSettings(**values))) as client:
             yield client

@@ -18,7 +18,14 @@ import httpx
 from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
 from tests.conftest import REPO
-from tests.test_api_reload import SEED, _free_port, demo_shop, served, wait_for  # noqa: F401
+from tests.test_api_reload import (  # noqa: F401 - fixtures
+    SEED,
+    _free_port,
+    demo_shop,
+    first_version,
+    served,
+    wait_for,
+)
 from tests.test_artifact_checks import _cut_neighbours, republish
 
 CLIENTS = 4

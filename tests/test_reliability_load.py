@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -33,25 +32,23 @@ from recsys.config import ServingSettings
 from recsys.serving import state as state_module
 from recsys.serving.blend import BlendInput, blend
 from recsys.vocab import Vocabulary
-from tests.conftest import REPO, build_demo_store
+from tests.conftest import REPO, copy_store
 from tests.test_api_reload import _free_port
-from tests.test_artifact_checks import PRODUCTS, _cut_neighbours, republish
+from tests.test_artifact_checks import _cut_neighbours, republish
 
 KEY = "reliability-admin-key-0123456789abcdef"
 ADMIN = {"X-API-Key": KEY}
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An artifact store with one version of a 300-product demo shop."""
-    return build_demo_store(tmp_path_factory.mktemp("reliability"), orders=2000,
-                            products=PRODUCTS, seed=5)
+def built(demo_artifact: Path) -> Path:
+    """The shared demo artifact: one version of a 300-product shop (copied by ``store``)."""
+    return demo_artifact
 
 
 @pytest.fixture
 def store(built: Path, tmp_path: Path) -> ArtifactStore:
-    shutil.copytree(built, tmp_path / "artifacts")
-    return ArtifactStore(tmp_path / "artifacts")
+    return ArtifactStore(copy_store(built, tmp_path / "artifacts"))
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.conftest import REPO, write_small_config
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # not the shared demo shop: `recsys run` itself is under test, on the small known shop
     tmp = tmp_path_factory.mktemp("shop")
     config = write_small_config(tmp)
     assert main(["-q", "run", "--config", str(config)]) == 0

@@ -25,6 +25,7 @@ ESCAPED = "&lt;img src=x onerror=alert(1)&gt;Green Tea"
 
 def publish_shop(tmp: Path) -> ServingSettings:
     """Publish the small shop, with markup in the name of "tea"; its serving settings."""
+    # not the shared demo shop: a product name must carry markup (escaping is under test)
     config = write_small_config(tmp)
     catalog = tmp / "raw" / "catalog.csv"
     catalog.write_text(catalog.read_text().replace("Green Tea", EVIL))

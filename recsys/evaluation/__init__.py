@@ -1,6 +1,7 @@
 """Offline evaluation (`recsys evaluate --data DATA_DIR --out DIR`): one global time split,
 hyperparameters chosen on a validation window before the test window, three tasks (basket
-completion, also viewed, next basket), baselines and the engine's served rankers side by side.
+completion, also viewed, next basket); every model under the ranker contract, the baselines
+and the engine's served lists (``engine``) alike.
 """
 
 from recsys.evaluation.baselines import (
@@ -12,7 +13,13 @@ from recsys.evaluation.baselines import (
     Popularity,
 )
 from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
-from recsys.evaluation.engine import EngineBuilder
+from recsys.evaluation.engine import (
+    EngineAlsoViewed,
+    EngineBuilder,
+    EngineCarts,
+    EngineForCustomers,
+    EngineRanker,
+)
 from recsys.evaluation.report import EvaluationResult, write_outputs
 from recsys.evaluation.run import TASKS, run_evaluation
 from recsys.evaluation.split import Windows, time_windows
@@ -33,6 +40,10 @@ __all__ = [
     "Windows",
     "time_windows",
     "EngineBuilder",
+    "EngineRanker",
+    "EngineCarts",
+    "EngineAlsoViewed",
+    "EngineForCustomers",
     "evaluate_basket_completion",
     "evaluate_also_viewed",
     "evaluate_next_basket",

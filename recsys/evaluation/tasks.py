@@ -4,8 +4,11 @@
    hyperparameter setting of a model's grid is scored and the best by the task's selection
    metric (first listed wins ties; the first setting is the library default / reference);
 2. test stage (fit before ``test_start``, score the test window): the chosen setting is
-   refitted and scored once. The engine is built from the test stage's training rows with
-   its own config and called through its served rankers; it is never tuned here.
+   refitted and scored once.
+
+The engine is one more model (``evaluation.engine``), with a grid of one: fitting it builds
+an artifact from the test stage's training frames with its own config, and its served lists
+are called as the API calls them; it is never tuned here.
 
 Tasks: ``basket_completion`` (one held-out item per test order, the rest is the cart),
 ``also_viewed`` (next different product viewed in a session), ``next_basket`` (a returning
@@ -34,11 +37,11 @@ from recsys.evaluation.baselines import (
 )
 from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
 from recsys.evaluation.engine import (
+    EngineAlsoViewed,
     EngineBuilder,
-    rank_also_viewed,
-    rank_carts,
-    rank_for_customers,
-    to_codes,
+    EngineCarts,
+    EngineForCustomers,
+    TrainingFrames,
 )
 from recsys.evaluation.metrics import multi_target_metrics, single_target_metrics
 from recsys.evaluation.split import (
@@ -179,7 +182,8 @@ def _binary_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
 
 def _run_models(specs: Sequence[ModelSpec], valid: _Stage | None, test: _Stage, result: TaskResult,
                 *, max_k: int, tune: bool, show_progress: bool) -> None:
-    """Choose each model's setting on ``valid``, refit it on the test stage's data, score it."""
+    """Choose each model's setting on ``valid`` (a grid of one, like the engine's, is not
+    tuned), refit it on the test stage's training matrix, score its ``recommend`` lists."""
     for spec in progress_bar(list(specs), desc=f"{result.task} models", unit="model",
                              enabled=show_progress):
         start = time.perf_counter()
@@ -206,17 +210,13 @@ def _run_models(specs: Sequence[ModelSpec], valid: _Stage | None, test: _Stage, 
         result.seconds[spec.name] = round(time.perf_counter() - start, 2)
 
 
-def _engine_result(result: TaskResult, name: str, ranked: np.ndarray, evaluate: Evaluate,
-                   seconds: float, describe: str) -> None:
-    result.metrics[name], result.curves[name] = evaluate(ranked)
-    result.params[name] = describe
-    result.seconds[name] = round(seconds, 2)
+def _engine(ranker: Ranker | None, matrix: str = "rows") -> list[ModelSpec]:
+    """The engine's spec (none when the task runs without an engine builder)."""
+    return [] if ranker is None else [ModelSpec("engine", (ranker,), matrix)]
 
 
-def _ids_of_rows(queries: sp.csr_matrix, items: Vocabulary) -> list[list[str]]:
-    """Each query row's product ids (item code order)."""
-    ids = items.ids[queries.indices]
-    return [part.tolist() for part in np.split(ids, queries.indptr[1:-1])]
+def _before(events: pd.DataFrame | None, cutoff: pd.Timestamp) -> pd.DataFrame | None:
+    return None if events is None else events[events["occurred_at"] < cutoff]
 
 
 def _valid_stage(stages: dict[str, _Stage], result: TaskResult) -> _Stage | None:
@@ -252,7 +252,6 @@ def evaluate_basket_completion(
     stages: dict[str, _Stage] = {}
     test_items = Vocabulary([])
     test_train = orders.iloc[:0]
-    test_queries = sp.csr_matrix((0, 0))
     for stage in STAGES:
         train, window = split_orders(orders, windows, stage)
         items = Vocabulary.from_ids(train["product_id"], sort=True)
@@ -268,25 +267,22 @@ def evaluate_basket_completion(
         result.split[stage] = {"train_orders": int(matrix.shape[0]), "items": len(items),
                                "cases": len(cases)}
         if stage == "test":
-            test_items, test_train, test_queries = items, train, cases.queries
+            test_items, test_train = items, train
     result.cases = stages["test"].cases
     result.split["windows"] = windows.describe()
     if not result.cases:
         result.notes.append("no test order holds two products known before the cutoff")
         return result
     valid = _valid_stage(stages, result)
-    _run_models([*_keep(basket_models(), models), *extra], valid, stages["test"], result,
-                max_k=max_k, tune=tune, show_progress=show_progress)
-    if engine is not None and (models is None or "engine" in models):
-        start = time.perf_counter()
+    served = None
+    if engine is not None:  # frames cut only when there is an engine to build
         cutoff = windows.cutoff("test")
-        ev = None if events is None else events[events["occurred_at"] < cutoff]
-        index = engine.index(f"before {cutoff}", test_train, ev, catalog)
-        lists = rank_carts(index, _ids_of_rows(test_queries, test_items), max_k, n_jobs=n_jobs,
-                           show_progress=show_progress)
-        _engine_result(result, "engine", to_codes(lists, test_items, max_k),
-                       stages["test"].evaluate, time.perf_counter() - start,
-                       "cart_addons (EASE + item-kNN + rules, summed over the cart)")
+        served = EngineCarts(engine, TrainingFrames(f"before {cutoff}", test_train,
+                                                    _before(events, cutoff), catalog),
+                             test_items, n_jobs=n_jobs, show_progress=show_progress)
+    _run_models([*_keep(basket_models(), models), *extra, *_keep(_engine(served), models)],
+                valid, stages["test"], result, max_k=max_k, tune=tune,
+                show_progress=show_progress)
     return result
 
 
@@ -307,7 +303,6 @@ def evaluate_also_viewed(
     views = events[events["event_type"] == "view"]
     stages: dict[str, _Stage] = {}
     test_items = Vocabulary([])
-    test_queries = np.zeros(0, dtype=np.int64)
     for stage in STAGES:
         train, window = split_events(views, windows, stage)
         items = Vocabulary.from_ids(train["product_id"], sort=True)
@@ -323,7 +318,7 @@ def evaluate_also_viewed(
         result.split[stage] = {"train_sessions": int(matrix.shape[0]), "items": len(items),
                                "cases": len(pairs)}
         if stage == "test":
-            test_items, test_queries = items, pairs.queries
+            test_items = items
     result.cases = stages["test"].cases
     result.split["windows"] = windows.describe()
     if not result.cases:
@@ -331,19 +326,16 @@ def evaluate_also_viewed(
                             "cutoff one after the other")
         return result
     valid = _valid_stage(stages, result)
-    _run_models([*_keep(view_models(), models), *extra], valid, stages["test"], result,
-                max_k=max_k, tune=tune, show_progress=show_progress)
-    if engine is not None and (models is None or "engine" in models):
-        start = time.perf_counter()
+    served = None
+    if engine is not None:
         cutoff = windows.cutoff("test")
         train_orders = None if orders is None else orders[orders["ordered_at"] < cutoff]
-        index = engine.index(f"before {cutoff}", train_orders,
-                             events[events["occurred_at"] < cutoff], catalog)
-        lists = rank_also_viewed(index, test_items.ids[test_queries].tolist(), max_k,
-                                 n_jobs=n_jobs, show_progress=show_progress)
-        _engine_result(result, "engine", to_codes(lists, test_items, max_k),
-                       stages["test"].evaluate, time.perf_counter() - start,
-                       "also_viewed (view-session neighbours re-ranked by co-views)")
+        served = EngineAlsoViewed(engine, TrainingFrames(f"before {cutoff}", train_orders,
+                                                         _before(events, cutoff), catalog),
+                                  test_items, n_jobs=n_jobs, show_progress=show_progress)
+    _run_models([*_keep(view_models(), models), *extra, *_keep(_engine(served), models)],
+                valid, stages["test"], result, max_k=max_k, tune=tune,
+                show_progress=show_progress)
     return result
 
 
@@ -412,20 +404,20 @@ def evaluate_next_basket(
                             "window")
         return result
     valid = _valid_stage(stages, result)
-    _run_models([*_keep(next_basket_models(), models), *extra], valid, stages["test"], result,
-                max_k=max_k, tune=tune, show_progress=show_progress)
-    if engine is not None and (models is None or "engine" in models):
-        start = time.perf_counter()
+    served = None
+    if engine is not None:
         if holdout == "time" and windows is not None:
             cutoff = windows.cutoff("test")
-            key = f"before {cutoff}"
-            ev = None if events is None else events[events["occurred_at"] < cutoff]
+            training = TrainingFrames(f"before {cutoff}", test_train, _before(events, cutoff),
+                                      catalog)
         else:
-            key, ev = "all but each customer's last order", None
-        index = engine.index(key, test_train, ev, catalog)
-        lists = rank_for_customers(index, test_customers.tolist(), max_k, n_jobs=n_jobs,
-                                   show_progress=show_progress)
-        _engine_result(result, "engine", to_codes(lists, test_items, max_k),
-                       stages["test"].evaluate, time.perf_counter() - start,
-                       "for_customer (own repeat purchases, then ALS)")
+            training = TrainingFrames("all but each customer's last order", test_train, None,
+                                      catalog)
+        served = EngineForCustomers(engine, training, test_items,
+                                    customers=test_customers.tolist(), n_jobs=n_jobs,
+                                    show_progress=show_progress)
+    _run_models([*_keep(next_basket_models(), models), *extra,
+                 *_keep(_engine(served, "customers"), models)],
+                valid, stages["test"], result, max_k=max_k, tune=tune,
+                show_progress=show_progress)
     return result

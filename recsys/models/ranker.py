@@ -7,8 +7,12 @@ single query is a batch of one); ``recommend(queries, k) -> (ids, scores)``, bot
 than k items are allowed. ``filter_query`` leaves each query's own items out (basket
 completion, also viewed) or keeps them (next basket: people buy again). ``save`` writes the
 fitted state and hyperparameters to ``.npz`` without pickle; ``Ranker.load`` reads any saved
-ranker back. The served models (``recsys.models.rankers``) and the evaluation baselines
-implement it; evaluation uses nothing else.
+ranker back. The served models (``recsys.models.rankers``), the evaluation baselines and the
+served engine itself (``recsys.evaluation.engine``) implement it; evaluation uses nothing else.
+
+A ranker whose answer is a finished list rather than a score per item (the engine: tiers,
+pins, best-seller fills) overrides ``recommend``, raises NotImplementedError from ``score``,
+and may list ``-2``: a product outside the fitted item columns (a miss, never a match).
 """
 
 from __future__ import annotations
