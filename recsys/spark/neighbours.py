@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
     from recsys.models.settings import ModelsConfig
 
-__all__ = ["SparkCoPurchase", "item_codes", "order_baskets", "pair_table", "knn_on_spark", "bm25_item_weights",
-           "ease_gram_on_spark", "write_neighbours"]
+__all__ = ["SparkCoPurchase", "item_codes", "order_baskets", "pair_table", "knn_on_spark",
+           "bm25_item_weights", "implicit_k_best", "repeated_sum", "ease_gram_on_spark", "support_on_spark",
+           "stream", "write_neighbours"]
 
 KNN_SCHEMA = "item int, rank int, neighbour int, score float, support long"
 
@@ -109,7 +110,7 @@ def _scorer(kind: str, weight: np.ndarray, n_items: int) -> Callable[..., np.nda
 
     def cosine(i: int, cols: np.ndarray, support: np.ndarray, n: np.ndarray,
                sizes: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        return support * (weight[cols] * weight[i])
+        return repeated_sum(weight[cols] * weight[i], support)
 
     def bm25(i: int, cols: np.ndarray, support: np.ndarray, n: np.ndarray,
              sizes: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -117,6 +118,22 @@ def _scorer(kind: str, weight: np.ndarray, n_items: int) -> Callable[..., np.nda
         return weight[i] * weight[cols] * np.add.reduceat(n * idf * idf, starts)
 
     return bm25 if kind == "bm25" else cosine
+
+
+def repeated_sum(term: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """``term`` added ``times`` times to 0, one addition after the other, as implicit's
+    accumulator does: equal products of the counts and the weights can round apart there,
+    and its K-best choice sees those last bits."""
+    order = np.argsort(times, kind="stable")
+    term, times = term[order], times[order]
+    sums = np.zeros(len(term), dtype=np.float64)
+    start = 0
+    for k in range(1, int(times.max(initial=0)) + 1):
+        start += int(np.searchsorted(times[start:], k))  # times ascending: a suffix is left
+        sums[start:] += term[start:]
+    out = np.empty_like(sums)
+    out[order] = sums
+    return out
 
 
 def _item_top_k(score_of: Callable[..., np.ndarray], k: int, top_k: int
@@ -217,6 +234,10 @@ def write_neighbours(table: DataFrame, n_items: int, top_k: int, folder: Path,
                      scratch: Path) -> None:
     """A neighbour table folder (``NEIGHBOUR_ARRAYS`` as ``.npy``) from rows (item, rank,
     neighbour, score, support), filled batch by batch through memory maps."""
+    if n_items == 0:  # nothing to map: the empty arrays as the local job saves them
+        Neighbours(ids=np.zeros((0, top_k), np.int32), scores=np.zeros((0, top_k), np.float32),
+                   support=np.zeros((0, top_k), np.int64)).save(folder)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {a.name: np.lib.format.open_memmap(folder / f"{a.name}.npy", mode="w+",
                                                 dtype=np.dtype(a.dtype), shape=(n_items, top_k))
