@@ -4,6 +4,7 @@ Online Retail II; ALS on MLlib on planted groups; repurchase cycles against the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,24 @@ from implicit.nearest_neighbours import bm25_weight
 from recsys import layout
 from recsys.artifacts import save_parquet
 from recsys.matrices import InteractionWeights, item_vocabulary, order_item_matrix
+from recsys.models.ease import ease_from_gram, ease_items
 from recsys.models.job import LocalCoPurchase, run_models_job
 from recsys.models.neighbours import Neighbours
 from recsys.models.settings import ModelsConfig
 from recsys.spark.als import SparkALS
 from recsys.spark.history import repurchase_cycles_on_spark
 from recsys.spark.ingest import to_spark_pandas
-from recsys.spark.neighbours import SparkCoPurchase, bm25_item_weights
+from recsys.spark.neighbours import (
+    SparkCoPurchase,
+    bm25_item_weights,
+    ease_gram_on_spark,
+    item_order_counts,
+    knn_on_spark,
+    order_baskets,
+    pair_table,
+    support_on_spark,
+    write_neighbours,
+)
 from recsys.vocab import Vocabulary
 
 TINY = pd.DataFrame([("o1", "a"), ("o1", "b"), ("o1", "c"), ("o1", "a"), ("o2", "a"),
@@ -114,35 +126,55 @@ def test_knn_equals_a_brute_force(spark_local: Any, tmp_path: Path, kind: str) -
 
 
 @pytest.fixture(scope="module")
-def retail_slice(online_retail_path: Path) -> pd.DataFrame:
-    """The first 600 purchase invoices of Online Retail II (no cancellations)."""
+def retail(spark_local: Any, online_retail_path: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The first 600 purchase invoices of Online Retail II (no cancellations): the order x
+    product matrix, and its baskets, counts and pair table on Spark (made once)."""
     raw = pd.read_parquet(online_retail_path, columns=["Invoice", "StockCode", "Quantity"])
     raw = raw[~raw["Invoice"].astype("string").str.startswith("C") & (raw["Quantity"] > 0)]
     first = raw["Invoice"].drop_duplicates().iloc[:600]
     lines = raw[raw["Invoice"].isin(first)]
-    return pd.DataFrame({"order_id": lines["Invoice"].astype("string"),
-                         "product_id": lines["StockCode"].astype("string")})
+    orders = pd.DataFrame({"order_id": lines["Invoice"].astype("string"),
+                           "product_id": lines["StockCode"].astype("string")})
+    items = item_vocabulary(orders)
+    frame = spark_local.createDataFrame(to_spark_pandas(orders),
+                                        "order_id string, product_id string")
+    baskets = order_baskets(spark_local, frame, items).cache()
+    pairs = pair_table(baskets).cache()
+    yield {"matrix": order_item_matrix(orders, items=items).matrix, "pairs": pairs,
+           "counts": item_order_counts(baskets, len(items)),
+           "scratch": tmp_path_factory.mktemp("scratch")}
+    pairs.unpersist()
+    baskets.unpersist()
 
 
-@pytest.mark.parametrize(("kind", "knn_k", "top_k"), [("cosine", 100, 50), ("cosine", 6, 5),
-                                                      ("bm25", 100, 50), ("bm25", 6, 5)])
-def test_knn_equals_the_local_job_on_online_retail(spark_local: Any, retail_slice: pd.DataFrame,
-                                                   tmp_path: Path, kind: str, knn_k: int,
-                                                   top_k: int) -> None:
+@pytest.mark.parametrize(("kind", "knn_k", "top_k"), [("cosine", 6, 5), ("bm25", 100, 50),
+                                                      ("bm25", 6, 5)])
+def test_knn_equals_the_local_job_on_online_retail(retail: dict[str, Any], tmp_path: Path,
+                                                   kind: str, knn_k: int, top_k: int) -> None:
     """The same neighbours and counts as implicit's; a small K makes implicit's own choice
     among tied candidates matter."""
     config = ModelsConfig(similarity=kind, knn_k=knn_k, top_k=top_k)
-    local, spark = _tables(spark_local, retail_slice, config, tmp_path)
+    LocalCoPurchase(retail["matrix"], config).save_knn(tmp_path / "local")
+    table = knn_on_spark(retail["pairs"], retail["counts"], kind=kind, k=knn_k, top_k=top_k)
+    write_neighbours(table, len(retail["counts"]), top_k, tmp_path / "spark", retail["scratch"])
+    local = Neighbours.load(tmp_path / "local", mmap=False)
     assert (local.ids[:, 0] >= 0).sum() > 1000
-    _assert_same(spark, local, rtol=1e-5)
+    _assert_same(Neighbours.load(tmp_path / "spark", mmap=False), local, rtol=1e-5)
 
 
-def test_ease_equals_the_local_job_on_online_retail(spark_local: Any, retail_slice: pd.DataFrame,
+def test_ease_equals_the_local_job_on_online_retail(spark_local: Any, retail: dict[str, Any],
                                                     tmp_path: Path) -> None:
     config = ModelsConfig(ease_max_items=300, top_k=20)
-    local, spark = _tables(spark_local, retail_slice, config, tmp_path, ease=True)
+    LocalCoPurchase(retail["matrix"], config).save_ease(tmp_path)
+    local = Neighbours.load(tmp_path, mmap=False)
+    kept = ease_items(retail["counts"], 300)
+    gram = ease_gram_on_spark(spark_local, retail["pairs"], kept, retail["scratch"])
+    ids, scores = ease_from_gram(gram, kept, len(retail["counts"]), lam=1.0, top_k=20)
+    support = support_on_spark(spark_local, retail["pairs"], ids, retail["scratch"])
     assert (local.ids[:, 0] >= 0).sum() == 300
-    _assert_same(spark, local, rtol=1e-6)
+    _assert_same(Neighbours(ids=ids, scores=scores, support=support), local, rtol=1e-6)
+    assert not list(retail["scratch"].iterdir())
 
 
 def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path) -> None:
@@ -203,3 +235,14 @@ def _local_cycles(orders: pd.DataFrame, items: Vocabulary, min_intervals: int,
     out.mkdir()
     run_models_job(orders, None, items, config, InteractionWeights(), out)
     return pd.read_parquet(layout.REPURCHASE.at(out))
+
+
+def test_no_repurchase_cycles_is_the_local_empty_table(spark_local: Any, tmp_path: Path) -> None:
+    orders = _dated_orders(12)
+    items = Vocabulary(pd.Index(sorted(orders["product_id"].unique()), dtype="string"))
+    got = repurchase_cycles_on_spark(spark_local, spark_local.createDataFrame(
+        to_spark_pandas(orders)), items, min_intervals=10**6, min_repeat_share=0.3)
+    save_parquet(got, tmp_path / "got.parquet")
+    expected = _local_cycles(orders, items, 10**6, 0.3, tmp_path / "local")
+    assert expected.empty
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "got.parquet"), expected)

@@ -46,10 +46,7 @@ def repurchase_cycles_on_spark(spark: SparkSession, orders: DataFrame, items: Vo
                   F.count(F.lit(1)).alias("intervals"))
              .filter(F.col("intervals") >= min_intervals)
              .join(buyers, "item"))
-    table = pd.DataFrame(stats.toPandas())
-    if table.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    table = table.sort_values("item")
+    table = pd.DataFrame(stats.toPandas()).sort_values("item")  # empty: typed as the local
     share = (table["repeaters"].to_numpy(np.float64)
              / np.maximum(table["buyers"].to_numpy(np.int64), 1))
     out = pd.DataFrame({"cycle_days": table["cycle_days"].to_numpy(np.float64),

@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
     from recsys.models.settings import ModelsConfig
 
-__all__ = ["SparkCoPurchase", "item_codes", "order_baskets", "pair_table", "knn_on_spark",
-           "bm25_item_weights", "implicit_k_best", "repeated_sum", "ease_gram_on_spark", "support_on_spark",
-           "stream", "write_neighbours"]
+__all__ = ["SparkCoPurchase", "item_codes", "order_baskets", "pair_table", "item_order_counts",
+           "knn_on_spark", "bm25_item_weights", "implicit_k_best", "repeated_sum",
+           "ease_gram_on_spark", "support_on_spark", "stream", "write_neighbours"]
 
 KNN_SCHEMA = "item int, rank int, neighbour int, score float, support long"
 
