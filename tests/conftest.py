@@ -43,6 +43,7 @@ SLOW_MODULES = frozenset({
     "test_database_down", "test_api_campaign", "test_load_reload",
     # each builds an artifact, starts a server, Spark or a browser, or fuzzes the API
     "test_spark_rules", "test_spark_pipeline", "test_spark_cli", "test_spark_ingest",
+    "test_spark_models",
     "test_faults", "test_live", "test_content", "test_server_events", "test_analytics_pricing",
     "test_auth", "test_forget", "test_privacy_api", "test_events_guard",
     "test_api_docs_browser", "test_artifact_checks", "test_secrets", "test_hardening",

@@ -9,13 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from recsys import layout
 from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
+from recsys.models.neighbours import Neighbours
 from recsys.pipeline import run_pipeline
 from recsys.spark.pipeline import run_on_spark
 from tests.conftest import write_small_config
@@ -54,15 +57,22 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
     spark = ArtifactStore(built["spark"] / "artifacts").verify()
     assert set(spark.files) == set(local.files)
     assert spark.inputs["rows"] == local.inputs["rows"]
-    for job in ("basket_stats", "rules", "catalog"):
+    for job in ("basket_stats", "rules", "catalog", "models"):
         assert spark.metrics[job] == local.metrics[job], job
     paths = {e: ArtifactStore(built[e] / "artifacts").path() for e in built}
-    for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet"):
+    for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet",
+                 layout.REPURCHASE.path):
         pd.testing.assert_frame_equal(pd.read_parquet(paths["spark"] / name),
                                       pd.read_parquet(paths["local"] / name), obj=name)
     for name in ("rules.parquet", "category_rules.parquet"):
         pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
                                       canonical(pd.read_parquet(paths["local"] / name)), obj=name)
+    for table in layout.NEIGHBOUR_TABLES:  # item-kNN and EASE made on Spark; the rest local
+        if (paths["local"] / table.folder).exists():
+            got, expected = (Neighbours.load(paths[e] / table.folder) for e in ("spark", "local"))
+            np.testing.assert_array_equal(got.ids, expected.ids, err_msg=table.folder)
+            np.testing.assert_array_equal(got.support, expected.support, err_msg=table.folder)
+            np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5, err_msg=table.folder)
     report = {e: json.loads((paths[e] / "ingest_report.json").read_text()) for e in paths}
     for engine, body in report.items():
         body.pop("created_at")

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ease_neighbours"]
+__all__ = ["ease_neighbours", "ease_from_gram", "ease_items"]
 
 _BLOCK = 1024  # rows per top-k block: bounds the copies the selection makes
 
@@ -34,15 +34,29 @@ def ease_neighbours(orders_items: sp.csr_matrix, *, lam: float, top_k: int,
         sizes = np.diff(x.indptr).astype(np.float64)
         x.data /= np.sqrt(np.maximum(np.repeat(sizes, np.diff(x.indptr)), 1.0))
     counts = np.diff(sp.csc_matrix(x).indptr)
+    kept = ease_items(counts, max_items)
+    sub = sp.csc_matrix(x)[:, kept]
+    with threadpool_limits(limits=threads, user_api="blas"):
+        gram = np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
+    return ease_from_gram(gram, kept, n_items, lam=lam, top_k=top_k, threads=threads)
+
+
+def ease_items(counts: np.ndarray, max_items: int) -> np.ndarray:
+    """The codes EASE covers, ascending: the ``max_items`` products in most orders (ties to
+    the lower code), never one in no order."""
     kept = np.sort(np.argsort(-counts, kind="stable")[:max_items])
-    kept = kept[counts[kept] > 0]
+    return kept[counts[kept] > 0]
+
+
+def ease_from_gram(gram: np.ndarray, kept: np.ndarray, n_items: int, *, lam: float,
+                   top_k: int, threads: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Top-K EASE neighbours from the Gram matrix of the ``kept`` products (m x m, float64,
+    changed in place): the ids and scores ``ease_neighbours`` returns."""
     ids = np.full((n_items, top_k), -1, dtype=np.int32)
     scores = np.zeros((n_items, top_k), dtype=np.float32)
     if len(kept) < 2:
         return ids, scores
-    sub = sp.csc_matrix(x)[:, kept]
     with threadpool_limits(limits=threads, user_api="blas"):
-        gram = np.asarray((sub.T @ sub).toarray(), dtype=np.float64)
         gram[np.diag_indices_from(gram)] += lam
         weights = np.linalg.inv(gram)
     del gram

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,8 @@ from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
-__all__ = ["ModelsConfig", "run_models_job", "save_view_models"]
+__all__ = ["ModelsConfig", "run_models_job", "save_view_models", "CoPurchaseTables",
+           "LocalCoPurchase", "Factorizer", "LocalALS"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,56 @@ def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
     return Neighbours(ids=ids, scores=scores, support=cooccurrence_at(rows_items, ids))
 
 
+class CoPurchaseTables(Protocol):
+    """Makes the co-purchase neighbour tables (item-kNN, EASE) of the orders."""
+
+    def save_knn(self, folder: Path) -> None:
+        """The item-kNN table (``similarity``, ``knn_k``, ``top_k``) into ``folder``."""
+
+    def save_ease(self, folder: Path) -> int:
+        """The EASE table into ``folder``; returns the products that got neighbours."""
+
+
+class LocalCoPurchase:
+    """The co-purchase tables from the order x product matrix, in this process."""
+
+    def __init__(self, baskets: sp.csr_matrix, config: ModelsConfig) -> None:
+        self.baskets, self.config = baskets, config
+        self._knn: Neighbours | None = None
+
+    def save_knn(self, folder: Path) -> None:
+        if self._knn is None:
+            self._knn = _neighbours(self.baskets, self.config)
+        self._knn.save(folder)
+
+    def save_ease(self, folder: Path) -> int:
+        ids, scores = ease_neighbours(self.baskets, lam=self.config.ease_lambda,
+                                      top_k=self.config.top_k,
+                                      max_items=self.config.ease_max_items)
+        Neighbours(ids=ids, scores=scores, support=cooccurrence_at(self.baskets, ids)).save(folder)
+        return int((ids[:, 0] >= 0).sum())
+
+
+class Factorizer(Protocol):
+    """Fits ALS factors of a customers x products confidence matrix."""
+
+    def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """(user factors, item factors), float32, one row per customer / product code."""
+
+
+class LocalALS:
+    """ALS with ``implicit``, in this process."""
+
+    def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+            ) -> tuple[np.ndarray, np.ndarray]:
+        als = ALS(factors=config.als_factors, regularization=config.als_regularization,
+                  alpha=config.als_alpha, iterations=config.als_iterations, seed=config.seed)
+        als.fit(users_items, show_progress=progress_enabled())
+        assert als.user_factors is not None and als.item_factors is not None
+        return als.user_factors, als.item_factors
+
+
 def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -> None:
     """The also-viewed table and the sessions themselves (for V-SKNN) of a session x
     product matrix."""
@@ -64,11 +116,15 @@ def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -
 
 def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,
                    config: ModelsConfig, weights: InteractionWeights, out: Path,
-                   catalog: pd.DataFrame | None = None) -> dict[str, Any]:
+                   catalog: pd.DataFrame | None = None,
+                   co_purchase: CoPurchaseTables | None = None,
+                   factorizer: Factorizer | None = None,
+                   repurchase: Callable[[], pd.DataFrame] | None = None) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
-    (``catalog``: its ``durable`` column, where given, says which products last)."""
+    (``catalog``: its ``durable`` column, where given, says which products last;
+    ``co_purchase``, ``factorizer``, ``repurchase``: where the co-purchase tables, the ALS
+    factors and the repurchase cycles come from, default this process)."""
     metrics: dict[str, Any] = {}
-    baskets = order_item_matrix(orders, items=items).matrix
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
         sessions = session_item_matrix(views, weights=weights, items=items).matrix
@@ -79,16 +135,12 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                                         catalog_categories(catalog, items))
     save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))
     metrics["viewed_bought_pairs"] = len(bought_instead)
-    co_purchase = _neighbours(baskets, config)
+    tables = co_purchase or LocalCoPurchase(order_item_matrix(orders, items=items).matrix, config)
     if config.bought_together == "ease":
-        ids, scores = ease_neighbours(baskets, lam=config.ease_lambda, top_k=config.top_k,
-                                      max_items=config.ease_max_items)
-        Neighbours(ids=ids, scores=scores, support=cooccurrence_at(baskets, ids)).save(
-            layout.BOUGHT_TOGETHER.at(out))
-        co_purchase.save(layout.BOUGHT_TOGETHER_KNN.at(out))
-        metrics["ease_products"] = int((ids[:, 0] >= 0).sum())
+        metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
+        tables.save_knn(layout.BOUGHT_TOGETHER_KNN.at(out))
     else:
-        co_purchase.save(layout.BOUGHT_TOGETHER.at(out))
+        tables.save_knn(layout.BOUGHT_TOGETHER.at(out))
     layout.RANKING.at(out).write_text(json.dumps({
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
@@ -97,16 +149,13 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         "also_viewed_counts": "sessions" if "also_viewed_source" in metrics else "orders"},
         indent=2))
     if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
-        co_purchase.save(layout.ALSO_VIEWED.at(out))
+        tables.save_knn(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "co-purchase (no view events)"
 
     if "customer_id" in orders and orders["customer_id"].notna().any():
         customers = customer_item_matrix(orders, events, weights=weights, items=items)
-        als = ALS(factors=config.als_factors, regularization=config.als_regularization,
-                  alpha=config.als_alpha, iterations=config.als_iterations, seed=config.seed)
-        als.fit(customers.matrix, show_progress=progress_enabled())
-        assert als.user_factors is not None and als.item_factors is not None
-        save_npz(layout.ALS.at(out), user_factors=als.user_factors, item_factors=als.item_factors,
+        user_factors, item_factors = (factorizer or LocalALS()).fit(customers.matrix, config)
+        save_npz(layout.ALS.at(out), user_factors=user_factors, item_factors=item_factors,
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(layout.CUSTOMERS.at(out))
@@ -116,10 +165,10 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
         dated = lines.dated
-        cycles = cycles_of_sorted(lines.customer[dated], lines.product[dated],
-                                  lines.day[dated], items.ids,
-                                  min_intervals=config.repurchase_min_intervals,
-                                  min_repeat_share=config.repurchase_min_share)
+        cycles = repurchase() if repurchase is not None else cycles_of_sorted(
+            lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
+            min_intervals=config.repurchase_min_intervals,
+            min_repeat_share=config.repurchase_min_share)
     else:
         metrics["als_customers"] = 0
         log.warning("orders have no customer_id: personalised lists fall back to best sellers")

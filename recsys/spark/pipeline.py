@@ -2,15 +2,18 @@
 
 The artifact is written by the local writers and published by the local store
 (``recsys.pipeline.run_jobs``), so its format is the one serving reads. On Spark: the ingest,
-best sellers, basket figures, and the itemset counting of the product and category rules.
-The other jobs (catalog, models, customer value) and the bundles and substitutes of the rules
-job still run on the driver, from the data directory Spark wrote.
+best sellers, basket figures, the itemset counting of the product and category rules, and in
+the models job the co-purchase tables (item-kNN, EASE's Gram matrix), the ALS fit (MLlib)
+and the repurchase cycles. The other jobs (catalog, content, customer value), the rest of the
+models job and the bundles and substitutes of the rules job still run on the driver, from
+the data directory Spark wrote.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,6 +22,7 @@ from recsys import layout
 from recsys.artifacts import Manifest
 from recsys.config import Config
 from recsys.ingest import IngestReport, table_file
+from recsys.models.job import run_models_job
 from recsys.pipeline import JOBS, JobContext, run_jobs, run_pipeline
 from recsys.rules.job import run_rules_job
 from recsys.rules.mining import MiningResult
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["run_on_spark", "spark_jobs", "SPARK_JOBS"]
 
 # The jobs that run on Spark; the rest of recsys.pipeline.JOBS runs on the driver.
-SPARK_JOBS = ("popularity", "basket_stats", "rules")
+SPARK_JOBS = ("popularity", "basket_stats", "rules", "models")
 
 
 def run_on_spark(config: Config, *, show_progress: bool = True,
@@ -53,6 +57,9 @@ def _run_jobs_on_spark(config: Config, *, show_progress: bool,
 
 def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
     """``recsys.pipeline.JOBS`` (same names, same order) with the Spark versions swapped in."""
+    from recsys.spark.als import SparkALS
+    from recsys.spark.history import repurchase_cycles_on_spark
+    from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
     from recsys.spark.rules import mine_on_spark
 
@@ -81,6 +88,22 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
                              weights=ctx.config.interactions, miner=miner)
 
+    def job_models(ctx: JobContext) -> dict[str, Any]:
+        # item-kNN, EASE's Gram matrix, ALS (MLlib), repurchase cycles on Spark; the rest local
+        tables = SparkCoPurchase(spark, orders(ctx), ctx.items, ctx.config.models,
+                                 scratch=Path(ctx.config.data_dir))
+        try:
+            return run_models_job(ctx.orders, ctx.events, ctx.items, ctx.config.models,
+                                  ctx.config.interactions, ctx.out, ctx.catalog,
+                                  co_purchase=tables,
+                                  factorizer=SparkALS(spark, Path(ctx.config.data_dir)),
+                                  repurchase=partial(
+                                      repurchase_cycles_on_spark, spark, orders(ctx), ctx.items,
+                                      min_intervals=ctx.config.models.repurchase_min_intervals,
+                                      min_repeat_share=ctx.config.models.repurchase_min_share))
+        finally:
+            tables.close()
+
     swapped = {"popularity": job_popularity, "basket_stats": job_basket_stats,
-               "rules": job_rules}
+               "rules": job_rules, "models": job_models}
     return {name: swapped.get(name, job) for name, job in JOBS.items()}

@@ -52,7 +52,10 @@ def spark_session(config: SparkConfig,
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = {"spark.pyspark.python": os.environ["PYSPARK_PYTHON"]}
     if os.environ.get("PYTHONPATH"):  # a source checkout: executors import recsys from it too
-        settings["spark.executorEnv.PYTHONPATH"] = os.environ["PYTHONPATH"]
+        # absolute: an executor's Python runs in its own working directory
+        settings["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep)
+            if entry)
     settings.update({**config.settings, **FIXED_SETTINGS})
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -1,0 +1,66 @@
+"""Implicit-feedback ALS with Spark MLlib (``implicitPrefs=True``), in the factor format the
+local models job saves (``als.npz``: user and item factors, float32, rows in the codes of the
+customer and product vocabularies; zeros for a customer or product MLlib never saw).
+
+The confidence matrix is the local one (``customer_item_matrix``); its non-zeros go to the
+executors, MLlib fits there, and the factors come back through Parquet parts one batch at a
+time (``recsys.spark.neighbours.stream``). MLlib's model is Hu, Koren and Volinsky's with
+confidence 1 + alpha r and the L2 penalty scaled by each row's ratings (ALS-WR), where
+implicit uses confidence alpha r and a plain penalty: the same settings give close, not
+equal, factors (quality compared in ``benchmarks/spark_als_quality.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.spark.neighbours import stream
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from recsys.models.settings import ModelsConfig
+
+__all__ = ["SparkALS"]
+
+
+class SparkALS:
+    """``recsys.models.job``'s ``Factorizer`` on Spark MLlib."""
+
+    def __init__(self, spark: SparkSession, scratch: Path, *, partitions: int | None = None
+                 ) -> None:
+        self.spark, self.scratch = spark, scratch
+        self.partitions = partitions or spark.sparkContext.defaultParallelism
+
+    def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """(user factors, item factors) of the users x items confidence matrix."""
+        from pyspark.ml.recommendation import ALS
+
+        coo = sp.coo_matrix(users_items)
+        ratings = self.spark.createDataFrame(pd.DataFrame(
+            {"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
+             "rating": coo.data.astype(np.float32)}), "user int, item int, rating float")
+        als = ALS(rank=config.als_factors, maxIter=config.als_iterations,
+                  regParam=config.als_regularization, alpha=config.als_alpha,
+                  implicitPrefs=True, seed=config.seed, userCol="user", itemCol="item",
+                  ratingCol="rating", numUserBlocks=self.partitions,
+                  numItemBlocks=self.partitions, intermediateStorageLevel="MEMORY_AND_DISK",
+                  finalStorageLevel="MEMORY_AND_DISK")
+        model = als.fit(ratings.repartition(self.partitions))
+        n_users, n_items = users_items.shape
+        return (self._factors(model.userFactors, n_users, config.als_factors),
+                self._factors(model.itemFactors, n_items, config.als_factors))
+
+    def _factors(self, table: DataFrame, rows: int, rank: int) -> np.ndarray:
+        out = np.zeros((rows, rank), dtype=np.float32)
+        for batch in stream(table, self.scratch):
+            ids = batch["id"].to_numpy(np.int64)
+            if len(ids):
+                out[ids] = np.stack(batch["features"].to_numpy()).astype(np.float32)
+        return out
