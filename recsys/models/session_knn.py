@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["SessionKNN", "query_matrix", "load_sessions"]
+__all__ = ["SessionKNN", "query_matrix", "load_sessions", "sessions_by_item"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -47,6 +47,19 @@ class SessionKNN:
         self.sessions = sp.csr_matrix((0, 0))
         self.by_item = sp.csr_matrix((0, 0))
         self.norms = np.zeros(0)
+        # (indptr, indices) of sessions -> items and items -> sessions: what score_one reads
+        self._rows: tuple[np.ndarray, np.ndarray] = (np.zeros(1, np.int64), np.zeros(0, np.int32))
+        self._items = self._rows
+
+    @classmethod
+    def served(cls, rows: tuple[np.ndarray, np.ndarray],
+               items: tuple[np.ndarray, np.ndarray]) -> SessionKNN:
+        """A "dot" model for ``score_one`` over stored CSR arrays (``rows``: sessions ->
+        items, ``items``: items -> sessions, each (indptr, indices)) used as they are, e.g.
+        memory-mapped; ``score`` needs ``fit``."""
+        model = cls(similarity="dot")
+        model._rows, model._items = rows, items
+        return model
 
     def fit(self, sessions: sp.csr_matrix) -> SessionKNN:
         binary = sp.csr_matrix(sessions, dtype=np.float64, copy=True)
@@ -55,6 +68,8 @@ class SessionKNN:
         self.sessions = binary
         self.by_item = binary.T.tocsr()
         self.norms = np.sqrt(np.asarray(binary.sum(axis=1)).ravel())
+        self._rows = (binary.indptr, binary.indices)
+        self._items = (self.by_item.indptr, self.by_item.indices)
         return self
 
     def score(self, queries: sp.csr_matrix, chunk: int = 2000,
@@ -81,8 +96,9 @@ class SessionKNN:
         for p, code in enumerate(session, start=1):
             weights[code] = p / len(session)
         codes = np.fromiter(weights, dtype=np.int64, count=len(weights))
-        lo, hi = self.by_item.indptr[codes], self.by_item.indptr[codes + 1]
-        held = np.concatenate([self.by_item.indices[a:b] for a, b in zip(lo, hi, strict=True)])
+        item_ptr, item_sessions = self._items
+        lo, hi = item_ptr[codes], item_ptr[codes + 1]
+        held = np.concatenate([item_sessions[a:b] for a, b in zip(lo, hi, strict=True)])
         if not len(held):
             return np.zeros(0, np.int64), np.zeros(0)
         neighbours, inverse = np.unique(held, return_inverse=True)
@@ -90,9 +106,9 @@ class SessionKNN:
             np.fromiter(weights.values(), dtype=np.float64, count=len(weights)), hi - lo))
         best = np.lexsort((neighbours, -sims))[: k or self.k]  # ties: the lower session
         rows = neighbours[best]
-        s_lo, s_hi = self.sessions.indptr[rows], self.sessions.indptr[rows + 1]
-        items = np.concatenate([self.sessions.indices[a:b]
-                                for a, b in zip(s_lo, s_hi, strict=True)])
+        row_ptr, row_items = self._rows
+        s_lo, s_hi = row_ptr[rows], row_ptr[rows + 1]
+        items = np.concatenate([row_items[a:b] for a, b in zip(s_lo, s_hi, strict=True)])
         found, where = np.unique(items, return_inverse=True)
         return found.astype(np.int64), np.bincount(where, weights=np.repeat(sims[best],
                                                                             s_hi - s_lo))
@@ -112,15 +128,31 @@ class SessionKNN:
         return sp.csr_matrix((data[keep], (rows[keep], indices[keep])), shape=sims.shape)
 
 
-def load_sessions(path: Path) -> SessionKNN | None:
+def sessions_by_item(indptr: np.ndarray, indices: np.ndarray,
+                     n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The transpose of a sessions x items CSR as (indptr, indices): per item, the sessions
+    holding it in increasing order (what ``tocsr`` of the transpose gives)."""
+    n_rows = len(indptr) - 1
+    rows = np.repeat(np.arange(n_rows, dtype=np.int32 if n_rows < 2**31 else np.int64),
+                     np.diff(indptr))
+    order = np.argsort(indices, kind="stable")
+    item_ptr = np.zeros(n_items + 1, np.int64)
+    np.cumsum(np.bincount(indices, minlength=n_items), out=item_ptr[1:])
+    return item_ptr, rows[order]
+
+
+def load_sessions(path: Path, by_item: Path | None = None) -> SessionKNN | None:
     """The training view sessions written by the models job (``sessions.npz``: a sessions x
-    products CSR), fitted for V-SKNN; None when the artifact has none."""
+    products CSR, and ``by_item``, its transpose, where the version has it), memory-mapped
+    for V-SKNN's ``score_one``; None when the artifact has none."""
     from recsys.artifact_io import load_npz
 
     if not path.exists():
         return None
-    arrays = load_npz(path)
-    rows, n_items = (int(n) for n in arrays["shape"])
-    matrix = sp.csr_matrix((np.ones(len(arrays["indices"])), arrays["indices"],
-                            arrays["indptr"]), shape=(rows, n_items))
-    return SessionKNN(similarity="dot").fit(matrix)
+    arrays = load_npz(path, mmap=True)
+    if by_item is not None and by_item.exists():
+        transposed = load_npz(by_item, mmap=True)
+        items = (transposed["indptr"], transposed["indices"])
+    else:  # a version from before the models job wrote the transpose: built here
+        items = sessions_by_item(arrays["indptr"], arrays["indices"], int(arrays["shape"][1]))
+    return SessionKNN.served((arrays["indptr"], arrays["indices"]), items)

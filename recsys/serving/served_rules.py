@@ -30,13 +30,15 @@ class ServedRules:
     """The mined rules with one consequent, as arrays grouped by antecedent set (best
     confidence first within a set): millions of rules, no Python object per rule.
 
-    ``groups`` maps the antecedent codes (sorted int32, as bytes) to a slice of the arrays;
-    a cart finds its rules by looking up its own subsets (or, for a large cart, by testing
-    every antecedent set of a length at once), never by walking the rules of each item.
+    ``antecedents[length]`` holds every distinct antecedent set of that length (sorted int32
+    codes, rows in the byte order of their codes) and ``starts[length]`` the bounds of each
+    set's rules in the rule arrays. A cart finds its rules by looking up its own subsets, all
+    at once by binary search (or, for a large cart, by testing every stored set of a length),
+    never by walking the rules of each item.
     """
 
-    groups: dict[bytes, tuple[int, int]]
-    antecedents: dict[int, np.ndarray]  # length -> (n_sets, length) codes of every set
+    antecedents: dict[int, np.ndarray]  # length -> (n_sets, length) int32
+    starts: dict[int, np.ndarray]  # length -> (n_sets + 1,) int64 bounds in the rule arrays
     consequent: np.ndarray  # int32
     confidence: np.ndarray  # float32
     lift: np.ndarray
@@ -50,17 +52,28 @@ class ServedRules:
     def __len__(self) -> int:
         return len(self.consequent)
 
+    def _find(self, sets: np.ndarray) -> np.ndarray:
+        """The row of each of ``sets`` (n, length) among the stored sets of that length; -1
+        where it is not stored."""
+        stored = self.antecedents.get(sets.shape[1])
+        if stored is None or not len(stored) or not len(sets):
+            return np.full(len(sets), -1, np.int64)
+        keys = _as_keys(stored)
+        query = _as_keys(sets)
+        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        return np.where(keys[at] == query, at, -1)
+
     def sets_in(self, cart: np.ndarray, combinations_limit: int = 2_000) -> list[np.ndarray]:
         """Every stored antecedent set that the sorted, distinct ``cart`` codes hold."""
-        out = []
+        out: list[np.ndarray] = []
         for length, sets in self.antecedents.items():
             if len(cart) < length:
                 continue
             if math.comb(len(cart), length) <= combinations_limit:
-                for combo in itertools.combinations(cart.tolist(), length):
-                    key = np.asarray(combo, dtype=np.int32)
-                    if key.tobytes() in self.groups:
-                        out.append(key)
+                combos = np.fromiter(itertools.chain.from_iterable(
+                    itertools.combinations(cart.tolist(), length)), dtype=np.int32)
+                combos = combos.reshape(-1, length)
+                out += list(combos[self._find(combos) >= 0])
             else:
                 held = np.isin(sets, cart).all(axis=1)
                 out += list(sets[held])
@@ -68,7 +81,18 @@ class ServedRules:
 
     def rules_of(self, antecedents: np.ndarray) -> tuple[int, int]:
         """The slice of the arrays holding the rules of this antecedent set."""
-        return self.groups[np.ascontiguousarray(antecedents, dtype=np.int32).tobytes()]
+        key = np.ascontiguousarray(antecedents, dtype=np.int32).reshape(1, -1)
+        row = int(self._find(key)[0])
+        if row < 0:
+            raise KeyError(f"no rules with the antecedents {key.ravel().tolist()}")
+        starts = self.starts[key.shape[1]]
+        return int(starts[row]), int(starts[row + 1])
+
+
+def _as_keys(sets: np.ndarray) -> np.ndarray:
+    """Rows of int32 codes as one opaque (void) value each: sortable, searchable, no copy."""
+    sets = np.ascontiguousarray(sets, dtype=np.int32)
+    return sets.view(np.dtype((np.void, sets.shape[1] * 4))).ravel()
 
 
 def _list_codes(column: pa.ChunkedArray, items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -126,20 +150,18 @@ def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarra
     one part per antecedent length); within a set, by confidence (best first)."""
     if not parts:
         return ServedRules.empty()
-    groups: dict[bytes, tuple[int, int]] = {}
     antecedents: dict[int, np.ndarray] = {}
+    starts: dict[int, np.ndarray] = {}
     order_all, base = [], 0
     for rows, sets in parts:
-        keys = np.ascontiguousarray(sets).view(np.dtype((np.void, sets.shape[1] * 4))).ravel()
-        unique, inverse = np.unique(keys, return_inverse=True)
+        unique, inverse = np.unique(_as_keys(sets), return_inverse=True)
         order = np.lexsort((-conf[rows], inverse))
         bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
-        groups.update(zip((u.tobytes() for u in unique),
-                          zip((base + bounds[:-1]).tolist(), (base + bounds[1:]).tolist(),
-                              strict=True), strict=True))
-        antecedents[sets.shape[1]] = sets[order][bounds[:-1]]
+        antecedents[sets.shape[1]] = np.ascontiguousarray(sets[order][bounds[:-1]],
+                                                          dtype=np.int32)
+        starts[sets.shape[1]] = (base + bounds).astype(np.int64)
         order_all.append(rows[order])
         base += len(rows)
     rows = np.concatenate(order_all)
-    return ServedRules(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
-                     lift[rows], count[rows])
+    return ServedRules(antecedents, starts, consequent[rows].astype(np.int32), conf[rows],
+                       lift[rows], count[rows])
