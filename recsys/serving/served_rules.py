@@ -3,6 +3,7 @@ its rules by its own subsets (millions of rules, no Python object per rule)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -52,13 +53,31 @@ class ServedRules:
     def __len__(self) -> int:
         return len(self.consequent)
 
+    @functools.cached_property
+    def _single(self) -> np.ndarray:
+        """By product code: its row among the one-product antecedent sets, -1 if none (a
+        cart's own products are looked up directly, the commonest lookup)."""
+        sets = self.antecedents.get(1, np.zeros((0, 1), np.int32))
+        rows = np.full(int(sets.max()) + 1 if len(sets) else 0, -1, np.int64)
+        rows[sets[:, 0]] = np.arange(len(sets))
+        return rows
+
+    @functools.cached_property
+    def _keys(self) -> dict[int, np.ndarray]:
+        return {length: _as_keys(sets) for length, sets in self.antecedents.items()}
+
     def _find(self, sets: np.ndarray) -> np.ndarray:
         """The row of each of ``sets`` (n, length) among the stored sets of that length; -1
         where it is not stored."""
-        stored = self.antecedents.get(sets.shape[1])
-        if stored is None or not len(stored) or not len(sets):
+        length = sets.shape[1]
+        if length == 1:
+            codes = sets[:, 0]
+            inside = (codes >= 0) & (codes < len(self._single))
+            return np.where(inside, self._single[np.where(inside, codes, 0)], -1) if len(
+                self._single) else np.full(len(sets), -1, np.int64)
+        keys = self._keys.get(length)
+        if keys is None or not len(keys) or not len(sets):
             return np.full(len(sets), -1, np.int64)
-        keys = _as_keys(stored)
         query = _as_keys(sets)
         at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
         return np.where(keys[at] == query, at, -1)
@@ -70,9 +89,13 @@ class ServedRules:
             if len(cart) < length:
                 continue
             if math.comb(len(cart), length) <= combinations_limit:
-                combos = np.fromiter(itertools.chain.from_iterable(
-                    itertools.combinations(cart.tolist(), length)), dtype=np.int32)
-                combos = combos.reshape(-1, length)
+                if length == 1:  # a cart of a few products: a few array reads
+                    single = self._single
+                    out += [cart[i:i + 1] for i, code in enumerate(cart.tolist())
+                            if 0 <= code < len(single) and single[code] >= 0]
+                    continue
+                combos = np.array(list(itertools.combinations(cart.tolist(), length)),
+                                  dtype=np.int32)
                 out += list(combos[self._find(combos) >= 0])
             else:
                 held = np.isin(sets, cart).all(axis=1)
@@ -81,11 +104,15 @@ class ServedRules:
 
     def rules_of(self, antecedents: np.ndarray) -> tuple[int, int]:
         """The slice of the arrays holding the rules of this antecedent set."""
-        key = np.ascontiguousarray(antecedents, dtype=np.int32).reshape(1, -1)
-        row = int(self._find(key)[0])
+        length = len(antecedents)
+        if length == 1:
+            code, single = int(antecedents[0]), self._single
+            row = int(single[code]) if 0 <= code < len(single) else -1
+        else:
+            row = int(self._find(np.asarray(antecedents, dtype=np.int32).reshape(1, -1))[0])
         if row < 0:
-            raise KeyError(f"no rules with the antecedents {key.ravel().tolist()}")
-        starts = self.starts[key.shape[1]]
+            raise KeyError(f"no rules with the antecedents {list(antecedents)}")
+        starts = self.starts[length]
         return int(starts[row]), int(starts[row + 1])
 
 
