@@ -10,7 +10,6 @@ uses the system allocator, and hands freed memory back to the system after each 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 
@@ -27,9 +26,11 @@ def use_system_allocator() -> None:
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    return getattr(libc, "malloc_trim", None)  # glibc only
+    try:
+        process = ctypes.CDLL(None)  # the symbols the process has loaded, the C library's too
+    except OSError:
+        return None
+    return getattr(process, "malloc_trim", None)  # glibc only
 
 
 def release_freed_memory() -> None:
