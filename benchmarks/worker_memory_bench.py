@@ -16,7 +16,7 @@ compared with the RSS of the single worker (the issue's target: at most 25%).
 
     PYTHONPATH=. .venv/bin/python benchmarks/worker_memory_bench.py --orders 3000000 \\
         --products 50000 --workers 1,4 [--work var/worker-memory] [--store STORE]
-        [--code /other/checkout]
+        [--code /other/checkout --without sessions_by_item.npz]
 """
 
 from __future__ import annotations
@@ -65,6 +65,26 @@ def build(work: Path, orders: int, products: int) -> tuple[Path, float]:
     subprocess.run([sys.executable, "-m", "recsys.cli", "-q", "run", "--config", str(config)],
                    check=True, cwd=REPO, env={**os.environ, "TQDM_DISABLE": "1"})
     return store, time.perf_counter() - start
+
+
+def without(store: Path, files: list[str], work: Path) -> Path:
+    """A store whose current version is ``store``'s (hard links) less ``files`` and their
+    manifest entries: what code from before those files were written can load."""
+    current = (store / "CURRENT").read_text().strip()
+    source, out = store / "versions" / current, work / "store-without"
+    target = out / "versions" / current
+    if not target.exists():
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            rel = path.relative_to(source).as_posix()
+            if rel in files or rel == "manifest.json":
+                continue
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target / rel)
+        manifest = json.loads((source / "manifest.json").read_text())
+        manifest["files"] = {k: v for k, v in manifest["files"].items() if k not in files}
+        (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        (out / "CURRENT").write_text(current + "\n")
+    return out
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -253,6 +273,9 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=REPO,
                         help="the checkout whose recsys the server runs")
     parser.add_argument("--warm", type=int, default=100, help="rounds of warm-up requests")
+    parser.add_argument("--without", default="",
+                        help="comma-separated files of the version to leave out (to serve it "
+                             "with --code from before they existed)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, nproc {os.cpu_count()}, "
@@ -261,6 +284,8 @@ def main() -> None:
                                                                  args.products)
     if build_s:
         print(f"built {store} in {build_s:.0f} s", flush=True)
+    if args.without:
+        store = without(store, args.without.split(","), args.work)
     results = []
     for workers in (int(w) for w in args.workers.split(",")):
         result = run(store, workers, args.work, args.code.resolve(), args.warm)

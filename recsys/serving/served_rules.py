@@ -63,24 +63,18 @@ class ServedRules:
         return rows
 
     @functools.cached_property
+    def _single_spans(self) -> np.ndarray:
+        """By product code: the (start, end) of its one-product rules, (-1, -1) if none."""
+        rows = self._single
+        starts = self.starts.get(1, np.zeros(1, np.int64))
+        spans = np.full((len(rows), 2), -1, np.int64)
+        has = rows >= 0
+        spans[has, 0], spans[has, 1] = starts[rows[has]], starts[rows[has] + 1]
+        return spans
+
+    @functools.cached_property
     def _keys(self) -> dict[int, np.ndarray]:
         return {length: _as_keys(sets) for length, sets in self.antecedents.items()}
-
-    def _find(self, sets: np.ndarray) -> np.ndarray:
-        """The row of each of ``sets`` (n, length) among the stored sets of that length; -1
-        where it is not stored."""
-        length = sets.shape[1]
-        if length == 1:
-            codes = sets[:, 0]
-            inside = (codes >= 0) & (codes < len(self._single))
-            return np.where(inside, self._single[np.where(inside, codes, 0)], -1) if len(
-                self._single) else np.full(len(sets), -1, np.int64)
-        keys = self._keys.get(length)
-        if keys is None or not len(keys) or not len(sets):
-            return np.full(len(sets), -1, np.int64)
-        query = _as_keys(sets)
-        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-        return np.where(keys[at] == query, at, -1)
 
     def sets_in(self, cart: np.ndarray, combinations_limit: int = 2_000) -> list[np.ndarray]:
         """Every stored antecedent set that the sorted, distinct ``cart`` codes hold."""
@@ -94,9 +88,13 @@ class ServedRules:
                     out += [cart[i:i + 1] for i, code in enumerate(cart.tolist())
                             if 0 <= code < len(single) and single[code] >= 0]
                     continue
+                keys = self._keys[length]
                 combos = np.array(list(itertools.combinations(cart.tolist(), length)),
                                   dtype=np.int32)
-                out += list(combos[self._find(combos) >= 0])
+                wanted = combos.view(keys.dtype).ravel()
+                at = keys.searchsorted(wanted).tolist()
+                out += [combos[i] for i, j in enumerate(at)
+                        if j < len(keys) and keys[j] == wanted[i]]
             else:
                 held = np.isin(sets, cart).all(axis=1)
                 out += list(sets[held])
@@ -106,10 +104,15 @@ class ServedRules:
         """The slice of the arrays holding the rules of this antecedent set."""
         length = len(antecedents)
         if length == 1:
-            code, single = int(antecedents[0]), self._single
-            row = int(single[code]) if 0 <= code < len(single) else -1
-        else:
-            row = int(self._find(np.asarray(antecedents, dtype=np.int32).reshape(1, -1))[0])
+            code, spans = int(antecedents[0]), self._single_spans
+            lo, hi = spans[code].tolist() if 0 <= code < len(spans) else (-1, -1)
+            if lo < 0:
+                raise KeyError(f"no rules with the antecedents {[code]}")
+            return lo, hi
+        keys = self._keys.get(length, np.zeros(0, np.int32))
+        key = np.ascontiguousarray(antecedents, dtype=np.int32).view(keys.dtype)
+        row = int(keys.searchsorted(key)[0]) if len(keys) else 0
+        row = row if row < len(keys) and keys[row] == key[0] else -1
         if row < 0:
             raise KeyError(f"no rules with the antecedents {list(antecedents)}")
         starts = self.starts[length]
