@@ -1,7 +1,9 @@
 """The serving index: a verified artifact version loaded into plain Python/numpy lookups.
 
-No FastAPI here: the API routes only look things up in a ``ServingIndex``. Large neighbour
-tables are memory-mapped read-only, so server workers share one copy. Every part but the
+No FastAPI here: the API routes only look things up in a ``ServingIndex``. Large arrays
+(neighbour tables, ALS factors, purchases, V-SKNN sessions) are memory-mapped read-only, so
+server workers share one copy, and per-customer or per-rule lookups are compact arrays, not
+dicts of Python objects (``recsys.serving.lookups``, ``IdLookup``). Every part but the
 catalog vocabulary and the best sellers is optional: a missing file turns its endpoint into
 a fallback, not an error.
 """
