@@ -55,7 +55,8 @@ def check_version(folder: Path | str) -> None:
     n_customers = _vocabulary_size(folder, layout.CUSTOMERS, usable, problems)
     for entry, columns in _FINITE:
         if entry.path in usable:
-            table = pq.read_table(entry.at(folder))
+            present = set(pq.read_schema(entry.at(folder)).names)
+            table = pq.read_table(entry.at(folder), columns=[c for c in columns if c in present])
             for column in columns:
                 if column in table.column_names:
                     _finite(entry.path, column, table.column(column), problems)
@@ -135,10 +136,11 @@ def _check_customer_model(folder: Path, n_items: int, n_customers: int | None,
         return
     if not all(f.path in usable for f in model) or n_customers is None:
         return
-    als = load_npz(layout.ALS.at(folder))
-    problems.need(all(np.isfinite(np.asarray(v, dtype=float)).all() for v in als.values()),
+    # memory-mapped: a check reads the arrays once, without a private copy of each
+    als = load_npz(layout.ALS.at(folder), mmap=True)
+    problems.need(all(np.isfinite(v).all() for v in als.values() if v.dtype.kind in "fc"),
                   f"{layout.ALS.path}: infinite or NaN values")
-    bought = load_npz(layout.PURCHASES.at(folder))
+    bought = load_npz(layout.PURCHASES.at(folder), mmap=True)
     indptr, indices = bought["indptr"], bought["indices"]
     ok = (len(indptr) > 0 and indptr[0] == 0 and indptr[-1] == len(indices)
           and bool((np.diff(indptr) >= 0).all()))

@@ -4,10 +4,11 @@ checksums a manifest records."""
 from __future__ import annotations
 
 import hashlib
+import struct
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,8 @@ import pyarrow.parquet as pq
 
 from recsys.errors import ArtifactError, InputError
 
-__all__ = ["sha256_file", "fingerprint_files", "save_npz", "load_npz", "save_parquet",
-           "load_parquet"]
+__all__ = ["sha256_file", "fingerprint_files", "save_npz", "load_npz", "map_npz",
+           "save_parquet", "load_parquet"]
 
 _CHUNK = 1 << 20
 
@@ -86,8 +87,14 @@ def load_parquet(path: Path | str, columns: Sequence[str] | None = None) -> pd.D
     return table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if t in nested else None)
 
 
-def load_npz(path: Path | str) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` into memory with ``allow_pickle=False``."""
+def load_npz(path: Path | str, *, mmap: bool = False) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` with ``allow_pickle=False``: into memory, or with
+    ``mmap`` memory-mapped read-only where the member is stored uncompressed (as ``save_npz``
+    writes it), so that server workers share one copy of it."""
+    if mmap:
+        mapped = map_npz(path)
+        if mapped is not None:
+            return mapped
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
@@ -109,3 +116,49 @@ def load_npz(path: Path | str) -> dict[str, np.ndarray]:
             except (OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise ArtifactError(f"array {key!r} in {path} is corrupt: {exc}") from exc
     return out
+
+
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., name length, extra field length
+_SMALL = 1 << 16  # members under this size are read, not mapped (a page table entry each)
+
+
+def map_npz(path: Path | str) -> dict[str, np.ndarray] | None:
+    """Every array of an ``.npz`` memory-mapped read-only; None when a member cannot be
+    mapped (compressed, or a ``.npy`` format this reader does not know): read it instead."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+        out: dict[str, np.ndarray] = {}
+        with path.open("rb") as fh:
+            for info in members:
+                if not info.filename.endswith(".npy") or info.compress_type != zipfile.ZIP_STORED:
+                    return None
+                fh.seek(info.header_offset)
+                signature, name_len, extra_len = _LOCAL_HEADER.unpack(fh.read(30))
+                if signature != b"PK\x03\x04":
+                    return None
+                fh.seek(info.header_offset + 30 + name_len + extra_len)
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    return None
+                if dtype.hasobject:
+                    raise ArtifactError(f"array {info.filename[:-4]!r} in {path} holds Python "
+                                        "objects (needs pickle); re-create the file")
+                order: Literal["C", "F"] = "F" if fortran else "C"
+                size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if size < _SMALL:
+                    arr = np.frombuffer(fh.read(size), dtype=dtype).reshape(shape, order=order)
+                else:
+                    arr = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
+                                    order=order).view(np.ndarray)
+                out[info.filename[:-4]] = arr
+        return out
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"array file {path} does not exist") from exc
+    except (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile) as exc:
+        raise ArtifactError(f"array file {path} is not a readable .npz archive: {exc}") from exc

@@ -28,7 +28,7 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
            "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
-           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR", "SESSIONS",
+           "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR", "SESSIONS", "SESSIONS_BY_ITEM",
            "VIEWED_BOUGHT", "PRICE_SENSITIVITY", "DISCOUNT_CUSTOMERS"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
@@ -189,6 +189,12 @@ SESSIONS = ArtifactFile(
     "V-SKNN part of session-aware lists", optional=True,
     arrays=(Array("indptr", "int32|int64", ("sessions+1",)),
             Array("indices", "int32|int64", ("session_views",)), Array("shape", "int64", (2,))))
+SESSIONS_BY_ITEM = ArtifactFile(
+    "sessions_by_item.npz", "models", "sessions.npz transposed: per product, the training "
+    "sessions that viewed it, in increasing order (V-SKNN's lookup; older versions lack it "
+    "and the server transposes sessions.npz itself)", optional=True,
+    arrays=(Array("indptr", "int64", ("items+1",)),
+            Array("indices", "int32|int64", ("session_views",))))
 ALS = ArtifactFile(
     "als.npz", "models", "ALS factors (when orders name customers)", optional=True,
     arrays=(Array("user_factors", "float32", ("customers", "factors")),
@@ -275,7 +281,7 @@ INGEST_REPORT = ArtifactFile(
 FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
-    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, SESSIONS, ALS,
+    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, SESSIONS, SESSIONS_BY_ITEM, ALS,
     CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS,
     CUSTOMER_SEGMENTS, CLV_REPORT, *ACTION_FILES, PRICE_SENSITIVITY, DISCOUNT_CUSTOMERS,
     INGEST_REPORT)
@@ -320,10 +326,23 @@ def _bind(dims: dict[str, int], shape: tuple[int | str, ...], actual: tuple[int,
     return problems
 
 
-def _check_array(arr: np.ndarray, spec: Array, dims: dict[str, int], where: str) -> list[str]:
-    if str(arr.dtype) not in spec.dtype.split("|"):
-        return [f"{where}: dtype {arr.dtype}, declared {spec.dtype}"]
-    return _bind(dims, spec.shape, arr.shape, where)
+def _check_array(dtype: np.dtype, shape: tuple[int, ...], spec: Array, dims: dict[str, int],
+                 where: str) -> list[str]:
+    if str(dtype) not in spec.dtype.split("|"):
+        return [f"{where}: dtype {dtype}, declared {spec.dtype}"]
+    return _bind(dims, spec.shape, shape, where)
+
+
+def _npy_header(data: np.lib.npyio.NpzFile, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape of an ``.npz`` member, from its header (the data is not read)."""
+    if data.zip is None:
+        raise ValueError("the archive is closed")
+    with data.zip.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(member)
+    return dtype, shape
 
 
 def check_file(folder: Path | str, entry: ArtifactFile,
@@ -351,14 +370,15 @@ def check_file(folder: Path | str, entry: ArtifactFile,
         return problems
     if entry.kind == "npy":
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        return _check_array(arr, entry.arrays[0], dims, entry.path)
+        return _check_array(arr.dtype, arr.shape, entry.arrays[0], dims, entry.path)
     if entry.kind == "npz":
         with np.load(path, allow_pickle=False) as data:
             problems = [f"{entry.path}: lacks the array {a.name}"
                         for a in entry.arrays if a.name not in data.files]
             for a in entry.arrays:
                 if a.name in data.files:
-                    problems += _check_array(data[a.name], a, dims, f"{entry.path}:{a.name}")
+                    dtype, shape = _npy_header(data, a.name)
+                    problems += _check_array(dtype, shape, a, dims, f"{entry.path}:{a.name}")
             return problems
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):

@@ -35,6 +35,7 @@ from recsys.matrices import (
 from recsys.models.ease import ease_neighbours
 from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
+from recsys.models.session_knn import sessions_by_item
 from recsys.models.settings import ModelsConfig
 from recsys.models.upsell import viewed_then_bought
 from recsys.progress import progress_enabled
@@ -112,6 +113,9 @@ def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -
     _neighbours(sessions, config).save(layout.ALSO_VIEWED.at(out))
     save_npz(layout.SESSIONS.at(out), indptr=sessions.indptr, indices=sessions.indices,
              shape=np.asarray(sessions.shape, dtype=np.int64))
+    item_ptr, item_sessions = sessions_by_item(sessions.indptr, sessions.indices,
+                                               sessions.shape[1])
+    save_npz(layout.SESSIONS_BY_ITEM.at(out), indptr=item_ptr, indices=item_sessions)
 
 
 def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,

@@ -18,8 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-__all__ = ["SessionKNN", "query_matrix", "load_sessions", "sums_by_key", "best_first",
-           "score_session"]
+__all__ = ["SessionKNN", "query_matrix", "load_sessions", "sessions_by_item", "sums_by_key",
+           "best_first", "score_session"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -49,6 +49,25 @@ class SessionKNN:
         self.sessions = sp.csr_matrix((0, 0))
         self.by_item = sp.csr_matrix((0, 0))
         self.norms = np.zeros(0)
+        # (indptr, indices) of sessions -> items and items -> sessions: what score_one reads
+        self._rows: tuple[np.ndarray, np.ndarray] = (np.zeros(1, np.int64), np.zeros(0, np.int32))
+        self._items = self._rows
+
+    @classmethod
+    def served(cls, rows: tuple[np.ndarray, np.ndarray],
+               items: tuple[np.ndarray, np.ndarray]) -> SessionKNN:
+        """A "dot" model for ``score_one`` over stored CSR arrays (``rows``: sessions ->
+        items, ``items``: items -> sessions, each (indptr, indices)) used as they are, e.g.
+        memory-mapped; ``score`` needs ``fit``."""
+        model = cls(similarity="dot")
+        model._rows, model._items = rows, items
+        return model
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(items -> sessions indptr, indices, sessions -> items indptr, indices): what
+        ``score_session`` reads, fitted or served alike."""
+        return (*self._items, *self._rows)
 
     def fit(self, sessions: sp.csr_matrix) -> SessionKNN:
         binary = sp.csr_matrix(sessions, dtype=np.float64, copy=True)
@@ -58,6 +77,8 @@ class SessionKNN:
         self.by_item = binary.T.tocsr()
         self.by_item.sort_indices()  # score_session merges the rows in order
         self.norms = np.sqrt(np.asarray(binary.sum(axis=1)).ravel())
+        self._rows = (binary.indptr, binary.indices)
+        self._items = (self.by_item.indptr, self.by_item.indices)
         return self
 
     def score(self, queries: sp.csr_matrix, chunk: int = 2000,
@@ -81,8 +102,7 @@ class SessionKNN:
         position: the same figures as ``score`` with a "linear" ``query_matrix`` row and "dot"
         similarity, compiled (``score_session``: a request scores one session, and sparse
         products cost more in overhead than in arithmetic)."""
-        return score_session(self.by_item.indptr, self.by_item.indices, self.sessions.indptr,
-                             self.sessions.indices, np.asarray(session, dtype=np.int64),
+        return score_session(*self.arrays, np.asarray(session, dtype=np.int64),
                              k or self.k)
 
     def _top(self, sims: sp.csr_matrix, k: int) -> sp.csr_matrix:
@@ -210,15 +230,31 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
     return sums_by_key(items, votes)
 
 
-def load_sessions(path: Path) -> SessionKNN | None:
+def sessions_by_item(indptr: np.ndarray, indices: np.ndarray,
+                     n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """The transpose of a sessions x items CSR as (indptr, indices): per item, the sessions
+    holding it in increasing order (what ``tocsr`` of the transpose gives)."""
+    n_rows = len(indptr) - 1
+    rows = np.repeat(np.arange(n_rows, dtype=np.int32 if n_rows < 2**31 else np.int64),
+                     np.diff(indptr))
+    order = np.argsort(indices, kind="stable")
+    item_ptr = np.zeros(n_items + 1, np.int64)
+    np.cumsum(np.bincount(indices, minlength=n_items), out=item_ptr[1:])
+    return item_ptr, rows[order]
+
+
+def load_sessions(path: Path, by_item: Path | None = None) -> SessionKNN | None:
     """The training view sessions written by the models job (``sessions.npz``: a sessions x
-    products CSR), fitted for V-SKNN; None when the artifact has none."""
+    products CSR, and ``by_item``, its transpose, where the version has it), memory-mapped
+    for V-SKNN's ``score_one``; None when the artifact has none."""
     from recsys.artifact_io import load_npz
 
     if not path.exists():
         return None
-    arrays = load_npz(path)
-    rows, n_items = (int(n) for n in arrays["shape"])
-    matrix = sp.csr_matrix((np.ones(len(arrays["indices"])), arrays["indices"],
-                            arrays["indptr"]), shape=(rows, n_items))
-    return SessionKNN(similarity="dot").fit(matrix)
+    arrays = load_npz(path, mmap=True)
+    if by_item is not None and by_item.exists():
+        transposed = load_npz(by_item, mmap=True)
+        items = (transposed["indptr"], transposed["indices"])
+    else:  # a version from before the models job wrote the transpose: built here
+        items = sessions_by_item(arrays["indptr"], arrays["indices"], int(arrays["shape"][1]))
+    return SessionKNN.served((arrays["indptr"], arrays["indices"]), items)

@@ -1,7 +1,9 @@
 """The serving index: a verified artifact version loaded into plain Python/numpy lookups.
 
-No FastAPI here: the API routes only look things up in a ``ServingIndex``. Large neighbour
-tables are memory-mapped read-only, so server workers share one copy. Every part but the
+No FastAPI here: the API routes only look things up in a ``ServingIndex``. Large arrays
+(neighbour tables, ALS factors, purchases, V-SKNN sessions) are memory-mapped read-only, so
+server workers share one copy, and per-customer or per-rule lookups are compact arrays, not
+dicts of Python objects (``recsys.serving.lookups``, ``IdLookup``). Every part but the
 catalog vocabulary and the best sellers is optional: a missing file turns its endpoint into
 a fallback, not an error.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +30,9 @@ from recsys.models.neighbours import Neighbours
 from recsys.models.session_knn import SessionKNN, load_sessions
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
+from recsys.serving.lookups import Grouped, Labels
 from recsys.serving.served_rules import ServedRules, load_rules
-from recsys.vocab import Vocabulary
+from recsys.vocab import IdLookup, Vocabulary
 
 __all__ = ["ServingIndex", "Bundle", "Ranking", "load_index"]
 
@@ -67,14 +70,15 @@ class Ranking:
 
 @dataclass
 class CustomerModel:
-    """ALS factors, customers' purchases (last day bought) and repurchase cycles."""
+    """ALS factors, customers' purchases (last day bought) and repurchase cycles; the
+    factors and purchases are memory-mapped from the artifact (shared by server workers)."""
 
     user_factors: np.ndarray
     item_factors: np.ndarray
     gram: np.ndarray  # item_factors.T @ item_factors, for recalculating a user
     regularization: float
     alpha: float
-    customers: dict[str, int]
+    customers: Mapping[str, int]  # customer id -> row of user_factors and purchases
     purchases_indptr: np.ndarray
     purchases_indices: np.ndarray
     purchases_day: np.ndarray
@@ -110,12 +114,12 @@ class ServingIndex:
     bundles: dict[int, list[Bundle]] = field(default_factory=dict)  # by each member
     customer_model: CustomerModel | None = None
     sessions: SessionKNN | None = None  # the training view sessions, for V-SKNN
-    segments: dict[str, str] = field(default_factory=dict)  # customer -> RFM segment
+    segments: Mapping[str, str] = field(default_factory=dict)  # customer -> RFM segment
     orders: OrderCounts | None = None  # for the significance of co-purchase counts
     content: ContentIndex | None = None  # catalogue similarity (no catalogue: None)
     # viewed product code -> (codes bought instead in the same session, sessions), best first
-    bought_instead: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    discount_only: frozenset[str] = frozenset()  # customers who buy only on discount
+    bought_instead: Mapping[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    discount_only: Container[str] = frozenset()  # customers who buy only on discount
 
     @property
     def version(self) -> str:
@@ -239,8 +243,8 @@ def _load_bundles(folder: Path, code_of: dict[str, int]) -> dict[int, list[Bundl
 def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | None:
     if not layout.ALS.at(folder).exists():
         return None
-    als = load_npz(layout.ALS.at(folder))
-    purchases = load_npz(layout.PURCHASES.at(folder))
+    als = load_npz(layout.ALS.at(folder), mmap=True)
+    purchases = load_npz(layout.PURCHASES.at(folder), mmap=True)
     customers = Vocabulary.load(layout.CUSTOMERS.at(folder))
     cycles = np.full(len(items), np.nan)
     cycle_path = layout.REPURCHASE.at(folder)
@@ -248,7 +252,7 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         table = load_parquet(cycle_path)
         codes = items.lookup(table["product_id"].astype(str), on_unknown="mask")
         cycles[codes[codes >= 0]] = table["cycle_days"].to_numpy(float)[codes >= 0]
-    item_factors = als["item_factors"].astype(np.float32)
+    item_factors = als["item_factors"].astype(np.float32, copy=False)
     day = purchases["last_day"]
     indices = purchases["indices"]
     popularity = np.bincount(indices, weights=purchases.get("orders"), minlength=len(items))
@@ -256,7 +260,7 @@ def _load_customer_model(folder: Path, items: Vocabulary) -> CustomerModel | Non
         user_factors=als["user_factors"], item_factors=item_factors,
         gram=(item_factors.T @ item_factors).astype(np.float64),
         regularization=float(als["regularization"]), alpha=float(als["alpha"]),
-        customers={c: i for i, c in enumerate(customers.ids.tolist())},
+        customers=IdLookup(customers.ids),
         purchases_indptr=purchases["indptr"], purchases_indices=indices, purchases_day=day,
         purchases_orders=purchases.get("orders", np.ones_like(day)),
         durable=purchases.get("durable", np.zeros(len(items), bool)),
@@ -319,7 +323,8 @@ def load_index(store_root: Path | str, version: str | None = None, *,
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
-        sessions=load_sessions(layout.SESSIONS.at(folder)), segments=_load_segments(folder),
+        sessions=load_sessions(layout.SESSIONS.at(folder), layout.SESSIONS_BY_ITEM.at(folder)),
+        segments=_load_segments(folder),
         orders=_load_order_counts(folder, code_of), content=load_content(folder, len(ids)),
         bought_instead=_load_bought_instead(folder, items),
         discount_only=_load_discount_only(folder))
@@ -329,25 +334,27 @@ def _table(folder: Path) -> Neighbours | None:
     return Neighbours.load(folder) if folder.exists() else None
 
 
-def _load_segments(folder: Path) -> dict[str, str]:
+def _load_segments(folder: Path) -> Mapping[str, str]:
     path = layout.CUSTOMER_SEGMENTS.at(folder)
     if not path.exists():
         return {}
-    table = load_parquet(path)
-    return dict(zip(table["customer_id"].astype(str), table["segment"].astype(str),
-                    strict=True))
+    table = pq.read_table(path, columns=["customer_id", "segment"]).to_pandas()
+    table = table[table["segment"].notna() & table["customer_id"].notna()]
+    table = table.drop_duplicates("customer_id", keep="last")
+    return Labels(table["customer_id"], table["segment"])
 
 
-def _load_discount_only(folder: Path) -> frozenset[str]:
+def _load_discount_only(folder: Path) -> Container[str]:
     path = layout.DISCOUNT_CUSTOMERS.at(folder)
     if not path.exists():
         return frozenset()
-    table = load_parquet(path)
-    return frozenset(table.loc[table["discount_only"].astype(bool), "customer_id"].astype(str))
+    table = pq.read_table(path, columns=["customer_id", "discount_only"],
+                          filters=[("discount_only", "=", True)])
+    return IdLookup(table.column("customer_id").to_pandas().astype("string").dropna().unique())
 
 
 def _load_bought_instead(folder: Path,
-                         items: Vocabulary) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+                         items: Vocabulary) -> Mapping[int, tuple[np.ndarray, np.ndarray]]:
     path = layout.VIEWED_BOUGHT.at(folder)
     if not path.exists():
         return {}
@@ -361,7 +368,4 @@ def _load_bought_instead(folder: Path,
         return {}
     order = np.lexsort((-n, a))  # stable within a product: the job's order
     a, b, n = a[order], b[order], n[order]
-    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
-    ends = np.r_[starts[1:], len(a)]
-    return {int(a[lo]): (b[lo:hi], n[lo:hi]) for lo, hi in zip(starts.tolist(), ends.tolist(),
-                                                                strict=True)}
+    return Grouped.from_pairs(a, b, n, len(items))

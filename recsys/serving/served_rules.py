@@ -3,6 +3,7 @@ its rules by its own subsets (millions of rules, no Python object per rule)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -30,13 +31,15 @@ class ServedRules:
     """The mined rules with one consequent, as arrays grouped by antecedent set (best
     confidence first within a set): millions of rules, no Python object per rule.
 
-    ``groups`` maps the antecedent codes (sorted int32, as bytes) to a slice of the arrays;
-    a cart finds its rules by looking up its own subsets (or, for a large cart, by testing
-    every antecedent set of a length at once), never by walking the rules of each item.
+    ``antecedents[length]`` holds every distinct antecedent set of that length (sorted int32
+    codes, rows in the byte order of their codes) and ``starts[length]`` the bounds of each
+    set's rules in the rule arrays. A cart finds its rules by looking up its own subsets, all
+    at once by binary search (or, for a large cart, by testing every stored set of a length),
+    never by walking the rules of each item.
     """
 
-    groups: dict[bytes, tuple[int, int]]
-    antecedents: dict[int, np.ndarray]  # length -> (n_sets, length) codes of every set
+    antecedents: dict[int, np.ndarray]  # length -> (n_sets, length) int32
+    starts: dict[int, np.ndarray]  # length -> (n_sets + 1,) int64 bounds in the rule arrays
     consequent: np.ndarray  # int32
     confidence: np.ndarray  # float32
     lift: np.ndarray
@@ -50,17 +53,48 @@ class ServedRules:
     def __len__(self) -> int:
         return len(self.consequent)
 
+    @functools.cached_property
+    def _single(self) -> np.ndarray:
+        """By product code: its row among the one-product antecedent sets, -1 if none (a
+        cart's own products are looked up directly, the commonest lookup)."""
+        sets = self.antecedents.get(1, np.zeros((0, 1), np.int32))
+        rows = np.full(int(sets.max()) + 1 if len(sets) else 0, -1, np.int64)
+        rows[sets[:, 0]] = np.arange(len(sets))
+        return rows
+
+    @functools.cached_property
+    def _single_spans(self) -> np.ndarray:
+        """By product code: the (start, end) of its one-product rules, (-1, -1) if none."""
+        rows = self._single
+        starts = self.starts.get(1, np.zeros(1, np.int64))
+        spans = np.full((len(rows), 2), -1, np.int64)
+        has = rows >= 0
+        spans[has, 0], spans[has, 1] = starts[rows[has]], starts[rows[has] + 1]
+        return spans
+
+    @functools.cached_property
+    def _keys(self) -> dict[int, np.ndarray]:
+        return {length: _as_keys(sets) for length, sets in self.antecedents.items()}
+
     def sets_in(self, cart: np.ndarray, combinations_limit: int = 2_000) -> list[np.ndarray]:
         """Every stored antecedent set that the sorted, distinct ``cart`` codes hold."""
-        out = []
+        out: list[np.ndarray] = []
         for length, sets in self.antecedents.items():
             if len(cart) < length:
                 continue
             if math.comb(len(cart), length) <= combinations_limit:
-                for combo in itertools.combinations(cart.tolist(), length):
-                    key = np.asarray(combo, dtype=np.int32)
-                    if key.tobytes() in self.groups:
-                        out.append(key)
+                if length == 1:  # a cart of a few products: a few array reads
+                    single = self._single
+                    out += [cart[i:i + 1] for i, code in enumerate(cart.tolist())
+                            if 0 <= code < len(single) and single[code] >= 0]
+                    continue
+                keys = self._keys[length]
+                combos = np.array(list(itertools.combinations(cart.tolist(), length)),
+                                  dtype=np.int32)
+                wanted = combos.view(keys.dtype).ravel()
+                at = keys.searchsorted(wanted).tolist()
+                out += [combos[i] for i, j in enumerate(at)
+                        if j < len(keys) and keys[j] == wanted[i]]
             else:
                 held = np.isin(sets, cart).all(axis=1)
                 out += list(sets[held])
@@ -68,7 +102,27 @@ class ServedRules:
 
     def rules_of(self, antecedents: np.ndarray) -> tuple[int, int]:
         """The slice of the arrays holding the rules of this antecedent set."""
-        return self.groups[np.ascontiguousarray(antecedents, dtype=np.int32).tobytes()]
+        length = len(antecedents)
+        if length == 1:
+            code, spans = int(antecedents[0]), self._single_spans
+            lo, hi = spans[code].tolist() if 0 <= code < len(spans) else (-1, -1)
+            if lo < 0:
+                raise KeyError(f"no rules with the antecedents {[code]}")
+            return lo, hi
+        keys = self._keys.get(length, np.zeros(0, np.int32))
+        key = np.ascontiguousarray(antecedents, dtype=np.int32).view(keys.dtype)
+        row = int(keys.searchsorted(key)[0]) if len(keys) else 0
+        row = row if row < len(keys) and keys[row] == key[0] else -1
+        if row < 0:
+            raise KeyError(f"no rules with the antecedents {list(antecedents)}")
+        starts = self.starts[length]
+        return int(starts[row]), int(starts[row + 1])
+
+
+def _as_keys(sets: np.ndarray) -> np.ndarray:
+    """Rows of int32 codes as one opaque (void) value each: sortable, searchable, no copy."""
+    sets = np.ascontiguousarray(sets, dtype=np.int32)
+    return sets.view(np.dtype((np.void, sets.shape[1] * 4))).ravel()
 
 
 def _list_codes(column: pa.ChunkedArray, items: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
@@ -126,20 +180,18 @@ def rule_table(parts: list[tuple[np.ndarray, np.ndarray]], consequent: np.ndarra
     one part per antecedent length); within a set, by confidence (best first)."""
     if not parts:
         return ServedRules.empty()
-    groups: dict[bytes, tuple[int, int]] = {}
     antecedents: dict[int, np.ndarray] = {}
+    starts: dict[int, np.ndarray] = {}
     order_all, base = [], 0
     for rows, sets in parts:
-        keys = np.ascontiguousarray(sets).view(np.dtype((np.void, sets.shape[1] * 4))).ravel()
-        unique, inverse = np.unique(keys, return_inverse=True)
+        unique, inverse = np.unique(_as_keys(sets), return_inverse=True)
         order = np.lexsort((-conf[rows], inverse))
         bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
-        groups.update(zip((u.tobytes() for u in unique),
-                          zip((base + bounds[:-1]).tolist(), (base + bounds[1:]).tolist(),
-                              strict=True), strict=True))
-        antecedents[sets.shape[1]] = sets[order][bounds[:-1]]
+        antecedents[sets.shape[1]] = np.ascontiguousarray(sets[order][bounds[:-1]],
+                                                          dtype=np.int32)
+        starts[sets.shape[1]] = (base + bounds).astype(np.int64)
         order_all.append(rows[order])
         base += len(rows)
     rows = np.concatenate(order_all)
-    return ServedRules(groups, antecedents, consequent[rows].astype(np.int32), conf[rows],
-                     lift[rows], count[rows])
+    return ServedRules(antecedents, starts, consequent[rows].astype(np.int32), conf[rows],
+                       lift[rows], count[rows])

@@ -79,8 +79,7 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
     t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
                        else (_NO_IDS, _NO_SCORES))
     model = index.sessions
-    knn = (model.by_item.indptr, model.by_item.indices, model.sessions.indptr,
-           model.sessions.indices) if model is not None and session.knn_weight > 0 else _NO_KNN
+    knn = model.arrays if model is not None and session.knn_weight > 0 else _NO_KNN
     arguments = (  # in _merge's order
         *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
         session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),

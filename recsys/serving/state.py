@@ -36,6 +36,7 @@ from recsys.serving.catalog_watch import CatalogWatch
 from recsys.serving.event_guard import RateLimiter, keep_events_pruned
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.live import live_from
+from recsys.serving.memory import release_freed_memory, use_system_allocator
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.spool import EventSpool
 from recsys.serving.store import DATABASE_DOWN, ServingStore
@@ -49,6 +50,7 @@ class ServingState:
     """The index being served, why a newer one is not, and the store."""
 
     def __init__(self, settings: ServingSettings, version_gauge: Gauge | None = None) -> None:
+        use_system_allocator()  # Arrow only loads here: see recsys.serving.memory
         self.settings = settings
         self.version_gauge = version_gauge  # 1 for the version this worker serves
         self.index: ServingIndex | None = None
@@ -111,6 +113,7 @@ class ServingState:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        release_freed_memory()  # what loading freed: else a worker keeps its load-time peak
         log.info("serving artifact version %s", index.version)
         return True
 
