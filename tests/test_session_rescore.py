@@ -22,7 +22,7 @@ def reference_knn(index: ServingIndex, s: Session) -> tuple[np.ndarray, np.ndarr
     """V-SKNN as numpy calls (the version served before it was compiled)."""
     if index.sessions is None or s.knn_weight <= 0:
         return np.zeros(0, np.int64), np.zeros(0)
-    model = index.sessions
+    by_indptr, by_indices, s_indptr, s_indices = index.sessions.arrays
     codes_seen = [index.code_of[p] for p in s.order if p in index.code_of]
     if not codes_seen:
         return np.zeros(0, np.int64), np.zeros(0)
@@ -30,8 +30,8 @@ def reference_knn(index: ServingIndex, s: Session) -> tuple[np.ndarray, np.ndarr
     for p, code in enumerate(codes_seen, start=1):
         weights[code] = p / len(codes_seen)
     codes = np.fromiter(weights, dtype=np.int64, count=len(weights))
-    lo, hi = model.by_item.indptr[codes], model.by_item.indptr[codes + 1]
-    held = np.concatenate([model.by_item.indices[a:b] for a, b in zip(lo, hi, strict=True)])
+    lo, hi = by_indptr[codes], by_indptr[codes + 1]
+    held = np.concatenate([by_indices[a:b] for a, b in zip(lo, hi, strict=True)])
     if not len(held):
         return np.zeros(0, np.int64), np.zeros(0)
     neighbours, inverse = np.unique(held, return_inverse=True)
@@ -39,8 +39,8 @@ def reference_knn(index: ServingIndex, s: Session) -> tuple[np.ndarray, np.ndarr
         np.fromiter(weights.values(), dtype=np.float64, count=len(weights)), hi - lo))
     best = np.lexsort((neighbours, -sims))[: s.knn_k]
     rows = neighbours[best]
-    s_lo, s_hi = model.sessions.indptr[rows], model.sessions.indptr[rows + 1]
-    items = np.concatenate([model.sessions.indices[a:b] for a, b in zip(s_lo, s_hi, strict=True)])
+    s_lo, s_hi = s_indptr[rows], s_indptr[rows + 1]
+    items = np.concatenate([s_indices[a:b] for a, b in zip(s_lo, s_hi, strict=True)])
     products, where = np.unique(items, return_inverse=True)
     scores = np.bincount(where, weights=np.repeat(sims[best], s_hi - s_lo))
     peak = float(scores.max()) if len(scores) else 0.0
