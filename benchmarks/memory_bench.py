@@ -5,11 +5,10 @@ shared dataset with orders, and on Online Retail II cut at 2010-04-01 (issue 16:
     .venv/bin/python benchmarks/memory_bench.py [--only NAME ...] [--work DIR]
 
 Each dataset becomes raw files a shop would export (Online Retail II and its cut: the UCI
-Parquet with ``configs/mappings/online_retail_ii.toml``; dunnhumby: its transaction lines and
-products files with ``configs/mappings/dunnhumby.toml``, as the acceptance suite ingests it;
-the others: canonical CSVs from the loaders of ``evaluation_bench.py``), a config whose only
-settings are the sources, the folders and ``[demo] generate_if_missing = false``, then, each
-under ``/usr/bin/time -v`` as its own subprocess:
+Parquet with ``configs/mappings/online_retail_ii.toml``; the others: canonical CSVs from the
+loaders of ``evaluation_bench.py``), a config whose only settings are the sources, the
+folders and ``[demo] generate_if_missing = false``, then, each under ``/usr/bin/time -v`` as
+its own subprocess:
 
     recsys -q run --config CONFIG
     recsys -q evaluate --config CONFIG --data DATA_DIR --out OUT
@@ -34,58 +33,50 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from evaluation_bench import load_instacart  # noqa: E402
+from evaluation_bench import load_dunnhumby, load_instacart  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 RETAIL = DATASETS / "online_retail_ii_2009_2010" / "online_retail.parquet"
-DUNNHUMBY = DATASETS / "dunnhumby_complete_journey"
-MAPPINGS = REPO / "configs" / "mappings"
-MAPPING = MAPPINGS / "online_retail_ii.toml"
+MAPPING = REPO / "configs" / "mappings" / "online_retail_ii.toml"
 RECSYS = Path(sys.executable).with_name("recsys")
 
-Sources = tuple[Path, Path | None, Path | None]  # orders, catalog, mapping
+
+def _retail(folder: Path) -> tuple[Path, Path | None]:
+    return RETAIL, MAPPING
 
 
-def _retail(folder: Path) -> Sources:
-    return RETAIL, None, MAPPING
-
-
-def _retail_cut(folder: Path) -> Sources:
+def _retail_cut(folder: Path) -> tuple[Path, Path | None]:
     raw = pd.read_parquet(RETAIL)
     path = folder / "online_retail_to_2010-04-01.parquet"
     raw[raw["InvoiceDate"] < "2010-04-01"].to_parquet(path)
-    return path, None, MAPPING
+    return path, MAPPING
 
 
-def _dunnhumby(folder: Path) -> Sources:
-    return (DUNNHUMBY / "transactions_sample.csv.gz", DUNNHUMBY / "products.csv.gz",
-            MAPPINGS / "dunnhumby.toml")
-
-
-def _bakery(folder: Path) -> Sources:
+def _bakery(folder: Path) -> tuple[Path, Path | None]:
     raw = pd.read_csv(DATASETS / "bread_basket" / "BreadBasket_DMS.csv", dtype=str)
     raw = raw[raw["Item"] != "NONE"]
     path = folder / "orders.csv"
     pd.DataFrame({"order_id": raw["Transaction"], "product_id": raw["Item"],
                   "ordered_at": pd.to_datetime(raw["Date"] + " " + raw["Time"]),
                   "quantity": 1.0}).to_csv(path, index=False)
-    return path, None, None
+    return path, None
 
 
-def _canonical(loader: Callable[[Path], pd.DataFrame], name: str) -> Callable[[Path], Sources]:
-    def write(folder: Path) -> Sources:
+def _canonical(loader: Callable[[Path], pd.DataFrame], name: str) -> Callable[[Path], tuple[
+        Path, Path | None]]:
+    def write(folder: Path) -> tuple[Path, Path | None]:
         path = folder / "orders.csv"
         loader(DATASETS / name).to_csv(path, index=False)
-        return path, None, None
+        return path, None
     return write
 
 
-CASES: dict[str, Callable[[Path], Sources]] = {
+CASES: dict[str, Callable[[Path], tuple[Path, Path | None]]] = {
     "online_retail_ii": _retail,
     "online_retail_ii_to_2010-04-01": _retail_cut,
     "bread_basket": _bakery,
     "instacart_100_users": _canonical(load_instacart, "instacart_100_users"),
-    "dunnhumby_complete_journey": _dunnhumby,
+    "dunnhumby_complete_journey": _canonical(load_dunnhumby, "dunnhumby_complete_journey"),
 }
 
 
@@ -113,12 +104,11 @@ def main() -> int:
     for name in args.only or CASES:
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
-        orders, catalog, mapping = CASES[name](folder)
+        orders, mapping = CASES[name](folder)
         config = folder / "recsys.toml"
         config.write_text("\n".join([
             f'data_dir = "{folder / "data"}"', "[ingest]", f'orders = "{orders}"',
-            'events = ""', f'catalog = "{catalog or ""}"',
-            *([f'mapping = "{mapping}"'] if mapping else []),
+            'events = ""', 'catalog = ""', *([f'mapping = "{mapping}"'] if mapping else []),
             "[demo]", "generate_if_missing = false", "[artifacts]",
             f'root = "{folder / "artifacts"}"', "[serving]",
             f'database_url = "sqlite:///{folder / "recsys.db"}"']) + "\n")
