@@ -21,7 +21,7 @@ from recsys.evaluation.baselines import (
     Popularity,
 )
 from recsys.evaluation.candidate import CartCandidate, HistoryCandidate, ViewCandidate
-from recsys.models.ranker import Ranker, load_ranker, top_k
+from recsys.models.ranker import BATCH_CELLS, Ranker, load_ranker, top_k
 from recsys.models.rankers import EaseRanker
 
 # rows (orders) x 6 items: {0, 1, 2} go together, {3, 4} go together, 5 sells alone and most
@@ -153,3 +153,26 @@ def test_cooccurrence_max_is_the_best_single_rule() -> None:
     for budget in (N_ITEMS, 2 * N_ITEMS, 1 << 20):  # blocks of one, two, all query items
         np.testing.assert_allclose(model.score(queries, max_floats=budget), brute)
     assert conf[3, 4] == pytest.approx(4 / 4) and conf[0, 1] == pytest.approx(3 / 4)
+
+
+def test_default_batches_bound_the_dense_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a large catalogue a batch of queries holds at most BATCH_CELLS dense scores, and
+    the lists equal those of one batch."""
+    rng = np.random.default_rng(4)
+    n_items = 40_000
+    model = Popularity().fit(sp.random(300, n_items, density=0.001, format="csr",
+                                       random_state=rng))
+    queries = sp.random(700, n_items, density=0.0002, format="csr", random_state=rng)
+    whole, _ = model.recommend(queries, 10, batch_size=700)
+    shapes: list[tuple[int, int]] = []
+    score = Popularity.score
+
+    def recorded(self: Popularity, block: sp.csr_matrix) -> np.ndarray:
+        out = score(self, block)
+        shapes.append(out.shape)
+        return out
+
+    monkeypatch.setattr(Popularity, "score", recorded)
+    ids, _ = model.recommend(queries, 10)
+    assert ids.tolist() == whole.tolist()
+    assert len(shapes) > 1 and max(r * c for r, c in shapes) <= BATCH_CELLS

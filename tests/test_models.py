@@ -188,3 +188,22 @@ def test_durable_products_inferred_from_orders(trained: dict) -> None:
     truth = enough - set(trained["planted"]["consumables"])
     assert len(truth) > 200
     assert set(items.decode(np.flatnonzero(inferred))) == truth
+
+
+def test_ease_memory_budget_caps_the_products_and_warns(tmp_path: Path) -> None:
+    """ease_memory_mb = 1 holds a 512 x 512 float32 matrix: of 600 ordered products EASE covers
+    the 512 best sellers, and the job's metrics say so."""
+    rng = np.random.default_rng(8)
+    lines = pd.DataFrame({"order_id": rng.integers(0, 3000, 20_000).astype(str),
+                          "product_id": [f"P{i:03d}" for i in rng.integers(0, 600, 20_000)]})
+    items = item_vocabulary(None, lines, None)
+    assert len(items) == 600
+    metrics = run_models_job(lines, None, items, ModelsConfig(top_k=5, ease_memory_mb=1),
+                             InteractionWeights(), tmp_path)
+    assert metrics["ease_products"] <= 512
+    assert metrics["warnings"] == [
+        "EASE covers the 512 best-selling of 600 ordered products, not 600: its dense 512 x 512 "
+        "matrix must fit ease_memory_mb = 1 MiB (4 m^2 bytes); the others get co-purchase "
+        "neighbours only"]
+    covered = (Neighbours.load(tmp_path / "bought_together").ids >= 0).any(axis=1)
+    assert covered.sum() == metrics["ease_products"]

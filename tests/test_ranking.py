@@ -3,6 +3,7 @@ lookup against brute force, and cart / also-viewed scores computed by hand."""
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime
 
 import numpy as np
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsys.artifacts import Manifest
-from recsys.models.ease import ease_neighbours
+from recsys.models import ease
+from recsys.models.ease import _inverse_in_place, ease_item_limit, ease_neighbours
 from recsys.models.neighbours import Neighbours
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.index import Ranking, ServingIndex
@@ -34,11 +36,64 @@ def test_ease_neighbours_are_the_closed_form_top_k() -> None:
     rng = np.random.default_rng(7)
     x = (rng.random((400, 30)) < 0.15).astype(float)
     b = _closed_form(x, lam=2.0)
-    ids, scores = ease_neighbours(sp.csr_matrix(x), lam=2.0, top_k=5)
+    table = ease_neighbours(sp.csr_matrix(x), lam=2.0, top_k=5)
+    assert table.products == 30 and not table.warnings
     for i in range(30):
         positive = [j for j in np.argsort(-b[i], kind="stable") if b[i, j] > 0][:5]
-        assert ids[i][ids[i] >= 0].tolist() == positive
-        np.testing.assert_allclose(scores[i][: len(positive)], b[i, positive], rtol=1e-5)
+        assert table.ids[i][table.ids[i] >= 0].tolist() == positive
+        np.testing.assert_allclose(table.scores[i][: len(positive)], b[i, positive], rtol=1e-5)
+
+
+def test_float32_ease_keeps_the_float64_closed_form_on_skewed_baskets() -> None:
+    """Best sellers in most orders and rare products in a few (a badly conditioned X'X, as in
+    real shops): the float32 in-place inverse gives the float64 closed form's neighbours."""
+    rng = np.random.default_rng(11)
+    popularity = 0.6 / np.arange(1, 301) ** 0.8
+    x = (rng.random((5000, 300)) < popularity).astype(float)
+    x[:, 1] = np.maximum(x[:, 1], x[:, 0] * (rng.random(5000) < 0.97))  # nearly collinear
+    for lam in (0.5, 1.0, 10.0):
+        b = _closed_form(x, lam=lam)
+        table = ease_neighbours(sp.csr_matrix(x), lam=lam, top_k=20)
+        checked = 0
+        for i in range(300):
+            got = table.ids[i][table.ids[i] >= 0]
+            np.testing.assert_allclose(table.scores[i][: len(got)], b[i, got], rtol=1e-3,
+                                       atol=1e-6)
+            best = np.sort(b[i][b[i] > 0])[::-1][:20]
+            np.testing.assert_allclose(np.sort(table.scores[i][: len(got)])[::-1],
+                                       best, rtol=1e-3, atol=1e-6)
+            checked += len(got)
+        assert checked > 300 * 10
+
+
+def test_in_place_inverse_equals_numpy_and_writes_over_its_input() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.random((50, 50))
+    spd = a @ a.T + 50 * np.eye(50)
+    upper = np.triu(spd).astype(np.float32)  # only the upper triangle is read
+    out = _inverse_in_place(upper)
+    assert np.shares_memory(out, upper)
+    np.testing.assert_allclose(out, np.linalg.inv(spd), rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(out, out.T)
+    with pytest.raises(ValueError, match="not positive definite"):
+        _inverse_in_place(np.array([[1.0, 2.0], [0.0, 1.0]], dtype=np.float32))
+
+
+def test_ease_memory_is_one_float32_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's allocations while EASE runs over m = 1,500 products peak below 1.4 x the m x m
+    float32 matrix (a float64 Gram matrix and its inverse were 4 x)."""
+    m = 1500
+    monkeypatch.setattr(ease, "_BLOCK_FLOATS", 32 * m)
+    rng = np.random.default_rng(2)
+    x = sp.random(2000, m, density=0.01, format="csr", random_state=rng)
+    tracemalloc.start()
+    try:
+        table = ease_neighbours(x, lam=1.0, top_k=10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert table.products == m
+    assert peak < 1.4 * 4 * m**2
 
 
 def test_ease_covers_only_the_best_selling_products() -> None:
@@ -46,11 +101,18 @@ def test_ease_covers_only_the_best_selling_products() -> None:
     x = (rng.random((300, 12)) < 0.3).astype(float)
     x[:, 11] = 0
     x[:2, 11] = 1  # the rarest product
-    ids, _ = ease_neighbours(sp.csr_matrix(x), lam=1.0, top_k=3, max_items=11)
+    ids = ease_neighbours(sp.csr_matrix(x), lam=1.0, top_k=3, max_items=11).ids
     assert (ids[11] == -1).all()
     assert 11 not in ids
-    full, _ = ease_neighbours(sp.csr_matrix(x[:, :11]), lam=1.0, top_k=3)
+    full = ease_neighbours(sp.csr_matrix(x[:, :11]), lam=1.0, top_k=3).ids
     assert (ids[:11] == full).all()
+    # a memory budget for 11 products gives the same table, and says so
+    budget = 4 * 11.5**2 / 2**20
+    assert ease_item_limit(30, budget) == 11
+    capped = ease_neighbours(sp.csr_matrix(x), lam=1.0, top_k=3, memory_mb=budget)
+    assert (capped.ids == ids).all() and capped.products == 11
+    assert len(capped.warnings) == 1 and "11 best-selling of 12" in capped.warnings[0]
+    assert ease_item_limit(10_000, 512) == 10_000 and ease_item_limit(30_000, 512) == 11_585
 
 
 @settings(max_examples=60, deadline=None)

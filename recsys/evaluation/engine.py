@@ -212,7 +212,7 @@ class EngineRanker(Ranker):
 
     def recommend(self, queries: sp.csr_matrix, k: int, *, filter_query: bool = True,
                   exclude: np.ndarray | None = None,
-                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The served lists (class docstring); ``batch_size`` is unused: a request is a query."""
         if self.index is None:
             raise ValueError(f"{type(self).__name__}: fit or load it before recommend")

@@ -73,6 +73,7 @@ class LocalCoPurchase:
     def __init__(self, baskets: sp.csr_matrix, config: ModelsConfig) -> None:
         self.baskets, self.config = baskets, config
         self._knn: Neighbours | None = None
+        self.ease_warnings: list[str] = []  # the memory budget's cap, when it set one
 
     def save_knn(self, folder: Path) -> None:
         if self._knn is None:
@@ -80,11 +81,13 @@ class LocalCoPurchase:
         self._knn.save(folder)
 
     def save_ease(self, folder: Path) -> int:
-        ids, scores = ease_neighbours(self.baskets, lam=self.config.ease_lambda,
-                                      top_k=self.config.top_k,
-                                      max_items=self.config.ease_max_items)
-        Neighbours(ids=ids, scores=scores, support=cooccurrence_at(self.baskets, ids)).save(folder)
-        return int((ids[:, 0] >= 0).sum())
+        ease = ease_neighbours(self.baskets, lam=self.config.ease_lambda,
+                               top_k=self.config.top_k, max_items=self.config.ease_max_items,
+                               memory_mb=self.config.ease_memory_mb)
+        self.ease_warnings = ease.warnings
+        Neighbours(ids=ease.ids, scores=ease.scores,
+                   support=cooccurrence_at(self.baskets, ease.ids)).save(folder)
+        return int((ease.ids[:, 0] >= 0).sum())
 
 
 class Factorizer(Protocol):
@@ -142,6 +145,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     tables = co_purchase or LocalCoPurchase(order_item_matrix(orders, items=items).matrix, config)
     if config.bought_together == "ease":
         metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
+        if isinstance(tables, LocalCoPurchase) and tables.ease_warnings:
+            metrics["warnings"] = tables.ease_warnings
         tables.save_knn(layout.BOUGHT_TOGETHER_KNN.at(out))
     else:
         tables.save_knn(layout.BOUGHT_TOGETHER.at(out))

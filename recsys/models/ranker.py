@@ -26,7 +26,10 @@ import scipy.sparse as sp
 
 from recsys.errors import ArtifactError
 
-__all__ = ["Ranker", "load_ranker", "top_k", "binary", "csr_state", "csr_restore"]
+__all__ = ["Ranker", "load_ranker", "top_k", "binary", "csr_state", "csr_restore", "BATCH_CELLS"]
+
+BATCH_CELLS = 1 << 23  # dense scores per batch of queries (32 MiB of float32; top_k's
+# temporaries are a few times that)
 
 
 def binary(matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -111,13 +114,16 @@ class Ranker:
 
     def recommend(self, queries: sp.csr_matrix, k: int, *, filter_query: bool = True,
                   exclude: np.ndarray | None = None,
-                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """Top k per query row, in batches of rows. ``exclude``: item codes never listed."""
+                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top k per query row, in batches of rows (default: as many as keep a batch's dense
+        (rows, n_items) scores within ``BATCH_CELLS``, whatever the catalogue's size).
+        ``exclude``: item codes never listed."""
         queries = sp.csr_matrix(queries)
         if queries.shape[1] != self.n_items:
             raise ValueError(f"queries have {queries.shape[1]} item columns; the ranker was "
                              f"fitted on {self.n_items}")
         n = queries.shape[0]
+        batch_size = batch_size or max(1, BATCH_CELLS // max(self.n_items, 1))
         ids = np.full((n, k), -1, dtype=np.int64)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         banned = np.zeros(self.n_items, dtype=bool)

@@ -156,9 +156,9 @@ def ease_similarity(matrix: sp.csr_matrix, *, lam: float,
                     max_items: int = 10_000) -> sp.csr_matrix:
     """EASE item x item weights (items x items CSR), each row cut to its ``top_k`` best: the
     models job's table (``recsys.models.ease``) as a matrix."""
-    ids, scores = ease_neighbours(matrix, lam=lam, top_k=top_k, max_items=max_items,
-                                  sqrt_row_weight=row_weight == "sqrt", threads=None)
-    return table_matrix(ids, scores, matrix.shape[1])
+    ease = ease_neighbours(matrix, lam=lam, top_k=top_k, max_items=max_items,
+                           sqrt_row_weight=row_weight == "sqrt", threads=None)
+    return table_matrix(ease.ids, ease.scores, matrix.shape[1])
 
 
 class EaseRanker(Ranker):

@@ -21,7 +21,10 @@ class ModelsConfig(BaseModel):
     ease_lambda: float = Field(1.0, gt=0, description="EASE L2 penalty")
     ease_max_items: int = Field(10_000, ge=2, le=30_000,
                                 description="EASE covers the products in most orders "
-                                            "(dense m x m inverse: 8 m^2 bytes)")
+                                            "(dense m x m float32 inverse: 4 m^2 bytes)")
+    ease_memory_mb: int = Field(
+        512, ge=1, description="MiB for EASE's dense m x m matrix: fewer products than "
+                               "ease_max_items when they do not fit (a warning says so)")
     cart_knn_weight: float = Field(0.2, ge=0, description="share of the co-purchase item-kNN "
                                                           "scores added to EASE's")
     rule_weight: float = Field(0.1, ge=0, description="share of the best rule confidence "
