@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from recsys.models.neighbours import Neighbours
-from recsys.rules.significance import fisher_upper_tail, upper_tail
+from recsys.rules.significance import upper_tail
 from recsys.serving.index import ServingIndex
 
 __all__ = ["clear_evidence", "co_purchase_p_values", "pair_counts"]
@@ -58,45 +58,69 @@ def clear_evidence(index: ServingIndex, kept: list[C], seeds: Iterable[str], *,
     if not engine or (min_score_share <= 0 and max_p_value >= 1):
         return kept
     floor = min_score_share * max(c.score for c in engine)
-    weak = {id(c) for c in engine if c.score < floor or c.evidence.get("lift", 2.0) <= 1.0}
-    tested = [c for c in engine if c.source in _CO_PURCHASE and id(c) not in weak]
+    weak: set[int] = set()
+    tested: list[C] = []
+    for c in engine:
+        if c.score < floor or c.evidence.get("lift", 2.0) <= 1.0:
+            weak.add(id(c))
+        elif c.source in _CO_PURCHASE:
+            tested.append(c)
     if tested and index.orders is not None:  # without order counts only the share is judged
-        p_values = co_purchase_p_values(index, tested, list(seeds))
-        weak |= {id(c) for c, p in zip(tested, p_values.tolist(), strict=True)
-                 if p >= 1.0 or p > max_p_value}  # 1: not above chance with any seed
-    if weak:
-        counts["weak_evidence"] = len(weak)
+        p_values = co_purchase_p_values(index, tested, seeds)
+        for c, p in zip(tested, p_values.tolist(), strict=True):
+            if p >= 1.0 or p > max_p_value:  # 1: not above chance with any seed
+                weak.add(id(c))
+    if not weak:
+        return kept
+    counts["weak_evidence"] = len(weak)
     return [c for c in kept if id(c) not in weak]
 
 
 def co_purchase_p_values(index: ServingIndex, candidates: Sequence[Scored],
-                         seeds: list[str]) -> np.ndarray:
+                         seeds: Iterable[str]) -> np.ndarray:
     """Per candidate, the smallest one-sided Fisher p-value of its co-purchases with one of
     the ``seeds`` (a rule: with its antecedent set); 1 where there is no evidence above chance
-    (lift <= 1 or no count with any seed) or no order counts in the artifact."""
-    out = np.ones(len(candidates))
+    (lift <= 1 or no count with any seed) or no order counts in the artifact. One pass over
+    the candidates here, the arithmetic compiled (``_p_values``): a list request pays it."""
     orders = index.orders
     if orders is None or not candidates:
-        return out
-    codes = np.array([index.code_of[c.product_id] for c in candidates], dtype=np.int64)
-    is_rule = np.array([c.source == "rule" for c in candidates])
-    if is_rule.any():  # the rule's own counts: k = count(A + c), n(A) = k / confidence, n(c)
-        rules = np.flatnonzero(is_rule)
-        listed = [candidates[i] for i in rules.tolist()]
-        k = np.array([int(c.evidence.get("co_purchases", 0)) for c in listed])
-        confidence = np.array([float(c.evidence.get("confidence", 0.0)) for c in listed])
-        n_a = np.rint(k / np.maximum(confidence, 1e-12)).astype(np.int64)
-        n_c = orders.per_product[codes[rules]].astype(np.int64)
-        above = (k > 0) & (confidence > 0) & (k * orders.total > n_a * n_c)
-        out[rules[above]] = fisher_upper_tail(k[above], orders.total, np.maximum(
-            n_c[above], k[above]), np.maximum(n_a[above], k[above]))
+        return np.ones(len(candidates))
+    code_of = index.code_of
+    n = len(candidates)
+    codes = np.empty(n, np.int64)
+    k = np.zeros(n, np.int64)  # a rule's count(A + c); 0 for a neighbour
+    confidence = np.zeros(n)
+    is_rule = np.zeros(n, np.bool_)
+    for i, c in enumerate(candidates):
+        codes[i] = code_of[c.product_id]
+        if c.source == "rule":
+            is_rule[i] = True
+            k[i] = int(c.evidence.get("co_purchases", 0))
+            confidence[i] = float(c.evidence.get("confidence", 0.0))
+    n_a = np.rint(k / np.maximum(confidence, 1e-12)).astype(np.int64)  # n(A) = k / confidence
+    seed_codes = np.array([code_of[p] for p in dict.fromkeys(seeds) if p in code_of], np.int64)
+    e_ids, e_support = _table(index.bought_together)
+    k_ids, k_support = _table(index.bought_together_knn)
+    return _p_values(codes, is_rule, k, confidence, n_a, seed_codes, e_ids, e_support, k_ids,
+                     k_support, orders.per_product, orders.total)
+
+
+@njit(cache=True, nogil=True)
+def _p_values(codes: np.ndarray, is_rule: np.ndarray, k: np.ndarray, confidence: np.ndarray,
+              n_a: np.ndarray, seeds: np.ndarray, e_ids: np.ndarray, e_support: np.ndarray,
+              k_ids: np.ndarray, k_support: np.ndarray, per_product: np.ndarray,
+              total: int) -> np.ndarray:
+    """A rule on its own counts (k = count(A + c), n(A), n(c); each at least k), a neighbour
+    by ``_best_p_values`` with the seeds; 1 where not above chance."""
+    out = np.ones(len(codes))
     pairs = np.flatnonzero(~is_rule)
-    seed_codes = np.asarray(index.codes(dict.fromkeys(seeds)), dtype=np.int64)
-    if len(pairs) and len(seed_codes):
-        e_ids, e_support = _table(index.bought_together)
-        k_ids, k_support = _table(index.bought_together_knn)
-        out[pairs] = _best_p_values(seed_codes, codes[pairs], e_ids, e_support, k_ids,
-                                    k_support, orders.per_product, orders.total)
+    if len(pairs) and len(seeds):
+        out[pairs] = _best_p_values(seeds, codes[pairs], e_ids, e_support, k_ids, k_support,
+                                    per_product, total)
+    for i in np.flatnonzero(is_rule):
+        n_c = int(per_product[codes[i]])
+        if k[i] > 0 and confidence[i] > 0 and k[i] * total > n_a[i] * n_c:
+            out[i] = upper_tail(k[i], total, max(n_c, k[i]), max(n_a[i], k[i]))
     return out
 
 
