@@ -90,3 +90,25 @@ def test_planted_complements_lead_their_bundles(demo: dict) -> None:
     assert machine in _first_bundle(bundles, tablets)
     led = [a in _first_bundle(bundles, b) for a, b in planted["complements"]]
     assert np.mean(led) >= 0.8, led
+
+
+def test_substitute_pairs_count_copurchases_exactly() -> None:
+    """Co-purchases of each substitute pair against brute force over the baskets (duplicate
+    lines of a product in an order count once)."""
+    import scipy.sparse as sp
+
+    from recsys.rules.bundles import substitute_pairs
+    from recsys.rules.settings import SubstituteConfig
+
+    rng = np.random.default_rng(3)
+    n_items = 12
+    sessions = sp.csr_matrix((rng.random((400, n_items)) < 0.3).astype(np.float32))
+    dense = (rng.random((300, n_items)) < 0.25).astype(np.int64)
+    rows, cols = np.nonzero(dense)
+    twice = np.concatenate([rows, rows[:40]]), np.concatenate([cols, cols[:40]])
+    baskets = sp.csr_matrix((np.ones(len(twice[0])), twice), shape=dense.shape)
+    config = SubstituteConfig(min_coviews=1, min_view_lift=0.0, max_purchase_lift=1e9)
+    pairs = substitute_pairs(sessions, baskets, config)
+    assert len(pairs) == n_items * (n_items - 1) // 2
+    for a, b, bought in pairs[["a", "b", "copurchases"]].itertuples(index=False):
+        assert bought == int((dense[:, a] & dense[:, b]).sum())

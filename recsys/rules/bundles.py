@@ -65,10 +65,11 @@ def substitute_pairs(sessions: sp.csr_matrix, baskets: sp.csr_matrix,
     view_lift = coviews * n_sessions / (per_item_views[a] * per_item_views[b]).astype(np.float64)
     keep = view_lift >= config.min_view_lift
     a, b, coviews, view_lift = a[keep], b[keep], coviews[keep], view_lift[keep]
-    binary = baskets.copy()
-    binary.data[:] = 1
-    bought = np.asarray(binary[:, a].multiply(binary[:, b]).sum(axis=0)).ravel()
-    per_item_orders = np.diff(binary.tocsc().indptr).astype(np.float64)
+    by_item = baskets.tocsc()
+    by_item.sum_duplicates()  # canonical: each item's orders once, ascending
+    bought = _orders_with_both(by_item.indptr.astype(np.int64), by_item.indices,
+                               a.astype(np.int64), b.astype(np.int64))
+    per_item_orders = np.diff(by_item.indptr).astype(np.float64)
     expected = per_item_orders[a] * per_item_orders[b] / max(n_orders, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         purchase_lift = np.where(expected > 0, bought / expected, 0.0)
@@ -76,6 +77,31 @@ def substitute_pairs(sessions: sp.csr_matrix, baskets: sp.csr_matrix,
     return pd.DataFrame({"a": a[keep], "b": b[keep], "coviews": coviews[keep],
                          "view_lift": view_lift[keep], "copurchases": bought[keep],
                          "purchase_lift": purchase_lift[keep]})
+
+
+@njit(cache=True, nogil=True)
+def _orders_with_both(indptr: np.ndarray, orders: np.ndarray, a: np.ndarray,
+                      b: np.ndarray) -> np.ndarray:
+    """Per pair (a[i], b[i]), the orders holding both: a merge of the two items' ascending
+    order lists (items x orders CSR arrays). Pair by pair, so no intermediate matrix grows
+    with the pairs (slicing the basket matrix by millions of pair columns overflowed scipy's
+    32-bit index on a 3M-order shop)."""
+    out = np.zeros(len(a), np.int64)
+    for p in range(len(a)):
+        i, i_end = indptr[a[p]], indptr[a[p] + 1]
+        j, j_end = indptr[b[p]], indptr[b[p] + 1]
+        n = 0
+        while i < i_end and j < j_end:
+            if orders[i] < orders[j]:
+                i += 1
+            elif orders[i] > orders[j]:
+                j += 1
+            else:
+                n += 1
+                i += 1
+                j += 1
+        out[p] = n
+    return out
 
 
 def product_values(items: pd.Index, catalog: pd.DataFrame | None, orders: pd.DataFrame,
