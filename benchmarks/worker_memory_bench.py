@@ -1,8 +1,11 @@
-"""Memory of N uvicorn workers serving one artifact: what each extra worker adds.
+"""Memory of N serving workers on one artifact: what each extra worker adds.
 
 Builds a generated shop's artifact once (``recsys run`` into --work; or serves --store), then
-for each --workers count starts ``uvicorn --factory recsys.app:app_from_env --workers N``
-(RECSYS_SERVING_ARTIFACTS / RECSYS_SERVING_DATABASE_URL under --work), waits until every
+for each --server and each --workers count starts the server: ``recsys`` is ``recsys serve
+--workers N`` (workers forked from a supervisor that imported the app and preloaded the
+artifact: recsys.cli.prefork), ``uvicorn`` is ``uvicorn --factory recsys.app:app_from_env
+--workers N`` (uvicorn's own workers, each a fresh interpreter: spawn), both with
+RECSYS_SERVING_ARTIFACTS / RECSYS_SERVING_DATABASE_URL under --work. It waits until every
 worker answers and is idle, warms the workers with requests over fresh connections (item
 lists, cart add-ons, customer lists, session-aware lists; the kernel hands each connection to
 one of the workers, so all of them get some), and reads every process's VmRSS, RssAnon and
@@ -15,8 +18,8 @@ What an extra worker adds: (sum of Pss with N workers - sum of Pss with 1) / (N 
 compared with the RSS of the single worker (the issue's target: at most 25%).
 
     PYTHONPATH=. .venv/bin/python benchmarks/worker_memory_bench.py --orders 3000000 \\
-        --products 50000 --workers 1,4 [--work var/worker-memory] [--store STORE]
-        [--code /other/checkout --without sessions_by_item.npz]
+        --products 50000 --workers 1,4 [--server recsys,uvicorn] [--work var/worker-memory]
+        [--store STORE] [--code /other/checkout --without sessions_by_item.npz]
 """
 
 from __future__ import annotations
@@ -115,29 +118,37 @@ def cpu_ticks(pid: int) -> int:
 
 
 class Server:
-    """``uvicorn --workers N`` in its own session (stopped by its process group)."""
+    """``recsys serve`` or ``uvicorn`` with N workers in its own session (stopped by its
+    process group)."""
 
-    def __init__(self, store: Path, workers: int, work: Path, code: Path) -> None:
+    def __init__(self, store: Path, workers: int, work: Path, code: Path, kind: str) -> None:
         with socket.socket() as sock:
             sock.bind((HOST, 0))
             self.port = int(sock.getsockname()[1])
         self.workers = workers
-        self.command = [sys.executable, "-m", "uvicorn", "--factory", "recsys.app:app_from_env",
-                        "--host", HOST, "--port", str(self.port), "--workers", str(workers),
-                        "--log-level", "warning", "--timeout-worker-healthcheck", "900"]
+        self.kind = kind
+        common = ["--host", HOST, "--port", str(self.port), "--workers", str(workers)]
+        self.command = (
+            [sys.executable, "-m", "recsys.cli", "-q", "serve", "--artifacts", str(store),
+             *common] if kind == "recsys" else
+            [sys.executable, "-m", "uvicorn", "--factory", "recsys.app:app_from_env", *common,
+             "--log-level", "warning", "--timeout-worker-healthcheck", "900"])
         self.env = {**os.environ, "PYTHONPATH": str(code),
                     "RECSYS_SERVING_ARTIFACTS": str(store),
                     "RECSYS_SERVING_DATABASE_URL": f"sqlite:///{work / f'w{workers}.db'}"}
         self.code = code
-        self.log = work / f"server-{workers}.log"
+        self.log = work / f"server-{kind}-{workers}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None
         if self.workers == 1:
             return [self.proc.pid]
+        # uvicorn's workers run multiprocessing's spawn_main; recsys serve's are forks of it
+        mark = (Path(f"/proc/{self.proc.pid}/cmdline").read_bytes() if self.kind == "recsys"
+                else b"spawn_main")
         return sorted(c for c in children(self.proc.pid)
-                      if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())
+                      if mark in Path(f"/proc/{c}/cmdline").read_bytes())
 
     def start(self, timeout: float) -> float:
         start = time.perf_counter()
@@ -219,8 +230,9 @@ def warm(port: int, requests: list[tuple[str, str, bytes | None]]) -> dict[int, 
     return statuses
 
 
-def run(store: Path, workers: int, work: Path, code: Path, n_warm: int) -> dict[str, Any]:
-    server = Server(store, workers, work, code)
+def run(store: Path, workers: int, work: Path, code: Path, n_warm: int,
+        kind: str) -> dict[str, Any]:
+    server = Server(store, workers, work, code, kind)
     try:
         ready_s = server.start(timeout=1800)
         pids = server.worker_pids()
@@ -229,7 +241,7 @@ def run(store: Path, workers: int, work: Path, code: Path, n_warm: int) -> dict[
         time.sleep(2.0)
         assert server.proc is not None
         supervisor = [] if workers == 1 else [server.proc.pid]
-        return {"workers": workers, "ready_s": round(ready_s, 1), "statuses": statuses,
+        return {"server": kind, "workers": workers, "ready_s": round(ready_s, 1), "statuses": statuses,
                 "warm_cpu_ticks": [cpu_ticks(p) - cpu_before[p] for p in pids],
                 "worker_memory": [memory(p) for p in pids],
                 "supervisor_memory": [memory(p) for p in supervisor]}
@@ -238,7 +250,9 @@ def run(store: Path, workers: int, work: Path, code: Path, n_warm: int) -> dict[
 
 
 def summary(results: list[dict[str, Any]]) -> list[str]:
-    lines = ["| workers | process | RSS | RssAnon | RssFile | PSS | private | peak (VmHWM) |",
+    """One server's table (every result of one --server), and what each extra worker adds."""
+    lines = [f"server: {results[0]['server']}",
+             "| workers | process | RSS | RssAnon | RssFile | PSS | private | peak (VmHWM) |",
              "|---:|---|---:|---:|---:|---:|---:|---:|"]
     totals = {}
     for r in results:
@@ -268,6 +282,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3_000_000)
     parser.add_argument("--products", type=int, default=50_000)
     parser.add_argument("--workers", default="1,4")
+    parser.add_argument("--server", default="recsys,uvicorn",
+                        help="recsys (recsys serve: forked workers) and/or uvicorn (spawned)")
     parser.add_argument("--work", type=Path, default=REPO / "var/worker-memory")
     parser.add_argument("--store", type=Path, help="serve this artifact store (no build)")
     parser.add_argument("--code", type=Path, default=REPO,
@@ -286,12 +302,13 @@ def main() -> None:
         print(f"built {store} in {build_s:.0f} s", flush=True)
     if args.without:
         store = without(store, args.without.split(","), args.work)
-    results = []
-    for workers in (int(w) for w in args.workers.split(",")):
-        result = run(store, workers, args.work, args.code.resolve(), args.warm)
-        print(json.dumps(result), flush=True)
-        results.append(result)
-    print("\n".join(summary(results)))
+    for kind in args.server.split(","):
+        results = []
+        for workers in (int(w) for w in args.workers.split(",")):
+            result = run(store, workers, args.work, args.code.resolve(), args.warm, kind)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+        print("\n".join(summary(results)), flush=True)
 
 
 if __name__ == "__main__":

@@ -295,3 +295,50 @@ def test_metrics_add_up_over_workers(served: Callable[..., Path]) -> None:
             counts = re.findall(pattern, text)
             assert [float(c) for c in counts] == [60.0], text
             assert f'recsys_model_version_info{{version="{version}"}} 1.0' in text
+
+
+def _server_pids(config: Path) -> tuple[int, list[int]]:
+    """The ``recsys serve --config CONFIG`` supervisor's pid and its workers' pids."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in cmdline and str(config).encode() in cmdline:
+                children = (entry / "task" / entry.name / "children").read_text().split()
+                return int(entry.name), [int(c) for c in children]
+    raise AssertionError(f"no server process for {config}")
+
+
+def _anonymous_mib(pid: int) -> tuple[float, float]:
+    """MiB of anonymous memory (no file behind it) that ``pid`` shares with other processes, and
+    that it holds alone (from /proc/PID/smaps)."""
+    shared = private = 0
+    anonymous = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            anonymous = len(head) < 6 or head[5] in ("[heap]", "[stack]")
+        elif anonymous and head[0] in ("Shared_Clean:", "Shared_Dirty:"):
+            shared += int(head[1])
+        elif anonymous and head[0] in ("Private_Clean:", "Private_Dirty:"):
+            private += int(head[1])
+    return shared / 1024, private / 1024
+
+
+def test_workers_are_forked_and_share_the_imported_code(served: Callable[..., Path]) -> None:
+    """`recsys serve --workers 2` forks its workers from a supervisor that imported the app
+    (recsys.cli.prefork): the imported modules are memory both workers share, not two copies
+    (uvicorn's own spawned workers share no anonymous memory at all)."""
+    config = served(reload_interval_s=0)
+    with real_server(config, "--workers", "2") as base:
+        for _ in range(40):  # a new connection each: both workers load and serve
+            assert httpx.get(f"{base}/v1/items/{SEED}/bought-together").status_code == 200
+        supervisor, workers = _server_pids(config)
+        assert len(workers) == 2
+        for pid in workers:
+            shared, private = _anonymous_mib(pid)
+            # importing recsys.app alone makes about 120 MiB of anonymous memory
+            assert shared > 60, (pid, shared, private)
+        assert _anonymous_mib(supervisor)[0] > 60

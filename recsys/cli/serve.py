@@ -52,6 +52,10 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
         # each worker keeps its Prometheus values in files here; /metrics adds them up
         metrics_dir = tempfile.mkdtemp(prefix="recsys-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if settings.workers > 1:  # after the environment is set: the modules read it on import
+        from recsys.cli.prefork import fork_workers_from_here
+
+        fork_workers_from_here(settings)
     try:
         # Loading a large index holds the GIL for seconds at a time: with uvicorn's default
         # worker health check (5 s) the supervisor would kill workers while they load.

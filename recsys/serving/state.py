@@ -41,9 +41,29 @@ from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.spool import EventSpool
 from recsys.serving.store import DATABASE_DOWN, ServingStore
 
-__all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan"]
+__all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan", "preload"]
 
 log = logging.getLogger("recsys.serving")
+
+# The index a supervisor loaded before forking its workers (artifacts root, index): see preload.
+_preloaded: tuple[str, ServingIndex] | None = None
+
+
+def preload(settings: ServingSettings) -> str | None:
+    """Load and warm up CURRENT in this process, before the workers are forked from it
+    (recsys.cli.prefork): a worker that starts while CURRENT is still that version serves this
+    index, whose objects and compiled kernels all workers then share, instead of loading its
+    own copy. A version that does not load is left to the workers (they report why)."""
+    global _preloaded
+    use_system_allocator()
+    try:
+        index = load_index(settings.artifacts, None, check=check_version)
+        recommend.warm_up(index)
+    except Exception as exc:  # noqa: BLE001 - the workers load (and report) it themselves
+        log.warning("artifact not preloaded (%s); each worker loads it", exc)
+        return None
+    _preloaded = (str(settings.artifacts), index)
+    return index.version
 
 
 class ServingState:
@@ -88,9 +108,11 @@ class ServingState:
     def load(self, version: str | None = None) -> bool:
         """Load (verify, check, warm up) a version; on any failure keep serving the current
         one and remember why (the latest failure replaces an older one)."""
+        adopted = self._preloaded(version)
         try:
-            base = load_index(self.settings.artifacts, version, check=check_version)
-            recommend.warm_up(base)
+            base = adopted or load_index(self.settings.artifacts, version, check=check_version)
+            if adopted is None:
+                recommend.warm_up(base)
         except Exception as exc:  # noqa: BLE001 - any failure to load is a refused version
             failed = version or self.pointer()
             self.error = str(exc) if isinstance(exc, RecsysError) else (
@@ -108,14 +130,25 @@ class ServingState:
             if previous is not None and previous.version != index.version:
                 self.version_gauge.labels(version=previous.version).set(0)
             self.version_gauge.labels(version=index.version).set(1)
-        # The index's Python objects live as long as it does: keep them out of the garbage
-        # collector's full passes (which would otherwise walk them during requests).
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        release_freed_memory()  # what loading freed: else a worker keeps its load-time peak
-        log.info("serving artifact version %s", index.version)
+        if adopted is None:
+            # The index's Python objects live as long as it does: keep them out of the garbage
+            # collector's full passes (which would otherwise walk them during requests). An
+            # adopted index was frozen before the fork: a pass here would copy its pages.
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            release_freed_memory()  # what loading freed: else a worker keeps its load peak
+        log.info("serving artifact version %s%s", index.version,
+                 " (preloaded, shared with the other workers)" if adopted else "")
         return True
+
+    def _preloaded(self, version: str | None) -> ServingIndex | None:
+        """The supervisor's preloaded index if it is what loading ``version`` would give."""
+        if _preloaded is None or _preloaded[0] != str(self.settings.artifacts):
+            return None
+        index = _preloaded[1]
+        wanted = version or self.pointer()
+        return index if wanted == index.version else None
 
     def update_catalog(self, rows: list[CatalogRow]) -> ServingIndex:
         """Apply catalogue rows to the served index now (and to every later load)."""
