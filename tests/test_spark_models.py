@@ -177,6 +177,30 @@ def test_ease_equals_the_local_job_on_online_retail(spark_local: Any, retail: di
     assert not list(retail["scratch"].iterdir())
 
 
+def test_ease_memory_budget_caps_spark_as_it_caps_the_local_job(spark_local: Any,
+                                                                 tmp_path: Path) -> None:
+    """ease_memory_mb = 1 fits 512 products in float32: both engines keep the same 512 best
+    sellers, say so in the same warning, and give the same table."""
+    rng = np.random.default_rng(3)
+    lines = [(f"o{o}", f"p{p:04d}") for o in range(3000)
+             for p in rng.choice(700, size=int(rng.integers(2, 6)), replace=False)]
+    orders = pd.DataFrame(lines, columns=["order_id", "product_id"], dtype="string")
+    items = item_vocabulary(orders)
+    config = ModelsConfig(ease_memory_mb=1, top_k=10)
+    local = LocalCoPurchase(order_item_matrix(orders, items=items).matrix, config)
+    frame = spark_local.createDataFrame(to_spark_pandas(orders),
+                                        "order_id string, product_id string")
+    remote = SparkCoPurchase(spark_local, frame, items, config, scratch=tmp_path / "scratch")
+    try:
+        assert local.save_ease(tmp_path / "local") == remote.save_ease(tmp_path / "spark") == 512
+    finally:
+        remote.close()
+    assert remote.ease_warnings == local.ease_warnings
+    assert "covers the 512 best-selling of 700" in remote.ease_warnings[0]
+    _assert_same(Neighbours.load(tmp_path / "spark", mmap=False),
+                 Neighbours.load(tmp_path / "local", mmap=False), rtol=1e-5)
+
+
 def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path) -> None:
     """Two groups of customers buy from two disjoint halves of the catalog: every customer's
     best unseen products are in its own half; a product no one bought gets zero factors."""

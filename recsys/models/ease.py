@@ -24,13 +24,13 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
-__all__ = ["EaseTable", "ease_neighbours", "ease_item_limit", "ease_items", "ease_from_gram",
-           "DEFAULT_MEMORY_MB"]
+__all__ = ["EaseTable", "ease_neighbours", "ease_item_limit", "ease_coverage", "ease_items",
+           "ease_from_gram", "DEFAULT_MEMORY_MB", "GRAM_DTYPE"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY_MB = 512  # the dense matrix's budget: 11,585 products in float32
-_DTYPE = np.float32
+GRAM_DTYPE = np.float32  # the dense matrix EASE inverts in place
 _BLOCK_FLOATS = 1 << 22  # block x m elements per temporary (16 MiB of float32 at most)
 
 
@@ -48,7 +48,7 @@ class EaseTable:
 def ease_item_limit(max_items: int, memory_mb: float) -> int:
     """The most products EASE covers: ``max_items``, lowered until the dense float32 m x m
     matrix fits in ``memory_mb`` MiB."""
-    fits = math.isqrt(int(memory_mb * 2**20) // np.dtype(_DTYPE).itemsize)
+    fits = math.isqrt(int(memory_mb * 2**20) // np.dtype(GRAM_DTYPE).itemsize)
     return max(min(max_items, fits), 0)
 
 
@@ -65,7 +65,16 @@ def ease_neighbours(orders_items: sp.csr_matrix, *, lam: float, top_k: int,
         sizes = np.diff(x.indptr).astype(np.float64)
         x.data /= np.sqrt(np.maximum(np.repeat(sizes, np.diff(x.indptr)), 1.0))
     x = sp.csc_matrix(x)
-    counts = np.diff(x.indptr)
+    kept, warnings = ease_coverage(np.diff(x.indptr), max_items, memory_mb)
+    gram = _gram(x[:, kept]) if len(kept) >= 2 else np.zeros((0, 0), GRAM_DTYPE)
+    ids, scores = ease_from_gram(gram, kept, n_items, lam=lam, top_k=top_k, threads=threads)
+    return EaseTable(ids, scores, len(kept) if len(kept) >= 2 else 0, warnings)
+
+
+def ease_coverage(counts: np.ndarray, max_items: int,
+                  memory_mb: float) -> tuple[np.ndarray, list[str]]:
+    """The codes EASE covers (see :func:`ease_items`) under the memory budget, and the warning
+    when the budget, not ``max_items``, set the cap. ``counts``: orders per product code."""
     ordered = int((counts > 0).sum())
     limit = ease_item_limit(max_items, memory_mb)
     warnings = []
@@ -76,10 +85,7 @@ def ease_neighbours(orders_items: sp.csr_matrix, *, lam: float, top_k: int,
                    "get co-purchase neighbours only")
         log.warning(message)
         warnings.append(message)
-    kept = ease_items(counts, limit)
-    gram = _gram(x[:, kept]) if len(kept) >= 2 else np.zeros((0, 0), _DTYPE)
-    ids, scores = ease_from_gram(gram, kept, n_items, lam=lam, top_k=top_k, threads=threads)
-    return EaseTable(ids, scores, len(kept) if len(kept) >= 2 else 0, warnings)
+    return ease_items(counts, limit), warnings
 
 
 def ease_items(counts: np.ndarray, max_items: int) -> np.ndarray:
@@ -98,8 +104,8 @@ def ease_from_gram(gram: np.ndarray, kept: np.ndarray, n_items: int, *, lam: flo
     scores = np.zeros((n_items, top_k), dtype=np.float32)
     if len(kept) < 2:
         return ids, scores
-    weights = np.ascontiguousarray(gram, dtype=_DTYPE)
-    weights[np.diag_indices(len(kept))] += _DTYPE(lam)
+    weights = np.ascontiguousarray(gram, dtype=GRAM_DTYPE)
+    weights[np.diag_indices(len(kept))] += GRAM_DTYPE(lam)
     with threadpool_limits(limits=threads, user_api="blas"):
         _inverse_in_place(weights)
     diagonal = np.diag(weights).copy()
@@ -120,7 +126,7 @@ def _gram(x: sp.csc_matrix) -> np.ndarray:
     rounded once); only the upper triangle is filled (LAPACK reads one)."""
     m = x.shape[1]
     rows = sp.csr_matrix(x.T)
-    gram = np.zeros((m, m), dtype=_DTYPE)
+    gram = np.zeros((m, m), dtype=GRAM_DTYPE)
     block = max(1, _BLOCK_FLOATS // m)
     for lo in range(0, m, block):
         hi = min(lo + block, m)
@@ -139,7 +145,7 @@ def _inverse_in_place(gram: np.ndarray) -> np.ndarray:
         factor, info = potri(factor, lower=1, overwrite_c=1)
     if info != 0:
         raise ValueError(f"EASE: X'X + lambda I is not positive definite in "
-                         f"{np.dtype(_DTYPE).name} (LAPACK info {info}); raise ease_lambda")
+                         f"{np.dtype(GRAM_DTYPE).name} (LAPACK info {info}); raise ease_lambda")
     assert np.shares_memory(factor, gram), "LAPACK copied the m x m matrix"
     m = gram.shape[0]
     block = max(1, _BLOCK_FLOATS // m)

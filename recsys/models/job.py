@@ -60,6 +60,8 @@ def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
 class CoPurchaseTables(Protocol):
     """Makes the co-purchase neighbour tables (item-kNN, EASE) of the orders."""
 
+    ease_warnings: list[str]  # set by save_ease when the memory budget capped EASE
+
     def save_knn(self, folder: Path) -> None:
         """The item-kNN table (``similarity``, ``knn_k``, ``top_k``) into ``folder``."""
 
@@ -145,7 +147,7 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     tables = co_purchase or LocalCoPurchase(order_item_matrix(orders, items=items).matrix, config)
     if config.bought_together == "ease":
         metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
-        if isinstance(tables, LocalCoPurchase) and tables.ease_warnings:
+        if tables.ease_warnings:
             metrics["warnings"] = tables.ease_warnings
         tables.save_knn(layout.BOUGHT_TOGETHER_KNN.at(out))
     else:

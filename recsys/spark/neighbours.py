@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from recsys.layout import NEIGHBOUR_ARRAYS
-from recsys.models.ease import ease_from_gram, ease_items
+from recsys.models.ease import GRAM_DTYPE, ease_coverage, ease_from_gram
 from recsys.models.neighbours import Neighbours
 from recsys.spark.ingest import to_spark_pandas
 from recsys.vocab import Vocabulary
@@ -193,7 +193,7 @@ def ease_gram_on_spark(spark: SparkSession, pairs: DataFrame, kept: np.ndarray,
     among = (pairs.join(F.broadcast(codes.withColumnRenamed("c", "i")), "i", "left_semi")
              .join(F.broadcast(codes.withColumnRenamed("c", "j")), "j", "left_semi"))
     sums = among.groupBy("i", "j").agg(F.sum(F.col("n") / F.col("b")).alias("g"))
-    gram = np.zeros((len(kept), len(kept)), dtype=np.float64)
+    gram = np.zeros((len(kept), len(kept)), dtype=GRAM_DTYPE)  # inverted in place: 4 m^2 bytes
     for batch in stream(sums, scratch):
         gram[pos[batch["i"].to_numpy()], pos[batch["j"].to_numpy()]] = batch["g"].to_numpy()
     return gram
@@ -266,6 +266,7 @@ class SparkCoPurchase:
         self.counts = item_order_counts(baskets, self.n_items)
         self.pairs = pair_table(baskets).persist(StorageLevel.MEMORY_AND_DISK)
         self._baskets = baskets
+        self.ease_warnings: list[str] = []  # the memory budget's cap, when it set one
         self._knn: Path | None = None
 
     def save_knn(self, folder: Path) -> None:
@@ -280,7 +281,8 @@ class SparkCoPurchase:
 
     def save_ease(self, folder: Path) -> int:
         """The EASE table into ``folder``; returns the products that got neighbours."""
-        kept = ease_items(self.counts, self.config.ease_max_items)
+        kept, self.ease_warnings = ease_coverage(self.counts, self.config.ease_max_items,
+                                                 self.config.ease_memory_mb)
         gram = ease_gram_on_spark(self.spark, self.pairs, kept, self.scratch)
         ids, scores = ease_from_gram(gram, kept, self.n_items, lam=self.config.ease_lambda,
                                      top_k=self.config.top_k)
