@@ -60,6 +60,14 @@ class CatalogOverlay:
                 given = row.model_dump(exclude_unset=True, exclude_none=True)
                 self._rows.setdefault(row.product_id, {}).update(given)
 
+    def unavailable(self) -> frozenset[str]:
+        """The products a row makes unavailable (a given ``in_stock`` / ``is_active`` false):
+        what ``apply`` takes out of the served lists, for a process without an index (the
+        campaign export)."""
+        with self._lock:
+            return frozenset(pid for pid, row in self._rows.items()
+                             if not all(row[f] for f in ("in_stock", "is_active") if f in row))
+
     def apply(self, index: ServingIndex, min_support: int) -> ServingIndex:
         """``index`` with the overlay's changes (rows it already holds are dropped first)."""
         with self._lock:
