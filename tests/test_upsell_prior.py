@@ -104,3 +104,16 @@ def test_the_ranking_by_hand() -> None:
     listed = [i["product_id"] for i in upsell(bare, "A", Options(k=10), Decisions(),
                                               band=(1.1, 2.0)).items]
     assert listed[:2] == ["B3", "B2"]
+
+
+def test_a_posted_brand_reaches_the_ranking() -> None:
+    from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow
+
+    prior = UpsellPrior(weights=(1.0, 2.0, -3.0, 0.0), prior_sessions=8.0)
+    overlay = CatalogOverlay()
+    overlay.update([CatalogRow(product_id="B2", brand=" X ")])
+    index = overlay.apply(_index(prior), 0)
+    assert index.brands["B2"] == "X" and len(overlay) == 1
+    item = next(i for i in upsell(index, "A", Options(k=10), Decisions(), band=(1.1, 2.0)).items
+                if i["product_id"] == "B2")
+    assert item["reason"]["evidence"]["prior"] > 0.3  # B2 now shares A's brand
