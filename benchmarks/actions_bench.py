@@ -10,9 +10,11 @@
 - export: a generated analytics folder of ``--customers`` customers exported to CSV and
   Parquet (and PostgreSQL with ``--postgres URL``) in a fresh process each; wall time and peak
   RSS of that process, also at a tenth and twice the customers (memory must not grow with
-  them).
+  them); with ``--exclude N`` each also with N products excluded (out of stock in the
+  catalogue overlay: later recommendations move up).
 
     PYTHONPATH=. python benchmarks/actions_bench.py [--only lifecycle replenishment export]
+        [--customers 1000000] [--exclude 250] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -170,18 +172,21 @@ def _peak_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _export_child(folder: str, catalog: str, out: str, fmt: str, queue: mp.Queue) -> None:
+def _export_child(folder: str, catalog: str, out: str, fmt: str, queue: mp.Queue,
+                  exclude: int) -> None:
     from recsys.analytics.export import ExportRequest, export_customers
     from recsys.analytics.export_sql import write_sql  # noqa: F401 - imported before the base
 
     base = _peak_mib()
     started = time.perf_counter()
+    gone = frozenset(f"P{i:05d}" for i in range(exclude))  # out of stock since the job ran
     rows = export_customers(folder, ExportRequest(out=out, format=fmt, top_k=5,  # type: ignore[arg-type]
-                                                  if_exists="replace"), catalog=catalog)
+                                                  if_exists="replace", exclude=gone),
+                            catalog=catalog)
     queue.put((rows, time.perf_counter() - started, _peak_mib(), base))
 
 
-def export(customers: int, postgres: str | None) -> None:
+def export(customers: int, postgres: str | None, exclude: int) -> None:
     print("\n== export-customers, default columns and top 5 recommendations with names "
           "(generated; fresh process per run)")
     print("| customers | format | seconds | peak RSS MiB (after imports) | output MiB |")
@@ -195,16 +200,17 @@ def export(customers: int, postgres: str | None) -> None:
                        ("parquet", str(Path(tmp) / f"out{n}.parquet"))]
             if postgres:
                 targets.append(("sql", f"{postgres}#recsys_bench_export"))
-            for fmt, out in targets:
+            for (fmt, out), gone in [(t, g) for t in targets for g in sorted({0, exclude})]:
                 queue: mp.Queue = ctx.Queue()
                 child = ctx.Process(target=_export_child,
-                                    args=(str(folder), str(catalog), out, fmt, queue))
+                                    args=(str(folder), str(catalog), out, fmt, queue, gone))
                 child.start()
                 rows, took, peak, base = queue.get()
                 child.join()
                 assert rows == n, (rows, n)
                 size = f"{Path(out).stat().st_size / 2**20:.0f}" if fmt != "sql" else "-"
-                print(f"| {n:,} | {fmt} | {took:.1f} | {peak:.0f} ({base:.0f}) | {size} |")
+                what = f"{fmt}, {gone:,} products excluded" if gone else fmt
+                print(f"| {n:,} | {what} | {took:.1f} | {peak:.0f} ({base:.0f}) | {size} |")
     if postgres:
         from sqlalchemy import create_engine, text
 
@@ -221,6 +227,9 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--postgres", metavar="URL", help="also export to this database")
+    parser.add_argument("--exclude", type=int, default=0, metavar="N",
+                        help="export: also run with N of the products excluded (out of stock "
+                             "in the catalogue overlay), 10 recommendations kept per customer")
     args = parser.parse_args()
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}"
           f", python {platform.python_version()}")
@@ -229,7 +238,7 @@ def main() -> int:
     if "replenishment" in args.only:
         replenishment(args.weeks)
     if "export" in args.only:
-        export(args.customers, args.postgres)
+        export(args.customers, args.postgres, args.exclude)
     return 0
 
 

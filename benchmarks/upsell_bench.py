@@ -12,11 +12,17 @@ is a case. A case is a hit when the list for A holds B in its top ``--k``:
 - popular pricier: the category's most ordered products priced above A, in stock and
   active, whatever the band.
 
+``--validation`` measures on the earlier time slice instead: the training part is split again
+(its last ``--holdout`` held out), so the test sessions are never read; ``--prior-sessions``
+compares the upsell prior's weight (``recsys.models.upsell_prior.PRIOR_SESSIONS``) at several
+values over one training run (how the default was chosen, on the validation slice).
+
 ``--products`` sets the demo's catalog size (default 300: leaves of 3 to 9 products, where a
 top 5 holds nearly every pricier product of the leaf; 3000: about 70 per leaf).
 
     PYTHONPATH=. python benchmarks/upsell_bench.py [--orders 12000] [--products 300]
-        [--seed 5] [--band 1.1 2 [--band 1 100 ...]] [--k 1 2 5]
+        [--seed 5] [--band 1.1 2 [--band 1 100 ...]] [--k 1 2 5] [--validation]
+        [--prior-sessions 2 8 ...]
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,6 +91,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--k", type=int, nargs="+", default=[5])
+    parser.add_argument("--validation", action="store_true",
+                        help="measure on the last --holdout of the training part")
+    parser.add_argument("--prior-sessions", type=float, nargs="+", default=None,
+                        help="upsell prior weights to compare (default: the artifact's)")
     parser.add_argument("--band", type=float, nargs=2, action="append", default=None,
                         help="lowest and highest price multiple (default: [serving] "
                              "upsell_band); repeat it for several bands over one training run")
@@ -95,6 +106,9 @@ def main() -> None:
         generate_demo(tmp / "raw", DemoSpec(orders=args.orders, products=args.products,
                                             seed=args.seed), progress=False)
         held = split(tmp / "raw", tmp / "train", args.holdout)
+        if args.validation:  # the test sessions are dropped unread; training splits again
+            (tmp / "train").rename(tmp / "before")
+            held = split(tmp / "before", tmp / "train", args.holdout)
         config = tmp / "recsys.toml"
         config.write_text(f'data_dir = "{tmp / "data"}"\n[ingest]\n' + "".join(
             f'{t} = "{tmp / "train" / (t + ".csv")}"\n' for t in ("orders", "events", "catalog"))
@@ -108,12 +122,17 @@ def main() -> None:
     pairs = list(zip(found["product_id_a"], found["product_id_b"], strict=True))
     print(f"# upsell_bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or '?'}"
           f", demo shop orders={args.orders} products={args.products} seed={args.seed} "
-          f"holdout={args.holdout}, k={args.k}")
+          f"holdout={args.holdout}{' (validation slice)' if args.validation else ''}, "
+          f"k={args.k}")
     print(f"training run: {trained:.1f} s; held-out sessions: {held['session_id'].nunique()}; "
           f"cases (viewed A, bought pricier B of A's category): {n}; "
           f"distinct A: {found['product_id_a'].nunique()}")
-    for band in bands:
-        evaluate(index, pairs, band, args.k, top)
+    print(f"upsell prior: {index.upsell_prior}")
+    for weight in args.prior_sessions or [index.upsell_prior.prior_sessions]:
+        weighted = replace(index, upsell_prior=replace(index.upsell_prior, prior_sessions=weight))
+        for band in bands:
+            print(f"# prior_sessions = {weight:g}")
+            evaluate(weighted, pairs, band, args.k, top)
 
 
 def evaluate(index: ServingIndex, pairs: list[tuple[str, str]], band: tuple[float, float],

@@ -29,10 +29,11 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
            "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
            "CONTENT_TERMS", "CONTENT_VECTORS", "CONTENT_SIMILAR", "SESSIONS", "SESSIONS_BY_ITEM",
-           "VIEWED_BOUGHT", "PRICE_SENSITIVITY", "DISCOUNT_CUSTOMERS"]
+           "VIEWED_BOUGHT", "UPSELL_PRIOR", "PRICE_SENSITIVITY", "DISCOUNT_CUSTOMERS"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
-JOBS = ("catalog", "popularity", "rules", "models", "content", "customer_value", "pipeline")
+JOBS = ("catalog", "popularity", "rules", "models", "upsell", "content", "customer_value",
+        "pipeline")
 
 _SIZE = re.compile(r"^([a-z_]+)(\+1)?$")
 
@@ -218,6 +219,10 @@ VIEWED_BOUGHT = ArtifactFile(
     "viewed_bought.parquet", "models", "sessions that viewed product_a, did not buy it and "
     "bought product_b (upsell evidence; top_k per product_a)", optional=True,
     columns=(_s("product_a"), _s("product_b"), _i("sessions")))
+UPSELL_PRIOR = ArtifactFile(
+    "upsell_prior.json", "upsell", "the upsell prior's weights, fitted on viewed_bought.parquet "
+    "(recsys.models.upsell_prior)", optional=True,
+    keys=("weights", "prior_sessions", "band", "features"))
 
 _A = "analytics/"
 CLV_CUSTOMERS = ArtifactFile(
@@ -282,7 +287,7 @@ FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
     *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, SESSIONS, SESSIONS_BY_ITEM, ALS,
-    CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS,
+    CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, UPSELL_PRIOR, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS,
     CUSTOMER_SEGMENTS, CLV_REPORT, *ACTION_FILES, PRICE_SENSITIVITY, DISCOUNT_CUSTOMERS,
     INGEST_REPORT)
 _BY_PATH = {f.path: f for f in FILES}

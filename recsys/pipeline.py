@@ -24,6 +24,7 @@ from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
 from recsys.models.content import run_content_job
 from recsys.models.job import run_models_job
+from recsys.models.upsell_prior import fit_upsell_prior
 from recsys.popularity import best_sellers
 from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
@@ -85,6 +86,17 @@ def job_models(ctx: JobContext) -> dict[str, Any]:
                           ctx.config.interactions, ctx.out, ctx.catalog)
 
 
+def job_upsell(ctx: JobContext) -> dict[str, Any]:
+    """The upsell prior, fitted on the models job's viewed-then-bought evidence and the
+    best-seller table (see recsys.models.upsell_prior)."""
+    evidence = pd.read_parquet(layout.VIEWED_BOUGHT.at(ctx.out))
+    prior = fit_upsell_prior(evidence, ctx.catalog, pd.read_parquet(layout.POPULAR.at(ctx.out)),
+                             ctx.config.serving.upsell_band)
+    prior.save(layout.UPSELL_PRIOR.at(ctx.out))
+    return {"weights": dict(zip(prior.features, prior.weights, strict=True)),
+            "products": prior.products, "sessions": prior.sessions}
+
+
 def job_content(ctx: JobContext) -> dict[str, Any]:
     """Content neighbours from the catalogue (see recsys.models.content)."""
     return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
@@ -108,6 +120,7 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "basket_stats": job_basket_stats,
     "rules": job_rules,
     "models": job_models,
+    "upsell": job_upsell,
     "content": job_content,
     "customer_value": job_customer_value,
 }

@@ -341,3 +341,50 @@ def test_export_of_a_clv_output_folder(tmp_path: Path, capsys: pytest.CaptureFix
     assert table[["customer_id", "orders", "rec_1_id", "rec_2_id"]].values.tolist() == [
         ["A", 2, "z", ""], ["B", 1, "y", "z"], ["C", 1, "x", "y"]]
     assert set(table["rec_1_name"]) == {""}  # no catalog: no names
+
+
+def test_excluded_products_leave_the_recommendations_and_later_ones_move_up(
+        tmp_path: Path) -> None:
+    folder, catalog = _folder(tmp_path)
+    out = tmp_path / "recs.csv"
+    request = ExportRequest(out=str(out), format="csv", top_k=2, chunk_rows=2,
+                            columns=("customer_id", "recommendations"), exclude=frozenset({"p1"}))
+    assert export_customers(folder, request, catalog=catalog) == 5
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table[["customer_id", "rec_1_id", "rec_2_id", "rec_2_name"]].values.tolist() == [
+        ["a", "p2", "p3", "Pot"], ["b", "p2", "p9", ""], ["c", "p3", "", ""],
+        ["d", "p3", "", ""], ["e", "", "", ""]]
+
+
+def test_the_command_applies_the_watched_catalogue_and_the_blocks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the server would not recommend now: p2 out of stock in the watched catalogue file
+    (the overlay every worker applies), p3 blocked in the server's database."""
+    from recsys.serving.store import ServingStore
+
+    folder, catalog = _folder(tmp_path)
+    watched = tmp_path / "stock.csv"
+    pd.DataFrame({"product_id": ["p2", "p1"], "in_stock": ["false", "true"]}).to_csv(
+        watched, index=False)
+    database = f"sqlite:///{tmp_path / 'recsys.db'}"
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'[serving]\ndatabase_url = "{database}"\ncatalog_watch = "{watched}"\n')
+    store = ServingStore(database)
+    store.add_decision("block_product", product_id="p3", created_by="test")
+    store.dispose()
+    out = tmp_path / "recs.csv"
+    assert main(["-q", "export-customers", "--config", str(config), "--analytics", str(folder),
+                 "--format", "csv", "--out", str(out), "--columns",
+                 "customer_id,recommendations", "--top-k", "2"]) == 0
+    assert "exported 5 customers" in capsys.readouterr().out
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table[["rec_1_id", "rec_2_id"]].values.tolist() == [
+        ["p1", ""], ["p9", "p1"], ["p1", ""], ["p1", ""], ["", ""]]
+    # without the watched file, p2 is recommended again (p3 stays blocked)
+    watched.unlink()
+    assert main(["-q", "export-customers", "--config", str(config), "--analytics", str(folder),
+                 "--format", "csv", "--out", str(out), "--columns",
+                 "customer_id,recommendations", "--top-k", "2"]) == 0
+    assert "cannot be read" in capsys.readouterr().err
+    assert pd.read_csv(out, keep_default_na=False)["rec_1_id"].tolist() == [
+        "p1", "p2", "p1", "p1", ""]

@@ -99,7 +99,8 @@ def test_upsell_is_pricier_in_band_in_stock_and_ranked_by_bought_instead(
     price, category = index.prices[seed], index.categories[seed]
     substitutes = {index.ids[c] for c in index.substitutes.get(index.code_of[seed], ())}
     assert body["items"] and body["fallback"] is None
-    counts = []
+    assert index.upsell_prior.products > 0  # the job fitted the prior on the demo's evidence
+    scores = []
     for item in body["items"]:
         pid = item["product_id"]
         assert 1.1 * price <= item["price"] <= 2 * price
@@ -108,11 +109,16 @@ def test_upsell_is_pricier_in_band_in_stock_and_ranked_by_bought_instead(
         evidence = item["reason"]["evidence"]
         assert item["reason"]["source"] == "upsell"
         assert evidence["price_difference"] == round(item["price"] - price, 2)
-        counts.append(evidence.get("viewed_then_bought", 0))
-    assert counts[0] > 0 and counts == sorted(counts, reverse=True)
+        score = evidence.get("viewed_then_bought", 0) + (
+            index.upsell_prior.prior_sessions * evidence["prior"])
+        assert item["score"] == pytest.approx(score, abs=1e-3)  # the prior is rounded
+        scores.append(item["score"])
+    assert scores == sorted(scores, reverse=True)
     ids, n = index.bought_instead[index.code_of[seed]]
-    assert counts[0] == max(c for i, c in zip(ids.tolist(), n.tolist(), strict=True)
-                            if index.ids[i] in {x["product_id"] for x in body["items"]})
+    listed = {x["product_id"]: x["reason"]["evidence"].get("viewed_then_bought", 0)
+              for x in body["items"]}
+    assert all(listed[index.ids[i]] == c for i, c in zip(ids.tolist(), n.tolist(), strict=True)
+               if index.ids[i] in listed)
 
 
 def test_merchandiser_decisions_apply(client: TestClient, seed: str) -> None:

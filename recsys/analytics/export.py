@@ -4,9 +4,12 @@ recommendations (ids and names), to CSV, Parquet or a SQL table, for email and C
 
 Reads the customer_value job's tables (``customers.parquet``, ``lifecycle.parquet`` and
 ``recommendations.parquet``, written in one row order and in row groups of 100,000) in chunks
-of ``chunk_rows`` in lockstep, so memory stays bounded whatever the number of customers. Dates are exported as
-dates (YYYY-MM-DD). Files are written to a temporary name and renamed when complete; a SQL
-export runs in one transaction (COPY on PostgreSQL), so a failure leaves nothing half written.
+of ``chunk_rows`` in lockstep, so memory stays bounded whatever the number of customers. Dates
+are exported as dates (YYYY-MM-DD). Products excluded since the job ran (``exclude``: out of
+stock or inactive in the served catalogue overlay, blocked by a merchandiser) leave each
+customer's recommendations, the later ones moving up. Files are written to a temporary name
+and renamed when complete; a SQL export runs in one transaction (COPY on PostgreSQL), so a
+failure leaves nothing half written.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class ExportRequest:
     top_k: int = 5
     if_exists: Literal["fail", "replace", "append"] = "fail"  # sql only; files are replaced
     chunk_rows: int = 100_000
+    exclude: frozenset[str] = frozenset()  # products not to recommend (unavailable, blocked)
 
 
 def _check(request: ExportRequest, kept: int) -> None:
@@ -196,8 +200,7 @@ def _shape(chunk: pa.Table, request: ExportRequest, rec_columns: list[str],
     out: dict[str, pa.Array | pa.ChunkedArray] = {}
     for column in request.columns:
         if column == RECOMMENDATIONS:
-            for i, source in enumerate(rec_columns[:request.top_k], start=1):
-                ids = chunk.column(source).cast(pa.string())
+            for i, ids in enumerate(_recommended(chunk, rec_columns, request), start=1):
                 out[f"rec_{i}_id"] = ids
                 if names is None:
                     out[f"rec_{i}_name"] = pa.nulls(len(ids), pa.string())
@@ -213,6 +216,32 @@ def _shape(chunk: pa.Table, request: ExportRequest, rec_columns: list[str],
     return pa.table(out)
 
 
+def _recommended(chunk: pa.Table, rec_columns: list[str],
+                 request: ExportRequest) -> list[pa.Array]:
+    """The first ``top_k`` recommendation columns, each row's excluded products left out and
+    the later ones moved up (the job keeps more than ``top_k``; a row short of them ends in
+    nulls)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [chunk.column(c).combine_chunks().cast(pa.string()) for c in rec_columns]
+    if not request.exclude or not columns:
+        return columns[:request.top_k]
+    rows = len(columns[0])
+    # one dictionary for all the columns: the rows x kept matrix holds integer codes
+    coded = pc.dictionary_encode(pa.concat_arrays(columns))
+    codes = pc.fill_null(coded.indices, -1).to_numpy().reshape(len(columns), rows).T
+    gone = pc.is_in(coded.dictionary, value_set=pa.array(sorted(request.exclude), pa.string()))
+    drop = np.append(gone.to_numpy(zero_copy_only=False), True)[codes]  # -1: null, dropped too
+    order = np.argsort(drop, axis=1, kind="stable")  # kept products first, in their order
+    codes = np.take_along_axis(codes, order, axis=1)
+    empty = np.take_along_axis(drop, order, axis=1)
+    return [pa.DictionaryArray.from_arrays(pa.array(codes[:, i], mask=empty[:, i]),
+                                           coded.dictionary).cast(pa.string())
+            for i in range(min(request.top_k, len(columns)))]
+
+
 def export_customers(analytics: Path | str, request: ExportRequest, *,
                      catalog: Path | str | None = None) -> int:
     """Export the customers of an analytics folder (the customer_value job's output) as the
@@ -223,15 +252,16 @@ def export_customers(analytics: Path | str, request: ExportRequest, *,
     _check(request, len(rec_columns))
     needed: dict[str, list[str]] = {"customers": []}
     for column in request.columns:
-        if column == RECOMMENDATIONS:
-            needed["recommendations"] = rec_columns[:request.top_k]
+        if column == RECOMMENDATIONS:  # all of them when some may be left out
+            needed["recommendations"] = rec_columns[:None if request.exclude else request.top_k]
         else:
             needed.setdefault(COLUMNS[column], []).append(column)
     for column, values in (("segment", request.segments), ("stage", request.stages)):
         if values and column not in needed.setdefault(COLUMNS[column], []):
             needed[COLUMNS[column]].append(column)
     names = product_names(Path(catalog) if catalog is not None else None)
-    tables = (_shape(chunk, request, rec_columns, names)
+    used = rec_columns[:None if request.exclude else request.top_k]
+    tables = (_shape(chunk, request, used, names)
               for chunk in _chunks(folder, needed, request.chunk_rows))
     return write_tables(tables, request.out, request.format, request.if_exists)
 

@@ -73,7 +73,7 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
     if args.list != "customers":
         if args.top_k is not None:
             raise InputError("export-customers: --top-k is for --list customers only")
-        blocked = _blocked(args) if args.list in ("replenishment", "winback") else frozenset()
+        blocked = _excluded(args) if args.list in ("replenishment", "winback") else frozenset()
         rows = export_list(folder, args.list, args.out, args.format,
                            columns=_list(args.columns) or None, segments=_list(args.segment),
                            stages=_list(args.stage), if_exists=args.if_exists, catalog=catalog,
@@ -85,24 +85,36 @@ def cmd_export_customers(args: argparse.Namespace) -> int:
                             stages=_list(args.stage),
                             columns=_list(args.columns) or DEFAULT_COLUMNS,
                             top_k=5 if args.top_k is None else args.top_k,
-                            if_exists=args.if_exists)
+                            if_exists=args.if_exists, exclude=_excluded(args))
     rows = export_customers(folder, request, catalog=catalog)
     print(f"exported {rows:,} customers to {_where(args.out, args.format)}")
     return 0
 
 
-def _blocked(args: argparse.Namespace) -> frozenset[str]:
-    """The products merchandisers block now (the server's database, ``[serving]
-    database_url``); none, with a warning, when it cannot be read."""
+def _excluded(args: argparse.Namespace) -> frozenset[str]:
+    """The products the server would not recommend now that the job could not know: blocked
+    by a merchandiser (the server's database, ``[serving] database_url``; none, with a warning,
+    when it cannot be read) or made out of stock / inactive by the watched catalogue file
+    (``[serving] catalog_watch``, the overlay every server worker applies). Rows posted to one
+    worker's ``POST /admin/catalog`` live in that worker's memory: an export cannot see them."""
+    from recsys.serving.catalog_overlay import CatalogOverlay
+    from recsys.serving.catalog_watch import CatalogWatch
     from recsys.serving.store import ServingStore
 
-    store = ServingStore(load_config_arg(args).serving_settings().database_url,
-                         refresh_seconds=0)
+    settings = load_config_arg(args).serving_settings()
+    overlay = CatalogOverlay()
+    if settings.catalog_watch:
+        rows = CatalogWatch(settings.catalog_watch).changed_rows()
+        if rows is None:
+            print(f"warning: the watched catalogue {settings.catalog_watch} cannot be read: "
+                  "stock changes since the job ran are not applied", file=sys.stderr)
+        overlay.update(rows or [])
+    store = ServingStore(settings.database_url, refresh_seconds=0)
     try:
         if not store.database_ok:
             print("warning: the server's database is unreachable: products blocked since the "
                   "job ran stay in the export", file=sys.stderr)
-        return store.decisions().blocked_products
+        return store.decisions().blocked_products | overlay.unavailable()
     finally:
         store.dispose()
 

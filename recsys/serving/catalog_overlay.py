@@ -60,6 +60,14 @@ class CatalogOverlay:
                 given = row.model_dump(exclude_unset=True, exclude_none=True)
                 self._rows.setdefault(row.product_id, {}).update(given)
 
+    def unavailable(self) -> frozenset[str]:
+        """The products a row makes unavailable (a given ``in_stock`` / ``is_active`` false):
+        what ``apply`` takes out of the served lists, for a process without an index (the
+        campaign export)."""
+        with self._lock:
+            return frozenset(pid for pid, row in self._rows.items()
+                             if not all(row[f] for f in ("in_stock", "is_active") if f in row))
+
     def apply(self, index: ServingIndex, min_support: int) -> ServingIndex:
         """``index`` with the overlay's changes (rows it already holds are dropped first)."""
         with self._lock:
@@ -68,12 +76,15 @@ class CatalogOverlay:
             rows = {pid: dict(row) for pid, row in self._rows.items()}
         names, prices = dict(index.names), dict(index.prices)
         margins, categories = dict(index.margins), dict(index.categories)
+        brands = dict(index.brands) if any("brand" in r for r in rows.values()) else index.brands
         available = set(index.available)
         for pid, row in rows.items():
             for key, target in (("name", names), ("price", prices), ("margin", margins),
                                 ("category", categories)):
                 if key in row:
                     target[pid] = row[key]
+            if "brand" in row:
+                brands[pid] = row["brand"].strip()
             flags = [row[f] for f in ("in_stock", "is_active") if f in row]
             ok = all(flags) if flags else (pid in index.available or pid not in index.code_of)
             (available.add if ok else available.discard)(pid)
@@ -93,7 +104,8 @@ class CatalogOverlay:
                                           table.support[i][keep].tolist(), strict=True))
             content = replace(content, added=added, min_support=min_support)
         return replace(index, names=names, prices=prices, margins=margins,
-                       categories=categories, available=frozenset(available), content=content)
+                       categories=categories, available=frozenset(available), content=content,
+                       brands=brands)
 
 
 def _included(index: ServingIndex, row: dict[str, Any]) -> bool:
@@ -105,5 +117,7 @@ def _included(index: ServingIndex, row: dict[str, Any]) -> bool:
                       ("margin", index.margins), ("category", index.categories)):
         if key in row and held.get(pid) != row[key]:
             return False
+    if "brand" in row and index.brands.get(pid) != row["brand"].strip():
+        return False
     flags = [row[f] for f in ("in_stock", "is_active") if f in row]
     return not flags or all(flags) == (pid in index.available)

@@ -28,6 +28,7 @@ from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
 from recsys.models.session_knn import SessionKNN, load_sessions
+from recsys.models.upsell_prior import UpsellPrior
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
 from recsys.serving.lookups import Grouped, Labels
@@ -120,6 +121,8 @@ class ServingIndex:
     # viewed product code -> (codes bought instead in the same session, sessions), best first
     bought_instead: Mapping[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     discount_only: Container[str] = frozenset()  # customers who buy only on discount
+    brands: dict[str, str] = field(default_factory=dict)  # non-empty brands (for upsell)
+    upsell_prior: UpsellPrior = field(default_factory=UpsellPrior)
 
     @property
     def version(self) -> str:
@@ -285,6 +288,7 @@ def load_index(store_root: Path | str, version: str | None = None, *,
     prices: dict[str, float] = {}
     margins: dict[str, float] = {}
     categories: dict[str, str] = {}
+    brands: dict[str, str] = {}
     available = frozenset(ids)
     catalog_path = layout.CATALOG.at(folder)
     if catalog_path.exists():
@@ -300,6 +304,7 @@ def load_index(store_root: Path | str, version: str | None = None, *,
                 present = catalog[column].notna()
                 numbers.update(zip(cat_ids[present], catalog.loc[present, column].astype(float),
                                    strict=True))
+        brands = _brands(catalog, cat_ids)
         ok = np.ones(len(catalog), dtype=bool)
         for flag in ("in_stock", "is_active"):
             if flag in catalog:
@@ -327,7 +332,21 @@ def load_index(store_root: Path | str, version: str | None = None, *,
         segments=_load_segments(folder),
         orders=_load_order_counts(folder, code_of), content=load_content(folder, len(ids)),
         bought_instead=_load_bought_instead(folder, items),
-        discount_only=_load_discount_only(folder))
+        discount_only=_load_discount_only(folder), brands=brands,
+        upsell_prior=UpsellPrior.load(layout.UPSELL_PRIOR.at(folder))
+        if layout.UPSELL_PRIOR.at(folder).exists() else UpsellPrior())
+
+
+def _brands(catalog: pd.DataFrame, cat_ids: pd.Series) -> dict[str, str]:
+    """Each product's non-empty brand, stripped; one string object per brand."""
+    if "brand" not in catalog:
+        return {}
+    brand = catalog["brand"].astype("string").str.strip()
+    present = (brand.str.len() > 0).fillna(False).to_numpy(bool)
+    codes = pd.Categorical(brand[present])
+    labels = [str(b) for b in codes.categories]
+    return {pid: labels[c] for pid, c in zip(cat_ids[present], codes.codes.tolist(),
+                                             strict=True)}
 
 
 def _table(folder: Path) -> Neighbours | None:
