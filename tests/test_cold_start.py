@@ -94,6 +94,14 @@ def test_served_also_viewed_borrows_only_without_co_view_data() -> None:
     assert warm.items[0]["reason"]["source"] == "also_viewed"
 
 
+def test_neighbours_without_co_views_leave_the_prior_alone() -> None:
+    index = _index()  # c's one content neighbour is a; d's content row is empty
+    empty = replace(index, content=replace(index.content, added={"n": [(3, 0.9, 1)]}))
+    found = borrowed_also_viewed(empty, "n", None, 10)  # d has no co-view row
+    assert [(x.product_id, x.score) for x in found] == [("d", 0.5), ("e", 0.25)]
+    assert all(x.evidence["category_best_seller"] for x in found)
+
+
 def test_zero_neighbours_keeps_the_content_list() -> None:
     index = _index(neighbours=0)
     assert borrowed_also_viewed(index, "n", None, 10) == []

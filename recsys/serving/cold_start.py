@@ -51,7 +51,8 @@ def borrowed_also_viewed(index: ServingIndex, product_id: str, code: int | None,
         score /= peak
     best_row = np.full(n, -1, np.int64)  # per candidate: the neighbour that gave the most
     order = np.lexsort((-flat_part, flat_ids))
-    first = np.r_[True, flat_ids[order][1:] != flat_ids[order][:-1]]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = flat_ids[order][1:] != flat_ids[order][:-1]
     best_row[flat_ids[order][first]] = via_row[order][first]
     prior = index.popular.get(index.categories.get(product_id) or GLOBAL_SCOPE, [])
     if ranking.cold_start_prior > 0 and prior:
