@@ -3,6 +3,7 @@ with it, against the best sellers of its category (the engine's answer before co
 similarity). Not a test: a few minutes, reads ../shared/datasets where present.
 
     .venv/bin/python benchmarks/cold_start_bench.py [--only demo online_retail instacart]
+        [--orders 12000 --products 300 --seed 5]  (the demo shop's size and seed) [--tune]
 
 Per dataset: one global time cutoff (80% of the time range). Cold products are those first
 seen after the cutoff (``first_seen``), or, for the demo shop whose products all sell from
@@ -15,7 +16,14 @@ is the next different product viewed after P, for baskets every other product of
 Hit: Q in the top 10 of P's list (HR@10 over cases; "per product": the mean of each cold
 product's own hit rate, so that a product in thousands of baskets does not dominate). Lists: the served also-viewed and similar items, and the
 best sellers of P's category (global where the catalogue has no category), all with
-``in_stock_only=False`` (the datasets' stock flags are not the test's).
+``in_stock_only=False`` (the datasets' stock flags are not the test's). Two "ceiling" rows
+are no list anyone can serve: the 10 products most often Q in the test cases themselves, per
+P's category and per P (fitted to the cases they are scored on: bounds, not results).
+
+``--tune`` first chooses the served cold-start weights (``cold_start_neighbours``,
+``cold_start_prior``) on a validation split: the rows before the test cutoff, split the same
+way with another seed's held-out products (a second pipeline run); the test rows then show
+also-viewed with the artifact's defaults and with the chosen pair.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +56,17 @@ DATASETS = REPO.parent / "shared" / "datasets"
 K = 10
 
 
-def demo_tables() -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
-    """The demo shop (12,000 orders, seed 5: the tests' shop), ingested."""
+def demo_tables(orders: int = 12_000, products: int = 300, seed: int = 5
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """The demo shop (default 12,000 orders x 300 products, seed 5: the tests' shop),
+    ingested."""
     from recsys.demo import DemoSpec, generate_demo
     from recsys.ingest import ingest, load_table
     from recsys.mapping import SourceMapping
 
     tmp = Path(tempfile.mkdtemp(prefix="cold_demo_"))
-    generate_demo(tmp / "raw", DemoSpec(orders=12_000, seed=5), progress=False)
+    generate_demo(tmp / "raw", DemoSpec(orders=orders, products=products, seed=seed),
+                  progress=False)
     ingest({t: str(tmp / "raw" / f"{t}.csv") for t in ("orders", "events", "catalog")},
            SourceMapping(), tmp / "data", show_progress=False)
     tables = {t: load_table(tmp / "data", t) for t in ("orders", "events", "catalog")}
@@ -112,10 +124,11 @@ def _cases(groups: pd.DataFrame, cold: set[str], known: set[str], sessions: bool
     return pairs.astype(str).reset_index(drop=True)
 
 
-def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
-             catalog: pd.DataFrame, mode: str, seed: int = 7) -> list[dict[str, object]]:
-    """Build the artifact without the cold products, add them by the catalogue overlay and
-    measure HR@10 / MRR@10 of each list on the cold cases."""
+def prepare(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
+            catalog: pd.DataFrame, mode: str, seed: int = 7
+            ) -> tuple[ServingIndex, pd.DataFrame, set[str], float]:
+    """Build the artifact without the cold products and add them by the catalogue overlay:
+    (the index, the cold cases, the cold products, the build time in seconds)."""
     views = events is not None and len(events) > 0
     if views:
         assert events is not None
@@ -165,35 +178,100 @@ def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
     overlay.update([CatalogRow(**{k: v for k, v in row.items() if pd.notna(v)})
                     for row in rows.astype(object).to_dict("records")])
     index = overlay.apply(base, min_support=3)
-    cases = _cases(test, cold, set(base.code_of), sessions=views)
-    options = Options(k=K, in_stock_only=False)
-    lists: dict[str, Callable[[ServingIndex, str], list[str]]] = {
-        "also-viewed (served)": lambda ix, p: [i["product_id"] for i in recommend.also_viewed(
-            ix, p, options, Decisions()).items],
-        "similar (served)": lambda ix, p: [i["product_id"] for i in similar_items(
-            ix, p, options, Decisions()).items],
-        "category best sellers": lambda ix, p: [i["product_id"] for i in recommend.popular(
-            ix, Options(k=K, in_stock_only=False, category=ix.categories.get(p)),
-            Decisions()).items],
-    }
-    out = []
-    for label, make in lists.items():
-        started = time.perf_counter()
-        answers = {p: make(index, p) for p in cases["p"].unique()}
-        took = time.perf_counter() - started
-        ranks = np.array([answers[p].index(q) + 1 if q in answers[p] else 0
-                          for p, q in zip(cases["p"], cases["q"], strict=True)])
-        hits = ranks > 0
-        per_product = pd.Series(hits).groupby(cases["p"].to_numpy()).mean()
-        out.append({"dataset": name, "cold": mode, "cold_products": len(cold),
-                    "queried": int(cases["p"].nunique()), "cases": len(cases), "list": label,
-                    "hr@10": float(hits.mean()) if len(hits) else float("nan"),
-                    "mrr@10": float((1.0 / ranks[hits]).sum() / len(ranks)) if len(ranks)
-                    else float("nan"),
-                    "hr@10 per product": float(per_product.mean()) if len(per_product)
-                    else float("nan"),
-                    "ms_per_list": 1000 * took / max(len(answers), 1), "build_s": built})
-    return out
+    return index, _cases(test, cold, set(base.code_of), sessions=views), cold, built
+
+
+SERVED: dict[str, Callable[[ServingIndex, str], list[str]]] = {
+    "also-viewed (served)": lambda ix, p: [i["product_id"] for i in recommend.also_viewed(
+        ix, p, Options(k=K, in_stock_only=False), Decisions()).items],
+    "similar (served)": lambda ix, p: [i["product_id"] for i in similar_items(
+        ix, p, Options(k=K, in_stock_only=False), Decisions()).items],
+    "category best sellers": lambda ix, p: [i["product_id"] for i in recommend.popular(
+        ix, Options(k=K, in_stock_only=False, category=ix.categories.get(p)),
+        Decisions()).items],
+}
+
+
+def measure(index: ServingIndex, cases: pd.DataFrame, make: Callable[[ServingIndex, str],
+            list[str]]) -> dict[str, float]:
+    """HR@10, MRR@10, per-product HR@10 and ms per list of one list function on the cases."""
+    started = time.perf_counter()
+    answers = {p: make(index, p) for p in cases["p"].unique()}
+    took = time.perf_counter() - started
+    ranks = np.array([answers[p].index(q) + 1 if q in answers[p][:K] else 0
+                      for p, q in zip(cases["p"], cases["q"], strict=True)])
+    hits = ranks > 0
+    per_product = pd.Series(hits).groupby(cases["p"].to_numpy()).mean()
+    nan = float("nan")
+    return {"hr@10": float(hits.mean()) if len(hits) else nan,
+            "mrr@10": float((1.0 / ranks[hits]).sum() / len(ranks)) if len(ranks) else nan,
+            "hr@10 per product": float(per_product.mean()) if len(per_product) else nan,
+            "ms_per_list": 1000 * took / max(len(answers), 1)}
+
+
+def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
+             catalog: pd.DataFrame, mode: str, seed: int = 7,
+             chosen: tuple[int, float] | None = None) -> list[dict[str, object]]:
+    """HR@10 / MRR@10 of each served list on the cold cases (see ``prepare``); with
+    ``chosen`` (cold_start_neighbours, cold_start_prior), also-viewed with those too."""
+    index, cases, cold, built = prepare(name, orders, events, catalog, mode, seed)
+    lists = [(label, index, make) for label, make in SERVED.items()]
+    if chosen is not None:
+        lists.insert(1, (f"also-viewed (served, validation-chosen {chosen[0]}, {chosen[1]})",
+                         _with(index, *chosen), SERVED["also-viewed (served)"]))
+    for label, scope in (("ceiling: the test's own top 10 per category", "category"),
+                         ("ceiling: the test's own top 10 per product", "product")):
+        lists.append((label, index, _in_sample(index, cases, scope)))
+    return [{"dataset": name, "cold": mode, "cold_products": len(cold),
+             "queried": int(cases["p"].nunique()), "cases": len(cases), "list": label,
+             **measure(ix, cases, make), "build_s": built}
+            for label, ix, make in lists]
+
+
+def _in_sample(index: ServingIndex, cases: pd.DataFrame, scope: str
+               ) -> Callable[[ServingIndex, str], list[str]]:
+    """Not a list anyone can serve: the 10 products most often Q in the test cases
+    themselves, per P's category (a bound on any list that depends on the category alone)
+    or per P (a loose bound on any list, fitted to the very cases it is scored on)."""
+    key = cases["p"].map(lambda p: index.categories.get(p, "")) if scope == "category" \
+        else cases["p"]
+    counts = (pd.DataFrame({"key": key, "q": cases["q"]}).value_counts()
+              .rename("n").reset_index().sort_values(["key", "n", "q"],
+                                                     ascending=[True, False, True]))
+    top = counts.groupby("key")["q"].agg(lambda q: list(q[:K])).to_dict()
+    return lambda ix, p: top.get(ix.categories.get(p, "") if scope == "category" else p, [])
+
+
+GRID = [(m, prior) for m in (0, 5, 10, 20, 50) for prior in (0.0, 0.25, 0.5, 1.0, 2.0)]
+
+
+def _with(index: ServingIndex, neighbours: int, prior: float) -> ServingIndex:
+    return replace(index, ranking=replace(index.ranking, cold_start_neighbours=neighbours,
+                                          cold_start_prior=prior))
+
+
+def tune(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
+         catalog: pd.DataFrame, mode: str) -> tuple[list[dict[str, object]], tuple[int, float]]:
+    """The served also-viewed's HR@10 on a validation split (the rows before the test cutoff,
+    split the same way, another seed's held-out products) for each (cold_start_neighbours,
+    cold_start_prior) of ``GRID``; returns the rows and the best pair (ties: the first)."""
+    views = events is not None and len(events) > 0
+    stamps = events["occurred_at"] if views and events is not None else orders["ordered_at"]
+    lo, hi = stamps.min(), stamps.max()
+    cutoff = lo + 0.8 * (hi - lo)
+    index, cases, cold, _ = prepare(f"{name}_validation", orders[orders["ordered_at"] < cutoff],
+                                    None if events is None else
+                                    events[events["occurred_at"] < cutoff], catalog, mode, seed=8)
+    rows: list[dict[str, object]] = []
+    for m, prior in GRID:
+        if m == 0 and prior > 0:
+            continue  # 0 neighbours: the content neighbours alone, no prior
+        rows.append({"dataset": name, "split": "validation", "cases": len(cases),
+                     "cold_start_neighbours": m, "cold_start_prior": prior,
+                     **measure(_with(index, m, prior), cases, SERVED["also-viewed (served)"])})
+    best = max(rows, key=lambda r: float(r["hr@10"]))  # type: ignore[arg-type]
+    return rows, (int(best["cold_start_neighbours"]),  # type: ignore[call-overload]
+                  float(best["cold_start_prior"]))  # type: ignore[arg-type]
 
 
 LOADERS: dict[str, tuple[Callable[[], tuple[pd.DataFrame, pd.DataFrame | None,
@@ -207,6 +285,11 @@ LOADERS: dict[str, tuple[Callable[[], tuple[pd.DataFrame, pd.DataFrame | None,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(LOADERS), default=list(LOADERS))
+    parser.add_argument("--orders", type=int, default=12_000, help="demo shop orders")
+    parser.add_argument("--products", type=int, default=300, help="demo shop products")
+    parser.add_argument("--seed", type=int, default=5, help="demo shop seed")
+    parser.add_argument("--tune", action="store_true", help="choose cold_start_neighbours and "
+                        "cold_start_prior on a validation split first (another pipeline run)")
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.processor()}")
     rows = []
@@ -215,9 +298,14 @@ def main() -> int:
         if name != "demo" and not DATASETS.exists():
             print(f"{name}: skipped, {DATASETS} not found")
             continue
-        orders, events, catalog = loader()
-        rows += evaluate(name, orders, events, catalog, mode)
-        print(pd.DataFrame(rows[-3:]).to_string(index=False, float_format="%.4f"), flush=True)
+        orders, events, catalog = (demo_tables(args.orders, args.products, args.seed)
+                                   if name == "demo" else loader())
+        chosen = None
+        if args.tune:
+            grid, chosen = tune(name, orders, events, catalog, mode)
+            print(pd.DataFrame(grid).to_string(index=False, float_format="%.4f"), flush=True)
+        rows += evaluate(name, orders, events, catalog, mode, chosen=chosen)
+        print(pd.DataFrame(rows[-6:]).to_string(index=False, float_format="%.4f"), flush=True)
     print("| dataset | cold | cold products | queried | cases | list | HR@10 | MRR@10 | "
           "HR@10 per product |")
     print("|---|---|---:|---:|---:|---|---:|---:|---:|")

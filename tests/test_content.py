@@ -90,11 +90,18 @@ def test_a_product_added_by_the_admin_call_gets_similar_and_also_viewed(
     answer = client.post("/admin/catalog", json=[row], headers=ADMIN)
     assert answer.status_code == 200, answer.text
     assert answer.json()["added"] == 1 and answer.json()["pending"] == 1
-    for kind in ("similar", "also-viewed"):
-        items = _list(client, "cup", kind, k=3)["items"]
-        assert items[0]["product_id"] == "mug", kind
-        assert items[0]["reason"]["source"] == "content"
-        assert items[0]["reason"]["evidence"]["shared_features"] >= 4  # ceramic, 2 categories..
+    items = _list(client, "cup", "similar", k=3)["items"]
+    assert items[0]["product_id"] == "mug"
+    assert items[0]["reason"]["source"] == "content"
+    assert items[0]["reason"]["evidence"]["shared_features"] >= 4  # ceramic, 2 categories..
+    # also viewed: what the mug's viewers also viewed (no co-view data of its own), then
+    # its content neighbours
+    mug_viewed = _list(client, "mug", "also-viewed", k=1)["items"][0]["product_id"]
+    items = _list(client, "cup", "also-viewed", k=20)["items"]
+    assert items[0]["product_id"] == mug_viewed
+    assert items[0]["reason"]["source"] == "content_co_viewed"
+    assert items[0]["reason"]["evidence"]["via"] == "mug"
+    assert "mug" in {i["product_id"] for i in items}
     assert client.get("/v1/items/cup/similar").json()["items"][0]["name"] == "Ceramic Mug"
     # the new product is shown with its catalogue fields wherever it is listed
     client.post("/admin/catalog", json=[{"product_id": "mug", "in_stock": False}],

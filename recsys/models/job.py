@@ -156,6 +156,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
         "also_viewed_support_weight": config.also_viewed_support_weight,
+        "cold_start_neighbours": config.cold_start_neighbours,
+        "cold_start_prior": config.cold_start_prior,
         "als_min_history": config.als_min_history,
         "also_viewed_counts": "sessions" if "also_viewed_source" in metrics else "orders"},
         indent=2))

@@ -32,6 +32,13 @@ class ModelsConfig(BaseModel):
     also_viewed_support_weight: float = Field(
         3.0, ge=0, description="also viewed: similarity plus this share of co-view support "
                                "(each scaled to the product's best)")
+    cold_start_neighbours: int = Field(
+        10, ge=0, le=500, description="also viewed of a product without co-view data: the "
+                                      "also-viewed lists of this many of its content neighbours, "
+                                      "weighted by cosine (0 = content neighbours alone)")
+    cold_start_prior: float = Field(
+        0.5, ge=0, description="...plus this share of its category's best-seller orders (each "
+                               "scaled to the best)")
     als_min_history: int = Field(
         10, ge=0, description="customers with fewer distinct products get best sellers "
                               "before ALS (too little history for a reliable taste)")

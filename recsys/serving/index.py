@@ -64,6 +64,8 @@ class Ranking:
     cart_knn_weight: float = 0.2
     rule_weight: float = 0.1
     also_viewed_support_weight: float = 3.0
+    cold_start_neighbours: int = 10
+    cold_start_prior: float = 0.5
     als_min_history: int = 10
     # what also_viewed/'s support counted: view "sessions", or "orders" (no view events)
     also_viewed_counts: Literal["sessions", "orders"] = "sessions"

@@ -11,6 +11,7 @@ import numpy as np
 
 from recsys.models.neighbours import Neighbours
 from recsys.serving.blend import NO_ROWS, BlendInput, blend
+from recsys.serving.cold_start import borrowed_also_viewed
 from recsys.serving.finish import Candidate, Decisions, Options, Result, finish
 from recsys.serving.index import ServingIndex
 from recsys.serving.served_rules import rule_key
@@ -35,9 +36,12 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
     (orders when the data had no views), re-ranked by similarity plus a share of their
     co-view support (each scaled to the product's best), plus the ``session``'s other
     products' neighbours; the evidence names what was counted (``sessions_with_both`` or
-    ``orders_with_both``). A product with little traffic (strongest co-view support below the
-    content index's ``min_support``, or added since the artifact) is completed from its
-    content neighbours, ranked after the co-viewed ones (reason source ``content``)."""
+    ``orders_with_both``). A product without co-view neighbours (added since the artifact,
+    or never viewed with another) borrows its content neighbours' also-viewed lists
+    (``recsys.serving.cold_start``, source ``content_co_viewed``). A product with little
+    traffic (strongest co-view support below the content index's ``min_support``, or added
+    since the artifact) is completed from its content neighbours, ranked after the others
+    (reason source ``content``)."""
     code = index.code_of.get(product_id)
     table = index.also_viewed
     candidates = []
@@ -56,6 +60,8 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
             candidates.append(Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", {
                 "seed": product_id, counted: int(support[i]),
                 "similarity": round(float(sims[i]), 6)}))
+    if not candidates:  # no co-view data: borrowed from its content neighbours' lists
+        candidates = borrowed_also_viewed(index, product_id, code, _limit(options))
     candidates = rescore(index, table, candidates, session, _limit(options))
     content = index.content
     if content is not None and strongest < content.min_support:
