@@ -3,8 +3,9 @@ recsys.analytics.aggregates): the driver receives one row per order (the order t
 purchase days, the lifecycle's gaps, cohorts and the lifetime windows are computed from it by
 the local code), one row per bought (customer, product) (the action lists), one row per
 product (repurchase cycles) and one row per customer or per (segment, category) (pricing);
-never the order lines. Sums are Spark's (in its summation order); counts, minima, maxima and
-the exact ``percentile`` medians and terciles are those of the local code.
+never the order lines. Sums are Spark's (in its summation order: order values agree with the
+local ones once rounded, recsys.analytics.clv.VALUE_DECIMALS); counts, minima, maxima and the
+exact ``percentile`` medians and terciles are those of the local code.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.analytics.aggregates import PAIR_COLUMNS
-from recsys.analytics.clv import OrderTable
+from recsys.analytics.clv import OrderTable, round_values
 from recsys.analytics.pricing import BANDS, PriceAggregates
 from recsys.errors import InputError
 from recsys.repurchase import MIN_INTERVALS, MIN_REPEAT_SHARE
@@ -44,25 +45,6 @@ def _timestamp(when: pd.Timestamp) -> Any:
     from pyspark.sql import functions as F
 
     return F.lit(pd.Timestamp(when).to_pydatetime())
-
-
-def _pandas_sum(value: Column) -> Column:
-    """The sum of ``value`` over a group's lines as pandas' groupby makes it, bit for bit: in
-    the lines' order, with Kahan's compensation (and its reset when a value is infinite).
-    The model fits downstream (Gamma-Gamma, BG/NBD) turn a last-bit difference in an order's
-    value into one in their sixth digit."""
-    from pyspark.sql import functions as F
-
-    def add(acc: Column, x: Column) -> Column:
-        y = x - acc["c"]
-        t = acc["s"] + y
-        c = (t - acc["s"]) - y
-        return F.struct(t.alias("s"), F.when(F.isnan(c), F.lit(0.0)).otherwise(c).alias("c"))
-
-    ordered = F.transform(F.array_sort(F.collect_list(F.struct(F.col("_row"), value.alias("v")))),
-                          lambda line: line["v"])
-    start = F.struct(F.lit(0.0).alias("s"), F.lit(0.0).alias("c"))
-    return F.aggregate(ordered, start, add, lambda acc: acc["s"])
 
 
 class SparkClvAggregates:
@@ -150,16 +132,16 @@ class SparkClvAggregates:
             coverage, profit = 0.0, F.col("revenue")
         per_order = used.groupBy("order_id").agg(
             F.min_by("customer_id", "_row").alias("customer_id"),
-            F.min("ordered_at").alias("ordered_at"), _pandas_sum(F.col("revenue")).alias("revenue"),
-            _pandas_sum(profit).alias("profit"))
+            F.min("ordered_at").alias("ordered_at"), F.sum("revenue").alias("revenue"),
+            F.sum(profit).alias("profit"))
         table = pd.DataFrame(per_order.toPandas())
         table = pd.DataFrame({
             "order_id": table["order_id"].astype(object).to_numpy(),
             "customer_id": table["customer_id"].astype(object).to_numpy(),
             "ordered_at": table["ordered_at"].to_numpy("datetime64[us]"),
             "revenue": table["revenue"].to_numpy(np.float64),
-            "profit": table["profit"].to_numpy(np.float64) if margin_known else np.nan})
-        table = table.sort_values(["customer_id", "ordered_at", "order_id"], kind="stable")
+            "profit": table["profit"].to_numpy(np.float64)})
+        table = round_values(table, margin_known).sort_values(["customer_id", "ordered_at", "order_id"], kind="stable")
         return OrderTable(orders=table.reset_index(drop=True), end=end,
                           lines_used=int(totals["used"]),
                           lines_without_customer=int(row["without"] or 0),
@@ -205,7 +187,8 @@ class SparkClvAggregates:
         from pyspark.sql import functions as F
 
         known = self._known(end)
-        products = known.select(F.col("product_id").cast("string")).distinct().toPandas()
+        products = pd.DataFrame(known.select(F.col("product_id").cast("string")).distinct()
+                                .toPandas())
         items = Vocabulary.from_ids(products["product_id"].astype(str), sort=True)
         return repurchase_cycles_on_spark(self.spark, known, items, min_intervals=MIN_INTERVALS,
                                           min_repeat_share=MIN_REPEAT_SHARE)
