@@ -23,7 +23,7 @@ from recsys.artifacts import Manifest
 from recsys.config import Config
 from recsys.ingest import IngestReport, table_file
 from recsys.models.job import run_models_job
-from recsys.pipeline import JOBS, JobContext, run_jobs, run_pipeline
+from recsys.pipeline import JOBS, JobContext, job_customer_value, run_jobs, run_pipeline
 from recsys.rules.job import run_rules_job
 from recsys.rules.mining import MiningResult
 from recsys.spark.session import require_pyspark, spark_session
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["run_on_spark", "spark_jobs", "SPARK_JOBS"]
 
 # The jobs that run on Spark; the rest of recsys.pipeline.JOBS runs on the driver.
-SPARK_JOBS = ("popularity", "basket_stats", "rules", "models")
+SPARK_JOBS = ("popularity", "basket_stats", "rules", "models", "customer_value")
 
 
 def run_on_spark(config: Config, *, show_progress: bool = True,
@@ -58,6 +58,7 @@ def _run_jobs_on_spark(config: Config, *, show_progress: bool,
 def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
     """``recsys.pipeline.JOBS`` (same names, same order) with the Spark versions swapped in."""
     from recsys.spark.als import SparkALS
+    from recsys.spark.clv import SparkClvAggregates
     from recsys.spark.history import repurchase_cycles_on_spark
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
@@ -104,6 +105,10 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         finally:
             tables.close()
 
+    def job_clv(ctx: JobContext) -> dict[str, Any]:
+        # the line-level aggregations on Spark; the fits, RFM and the lists on the driver
+        return job_customer_value(ctx, aggregates=SparkClvAggregates(spark, orders(ctx)))
+
     swapped = {"popularity": job_popularity, "basket_stats": job_basket_stats,
-               "rules": job_rules, "models": job_models}
+               "rules": job_rules, "models": job_models, "customer_value": job_clv}
     return {name: swapped.get(name, job) for name, job in JOBS.items()}
