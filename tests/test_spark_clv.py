@@ -116,3 +116,29 @@ def test_orders_without_any_price_are_refused_as_locally(spark_local: Any,
     for source in (lines, SparkClvAggregates(spark_local, frame)):
         with pytest.raises(InputError, match="customer value needs prices"):
             run_clv_job(source, None, tmp_path / "out", config=AnalyticsConfig())
+
+
+def test_edge_cases_equal_the_local_job(spark_local: Any, tmp_path: Path) -> None:
+    """A small random shop: integer catalog prices, a catalog without categories, missing
+    quantities and prices, guest lines, lines on one day, orders whose lines are not next to
+    each other, and two customers on one order (its first line names it, as pandas' ``first``)."""
+    rng = np.random.default_rng(7)
+    n = 400
+    order = rng.integers(0, 120, n)
+    lines = pd.DataFrame({
+        "order_id": pd.array([f"o{o:03d}" for o in order], dtype="string"),
+        "product_id": pd.array([f"p{p}" for p in rng.integers(0, 9, n)], dtype="string"),
+        "customer_id": pd.array([None if o % 17 == 0 else f"c{o % 23}" for o in order],
+                                dtype="string"),
+        "ordered_at": (pd.Timestamp("2024-01-01") + pd.to_timedelta(order * 3, unit="D")
+                       + pd.to_timedelta(rng.integers(0, 3600, n), unit="s")).as_unit("us"),
+        "quantity": np.where(rng.random(n) < 0.1, np.nan, rng.integers(1, 4, n).astype(float)),
+        "unit_price": np.where(rng.random(n) < 0.3, np.nan, rng.integers(100, 900, n) / 100)})
+    # an order's lines scattered: pandas sums them with Kahan's loop, not pairwise
+    shared = np.flatnonzero(lines["order_id"] == "o005")
+    assert len(shared) >= 2
+    lines.loc[shared, "customer_id"] = np.where(np.arange(len(shared)) % 2, "c2", "c1")
+    catalog = pd.DataFrame({"product_id": pd.array([f"p{p}" for p in range(9)], dtype="string"),
+                            "price": np.arange(9) + 3, "category": pd.array([None] * 9,
+                                                                              dtype="string")})
+    _both(spark_local, lines, catalog, tmp_path, AnalyticsConfig())

@@ -55,14 +55,20 @@ class SparkClvAggregates:
         self.orders = orders
 
     def _catalog(self, catalog: pd.DataFrame | None, columns: list[str]) -> DataFrame | None:
-        """product_id and those of ``columns`` the catalog has (None without any)."""
+        """product_id and those of ``columns`` (price, margin: numbers; category: text) the
+        catalog has (None without any)."""
         from pyspark.sql import functions as F
 
         present = [c for c in columns if catalog is not None and c in catalog]
         if catalog is None or not present:
             return None
-        frame = self.spark.createDataFrame(to_spark_pandas(catalog[["product_id", *present]]))
-        return F.broadcast(frame.withColumn("product_id", F.col("product_id").cast("string")))
+        table = pd.DataFrame({"product_id": catalog["product_id"].astype("string")})
+        for column in present:
+            table[column] = (catalog[column].astype("string") if column == "category"
+                             else catalog[column].to_numpy(np.float64, na_value=np.nan))
+        schema = ", ".join(["product_id string", *(
+            f"{c} {'string' if c == 'category' else 'double'}" for c in present)])
+        return F.broadcast(self.spark.createDataFrame(to_spark_pandas(table), schema))
 
     def _priced(self, catalog: pd.DataFrame | None) -> DataFrame:
         """The lines with ``price`` (unit price, else the catalog's) and ``qty`` (1 if none)."""
