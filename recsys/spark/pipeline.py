@@ -62,6 +62,7 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
     from recsys.spark.als import SparkALS
     from recsys.spark.clv import SparkClvAggregates
     from recsys.spark.history import repurchase_cycles_on_spark
+    from recsys.spark.interactions import customer_item_matrix_on_spark
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
     from recsys.spark.rules import mine_on_spark
@@ -91,8 +92,13 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
                              weights=ctx.config.interactions, miner=miner)
 
+    def events(ctx: JobContext) -> DataFrame | None:
+        path = table_file(ctx.config.data_dir, "events")
+        return spark.read.parquet(str(path)) if ctx.events is not None and path.exists() else None
+
     def job_models(ctx: JobContext) -> dict[str, Any]:
-        # item-kNN, EASE's Gram matrix, ALS (MLlib), repurchase cycles on Spark; the rest local
+        # item-kNN, EASE's Gram matrix, ALS (MLlib) and its confidence matrix, repurchase
+        # cycles on Spark; the rest local
         tables = SparkCoPurchase(spark, orders(ctx), ctx.items, ctx.config.models,
                                  scratch=Path(ctx.config.data_dir))
         try:
@@ -103,7 +109,10 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
                                   repurchase=partial(
                                       repurchase_cycles_on_spark, spark, orders(ctx), ctx.items,
                                       min_intervals=ctx.config.models.repurchase_min_intervals,
-                                      min_repeat_share=ctx.config.models.repurchase_min_share))
+                                      min_repeat_share=ctx.config.models.repurchase_min_share),
+                                  confidence=partial(
+                                      customer_item_matrix_on_spark, spark, orders(ctx),
+                                      events(ctx), ctx.items, ctx.config.interactions))
         finally:
             tables.close()
 
