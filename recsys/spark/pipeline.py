@@ -2,14 +2,15 @@
 
 The artifact is written by the local writers and published by the local store
 (``recsys.pipeline.run_jobs``), so its format is the one serving reads. On Spark: the ingest,
-best sellers, basket figures, the itemset counting of the product and category rules, in
-the models job the co-purchase tables (item-kNN, EASE's Gram matrix), the ALS fit (MLlib)
-and the repurchase cycles, and in the customer-value job the aggregations of the order lines
-(recsys.spark.clv: the per-order table, the per-(customer, product) table of the action
-lists, the pricing sums). The other jobs (catalog, content), the rest of the models job, the
-bundles and substitutes of the rules job, and the fits of customer value (BG/NBD,
-Gamma-Gamma, RFM, lifecycle, the lists) still run on the driver, from the data directory
-Spark wrote or the aggregated tables."""
+best sellers, basket figures, the itemset counting of the product and category rules; in
+the models job the co-purchase tables (item-kNN, EASE's Gram matrix), ALS's confidence
+matrix (recsys.spark.interactions) and fit (MLlib) and the repurchase cycles; in the
+customer-value job the aggregations of the order lines (recsys.spark.clv: the per-order
+table, the per-(customer, product) table of the action lists, the pricing sums). The other
+jobs (catalog, content), the rest of the models job (purchase history, also-viewed from
+sessions, viewed-then-bought), the bundles and substitutes of the rules job, and customer
+value's fits (BG/NBD, Gamma-Gamma, RFM, lifecycle, the lists) run on the driver, from the
+data directory Spark wrote or from the aggregated tables."""
 
 from __future__ import annotations
 
