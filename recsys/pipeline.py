@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from recsys import layout
+from recsys.analytics.aggregates import ClvAggregates
 from recsys.analytics.job import clv_inputs_missing, run_clv_job
 from recsys.artifacts import ArtifactStore, Manifest, fingerprint_files
 from recsys.config import Config
@@ -102,16 +103,19 @@ def job_content(ctx: JobContext) -> dict[str, Any]:
     return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
 
 
-def job_customer_value(ctx: JobContext) -> dict[str, Any]:
-    """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job)."""
+def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
+                       ) -> dict[str, Any]:
+    """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job);
+    ``aggregates``: where the order lines are aggregated (default: pandas, from ctx.orders)."""
     missing = clv_inputs_missing(ctx.orders, ctx.catalog)
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
     store = ArtifactStore(ctx.config.artifacts.root)
     previous = layout.CLV_REPORT.at(store.path()).parent if store.current_version() else None
-    return run_clv_job(ctx.orders, ctx.catalog, layout.CLV_REPORT.at(ctx.out).parent,
-                       config=ctx.config.analytics, previous=previous, model_dir=ctx.out)
+    return run_clv_job(ctx.orders if aggregates is None else aggregates, ctx.catalog,
+                       layout.CLV_REPORT.at(ctx.out).parent, config=ctx.config.analytics,
+                       previous=previous, model_dir=ctx.out)
 
 
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {

@@ -10,10 +10,11 @@ import pandas as pd
 __all__ = ["repurchase_cycles", "cycles_of_sorted"]
 
 COLUMNS = ["product_id", "cycle_days", "intervals", "repeat_share"]
+MIN_INTERVALS, MIN_REPEAT_SHARE = 5, 0.3  # the defaults of repurchase_cycles
 
 
-def repurchase_cycles(orders: pd.DataFrame, *, min_intervals: int = 5,
-                      min_repeat_share: float = 0.3) -> pd.DataFrame:
+def repurchase_cycles(orders: pd.DataFrame, *, min_intervals: int = MIN_INTERVALS,
+                      min_repeat_share: float = MIN_REPEAT_SHARE) -> pd.DataFrame:
     """Columns: product_id, cycle_days (median interval), intervals (evidence), repeat_share
     (customers who bought it again / customers who bought it). Products with fewer than
     ``min_intervals`` intervals or a lower repeat share are left out."""

@@ -15,6 +15,7 @@ from recsys.analytics.actions import (
     replenishment_list,
     winback_list,
 )
+from recsys.analytics.aggregates import PAIR_COLUMNS, customer_products
 from recsys.analytics.job import OUTPUT_FILES, run_clv_job
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
 from recsys.artifacts import load_parquet
@@ -178,3 +179,26 @@ def test_the_job_writes_the_action_lists_and_flows_from_the_previous_run(tmp_pat
     # the filter has a 10-day cycle (from these orders); lamps are never due
     assert set(refill["product_id"]) <= {"filter"} and len(refill)
     assert np.all(refill["cycle_days"] == 10)
+
+
+def test_customer_products_known_answer() -> None:
+    """Per (customer, product): lines, distinct orders, last order, distinct purchase days,
+    the last of them and the median gap between consecutive days (two lines on a day count
+    once)."""
+    lines = _lines([
+        ("a1", "A", "milk", "2024-12-01 09:00"), ("a1", "A", "milk", "2024-12-01 09:00"),
+        ("a2", "A", "milk", "2024-12-01 18:00"), ("a3", "A", "milk", "2024-12-05 00:00"),
+        ("a4", "A", "milk", "2024-12-15 00:00"), ("a4", "A", "tea", "2024-12-15 00:00"),
+        ("b1", "B", "milk", "2024-12-02 00:00"),
+    ])
+    got = customer_products(lines).set_index(["customer_id", "product_id"])
+    assert list(got.columns) == list(PAIR_COLUMNS[2:])
+    milk = got.loc[("A", "milk")]
+    assert (milk["lines"], milk["orders"], milk["purchase_days"], milk["gaps"]) == (5, 4, 3, 2)
+    assert milk["median_gap"] == 7.0  # gaps 4 and 10 days
+    assert milk["last_ordered_at"] == pd.Timestamp("2024-12-15")
+    assert milk["last_day"] == (pd.Timestamp("2024-12-15") - pd.Timestamp("1970-01-01")).days
+    for key in (("A", "tea"), ("B", "milk")):
+        one = got.loc[key]
+        assert (one["lines"], one["purchase_days"], one["gaps"]) == (1, 1, 0)
+        assert np.isnan(one["median_gap"])

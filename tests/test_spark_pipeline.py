@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys import layout
+from recsys.analytics.job import OUTPUT_FILES
 from recsys.app import create_app
 from recsys.artifacts import ArtifactStore
 from recsys.config import load_config
@@ -26,6 +27,7 @@ from tests.test_api import (  # noqa: F401 - the API tests, run here on the Spar
     test_a_short_list_is_filled_from_best_sellers,
     test_product_without_neighbours_gets_its_category_best_sellers,
 )
+from tests.test_spark_clv import RTOL, _assert_same_figures
 from tests.test_spark_rules import canonical
 
 
@@ -73,6 +75,20 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
             np.testing.assert_array_equal(got.ids, expected.ids, err_msg=table.folder)
             np.testing.assert_array_equal(got.support, expected.support, err_msg=table.folder)
             np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5, err_msg=table.folder)
+    # customer value: the lines aggregated on Spark, the fits on the driver (test_spark_clv)
+    _assert_same_figures(spark.metrics["customer_value"], local.metrics["customer_value"],
+                         "customer_value")
+    clv = {e: layout.CLV_REPORT.at(paths[e]).parent for e in paths}
+    # recommendations and win-back offers rank by the models job's ALS factors, which MLlib
+    # and implicit make differently: everything else must agree
+    for name in set(OUTPUT_FILES) - {layout.CUSTOMER_RECOMMENDATIONS.name}:
+        if name.endswith(".parquet"):
+            got, expected = (pd.read_parquet(clv[e] / name) for e in ("spark", "local"))
+            if name == layout.WINBACK.name:
+                got, expected = (t.loc[:, ~t.columns.str.startswith("offer_")]
+                                 for t in (got, expected))
+            pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=RTOL,
+                                          atol=1e-12, obj=name)
     report = {e: json.loads((paths[e] / "ingest_report.json").read_text()) for e in paths}
     for engine, body in report.items():
         body.pop("created_at")

@@ -27,22 +27,25 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import layout
+from recsys.analytics.aggregates import ClvAggregates, customer_products
 from recsys.analytics.lifecycle import STAGES, lifecycle_stages, stage_flows
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
 from recsys.artifact_io import load_npz, load_parquet, save_parquet
-from recsys.repurchase import repurchase_cycles
 from recsys.vocab import Vocabulary
 
 __all__ = ["replenishment_list", "recommendations_table", "winback_list", "high_value_list",
-           "load_cycles", "write_action_lists", "ACTION_FILES", "REC_PREFIX", "ROW_GROUP_ROWS"]
+           "replenishment_of_pairs", "recommendations_of_pairs", "winback_of_pairs", "load_cycles", "write_action_lists", "ACTION_FILES", "REC_PREFIX", "ROW_GROUP_ROWS"]
 
 REC_PREFIX = "rec_"  # recommendations table columns rec_1 .. rec_k
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
 
 
-def _days(values: pd.Series) -> np.ndarray:
-    """Whole days since the epoch (int64)."""
-    return values.to_numpy("datetime64[D]").astype(np.int64)
+def _known_lines(orders: pd.DataFrame, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The dated lines of known customers (up to ``end``)."""
+    keep = orders["customer_id"].notna() & orders["ordered_at"].notna()
+    if end is not None:
+        keep &= orders["ordered_at"] <= end
+    return orders[keep]
 
 
 def replenishment_list(orders: pd.DataFrame, cycles: pd.DataFrame, end: pd.Timestamp,
@@ -53,47 +56,39 @@ def replenishment_list(orders: pd.DataFrame, cycles: pd.DataFrame, end: pd.Times
     inactive. Columns customer_id, product_id, last_purchase, purchase_days, cycle_days,
     cycle_source (own | product), expected_date, days_overdue (negative: days until due),
     status (due | overdue); most overdue first."""
+    return replenishment_of_pairs(customer_products(_known_lines(orders, end)), cycles, end,
+                                  config, catalog)
+
+
+def replenishment_of_pairs(pairs: pd.DataFrame, cycles: pd.DataFrame, end: pd.Timestamp,
+                           config: ActionsConfig, catalog: pd.DataFrame | None = None
+                           ) -> pd.DataFrame:
+    """:func:`replenishment_list` from the per-(customer, product) table
+    (recsys.analytics.aggregates.customer_products of the lines up to ``end``)."""
     columns = ["customer_id", "product_id", "last_purchase", "purchase_days", "cycle_days",
                "cycle_source", "expected_date", "days_overdue", "status"]
     sellable = cycles["product_id"]
     if catalog is not None:
         items = Vocabulary.from_ids(catalog["product_id"].astype(str))
         sellable = sellable[~sellable.astype(str).isin(items.ids[_unavailable(catalog, items)])]
-    known = orders[orders["customer_id"].notna() & orders["ordered_at"].notna()
-                   & (orders["ordered_at"] <= end)
-                   & orders["product_id"].isin(sellable)]
-    if known.empty:
+    pairs = pairs[pairs["product_id"].isin(sellable)]
+    if pairs.empty:
         return pd.DataFrame(columns=columns)
-    customer, customer_ids = pd.factorize(known["customer_id"])
-    product, product_ids = pd.factorize(known["product_id"])
-    day = _days(known["ordered_at"])
-    pair = customer.astype(np.int64) * len(product_ids) + product
-    order = np.lexsort((day, pair))
-    pair, day = pair[order], day[order]
-    keep = np.r_[True, (pair[1:] != pair[:-1]) | (day[1:] != day[:-1])]  # one line a day
-    pair, day = pair[keep], day[keep]
-    first = np.r_[True, pair[1:] != pair[:-1]]
-    gaps = pd.DataFrame({"pair": pair[~first], "gap": np.diff(day)[~first[1:]]})
-    own = gaps.groupby("pair")["gap"].agg(["median", "size"])
-    starts = np.flatnonzero(first)
-    pairs = pd.DataFrame({"pair": pair[starts],
-                          "last_day": day[np.r_[starts[1:], len(pair)] - 1],
-                          "purchase_days": np.diff(np.r_[starts, len(pair)])})
-    pairs = pairs.join(own, on="pair")
     typical = cycles.set_index("product_id")["cycle_days"].astype(np.float64)
-    product_cycle = typical.reindex(product_ids).to_numpy()[pairs["pair"] % len(product_ids)]
-    use_own = pairs["size"].fillna(0).to_numpy() >= config.own_cycle_min_intervals
-    cycle = np.maximum(np.where(use_own, pairs["median"].to_numpy(), product_cycle), 1.0)
-    expected = pairs["last_day"].to_numpy() + np.round(cycle).astype(np.int64)
+    product_cycle = typical.reindex(pairs["product_id"]).to_numpy()
+    use_own = pairs["gaps"].to_numpy() >= config.own_cycle_min_intervals
+    cycle = np.maximum(np.where(use_own, pairs["median_gap"].to_numpy(np.float64),
+                                product_cycle), 1.0)
+    last_day = pairs["last_day"].to_numpy(np.int64)
+    expected = last_day + np.round(cycle).astype(np.int64)
     overdue = (pd.Timestamp(end).to_datetime64().astype("datetime64[D]").astype(np.int64)
                - expected)
     chosen = (overdue >= -config.due_within_days) & (overdue <= config.max_overdue_cycles * cycle)
-    pairs = pairs[chosen]
     table = pd.DataFrame({
-        "customer_id": customer_ids.to_numpy()[pairs["pair"].to_numpy() // len(product_ids)],
-        "product_id": product_ids.to_numpy()[pairs["pair"].to_numpy() % len(product_ids)],
-        "last_purchase": _EPOCH_DAY + pairs["last_day"].to_numpy().astype("timedelta64[D]"),
-        "purchase_days": pairs["purchase_days"].to_numpy(np.int64),
+        "customer_id": pairs["customer_id"].to_numpy()[chosen],
+        "product_id": pairs["product_id"].to_numpy()[chosen],
+        "last_purchase": _EPOCH_DAY + last_day[chosen].astype("timedelta64[D]"),
+        "purchase_days": pairs["purchase_days"].to_numpy(np.int64)[chosen],
         "cycle_days": cycle[chosen],
         "cycle_source": np.where(use_own[chosen], "own", "product").astype(object),
         "expected_date": _EPOCH_DAY + expected[chosen].astype("timedelta64[D]"),
@@ -137,8 +132,16 @@ def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
                           model_dir: Path | None = None) -> pd.DataFrame:
     """customer_id (as given, same order) and rec_1 .. rec_k: products the customer never
     bought, best first (ALS scores from ``model_dir``'s ALS factors when present, else best
-    sellers); None where fewer than k products qualify."""
-    known = orders[orders["customer_id"].notna()]
+    sellers by order lines); None where fewer than k products qualify."""
+    return recommendations_of_pairs(customer_products(_known_lines(orders)), customer_ids,
+                                    catalog, k, model_dir)
+
+
+def recommendations_of_pairs(pairs: pd.DataFrame, customer_ids: pd.Series,
+                             catalog: pd.DataFrame | None, k: int,
+                             model_dir: Path | None = None) -> pd.DataFrame:
+    """:func:`recommendations_table` from the per-(customer, product) table
+    (recsys.analytics.aggregates.customer_products)."""
     user: np.ndarray | None = None
     item: np.ndarray | None = None
     if model_dir is not None and layout.ALS.at(model_dir).exists():
@@ -147,15 +150,16 @@ def recommendations_table(orders: pd.DataFrame, customer_ids: pd.Series,
         als = load_npz(layout.ALS.at(model_dir))
         user, item = als["user_factors"].astype(np.float32), als["item_factors"].astype(np.float32)
     else:
-        items = Vocabulary.from_ids(known["product_id"].astype(str), sort=True)
-        rows = Vocabulary.from_ids(known["customer_id"].astype(str), sort=True)
-    product = items.lookup(known["product_id"].astype(str), on_unknown="mask")
-    row = rows.lookup(known["customer_id"].astype(str), on_unknown="mask")
+        items = Vocabulary.from_ids(pairs["product_id"].astype(str), sort=True)
+        rows = Vocabulary.from_ids(pairs["customer_id"].astype(str), sort=True)
+    product = items.lookup(pairs["product_id"].astype(str), on_unknown="mask")
+    row = rows.lookup(pairs["customer_id"].astype(str), on_unknown="mask")
     ok = (product >= 0) & (row >= 0)
     bought = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (row[ok], product[ok])),
                            shape=(len(rows), len(items)))
-    bought.sum_duplicates()
-    popularity = np.bincount(product[product >= 0], minlength=len(items)).astype(np.float32)
+    popularity = np.bincount(product[product >= 0],
+                             weights=pairs["lines"].to_numpy(np.float64)[product >= 0],
+                             minlength=len(items)).astype(np.float32)
     blocked = _unavailable(catalog, items)
     wanted = rows.lookup(customer_ids.astype(str), on_unknown="mask")
     k_eff = min(k, len(items))
@@ -192,22 +196,30 @@ def winback_list(customers: pd.DataFrame, stages: pd.DataFrame, orders: pd.DataF
     """Declining and at-risk customers, most predicted CLV first: customer_id, stage,
     predicted_clv, p_alive, historical_clv, churn_risk, offer_1 .. offer_n (own repeat
     products first, then recommendations; never a product the catalog marks out of stock or
-    inactive), offers_own (how many offers are their own)."""
+    inactive), offers_own (how many offers are their own). ``orders``: canonical lines."""
+    return winback_of_pairs(customers, stages, customer_products(_known_lines(orders)),
+                            recommendations, config, catalog)
+
+
+def winback_of_pairs(customers: pd.DataFrame, stages: pd.DataFrame, pairs: pd.DataFrame,
+                     recommendations: pd.DataFrame, config: ActionsConfig,
+                     catalog: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`winback_list` from the per-(customer, product) table
+    (recsys.analytics.aggregates.customer_products)."""
     table = customers[["customer_id", "predicted_clv", "p_alive", "historical_clv",
                        "churn_risk"]].merge(stages[["customer_id", "stage"]], on="customer_id",
                                             validate="one_to_one")
     table = table[table["stage"].isin(["declining", "at_risk"])]
     table = table.sort_values(["predicted_clv", "customer_id"], ascending=[False, True],
                               kind="stable")
-    lines = orders[orders["customer_id"].isin(table["customer_id"])]
+    own = pairs[pairs["customer_id"].isin(table["customer_id"]) & (pairs["orders"] >= 2)]
     if catalog is not None:
         items = Vocabulary.from_ids(catalog["product_id"].astype(str))
         gone = items.ids[_unavailable(catalog, items)]
-        lines = lines[~lines["product_id"].astype(str).isin(gone)]
-    own = (lines.groupby(["customer_id", "product_id"])
-           .agg(n=("order_id", "nunique"), last=("ordered_at", "max")).reset_index())
-    own = own[own["n"] >= 2].sort_values(["customer_id", "n", "last", "product_id"],
-                                         ascending=[True, False, False, True], kind="stable")
+        own = own[~own["product_id"].astype(str).isin(gone)]
+    own = own.rename(columns={"orders": "n", "last_ordered_at": "last"})
+    own = own.sort_values(["customer_id", "n", "last", "product_id"],
+                          ascending=[True, False, False, True], kind="stable")
     own = own.assign(rank=own.groupby("customer_id").cumcount())
     own = own[own["rank"] < config.offers]
     rec_columns = [c for c in recommendations.columns if c.startswith(REC_PREFIX)]
@@ -255,32 +267,34 @@ ROW_GROUP_ROWS = 100_000
 ACTION_FILES = tuple(f.name for f in layout.ACTION_FILES)
 
 
-def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame, orders: pd.DataFrame,
-                       catalog: pd.DataFrame | None, end: pd.Timestamp, out: Path, *,
-                       config: AnalyticsConfig, previous: Path | None = None,
+def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame,
+                       aggregates: ClvAggregates, catalog: pd.DataFrame | None,
+                       end: pd.Timestamp, out: Path, *, config: AnalyticsConfig,
+                       previous: Path | None = None,
                        model_dir: Path | None = None) -> dict[str, Any]:
     """Lifecycle stages and flows, recommendations and the action lists, written to ``out``
     (``ACTION_FILES``; stages and recommendations in the row order of ``customers``).
 
-    ``order_rows``: one row per order (recsys.analytics.clv.order_table); ``orders``: the
-    canonical lines; ``previous``: the previous artifact's analytics folder (for the flows);
-    ``model_dir``: the folder with the models job's ALS factors and repurchase cycles."""
-    lines = orders[orders["customer_id"].notna() & (orders["ordered_at"] <= end)]
+    ``order_rows``: one row per order (recsys.analytics.clv.order_table); ``aggregates``: the
+    lines' aggregations (recsys.analytics.aggregates); ``previous``: the previous artifact's
+    analytics folder (for the flows); ``model_dir``: the folder with the models job's ALS
+    factors and repurchase cycles."""
+    pairs = aggregates.customer_products(end)
     stages = lifecycle_stages(order_rows, customers, end, config.lifecycle)
     before_path = None if previous is None else previous / layout.LIFECYCLE.name
     before = load_parquet(before_path) if before_path and before_path.exists() else None
     flows = stage_flows(before, stages)
     cycles = load_cycles(model_dir)
     if cycles is None:
-        cycles = repurchase_cycles(lines)
-    recs = recommendations_table(lines, customers["customer_id"], catalog,
-                                 config.actions.recommendations, model_dir)
+        cycles = aggregates.repurchase_cycles(end)
+    recs = recommendations_of_pairs(pairs, customers["customer_id"], catalog,
+                                    config.actions.recommendations, model_dir)
     tables = {layout.LIFECYCLE: stages, layout.LIFECYCLE_FLOWS: flows,
               layout.CUSTOMER_RECOMMENDATIONS: recs,
-              layout.REPLENISHMENT: replenishment_list(lines, cycles, end, config.actions,
-                                                       catalog),
-              layout.WINBACK: winback_list(customers, stages, lines, recs, config.actions,
-                                           catalog),
+              layout.REPLENISHMENT: replenishment_of_pairs(pairs, cycles, end, config.actions,
+                                                           catalog),
+              layout.WINBACK: winback_of_pairs(customers, stages, pairs, recs, config.actions,
+                                               catalog),
               layout.HIGH_VALUE: high_value_list(customers, stages, config.actions)}
     for entry, table in tables.items():
         save_parquet(table, out / entry.name, row_group_size=ROW_GROUP_ROWS)

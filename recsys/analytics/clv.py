@@ -4,7 +4,10 @@ Definitions (time in days; a year is 365.25 days; ``end`` = the observation end,
 the last order in the data):
 
 - order value: sum of quantity x unit price over the order's lines (catalog price where the
-  line has none); profit: the same x the product's margin (a share of the price, 0..1).
+  line has none); profit: the same x the product's margin (a share of the price, 0..1). Both
+  are rounded to ``VALUE_DECIMALS`` decimals (a millionth of the currency unit): engines that
+  sum an order's lines in another order (pandas, Spark) then hand the model fits the same
+  numbers, which the fits would otherwise carry from the last bit into the sixth digit.
 - tenure_days = end - first order; active_days = last order - first order;
   recency_days = end - last order.
 - average_order_value (AOV) = revenue / orders.
@@ -39,9 +42,12 @@ __all__ = [
     "LifetimeEstimate",
     "customer_table",
     "summary_lines",
+    "round_values",
+    "VALUE_DECIMALS",
 ]
 
 DAYS_PER_YEAR = 365.25
+VALUE_DECIMALS = 6
 _DAY = np.timedelta64(1, "D")
 
 
@@ -106,13 +112,21 @@ def order_table(orders: pd.DataFrame, catalog: pd.DataFrame | None = None, *,
              .agg(customer_id=("customer_id", "first"), ordered_at=("ordered_at", "min"),
                   revenue=("revenue", "sum"), profit=("profit", "sum"))
              .reset_index())
-    if not margin_known:
-        table["profit"] = np.nan
+    table = round_values(table, margin_known)
     table = table.sort_values(["customer_id", "ordered_at", "order_id"], kind="stable")
     return OrderTable(orders=table.reset_index(drop=True), end=pd.Timestamp(end),
                       lines_used=int(known.sum()), lines_without_customer=without_customer,
                       lines_after_end=int(after.sum()), margin_known=margin_known,
                       margin_coverage=coverage)
+
+
+def round_values(table: pd.DataFrame, margin_known: bool) -> pd.DataFrame:
+    """The order table's revenue and profit rounded to ``VALUE_DECIMALS`` (profit NaN when
+    margins are unknown)."""
+    table["revenue"] = np.round(table["revenue"].to_numpy(np.float64), VALUE_DECIMALS)
+    table["profit"] = (np.round(table["profit"].to_numpy(np.float64), VALUE_DECIMALS)
+                       if margin_known else np.nan)
+    return table
 
 
 def _line_prices(orders: pd.DataFrame, catalog: pd.DataFrame | None) -> np.ndarray:

@@ -31,6 +31,7 @@ import pandas as pd
 from recsys import layout
 from recsys.analytics import btyd
 from recsys.analytics.actions import ACTION_FILES, ROW_GROUP_ROWS, write_action_lists
+from recsys.analytics.aggregates import ClvAggregates, LineAggregates
 from recsys.analytics.clv import (
     DAYS_PER_YEAR,
     LifetimeEstimate,
@@ -39,15 +40,15 @@ from recsys.analytics.clv import (
     estimate_lifetime_years,
     order_table,
 )
-from recsys.analytics.pricing import price_sensitivity
+from recsys.analytics.pricing import price_tables
 from recsys.analytics.retention import cohort_counts, retention_figures
 from recsys.analytics.rfm import rfm_table, segment_summary
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.artifacts import save_parquet
 from recsys.errors import InputError
 
-__all__ = ["AnalyticsConfig", "ClvResult", "clv_inputs_missing", "compute_clv", "run_clv_job",
-           "SEGMENT_COLUMNS", "OUTPUT_FILES"]
+__all__ = ["AnalyticsConfig", "ClvResult", "clv_inputs_missing", "compute_clv", "customer_value",
+           "run_clv_job", "SEGMENT_COLUMNS", "OUTPUT_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,15 @@ def clv_inputs_missing(orders: pd.DataFrame, catalog: pd.DataFrame | None = None
 
 def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
                 config: AnalyticsConfig) -> ClvResult:
-    """Customer value from canonical orders (and the catalog's prices and margins).
+    """Customer value from canonical orders (and the catalog's prices and margins):
+    :func:`customer_value` of their order table."""
+    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
+    return customer_value(order_table(orders, catalog, as_of=as_of,
+                                      use_margin=config.use_margin), config=config)
+
+
+def customer_value(table: OrderTable, *, config: AnalyticsConfig) -> ClvResult:
+    """Customer value from the order table (recsys.analytics.clv.order_table).
 
     ``customers`` columns: customer_id, orders, first_order, last_order, revenue, profit,
     tenure_days, active_days, recency_days, average_order_value, purchase_frequency (orders
@@ -107,8 +116,6 @@ def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
     predicted_clv_margin; RFM r, f, m, fm, rfm_score, segment. Profit columns are NaN when
     margins are unknown.
     """
-    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
-    table = order_table(orders, catalog, as_of=as_of, use_margin=config.use_margin)
     if config.lifetime_years is not None:
         lifetime = LifetimeEstimate(config.lifetime_years, "configured")
     else:
@@ -234,26 +241,30 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def run_clv_job(orders: pd.DataFrame, catalog: pd.DataFrame | None, out_dir: Path | str, *,
-                config: AnalyticsConfig, previous: Path | None = None,
+def run_clv_job(orders: pd.DataFrame | ClvAggregates, catalog: pd.DataFrame | None,
+                out_dir: Path | str, *, config: AnalyticsConfig, previous: Path | None = None,
                 model_dir: Path | None = None) -> dict[str, Any]:
     """Compute customer value and write the job's files into ``out_dir`` (module docstring);
-    returns the figures for the manifest (JSON-safe). ``previous``: the previous artifact's
-    analytics folder (lifecycle flows); ``model_dir``: the models job's output (ALS factors
-    and repurchase cycles for the action lists; without it, best sellers and cycles from
-    ``orders``)."""
+    returns the figures for the manifest (JSON-safe). ``orders``: the canonical lines, or
+    their aggregations made elsewhere (``ClvAggregates``, e.g. on Spark by
+    recsys.spark.clv); ``previous``: the previous artifact's analytics folder (lifecycle
+    flows); ``model_dir``: the models job's output (ALS factors and repurchase cycles for the
+    action lists; without it, best sellers and cycles from the lines)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = compute_clv(orders, catalog, config=config)
+    aggregates = LineAggregates(orders) if isinstance(orders, pd.DataFrame) else orders
+    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
+    result = customer_value(aggregates.order_table(catalog, as_of=as_of,
+                                                   use_margin=config.use_margin), config=config)
     result.figures["actions"] = write_action_lists(
-        result.customers, result.orders.orders, orders, catalog, result.orders.end, out,
+        result.customers, result.orders.orders, aggregates, catalog, result.orders.end, out,
         config=config, previous=previous, model_dir=model_dir)
     save_parquet(result.customers, out / layout.CLV_CUSTOMERS.name, row_group_size=ROW_GROUP_ROWS)
     save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
     save_parquet(result.cohorts, out / layout.COHORTS.name)
     save_parquet(result.segments, out / layout.CUSTOMER_SEGMENTS.name)
-    by_segment, by_customer = price_sensitivity(orders, catalog, result.segments,
-                                                config.pricing)
+    by_segment, by_customer = price_tables(
+        aggregates.price_aggregates(catalog, result.segments), config.pricing)
     save_parquet(by_segment, out / layout.PRICE_SENSITIVITY.name)
     save_parquet(by_customer, out / layout.DISCOUNT_CUSTOMERS.name)
     result.figures["discount_only_customers"] = int(by_customer["discount_only"].sum())

@@ -16,12 +16,15 @@ customer_value job:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from recsys.analytics.settings import PricingConfig
 
-__all__ = ["BANDS", "on_discount", "price_sensitivity"]
+__all__ = ["BANDS", "on_discount", "price_sensitivity", "price_aggregates", "price_tables",
+           "PriceAggregates"]
 
 BANDS = ("low", "mid", "high")
 ALL = "*"
@@ -53,6 +56,20 @@ def _bands(category: pd.Series, price: np.ndarray) -> np.ndarray:
     return np.where(price <= low, "low", np.where(price <= high, "mid", "high"))
 
 
+@dataclass(frozen=True)
+class PriceAggregates:
+    """The sums behind the pricing tables (made by pandas here, or on Spark by
+    recsys.spark.clv). ``by_category`` (keys segment, category) and ``by_segment`` (key
+    segment): lines, revenue, discount_revenue, median_unit_price and the revenue of each
+    price band (columns ``BANDS``); ``customers``: customer_id, orders, revenue,
+    discount_revenue, lines, discounted_lines; ``known``: the orders carry discount data."""
+
+    by_category: pd.DataFrame
+    by_segment: pd.DataFrame
+    customers: pd.DataFrame
+    known: bool
+
+
 def price_sensitivity(orders: pd.DataFrame, catalog: pd.DataFrame | None,
                       segments: pd.DataFrame, config: PricingConfig | None = None
                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,7 +77,12 @@ def price_sensitivity(orders: pd.DataFrame, catalog: pd.DataFrame | None,
     customer_id, segment; ``orders``: canonical lines (prices from ``unit_price``, else the
     catalog's ``price``; lines without a price or a known customer are left out); ``config``:
     the discount-only thresholds (default: ``[analytics.pricing]``'s defaults)."""
-    config = config or PricingConfig()
+    return price_tables(price_aggregates(orders, catalog, segments), config)
+
+
+def price_aggregates(orders: pd.DataFrame, catalog: pd.DataFrame | None,
+                     segments: pd.DataFrame) -> PriceAggregates:
+    """The sums of :func:`price_sensitivity`'s tables, from canonical lines."""
     price = (orders["unit_price"].to_numpy(np.float64, na_value=np.nan, copy=True)
              if "unit_price" in orders else np.full(len(orders), np.nan))
     if catalog is not None and "price" in catalog:
@@ -82,14 +104,34 @@ def price_sensitivity(orders: pd.DataFrame, catalog: pd.DataFrame | None,
     lines["discount_revenue"] = lines["revenue"].where(lines["discounted"], 0.0)
     lines = lines.merge(segments[["customer_id", "segment"]], on="customer_id", how="left")
     lines["segment"] = lines["segment"].fillna("(none)")
-    known = discounted is not None
-    per_segment = pd.concat([_summary(lines, ["segment", "category"], known),
-                             _summary(lines.assign(category=ALL), ["segment", "category"],
-                                      known)], ignore_index=True)
     customers = lines.groupby("customer_id", sort=True).agg(
         orders=("order_id", "nunique"), revenue=("revenue", "sum"),
         discount_revenue=("discount_revenue", "sum"), lines=("order_id", "size"),
         discounted_lines=("discounted", "sum")).reset_index()
+    return PriceAggregates(by_category=_sums(lines, ["segment", "category"]),
+                           by_segment=_sums(lines, ["segment"]), customers=customers,
+                           known=discounted is not None)
+
+
+def _sums(lines: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    out = lines.groupby(keys, sort=True).agg(
+        lines=("revenue", "size"), revenue=("revenue", "sum"),
+        discount_revenue=("discount_revenue", "sum"),
+        median_unit_price=("price", "median")).reset_index()
+    by_band = lines.pivot_table(index=keys, columns="band", values="revenue", aggfunc="sum",
+                                fill_value=0.0).reindex(columns=list(BANDS), fill_value=0.0)
+    return out.merge(by_band.reset_index(), on=keys, how="left")
+
+
+def price_tables(sums: PriceAggregates, config: PricingConfig | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`price_sensitivity`'s tables from their sums (rows sorted by their keys)."""
+    config = config or PricingConfig()
+    known = sums.known
+    per_segment = pd.concat([_summary(sums.by_category, ["segment", "category"], known),
+                             _summary(sums.by_segment.assign(category=ALL),
+                                      ["segment", "category"], known)], ignore_index=True)
+    customers = sums.customers.sort_values("customer_id", kind="stable").reset_index(drop=True)
     customers["discount_revenue_share"] = _share(customers["discount_revenue"],
                                                  customers["revenue"], known)
     # whole lines: the share times the lines, rounded up (0.7 x 10 is 7 lines, not 7.0000001)
@@ -109,16 +151,9 @@ def _share(part: pd.Series, whole: pd.Series, known: bool) -> pd.Series:
     return (part / whole.where(whole > 0)).astype("float64")
 
 
-def _summary(lines: pd.DataFrame, keys: list[str], known: bool) -> pd.DataFrame:
-    grouped = lines.groupby(keys, sort=True)
-    out = grouped.agg(lines=("revenue", "size"), revenue=("revenue", "sum"),
-                      discount_revenue=("discount_revenue", "sum"),
-                      median_unit_price=("price", "median")).reset_index()
+def _summary(sums: pd.DataFrame, keys: list[str], known: bool) -> pd.DataFrame:
+    out = sums.sort_values(keys, kind="stable").reset_index(drop=True)
     out["discount_revenue_share"] = _share(out["discount_revenue"], out["revenue"], known)
-    by_band = lines.pivot_table(index=keys, columns="band", values="revenue", aggfunc="sum",
-                                fill_value=0.0).reindex(columns=list(BANDS), fill_value=0.0)
-    by_band = by_band.reset_index()
-    out = out.merge(by_band, on=keys, how="left")
     for band in BANDS:
         out[f"{band}_band_share"] = (out[band] / out["revenue"].where(out["revenue"] > 0)
                                      ).astype("float64")

@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from recsys import layout
 from recsys.artifacts import save_npz, save_parquet
 from recsys.matrices import (
+    Interactions,
     InteractionWeights,
     customer_item_matrix,
     order_item_matrix,
@@ -128,11 +129,13 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                    catalog: pd.DataFrame | None = None,
                    co_purchase: CoPurchaseTables | None = None,
                    factorizer: Factorizer | None = None,
-                   repurchase: Callable[[], pd.DataFrame] | None = None) -> dict[str, Any]:
+                   repurchase: Callable[[], pd.DataFrame] | None = None,
+                   confidence: Callable[[], Interactions] | None = None) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
     (``catalog``: its ``durable`` column, where given, says which products last;
-    ``co_purchase``, ``factorizer``, ``repurchase``: where the co-purchase tables, the ALS
-    factors and the repurchase cycles come from, default this process)."""
+    ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``: where the co-purchase
+    tables, the ALS factors, the repurchase cycles and ALS's customer x product confidence
+    matrix come from, default this process)."""
     metrics: dict[str, Any] = {}
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
@@ -166,7 +169,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         metrics["also_viewed_source"] = "co-purchase (no view events)"
 
     if "customer_id" in orders and orders["customer_id"].notna().any():
-        customers = customer_item_matrix(orders, events, weights=weights, items=items)
+        customers = confidence() if confidence is not None else customer_item_matrix(
+            orders, events, weights=weights, items=items)
         user_factors, item_factors = (factorizer or LocalALS()).fit(customers.matrix, config)
         save_npz(layout.ALS.at(out), user_factors=user_factors, item_factors=item_factors,
                  regularization=np.float32(config.als_regularization),

@@ -2,8 +2,8 @@
 local models job saves (``als.npz``: user and item factors, float32, rows in the codes of the
 customer and product vocabularies; zeros for a customer or product MLlib never saw).
 
-The confidence matrix is the local one (``customer_item_matrix``); its non-zeros go to the
-executors, MLlib fits there, and the factors come back through Parquet parts one batch at a
+The confidence matrix is ``customer_item_matrix``'s (made on Spark by the Spark engine,
+recsys.spark.interactions); its non-zeros go to the executors, MLlib fits there, and the factors come back through Parquet parts one batch at a
 time (``recsys.spark.neighbours.stream``). MLlib's model is Hu, Koren and Volinsky's with
 confidence 1 + alpha r and the L2 penalty scaled by each row's ratings (ALS-WR), where
 implicit uses confidence alpha r and a plain penalty: the same settings give close, not

@@ -2,12 +2,15 @@
 
 The artifact is written by the local writers and published by the local store
 (``recsys.pipeline.run_jobs``), so its format is the one serving reads. On Spark: the ingest,
-best sellers, basket figures, the itemset counting of the product and category rules, and in
-the models job the co-purchase tables (item-kNN, EASE's Gram matrix), the ALS fit (MLlib)
-and the repurchase cycles. The other jobs (catalog, content, customer value), the rest of the
-models job and the bundles and substitutes of the rules job still run on the driver, from
-the data directory Spark wrote.
-"""
+best sellers, basket figures, the itemset counting of the product and category rules; in
+the models job the co-purchase tables (item-kNN, EASE's Gram matrix), ALS's confidence
+matrix (recsys.spark.interactions) and fit (MLlib) and the repurchase cycles; in the
+customer-value job the aggregations of the order lines (recsys.spark.clv: the per-order
+table, the per-(customer, product) table of the action lists, the pricing sums). The other
+jobs (catalog, content), the rest of the models job (purchase history, also-viewed from
+sessions, viewed-then-bought), the bundles and substitutes of the rules job, and customer
+value's fits (BG/NBD, Gamma-Gamma, RFM, lifecycle, the lists) run on the driver, from the
+data directory Spark wrote or from the aggregated tables."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from recsys.artifacts import Manifest
 from recsys.config import Config
 from recsys.ingest import IngestReport, table_file
 from recsys.models.job import run_models_job
-from recsys.pipeline import JOBS, JobContext, run_jobs, run_pipeline
+from recsys.pipeline import JOBS, JobContext, job_customer_value, run_jobs, run_pipeline
 from recsys.rules.job import run_rules_job
 from recsys.rules.mining import MiningResult
 from recsys.spark.session import require_pyspark, spark_session
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["run_on_spark", "spark_jobs", "SPARK_JOBS"]
 
 # The jobs that run on Spark; the rest of recsys.pipeline.JOBS runs on the driver.
-SPARK_JOBS = ("popularity", "basket_stats", "rules", "models")
+SPARK_JOBS = ("popularity", "basket_stats", "rules", "models", "customer_value")
 
 
 def run_on_spark(config: Config, *, show_progress: bool = True,
@@ -58,7 +61,9 @@ def _run_jobs_on_spark(config: Config, *, show_progress: bool,
 def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str, Any]]]:
     """``recsys.pipeline.JOBS`` (same names, same order) with the Spark versions swapped in."""
     from recsys.spark.als import SparkALS
+    from recsys.spark.clv import SparkClvAggregates
     from recsys.spark.history import repurchase_cycles_on_spark
+    from recsys.spark.interactions import customer_item_matrix_on_spark
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
     from recsys.spark.rules import mine_on_spark
@@ -88,8 +93,13 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
                              weights=ctx.config.interactions, miner=miner)
 
+    def events(ctx: JobContext) -> DataFrame | None:
+        path = table_file(ctx.config.data_dir, "events")
+        return spark.read.parquet(str(path)) if ctx.events is not None and path.exists() else None
+
     def job_models(ctx: JobContext) -> dict[str, Any]:
-        # item-kNN, EASE's Gram matrix, ALS (MLlib), repurchase cycles on Spark; the rest local
+        # item-kNN, EASE's Gram matrix, ALS (MLlib) and its confidence matrix, repurchase
+        # cycles on Spark; the rest local
         tables = SparkCoPurchase(spark, orders(ctx), ctx.items, ctx.config.models,
                                  scratch=Path(ctx.config.data_dir))
         try:
@@ -100,10 +110,17 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
                                   repurchase=partial(
                                       repurchase_cycles_on_spark, spark, orders(ctx), ctx.items,
                                       min_intervals=ctx.config.models.repurchase_min_intervals,
-                                      min_repeat_share=ctx.config.models.repurchase_min_share))
+                                      min_repeat_share=ctx.config.models.repurchase_min_share),
+                                  confidence=partial(
+                                      customer_item_matrix_on_spark, spark, orders(ctx),
+                                      events(ctx), ctx.items, ctx.config.interactions))
         finally:
             tables.close()
 
+    def job_clv(ctx: JobContext) -> dict[str, Any]:
+        # the line-level aggregations on Spark; the fits, RFM and the lists on the driver
+        return job_customer_value(ctx, aggregates=SparkClvAggregates(spark, orders(ctx)))
+
     swapped = {"popularity": job_popularity, "basket_stats": job_basket_stats,
-               "rules": job_rules, "models": job_models}
+               "rules": job_rules, "models": job_models, "customer_value": job_clv}
     return {name: swapped.get(name, job) for name, job in JOBS.items()}

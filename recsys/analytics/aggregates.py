@@ -1,0 +1,99 @@
+"""The line-level aggregations of the customer-value job, behind one interface.
+
+The job (recsys.analytics.job) never reads order lines itself: it asks a ``ClvAggregates``
+for the per-order table, the per-(customer, product) table of the action lists, the
+repurchase cycles and the pricing sums, then runs the small fits and the rules on the driver.
+``LineAggregates`` makes them with pandas from the canonical lines in memory (the local
+engine); ``recsys.spark.clv.SparkClvAggregates`` makes the same tables as Spark aggregations,
+so that only one row per order, per (customer, product) and per customer reaches the driver.
+
+``customer_products`` columns (``PAIR_COLUMNS``), one row per customer and product bought by
+a known customer (up to the observation end): lines, orders (distinct orders), last_ordered_at,
+purchase_days (distinct calendar days), last_day (days since 1970-01-01 of the last of them),
+gaps (purchase_days - 1) and median_gap (the median of the day gaps between consecutive
+purchase days; NaN without a gap).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from recsys.analytics.clv import OrderTable, order_table
+from recsys.analytics.pricing import PriceAggregates, price_aggregates
+from recsys.repurchase import repurchase_cycles
+
+__all__ = ["ClvAggregates", "LineAggregates", "customer_products", "PAIR_COLUMNS"]
+
+PAIR_COLUMNS = ("customer_id", "product_id", "lines", "orders", "last_ordered_at",
+                "purchase_days", "last_day", "gaps", "median_gap")
+
+
+class ClvAggregates(Protocol):
+    """Where the customer-value job's line-level aggregations are made."""
+
+    def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
+                    use_margin: bool) -> OrderTable:
+        """recsys.analytics.clv.order_table of the lines."""
+
+    def customer_products(self, end: pd.Timestamp) -> pd.DataFrame:
+        """The lines of known customers up to ``end`` per (customer, product): PAIR_COLUMNS."""
+
+    def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
+        """recsys.repurchase.repurchase_cycles of the lines of known customers up to ``end``."""
+
+    def price_aggregates(self, catalog: pd.DataFrame | None,
+                         segments: pd.DataFrame) -> PriceAggregates:
+        """recsys.analytics.pricing.price_aggregates of the lines."""
+
+
+class LineAggregates:
+    """The aggregations made with pandas from canonical order lines in memory."""
+
+    def __init__(self, orders: pd.DataFrame) -> None:
+        self.orders = orders
+
+    def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
+                    use_margin: bool) -> OrderTable:
+        return order_table(self.orders, catalog, as_of=as_of, use_margin=use_margin)
+
+    def _known(self, end: pd.Timestamp) -> pd.DataFrame:
+        orders = self.orders
+        return orders[orders["customer_id"].notna() & (orders["ordered_at"] <= end)]
+
+    def customer_products(self, end: pd.Timestamp) -> pd.DataFrame:
+        return customer_products(self._known(end))
+
+    def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
+        return repurchase_cycles(self._known(end))
+
+    def price_aggregates(self, catalog: pd.DataFrame | None,
+                         segments: pd.DataFrame) -> PriceAggregates:
+        return price_aggregates(self.orders, catalog, segments)
+
+
+def customer_products(lines: pd.DataFrame) -> pd.DataFrame:
+    """PAIR_COLUMNS of dated lines of known customers (the caller filters them), sorted by
+    customer and product."""
+    keys = ["customer_id", "product_id"]
+    frame = lines[[*keys, "order_id", "ordered_at"]]
+    pairs = frame.groupby(keys, sort=True, observed=True).agg(
+        lines=("order_id", "size"), orders=("order_id", "nunique"),
+        last_ordered_at=("ordered_at", "max"))
+    days = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy(),
+                         "product_id": frame["product_id"].to_numpy(),
+                         "day": frame["ordered_at"].to_numpy("datetime64[D]").astype(np.int64)})
+    days = days.drop_duplicates().sort_values([*keys, "day"], kind="stable")
+    same = (days["customer_id"].eq(days["customer_id"].shift())
+            & days["product_id"].eq(days["product_id"].shift())).to_numpy(bool)
+    days["gap"] = np.where(same, days["day"].diff().to_numpy(), np.nan)
+    per = days.groupby(keys, sort=True, observed=True).agg(
+        purchase_days=("day", "size"), last_day=("day", "max"), median_gap=("gap", "median"))
+    out = pairs.join(per).reset_index()
+    out["gaps"] = out["purchase_days"] - 1
+    for column in ("lines", "orders", "purchase_days", "last_day", "gaps"):
+        out[column] = out[column].astype(np.int64)
+    out["median_gap"] = out["median_gap"].astype(np.float64)
+    return out[list(PAIR_COLUMNS)]
