@@ -121,9 +121,11 @@ class SessionKNN:
 
 
 @njit(cache=True, nogil=True)
-def sums_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct keys ascending, each one's values summed in the order given): what
-    ``np.unique`` + ``np.bincount`` compute, to the last bit. One pass accumulates into an
+def sums_by_key(keys: np.ndarray, values: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct keys ascending, each one's values summed in the order given, each key's
+    position among them): what ``np.unique`` (with ``return_inverse``) + ``np.bincount``
+    compute, to the last bit. One pass accumulates into an
     open-addressing table (Fibonacci hashing, linear probing); only the distinct keys are
     sorted (a session's few thousand votes fall on a few hundred products)."""
     n = len(keys)
@@ -137,6 +139,7 @@ def sums_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     slot_at = np.empty(mask + 1, np.int64)
     found = np.empty(n, np.int64)
     sums = np.zeros(n, np.float64)
+    inverse = np.empty(n, np.int64)
     u = 0
     for i in range(n):
         key = np.int64(keys[i])
@@ -149,8 +152,11 @@ def sums_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
             slot_key[h], slot_at[h], found[u] = key, u, key
             u += 1
         sums[slot_at[h]] += values[i]
+        inverse[i] = slot_at[h]
     order = np.argsort(found[:u])
-    return found[order], sums[order]
+    rank = np.empty(u, np.int64)
+    rank[order] = np.arange(u)
+    return found[order], sums[order], rank[inverse]
 
 
 @njit(cache=True, nogil=True)
@@ -237,7 +243,8 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             items[m] = s_indices[j]
             votes[m] = sims[r]
             m += 1
-    return sums_by_key(items, votes)
+    found, sums, _ = sums_by_key(items, votes)
+    return found, sums
 
 
 def sessions_by_item(indptr: np.ndarray, indices: np.ndarray,

@@ -73,12 +73,29 @@ def parse(buffer: bytes | bytearray, at: int) -> tuple[Reply | redis.RedisError,
 
 
 class _Replies(asyncio.Protocol):
-    """Matches the replies read from the socket with the requests waiting, in order."""
+    """One connection: the requests of a loop iteration go out in one write, and the replies
+    read are matched with the requests waiting, in order."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.waiting: deque[asyncio.Future[Reply]] = deque()
+        self.outgoing: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes, future: asyncio.Future[Reply]) -> None:
+        if not self.outgoing:
+            future.get_loop().call_soon(self._flush)
+        self.outgoing.append(request)
+        self.waiting.append(future)
+
+    def _flush(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()  # on a closing connection: their futures fail with it
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -137,8 +154,7 @@ class ListReader:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
-        self.replies.waiting.append(future)
-        self.transport.write(request)
+        self.replies.send(request, future)
         timer = loop.call_later(self.timeout, self._expire, future)
         try:
             return await future

@@ -182,7 +182,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
                 vals[m] = w * np.float64(t_scores[code, j]) / peaks[s]
                 src[m] = code
                 m += 1
-    products, sums = sums_by_key(ids, vals)
+    products, sums, where = sums_by_key(ids, vals)  # where: each entry's product
     at = np.searchsorted(products, cand)
     hit = np.zeros(len(cand), np.bool_)
     total = np.zeros(len(cand), np.float64)
@@ -196,33 +196,37 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
             others[at[i]] = False
     rest = np.flatnonzero(others)
     added = rest[best_first(sums[rest], limit)]  # rest ascending: ties, the lower code
-    rows = np.concatenate((cand, products[added]))
-    order = np.argsort(rows)  # to find a product's rows
-    keys = rows[order]
+    # the rows (the candidates the session scores, then the added products) of each product,
+    # as a chain: its first row, each row's next row of the same product
+    n_rows = len(cand) + len(added)
+    first = np.full(len(products), -1, np.int64)
+    after = np.full(n_rows, -1, np.int64)
+    for r in range(n_rows - 1, -1, -1):
+        if r >= len(cand) or hit[r]:
+            p = at[r] if r < len(cand) else added[r - len(cand)]
+            after[r], first[p] = first[p], r
     # each row's entries named after a product, in entry order (a product has a few: V-SKNN's
     # and one per session product), as a CSR of rows x entries
-    starts = np.zeros(len(rows) + 1, np.int64)
-    at_keys = np.searchsorted(keys, ids)
+    starts = np.zeros(n_rows + 1, np.int64)
     for e in range(size):
-        at_key = at_keys[e]
-        while src[e] >= 0 and at_key < len(keys) and keys[at_key] == ids[e]:
-            starts[order[at_key] + 1] += 1
-            at_key += 1
+        r = first[where[e]] if src[e] >= 0 else -1
+        while r >= 0:
+            starts[r + 1] += 1
+            r = after[r]
     starts = np.cumsum(starts)
     fill = starts[:-1].copy()
     listed = np.empty(starts[-1], np.int64)
     for e in range(size):
-        at_key = at_keys[e]
-        while src[e] >= 0 and at_key < len(keys) and keys[at_key] == ids[e]:
-            r = order[at_key]
+        r = first[where[e]] if src[e] >= 0 else -1
+        while r >= 0:
             listed[fill[r]] = e
             fill[r] += 1
-            at_key += 1
+            r = after[r]
     # each row names the sources of its strongest entries (ties: the earlier entry), each once
-    shaped = np.full((len(rows), SHOWN), -1, np.int64)
-    n_shaped = np.zeros(len(rows), np.int64)
+    shaped = np.full((n_rows, SHOWN), -1, np.int64)
+    n_shaped = np.zeros(n_rows, np.int64)
     taken = np.zeros(len(listed), np.bool_)
-    for r in range(len(rows)):
+    for r in range(n_rows):
         while n_shaped[r] < SHOWN:
             best = -1
             for i in range(starts[r], starts[r + 1]):
