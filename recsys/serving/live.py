@@ -6,7 +6,9 @@ and per customer (LPUSH, LTRIM to the configured length, EXPIRE with the TTL) an
 set of counts per hour bucket, all written by one script call (one round trip, atomic). An
 event with an id (``event_id`` / ``Idempotency-Key``) counts once: the script first sets a
 key for the id (SET NX, expiring with the session TTL) and a retried event whose key is set
-changes nothing. ``MemoryLive`` keeps the same in this process, for one worker only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
+changes nothing. A list request reads its session over one pipelined connection per event
+loop (``recsys.serving.live_reads``). ``MemoryLive`` keeps the same in this process, for one
+worker only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
 the artifact alone), says ``degraded`` and retries after ``RETRY_S``; it never raises.
 """
 
