@@ -77,11 +77,13 @@ def test_compiled_sums_and_order_match_numpy() -> None:
     rng = np.random.default_rng(3)
     for _ in range(200):
         n = int(rng.integers(0, 300))
-        keys = rng.integers(0, int(rng.integers(1, 50)), n)
+        high = int(rng.choice([1, 50, 2**40]))  # large keys: the hash table's collisions
+        keys = rng.integers(0, high, n).astype(np.int32 if high < 2**31 and n % 2 else np.int64)
         values = rng.choice([0.1, 0.2, 0.3, 1 / 3, 0.7], n) * rng.random(n).round(1)
-        found, sums = sums_by_key(keys, values)
+        found, sums, where = sums_by_key(keys, values)
         unique, inverse = np.unique(keys, return_inverse=True)
         assert found.tolist() == unique.tolist()
+        assert where.tolist() == inverse.tolist()
         assert sums.tolist() == np.bincount(inverse, weights=values).tolist()
         limit = int(rng.integers(0, n + 2))
         assert best_first(values, limit).tolist() == np.argsort(

@@ -121,49 +121,65 @@ class SessionKNN:
 
 
 @njit(cache=True, nogil=True)
-def sums_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct keys ascending, each one's values summed in the order given): what
-    ``np.unique`` + ``np.bincount`` compute, to the last bit. Sorted as key x n + position
-    (distinct, so the fast unstable sort keeps each key's values in order)."""
+def sums_by_key(keys: np.ndarray, values: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct keys ascending, each one's values summed in the order given, each key's
+    position among them): what ``np.unique`` (with ``return_inverse``) + ``np.bincount``
+    compute, to the last bit. One pass accumulates into an
+    open-addressing table (Fibonacci hashing, linear probing); only the distinct keys are
+    sorted (a session's few thousand votes fall on a few hundred products)."""
     n = len(keys)
-    composite = np.empty(n, np.int64)
-    for i in range(n):
-        if keys[i] < 0:
-            raise ValueError("sums_by_key: a negative key")
-        composite[i] = np.int64(keys[i]) * n + i
-    composite.sort()
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    mask = (1 << bits) - 1
+    shift = np.uint64(64 - bits)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    slot_key = np.full(mask + 1, -1, np.int64)
+    slot_at = np.empty(mask + 1, np.int64)
     found = np.empty(n, np.int64)
     sums = np.zeros(n, np.float64)
-    u = -1
-    for c in composite:
-        key = c // n
-        if u < 0 or key != found[u]:
+    inverse = np.empty(n, np.int64)
+    u = 0
+    for i in range(n):
+        key = np.int64(keys[i])
+        if key < 0:
+            raise ValueError("sums_by_key: a negative key")
+        h = np.int64((np.uint64(key) * golden) >> shift)
+        while slot_key[h] >= 0 and slot_key[h] != key:
+            h = (h + 1) & mask
+        if slot_key[h] < 0:
+            slot_key[h], slot_at[h], found[u] = key, u, key
             u += 1
-            found[u] = key
-        sums[u] += values[c - key * n]
-    return found[:u + 1], sums[:u + 1]
+        sums[slot_at[h]] += values[i]
+        inverse[i] = slot_at[h]
+    order = np.argsort(found[:u])
+    rank = np.empty(u, np.int64)
+    rank[order] = np.arange(u)
+    return found[order], sums[order], rank[inverse]
 
 
 @njit(cache=True, nogil=True)
 def best_first(values: np.ndarray, limit: int) -> np.ndarray:
     """The positions of the ``limit`` largest ``values``, largest first, ties: the lower
     position (what a stable sort of ``-values`` gives, without its cost: only the values
-    from the ``limit``-th largest up are sorted)."""
-    picked = np.arange(len(values))
-    if 0 < limit < len(values):
-        floor = np.partition(values, len(values) - limit)[len(values) - limit]
-        picked = np.flatnonzero(values >= floor)
-    order = picked[np.argsort(-values[picked])]  # unstable: ties side by side, in any order
-    n = min(limit, len(order))
-    i = 0
-    while i < n:  # put each run of equal values (up to the limit) in position order
-        j = i + 1
-        while j < len(order) and values[order[j]] == values[order[i]]:
-            j += 1
-        if j - i > 1:
-            order[i:j] = np.sort(order[i:j])
-        i = j
-    return order[:n]
+    above the ``limit``-th largest are sorted; those equal to it follow in position order,
+    as many as fit)."""
+    n = min(max(limit, 0), len(values))
+    if n == 0:
+        return np.zeros(0, np.int64)
+    floor = np.partition(values, len(values) - n)[len(values) - n]
+    above = np.flatnonzero(values > floor)  # fewer than n, ascending
+    out = np.empty(n, np.int64)
+    out[:len(above)] = above[np.argsort(-values[above], kind="mergesort")]
+    m = len(above)
+    for i in range(len(values)):
+        if m == n:
+            break
+        if values[i] == floor:
+            out[m] = i
+            m += 1
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -227,7 +243,8 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             items[m] = s_indices[j]
             votes[m] = sims[r]
             m += 1
-    return sums_by_key(items, votes)
+    found, sums, _ = sums_by_key(items, votes)
+    return found, sums
 
 
 def sessions_by_item(indptr: np.ndarray, indices: np.ndarray,

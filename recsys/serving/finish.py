@@ -118,7 +118,7 @@ def finish(index: ServingIndex, candidates: Iterable[Candidate], options: Option
         for cand in kept:
             cand.evidence["expected_value"] = round(cand.score * index.value(cand.product_id), 4)
         kept.sort(key=lambda c: (c.tier, -c.evidence["expected_value"]))
-    else:
+    elif decisions.boosts:  # else kept is in this order already
         kept.sort(key=lambda c: (c.tier, -c.score))
     if decisions.category_cap:
         per_category: dict[str, int] = {}

@@ -162,6 +162,14 @@ class ServingIndex:
                            count=len(self.ids))
 
     @functools.cached_property
+    def id_array(self) -> np.ndarray:
+        """The product ids as an object array by code (built once): an array of codes names
+        its products in one indexing."""
+        out = np.empty(len(self.ids), dtype=object)
+        out[:] = self.ids
+        return out
+
+    @functools.cached_property
     def by_category(self) -> dict[str, list[str]]:
         """The products of each category (exact path), built once."""
         out: dict[str, list[str]] = {}

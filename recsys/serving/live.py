@@ -6,7 +6,9 @@ and per customer (LPUSH, LTRIM to the configured length, EXPIRE with the TTL) an
 set of counts per hour bucket, all written by one script call (one round trip, atomic). An
 event with an id (``event_id`` / ``Idempotency-Key``) counts once: the script first sets a
 key for the id (SET NX, expiring with the session TTL) and a retried event whose key is set
-changes nothing. ``MemoryLive`` keeps the same in this process, for one worker only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
+changes nothing. A list request reads its session over one pipelined connection per event
+loop (``recsys.serving.live_reads``). ``MemoryLive`` keeps the same in this process, for one
+worker only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
 the artifact alone), says ``degraded`` and retries after ``RETRY_S``; it never raises.
 """
 
@@ -22,6 +24,7 @@ import redis
 import redis.asyncio
 
 from recsys.config import ServingSettings
+from recsys.serving.live_reads import ListReader, supported
 
 __all__ = ["LIVE_EVENTS", "Live", "MemoryLive", "RedisLive", "live_from"]
 
@@ -155,8 +158,9 @@ class RedisLive:
         self.client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
                                            socket_connect_timeout=TIMEOUT_S,
                                            decode_responses=True)
-        # the list requests' reads, on the event loop of the first one (uvicorn: one a worker)
-        self.async_client: redis.asyncio.Redis | None = None
+        # the list requests' reads, on the event loop of the first one (uvicorn: one a worker):
+        # pipelined over one connection (``live_reads``), redis.asyncio for a TLS URL
+        self.async_client: ListReader | redis.asyncio.Redis | None = None
         self.async_loop: asyncio.AbstractEventLoop | None = None
         self.prefix = f"{settings.redis_prefix}:live:"
         self.length = settings.session_length
@@ -214,13 +218,17 @@ class RedisLive:
             return []
         loop = asyncio.get_running_loop()
         if self.async_client is None or self.async_loop is not loop:
-            self.async_client = redis.asyncio.Redis.from_url(
-                self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
-                decode_responses=True)
+            self.async_client = ListReader(self.url, TIMEOUT_S) if supported(self.url) else (
+                redis.asyncio.Redis.from_url(self.url, socket_timeout=TIMEOUT_S,
+                                             socket_connect_timeout=TIMEOUT_S,
+                                             decode_responses=True))
             self.async_loop = loop
+        key = f"{self.prefix}s:{session_id}"
         try:
-            found: list[str] = await self.async_client.lrange(  # type: ignore[misc]
-                f"{self.prefix}s:{session_id}", 0, self.length - 1)
+            if isinstance(self.async_client, ListReader):
+                found = await self.async_client.lrange(key, self.length - 1)
+            else:
+                found = await self.async_client.lrange(key, 0, self.length - 1)  # type: ignore[misc]
         except redis.RedisError as exc:
             self._failed(exc)
             return []
@@ -258,7 +266,10 @@ class RedisLive:
 
     async def aclose(self) -> None:
         if self.async_client is not None and self.async_loop is asyncio.get_running_loop():
-            await self.async_client.aclose()
+            if isinstance(self.async_client, ListReader):
+                self.async_client.close()
+            else:
+                await self.async_client.aclose()
         self.async_client = None
 
 

@@ -89,24 +89,23 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
     entries, hit, total, added, added_total, shaped, n_shaped = _merge(*arguments)
     if not entries:
         return candidates
-    ids, rows, counts = index.ids, shaped.tolist(), n_shaped.tolist()
-
-    def named(row: int) -> list[str]:
-        return [ids[c] for c in rows[row][:counts[row]]]
-
+    # every row's named products in one indexing (padding: -1, cut off below)
+    names = [row[:n] if n < SHOWN else row for row, n in zip(
+        index.id_array[shaped].tolist(), n_shaped.tolist(), strict=True)]
     peak = max((c.score for c in candidates), default=0.0)
     scale = 1.0 / peak if peak > 0 else 1.0
-    for i, (cand, found, value) in enumerate(zip(candidates, hit.tolist(), total.tolist(),
-                                                 strict=True)):
+    for cand, found, value, named in zip(candidates, hit.tolist(), total.tolist(), names,
+                                         strict=False):  # names: then the added products'
         cand.score *= scale
         if found:
             cand.score += value
-            cand.evidence["session"] = named(i)
+            cand.evidence["session"] = named
     n = len(candidates)
-    return candidates + [Candidate(ids[c], value, "session",
-                                   {"session": named(n + j), "weight": round(value, 6)})
-                         for j, (c, value) in enumerate(zip(added.tolist(), added_total.tolist(),
-                                                            strict=True))]
+    return candidates + [Candidate(pid, value, "session", {"session": named,
+                                                           "weight": round(value, 6)})
+                         for pid, value, named in zip(index.id_array[added].tolist(),
+                                                      added_total.tolist(), names[n:],
+                                                      strict=True)]
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -183,7 +182,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
                 vals[m] = w * np.float64(t_scores[code, j]) / peaks[s]
                 src[m] = code
                 m += 1
-    products, sums = sums_by_key(ids, vals)
+    products, sums, where = sums_by_key(ids, vals)  # where: each entry's product
     at = np.searchsorted(products, cand)
     hit = np.zeros(len(cand), np.bool_)
     total = np.zeros(len(cand), np.float64)
@@ -197,27 +196,47 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
             others[at[i]] = False
     rest = np.flatnonzero(others)
     added = rest[best_first(sums[rest], limit)]  # rest ascending: ties, the lower code
-    rows = np.concatenate((cand, products[added]))
-    order = np.argsort(rows)  # to find a product's rows
-    keys = rows[order]
-    useful = np.zeros(size, np.bool_)  # entries of products in rows, named after a product
+    # the rows (the candidates the session scores, then the added products) of each product,
+    # as a chain: its first row, each row's next row of the same product
+    n_rows = len(cand) + len(added)
+    first = np.full(len(products), -1, np.int64)
+    after = np.full(n_rows, -1, np.int64)
+    for r in range(n_rows - 1, -1, -1):
+        if r >= len(cand) or hit[r]:
+            p = at[r] if r < len(cand) else added[r - len(cand)]
+            after[r], first[p] = first[p], r
+    # each row's entries named after a product, in entry order (a product has a few: V-SKNN's
+    # and one per session product), as a CSR of rows x entries
+    starts = np.zeros(n_rows + 1, np.int64)
     for e in range(size):
-        at_key = np.searchsorted(keys, ids[e])
-        useful[e] = src[e] >= 0 and at_key < len(keys) and keys[at_key] == ids[e]
-    entries = np.flatnonzero(useful)
-    shaped = np.full((len(rows), SHOWN), -1, np.int64)
-    n_shaped = np.zeros(len(rows), np.int64)
-    for e in entries[best_first(vals[entries], len(entries))]:  # ties: the earlier entry
-        by = src[e]
-        at_key = np.searchsorted(keys, ids[e])
-        while at_key < len(keys) and keys[at_key] == ids[e]:
-            r = order[at_key]
-            at_key += 1
-            named = n_shaped[r]
-            for c in range(named):
-                if shaped[r, c] == by:
-                    named = SHOWN
-            if named < SHOWN:
-                shaped[r, named] = by
+        r = first[where[e]] if src[e] >= 0 else -1
+        while r >= 0:
+            starts[r + 1] += 1
+            r = after[r]
+    starts = np.cumsum(starts)
+    fill = starts[:-1].copy()
+    listed = np.empty(starts[-1], np.int64)
+    for e in range(size):
+        r = first[where[e]] if src[e] >= 0 else -1
+        while r >= 0:
+            listed[fill[r]] = e
+            fill[r] += 1
+            r = after[r]
+    # each row names the sources of its strongest entries (ties: the earlier entry), each once
+    shaped = np.full((n_rows, SHOWN), -1, np.int64)
+    n_shaped = np.zeros(n_rows, np.int64)
+    taken = np.zeros(len(listed), np.bool_)
+    for r in range(n_rows):
+        while n_shaped[r] < SHOWN:
+            best = -1
+            for i in range(starts[r], starts[r + 1]):
+                if not taken[i] and (best < 0 or vals[listed[i]] > vals[listed[best]]):
+                    best = i
+            if best < 0:
+                break
+            taken[best] = True
+            by = src[listed[best]]
+            if by not in shaped[r, :n_shaped[r]]:
+                shaped[r, n_shaped[r]] = by
                 n_shaped[r] += 1
     return (size, hit, total, products[added], sums[added], shaped, n_shaped)

@@ -1,0 +1,202 @@
+"""The list requests' session reads from Redis (``LRANGE``), pipelined over one connection
+per event loop: each request queues its command and waits for its own reply, Redis
+answers a connection's commands in order, so concurrent requests share one socket; the
+commands of one loop iteration go out in one write and a burst of replies arrives in one
+read. A read costs this process 8-15 us of CPU here, 41-44 us with ``redis.asyncio`` (pure
+Python without ``hiredis``: a connection pool, a lock, a general parser; BENCHMARKS.md).
+
+Only what the reads need of the protocol: the handshake (``AUTH``, ``SELECT`` from the URL,
+``redis://`` or ``unix://``; a TLS URL is ``redis.asyncio``'s business, in ``live``), and
+replies that are arrays of bulk strings, null, simple strings or errors. An error reply
+raises ``redis.ResponseError`` for that read alone; a reply slower than ``timeout`` seconds
+or a lost connection raises ``redis.RedisError`` and drops the connection (the replies still
+due would no longer match their requests), and the next read opens another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+import redis
+from redis.connection import UnixDomainSocketConnection, parse_url
+
+__all__ = ["ListReader", "supported"]
+
+Reply = list[str] | str | None
+
+
+def supported(url: str) -> bool:
+    """Whether ``ListReader`` reads from this URL (a plain TCP or Unix socket URL)."""
+    return url.startswith(("redis://", "unix://"))
+
+
+def command(*parts: bytes) -> bytes:
+    """A command in the protocol's request form (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+def parse(buffer: bytes | bytearray, at: int) -> tuple[Reply | redis.RedisError, int] | None:
+    """The reply starting at ``at`` and where the next one starts, or None when ``buffer``
+    does not hold all of it yet."""
+    end = buffer.find(b"\r\n", at)
+    if end < 0:
+        return None
+    kind, line = buffer[at:at + 1], bytes(buffer[at + 1:end])
+    if kind == b"+":
+        return line.decode(), end + 2
+    if kind == b"-":
+        return redis.ResponseError(line.decode(errors="replace")), end + 2
+    if kind != b"*":
+        return redis.ResponseError(f"unexpected reply {bytes(buffer[at:end])!r}"), end + 2
+    count = int(line)
+    if count < 0:
+        return None, end + 2
+    items: list[str] = []
+    at = end + 2
+    for _ in range(count):
+        end = buffer.find(b"\r\n", at)
+        if end < 0:
+            return None
+        if buffer[at:at + 1] != b"$":
+            return redis.ResponseError("unexpected array element"), end + 2
+        size = int(buffer[at + 1:end])
+        if end + 2 + size + 2 > len(buffer):
+            return None
+        items.append(bytes(buffer[end + 2:end + 2 + size]).decode())
+        at = end + 2 + size + 2
+    return items, at
+
+
+class _Replies(asyncio.Protocol):
+    """One connection: the requests of a loop iteration go out in one write, and the replies
+    read are matched with the requests waiting, in order."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiting: deque[asyncio.Future[Reply]] = deque()
+        self.outgoing: list[bytes] = []
+        self.transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: bytes, future: asyncio.Future[Reply]) -> None:
+        if not self.outgoing:
+            future.get_loop().call_soon(self._flush)
+        self.outgoing.append(request)
+        self.waiting.append(future)
+
+    def _flush(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()  # on a closing connection: their futures fail with it
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        at = 0
+        while self.waiting:
+            found = parse(self.buffer, at)
+            if found is None:
+                break
+            reply, at = found
+            future = self.waiting.popleft()
+            if future.done():  # timed out: this connection is being dropped
+                continue
+            if isinstance(reply, redis.RedisError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+        del self.buffer[:at]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = redis.ConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(self.lost)
+
+
+class ListReader:
+    """``LRANGE key 0 stop`` for the list requests of one event loop (see the module)."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        params: dict[str, Any] = parse_url(url)
+        self.timeout = timeout
+        self.unix = params.get("connection_class") is UnixDomainSocketConnection
+        self.path = str(params.get("path", ""))
+        self.host, self.port = str(params.get("host", "localhost")), int(params.get("port", 6379))
+        handshake = []
+        if params.get("password") is not None:
+            user = params.get("username")
+            handshake.append(command(b"AUTH", *([user.encode()] if user else []),
+                                     str(params["password"]).encode()))
+        if int(params.get("db", 0)):
+            handshake.append(command(b"SELECT", str(params["db"]).encode()))
+        self.handshake = handshake
+        self.transport: asyncio.Transport | None = None
+        self.replies = _Replies()
+        self.opening: asyncio.Future[None] | None = None
+
+    async def lrange(self, key: str, stop: int) -> list[str]:
+        """The list's items 0 to ``stop`` (an empty list for a missing key)."""
+        if self.transport is None or self.replies.lost is not None:
+            await self._open()
+        reply = await self._ask(command(b"LRANGE", key.encode(), b"0", b"%d" % stop))
+        return reply if isinstance(reply, list) else []
+
+    async def _ask(self, request: bytes) -> Reply:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        self.replies.send(request, future)
+        timer = loop.call_later(self.timeout, self._expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[Reply]) -> None:
+        if not future.done():
+            future.set_exception(redis.TimeoutError(
+                f"no answer from Redis within {self.timeout * 1000:.0f} ms"))
+            self.close()  # the replies still due would answer the next requests
+
+    async def _open(self) -> None:
+        """Connect (once, however many requests wait for it) and send the handshake."""
+        if self.opening is None:
+            self.opening = asyncio.ensure_future(self._connect())
+        opening = self.opening
+        try:
+            await asyncio.shield(opening)
+        finally:
+            if self.opening is opening and opening.done():
+                self.opening = None
+
+    async def _connect(self) -> None:
+        self.close()
+        loop = asyncio.get_running_loop()
+        replies = _Replies()
+        try:
+            connecting = (loop.create_unix_connection(lambda: replies, self.path) if self.unix
+                          else loop.create_connection(lambda: replies, self.host, self.port))
+            transport, _ = await asyncio.wait_for(connecting, self.timeout)
+        except (TimeoutError, OSError) as exc:
+            raise redis.ConnectionError(f"cannot connect to Redis: {exc!r}") from exc
+        self.transport, self.replies = transport, replies
+        try:
+            for request in self.handshake:
+                await self._ask(request)
+        except redis.RedisError:
+            self.close()  # the next read connects again
+            raise
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None

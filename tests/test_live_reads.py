@@ -1,0 +1,127 @@
+"""The pipelined session reads (``live_reads``) against the real Redis: the same lists as
+redis-py's ``LRANGE`` for many concurrent requests on one connection, replies split at any
+byte, the handshake (database, password), and errors, timeouts and a lost connection
+raising ``redis.RedisError`` with the next read connecting again."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from recsys.serving.live_reads import ListReader, command, parse, supported
+
+
+@pytest.fixture
+def lists(redis_url: str) -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    prefix = f"recsys-test-{uuid.uuid4().hex}:"
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def test_concurrent_reads_match_redis_py(lists: tuple[redis.Redis, str], redis_url: str) -> None:
+    client, prefix = lists
+    rng = random.Random(3)
+    keys = [f"{prefix}s:{i}" for i in range(60)]
+    for i, key in enumerate(keys[:50]):  # the last ten are missing: empty lists
+        client.rpush(key, *[f"p-{rng.randint(0, 99)}-é" for _ in range(1 + i % 25)])
+    reader = ListReader(redis_url, 0.5)
+
+    async def read_all() -> list[list[str]]:
+        stops = [rng.choice([0, 4, 19]) for _ in keys]
+        found = await asyncio.gather(*(reader.lrange(k, s) for k, s in zip(keys * 3, stops * 3,
+                                                                             strict=True)))
+        assert found == [client.lrange(k, 0, s) for k, s in zip(keys * 3, stops * 3,
+                                                                strict=True)]
+        reader.close()
+        return found
+
+    found = asyncio.run(read_all())
+    assert sum(1 for f in found if f) == 150 and [] in found
+
+
+def test_replies_split_anywhere_parse_once_complete() -> None:
+    replies = b"*2\r\n$3\r\nabc\r\n$0\r\n\r\n*-1\r\n*0\r\n+OK\r\n-WRONGTYPE no list\r\n"
+    expected: list[object] = [["abc", ""], None, [], "OK"]
+    at, got = 0, []
+    while at < len(replies):
+        for end in range(at, len(replies) + 1):  # every prefix: incomplete until it is not
+            found = parse(replies[:end], at)
+            if found is not None:
+                break
+        assert found is not None
+        reply, at = found
+        got.append(reply)
+    assert got[:4] == expected
+    assert isinstance(got[4], redis.ResponseError) and "WRONGTYPE" in str(got[4])
+    assert command(b"LRANGE", b"k", b"0", b"9") == (
+        b"*4\r\n$6\r\nLRANGE\r\n$1\r\nk\r\n$1\r\n0\r\n$1\r\n9\r\n")
+
+
+def test_handshake_selects_the_database(lists: tuple[redis.Redis, str], redis_url: str) -> None:
+    _, prefix = lists
+    base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url
+    other = redis.Redis.from_url(f"{base}/1", decode_responses=True)
+    key = f"{prefix}db1"
+    other.rpush(key, "in-db-1")
+
+    async def read(url: str) -> list[str]:
+        reader = ListReader(url, 0.5)
+        try:
+            return await reader.lrange(key, 9)
+        finally:
+            reader.close()
+
+    try:
+        assert asyncio.run(read(f"{base}/1")) == ["in-db-1"]
+        assert asyncio.run(read(f"{base}/0")) == []
+        with pytest.raises(redis.ResponseError):  # AUTH refused (no password set, or wrong)
+            asyncio.run(read(f"redis://:not-the-password@{base.split('//', 1)[1]}/0"))
+    finally:
+        other.delete(key)
+        other.close()
+    assert supported("redis://h:1/0") and supported("unix:///tmp/r.sock")
+    assert not supported("rediss://h:6380/0")
+
+
+def test_wrong_type_silence_and_loss_raise_then_reconnect(lists: tuple[redis.Redis, str],
+                                                          redis_url: str) -> None:
+    client, prefix = lists
+    client.set(f"{prefix}string", "x")
+    client.rpush(f"{prefix}list", "a", "b")
+    silent = socket.socket()  # accepts and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    reader = ListReader(redis_url, 0.2)
+    mute = ListReader(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", 0.05)
+
+    async def run() -> None:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await reader.lrange(f"{prefix}string", 9)
+        assert await reader.lrange(f"{prefix}list", 9) == ["a", "b"]  # still in step
+        assert reader.transport is not None
+        reader.transport.abort()  # the connection drops
+        await asyncio.sleep(0.01)
+        assert await reader.lrange(f"{prefix}list", 0) == ["a"]  # a new connection
+        slow = asyncio.gather(mute.lrange("k", 1), mute.lrange("k", 1), return_exceptions=True)
+        first, second = await slow
+        assert isinstance(first, redis.TimeoutError)
+        assert isinstance(second, redis.RedisError)  # dropped with the connection
+        assert mute.transport is None
+        reader.close()
+
+    asyncio.run(run())
+    silent.close()
+    for conn in accepted:
+        conn.close()
