@@ -126,6 +126,8 @@ class IdLookup(Mapping[str, int]):
                  max_width: int = 64) -> None:
         utf8 = pa.array(ids if isinstance(ids, np.ndarray | pd.Series) else list(ids),
                         type=pa.string()).cast(pa.large_binary())
+        if isinstance(utf8, pa.ChunkedArray):  # a pandas column read from a large Parquet file
+            utf8 = utf8.combine_chunks()
         if utf8.null_count:
             raise ValueError("an id lookup cannot hold missing ids")
         _, offset_buffer, buffer = utf8.buffers()

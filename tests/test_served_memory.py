@@ -155,3 +155,15 @@ def test_loaded_index_equals_the_plain_build(demo_artifact: Path) -> None:
             got = served.score_one(session, k=50)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_id_lookup_of_a_column_in_several_arrow_chunks() -> None:
+    """A string column read from a large Parquet file is backed by several Arrow chunks (the
+    3,000,000-order shop's customer table): the lookup reads them all."""
+    import pyarrow as pa
+
+    chunks = pa.chunked_array([["C2", "C0"], ["C1"], [], ["C3"]])
+    ids = pd.Series(pd.arrays.ArrowStringArray(chunks))
+    lookup = IdLookup(ids)
+    assert [lookup[c] for c in ("C0", "C1", "C2", "C3")] == [1, 2, 0, 3]
+    assert Labels(ids, pd.Series(["x", "y", "x", "y"]))["C3"] == "y"
