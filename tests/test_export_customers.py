@@ -49,6 +49,19 @@ def _folder(tmp: Path) -> tuple[Path, Path]:
     return folder, catalog
 
 
+
+def _server_config(tmp_path: Path, *, blocked: str, more: str = "") -> Path:
+    """A config whose server database (SQLite in ``tmp_path``) blocks product ``blocked``."""
+    from recsys.serving.store import ServingStore
+
+    database = f"sqlite:///{tmp_path / 'recsys.db'}"
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'[serving]\ndatabase_url = "{database}"\n{more}')
+    store = ServingStore(database)
+    store.add_decision("block_product", product_id=blocked, created_by="test")
+    store.dispose()
+    return config
+
 def test_csv_with_filters_columns_and_top_k_over_several_chunks(tmp_path: Path) -> None:
     folder, catalog = _folder(tmp_path)
     out = tmp_path / "out" / "winback.csv"
@@ -236,7 +249,6 @@ def test_action_lists_export_with_product_names_and_filters(tmp_path: Path) -> N
 def test_exported_action_lists_leave_blocked_products_out(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from recsys.analytics.export_lists import export_list
-    from recsys.serving.store import ServingStore
 
     folder, catalog = _lists(tmp_path)
     out = tmp_path / "refill.csv"
@@ -247,12 +259,7 @@ def test_exported_action_lists_leave_blocked_products_out(
     offers = pd.read_csv(out, keep_default_na=False)[["customer_id", "offer_1", "offer_2"]]
     assert offers.values.tolist() == [["d", "p3", ""], ["b", "", ""]]
     # the command reads the blocks from the server's database
-    database = f"sqlite:///{tmp_path / 'recsys.db'}"
-    config = tmp_path / "recsys.toml"
-    config.write_text(f'[serving]\ndatabase_url = "{database}"\n')
-    store = ServingStore(database)
-    store.add_decision("block_product", product_id="p7", created_by="test")
-    store.dispose()
+    config = _server_config(tmp_path, blocked="p7")
     assert main(["-q", "export-customers", "--config", str(config), "--analytics", str(folder),
                  "--list", "replenishment", "--format", "csv", "--out", str(out)]) == 0
     assert "exported 1 rows" in capsys.readouterr().out
@@ -360,18 +367,12 @@ def test_the_command_applies_the_watched_catalogue_and_the_blocks(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """What the server would not recommend now: p2 out of stock in the watched catalogue file
     (the overlay every worker applies), p3 blocked in the server's database."""
-    from recsys.serving.store import ServingStore
 
     folder, catalog = _folder(tmp_path)
     watched = tmp_path / "stock.csv"
     pd.DataFrame({"product_id": ["p2", "p1"], "in_stock": ["false", "true"]}).to_csv(
         watched, index=False)
-    database = f"sqlite:///{tmp_path / 'recsys.db'}"
-    config = tmp_path / "recsys.toml"
-    config.write_text(f'[serving]\ndatabase_url = "{database}"\ncatalog_watch = "{watched}"\n')
-    store = ServingStore(database)
-    store.add_decision("block_product", product_id="p3", created_by="test")
-    store.dispose()
+    config = _server_config(tmp_path, blocked="p3", more=f'catalog_watch = "{watched}"\n')
     out = tmp_path / "recs.csv"
     assert main(["-q", "export-customers", "--config", str(config), "--analytics", str(folder),
                  "--format", "csv", "--out", str(out), "--columns",
