@@ -6,6 +6,7 @@ pyspark is an optional extra; without it the engine says how to install it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from recsys.spark.settings import SparkConfig
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["require_pyspark", "spark_session", "FIXED_SETTINGS"]
+__all__ = ["require_pyspark", "spark_session", "default_settings", "FIXED_SETTINGS"]
 
 # Settings the engine relies on (they win over [spark] settings): timestamps are naive UTC
 # everywhere in the project, and pandas <-> Spark goes through Arrow.
@@ -26,6 +27,22 @@ FIXED_SETTINGS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.pandas.convertToArrowArraySafely": "true",
 }
+
+_LOCAL = re.compile(r"^local(?:\[(\d+|\*)(?:,\d+)?\])?$")  # local, local[N], local[*], local[N,F]
+
+
+def default_settings(master: str) -> dict[str, str]:
+    """Settings the engine picks unless ``[spark] settings`` give them: Arrow batches of
+    100,000 rows to the Python workers (the validation has a fixed cost per batch), and on a
+    local master 4 shuffle partitions per core instead of Spark's 200 (each one a task with
+    its own files); a cluster keeps Spark's default."""
+    settings = {"spark.sql.execution.arrow.maxRecordsPerBatch": "100000"}
+    local = _LOCAL.match(master.strip())
+    if local:
+        given = local.group(1)
+        cores = (os.cpu_count() or 1) if given == "*" else int(given or 1)
+        settings["spark.sql.shuffle.partitions"] = str(4 * cores)
+    return settings
 
 
 def require_pyspark() -> None:
@@ -56,7 +73,7 @@ def spark_session(config: SparkConfig,
         settings["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(
             os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep)
             if entry)
-    settings.update({**config.settings, **FIXED_SETTINGS})
+    settings.update({**default_settings(config.master), **config.settings, **FIXED_SETTINGS})
     for key, value in settings.items():
         builder = builder.config(key, value)
     try:
