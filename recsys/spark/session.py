@@ -18,7 +18,8 @@ from recsys.spark.settings import SparkConfig
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["require_pyspark", "spark_session", "default_settings", "FIXED_SETTINGS"]
+__all__ = ["require_pyspark", "spark_session", "default_settings", "session_settings",
+           "FIXED_SETTINGS"]
 
 # Settings the engine relies on (they win over [spark] settings): timestamps are naive UTC
 # everywhere in the project, and pandas <-> Spark goes through Arrow.
@@ -54,6 +55,18 @@ def require_pyspark() -> None:
                           "pip install 'recsys[spark]'") from None
 
 
+def session_settings(config: SparkConfig) -> dict[str, str]:
+    """Every setting the session gets: the engine's defaults, then ``[spark] settings``, then
+    ``FIXED_SETTINGS`` (and the executors' Python and PYTHONPATH first)."""
+    settings = {"spark.pyspark.python": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+    if os.environ.get("PYTHONPATH"):  # a source checkout: executors import recsys from it too
+        # absolute: an executor's Python runs in its own working directory
+        settings["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep)
+            if entry)
+    return {**settings, **default_settings(config.master), **config.settings, **FIXED_SETTINGS}
+
+
 @contextmanager
 def spark_session(config: SparkConfig,
                   existing: SparkSession | None = None) -> Iterator[SparkSession]:
@@ -67,13 +80,7 @@ def spark_session(config: SparkConfig,
     builder = SparkSession.builder.master(config.master).appName(config.app_name)
     # Executors' Python workers run the same interpreter as the driver unless told otherwise.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    settings = {"spark.pyspark.python": os.environ["PYSPARK_PYTHON"]}
-    if os.environ.get("PYTHONPATH"):  # a source checkout: executors import recsys from it too
-        # absolute: an executor's Python runs in its own working directory
-        settings["spark.executorEnv.PYTHONPATH"] = os.pathsep.join(
-            os.path.abspath(entry) for entry in os.environ["PYTHONPATH"].split(os.pathsep)
-            if entry)
-    settings.update({**default_settings(config.master), **config.settings, **FIXED_SETTINGS})
+    settings = session_settings(config)
     for key, value in settings.items():
         builder = builder.config(key, value)
     try:
