@@ -1,5 +1,5 @@
 """Ingest on Spark: the sources are read by Spark, and validated by the local validation
-(``recsys.validate.validate_table``) on each partition (``mapInPandas``), so the reasons, the
+(``recsys.validate.validate_table``) on each partition (``mapInArrow``), so the reasons, the
 counts and the typed output are those of ``recsys ingest``.
 
 The data directory is the local ingest's: ``<table>.parquet`` (assembled in file order from the
@@ -177,14 +177,15 @@ def _ingest_on_spark(spark: SparkSession, table: str, spec: SourceSpec, raw_name
                      ) -> tuple[TableReport, DataFrame]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
 
     frame, blanks = read_raw(spark, spec, raw_names)
     accepted_schema, arrow_schema = _accepted_schema(table, raw_names, columns, mapping)
     raw_fields = [f for f in frame.schema.fields if f.name != "_mid"]
     wide_schema = _wide_schema(accepted_schema, raw_fields)
     validate = _partition_validator(table, columns, mapping, spec.label, raw_names,
-                                    accepted_schema.names, len(raw_fields))
-    wide = frame.mapInPandas(validate, wide_schema).persist(StorageLevel.MEMORY_AND_DISK)
+                                    to_arrow_schema(wide_schema, timezone="UTC"))
+    wide = frame.mapInArrow(validate, wide_schema).persist(StorageLevel.MEMORY_AND_DISK)
     # one pass over the validated rows (one out per record read): the counts per reason and
     # the records per scan partition, which number the rows
     counts: dict[str | None, int] = {}
@@ -220,16 +221,17 @@ def _ingest_on_spark(spark: SparkSession, table: str, spec: SourceSpec, raw_name
 
 
 def _partition_validator(table: str, columns: dict[str, str], mapping: TableMapping,
-                         label: str, raw_names: list[str], accepted_names: list[str],
-                         n_raw: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+                         label: str, raw_names: list[str], schema: pa.Schema,
+                         ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function each partition runs: local validation of its rows (numbered by ``_mid``),
-    one wide frame out (accepted columns, then ``_mid``/``_reason``/``_column``, then the raw
-    values)."""
+    one wide batch out (accepted columns, then ``_mid``/``_reason``/``_column``, then the raw
+    values), Arrow in and out: no conversion through Python objects."""
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            rows = batch["_mid"].reset_index(drop=True)
-            raw = batch[raw_names].reset_index(drop=True)
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for record in batches:
+            batch = record.to_pandas()
+            rows = batch["_mid"]
+            raw = batch[raw_names]
             text = raw.select_dtypes(include=["object", "string"]).columns
             raw[text] = raw[text].mask(raw[text] == "")  # a quoted "" is missing, as in pandas
             empty = raw.isna().all(axis=1).to_numpy()
@@ -238,25 +240,28 @@ def _partition_validator(table: str, columns: dict[str, str], mapping: TableMapp
             is_ok = result.accepted_rows
             good = result.accepted.copy()
             good["_mid"] = keep.source_row.to_numpy()[is_ok]
-            good["_reason"] = None
-            good["_column"] = None
             bad_rows = raw[~empty].reset_index(drop=True)[~is_ok]
             bad = pd.DataFrame({"_mid": result.quarantine["row"].to_numpy(),
                                 "_reason": result.quarantine["reason"].to_numpy(),
                                 "_column": result.quarantine["column"].to_numpy()})
-            blank = pd.DataFrame({"_mid": rows[empty].to_numpy(), "_reason": _EMPTY,
-                                  "_column": None})
+            blank = pd.DataFrame({"_mid": rows[empty].to_numpy(), "_reason": _EMPTY})
             for i, name in enumerate(raw_names):
                 bad[f"_raw{i}"] = bad_rows[name].to_numpy()
             parts = [p for p in (good, bad, blank) if len(p)]
-            if not parts:
-                continue
-            wide = pd.concat(parts, ignore_index=True)
-            yield to_spark_pandas(wide.reindex(columns=[*accepted_names, "_mid", "_reason",
-                                                        "_column",
-                                                        *[f"_raw{i}" for i in range(n_raw)]]))
+            if parts:
+                yield from _to_arrow(pd.concat(parts, ignore_index=True), schema).to_batches()
 
     return run
+
+
+def _to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as a table of ``schema``; a column it lacks or holds only missing values in
+    (the raw values of a batch without rejects, the reason of accepted rows) is all null."""
+    arrays = [pa.nulls(len(frame), field.type)
+              if field.name not in frame or frame[field.name].isna().all() else
+              pa.array(frame[field.name], type=field.type, from_pandas=True)
+              for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def to_spark_pandas(frame: pd.DataFrame) -> pd.DataFrame:
