@@ -7,6 +7,7 @@ size into --work, outside the timing), so Spark's start-up (JVM, session) is inc
 
     .venv/bin/python benchmarks/spark_bench.py --orders 100000 [--orders 1000000 ...]
         [--engines local,spark] [--master local[2]] [--work var/spark-bench] [--timeout 3600]
+        [--until rules]   # stop each run after that job: the ingest and rules stages only
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -103,29 +105,55 @@ def _stages(log: str, start: float, end: float) -> dict[str, float]:
     return {name: round(t - marks[i - 1][1], 1) for i, (name, t) in enumerate(marks) if i}
 
 
-def run_one(config: Path, engine: str, timeout: float) -> dict[str, object]:
+def run_one(config: Path, engine: str, timeout: float, until: str | None = None,
+            ) -> dict[str, object]:
+    """One `recsys run` subprocess, timed; with ``until`` (a job's name) it is stopped (its
+    whole process group, Spark's JVM included) once that job has logged its end."""
     cmd = [sys.executable, "-m", "recsys.cli", "run", "--engine", engine, "--config", str(config)]
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TQDM_DISABLE": "1"}, start_new_session=True)
     sampler = _Sampler(proc.pid)
     sampler.start()
+    log: list[str] = []
+    stopped = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line)
+            m = _STAGE.match(line)
+            if m:  # progress of a long run
+                print(f"  {engine}: {m.group(3)} at {time.time() - start:.0f} s", flush=True)
+            if until is not None and m and m.group(4) == until:
+                stopped.set()
+                os.killpg(proc.pid, signal.SIGTERM)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         return {"engine": engine, "status": f"timed out after {timeout:.0f} s"}
     finally:
         sampler.stop.set()
         sampler.join()
+        reader.join(timeout=10)
     end = time.time()
+    err = "".join(log)
     (config.parent / f"run-{engine}.log").write_text(err)
-    status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {err.strip()[-300:]}"
+    ok = proc.returncode == 0 or stopped.is_set()
+    status = (f"ok, stopped after job {until}" if stopped.is_set() else "ok" if ok else
+              f"exit {proc.returncode}: {err.strip()[-300:]}")
+    stages = _stages(err, start, end) if ok else {}
+    if stopped.is_set():
+        stages.pop("publish", None)  # the time to stop it, not a stage
     return {"engine": engine, "status": status, "wall_s": round(end - start, 1),
             "peak_rss_mb": sampler.peak // 2**20,
             "peak_by_kind_mb": {k: v // 2**20 for k, v in sampler.peak_by_kind.items()},
-            "stages_s": _stages(err, start, end) if proc.returncode == 0 else {}}
+            "stages_s": stages}
 
 
 def main() -> None:
@@ -136,6 +164,8 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--work", type=Path, default=Path("var/spark-bench"))
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--until", help="stop each run after this job (e.g. rules: ingest "
+                                        "and the jobs up to the rules only)")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, nproc {os.cpu_count()}, "
@@ -149,7 +179,8 @@ def main() -> None:
             print(f"generated {shop} in {time.time() - t:.0f} s")
         lines = sum(1 for _ in (shop / "orders.csv").open()) - 1
         for engine in args.engines.split(","):
-            result = run_one(_config(shop, args.work, engine, args.master), engine, args.timeout)
+            result = run_one(_config(shop, args.work, engine, args.master), engine, args.timeout,
+                             args.until)
             print(f"orders={n} lines={lines} {result}", flush=True)
 
 

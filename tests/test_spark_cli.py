@@ -10,6 +10,8 @@ import pytest
 
 from recsys.artifacts import ArtifactStore
 from recsys.cli import main
+from recsys.spark.session import default_settings, session_settings
+from recsys.spark.settings import SparkConfig
 from tests.conftest import write_small_config
 from tests.spark_fixtures import SMALL, require_spark, stop_active_session
 
@@ -49,3 +51,22 @@ def test_bad_engine_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--engine", "flink"])
     assert "invalid choice: 'flink'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("master", "partitions"), [
+    ("local", "4"), ("local[2]", "8"), ("local[3,2]", "12"), ("spark://h:7077", None),
+    ("yarn", None)])
+def test_engine_defaults_by_master(master: str, partitions: str | None) -> None:
+    # local masters: 4 shuffle partitions per core, not Spark's 200; a cluster keeps Spark's
+    settings = default_settings(master)
+    assert settings.get("spark.sql.shuffle.partitions") == partitions
+    assert settings["spark.sql.execution.arrow.maxRecordsPerBatch"] == "100000"
+
+
+def test_config_settings_win_over_the_defaults_but_not_over_the_fixed_ones() -> None:
+    config = SparkConfig(master="local[2]", settings={
+        "spark.sql.shuffle.partitions": "3", "spark.sql.session.timeZone": "Europe/Paris"})
+    settings = session_settings(config)
+    assert settings["spark.sql.shuffle.partitions"] == "3"
+    assert settings["spark.sql.session.timeZone"] == "UTC"
+    assert settings["spark.sql.execution.arrow.maxRecordsPerBatch"] == "100000"

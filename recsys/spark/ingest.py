@@ -1,5 +1,5 @@
 """Ingest on Spark: the sources are read by Spark, and validated by the local validation
-(``recsys.validate.validate_table``) on each partition (``mapInPandas``), so the reasons, the
+(``recsys.validate.validate_table``) on each partition (``mapInArrow``), so the reasons, the
 counts and the typed output are those of ``recsys ingest``.
 
 The data directory is the local ingest's: ``<table>.parquet`` (assembled in file order from the
@@ -32,9 +32,9 @@ from recsys.readers import RawTable, SourceSpec, is_sql_url, read_source
 from recsys.validate import validate_table
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["ingest_on_spark", "read_raw", "jdbc_url", "to_spark_pandas"]
+__all__ = ["ingest_on_spark", "read_raw", "row_numbers", "jdbc_url", "to_spark_pandas"]
 
 _EMPTY = "\0empty"  # internal reason of an all-blank row: counted as rows_empty, never output
 _POSITION_BITS = 33  # monotonically_increasing_id: partition index << 33 | position in it
@@ -103,9 +103,11 @@ def jdbc_url(location: str) -> tuple[str, dict[str, str]]:
     return f"jdbc:{scheme}://{url.host or 'localhost'}{port}/{url.database or ''}", props
 
 
-def read_raw(spark: SparkSession, spec: SourceSpec, columns: list[str]) -> tuple[DataFrame, int]:
-    """The source as a Spark frame of its raw columns plus ``_row`` (the local reader's row
-    number), and the number of blank lines Spark skipped (CSV only)."""
+def read_raw(spark: SparkSession, spec: SourceSpec, columns: list[str],
+             ) -> tuple[DataFrame, np.ndarray]:
+    """The source as a Spark frame of its raw columns plus ``_mid`` (Spark's id of a record:
+    scan partition << 33 | position in it), and the data-row numbers of the blank lines
+    Spark's CSV reader skipped (CSV only). ``row_numbers`` turns ``_mid`` into row numbers."""
     from pyspark.sql import functions as F
 
     fmt = spec.format
@@ -126,8 +128,15 @@ def read_raw(spark: SparkSession, spec: SourceSpec, columns: list[str]) -> tuple
                  .option("mode", "PERMISSIVE").csv(spec.location))
         blanks = _blank_lines(spark, spec.location)
     frame = frame.toDF(*columns)  # the header as the local reader cleans it (strip, BOM)
-    frame = frame.withColumn("_mid", F.monotonically_increasing_id())
-    offsets = _partition_offsets(frame)
+    return frame.withColumn("_mid", F.monotonically_increasing_id()), blanks
+
+
+def row_numbers(sizes: dict[int, int], blanks: np.ndarray) -> Column:
+    """The local reader's row number of each record, from ``_mid``, the records per scan
+    partition (``sizes``) and the blank lines: data row n is line n + 1 of the file."""
+    from pyspark.sql import functions as F
+
+    offsets = _offsets(sizes)
     # record k (0-based, in file order) is data row k + 1 + (blank lines before it); a blank
     # line at data row p has p - i records before it (i = its 1-based rank among blank lines)
     skipped_before = blanks - np.arange(1, len(blanks) + 1)
@@ -139,7 +148,7 @@ def read_raw(spark: SparkSession, spec: SourceSpec, columns: list[str]) -> tuple
     if len(skipped_before):
         before = F.array(*[F.lit(int(b)) for b in skipped_before])
         record = record + F.size(F.filter(before, lambda b: b < record))
-    return frame.withColumn("_row", record.cast("long")).drop("_mid"), len(blanks)
+    return record.cast("long")
 
 
 # -- the two paths -----------------------------------------------------------------------------
@@ -168,16 +177,23 @@ def _ingest_on_spark(spark: SparkSession, table: str, spec: SourceSpec, raw_name
                      ) -> tuple[TableReport, DataFrame]:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import to_arrow_schema
 
-    frame, blank_lines = read_raw(spark, spec, raw_names)
+    frame, blanks = read_raw(spark, spec, raw_names)
     accepted_schema, arrow_schema = _accepted_schema(table, raw_names, columns, mapping)
-    raw_fields = [f for f in frame.schema.fields if f.name != "_row"]
+    raw_fields = [f for f in frame.schema.fields if f.name != "_mid"]
     wide_schema = _wide_schema(accepted_schema, raw_fields)
     validate = _partition_validator(table, columns, mapping, spec.label, raw_names,
-                                    accepted_schema.names, len(raw_fields))
-    wide = frame.mapInPandas(validate, wide_schema).persist(StorageLevel.MEMORY_AND_DISK)
-    counts: dict[str | None, int] = {
-        r["_reason"]: int(r["count"]) for r in wide.groupBy("_reason").count().collect()}
+                                    to_arrow_schema(wide_schema, timezone="UTC"))
+    wide = frame.mapInArrow(validate, wide_schema).persist(StorageLevel.MEMORY_AND_DISK)
+    # one pass over the validated rows (one out per record read): the counts per reason and
+    # the records per scan partition, which number the rows
+    counts: dict[str | None, int] = {}
+    sizes: dict[int, int] = {}
+    part = F.shiftright(F.col("_mid"), _POSITION_BITS).cast("int").alias("p")
+    for r in wide.groupBy(part, "_reason").count().collect():
+        counts[r["_reason"]] = counts.get(r["_reason"], 0) + int(r["count"])
+        sizes[r["p"]] = sizes.get(r["p"], 0) + int(r["count"])
     if not any(k != _EMPTY for k in counts):
         raise InputError(f"{spec.label}: the file has a header but no data rows")
     accepted = wide.filter(F.col("_reason").isNull()).select(*accepted_schema.names)
@@ -186,12 +202,11 @@ def _ingest_on_spark(spark: SparkSession, table: str, spec: SourceSpec, raw_name
         _assemble_parquet(Path(tmp) / "accepted", out / f"{table}.parquet", arrow_schema,
                           chunk_rows)
         rejected = wide.filter(F.col("_reason").isNotNull() & (F.col("_reason") != _EMPTY))
-        rejected.select("_row", "_reason", "_column", *[f"_raw{i}" for i in range(len(raw_fields))]
+        rejected.select(row_numbers(sizes, blanks).alias("_row"), "_reason", "_column", *[f"_raw{i}" for i in range(len(raw_fields))]
                         ).write.mode("overwrite").parquet(f"{tmp}/rejected")
         _assemble_quarantine(Path(tmp) / "rejected", out / "quarantine" / f"{table}.csv",
                              spec.label, raw_names, chunk_rows)
-    accepted_out = spark.read.parquet(str(out / f"{table}.parquet")).persist(
-        StorageLevel.MEMORY_AND_DISK)
+    accepted_out = spark.read.parquet(str(out / f"{table}.parquet"))
     wide.unpersist()
     rejected_by_reason = {k: v for k, v in sorted((k, v) for k, v in counts.items() if k)
                           if k != _EMPTY}
@@ -201,47 +216,52 @@ def _ingest_on_spark(spark: SparkSession, table: str, spec: SourceSpec, raw_name
         rows_accepted=n_accepted, rows_rejected=sum(rejected_by_reason.values()),
         rejected_by_reason=rejected_by_reason, output_file=f"{table}.parquet",
         quarantine_file=f"quarantine/{table}.csv", columns=list(accepted_schema.names),
-        rows_empty=blank_lines + counts.get(_EMPTY, 0))
+        rows_empty=len(blanks) + counts.get(_EMPTY, 0))
     return report, accepted_out
 
 
 def _partition_validator(table: str, columns: dict[str, str], mapping: TableMapping,
-                         label: str, raw_names: list[str], accepted_names: list[str],
-                         n_raw: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """The function each partition runs: local validation of its rows, one wide frame out
-    (accepted columns, then ``_row``/``_reason``/``_column``, then the raw values)."""
+                         label: str, raw_names: list[str], schema: pa.Schema,
+                         ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The function each partition runs: local validation of its rows (numbered by ``_mid``),
+    one wide batch out (accepted columns, then ``_mid``/``_reason``/``_column``, then the raw
+    values), Arrow in and out: no conversion through Python objects."""
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            rows = batch["_row"].reset_index(drop=True)
-            raw = batch[raw_names].reset_index(drop=True)
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for record in batches:
+            batch = record.to_pandas()
+            rows = batch["_mid"]
+            raw = batch[raw_names]
             text = raw.select_dtypes(include=["object", "string"]).columns
             raw[text] = raw[text].mask(raw[text] == "")  # a quoted "" is missing, as in pandas
             empty = raw.isna().all(axis=1).to_numpy()
             keep = RawTable(frame=raw[~empty], source_row=rows[~empty], label=label)
             result = validate_table(table, keep, columns, mapping)
-            is_ok = ~keep.source_row.isin(result.quarantine["row"]).to_numpy()
+            is_ok = result.accepted_rows
             good = result.accepted.copy()
-            good["_row"] = keep.source_row.to_numpy()[is_ok]
-            good["_reason"] = None
-            good["_column"] = None
+            good["_mid"] = keep.source_row.to_numpy()[is_ok]
             bad_rows = raw[~empty].reset_index(drop=True)[~is_ok]
-            bad = pd.DataFrame({"_row": result.quarantine["row"].to_numpy(),
+            bad = pd.DataFrame({"_mid": result.quarantine["row"].to_numpy(),
                                 "_reason": result.quarantine["reason"].to_numpy(),
                                 "_column": result.quarantine["column"].to_numpy()})
-            blank = pd.DataFrame({"_row": rows[empty].to_numpy(), "_reason": _EMPTY,
-                                  "_column": None})
+            blank = pd.DataFrame({"_mid": rows[empty].to_numpy(), "_reason": _EMPTY})
             for i, name in enumerate(raw_names):
                 bad[f"_raw{i}"] = bad_rows[name].to_numpy()
             parts = [p for p in (good, bad, blank) if len(p)]
-            if not parts:
-                continue
-            wide = pd.concat(parts, ignore_index=True)
-            yield to_spark_pandas(wide.reindex(columns=[*accepted_names, "_row", "_reason",
-                                                        "_column",
-                                                        *[f"_raw{i}" for i in range(n_raw)]]))
+            if parts:
+                yield from _to_arrow(pd.concat(parts, ignore_index=True), schema).to_batches()
 
     return run
+
+
+def _to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as a table of ``schema``; a column it lacks or holds only missing values in
+    (the raw values of a batch without rejects, the reason of accepted rows) is all null."""
+    arrays = [pa.nulls(len(frame), field.type)
+              if field.name not in frame or frame[field.name].isna().all() else
+              pa.array(frame[field.name], type=field.type, from_pandas=True)
+              for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def to_spark_pandas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -281,7 +301,7 @@ def _accepted_schema(table: str, raw_names: list[str], columns: dict[str, str],
 def _wide_schema(accepted: Any, raw_fields: list[Any]) -> Any:
     from pyspark.sql import types as T
 
-    fields = [*accepted.fields, T.StructField("_row", T.LongType(), False),
+    fields = [*accepted.fields, T.StructField("_mid", T.LongType(), False),
               T.StructField("_reason", T.StringType(), True),
               T.StructField("_column", T.StringType(), True)]
     fields += [T.StructField(f"_raw{i}", f.dataType, True) for i, f in enumerate(raw_fields)]
@@ -323,25 +343,25 @@ def _delimiter(spec: SourceSpec) -> str:
 
 
 def _blank_lines(spark: SparkSession, location: str) -> np.ndarray:
-    """Data-row numbers of the empty lines Spark's CSV reader skips (line n + 1 = row n)."""
+    """Data-row numbers of the empty lines Spark's CSV reader skips (line n + 1 = row n), from
+    one pass over the lines: the lines per partition and the blank ones' positions."""
     from pyspark.sql import functions as F
 
-    lines = spark.read.text(location).withColumn("_mid", F.monotonically_increasing_id())
-    offsets = _partition_offsets(lines)
-    hits = (lines.filter(F.rtrim(F.col("value"), F.lit("\r")) == "")
-            .select(F.shiftright("_mid", _POSITION_BITS).alias("p"),
-                    F.col("_mid").bitwiseAND(F.lit((1 << _POSITION_BITS) - 1)).alias("i"))
-            .collect())
-    return np.sort(np.array([offsets[h["p"]] + h["i"] for h in hits], dtype=np.int64))
+    mid = F.monotonically_increasing_id()
+    lines = spark.read.text(location).select(
+        F.shiftright(mid, _POSITION_BITS).cast("int").alias("p"),
+        mid.bitwiseAND(F.lit((1 << _POSITION_BITS) - 1)).alias("i"),
+        (F.rtrim(F.col("value"), F.lit("\r")) == "").alias("blank"))
+    parts = lines.groupBy("p").agg(F.count(F.lit(1)).alias("n"),
+                                   F.collect_list(F.when(F.col("blank"), F.col("i"))).alias("hits")
+                                   ).collect()
+    offsets = _offsets({r["p"]: int(r["n"]) for r in parts})
+    return np.sort(np.array([offsets[r["p"]] + i for r in parts for i in r["hits"]],
+                            dtype=np.int64))
 
 
-def _partition_offsets(frame: DataFrame) -> list[int]:
-    """Rows before each partition (in partition order), from ``_mid`` of the scan."""
-    from pyspark.sql import functions as F
-
-    part = F.shiftright(F.col("_mid"), _POSITION_BITS).cast("int").alias("p")
-    rows = frame.select(part).groupBy("p").count().collect()
-    sizes: dict[int, int] = {r["p"]: r["count"] for r in rows}
+def _offsets(sizes: dict[int, int]) -> list[int]:
+    """Records before each partition (in partition order), from the records per partition."""
     n = max(sizes, default=-1) + 1
     counts = np.array([sizes.get(i, 0) for i in range(n)], dtype=np.int64)
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist() if n else []

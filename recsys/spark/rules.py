@@ -64,17 +64,21 @@ def mine_on_spark(spark: SparkSession, orders: pd.DataFrame | DataFrame, *,
          "item": np.arange(len(items), dtype=np.int32)})))
     baskets = (lines.join(F.broadcast(codes), "product_id").select("order_id", "item")
                .distinct())
-    baskets_excluded = lines_excluded = 0
-    if max_basket_items is not None:
-        sizes = baskets.groupBy("order_id").agg(F.count(F.lit(1)).alias("size"))
-        big = sizes.filter(F.col("size") > max_basket_items).select("order_id")
-        row = big.agg(F.count(F.lit(1)).alias("n")).first()
-        baskets_excluded = int(row["n"]) if row else 0
-        if baskets_excluded:
-            lines_excluded = lines.join(big, "order_id", "left_semi").count()
-            baskets = baskets.join(big, "order_id", "left_anti")
     baskets = baskets.persist(StorageLevel.MEMORY_AND_DISK)
-    n = baskets.select("order_id").distinct().count()
+    # one pass: the orders, and those over max_basket_items (left out)
+    sizes = baskets.groupBy("order_id").agg(F.count(F.lit(1)).alias("size"))
+    limit = max_basket_items if max_basket_items is not None else np.iinfo(np.int64).max
+    row = sizes.agg(F.count(F.lit(1)).alias("orders"),
+                    F.count(F.when(F.col("size") > limit, 1)).alias("big")).first()
+    n_all, baskets_excluded = (int(row["orders"]), int(row["big"])) if row else (0, 0)
+    lines_excluded = 0
+    if baskets_excluded:
+        big = sizes.filter(F.col("size") > limit).select("order_id")
+        lines_excluded = lines.join(big, "order_id", "left_semi").count()
+        kept = baskets.join(big, "order_id", "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+        baskets.unpersist()
+        baskets = kept
+    n = n_all - baskets_excluded
     threshold = min_count_of(min_support, min_count, n)
     fi = frequent_itemsets_on_spark(spark, baskets, n, threshold, max_len)
     baskets.unpersist()
@@ -110,7 +114,8 @@ def frequent_itemsets_on_spark(spark: SparkSession, baskets: DataFrame, n_orders
     occurrences = baskets.join(F.broadcast(spark.createDataFrame(
         to_spark_pandas(singles[["item"]]))), "item", "left_semi").withColumnRenamed("item", "i0")
     occurrences = occurrences.persist(StorageLevel.MEMORY_AND_DISK)
-    items_of_orders = occurrences.withColumnRenamed("i0", "next")
+    items_of_orders = occurrences.withColumnRenamed("i0", "next")  # kept to the last level
+    first = occurrences
     for k in range(2, max_len + 1):
         cols = [f"i{j}" for j in range(k)]
         grown = (occurrences.join(items_of_orders, "order_id")
@@ -122,9 +127,12 @@ def frequent_itemsets_on_spark(spark: SparkSession, baskets: DataFrame, n_orders
                 break
             cand = spark.createDataFrame(to_spark_pandas(pd.DataFrame(candidates, columns=cols)))
             grown = grown.join(F.broadcast(cand), cols, "left_semi")
+        if k < max_len:  # counted here, then filtered for the next level: computed once
+            grown = grown.persist(StorageLevel.MEMORY_AND_DISK)
         counted = pd.DataFrame(grown.groupBy(*cols).agg(F.count(F.lit(1)).alias("count"))
                                .filter(F.col("count") >= min_count).toPandas())
         if counted.empty:
+            grown.unpersist()
             break
         counted = counted.sort_values(cols, kind="stable")
         levels.append((counted[cols].to_numpy(np.int32), counted["count"].to_numpy(np.int64)))
@@ -132,9 +140,13 @@ def frequent_itemsets_on_spark(spark: SparkSession, baskets: DataFrame, n_orders
             frequent = spark.createDataFrame(to_spark_pandas(counted[cols]))
             following = grown.join(F.broadcast(frequent), cols, "left_semi").persist(
                 StorageLevel.MEMORY_AND_DISK)
-            occurrences.unpersist()
+            following.count()  # materialised before its sources are let go
+            grown.unpersist()
+            if occurrences is not first:
+                occurrences.unpersist()
             occurrences = following
     occurrences.unpersist()
+    first.unpersist()
     return _padded(levels, max_len, n_orders, min_count)
 
 
