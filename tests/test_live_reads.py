@@ -10,12 +10,23 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
 from recsys.serving.live_reads import ListReader, command, parse, supported
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: in the whole suite a browser test's Playwright
+    (sync API, greenlets) leaves this thread looking as if an event loop were running in it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -45,7 +56,7 @@ def test_concurrent_reads_match_redis_py(lists: tuple[redis.Redis, str], redis_u
         reader.close()
         return found
 
-    found = asyncio.run(read_all())
+    found = run(read_all())
     assert sum(1 for f in found if f) == 150 and [] in found
 
 
@@ -82,10 +93,10 @@ def test_handshake_selects_the_database(lists: tuple[redis.Redis, str], redis_ur
             reader.close()
 
     try:
-        assert asyncio.run(read(f"{base}/1")) == ["in-db-1"]
-        assert asyncio.run(read(f"{base}/0")) == []
+        assert run(read(f"{base}/1")) == ["in-db-1"]
+        assert run(read(f"{base}/0")) == []
         with pytest.raises(redis.ResponseError):  # AUTH refused (no password set, or wrong)
-            asyncio.run(read(f"redis://:not-the-password@{base.split('//', 1)[1]}/0"))
+            run(read(f"redis://:not-the-password@{base.split('//', 1)[1]}/0"))
     finally:
         other.delete(key)
         other.close()
@@ -106,7 +117,7 @@ def test_wrong_type_silence_and_loss_raise_then_reconnect(lists: tuple[redis.Red
     reader = ListReader(redis_url, 0.2)
     mute = ListReader(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", 0.05)
 
-    async def run() -> None:
+    async def check() -> None:
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             await reader.lrange(f"{prefix}string", 9)
         assert await reader.lrange(f"{prefix}list", 9) == ["a", "b"]  # still in step
@@ -121,7 +132,7 @@ def test_wrong_type_silence_and_loss_raise_then_reconnect(lists: tuple[redis.Red
         assert mute.transport is None
         reader.close()
 
-    asyncio.run(run())
+    run(check())
     silent.close()
     for conn in accepted:
         conn.close()

@@ -364,6 +364,15 @@ def test_without_significance_fisher_p_is_missing() -> None:
     assert rules["confidence"].notna().all()
 
 
+def test_a_p_value_on_the_floor_passes_it() -> None:
+    """Five orders, a and b together in one, each in no other: p = P[X >= 1] = 1/5 exactly,
+    computed as 0.20000000000000007; a floor of 0.2 keeps the rule (Hypothesis found it)."""
+    lines = [(0, "a"), (0, "b"), (1, "c"), (2, "c"), (3, "c"), (4, "c")]
+    kept = _rules_by_key(mine_rules(_orders(lines), min_count=1, max_p_value=0.2))
+    assert {(("a",), ("b",)), (("b",), ("a",))} <= set(kept)
+    assert not _rules_by_key(mine_rules(_orders(lines), min_count=1, max_p_value=0.19))
+
+
 @given(lines=lines_strategy, min_count=st.integers(1, 3),
        max_p=st.sampled_from([0.01, 0.05, 0.2, 0.5, 1.0]), cap=st.integers(1, 3),
        prune=st.booleans())

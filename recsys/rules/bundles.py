@@ -38,7 +38,7 @@ from numba import njit
 
 from recsys.rules.itemsets import CountIndex, FrequentItemsets, row_keys
 from recsys.rules.settings import BundleConfig, SubstituteConfig
-from recsys.rules.significance import fisher_upper_tail
+from recsys.rules.significance import fisher_upper_tail, p_threshold
 
 __all__ = ["SubstituteConfig", "BundleConfig", "substitute_pairs", "rank_bundles",
            "product_values"]
@@ -137,7 +137,7 @@ def _associated(fi: FrequentItemsets, n_orders: int, max_p: float) -> tuple[np.n
     single[ones[:, 0]] = ones_counts
     c_a, c_b = single[pairs[:, 0]], single[pairs[:, 1]]
     ok = together * np.int64(n_orders) > c_a * c_b
-    ok &= fisher_upper_tail(together, n_orders, c_b, c_a) <= max_p
+    ok &= fisher_upper_tail(together, n_orders, c_b, c_a) <= p_threshold(max_p)
     lift = together * float(n_orders) / np.maximum(c_a * c_b, 1)
     keys = row_keys(pairs, bits)
     order = np.argsort(keys)

@@ -56,7 +56,7 @@ from recsys.rules.bounds import (
 )
 from recsys.rules.itemsets import CountIndex, FrequentItemsets
 from recsys.rules.redundancy import redundant_mask
-from recsys.rules.significance import fisher_upper_tail
+from recsys.rules.significance import fisher_upper_tail, p_threshold
 from recsys.vocab import Vocabulary
 
 __all__ = [
@@ -176,7 +176,7 @@ class _Criteria:
         if self.max_p is not None:
             rows = np.flatnonzero(keep)
             keep[rows] = fisher_upper_tail(c_ac[rows], self.n, c_c[rows],
-                                           c_a[rows]) <= self.max_p
+                                           c_a[rows]) <= p_threshold(self.max_p)
         return keep
 
 

@@ -12,7 +12,11 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["fisher_upper_tail", "upper_tail"]
+__all__ = ["fisher_upper_tail", "upper_tail", "p_threshold"]
+
+# p-values are sums of floating-point terms: one equal to a threshold in exact arithmetic (1/5
+# against 0.2) can come out a few units in the last place above it.
+P_VALUE_RTOL = 1e-9
 
 
 @njit(cache=True, nogil=True)
@@ -71,3 +75,9 @@ def fisher_upper_tail(k: np.ndarray, n_orders: int, consequent: np.ndarray,
     """P[X >= k] for X ~ Hypergeom(N=n_orders, K=consequent, n=antecedent), element-wise."""
     return _fisher(np.asarray(k, np.int64), int(n_orders), np.asarray(consequent, np.int64),
                    np.asarray(antecedent, np.int64))
+
+
+def p_threshold(max_p: float) -> float:
+    """What a computed p-value is compared with (``p <= p_threshold(max_p)``): ``max_p`` and
+    the rounding a p-value on it may carry (relative ``P_VALUE_RTOL``)."""
+    return max_p * (1 + P_VALUE_RTOL)

@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from recsys.models.neighbours import Neighbours
-from recsys.rules.significance import upper_tail
+from recsys.rules.significance import p_threshold, upper_tail
 from recsys.serving.index import ServingIndex
 
 __all__ = ["clear_evidence", "co_purchase_p_values", "pair_counts"]
@@ -68,7 +68,7 @@ def clear_evidence(index: ServingIndex, kept: list[C], seeds: Iterable[str], *,
     if tested and index.orders is not None:  # without order counts only the share is judged
         p_values = co_purchase_p_values(index, tested, seeds)
         for c, p in zip(tested, p_values.tolist(), strict=True):
-            if p >= 1.0 or p > max_p_value:  # 1: not above chance with any seed
+            if p >= 1.0 or p > p_threshold(max_p_value):  # 1: not above chance with any seed
                 weak.add(id(c))
     if not weak:
         return kept
