@@ -214,6 +214,8 @@ def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path) ->
     matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(40, 21))
     config = ModelsConfig(als_factors=4, als_iterations=10)
     users, items = SparkALS(spark_local, tmp_path).fit(matrix, config)
+    # it checkpointed into its own scratch folder (removed: tmp_path is empty below)
+    assert str(tmp_path / "als-checkpoints-") in spark_local.sparkContext.getCheckpointDir()
     assert users.shape == (40, 4) and items.shape == (21, 4)
     assert users.dtype == items.dtype == np.float32
     assert not items[20].any() and np.abs(items[:20]).sum(axis=1).min() > 0

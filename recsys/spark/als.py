@@ -8,10 +8,18 @@ time (``recsys.spark.neighbours.stream``). MLlib's model is Hu, Koren and Volins
 confidence 1 + alpha r and the L2 penalty scaled by each row's ratings (ALS-WR), where
 implicit uses confidence alpha r and a plain penalty: the same settings give close, not
 equal, factors (quality compared in ``benchmarks/spark_als_quality.py``).
+
+MLlib's iterations grow each block's lineage; without checkpoints a task of a later iteration
+overflows the JVM stack when it is deserialised (``StackOverflowError`` on a 1,000,000-order
+shop). The fit checkpoints every ``CHECKPOINT_INTERVAL`` iterations into the Spark session's
+checkpoint directory when one is set (``spark.checkpoint.dir``: on a cluster, a folder every
+executor reaches), else into a folder of the scratch directory removed after the fit.
 """
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +34,9 @@ if TYPE_CHECKING:
 
     from recsys.models.settings import ModelsConfig
 
-__all__ = ["SparkALS"]
+__all__ = ["SparkALS", "CHECKPOINT_INTERVAL"]
+
+CHECKPOINT_INTERVAL = 5  # iterations between ALS checkpoints
 
 
 class SparkALS:
@@ -40,6 +50,24 @@ class SparkALS:
     def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
             ) -> tuple[np.ndarray, np.ndarray]:
         """(user factors, item factors) of the users x items confidence matrix."""
+        context = self.spark.sparkContext
+        own = None
+        if context.getCheckpointDir() is None or self._owns(context.getCheckpointDir()):
+            own = self.scratch / f"als-checkpoints-{uuid.uuid4().hex}"
+            context.setCheckpointDir(str(own))
+        try:
+            return self._fit(users_items, config)
+        finally:
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
+
+    @staticmethod
+    def _owns(folder: str | None) -> bool:
+        """Whether ``folder`` is a checkpoint folder an earlier fit made (and removed)."""
+        return folder is not None and "/als-checkpoints-" in folder
+
+    def _fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+             ) -> tuple[np.ndarray, np.ndarray]:
         from pyspark.ml.recommendation import ALS
 
         coo = sp.coo_matrix(users_items)
@@ -51,7 +79,7 @@ class SparkALS:
                   implicitPrefs=True, seed=config.seed, userCol="user", itemCol="item",
                   ratingCol="rating", numUserBlocks=self.partitions,
                   numItemBlocks=self.partitions, intermediateStorageLevel="MEMORY_AND_DISK",
-                  finalStorageLevel="MEMORY_AND_DISK")
+                  finalStorageLevel="MEMORY_AND_DISK", checkpointInterval=CHECKPOINT_INTERVAL)
         model = als.fit(ratings.repartition(self.partitions))
         n_users, n_items = users_items.shape
         return (self._factors(model.userFactors, n_users, config.als_factors),
