@@ -63,9 +63,10 @@ def borrowed_also_viewed(index: ServingIndex, product_id: str, code: int | None,
                 score[c] += ranking.cold_start_prior * orders / top
     if code is not None:
         score[code] = 0.0
-    ranked = np.argsort(-score, kind="stable")[:limit]
+    scored = np.flatnonzero(score > 0)  # a few hundred of the catalogue, in code order
+    ranked = scored[np.argsort(-score[scored], kind="stable")[:limit]]
     out = []
-    for c in ranked[score[ranked] > 0].tolist():
+    for c in ranked.tolist():
         evidence: dict[str, object] = {"seed": product_id, "score": round(float(score[c]), 6)}
         if best_row[c] >= 0:
             evidence.update(via=index.ids[int(rows[best_row[c]])],
