@@ -4,8 +4,9 @@ list served for a product without co-view data (``cold_start_neighbours``,
 chose them, to ``cold_start.json``. A value set in ``[models]`` is pinned: the grid runs
 over the other one only, and not at all when both are set.
 
-Simulation. Products that do have co-views and content neighbours are held out in a seeded
-order and scored as a new product is served: the first ``n`` of their content neighbours
+Simulation. Up to ``cold_start_tune_products`` products that do have co-views and content
+neighbours are held out, drawn in a seeded order (``seed``) into up to ``MAX_FOLDS`` folds,
+and scored as a new product is served: the first ``n`` of their content neighbours
 (``content_similar/``, from the catalogue alone) lend their also-viewed lists, weighted by
 cosine, plus the prior x the best sellers of the product's category. A case is a held-out
 product P, a row (view session; an order when there are no view events) holding P and
@@ -14,14 +15,14 @@ The list served is completed from content neighbours and best sellers when that 
 fewer than 10 positive products; the simulation leaves that completion out.
 
 Leakage. Every row that holds a held-out product is left out of what scores it: the
-also-viewed table is fitted again without those rows (as the models job fits it: one more
-item-kNN fit), the best sellers are counted again without the orders that hold a held-out
-product, and held-out products lend nothing (they are nobody's content neighbour). So neither
-P's own co-views nor the co-views of the other products of P's sessions are seen, as for a
-product whose sessions are all still to come. Products are drawn only while the rows left
-out stay within ``MAX_LEFT_OUT`` of all rows (a product that would pass it is skipped), so the
-table scored with stays close to the one served; the sample leans to products with few rows,
-as new products are.
+also-viewed table is fitted again without its fold's rows (as the models job fits it: one
+more item-kNN fit per fold), the best sellers are counted again without the orders that
+hold a held-out product, and held-out products lend nothing (they are nobody's content
+neighbour). So neither P's own co-views nor the co-views of the other products of P's
+sessions are seen, as for a product whose sessions are all still to come. A fold takes
+products only while the rows it leaves out stay within ``MAX_LEFT_OUT`` of all rows (a
+product that would pass it waits for the next fold), so the table scored with stays close
+to the one served; the sample leans to products with few rows, as new products are.
 
 Choice: the best HR@10 over ``GRID_NEIGHBOURS`` (at most ``content_top_k``) x
 ``GRID_PRIOR``, ties to the first (fewer neighbours, then smaller prior); with fewer than
