@@ -20,10 +20,13 @@ best sellers of P's category (global where the catalogue has no category), all w
 are no list anyone can serve: the 10 products most often Q in the test cases themselves, per
 P's category and per P (fitted to the cases they are scored on: bounds, not results).
 
-``--tune`` first chooses the served cold-start weights (``cold_start_neighbours``,
+The served also-viewed uses the cold-start weights (``cold_start_neighbours``,
+``cold_start_prior``) that the pipeline's cold_start job chose on the training rows (its
+choice and grid are printed); a row with the fixed defaults (10, 0.5) is shown beside it.
+``--tune`` also chooses the served cold-start weights (``cold_start_neighbours``,
 ``cold_start_prior``) on a validation split: the rows before the test cutoff, split the same
 way with another seed's held-out products (a second pipeline run); the test rows then show
-also-viewed with the artifact's defaults and with the chosen pair.
+also-viewed with that pair too.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.evaluation_bench import load_instacart, load_online_retail  # noqa: E402
 from recsys.config import Config  # noqa: E402
+from recsys.models.settings import (  # noqa: E402
+    DEFAULT_COLD_START_NEIGHBOURS,
+    DEFAULT_COLD_START_PRIOR,
+)
 from recsys.pipeline import run_pipeline  # noqa: E402
 from recsys.serving import recommend  # noqa: E402
 from recsys.serving.catalog_overlay import CatalogOverlay, CatalogRow  # noqa: E402
@@ -215,9 +222,17 @@ def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
     """HR@10 / MRR@10 of each served list on the cold cases (see ``prepare``); with
     ``chosen`` (cold_start_neighbours, cold_start_prior), also-viewed with those too."""
     index, cases, cold, built = prepare(name, orders, events, catalog, mode, seed)
+    ranking = index.ranking
+    print(f"{name}: the cold_start job chose neighbours {ranking.cold_start_neighbours}, prior "
+          f"{ranking.cold_start_prior} ({ranking.cold_start_chosen_by}); its report: "
+          f"{index.manifest.metrics.get('cold_start')}", flush=True)
     lists = [(label, index, make) for label, make in SERVED.items()]
+    lists[0] = (f"also-viewed (served, {ranking.cold_start_chosen_by} "
+                f"{ranking.cold_start_neighbours}, {ranking.cold_start_prior})", *lists[0][1:])
+    lists.insert(1, (f"also-viewed (defaults {DEFAULTS[0]}, {DEFAULTS[1]})",
+                     _with(index, *DEFAULTS), SERVED["also-viewed (served)"]))
     if chosen is not None:
-        lists.insert(1, (f"also-viewed (served, validation-chosen {chosen[0]}, {chosen[1]})",
+        lists.insert(2, (f"also-viewed (--tune validation-chosen {chosen[0]}, {chosen[1]})",
                          _with(index, *chosen), SERVED["also-viewed (served)"]))
     for label, scope in (("ceiling: the test's own top 10 per category", "category"),
                          ("ceiling: the test's own top 10 per product", "product")):
@@ -242,6 +257,7 @@ def _in_sample(index: ServingIndex, cases: pd.DataFrame, scope: str
     return lambda ix, p: top.get(ix.categories.get(p, "") if scope == "category" else p, [])
 
 
+DEFAULTS = (DEFAULT_COLD_START_NEIGHBOURS, DEFAULT_COLD_START_PRIOR)
 GRID = [(m, prior) for m in (0, 5, 10, 20, 50) for prior in (0.0, 0.25, 0.5, 1.0, 2.0)]
 
 
@@ -305,7 +321,7 @@ def main() -> int:
             grid, chosen = tune(name, orders, events, catalog, mode)
             print(pd.DataFrame(grid).to_string(index=False, float_format="%.4f"), flush=True)
         rows += evaluate(name, orders, events, catalog, mode, chosen=chosen)
-        print(pd.DataFrame(rows[-6:]).to_string(index=False, float_format="%.4f"), flush=True)
+        print(pd.DataFrame(rows[-8:]).to_string(index=False, float_format="%.4f"), flush=True)
     print("| dataset | cold | cold products | queried | cases | list | HR@10 | MRR@10 | "
           "HR@10 per product |")
     print("|---|---|---:|---:|---:|---|---:|---:|---:|")

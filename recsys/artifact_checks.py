@@ -60,12 +60,14 @@ def check_version(folder: Path | str) -> None:
             for column in columns:
                 if column in table.column_names:
                     _finite(entry.path, column, table.column(column), problems)
-    if layout.RANKING.path in usable:
-        weights = json.loads(layout.RANKING.at(folder).read_text(encoding="utf-8"))
-        weights = {k: v for k, v in weights.items() if k in layout.RANKING.keys}
-        problems.need(all(isinstance(v, int | float) and not isinstance(v, bool)
-                          and np.isfinite(v) for v in weights.values()),
-                      f"{layout.RANKING.path}: the blend weights must be finite numbers")
+    for entry, numbers in ((layout.RANKING, layout.RANKING.keys),
+                           (layout.COLD_START, ("cold_start_neighbours", "cold_start_prior"))):
+        if entry.path in usable:
+            weights = json.loads(entry.at(folder).read_text(encoding="utf-8"))
+            weights = {k: v for k, v in weights.items() if k in numbers}
+            problems.need(all(isinstance(v, int | float) and not isinstance(v, bool)
+                              and np.isfinite(v) and v >= 0 for v in weights.values()),
+                          f"{entry.path}: the blend weights must be finite numbers, not below 0")
     if n_items is not None:
         for table in layout.NEIGHBOUR_TABLES:
             _check_neighbours(folder, table, n_items, usable, problems)

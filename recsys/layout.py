@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS",
            "NEIGHBOUR_TABLES", "NeighbourTable", "by_path", "check_file", "check_version",
            "ITEMS", "CATALOG", "POPULAR", "RULES", "ITEMSETS", "CATEGORY_RULES", "SUBSTITUTES",
-           "BUNDLES", "RULES_REPORT", "RANKING", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
+           "BUNDLES", "RULES_REPORT", "RANKING", "COLD_START", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
            "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
@@ -32,8 +32,8 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
            "VIEWED_BOUGHT", "UPSELL_PRIOR", "PRICE_SENSITIVITY", "DISCOUNT_CUSTOMERS"]
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
-JOBS = ("catalog", "popularity", "rules", "models", "upsell", "content", "customer_value",
-        "pipeline")
+JOBS = ("catalog", "popularity", "rules", "models", "upsell", "content", "cold_start",
+        "customer_value", "pipeline")
 
 _SIZE = re.compile(r"^([a-z_]+)(\+1)?$")
 
@@ -185,6 +185,11 @@ RANKING = ArtifactFile("ranking.json", "models", "the blend weights the API appl
                        "what also_viewed/ counted (also_viewed_counts: sessions or orders)",
                        keys=("cart_knn_weight", "rule_weight", "also_viewed_support_weight",
                              "als_min_history"))
+COLD_START = ArtifactFile(
+    "cold_start.json", "cold_start", "the cold-start weights the API applies (also viewed of a "
+    "product without co-view data) and who chose them: validation (the cold_start job, on "
+    "held-out products), config (pinned) or default", optional=True,
+    keys=("cold_start_neighbours", "cold_start_prior", "chosen_by"))
 SESSIONS = ArtifactFile(
     "sessions.npz", "models", "training view sessions x products (CSR, 1 = viewed): the "
     "V-SKNN part of session-aware lists", optional=True,
@@ -286,7 +291,8 @@ INGEST_REPORT = ArtifactFile(
 FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
-    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, SESSIONS, SESSIONS_BY_ITEM, ALS,
+    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, COLD_START, SESSIONS,
+    SESSIONS_BY_ITEM, ALS,
     CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, UPSELL_PRIOR, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS,
     CUSTOMER_SEGMENTS, CLV_REPORT, *ACTION_FILES, PRICE_SENSITIVITY, DISCOUNT_CUSTOMERS,
     INGEST_REPORT)

@@ -23,6 +23,7 @@ from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
 from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
+from recsys.models.cold_start_job import run_cold_start_job
 from recsys.models.content import run_content_job
 from recsys.models.job import run_models_job
 from recsys.models.upsell_prior import fit_upsell_prior
@@ -103,6 +104,14 @@ def job_content(ctx: JobContext) -> dict[str, Any]:
     return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
 
 
+def job_cold_start(ctx: JobContext) -> dict[str, Any]:
+    """The cold-start weights, chosen on products held out of the shop's own co-views (see
+    recsys.models.cold_start_job); runs after the content job, whose neighbours it reads."""
+    return run_cold_start_job(ctx.orders, ctx.events, ctx.catalog, ctx.items, ctx.config.models,
+                              ctx.config.interactions, window_days=ctx.config.popularity.window_days,
+                              top_k=ctx.config.popularity.top_k, out=ctx.out)
+
+
 def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
                        ) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job);
@@ -126,6 +135,7 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "models": job_models,
     "upsell": job_upsell,
     "content": job_content,
+    "cold_start": job_cold_start,
     "customer_value": job_customer_value,
 }
 

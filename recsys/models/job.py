@@ -44,13 +44,15 @@ from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
-__all__ = ["ModelsConfig", "run_models_job", "save_view_models", "CoPurchaseTables",
-           "LocalCoPurchase", "Factorizer", "LocalALS"]
+__all__ = ["ModelsConfig", "run_models_job", "save_view_models", "knn_table", "view_sessions",
+           "CoPurchaseTables", "LocalCoPurchase", "Factorizer", "LocalALS"]
 
 log = logging.getLogger(__name__)
 
 
-def _neighbours(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
+def knn_table(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
+    """The item-kNN neighbour table (``similarity``, ``knn_k``, ``top_k``) of a rows x
+    products matrix (view sessions or orders), with co-occurrence support."""
     knn = ItemKNN(config.similarity, k=config.knn_k).fit(rows_items,
                                                           show_progress=progress_enabled())
     assert knn.similarity is not None
@@ -80,7 +82,7 @@ class LocalCoPurchase:
 
     def save_knn(self, folder: Path) -> None:
         if self._knn is None:
-            self._knn = _neighbours(self.baskets, self.config)
+            self._knn = knn_table(self.baskets, self.config)
         self._knn.save(folder)
 
     def save_ease(self, folder: Path) -> int:
@@ -116,7 +118,7 @@ class LocalALS:
 def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -> None:
     """The also-viewed table and the sessions themselves (for V-SKNN) of a session x
     product matrix."""
-    _neighbours(sessions, config).save(layout.ALSO_VIEWED.at(out))
+    knn_table(sessions, config).save(layout.ALSO_VIEWED.at(out))
     save_npz(layout.SESSIONS.at(out), indptr=sessions.indptr, indices=sessions.indices,
              shape=np.asarray(sessions.shape, dtype=np.int64))
     item_ptr, item_sessions = sessions_by_item(sessions.indptr, sessions.indices,
@@ -137,9 +139,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     tables, the ALS factors, the repurchase cycles and ALS's customer x product confidence
     matrix come from, default this process)."""
     metrics: dict[str, Any] = {}
-    views = None if events is None else events[events["event_type"] == "view"]
-    if views is not None and len(views):
-        sessions = session_item_matrix(views, weights=weights, items=items).matrix
+    sessions = view_sessions(events, items, weights)
+    if sessions is not None:
         save_view_models(sessions, config, out)
         metrics["also_viewed_source"] = "view sessions"
         metrics["view_sessions"] = int(sessions.shape[0])
@@ -159,8 +160,6 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
         "also_viewed_support_weight": config.also_viewed_support_weight,
-        "cold_start_neighbours": config.cold_start_neighbours,
-        "cold_start_prior": config.cold_start_prior,
         "als_min_history": config.als_min_history,
         "also_viewed_counts": "sessions" if "also_viewed_source" in metrics else "orders"},
         indent=2))
@@ -194,6 +193,16 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     metrics["repurchase_products"] = len(cycles)
     metrics["products"] = len(items)
     return metrics
+
+
+def view_sessions(events: pd.DataFrame | None, items: Vocabulary,
+                  weights: InteractionWeights) -> sp.csr_matrix | None:
+    """The session x product matrix of the view events that also-viewed counts; None without
+    view events (also-viewed then counts orders: ``order_item_matrix``)."""
+    views = None if events is None else events[events["event_type"] == "view"]
+    if views is None or not len(views):
+        return None
+    return session_item_matrix(views, weights=weights, items=items).matrix
 
 
 def catalog_categories(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray | None:

@@ -6,7 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ModelsConfig"]
+__all__ = ["ModelsConfig", "DEFAULT_COLD_START_NEIGHBOURS", "DEFAULT_COLD_START_PRIOR"]
+
+#: The cold-start weights served when neither the config nor the cold_start job sets them.
+DEFAULT_COLD_START_NEIGHBOURS = 10
+DEFAULT_COLD_START_PRIOR = 0.5
 
 
 class ModelsConfig(BaseModel):
@@ -32,13 +36,21 @@ class ModelsConfig(BaseModel):
     also_viewed_support_weight: float = Field(
         3.0, ge=0, description="also viewed: similarity plus this share of co-view support "
                                "(each scaled to the product's best)")
-    cold_start_neighbours: int = Field(
-        10, ge=0, le=500, description="also viewed of a product without co-view data: the "
-                                      "also-viewed lists of this many of its content neighbours, "
-                                      "weighted by cosine (0 = content neighbours alone)")
-    cold_start_prior: float = Field(
-        0.5, ge=0, description="...plus this share of its category's best-seller orders (each "
-                               "scaled to the best)")
+    cold_start_neighbours: int | None = Field(
+        None, ge=0, le=500, description="also viewed of a product without co-view data: the "
+                                        "also-viewed lists of this many of its content "
+                                        "neighbours, weighted by cosine (0 = content neighbours "
+                                        "alone); unset = chosen per shop by the cold_start job")
+    cold_start_prior: float | None = Field(
+        None, ge=0, description="...plus this share of its category's best-seller orders (each "
+                                "scaled to the best); unset = chosen per shop by the cold_start "
+                                "job")
+    cold_start_tune_products: int = Field(
+        300, ge=0, description="cold_start job: products with co-views it holds out and scores "
+                               "as if new (0 = no tuning: the defaults)")
+    cold_start_tune_min_cases: int = Field(
+        200, ge=1, description="cold_start job: fewer (held-out product, co-viewed product) "
+                               "cases than this keep the defaults")
     als_min_history: int = Field(
         10, ge=0, description="customers with fewer distinct products get best sellers "
                               "before ALS (too little history for a reliable taste)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Container, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
 from recsys.models.session_knn import SessionKNN, load_sessions
+from recsys.models.settings import DEFAULT_COLD_START_NEIGHBOURS, DEFAULT_COLD_START_PRIOR
 from recsys.models.upsell_prior import UpsellPrior
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
@@ -64,8 +65,9 @@ class Ranking:
     cart_knn_weight: float = 0.2
     rule_weight: float = 0.1
     also_viewed_support_weight: float = 3.0
-    cold_start_neighbours: int = 10
-    cold_start_prior: float = 0.5
+    cold_start_neighbours: int = DEFAULT_COLD_START_NEIGHBOURS  # cold_start.json's, if any
+    cold_start_prior: float = DEFAULT_COLD_START_PRIOR
+    cold_start_chosen_by: str = "default"  # or "validation" (the cold_start job), "config"
     als_min_history: int = 10
     # what also_viewed/'s support counted: view "sessions", or "orders" (no view events)
     also_viewed_counts: Literal["sessions", "orders"] = "sessions"
@@ -333,8 +335,7 @@ def load_index(store_root: Path | str, version: str | None = None, *,
         also_viewed=_table(layout.ALSO_VIEWED.at(folder)),
         bought_together=_table(layout.BOUGHT_TOGETHER.at(folder)),
         bought_together_knn=_table(layout.BOUGHT_TOGETHER_KNN.at(folder)),
-        ranking=Ranking(**json.loads(layout.RANKING.at(folder).read_text()))
-        if layout.RANKING.at(folder).exists() else Ranking(),
+        ranking=_load_ranking(folder),
         rules=rules, substitutes=_load_substitutes(folder, code_of),
         bundles=_load_bundles(folder, code_of),
         customer_model=_load_customer_model(folder, items),
@@ -345,6 +346,18 @@ def load_index(store_root: Path | str, version: str | None = None, *,
         discount_only=_load_discount_only(folder), brands=brands,
         upsell_prior=UpsellPrior.load(layout.UPSELL_PRIOR.at(folder))
         if layout.UPSELL_PRIOR.at(folder).exists() else UpsellPrior())
+
+
+def _load_ranking(folder: Path) -> Ranking:
+    """``ranking.json``'s weights with ``cold_start.json``'s cold-start pair, where present."""
+    ranking = Ranking(**json.loads(layout.RANKING.at(folder).read_text())) \
+        if layout.RANKING.at(folder).exists() else Ranking()
+    if layout.COLD_START.at(folder).exists():
+        chosen = json.loads(layout.COLD_START.at(folder).read_text())
+        ranking = replace(ranking, cold_start_neighbours=int(chosen["cold_start_neighbours"]),
+                          cold_start_prior=float(chosen["cold_start_prior"]),
+                          cold_start_chosen_by=str(chosen["chosen_by"]))
+    return ranking
 
 
 def _brands(catalog: pd.DataFrame, cat_ids: pd.Series) -> dict[str, str]:

@@ -7,10 +7,10 @@ the models job the co-purchase tables (item-kNN, EASE's Gram matrix), ALS's conf
 matrix (recsys.spark.interactions) and fit (MLlib) and the repurchase cycles; in the
 customer-value job the aggregations of the order lines (recsys.spark.clv: the per-order
 table, the per-(customer, product) table of the action lists, the pricing sums). The other
-jobs (catalog, content), the rest of the models job (purchase history, also-viewed from
-sessions, viewed-then-bought), the bundles and substitutes of the rules job, and customer
-value's fits (BG/NBD, Gamma-Gamma, RFM, lifecycle, the lists) run on the driver, from the
-data directory Spark wrote or from the aggregated tables."""
+jobs (catalog, upsell, content, cold_start), the rest of the models job (purchase history,
+also-viewed from sessions, viewed-then-bought), the bundles and substitutes of the rules
+job, and customer value's fits (BG/NBD, Gamma-Gamma, RFM, lifecycle, the lists) run on the
+driver, from the data directory Spark wrote or from the aggregated tables."""
 
 from __future__ import annotations
 
