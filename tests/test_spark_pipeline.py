@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from recsys import layout
 from recsys.analytics.job import OUTPUT_FILES
 from recsys.app import create_app
-from recsys.artifacts import ArtifactStore
+from recsys.artifacts import ArtifactStore, load_npz
 from recsys.config import load_config
 from recsys.models.neighbours import Neighbours
 from recsys.pipeline import run_pipeline
@@ -63,9 +63,13 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
         assert spark.metrics[job] == local.metrics[job], job
     paths = {e: ArtifactStore(built[e] / "artifacts").path() for e in built}
     for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet",
-                 layout.REPURCHASE.path):
+                 layout.REPURCHASE.path, layout.CUSTOMERS.path):
         pd.testing.assert_frame_equal(pd.read_parquet(paths["spark"] / name),
                                       pd.read_parquet(paths["local"] / name), obj=name)
+    bought = {e: load_npz(layout.PURCHASES.at(paths[e])) for e in paths}  # made on Spark
+    assert set(bought["spark"]) == set(bought["local"])
+    for key in bought["local"]:
+        np.testing.assert_array_equal(bought["spark"][key], bought["local"][key], err_msg=key)
     for name in ("rules.parquet", "category_rules.parquet"):
         pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
                                       canonical(pd.read_parquet(paths["local"] / name)), obj=name)

@@ -45,7 +45,7 @@ from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
 __all__ = ["ModelsConfig", "run_models_job", "save_view_models", "CoPurchaseTables",
-           "LocalCoPurchase", "Factorizer", "LocalALS"]
+           "LocalCoPurchase", "Factorizer", "LocalALS", "PurchaseHistory"]
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,15 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                    co_purchase: CoPurchaseTables | None = None,
                    factorizer: Factorizer | None = None,
                    repurchase: Callable[[], pd.DataFrame] | None = None,
-                   confidence: Callable[[], Interactions] | None = None) -> dict[str, Any]:
+                   confidence: Callable[[], Interactions] | None = None,
+                   purchases: Callable[[Vocabulary], PurchaseHistory] | None = None,
+                   ) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
     (``catalog``: its ``durable`` column, where given, says which products last;
-    ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``: where the co-purchase
-    tables, the ALS factors, the repurchase cycles and ALS's customer x product confidence
-    matrix come from, default this process)."""
+    ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``, ``purchases``: where the
+    co-purchase tables, the ALS factors, the repurchase cycles, ALS's customer x product
+    confidence matrix and the purchase history (given the customer vocabulary) come from,
+    default this process from ``orders``)."""
     metrics: dict[str, Any] = {}
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
@@ -176,16 +179,26 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(layout.CUSTOMERS.at(out))
-        lines = _PurchaseLines.of(orders, customers.rows, items)
-        durable = _save_purchases(lines, len(customers.rows), len(items),
+        lines = (_PurchaseLines.of(orders, customers.rows, items)
+                 if purchases is None or repurchase is None else None)
+        if purchases is not None:
+            history = purchases(customers.rows)
+        else:
+            assert lines is not None
+            history = PurchaseHistory.of_sorted(lines)
+        durable = _save_purchases(history, len(customers.rows), len(items),
                                   layout.PURCHASES.at(out), config, catalog_durable(catalog, items))
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
-        dated = lines.dated
-        cycles = repurchase() if repurchase is not None else cycles_of_sorted(
-            lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
-            min_intervals=config.repurchase_min_intervals,
-            min_repeat_share=config.repurchase_min_share)
+        if repurchase is not None:
+            cycles = repurchase()
+        else:
+            assert lines is not None
+            dated = lines.dated
+            cycles = cycles_of_sorted(
+                lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
+                min_intervals=config.repurchase_min_intervals,
+                min_repeat_share=config.repurchase_min_share)
     else:
         metrics["als_customers"] = 0
         log.warning("orders have no customer_id: personalised lists fall back to best sellers")
@@ -267,21 +280,41 @@ class _PurchaseLines:
                    order=order[sort], dated=dated[sort])
 
 
-def _save_purchases(lines: _PurchaseLines, n_customers: int, n_items: int, path: Path,
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """One row per bought (customer, product), sorted by customer then product: the summary
+    ``purchases.npz`` stores (the Spark engine aggregates it on the executors)."""
+
+    customer: np.ndarray  # customer codes (int64)
+    product: np.ndarray  # product codes (int64)
+    last_day: np.ndarray  # days since the epoch + 1 of the last purchase; 1: no date known
+    orders: np.ndarray  # distinct orders that held the product (int32)
+
+    @classmethod
+    def of_sorted(cls, lines: _PurchaseLines) -> PurchaseHistory:
+        """The summary of the sorted purchase lines: the last day is the last line's (they
+        are sorted by day); an order counts once however many lines and days it spans."""
+        rows, cols = lines.customer, lines.product
+        new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
+        starts = np.flatnonzero(new_pair)
+        last = np.r_[starts[1:], len(rows)] - 1
+        # distinct (pair, order): the pair's rank times the orders plus the order code
+        rank = np.cumsum(new_pair) - 1
+        keys = np.unique(rank * (lines.order.max(initial=0) + 1) + lines.order)
+        n_orders = np.bincount(keys // (lines.order.max(initial=0) + 1),
+                               minlength=len(starts)).astype(np.int32)
+        return cls(customer=rows[starts], product=cols[starts], last_day=lines.day[last],
+                   orders=n_orders)
+
+
+def _save_purchases(history: PurchaseHistory, n_customers: int, n_items: int, path: Path,
                     config: ModelsConfig, known_durable: np.ndarray) -> int:
     """customer x product CSR of purchases (``last_day``: days since epoch + 1 of the last
     purchase, ``orders``: how many orders held it) and ``durable`` per product (see
     ``durable_products``). Returns the number of durable products."""
-    rows, cols = lines.customer, lines.product
-    new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
-    new_order = new_pair | np.r_[True, lines.order[1:] != lines.order[:-1]]
-    starts = np.flatnonzero(new_pair)
-    n_orders = np.add.reduceat(new_order.astype(np.int32), starts) if len(starts) else (
-        np.zeros(0, np.int32))
-    last_day = lines.day[np.r_[starts[1:], len(rows)] - 1]  # lines are sorted by day
-    pair_rows, pair_cols = rows[starts], cols[starts]
+    pair_rows, pair_cols, n_orders = history.customer, history.product, history.orders
     shape = (n_customers, n_items)
-    day_matrix = sp.csr_matrix((last_day, (pair_rows, pair_cols)), shape=shape)
+    day_matrix = sp.csr_matrix((history.last_day, (pair_rows, pair_cols)), shape=shape)
     count_matrix = sp.csr_matrix((n_orders, (pair_rows, pair_cols)), shape=shape)
     buyers = np.bincount(pair_cols, minlength=n_items)
     repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=n_items)

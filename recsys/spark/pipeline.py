@@ -62,7 +62,7 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
     """``recsys.pipeline.JOBS`` (same names, same order) with the Spark versions swapped in."""
     from recsys.spark.als import SparkALS
     from recsys.spark.clv import SparkClvAggregates
-    from recsys.spark.history import repurchase_cycles_on_spark
+    from recsys.spark.history import purchase_history_on_spark, repurchase_cycles_on_spark
     from recsys.spark.interactions import customer_item_matrix_on_spark
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
@@ -98,8 +98,8 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return spark.read.parquet(str(path)) if ctx.events is not None and path.exists() else None
 
     def job_models(ctx: JobContext) -> dict[str, Any]:
-        # item-kNN, EASE's Gram matrix, ALS (MLlib) and its confidence matrix, repurchase
-        # cycles on Spark; the rest local
+        # item-kNN, EASE's Gram matrix, ALS (MLlib) and its confidence matrix, the purchase
+        # history and the repurchase cycles on Spark; the rest local
         tables = SparkCoPurchase(spark, orders(ctx), ctx.items, ctx.config.models,
                                  scratch=Path(ctx.config.data_dir))
         try:
@@ -113,7 +113,9 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
                                       min_repeat_share=ctx.config.models.repurchase_min_share),
                                   confidence=partial(
                                       customer_item_matrix_on_spark, spark, orders(ctx),
-                                      events(ctx), ctx.items, ctx.config.interactions))
+                                      events(ctx), ctx.items, ctx.config.interactions),
+                                  purchases=partial(purchase_history_on_spark, spark,
+                                                    orders(ctx), ctx.items))
         finally:
             tables.close()
 
