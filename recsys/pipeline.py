@@ -107,13 +107,14 @@ def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
                        ) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job);
     ``aggregates``: where the order lines are aggregated (default: pandas, from ctx.orders)."""
-    missing = clv_inputs_missing(ctx.orders, ctx.catalog)
+    lines = ctx.orders if aggregates is None else aggregates
+    missing = clv_inputs_missing(lines, ctx.catalog)
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
     store = ArtifactStore(ctx.config.artifacts.root)
     previous = layout.CLV_REPORT.at(store.path()).parent if store.current_version() else None
-    return run_clv_job(ctx.orders if aggregates is None else aggregates, ctx.catalog,
+    return run_clv_job(lines, ctx.catalog,
                        layout.CLV_REPORT.at(ctx.out).parent, config=ctx.config.analytics,
                        previous=previous, model_dir=ctx.out)
 

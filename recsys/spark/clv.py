@@ -10,6 +10,7 @@ exact ``percentile`` medians and terciles are those of the local code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,6 +54,19 @@ class SparkClvAggregates:
     def __init__(self, spark: SparkSession, orders: DataFrame) -> None:
         self.spark = spark
         self.orders = orders
+
+    def filled_columns(self, columns: Sequence[str]) -> set[str]:
+        """One pass counting each column's values (a float's NaN as none, as pandas)."""
+        from pyspark.sql import functions as F
+
+        present = [c for c in columns if c in self.orders.columns]
+        if not present:
+            return set()
+        types = dict(self.orders.dtypes)
+        counts = self.orders.agg(*(
+            F.count(_number(self.orders, c) if types[c] in ("double", "float") else F.col(c))
+            .alias(c) for c in present)).first()
+        return {c for c in present if counts is not None and counts[c] > 0}
 
     def _catalog(self, catalog: pd.DataFrame | None, columns: list[str]) -> DataFrame | None:
         """product_id and those of ``columns`` (price, margin: numbers; category: text) the
