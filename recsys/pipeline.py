@@ -39,14 +39,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobContext:
-    """What a job sees: the config, the canonical tables and the staging folder to write to."""
+    """What a job sees: the config, the canonical tables and the staging folder to write to.
+    ``orders`` is None in the Spark engine: its jobs read the order lines on Spark from the
+    data directory, and the driver never loads them."""
 
     config: Config
-    orders: pd.DataFrame
+    orders: pd.DataFrame | None
     events: pd.DataFrame | None
     catalog: pd.DataFrame | None
     items: Vocabulary  # every product of catalog, orders and events: the artifact's codes
     out: Path
+
+    def lines(self) -> pd.DataFrame:
+        """The order lines in memory (the local engine's jobs)."""
+        if self.orders is None:
+            raise RuntimeError("this job needs the order lines in memory: the local engine's")
+        return self.orders
 
 
 def job_catalog(ctx: JobContext) -> dict[str, Any]:
@@ -61,14 +69,14 @@ def job_catalog(ctx: JobContext) -> dict[str, Any]:
 def job_popularity(ctx: JobContext) -> dict[str, Any]:
     """Best sellers per scope (global and every category level)."""
     cfg = ctx.config.popularity
-    table = best_sellers(ctx.orders, ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
+    table = best_sellers(ctx.lines(), ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
     table.to_parquet(layout.POPULAR.at(ctx.out), index=False)
     return {"scopes": int(table["scope"].nunique()), "rows": len(table)}
 
 
 def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
     """Basket figures every later job relies on (from the order x product matrix)."""
-    baskets = order_item_matrix(ctx.orders)
+    baskets = order_item_matrix(ctx.lines())
     sizes = baskets.matrix.getnnz(axis=1)
     return {"orders": int(baskets.matrix.shape[0]), "products_ordered": int(baskets.matrix.shape[1]),
             "mean_basket_size": round(float(sizes.mean()), 4) if len(sizes) else 0.0,
@@ -77,13 +85,13 @@ def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
 
 def job_rules(ctx: JobContext) -> dict[str, Any]:
     """Association rules, category rules, substitutes and bundles (see recsys.rules.job)."""
-    return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
-                         weights=ctx.config.interactions)
+    return run_rules_job(ctx.lines(), ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
+                         weights=ctx.config.interactions, items=ctx.items)
 
 
 def job_models(ctx: JobContext) -> dict[str, Any]:
     """Also-viewed, bought-together, ALS and repurchase cycles (see recsys.models.job)."""
-    return run_models_job(ctx.orders, ctx.events, ctx.items, ctx.config.models,
+    return run_models_job(ctx.lines(), ctx.events, ctx.items, ctx.config.models,
                           ctx.config.interactions, ctx.out, ctx.catalog)
 
 
@@ -107,7 +115,7 @@ def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
                        ) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job);
     ``aggregates``: where the order lines are aggregated (default: pandas, from ctx.orders)."""
-    lines = ctx.orders if aggregates is None else aggregates
+    lines = ctx.lines() if aggregates is None else aggregates
     missing = clv_inputs_missing(lines, ctx.catalog)
     if missing:
         log.warning("customer value skipped: %s", missing)
@@ -148,9 +156,13 @@ def run_pipeline(config: Config, *, show_progress: bool = True,
 
 def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., IngestReport] = ingest,
              jobs: dict[str, Callable[[JobContext], dict[str, Any]]] = JOBS,
+             vocabulary: Callable[[Path, pd.DataFrame | None, pd.DataFrame | None],
+                                  Vocabulary] | None = None,
              ) -> tuple[IngestReport, Manifest]:
     """Ingest with ``ingest_fn``, run ``jobs`` in order and publish (the engines differ only
-    in these two)."""
+    in these). ``vocabulary``: the product vocabulary of the data directory's orders, the
+    catalog and the events, made without loading the order lines (the Spark engine's; then
+    ``JobContext.orders`` is None); by default the lines are loaded and it is made from them."""
     sources = config.ingest.sources()  # fails first when no orders are configured
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
@@ -162,17 +174,18 @@ def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., In
                                   data_dir, report) if config.ingest.server_events else None
     if server is not None:  # its label hides the URL's password
         sources = {**sources, "server_events": server.source}
-    orders = load_table(data_dir, "orders")
-    assert orders is not None
     ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}
+    orders = None if vocabulary is not None else load_table(data_dir, "orders")
+    if orders is not None:
+        items = item_vocabulary(ctx_tables["catalog"], orders, ctx_tables["events"])
+    else:
+        assert vocabulary is not None
+        items = vocabulary(data_dir, ctx_tables["catalog"], ctx_tables["events"])
     store = ArtifactStore(config.artifacts.root, keep_last=config.artifacts.keep_last)
     metrics: dict[str, Any] = {}
     with store.staging() as staging:
         ctx = JobContext(config=config, orders=orders, events=ctx_tables["events"],
-                         catalog=ctx_tables["catalog"],
-                         items=item_vocabulary(ctx_tables["catalog"], orders,
-                                               ctx_tables["events"]),
-                         out=staging)
+                         catalog=ctx_tables["catalog"], items=items, out=staging)
         for name in progress_bar(list(jobs), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = jobs[name](ctx)
             log.info("job %s: %s", name, metrics[name])

@@ -124,7 +124,7 @@ def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -
     save_npz(layout.SESSIONS_BY_ITEM.at(out), indptr=item_ptr, indices=item_sessions)
 
 
-def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,
+def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, items: Vocabulary,
                    config: ModelsConfig, weights: InteractionWeights, out: Path,
                    catalog: pd.DataFrame | None = None,
                    co_purchase: CoPurchaseTables | None = None,
@@ -132,13 +132,15 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                    repurchase: Callable[[], pd.DataFrame] | None = None,
                    confidence: Callable[[], Interactions] | None = None,
                    purchases: Callable[[Vocabulary], PurchaseHistory] | None = None,
-                   ) -> dict[str, Any]:
+                   known_customers: bool | None = None) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
     (``catalog``: its ``durable`` column, where given, says which products last;
     ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``, ``purchases``: where the
     co-purchase tables, the ALS factors, the repurchase cycles, ALS's customer x product
     confidence matrix and the purchase history (given the customer vocabulary) come from,
-    default this process from ``orders``)."""
+    default this process from ``orders``; ``known_customers``: whether an order line names a
+    customer, default from ``orders``). ``orders`` may be None when all of these are given:
+    the Spark engine reads the lines there."""
     metrics: dict[str, Any] = {}
     views = None if events is None else events[events["event_type"] == "view"]
     if views is not None and len(views):
@@ -150,7 +152,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                                         catalog_categories(catalog, items))
     save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))
     metrics["viewed_bought_pairs"] = len(bought_instead)
-    tables = co_purchase or LocalCoPurchase(order_item_matrix(orders, items=items).matrix, config)
+    tables = co_purchase or LocalCoPurchase(order_item_matrix(_lines(orders), items=items).matrix,
+                                            config)
     if config.bought_together == "ease":
         metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
         if tables.ease_warnings:
@@ -171,7 +174,10 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         tables.save_knn(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "co-purchase (no view events)"
 
-    if "customer_id" in orders and orders["customer_id"].notna().any():
+    if known_customers is None:
+        known_customers = bool("customer_id" in _lines(orders)
+                               and _lines(orders)["customer_id"].notna().any())
+    if known_customers:
         customers = confidence() if confidence is not None else customer_item_matrix(
             orders, events, weights=weights, items=items)
         user_factors, item_factors = (factorizer or LocalALS()).fit(customers.matrix, config)
@@ -179,7 +185,7 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(layout.CUSTOMERS.at(out))
-        lines = (_PurchaseLines.of(orders, customers.rows, items)
+        lines = (_PurchaseLines.of(_lines(orders), customers.rows, items)
                  if purchases is None or repurchase is None else None)
         if purchases is not None:
             history = purchases(customers.rows)
@@ -207,6 +213,14 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
     metrics["repurchase_products"] = len(cycles)
     metrics["products"] = len(items)
     return metrics
+
+
+def _lines(orders: pd.DataFrame | None) -> pd.DataFrame:
+    """The order lines, for the parts made in this process."""
+    if orders is None:
+        raise TypeError("run_models_job: without the order lines, give co_purchase, "
+                        "known_customers, confidence, purchases and repurchase")
+    return orders
 
 
 def catalog_categories(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray | None:
