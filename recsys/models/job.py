@@ -308,17 +308,26 @@ class PurchaseHistory:
     def of_sorted(cls, lines: _PurchaseLines) -> PurchaseHistory:
         """The summary of the sorted purchase lines: the last day is the last line's (they
         are sorted by day); an order counts once however many lines and days it spans."""
-        rows, cols = lines.customer, lines.product
+        rows, cols, order = lines.customer, lines.product, lines.order
         new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
+        new_run = new_pair | np.r_[True, order[1:] != order[:-1]]
         starts = np.flatnonzero(new_pair)
+        # a pair's lines are sorted by (day, order): an order on one day is one run of lines
+        n_orders = (np.add.reduceat(new_run.astype(np.int64), starts) if len(starts)
+                    else np.zeros(0, np.int64))
+        n_codes = int(order.max(initial=-1)) + 1
+        first_day, last_day = np.full(n_codes, np.iinfo(np.int64).max), np.zeros(n_codes, np.int64)
+        np.minimum.at(first_day, order, lines.day)
+        np.maximum.at(last_day, order, lines.day)
+        spans = new_run & (first_day[order] != last_day[order])  # runs of orders on 2+ days
+        if spans.any():  # such an order makes a run per day: count it once per pair
+            rank = (np.cumsum(new_pair) - 1)[spans]
+            distinct = np.unique(rank * n_codes + order[spans]) // n_codes
+            n_orders -= (np.bincount(rank, minlength=len(starts))
+                         - np.bincount(distinct, minlength=len(starts)))
         last = np.r_[starts[1:], len(rows)] - 1
-        # distinct (pair, order): the pair's rank times the orders plus the order code
-        rank = np.cumsum(new_pair) - 1
-        keys = np.unique(rank * (lines.order.max(initial=0) + 1) + lines.order)
-        n_orders = np.bincount(keys // (lines.order.max(initial=0) + 1),
-                               minlength=len(starts)).astype(np.int32)
         return cls(customer=rows[starts], product=cols[starts], last_day=lines.day[last],
-                   orders=n_orders)
+                   orders=n_orders.astype(np.int32))
 
 
 def _save_purchases(history: PurchaseHistory, n_customers: int, n_items: int, path: Path,
