@@ -41,7 +41,7 @@ from recsys.mapping import SourceMapping, load_mapping  # noqa: E402
 from recsys.matrices import order_item_matrix  # noqa: E402
 from recsys.rules.bundles import product_values  # noqa: E402
 from recsys.rules.itemsets import frequent_itemsets  # noqa: E402
-from recsys.rules.job import RulesConfig, run_rules_job  # noqa: E402
+from recsys.rules.job import LineInputs, RulesConfig, run_rules_job  # noqa: E402
 
 DATASETS = REPO.parent / "shared" / "datasets"
 
@@ -78,7 +78,8 @@ def _itemset_bundles(train: pd.DataFrame, catalog: pd.DataFrame | None, min_coun
     x, ids = baskets.matrix, baskets.items.ids
     fi = frequent_itemsets(x, min_count, config.bundles.max_size,
                            max_itemsets=config.bundles.max_itemsets)
-    values = product_values(pd.Index(ids), catalog, train, config.bundles.use_margin)
+    values = product_values(pd.Index(ids), catalog, LineInputs(train).median_prices(),
+                            config.bundles.use_margin)
     item_counts = np.diff(x.tocsc().indptr)
     keep = fi.lengths >= 2
     sets, counts = fi.items[keep], fi.counts[keep]

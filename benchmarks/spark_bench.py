@@ -1,6 +1,7 @@
 """The local engine against the Spark engine (`recsys run --engine local|spark`) on generated
 shops: wall time per stage and in total, and peak resident memory of the whole process tree
-(driver Python, Spark's JVM, its Python workers), sampled from /proc every 0.2 s.
+(driver Python, Spark's JVM, its Python workers), sampled from /proc every 0.2 s, with the
+driver's own peak per stage.
 
 Each run is a fresh `recsys run` subprocess on the same generated shop (generated once per
 size into --work, outside the timing), so Spark's start-up (JVM, session) is included.
@@ -31,7 +32,8 @@ _STAGE = re.compile(r"^(\S+ \S+),(\d+) INFO recsys\.pipeline: (ingest done|job (
 
 
 def _tree_rss(root: int) -> dict[str, int]:
-    """Resident bytes of ``root`` and its descendants, by kind (python, java, other)."""
+    """Resident bytes of ``root`` (the driver) and its descendants, by kind (driver, other
+    python processes: Spark's Python workers; java: Spark's JVM; other)."""
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
     for entry in os.listdir("/proc"):
@@ -50,13 +52,13 @@ def _tree_rss(root: int) -> dict[str, int]:
         children = [p for p, pp in parents.items() if pp == pid and p not in tree]
         tree.update(children)
         frontier.extend(children)
-    out = {"python": 0, "java": 0, "other": 0}
+    out = {"driver": 0, "python": 0, "java": 0, "other": 0}
     for pid in tree:
         try:
             resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
         except (OSError, IndexError):
             continue
-        kind = "java" if names.get(pid) == "java" else (
+        kind = "driver" if pid == root else "java" if names.get(pid) == "java" else (
             "python" if names.get(pid, "").startswith("python") else "other")
         out[kind] += resident
     return out
@@ -65,13 +67,17 @@ def _tree_rss(root: int) -> dict[str, int]:
 class _Sampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.pid, self.peak, self.peak_by_kind = pid, 0, {"python": 0, "java": 0, "other": 0}
+        self.pid, self.peak = pid, 0
+        self.peak_by_kind = {"driver": 0, "python": 0, "java": 0, "other": 0}
         self.stop = threading.Event()
+
+        self.driver: list[tuple[float, int]] = []  # (time, driver's resident bytes)
 
     def run(self) -> None:
         while not self.stop.wait(0.2):
             rss = _tree_rss(self.pid)
             self.peak = max(self.peak, sum(rss.values()))
+            self.driver.append((time.time(), rss["driver"]))
             for kind, value in rss.items():
                 self.peak_by_kind[kind] = max(self.peak_by_kind[kind], value)
 
@@ -93,8 +99,9 @@ def _config(shop: Path, work: Path, engine: str, master: str) -> Path:
     return path
 
 
-def _stages(log: str, start: float, end: float) -> dict[str, float]:
-    """Seconds per stage from the pipeline's INFO log lines (ingest, then each job)."""
+def _marks(log: str, start: float, end: float) -> list[tuple[str, float]]:
+    """(stage, when it ended) from the pipeline's INFO log lines (ingest, then each job),
+    after ("start", start) and before ("publish", end)."""
     marks = [("start", start)]
     for line in log.splitlines():
         m = _STAGE.match(line)
@@ -102,7 +109,23 @@ def _stages(log: str, start: float, end: float) -> dict[str, float]:
             when = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
             marks.append((m.group(4) or "ingest", when.timestamp() + int(m.group(2)) / 1000))
     marks.append(("publish", end))
+    return marks
+
+
+def _stages(marks: list[tuple[str, float]]) -> dict[str, float]:
+    """Seconds per stage."""
     return {name: round(t - marks[i - 1][1], 1) for i, (name, t) in enumerate(marks) if i}
+
+
+def _driver_peaks(marks: list[tuple[str, float]], samples: list[tuple[float, int]]
+                  ) -> dict[str, int]:
+    """The driver's peak resident MB per stage (the samples taken while it ran)."""
+    out = {}
+    for i, (name, end) in enumerate(marks):
+        if i:
+            inside = [rss for t, rss in samples if marks[i - 1][1] <= t <= end]
+            out[name] = max(inside, default=0) // 2**20
+    return out
 
 
 def run_one(config: Path, engine: str, timeout: float, until: str | None = None,
@@ -147,13 +170,15 @@ def run_one(config: Path, engine: str, timeout: float, until: str | None = None,
     ok = proc.returncode == 0 or stopped.is_set()
     status = (f"ok, stopped after job {until}" if stopped.is_set() else "ok" if ok else
               f"exit {proc.returncode}: {err.strip()[-300:]}")
-    stages = _stages(err, start, end) if ok else {}
-    if stopped.is_set():
-        stages.pop("publish", None)  # the time to stop it, not a stage
+    marks = _marks(err, start, end) if ok else []
+    stages, driver = _stages(marks), _driver_peaks(marks, sampler.driver)
+    if stopped.is_set():  # the time to stop it, not a stage
+        stages.pop("publish", None)
+        driver.pop("publish", None)
     return {"engine": engine, "status": status, "wall_s": round(end - start, 1),
             "peak_rss_mb": sampler.peak // 2**20,
             "peak_by_kind_mb": {k: v // 2**20 for k, v in sampler.peak_by_kind.items()},
-            "stages_s": stages}
+            "stages_s": stages, "driver_peak_by_stage_mb": driver}
 
 
 def main() -> None:

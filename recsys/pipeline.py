@@ -23,7 +23,7 @@ from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
 from recsys.mapping import load_mapping
 from recsys.matrices import item_vocabulary, order_item_matrix
-from recsys.models.cold_start_job import run_cold_start_job
+from recsys.models.cold_start_job import LocalOrderLines, OrderLines, run_cold_start_job
 from recsys.models.content import run_content_job
 from recsys.models.job import run_models_job
 from recsys.models.upsell_prior import fit_upsell_prior
@@ -40,14 +40,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class JobContext:
-    """What a job sees: the config, the canonical tables and the staging folder to write to."""
+    """What a job sees: the config, the canonical tables and the staging folder to write to.
+    ``orders`` is None in the Spark engine: its jobs read the order lines on Spark from the
+    data directory, and the driver never loads them."""
 
     config: Config
-    orders: pd.DataFrame
+    orders: pd.DataFrame | None
     events: pd.DataFrame | None
     catalog: pd.DataFrame | None
     items: Vocabulary  # every product of catalog, orders and events: the artifact's codes
     out: Path
+
+    def lines(self) -> pd.DataFrame:
+        """The order lines in memory (the local engine's jobs)."""
+        if self.orders is None:
+            raise RuntimeError("this job needs the order lines in memory: the local engine's")
+        return self.orders
 
 
 def job_catalog(ctx: JobContext) -> dict[str, Any]:
@@ -62,14 +70,14 @@ def job_catalog(ctx: JobContext) -> dict[str, Any]:
 def job_popularity(ctx: JobContext) -> dict[str, Any]:
     """Best sellers per scope (global and every category level)."""
     cfg = ctx.config.popularity
-    table = best_sellers(ctx.orders, ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
+    table = best_sellers(ctx.lines(), ctx.catalog, window_days=cfg.window_days, top_k=cfg.top_k)
     table.to_parquet(layout.POPULAR.at(ctx.out), index=False)
     return {"scopes": int(table["scope"].nunique()), "rows": len(table)}
 
 
 def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
     """Basket figures every later job relies on (from the order x product matrix)."""
-    baskets = order_item_matrix(ctx.orders)
+    baskets = order_item_matrix(ctx.lines())
     sizes = baskets.matrix.getnnz(axis=1)
     return {"orders": int(baskets.matrix.shape[0]), "products_ordered": int(baskets.matrix.shape[1]),
             "mean_basket_size": round(float(sizes.mean()), 4) if len(sizes) else 0.0,
@@ -78,13 +86,13 @@ def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
 
 def job_rules(ctx: JobContext) -> dict[str, Any]:
     """Association rules, category rules, substitutes and bundles (see recsys.rules.job)."""
-    return run_rules_job(ctx.orders, ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
-                         weights=ctx.config.interactions)
+    return run_rules_job(ctx.lines(), ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
+                         weights=ctx.config.interactions, items=ctx.items)
 
 
 def job_models(ctx: JobContext) -> dict[str, Any]:
     """Also-viewed, bought-together, ALS and repurchase cycles (see recsys.models.job)."""
-    return run_models_job(ctx.orders, ctx.events, ctx.items, ctx.config.models,
+    return run_models_job(ctx.lines(), ctx.events, ctx.items, ctx.config.models,
                           ctx.config.interactions, ctx.out, ctx.catalog)
 
 
@@ -104,10 +112,11 @@ def job_content(ctx: JobContext) -> dict[str, Any]:
     return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
 
 
-def job_cold_start(ctx: JobContext) -> dict[str, Any]:
+def job_cold_start(ctx: JobContext, lines: OrderLines | None = None) -> dict[str, Any]:
     """The cold-start weights, chosen on products held out of the shop's own co-views (see
-    recsys.models.cold_start_job); runs after the content job, whose neighbours it reads."""
-    return run_cold_start_job(ctx.orders, ctx.events, ctx.catalog, ctx.items, ctx.config.models,
+    recsys.models.cold_start_job); runs after the content job, whose neighbours it reads.
+    ``lines``: where the order lines are read (default: pandas, from ctx.orders)."""
+    return run_cold_start_job(lines or LocalOrderLines(ctx.lines()), ctx.events, ctx.catalog, ctx.items, ctx.config.models,
                               ctx.config.interactions, window_days=ctx.config.popularity.window_days,
                               top_k=ctx.config.popularity.top_k, out=ctx.out)
 
@@ -116,13 +125,14 @@ def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
                        ) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job);
     ``aggregates``: where the order lines are aggregated (default: pandas, from ctx.orders)."""
-    missing = clv_inputs_missing(ctx.orders, ctx.catalog)
+    lines = ctx.lines() if aggregates is None else aggregates
+    missing = clv_inputs_missing(lines, ctx.catalog)
     if missing:
         log.warning("customer value skipped: %s", missing)
         return {"skipped": missing}
     store = ArtifactStore(ctx.config.artifacts.root)
     previous = layout.CLV_REPORT.at(store.path()).parent if store.current_version() else None
-    return run_clv_job(ctx.orders if aggregates is None else aggregates, ctx.catalog,
+    return run_clv_job(lines, ctx.catalog,
                        layout.CLV_REPORT.at(ctx.out).parent, config=ctx.config.analytics,
                        previous=previous, model_dir=ctx.out)
 
@@ -157,9 +167,13 @@ def run_pipeline(config: Config, *, show_progress: bool = True,
 
 def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., IngestReport] = ingest,
              jobs: dict[str, Callable[[JobContext], dict[str, Any]]] = JOBS,
+             vocabulary: Callable[[Path, pd.DataFrame | None, pd.DataFrame | None],
+                                  Vocabulary] | None = None,
              ) -> tuple[IngestReport, Manifest]:
     """Ingest with ``ingest_fn``, run ``jobs`` in order and publish (the engines differ only
-    in these two)."""
+    in these). ``vocabulary``: the product vocabulary of the data directory's orders, the
+    catalog and the events, made without loading the order lines (the Spark engine's; then
+    ``JobContext.orders`` is None); by default the lines are loaded and it is made from them."""
     sources = config.ingest.sources()  # fails first when no orders are configured
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
@@ -171,17 +185,18 @@ def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., In
                                   data_dir, report) if config.ingest.server_events else None
     if server is not None:  # its label hides the URL's password
         sources = {**sources, "server_events": server.source}
-    orders = load_table(data_dir, "orders")
-    assert orders is not None
     ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}
+    orders = None if vocabulary is not None else load_table(data_dir, "orders")
+    if orders is not None:
+        items = item_vocabulary(ctx_tables["catalog"], orders, ctx_tables["events"])
+    else:
+        assert vocabulary is not None
+        items = vocabulary(data_dir, ctx_tables["catalog"], ctx_tables["events"])
     store = ArtifactStore(config.artifacts.root, keep_last=config.artifacts.keep_last)
     metrics: dict[str, Any] = {}
     with store.staging() as staging:
         ctx = JobContext(config=config, orders=orders, events=ctx_tables["events"],
-                         catalog=ctx_tables["catalog"],
-                         items=item_vocabulary(ctx_tables["catalog"], orders,
-                                               ctx_tables["events"]),
-                         out=staging)
+                         catalog=ctx_tables["catalog"], items=items, out=staging)
         for name in progress_bar(list(jobs), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = jobs[name](ctx)
             log.info("job %s: %s", name, metrics[name])

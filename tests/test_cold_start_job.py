@@ -27,7 +27,13 @@ import scipy.sparse as sp
 from recsys import layout
 from recsys.config import Config
 from recsys.matrices import InteractionWeights, item_vocabulary, order_item_matrix
-from recsys.models.cold_start_job import GRID_NEIGHBOURS, GRID_PRIOR, _folds, run_cold_start_job
+from recsys.models.cold_start_job import (
+    GRID_NEIGHBOURS,
+    GRID_PRIOR,
+    LocalOrderLines,
+    _folds,
+    run_cold_start_job,
+)
 from recsys.models.content import run_content_job
 from recsys.models.settings import ModelsConfig
 from recsys.pipeline import run_pipeline
@@ -58,7 +64,7 @@ def _run(tmp_path: Path, **models: object) -> dict[str, object]:
     orders, catalog = _shop()
     items = item_vocabulary(catalog, orders)
     run_content_job(catalog, items, 50, tmp_path)
-    return run_cold_start_job(orders, None, catalog, items, ModelsConfig(**{**SHOP, **models}),
+    return run_cold_start_job(LocalOrderLines(orders), None, catalog, items, ModelsConfig(**{**SHOP, **models}),
                               InteractionWeights(), window_days=0, top_k=100, out=tmp_path)
 
 
@@ -104,7 +110,7 @@ def test_too_few_cases_keep_the_defaults(tmp_path: Path) -> None:
 
 def test_no_catalog_keeps_the_defaults(tmp_path: Path) -> None:
     orders, _ = _shop()
-    report = run_cold_start_job(orders, None, None, item_vocabulary(orders), ModelsConfig(),
+    report = run_cold_start_job(LocalOrderLines(orders), None, None, item_vocabulary(orders), ModelsConfig(),
                                 InteractionWeights(), window_days=0, top_k=100, out=tmp_path)
     assert report["chosen_by"] == "default" and "no catalog" in str(report["reason"])
 

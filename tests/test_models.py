@@ -207,3 +207,29 @@ def test_ease_memory_budget_caps_the_products_and_warns(tmp_path: Path) -> None:
         "neighbours only"]
     covered = (Neighbours.load(tmp_path / "bought_together").ids >= 0).any(axis=1)
     assert covered.sum() == metrics["ease_products"]
+
+
+def test_purchase_history_known_answer(tmp_path: Path) -> None:
+    """Per bought (customer, product): the last day and the distinct orders, an order that
+    spans two days counted once; guests and undated lines as the job treats them."""
+    orders = pd.DataFrame({
+        "order_id": ["o1", "o1", "o2", "o3", "o3", "o4", "o5", "o6"],
+        "customer_id": ["c1", "c1", "c1", "c1", "c1", "c2", None, "c2"],
+        "product_id": ["a", "a", "b", "a", "b", "a", "a", "b"],
+        "ordered_at": pd.to_datetime(["2024-01-01", "2024-01-03", "2024-01-02", "2024-01-02",
+                                      "2024-01-05", None, "2024-02-01", "2024-01-04"]),
+    }).astype({"order_id": "string", "customer_id": "string", "product_id": "string"})
+    items = Vocabulary(pd.Index(["a", "b", "c"], dtype="string"))
+    run_models_job(orders, None, items, ModelsConfig(als_factors=2, als_iterations=1),
+                   InteractionWeights(), tmp_path)
+    bought = load_npz(tmp_path / "purchases.npz")
+    shape = tuple(bought["shape"])
+    days = sp.csr_matrix((bought["last_day"], bought["indices"], bought["indptr"]), shape=shape)
+    counts = sp.csr_matrix((bought["orders"], bought["indices"], bought["indptr"]), shape=shape)
+    epoch = pd.Timestamp("1970-01-01")
+    day = {d: (pd.Timestamp(d) - epoch).days + 1 for d in ("2024-01-03", "2024-01-05",
+                                                          "2024-01-04")}
+    # c1: a in o1 (two days) and o3; b in o2 and o3. c2: a undated (day 1), b in o6
+    assert days.toarray().tolist() == [[day["2024-01-03"], day["2024-01-05"], 0],
+                                       [1, day["2024-01-04"], 0]]
+    assert counts.toarray().tolist() == [[2, 2, 0], [1, 1, 0]]

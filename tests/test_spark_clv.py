@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.analytics.job import OUTPUT_FILES, run_clv_job
+from recsys.analytics.job import OUTPUT_FILES, clv_inputs_missing, run_clv_job
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.errors import InputError
 from recsys.spark.clv import SparkClvAggregates
@@ -116,6 +116,35 @@ def test_orders_without_any_price_are_refused_as_locally(spark_local: Any,
     for source in (lines, SparkClvAggregates(spark_local, frame)):
         with pytest.raises(InputError, match="customer value needs prices"):
             run_clv_job(source, None, tmp_path / "out", config=AnalyticsConfig())
+
+
+def test_the_skip_check_answers_from_spark_as_from_the_lines(spark_local: Any,
+                                                              tmp_path: Path) -> None:
+    """Why the job is skipped, from the Spark DataFrame's schema and counts: the local answer
+    for a full shop, a missing or empty customer_id / ordered_at and prices only as NaN."""
+    full = pd.DataFrame({"order_id": ["o1", "o2"], "product_id": ["p", "q"],
+                         "customer_id": pd.Series([None, "c"], dtype="string"),
+                         "ordered_at": pd.to_datetime(["2024-01-01", None]).astype(
+                             "datetime64[us]"),  # Spark reads no nanoseconds
+                         "unit_price": [np.nan, 2.5]})
+    priced = pd.DataFrame({"product_id": ["p", "q"], "price": [1.0, np.nan]})
+    unpriced = pd.DataFrame({"product_id": ["p"], "price": [np.nan]})
+    variants = {"full": full, "no customer column": full.drop(columns="customer_id"),
+                "no customer": full.assign(customer_id=pd.Series([None, None], dtype="string")),
+                "no date column": full.drop(columns="ordered_at"),
+                "no date": full.assign(ordered_at=pd.Series(pd.NaT, full.index, "datetime64[us]")),
+                "prices NaN": full.assign(unit_price=np.nan),
+                "no price column": full.drop(columns="unit_price")}
+    answers = set()
+    for name, lines in variants.items():
+        lines.to_parquet(tmp_path / f"{name}.parquet", index=False)
+        frame = SparkClvAggregates(spark_local, spark_local.read.parquet(
+            str(tmp_path / f"{name}.parquet")))
+        for catalog in (None, priced, unpriced):
+            expected = clv_inputs_missing(lines, catalog)
+            assert clv_inputs_missing(frame, catalog) == expected, (name, catalog)
+            answers.add(expected)
+    assert len(answers) == 4  # None, no customer_id, no ordered_at, no prices
 
 
 def test_edge_cases_equal_the_local_job(spark_local: Any, tmp_path: Path) -> None:

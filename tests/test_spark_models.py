@@ -1,6 +1,7 @@
 """The models job's Spark parts (local[2]): item-kNN (cosine, BM25) and EASE against a known
 answer, a brute force, implicit's own weighting and the local models job on a slice of
-Online Retail II; ALS on MLlib on planted groups; repurchase cycles against the local job."""
+Online Retail II; ALS on MLlib on planted groups; the purchase history and the repurchase cycles against
+the local job."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from recsys import layout
 from recsys.artifacts import save_parquet
 from recsys.matrices import InteractionWeights, item_vocabulary, order_item_matrix
 from recsys.models.ease import ease_from_gram, ease_items
-from recsys.models.job import LocalCoPurchase, run_models_job
+from recsys.models.job import LocalCoPurchase, PurchaseHistory, _PurchaseLines, run_models_job
 from recsys.models.neighbours import Neighbours
 from recsys.models.settings import ModelsConfig
 from recsys.spark.als import SparkALS
-from recsys.spark.history import repurchase_cycles_on_spark
+from recsys.spark.history import purchase_history_on_spark, repurchase_cycles_on_spark
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.neighbours import (
     SparkCoPurchase,
@@ -272,3 +273,52 @@ def test_no_repurchase_cycles_is_the_local_empty_table(spark_local: Any, tmp_pat
     expected = _local_cycles(orders, items, 10**6, 0.3, tmp_path / "local")
     assert expected.empty
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "got.parquet"), expected)
+
+
+def test_purchase_history_equals_the_local_one(spark_local: Any) -> None:
+    orders = _dated_orders(13)
+    orders.loc[orders.index % 23 == 0, "ordered_at"] = pd.NaT  # undated lines: day 1
+    spans = orders.index % 3 == 2  # the third line of every order a week later
+    orders.loc[spans, "ordered_at"] = orders.loc[spans, "ordered_at"] + pd.Timedelta(days=7)
+    items = Vocabulary(pd.Index([*sorted(orders["product_id"].unique()), "zz"], dtype="string"))
+    customers = Vocabulary(pd.Index([*sorted(orders["customer_id"].dropna().unique()),
+                                     "only-views"], dtype="string"))
+    expected = PurchaseHistory.of_sorted(_PurchaseLines.of(orders, customers, items))
+    got = purchase_history_on_spark(spark_local, spark_local.createDataFrame(
+        to_spark_pandas(orders)), items, customers)
+    assert len(got.customer) == len(orders.dropna(subset=["customer_id"])[
+        ["customer_id", "product_id"]].drop_duplicates())
+    assert (expected.orders >= 2).any() and (expected.last_day == 1).any()
+    for field in ("customer", "product", "last_day", "orders"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(expected, field), field)
+        assert getattr(got, field).dtype == getattr(expected, field).dtype, field
+
+
+def test_cold_start_inputs_equal_the_local_ones(spark_local: Any) -> None:
+    """The cold_start job's order lines on Spark: the order x product matrix (up to the order
+    of its rows) and the best sellers of the orders holding none of the held-out products,
+    with and without a time window, per category scope."""
+    from recsys.models.cold_start_job import LocalOrderLines
+    from recsys.spark.pipeline import SparkOrderLines
+
+    orders = _dated_orders(seed=8).assign(
+        quantity=lambda f: (f.index % 4 + 1).astype("int64"),
+        unit_price=lambda f: (f.index % 5 + 0.5).astype("float64"))
+    catalog = pd.DataFrame({"product_id": pd.Series([f"p{i}" for i in range(25)], dtype="string"),
+                            "category": pd.Series([f"C{i % 3} > S{i % 2}" for i in range(25)],
+                                                  dtype="string")})
+    items = item_vocabulary(catalog, orders)
+    local = LocalOrderLines(orders)
+    spark = SparkOrderLines(spark_local, spark_local.createDataFrame(to_spark_pandas(orders)))
+    got, expected = spark.baskets(items), local.baskets(items)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    assert sorted(map(tuple, got.toarray().tolist())) == sorted(
+        map(tuple, expected.toarray().tolist()))
+    held = ["p3", "p7", "p11"]
+    for window_days in (0, 30):
+        got_table, expected_table = (
+            lines.best_sellers_without(held, catalog, window_days=window_days, top_k=10)
+            for lines in (spark, local))
+        assert not got_table["product_id"].isin(held).any()
+        assert got_table["scope"].nunique() > 3
+        pd.testing.assert_frame_equal(got_table, expected_table, check_exact=False, rtol=1e-12)

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys import layout
+from recsys import layout, pipeline
 from recsys.analytics.job import OUTPUT_FILES
 from recsys.app import create_app
-from recsys.artifacts import ArtifactStore
+from recsys.artifacts import ArtifactStore, load_npz
 from recsys.config import load_config
+from recsys.ingest import load_table
 from recsys.models.neighbours import Neighbours
 from recsys.pipeline import run_pipeline
 from recsys.spark.pipeline import run_on_spark
@@ -33,13 +34,23 @@ from tests.test_spark_rules import canonical
 
 @pytest.fixture(scope="module")
 def built(spark_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The small shop published twice: by the local engine and by Spark on the cluster."""
+    """The small shop published twice: by the local engine and by Spark on the cluster; the
+    Spark engine's driver never loads the order lines."""
     roots = {}
+    loaded: list[str] = []
+
+    def recording(data_dir: Path | str, table: str, **kwargs: Any) -> pd.DataFrame | None:
+        loaded.append(table)
+        return load_table(data_dir, table, **kwargs)
+
     for engine in ("local", "spark"):
         tmp = tmp_path_factory.mktemp(engine)
         config = load_config(write_small_config(tmp))
         if engine == "spark":
-            run_on_spark(config, show_progress=False, spark=spark_cluster)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(pipeline, "load_table", recording)
+                run_on_spark(config, show_progress=False, spark=spark_cluster)
+            assert loaded and "orders" not in loaded, loaded
         else:
             run_pipeline(config, show_progress=False)
         roots[engine] = tmp
@@ -59,13 +70,17 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
     spark = ArtifactStore(built["spark"] / "artifacts").verify()
     assert set(spark.files) == set(local.files)
     assert spark.inputs["rows"] == local.inputs["rows"]
-    for job in ("basket_stats", "rules", "catalog", "models"):
+    for job in ("basket_stats", "rules", "catalog", "models", "cold_start"):
         assert spark.metrics[job] == local.metrics[job], job
     paths = {e: ArtifactStore(built[e] / "artifacts").path() for e in built}
     for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet",
-                 layout.REPURCHASE.path):
+                 "substitutes.parquet", layout.REPURCHASE.path, layout.CUSTOMERS.path):
         pd.testing.assert_frame_equal(pd.read_parquet(paths["spark"] / name),
                                       pd.read_parquet(paths["local"] / name), obj=name)
+    bought = {e: load_npz(layout.PURCHASES.at(paths[e])) for e in paths}  # made on Spark
+    assert set(bought["spark"]) == set(bought["local"])
+    for key in bought["local"]:
+        np.testing.assert_array_equal(bought["spark"][key], bought["local"][key], err_msg=key)
     for name in ("rules.parquet", "category_rules.parquet"):
         pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
                                       canonical(pd.read_parquet(paths["local"] / name)), obj=name)

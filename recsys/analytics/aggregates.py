@@ -16,6 +16,7 @@ purchase days; NaN without a gap).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -33,6 +34,9 @@ PAIR_COLUMNS = ("customer_id", "product_id", "lines", "orders", "last_ordered_at
 
 class ClvAggregates(Protocol):
     """Where the customer-value job's line-level aggregations are made."""
+
+    def filled_columns(self, columns: Sequence[str]) -> set[str]:
+        """Those of ``columns`` the lines have, with a value in at least one line."""
 
     def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
                     use_margin: bool) -> OrderTable:
@@ -54,6 +58,9 @@ class LineAggregates:
 
     def __init__(self, orders: pd.DataFrame) -> None:
         self.orders = orders
+
+    def filled_columns(self, columns: Sequence[str]) -> set[str]:
+        return {c for c in columns if c in self.orders.columns and self.orders[c].notna().any()}
 
     def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
                     use_margin: bool) -> OrderTable:

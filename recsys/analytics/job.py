@@ -82,15 +82,19 @@ class ClvResult:
         return self.customers[list(SEGMENT_COLUMNS)]
 
 
-def clv_inputs_missing(orders: pd.DataFrame, catalog: pd.DataFrame | None = None) -> str | None:
+def clv_inputs_missing(orders: pd.DataFrame | ClvAggregates,
+                       catalog: pd.DataFrame | None = None) -> str | None:
     """Why customer value cannot be computed from these tables, or None when it can: the
-    pipeline skips the job (and says why) instead of failing a shop without customer ids."""
+    pipeline skips the job (and says why) instead of failing a shop without customer ids.
+    ``orders``: the canonical lines, or their aggregations (which say which columns hold a
+    value: on Spark, without the lines on the driver)."""
+    source = LineAggregates(orders) if isinstance(orders, pd.DataFrame) else orders
+    filled = source.filled_columns(("customer_id", "ordered_at", "unit_price"))
     for column in ("customer_id", "ordered_at"):
-        if column not in orders.columns or orders[column].isna().all():
+        if column not in filled:
             return f"orders have no {column}"
-    has_price = "unit_price" in orders.columns and orders["unit_price"].notna().any()
-    if not has_price and (catalog is None or "price" not in catalog.columns
-                          or catalog["price"].isna().all()):
+    if "unit_price" not in filled and (catalog is None or "price" not in catalog.columns
+                                       or catalog["price"].isna().all()):
         return "neither orders (unit_price) nor the catalog (price) give prices"
     return None
 

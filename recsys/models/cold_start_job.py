@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,8 @@ from recsys.models.settings import (
 from recsys.popularity import GLOBAL_SCOPE, best_sellers
 from recsys.vocab import Vocabulary
 
-__all__ = ["GRID_NEIGHBOURS", "GRID_PRIOR", "MAX_FOLDS", "MAX_LEFT_OUT", "run_cold_start_job"]
+__all__ = ["GRID_NEIGHBOURS", "GRID_PRIOR", "MAX_FOLDS", "MAX_LEFT_OUT", "OrderLines",
+           "LocalOrderLines", "run_cold_start_job"]
 
 GRID_NEIGHBOURS = (5, 10, 20, 50)
 GRID_PRIOR = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -62,7 +63,36 @@ MAX_FOLDS = 5  # held-out sets, each scored with its own refitted table
 K = 10  # the list length scored
 
 
-def run_cold_start_job(orders: pd.DataFrame, events: pd.DataFrame | None,
+class OrderLines(Protocol):
+    """What the job needs of the order lines (the Spark engine answers on Spark)."""
+
+    def baskets(self, items: Vocabulary) -> sp.csr_matrix:
+        """The binary order x product matrix (int32) over ``items``, one row per order (in
+        any order)."""
+
+    def best_sellers_without(self, products: list[str], catalog: pd.DataFrame | None, *,
+                             window_days: int, top_k: int) -> pd.DataFrame:
+        """``recsys.popularity.best_sellers`` of the orders that hold none of ``products``."""
+
+
+class LocalOrderLines:
+    """The job's inputs from canonical order lines in memory."""
+
+    def __init__(self, orders: pd.DataFrame) -> None:
+        self.orders = orders
+
+    def baskets(self, items: Vocabulary) -> sp.csr_matrix:
+        return order_item_matrix(self.orders, items=items).matrix
+
+    def best_sellers_without(self, products: list[str], catalog: pd.DataFrame | None, *,
+                             window_days: int, top_k: int) -> pd.DataFrame:
+        orders = self.orders
+        with_held = orders["order_id"][orders["product_id"].astype(str).isin(set(products))]
+        return best_sellers(orders[~orders["order_id"].isin(with_held)], catalog,
+                            window_days=window_days, top_k=top_k)
+
+
+def run_cold_start_job(orders: OrderLines, events: pd.DataFrame | None,
                        catalog: pd.DataFrame | None, items: Vocabulary, config: ModelsConfig,
                        weights: InteractionWeights, *, window_days: int, top_k: int,
                        out: Path) -> dict[str, Any]:
@@ -83,7 +113,7 @@ def run_cold_start_job(orders: pd.DataFrame, events: pd.DataFrame | None,
         return _write(out, *kept, "default", {"reason": "no catalog: no content neighbours"})
     content = Neighbours.load(layout.CONTENT_SIMILAR.at(out), mmap=False)
     sessions = view_sessions(events, items, weights)
-    rows = sessions if sessions is not None else order_item_matrix(orders, items=items).matrix
+    rows = sessions if sessions is not None else orders.baskets(items)
     binary = sp.csr_matrix((np.ones(rows.nnz, np.int32), rows.indices, rows.indptr),
                            shape=rows.shape)
     folds = _folds(binary, content.ids[:, 0] >= 0, config)
@@ -161,15 +191,13 @@ def _folds(binary: sp.csr_matrix, has_content: np.ndarray, config: ModelsConfig
     return folds
 
 
-def _priors(orders: pd.DataFrame, catalog: pd.DataFrame | None, items: Vocabulary,
+def _priors(orders: OrderLines, catalog: pd.DataFrame | None, items: Vocabulary,
             held: np.ndarray, window_days: int, top_k: int
             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per scope: the best sellers' codes and orders / the best's, counted without the
     orders that hold a held-out product."""
-    product = orders["product_id"].astype(str)
-    with_held = orders["order_id"][product.isin(set(items.ids[held].tolist()))]
-    table = best_sellers(orders[~orders["order_id"].isin(with_held)], catalog,
-                         window_days=window_days, top_k=top_k)
+    table = orders.best_sellers_without(items.ids[held].tolist(), catalog,
+                                        window_days=window_days, top_k=top_k)
     out = {}
     for scope, group in table.groupby("scope", sort=False):
         counts = group["orders"].to_numpy(np.float64)

@@ -45,7 +45,7 @@ from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
 __all__ = ["ModelsConfig", "run_models_job", "save_view_models", "knn_table", "view_sessions",
-           "CoPurchaseTables", "LocalCoPurchase", "Factorizer", "LocalALS"]
+           "CoPurchaseTables", "LocalCoPurchase", "Factorizer", "LocalALS", "PurchaseHistory"]
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +126,23 @@ def save_view_models(sessions: sp.csr_matrix, config: ModelsConfig, out: Path) -
     save_npz(layout.SESSIONS_BY_ITEM.at(out), indptr=item_ptr, indices=item_sessions)
 
 
-def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Vocabulary,
+def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, items: Vocabulary,
                    config: ModelsConfig, weights: InteractionWeights, out: Path,
                    catalog: pd.DataFrame | None = None,
                    co_purchase: CoPurchaseTables | None = None,
                    factorizer: Factorizer | None = None,
                    repurchase: Callable[[], pd.DataFrame] | None = None,
-                   confidence: Callable[[], Interactions] | None = None) -> dict[str, Any]:
+                   confidence: Callable[[], Interactions] | None = None,
+                   purchases: Callable[[Vocabulary], PurchaseHistory] | None = None,
+                   known_customers: bool | None = None) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
     (``catalog``: its ``durable`` column, where given, says which products last;
-    ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``: where the co-purchase
-    tables, the ALS factors, the repurchase cycles and ALS's customer x product confidence
-    matrix come from, default this process)."""
+    ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``, ``purchases``: where the
+    co-purchase tables, the ALS factors, the repurchase cycles, ALS's customer x product
+    confidence matrix and the purchase history (given the customer vocabulary) come from,
+    default this process from ``orders``; ``known_customers``: whether an order line names a
+    customer, default from ``orders``). ``orders`` may be None when all of these are given:
+    the Spark engine reads the lines there."""
     metrics: dict[str, Any] = {}
     sessions = view_sessions(events, items, weights)
     if sessions is not None:
@@ -148,7 +153,8 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                                         catalog_categories(catalog, items))
     save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))
     metrics["viewed_bought_pairs"] = len(bought_instead)
-    tables = co_purchase or LocalCoPurchase(order_item_matrix(orders, items=items).matrix, config)
+    tables = co_purchase or LocalCoPurchase(order_item_matrix(_lines(orders), items=items).matrix,
+                                            config)
     if config.bought_together == "ease":
         metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
         if tables.ease_warnings:
@@ -167,7 +173,10 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
         tables.save_knn(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "co-purchase (no view events)"
 
-    if "customer_id" in orders and orders["customer_id"].notna().any():
+    if known_customers is None:
+        known_customers = bool("customer_id" in _lines(orders)
+                               and _lines(orders)["customer_id"].notna().any())
+    if known_customers:
         customers = confidence() if confidence is not None else customer_item_matrix(
             orders, events, weights=weights, items=items)
         user_factors, item_factors = (factorizer or LocalALS()).fit(customers.matrix, config)
@@ -175,16 +184,26 @@ def run_models_job(orders: pd.DataFrame, events: pd.DataFrame | None, items: Voc
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(layout.CUSTOMERS.at(out))
-        lines = _PurchaseLines.of(orders, customers.rows, items)
-        durable = _save_purchases(lines, len(customers.rows), len(items),
+        lines = (_PurchaseLines.of(_lines(orders), customers.rows, items)
+                 if purchases is None or repurchase is None else None)
+        if purchases is not None:
+            history = purchases(customers.rows)
+        else:
+            assert lines is not None
+            history = PurchaseHistory.of_sorted(lines)
+        durable = _save_purchases(history, len(customers.rows), len(items),
                                   layout.PURCHASES.at(out), config, catalog_durable(catalog, items))
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
-        dated = lines.dated
-        cycles = repurchase() if repurchase is not None else cycles_of_sorted(
-            lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
-            min_intervals=config.repurchase_min_intervals,
-            min_repeat_share=config.repurchase_min_share)
+        if repurchase is not None:
+            cycles = repurchase()
+        else:
+            assert lines is not None
+            dated = lines.dated
+            cycles = cycles_of_sorted(
+                lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
+                min_intervals=config.repurchase_min_intervals,
+                min_repeat_share=config.repurchase_min_share)
     else:
         metrics["als_customers"] = 0
         log.warning("orders have no customer_id: personalised lists fall back to best sellers")
@@ -203,6 +222,14 @@ def view_sessions(events: pd.DataFrame | None, items: Vocabulary,
     if views is None or not len(views):
         return None
     return session_item_matrix(views, weights=weights, items=items).matrix
+
+
+def _lines(orders: pd.DataFrame | None) -> pd.DataFrame:
+    """The order lines, for the parts made in this process."""
+    if orders is None:
+        raise TypeError("run_models_job: without the order lines, give co_purchase, "
+                        "known_customers, confidence, purchases and repurchase")
+    return orders
 
 
 def catalog_categories(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray | None:
@@ -276,21 +303,50 @@ class _PurchaseLines:
                    order=order[sort], dated=dated[sort])
 
 
-def _save_purchases(lines: _PurchaseLines, n_customers: int, n_items: int, path: Path,
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """One row per bought (customer, product), sorted by customer then product: the summary
+    ``purchases.npz`` stores (the Spark engine aggregates it on the executors)."""
+
+    customer: np.ndarray  # customer codes (int64)
+    product: np.ndarray  # product codes (int64)
+    last_day: np.ndarray  # days since the epoch + 1 of the last purchase; 1: no date known
+    orders: np.ndarray  # distinct orders that held the product (int32)
+
+    @classmethod
+    def of_sorted(cls, lines: _PurchaseLines) -> PurchaseHistory:
+        """The summary of the sorted purchase lines: the last day is the last line's (they
+        are sorted by day); an order counts once however many lines and days it spans."""
+        rows, cols, order = lines.customer, lines.product, lines.order
+        new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
+        new_run = new_pair | np.r_[True, order[1:] != order[:-1]]
+        starts = np.flatnonzero(new_pair)
+        # a pair's lines are sorted by (day, order): an order on one day is one run of lines
+        n_orders = (np.add.reduceat(new_run.astype(np.int64), starts) if len(starts)
+                    else np.zeros(0, np.int64))
+        n_codes = int(order.max(initial=-1)) + 1
+        first_day, last_day = np.full(n_codes, np.iinfo(np.int64).max), np.zeros(n_codes, np.int64)
+        np.minimum.at(first_day, order, lines.day)
+        np.maximum.at(last_day, order, lines.day)
+        spans = new_run & (first_day[order] != last_day[order])  # runs of orders on 2+ days
+        if spans.any():  # such an order makes a run per day: count it once per pair
+            rank = (np.cumsum(new_pair) - 1)[spans]
+            distinct = np.unique(rank * n_codes + order[spans]) // n_codes
+            n_orders -= (np.bincount(rank, minlength=len(starts))
+                         - np.bincount(distinct, minlength=len(starts)))
+        last = np.r_[starts[1:], len(rows)] - 1
+        return cls(customer=rows[starts], product=cols[starts], last_day=lines.day[last],
+                   orders=n_orders.astype(np.int32))
+
+
+def _save_purchases(history: PurchaseHistory, n_customers: int, n_items: int, path: Path,
                     config: ModelsConfig, known_durable: np.ndarray) -> int:
     """customer x product CSR of purchases (``last_day``: days since epoch + 1 of the last
     purchase, ``orders``: how many orders held it) and ``durable`` per product (see
     ``durable_products``). Returns the number of durable products."""
-    rows, cols = lines.customer, lines.product
-    new_pair = np.r_[True, (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])]
-    new_order = new_pair | np.r_[True, lines.order[1:] != lines.order[:-1]]
-    starts = np.flatnonzero(new_pair)
-    n_orders = np.add.reduceat(new_order.astype(np.int32), starts) if len(starts) else (
-        np.zeros(0, np.int32))
-    last_day = lines.day[np.r_[starts[1:], len(rows)] - 1]  # lines are sorted by day
-    pair_rows, pair_cols = rows[starts], cols[starts]
+    pair_rows, pair_cols, n_orders = history.customer, history.product, history.orders
     shape = (n_customers, n_items)
-    day_matrix = sp.csr_matrix((last_day, (pair_rows, pair_cols)), shape=shape)
+    day_matrix = sp.csr_matrix((history.last_day, (pair_rows, pair_cols)), shape=shape)
     count_matrix = sp.csr_matrix((n_orders, (pair_rows, pair_cols)), shape=shape)
     buyers = np.bincount(pair_cols, minlength=n_items)
     repeaters = np.bincount(pair_cols, weights=n_orders >= 2, minlength=n_items)

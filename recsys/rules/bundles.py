@@ -104,14 +104,15 @@ def _orders_with_both(indptr: np.ndarray, orders: np.ndarray, a: np.ndarray,
     return out
 
 
-def product_values(items: pd.Index, catalog: pd.DataFrame | None, orders: pd.DataFrame,
-                   use_margin: bool) -> np.ndarray:
-    """Value per product (catalog price, else median unit price; x margin when known)."""
+def product_values(items: pd.Index, catalog: pd.DataFrame | None,
+                   median_prices: pd.Series | None, use_margin: bool) -> np.ndarray:
+    """Value per product (catalog price, else ``median_prices``, the median unit price per
+    product_id of the order lines; x margin when known)."""
     price = pd.Series(np.nan, index=items)
     if catalog is not None and "price" in catalog:
         price = price.fillna(catalog.set_index("product_id")["price"].reindex(items))
-    if "unit_price" in orders:
-        price = price.fillna(orders.groupby("product_id")["unit_price"].median().reindex(items))
+    if median_prices is not None:
+        price = price.fillna(median_prices.reindex(items))
     value = price.to_numpy(dtype=np.float64)
     if use_margin and catalog is not None and "margin" in catalog:
         margin = catalog.set_index("product_id")["margin"].reindex(items).to_numpy(np.float64)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recsys.errors import InputError
 from recsys.rules.query import in_category, side_counts
 
-__all__ = ["RuleFilterConfig", "filter_rules", "category_baskets"]
+__all__ = ["RuleFilterConfig", "filter_rules", "category_baskets", "product_categories"]
 
 
 class RuleFilterConfig(BaseModel):
@@ -66,15 +66,22 @@ def filter_rules(rules: pd.DataFrame, rule_filter: RuleFilterConfig,
     return rules[keep].reset_index(drop=True)
 
 
-def category_baskets(orders: pd.DataFrame, catalog: pd.DataFrame,
-                     depth: int | None = None) -> tuple[pd.DataFrame, int]:
-    """Orders with each product replaced by its category (cut to ``depth`` path levels; None =
-    the full path), for category-level rules. Returns (orders, lines without a category)."""
+def product_categories(catalog: pd.DataFrame, depth: int | None = None) -> pd.Series:
+    """Each catalog product's category, cut to ``depth`` path levels (None = the full path),
+    indexed by product_id; NA where the catalog gives none."""
     if "category" not in catalog:
         raise InputError("category-level rules need a catalog with a category column")
-    category = orders["product_id"].map(catalog.set_index("product_id")["category"])
+    category = catalog.set_index("product_id")["category"]
     if depth is not None:
         category = category.str.split(" > ").str[:depth].str.join(" > ")
+    return category
+
+
+def category_baskets(orders: pd.DataFrame, catalog: pd.DataFrame,
+                     depth: int | None = None) -> tuple[pd.DataFrame, int]:
+    """Orders with each product replaced by its category (``product_categories``), for
+    category-level rules. Returns (orders, lines without a category)."""
+    category = orders["product_id"].map(product_categories(catalog, depth))
     known = category.notna().to_numpy()
     out = pd.DataFrame({"order_id": orders["order_id"][known],
                         "product_id": category[known].astype("string")})

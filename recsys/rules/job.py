@@ -1,18 +1,23 @@
 """The rules job: mine rules, itemsets, category-level rules, substitutes and bundles from the
 canonical tables and write them (Parquet, with product names and categories when a catalog is
-present) plus ``rules_report.json``. Run by `recsys mine-rules` and by `recsys run`."""
+present) plus ``rules_report.json``. Run by `recsys mine-rules` and by `recsys run`.
+
+The job reads the order lines only through ``RuleInputs``: ``LineInputs`` from the lines in
+memory (the local engine), ``recsys.spark.rules.SparkRuleInputs`` from a Spark DataFrame (the
+lines stay on the executors; the driver gets the mined itemsets, the order x product matrix's
+codes and one median price per product)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import scipy.sparse as sp
 
 from recsys import layout
 from recsys.artifacts import save_parquet
@@ -31,8 +36,9 @@ from recsys.rules.bundles import (
 from recsys.rules.filters import category_baskets, filter_rules
 from recsys.rules.mining import MiningResult, annotate, mine
 from recsys.rules.settings import RulesConfig
+from recsys.vocab import Vocabulary
 
-__all__ = ["RulesConfig", "run_rules_job"]
+__all__ = ["RulesConfig", "run_rules_job", "RuleInputs", "LineInputs"]
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +48,63 @@ def _names(codes_rows: pd.Series, ids: np.ndarray) -> pd.Series:
     return pd.Series(pd.arrays.ArrowExtensionArray(pa.array(lists, type=pa.list_(pa.string()))))
 
 
-def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd.DataFrame | None,
-                  config: RulesConfig, out: Path, *,
+class RuleInputs(Protocol):
+    """What the rules job needs of the order lines."""
+
+    def mine(self, **thresholds: Any) -> MiningResult:
+        """``recsys.rules.mining.mine`` of the product baskets."""
+
+    def mine_categories(self, catalog: pd.DataFrame, depth: int | None,
+                        **thresholds: Any) -> tuple[MiningResult, int]:
+        """``mine`` of the category baskets (``recsys.rules.filters.category_baskets``) and
+        the lines whose product has no category."""
+
+    def baskets(self, items: Vocabulary) -> sp.csr_matrix:
+        """The binary order x product matrix (int32) over ``items``, one row per order (in
+        any order)."""
+
+    def median_prices(self) -> pd.Series | None:
+        """The median unit price per product_id (None without a unit_price column)."""
+
+
+class LineInputs:
+    """The rules job's inputs from canonical order lines in memory."""
+
+    def __init__(self, orders: pd.DataFrame) -> None:
+        self.orders = orders
+
+    def mine(self, **thresholds: Any) -> MiningResult:
+        return mine(self.orders, **thresholds)
+
+    def mine_categories(self, catalog: pd.DataFrame, depth: int | None,
+                        **thresholds: Any) -> tuple[MiningResult, int]:
+        baskets, uncategorised = category_baskets(self.orders, catalog, depth)
+        return mine(baskets, **thresholds), uncategorised
+
+    def baskets(self, items: Vocabulary) -> sp.csr_matrix:
+        return order_item_matrix(self.orders, items=items).matrix
+
+    def median_prices(self) -> pd.Series | None:
+        if "unit_price" not in self.orders:
+            return None
+        return self.orders.groupby("product_id")["unit_price"].median()
+
+
+def run_rules_job(orders: pd.DataFrame | RuleInputs, events: pd.DataFrame | None,
+                  catalog: pd.DataFrame | None, config: RulesConfig, out: Path, *,
                   weights: InteractionWeights | None = None,
-                  miner: Callable[..., MiningResult] = mine) -> dict[str, Any]:
+                  items: Vocabulary | None = None) -> dict[str, Any]:
     """Mine and write every rules output into ``out``; returns the figures for the manifest.
-    ``miner`` counts the itemsets of the product and category rules (``mine``, or the Spark
-    engine's)."""
+    ``orders``: the canonical lines, or where they are read (``RuleInputs``); ``items``: the
+    product vocabulary of catalog, orders and events (made from the three tables when not
+    given, which needs the lines in memory)."""
     out.mkdir(parents=True, exist_ok=True)
-    result = miner(orders, **config.thresholds())
+    lines = LineInputs(orders) if isinstance(orders, pd.DataFrame) else orders
+    if items is None:
+        if not isinstance(orders, pd.DataFrame):
+            raise TypeError("run_rules_job: give items with order lines not in memory")
+        items = item_vocabulary(catalog, orders, events)
+    result = lines.mine(**config.thresholds())
     rules = filter_rules(result.rules, config.filter, catalog)
     save_parquet(annotate(rules, catalog), layout.RULES.at(out))
     save_parquet(result.itemsets, layout.ITEMSETS.at(out))
@@ -59,18 +113,18 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
 
     category_rules = 0
     if config.category_depth and catalog is not None and "category" in catalog:
-        cat_orders, uncategorised = category_baskets(orders, catalog, config.category_depth)
         cat_thresholds = {**config.thresholds(), "prune_redundant": False,
                           "multi_consequent": False, "max_len": min(config.max_len, 3)}
-        cat = miner(cat_orders, **cat_thresholds).rules
+        mined, uncategorised = lines.mine_categories(catalog, config.category_depth,
+                                                     **cat_thresholds)
+        cat = mined.rules
         save_parquet(cat, layout.CATEGORY_RULES.at(out))
         category_rules = len(cat)
         metrics["category_lines_without_category"] = uncategorised
     metrics["category_rules"] = category_rules
 
     # Substitutes (needs view events) and bundles, over one item vocabulary.
-    items = item_vocabulary(catalog, orders, events)
-    baskets = order_item_matrix(orders, items=items).matrix
+    baskets = lines.baskets(items)
     if config.max_basket_items:
         baskets = baskets[np.diff(baskets.indptr) <= config.max_basket_items]
     substitutes = pd.DataFrame({  # no views: none, with the columns of substitute_pairs
@@ -91,7 +145,8 @@ def run_rules_job(orders: pd.DataFrame, events: pd.DataFrame | None, catalog: pd
     fi, bundle_warnings = bounded_itemsets(baskets, max(bundle_cfg.min_count,
                                                         result.report.min_count),
                                            bundle_cfg.max_size, bundle_cfg.max_itemsets)
-    values = product_values(pd.Index(ids), catalog, orders, bundle_cfg.use_margin)
+    values = product_values(pd.Index(ids), catalog, lines.median_prices(),
+                            bundle_cfg.use_margin)
     bundles = rank_bundles(fi, values, substitutes, bundle_cfg)
     table = pd.DataFrame({
         "products": _names(bundles["items"], ids),

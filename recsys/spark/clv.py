@@ -10,6 +10,7 @@ exact ``percentile`` medians and terciles are those of the local code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from recsys.vocab import Vocabulary
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["SparkClvAggregates"]
+__all__ = ["SparkClvAggregates", "filled_columns"]
 
 
 def _number(frame: DataFrame, name: str) -> Column:
@@ -47,12 +48,30 @@ def _timestamp(when: pd.Timestamp) -> Any:
     return F.lit(pd.Timestamp(when).to_pydatetime())
 
 
+def filled_columns(frame: DataFrame, columns: Sequence[str]) -> set[str]:
+    """Those of ``columns`` that ``frame`` has with a value in at least one row: one pass
+    counting each column's values (a float's NaN as none, as pandas)."""
+    from pyspark.sql import functions as F
+
+    present = [c for c in columns if c in frame.columns]
+    if not present:
+        return set()
+    types = dict(frame.dtypes)
+    counts = frame.agg(*(
+        F.count(_number(frame, c) if types[c] in ("double", "float") else F.col(c)).alias(c)
+        for c in present)).first()
+    return {c for c in present if counts is not None and counts[c] > 0}
+
+
 class SparkClvAggregates:
     """The aggregations of canonical order lines ``orders`` (a Spark DataFrame)."""
 
     def __init__(self, spark: SparkSession, orders: DataFrame) -> None:
         self.spark = spark
         self.orders = orders
+
+    def filled_columns(self, columns: Sequence[str]) -> set[str]:
+        return filled_columns(self.orders, columns)
 
     def _catalog(self, catalog: pd.DataFrame | None, columns: list[str]) -> DataFrame | None:
         """product_id and those of ``columns`` (price, margin: numbers; category: text) the

@@ -1,4 +1,9 @@
-"""Repurchase cycles as Spark aggregations, equal to the local models job's
+"""The purchase history and the repurchase cycles as Spark aggregations.
+
+Purchase history: per bought (customer, product) the last purchase day and the distinct
+orders, the table behind ``purchases.npz`` (``recsys.models.job.PurchaseHistory``).
+
+Repurchase cycles, equal to the local models job's
 (``recsys.repurchase.cycles_of_sorted``): per product, the median of the day gaps between a
 customer's purchases of it (exact ``percentile``, the mean of the two middle gaps as pandas),
 the number of gaps, and the share of its buyers who bought it on a later day. Only the
@@ -12,7 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recsys.models.job import PurchaseHistory
 from recsys.repurchase import COLUMNS
+from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.neighbours import item_codes
 
 if TYPE_CHECKING:
@@ -20,7 +27,7 @@ if TYPE_CHECKING:
 
     from recsys.vocab import Vocabulary
 
-__all__ = ["repurchase_cycles_on_spark"]
+__all__ = ["repurchase_cycles_on_spark", "purchase_history_on_spark"]
 
 
 def repurchase_cycles_on_spark(spark: SparkSession, orders: DataFrame, items: Vocabulary, *,
@@ -56,3 +63,37 @@ def repurchase_cycles_on_spark(spark: SparkSession, orders: DataFrame, items: Vo
                                       name="product_id"))
     out = out[out["repeat_share"] >= min_repeat_share]
     return out.reset_index()[COLUMNS]
+
+
+def purchase_history_on_spark(spark: SparkSession, orders: DataFrame, items: Vocabulary,
+                              customers: Vocabulary) -> PurchaseHistory:
+    """The purchase history (``recsys.models.job.PurchaseHistory``) of the lines of
+    ``customers`` and ``items`` in ``orders``: per (customer, product) the last day (days since
+    the epoch + 1; 1 when no line of the pair is dated) and the distinct orders, aggregated
+    on the executors; one row per bought pair reaches the driver."""
+    from pyspark.sql import functions as F
+
+    if "ordered_at" in orders.columns:
+        day = F.coalesce(F.datediff(F.to_date("ordered_at"), F.lit("1970-01-01")) + 1, F.lit(1))
+    else:
+        day = F.lit(1)
+    pairs = (orders.filter(F.col("customer_id").isNotNull())
+             .select(F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
+                     "order_id", day.alias("day"))
+             .join(F.broadcast(item_codes(spark, items)), "product_id")
+             .join(customer_codes(spark, customers), "customer_id")
+             .groupBy("customer", "item")
+             .agg(F.max("day").alias("last_day"), F.countDistinct("order_id").alias("orders")))
+    table = pd.DataFrame(pairs.toPandas()).sort_values(["customer", "item"])
+    return PurchaseHistory(customer=table["customer"].to_numpy(np.int64),
+                           product=table["item"].to_numpy(np.int64),
+                           last_day=table["last_day"].to_numpy(np.int64),
+                           orders=table["orders"].to_numpy(np.int32))
+
+
+def customer_codes(spark: SparkSession, customers: Vocabulary) -> DataFrame:
+    """(customer_id, customer): each customer's code in ``customers``."""
+    return spark.createDataFrame(to_spark_pandas(pd.DataFrame(
+        {"customer_id": pd.Series(customers.ids).astype(object),
+         "customer": np.arange(len(customers), dtype=np.int64)})),
+        "customer_id string, customer long")

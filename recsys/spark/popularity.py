@@ -12,7 +12,19 @@ from recsys.popularity import rank_scopes
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-__all__ = ["best_sellers_on_spark", "basket_stats_on_spark"]
+__all__ = ["best_sellers_on_spark", "best_sellers_without_on_spark", "basket_stats_on_spark"]
+
+
+def best_sellers_without_on_spark(orders: DataFrame, products: list[str],
+                                  catalog: pd.DataFrame | None, *, window_days: int,
+                                  top_k: int) -> pd.DataFrame:
+    """``best_sellers_on_spark`` of the orders that hold none of ``products``."""
+    from pyspark.sql import functions as F
+
+    holding = (orders.filter(F.col("product_id").cast("string").isin(products))
+               .select("order_id").distinct())
+    return best_sellers_on_spark(orders.join(holding, "order_id", "left_anti"), catalog,
+                                 window_days=window_days, top_k=top_k)
 
 
 def best_sellers_on_spark(orders: DataFrame, catalog: pd.DataFrame | None, *, window_days: int,

@@ -8,6 +8,10 @@ Level-wise (Apriori): an order counts an itemset once; level k joins each order'
 frequent (generated on the driver and broadcast) and keeps those in at least ``min_count``
 orders. Thresholds are integers: ``ceil(min_support x N)`` orders, confidence and lift
 compared as exact fractions. No floating-point threshold is applied on Spark.
+
+``SparkRuleInputs`` gives the rules job (``recsys.rules.job.RuleInputs``) everything it reads
+of the order lines from a Spark DataFrame: the product and category itemsets counted here,
+the order x product matrix as integer codes and the median unit price per product.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from recsys.rules.filters import product_categories
 from recsys.rules.itemsets import FrequentItemsets
 from recsys.rules.mining import (
     DEFAULT_MAX_BASKET_ITEMS,
@@ -33,7 +39,7 @@ from recsys.vocab import Vocabulary
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["mine_on_spark", "frequent_itemsets_on_spark"]
+__all__ = ["mine_on_spark", "frequent_itemsets_on_spark", "SparkRuleInputs"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,77 @@ def mine_on_spark(spark: SparkSession, orders: pd.DataFrame | DataFrame, *,
         max_per_antecedent=max_per_antecedent, max_rules=max_rules, requested=threshold,
         warnings=warnings, baskets_excluded=baskets_excluded, lines_excluded=lines_excluded,
         max_basket_items=max_basket_items)
+
+
+class SparkRuleInputs:
+    """The rules job's inputs from the order lines ``orders`` of a Spark DataFrame."""
+
+    def __init__(self, spark: SparkSession, orders: DataFrame) -> None:
+        self.spark, self.orders = spark, orders
+
+    def mine(self, **thresholds: Any) -> MiningResult:
+        return mine_on_spark(self.spark, self.orders, **thresholds)
+
+    def mine_categories(self, catalog: pd.DataFrame, depth: int | None,
+                        **thresholds: Any) -> tuple[MiningResult, int]:
+        """The lines joined with each product's category (cut on the driver, one row per
+        catalog product), mined on Spark; and the lines left without a category."""
+        from pyspark.sql import functions as F
+
+        category = product_categories(catalog, depth).dropna()
+        categories = self.spark.createDataFrame(to_spark_pandas(pd.DataFrame({
+            "product_id": category.index.astype(str).astype(object),
+            "category": category.astype(str).astype(object).to_numpy()})),
+            "product_id string, category string")
+        lines = self.orders.select("order_id", F.col("product_id").cast("string"))
+        known = lines.join(F.broadcast(categories), "product_id").select(
+            "order_id", F.col("category").alias("product_id"))
+        uncategorised = lines.join(F.broadcast(categories), "product_id", "left_anti").count()
+        return mine_on_spark(self.spark, known, **thresholds), int(uncategorised)
+
+    def baskets(self, items: Vocabulary) -> sp.csr_matrix:
+        """Each order's distinct product codes, grouped on Spark; the driver gets one
+        (order number, code) pair per non-zero (order numbers: Spark's row ids, made
+        contiguous here)."""
+        from pyspark.sql import functions as F
+
+        from recsys.spark.neighbours import item_codes
+
+        grouped = (self.orders.select(F.col("product_id").cast("string"), "order_id")
+                   .join(F.broadcast(item_codes(self.spark, items)), "product_id")
+                   .groupBy("order_id").agg(F.collect_set("item").alias("items"))
+                   .withColumn("row", F.monotonically_increasing_id())  # one per order
+                   .select("row", F.explode("items").alias("item")))
+        table = pd.DataFrame(grouped.toPandas())
+        rows = np.unique(table["row"].to_numpy(np.int64), return_inverse=True)[1]
+        matrix = sp.csr_matrix((np.ones(len(rows), np.int32),
+                                (rows.astype(np.int32), table["item"].to_numpy(np.int32))),
+                               shape=(int(rows.max(initial=-1)) + 1, len(items)))
+        matrix.sort_indices()
+        return matrix
+
+    def median_prices(self) -> pd.Series | None:
+        """Exact medians as pandas takes them: the middle price, or (a + b) / 2 of the two
+        middle ones (Spark's ``percentile`` interpolates a + (b - a) / 2, which differs in
+        the last bit); NaN prices left out, as pandas leaves them out."""
+        from pyspark.sql import functions as F
+
+        if "unit_price" not in self.orders.columns:
+            return None
+        price = F.col("unit_price").cast("double")
+        sorted_prices = (self.orders.select(F.col("product_id").cast("string"),
+                                            F.when(~F.isnan(price), price).alias("p"))
+                         .groupBy("product_id").agg(F.sort_array(F.collect_list("p")).alias("s"))
+                         .withColumn("n", F.size("s")))
+        # element_at counts from 1: the middle is n // 2 + 1 (odd n), n // 2 and n // 2 + 1
+        upper = F.element_at("s", (F.col("n") / 2).cast("int") + 1)
+        lower = F.element_at("s", F.greatest((F.col("n") / 2).cast("int"), F.lit(1)))
+        median = F.when(F.col("n") == 0, F.lit(None).cast("double")).when(
+            F.col("n") % 2 == 1, upper).otherwise((lower + upper) / 2)
+        table = pd.DataFrame(sorted_prices.select("product_id", median.alias("median"))
+                             .toPandas())
+        return pd.Series(table["median"].to_numpy(np.float64, na_value=np.nan),
+                         index=pd.Index(table["product_id"], dtype="string"), name="unit_price")
 
 
 def frequent_itemsets_on_spark(spark: SparkSession, baskets: DataFrame, n_orders: int,
