@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -18,7 +19,8 @@ from recsys.models.session_knn import best_first, score_session, sums_by_key
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Session", "NO_SESSION", "weighted", "session_of_recent", "rescore"]
+__all__ = ["Session", "NO_SESSION", "Merged", "weighted", "session_of_recent", "merge",
+           "rescore", "session_evidence"]
 
 SHOWN = 3  # session products named per item, strongest first
 
@@ -67,14 +69,33 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
     return Session(tuple(others), order, knn_weight, knn_k)
 
 
-def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
-            session: Session, limit: int) -> list[Candidate]:
-    """``candidates`` (scaled to the best one) plus each session product's weighted
-    neighbours (each row scaled to its best) plus the V-SKNN scores (scaled to the best,
-    times ``knn_weight``); the ``limit`` best products the session adds that were not
-    candidates join with source ``session``. The arithmetic is ``_merge``."""
+@dataclass(frozen=True)
+class Merged:
+    """What a session adds to a list's candidates (``merge``): per candidate whether the
+    session scores it (``hit``) and its sum (``total``, 0 where not); the products it adds
+    (``added`` codes, best first) and their sums; and per row (the candidates, then the added
+    products) the codes of the session products that shaped it (``shaped``, -1 padded,
+    ``n_shaped`` of them)."""
+
+    hit: np.ndarray
+    total: np.ndarray
+    added: np.ndarray
+    added_total: np.ndarray
+    shaped: np.ndarray
+    n_shaped: np.ndarray
+
+    def named(self, index: ServingIndex, row: int) -> list[str]:
+        """The session products that shaped one row, strongest first."""
+        return [index.ids[c] for c in self.shaped[row, :self.n_shaped[row]].tolist()]
+
+
+def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray, session: Session,
+          limit: int) -> Merged | None:
+    """The session's neighbours and V-SKNN scores for candidates with these product
+    ``codes`` (-1: unknown), and the ``limit`` best products it adds; None without a session
+    or when it has nothing to add. The arithmetic is ``_merge``."""
     if not session:
-        return candidates
+        return None
     code_of = index.code_of
     t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
                        else (_NO_IDS, _NO_SCORES))
@@ -84,28 +105,44 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
         *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
         session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),
         t_ids, t_scores, np.array([code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
-        np.array([w for _, w in session.recent], np.float64),
-        np.array([code_of.get(c.product_id, -1) for c in candidates], np.int64), limit)
+        np.array([w for _, w in session.recent], np.float64), codes, limit)
     entries, hit, total, added, added_total, shaped, n_shaped = _merge(*arguments)
     if not entries:
+        return None
+    return Merged(hit, total, added, added_total, shaped, n_shaped)
+
+
+def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
+            session: Session, limit: int) -> list[Candidate]:
+    """``candidates`` (scaled to the best one) plus each session product's weighted
+    neighbours (each row scaled to its best) plus the V-SKNN scores (scaled to the best,
+    times ``knn_weight``); the ``limit`` best products the session adds that were not
+    candidates join with source ``session``. The arithmetic is ``_merge``."""
+    found = merge(index, table, np.array([index.code_of.get(c.product_id, -1)
+                                          for c in candidates], np.int64), session, limit)
+    if found is None:
         return candidates
     # every row's named products in one indexing (padding: -1, cut off below)
     names = [row[:n] if n < SHOWN else row for row, n in zip(
-        index.id_array[shaped].tolist(), n_shaped.tolist(), strict=True)]
+        index.id_array[found.shaped].tolist(), found.n_shaped.tolist(), strict=True)]
     peak = max((c.score for c in candidates), default=0.0)
     scale = 1.0 / peak if peak > 0 else 1.0
-    for cand, found, value, named in zip(candidates, hit.tolist(), total.tolist(), names,
-                                         strict=False):  # names: then the added products'
+    for cand, hit, value, named in zip(candidates, found.hit.tolist(), found.total.tolist(),
+                                       names, strict=False):  # names: then the added products'
         cand.score *= scale
-        if found:
+        if hit:
             cand.score += value
             cand.evidence["session"] = named
     n = len(candidates)
-    return candidates + [Candidate(pid, value, "session", {"session": named,
-                                                           "weight": round(value, 6)})
-                         for pid, value, named in zip(index.id_array[added].tolist(),
-                                                      added_total.tolist(), names[n:],
+    return candidates + [Candidate(pid, value, "session", session_evidence(named, value))
+                         for pid, value, named in zip(index.id_array[found.added].tolist(),
+                                                      found.added_total.tolist(), names[n:],
                                                       strict=True)]
+
+
+def session_evidence(named: list[str], value: float) -> dict[str, Any]:
+    """The reason's evidence of a product the session adds."""
+    return {"session": named, "weight": round(value, 6)}
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
