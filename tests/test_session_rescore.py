@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from recsys.models.neighbours import Neighbours
+from recsys.models.session_knn import best_first
 from recsys.serving import recommend, session
 from recsys.serving.cold_start import borrowed_also_viewed
 from recsys.serving.finish import Candidate, Decisions, Options, finish
@@ -234,3 +235,17 @@ def test_served_lists_are_those_of_the_numpy_version(index: ServingIndex,
             "boost", "bury", "pinned", "category_cap"} <= applied, applied
     assert {"also_viewed", "session", "content", "content_co_viewed", "pinned",
             "popular"} <= sources, sources
+
+
+def test_best_by_value_ranks_as_best_first_in_key_order() -> None:
+    """The merge's top products: ``best_first`` over the values sorted by key, ties and
+    limits past the end included."""
+    rng = np.random.default_rng(1)
+    for case in range(2000):
+        n = int(rng.integers(0, 60))
+        keys = rng.permutation(500)[:n].astype(np.int64)
+        values = rng.integers(0, 5, n).astype(np.float64) if case % 2 else rng.random(n)
+        limit = int(rng.integers(0, 70))
+        by_key = np.argsort(keys, kind="stable")
+        assert session._best_by_value(values, keys, limit).tolist() == by_key[
+            best_first(values[by_key], limit)].tolist(), case

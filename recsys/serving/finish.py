@@ -226,12 +226,12 @@ def finish_pool(index: ServingIndex, pool: Pool, options: Options, decisions: De
                else np.zeros(len(codes), np.bool_))
     judge = options.min_score_share > 0 or options.max_p_value < 1
     kept, count, first, weak = _sift(
-        codes, pool.scores, pool.tiers, pool.judged,
-        np.unique(np.asarray(index.codes(options.exclude | never), np.int64)),
-        np.unique(np.asarray(index.codes(decisions.blocked_products), np.int64)),
-        index.unavailable_mask, options.in_stock_only, outside, judge, options.min_score_share)
-    counts = {_REASONS[r]: int(count[r]) for r in np.argsort(first, kind="stable").tolist()
-              if count[r]}
+        codes, pool.scores, pool.tiers, pool.judged, _sorted_codes(index, options.exclude | never),
+        _sorted_codes(index, decisions.blocked_products), index.unavailable_mask,
+        options.in_stock_only, outside, judge, options.min_score_share)
+    met = sorted((at, r) for r, (at, n) in enumerate(zip(first.tolist(), count.tolist(),
+                                                          strict=True)) if n)
+    counts = {_REASONS[r]: int(count[r]) for _, r in met}
     if weak:
         counts["weak_evidence"] = int(weak)
     reorder = decisions.boosts or decisions.category_cap or options.rank_by == "value"
@@ -239,6 +239,12 @@ def finish_pool(index: ServingIndex, pool: Pool, options: Options, decisions: De
     # finish meets nothing more to leave out: what it counts is ``counts``, in that order
     return finish(index, pool.build(rows), options, decisions, seeds=seeds,
                   fallback_category=fallback_category, never=never, prefiltered=counts)
+
+
+def _sorted_codes(index: ServingIndex, product_ids: Iterable[str]) -> np.ndarray:
+    """The codes of the products the index knows, ascending, once each."""
+    code_of = index.code_of
+    return np.array(sorted({code_of[p] for p in product_ids if p in code_of}), np.int64)
 
 
 @njit(cache=True, nogil=True)

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -96,26 +98,21 @@ _JUDGED = frozenset({"also_viewed"})
 
 def _pool(parts: list[_Rows]) -> Pool:
     """The rows of every part, in order, as one ``Pool``."""
-    starts = np.cumsum([0] + [len(p.codes) for p in parts]).tolist()
+    sizes = [len(p.codes) for p in parts]
+    starts = list(itertools.accumulate(sizes, initial=0))
 
     def build(rows: list[int]) -> list[Candidate]:
         out = []
         for r in rows:
-            k = 0
-            while r >= starts[k + 1]:
-                k += 1
+            k = bisect.bisect_right(starts, r) - 1
             out.append(parts[k].build(r - starts[k]))
         return out
 
-    if len(parts) == 1:
-        part = parts[0]
-        n = len(part.codes)
-        return Pool(part.codes, part.scores, np.full(n, part.tier, np.int64),
-                    np.full(n, part.judged), build)
-    return Pool(np.concatenate([p.codes for p in parts]),
-                np.concatenate([p.scores for p in parts]),
-                np.concatenate([np.full(len(p.codes), p.tier, np.int64) for p in parts]),
-                np.concatenate([np.full(len(p.codes), p.judged) for p in parts]), build)
+    one = len(parts) == 1
+    return Pool(parts[0].codes if one else np.concatenate([p.codes for p in parts]),
+                parts[0].scores if one else np.concatenate([p.scores for p in parts]),
+                np.repeat(np.array([p.tier for p in parts], np.int64), sizes),
+                np.repeat(np.array([p.judged for p in parts], np.bool_), sizes), build)
 
 
 def _co_viewed_rows(index: ServingIndex, table: Neighbours, product_id: str, ids: np.ndarray,
