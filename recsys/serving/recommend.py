@@ -53,8 +53,8 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
             np.asarray(table.ids), np.asarray(table.scores), np.asarray(table.support), code,
             index.ranking.also_viewed_support_weight, limit)
         if len(ids):
-            parts = _co_viewed_rows(index, table, product_id, ids, sims, support, scores,
-                                    session, limit)
+            parts = [_co_viewed_rows(index, table, product_id, ids, sims, support, scores,
+                                     session, limit)]
     if not parts:  # no co-view data: borrowed from its content neighbours' lists
         borrowed = rescore(index, table, borrowed_also_viewed(index, product_id, code, limit),
                            session, limit)
@@ -64,7 +64,7 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
         near = content.neighbours(code, product_id, limit)
         codes = np.array([c for c, _, _ in near], np.int64)
         values = np.array([score for _, score, _ in near], np.float64)
-        parts.append(_Rows(codes, values, 1, False, lambda i: Candidate(
+        parts.append(_Rows(codes, values, 1, np.zeros(len(near), np.bool_), lambda i: Candidate(
             index.ids[near[i][0]], near[i][1], "content", {
                 "seed": product_id, "similarity": round(near[i][1], 6),
                 "shared_features": near[i][2], "co_view_support": strongest}, 1)))
@@ -80,24 +80,26 @@ class _Rows:
     codes: np.ndarray
     scores: np.ndarray
     tier: int
-    judged: bool  # an engine item judged on its share alone (``Pool.judged``)
+    judged: np.ndarray  # per row: an engine item judged on its share alone (``Pool.judged``)
     build: Callable[[int], Candidate]
 
     @classmethod
     def built(cls, index: ServingIndex, candidates: list[Candidate]) -> _Rows:
         """Candidates built already (each of one tier and an unjudged source)."""
         tiers = {c.tier for c in candidates}
-        assert len(tiers) <= 1 and not any(c.source in _JUDGED for c in candidates)
+        assert len(tiers) <= 1 and not any(c.source == "also_viewed" for c in candidates)
         return cls(np.array([index.code_of[c.product_id] for c in candidates], np.int64),
                    np.array([c.score for c in candidates], np.float64),
-                   tiers.pop() if tiers else 0, False, candidates.__getitem__)
-
-
-_JUDGED = frozenset({"also_viewed"})
+                   tiers.pop() if tiers else 0, np.zeros(len(candidates), np.bool_),
+                   candidates.__getitem__)
 
 
 def _pool(parts: list[_Rows]) -> Pool:
     """The rows of every part, in order, as one ``Pool``."""
+    if len(parts) == 1:
+        part = parts[0]
+        return Pool(part.codes, part.scores, np.full(len(part.codes), part.tier, np.int64),
+                    part.judged, lambda rows: [part.build(r) for r in rows])
     sizes = [len(p.codes) for p in parts]
     starts = list(itertools.accumulate(sizes, initial=0))
 
@@ -108,40 +110,39 @@ def _pool(parts: list[_Rows]) -> Pool:
             out.append(parts[k].build(r - starts[k]))
         return out
 
-    one = len(parts) == 1
-    return Pool(parts[0].codes if one else np.concatenate([p.codes for p in parts]),
-                parts[0].scores if one else np.concatenate([p.scores for p in parts]),
+    return Pool(np.concatenate([p.codes for p in parts]),
+                np.concatenate([p.scores for p in parts]),
                 np.repeat(np.array([p.tier for p in parts], np.int64), sizes),
-                np.repeat(np.array([p.judged for p in parts], np.bool_), sizes), build)
+                np.concatenate([p.judged for p in parts]), build)
 
 
 def _co_viewed_rows(index: ServingIndex, table: Neighbours, product_id: str, ids: np.ndarray,
                     sims: np.ndarray, support: np.ndarray, scores: np.ndarray,
-                    session: Session, limit: int) -> list[_Rows]:
-    """The co-viewed neighbours (codes ``ids``, their similarity, support and score), with
-    the session's products added (``session.rescore``'s arithmetic on the arrays)."""
+                    session: Session, limit: int) -> _Rows:
+    """The co-viewed neighbours (codes ``ids``, their similarity, support and score), then
+    the products the session adds (``session.merge``: ``rescore``'s arithmetic on arrays)."""
     counted = f"{index.ranking.also_viewed_counts}_with_both"
-    found = merge(index, table, ids, session, limit)
-    if found is not None:
-        peak = float(scores.max())
-        scaled = scores * (1.0 / peak if peak > 0 else 1.0)
-        scores = np.where(found.hit, scaled + found.total, scaled)
+    n = len(ids)
+    found = merge(index, table, ids, scores, session, limit)
+    if found is None:
+        codes, judged = ids, np.ones(n, np.bool_)
+    else:
+        codes, scores = found.codes, found.scores
+        judged = np.arange(len(codes)) < n
 
-    def neighbour(i: int) -> Candidate:
+    def build(i: int) -> Candidate:
+        if i >= n:  # a product the session adds
+            assert found is not None
+            value = float(scores[i])
+            return Candidate(index.ids[int(codes[i])], value, "session",
+                             session_evidence(found.named(index, i), value))
         evidence = {"seed": product_id, counted: int(support[i]),
                     "similarity": round(float(sims[i]), 6)}
         if found is not None and found.hit[i]:
             evidence["session"] = found.named(index, i)
         return Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", evidence)
 
-    parts = [_Rows(ids, scores, 0, True, neighbour)]
-    if found is not None and len(found.added):
-        n = len(ids)
-        added, totals = found.added, found.added_total
-        parts.append(_Rows(added, totals, 0, False, lambda i: Candidate(
-            index.ids[int(added[i])], float(totals[i]), "session",
-            session_evidence(found.named(index, n + i), float(totals[i])))))
-    return parts
+    return _Rows(codes, scores, 0, judged, build)
 
 
 @njit(cache=True, nogil=True)

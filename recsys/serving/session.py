@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -69,18 +69,16 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
     return Session(tuple(others), order, knn_weight, knn_k)
 
 
-@dataclass(frozen=True)
-class Merged:
-    """What a session adds to a list's candidates (``merge``): per candidate whether the
-    session scores it (``hit``) and its sum (``total``, 0 where not); the products it adds
-    (``added`` codes, best first) and their sums; and per row (the candidates, then the added
-    products) the codes of the session products that shaped it (``shaped``, -1 padded,
-    ``n_shaped`` of them)."""
+class Merged(NamedTuple):
+    """A list's candidates with what a session adds (``merge``), per row (the candidates,
+    then the products the session adds, best first): its product ``codes`` and ``scores`` (a
+    candidate's scaled to the best candidate's, plus its session sum where the session
+    scores it: ``hit``, per candidate), and the codes of the session products that shaped it
+    (``shaped``, -1 padded, ``n_shaped`` of them)."""
 
+    codes: np.ndarray
+    scores: np.ndarray
     hit: np.ndarray
-    total: np.ndarray
-    added: np.ndarray
-    added_total: np.ndarray
     shaped: np.ndarray
     n_shaped: np.ndarray
 
@@ -89,11 +87,11 @@ class Merged:
         return [index.ids[c] for c in self.shaped[row, :self.n_shaped[row]].tolist()]
 
 
-def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray, session: Session,
-          limit: int) -> Merged | None:
-    """The session's neighbours and V-SKNN scores for candidates with these product
-    ``codes`` (-1: unknown), and the ``limit`` best products it adds; None without a session
-    or when it has nothing to add. The arithmetic is ``_merge``."""
+def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray,
+          scores: np.ndarray, session: Session, limit: int) -> Merged | None:
+    """The session's neighbours and V-SKNN scores added to candidates with these product
+    ``codes`` (-1: unknown) and ``scores``, and the ``limit`` best products it adds; None
+    without a session or when it has nothing to add. The arithmetic is ``_merge``."""
     if not session:
         return None
     code_of = index.code_of
@@ -105,11 +103,9 @@ def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray, sess
         *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
         session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),
         t_ids, t_scores, np.array([code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
-        np.array([w for _, w in session.recent], np.float64), codes, limit)
-    entries, hit, total, added, added_total, shaped, n_shaped = _merge(*arguments)
-    if not entries:
-        return None
-    return Merged(hit, total, added, added_total, shaped, n_shaped)
+        np.array([w for _, w in session.recent], np.float64), codes, scores, limit)
+    entries, *found = _merge(*arguments)
+    return Merged(*found) if entries else None
 
 
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
@@ -119,25 +115,23 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
     times ``knn_weight``); the ``limit`` best products the session adds that were not
     candidates join with source ``session``. The arithmetic is ``_merge``."""
     found = merge(index, table, np.array([index.code_of.get(c.product_id, -1)
-                                          for c in candidates], np.int64), session, limit)
+                                          for c in candidates], np.int64),
+                  np.array([c.score for c in candidates], np.float64), session, limit)
     if found is None:
         return candidates
     # every row's named products in one indexing (padding: -1, cut off below)
     names = [row[:n] if n < SHOWN else row for row, n in zip(
         index.id_array[found.shaped].tolist(), found.n_shaped.tolist(), strict=True)]
-    peak = max((c.score for c in candidates), default=0.0)
-    scale = 1.0 / peak if peak > 0 else 1.0
-    for cand, hit, value, named in zip(candidates, found.hit.tolist(), found.total.tolist(),
-                                       names, strict=False):  # names: then the added products'
-        cand.score *= scale
+    scores = found.scores.tolist()
+    for cand, hit, value, named in zip(candidates, found.hit.tolist(), scores, names,
+                                       strict=False):  # then the added products'
+        cand.score = value
         if hit:
-            cand.score += value
             cand.evidence["session"] = named
     n = len(candidates)
     return candidates + [Candidate(pid, value, "session", session_evidence(named, value))
-                         for pid, value, named in zip(index.id_array[found.added].tolist(),
-                                                      found.added_total.tolist(), names[n:],
-                                                      strict=True)]
+                         for pid, value, named in zip(index.id_array[found.codes[n:]].tolist(),
+                                                      scores[n:], names[n:], strict=True)]
 
 
 def session_evidence(named: list[str], value: float) -> dict[str, Any]:
@@ -162,9 +156,8 @@ _NO_KNN = (np.zeros(0, np.int32),) * 4  # no V-SKNN: an empty CSR
 def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
            s_indices: np.ndarray, order: np.ndarray, knn_k: int, knn_weight: float,
            knn_src: int, t_ids: np.ndarray, t_scores: np.ndarray, s_codes: np.ndarray,
-           s_weights: np.ndarray, cand: np.ndarray, limit: int
-           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                      np.ndarray]:
+           s_weights: np.ndarray, cand: np.ndarray, cand_scores: np.ndarray, limit: int
+           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The session's entries: the V-SKNN products of the session ``order`` (codes, oldest
     first; ``by_*`` / ``s_*``: the training sessions, empty without) scaled to the best,
     times ``knn_weight``, named after ``knn_src`` (-1: after none); then for each session
@@ -173,11 +166,12 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
     whose best is not positive adds nothing). Products sum their entries in that order, in
     one hash table (Fibonacci hashing, linear probing, written out: a call per entry costs
     more than the entry; no sort of all the products).
-    Returns the number of entries; for each ``cand`` code whether the session scores it and
-    its sum; the ``limit`` best other products (ties: the lower code) and their sums; and
-    for the candidates then those products, the session products that shaped them
-    (strongest entry first, ties: the earlier entry; each once, ``SHOWN`` at most; -1
-    padded) and how many."""
+    Returns the number of entries; the rows: the candidates (``cand``, ``cand_scores``
+    scaled to the best; plus their sum where the session scores them) then the ``limit``
+    best other products (ties: the lower code) with their sums, as codes and scores; for
+    each candidate whether the session scores it; and for every row the session products
+    that shaped it (strongest entry first, ties: the earlier entry; each once, ``SHOWN`` at
+    most; -1 padded) and how many."""
     items, votes = np.zeros(0, np.int64), np.zeros(0, np.float64)
     if len(by_indptr) and len(order):
         items, votes = session_votes(by_indptr, by_indices, s_indptr, s_indices, order, knn_k)
@@ -314,7 +308,15 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
         while e >= 0:  # another row of the same product takes them afresh
             taken[e] = False
             e = after[e]
-    return (size, hit, total, keys[added], sums[added], shaped, n_shaped)
+    peak = 0.0
+    for i in range(len(cand_scores)):
+        peak = cand_scores[i] if i == 0 else max(peak, cand_scores[i])
+    scale = 1.0 / peak if peak > 0 else 1.0
+    scores = np.empty(len(rows), np.float64)
+    for i in range(len(cand)):
+        scores[i] = cand_scores[i] * scale + total[i] if hit[i] else cand_scores[i] * scale
+    scores[len(cand):] = sums[added]
+    return (size, np.concatenate((cand, keys[added])), scores, hit, shaped, n_shaped)
 
 
 @njit(cache=True, nogil=True)
