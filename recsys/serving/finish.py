@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -70,8 +70,7 @@ class Result:
     applied: list[str]
 
 
-@dataclass(frozen=True)
-class Pool:
+class Pool(NamedTuple):
     """A list's candidates as arrays, one row each, made ``Candidate``s by ``build`` (rows
     -> candidates, in that order) only where they can be shown (``finish_pool``). Every row
     is a known product (``codes``) with no rule (``Candidate.rule_key`` None); ``tiers`` as
@@ -241,10 +240,15 @@ def finish_pool(index: ServingIndex, pool: Pool, options: Options, decisions: De
                   fallback_category=fallback_category, never=never, prefiltered=counts)
 
 
-def _sorted_codes(index: ServingIndex, product_ids: Iterable[str]) -> np.ndarray:
+def _sorted_codes(index: ServingIndex, product_ids: frozenset[str]) -> np.ndarray:
     """The codes of the products the index knows, ascending, once each."""
+    if not product_ids:
+        return _NO_CODES
     code_of = index.code_of
     return np.array(sorted({code_of[p] for p in product_ids if p in code_of}), np.int64)
+
+
+_NO_CODES = np.zeros(0, np.int64)
 
 
 @njit(cache=True, nogil=True)

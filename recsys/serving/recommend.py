@@ -8,8 +8,7 @@ import bisect
 import functools
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -64,24 +63,24 @@ def also_viewed(index: ServingIndex, product_id: str, options: Options,
         near = content.neighbours(code, product_id, limit)
         codes = np.array([c for c, _, _ in near], np.int64)
         values = np.array([score for _, score, _ in near], np.float64)
-        parts.append(_Rows(codes, values, 1, np.zeros(len(near), np.bool_), lambda i: Candidate(
-            index.ids[near[i][0]], near[i][1], "content", {
-                "seed": product_id, "similarity": round(near[i][1], 6),
-                "shared_features": near[i][2], "co_view_support": strongest}, 1)))
+        parts.append(_Rows(codes, values, 1, np.zeros(len(near), np.bool_), lambda rows: [
+            Candidate(index.ids[c], score, "content", {
+                "seed": product_id, "similarity": round(score, 6), "shared_features": shared,
+                "co_view_support": strongest}, 1)
+            for c, score, shared in (near[r] for r in rows)]))
     return finish_pool(index, _pool(parts), options, decisions, seeds=[product_id],
                        fallback_category=index.categories.get(product_id),
                        never=frozenset([product_id]))
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """One kind of a list's candidates as arrays, and the builder of its ``i``-th one."""
+class _Rows(NamedTuple):
+    """One kind of a list's candidates as arrays, and their builder (rows -> candidates)."""
 
     codes: np.ndarray
     scores: np.ndarray
     tier: int
     judged: np.ndarray  # per row: an engine item judged on its share alone (``Pool.judged``)
-    build: Callable[[int], Candidate]
+    build: Callable[[list[int]], list[Candidate]]
 
     @classmethod
     def built(cls, index: ServingIndex, candidates: list[Candidate]) -> _Rows:
@@ -91,7 +90,7 @@ class _Rows:
         return cls(np.array([index.code_of[c.product_id] for c in candidates], np.int64),
                    np.array([c.score for c in candidates], np.float64),
                    tiers.pop() if tiers else 0, np.zeros(len(candidates), np.bool_),
-                   candidates.__getitem__)
+                   lambda rows: [candidates[r] for r in rows])
 
 
 def _pool(parts: list[_Rows]) -> Pool:
@@ -99,16 +98,15 @@ def _pool(parts: list[_Rows]) -> Pool:
     if len(parts) == 1:
         part = parts[0]
         return Pool(part.codes, part.scores, np.full(len(part.codes), part.tier, np.int64),
-                    part.judged, lambda rows: [part.build(r) for r in rows])
+                    part.judged, part.build)
     sizes = [len(p.codes) for p in parts]
     starts = list(itertools.accumulate(sizes, initial=0))
 
     def build(rows: list[int]) -> list[Candidate]:
-        out = []
-        for r in rows:
-            k = bisect.bisect_right(starts, r) - 1
-            out.append(parts[k].build(r - starts[k]))
-        return out
+        kinds = [bisect.bisect_right(starts, r) - 1 for r in rows]
+        built = [iter(part.build([r - starts[k] for r, kind in zip(rows, kinds, strict=True)
+                                  if kind == k])) for k, part in enumerate(parts)]
+        return [next(built[kind]) for kind in kinds]
 
     return Pool(np.concatenate([p.codes for p in parts]),
                 np.concatenate([p.scores for p in parts]),
@@ -130,17 +128,31 @@ def _co_viewed_rows(index: ServingIndex, table: Neighbours, product_id: str, ids
         codes, scores = found.codes, found.scores
         judged = np.arange(len(codes)) < n
 
-    def build(i: int) -> Candidate:
-        if i >= n:  # a product the session adds
-            assert found is not None
-            value = float(scores[i])
-            return Candidate(index.ids[int(codes[i])], value, "session",
-                             session_evidence(found.named(index, i), value))
-        evidence = {"seed": product_id, counted: int(support[i]),
-                    "similarity": round(float(sims[i]), 6)}
-        if found is not None and found.hit[i]:
-            evidence["session"] = found.named(index, i)
-        return Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", evidence)
+    def build(rows: list[int]) -> list[Candidate]:
+        at = np.asarray(rows, np.int64)
+        own = np.minimum(at, n - 1)  # a neighbour's own figures (the session's rows: unused)
+        pids = index.id_array[codes[at]].tolist()
+        values = scores[at].tolist()
+        supports, similarities = support[own].tolist(), sims[own].tolist()
+        if found is None:
+            return [Candidate(pid, value, "also_viewed", {
+                "seed": product_id, counted: count, "similarity": round(similarity, 6)})
+                for pid, value, count, similarity in zip(pids, values, supports, similarities,
+                                                         strict=True)]
+        names = [named[:k] for named, k in zip(index.id_array[found.shaped[at]].tolist(),
+                                               found.n_shaped[at].tolist(), strict=True)]
+        out = []
+        for r, pid, value, count, similarity, hit, named in zip(
+                rows, pids, values, supports, similarities, found.hit[own].tolist(), names,
+                strict=True):
+            if r >= n:  # a product the session adds
+                out.append(Candidate(pid, value, "session", session_evidence(named, value)))
+                continue
+            evidence = {"seed": product_id, counted: count, "similarity": round(similarity, 6)}
+            if hit:
+                evidence["session"] = named
+            out.append(Candidate(pid, value, "also_viewed", evidence))
+        return out
 
     return _Rows(codes, scores, 0, judged, build)
 

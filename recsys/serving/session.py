@@ -82,10 +82,6 @@ class Merged(NamedTuple):
     shaped: np.ndarray
     n_shaped: np.ndarray
 
-    def named(self, index: ServingIndex, row: int) -> list[str]:
-        """The session products that shaped one row, strongest first."""
-        return [index.ids[c] for c in self.shaped[row, :self.n_shaped[row]].tolist()]
-
 
 def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray,
           scores: np.ndarray, session: Session, limit: int) -> Merged | None:
