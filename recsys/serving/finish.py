@@ -4,6 +4,8 @@ and active flags, the category filter, the minimum evidence of engine items
 from best sellers (the seed's category first, then global) so that a list is never empty
 unless the catalogue is, and finally pins at fixed positions. ``applied`` names every
 rule that changed the list; ``fallback`` names the best-seller list used to fill it, if any.
+``finish_pool`` gives the same answer for candidates held as arrays (``Pool``), building
+only those that can be shown.
 
 Also the types every ranker shares: the request's ``Options``, the merchandisers'
 ``Decisions``, a ``Candidate`` and the ``Result``.

@@ -165,6 +165,8 @@ def _co_viewed(t_ids: np.ndarray, t_scores: np.ndarray, t_support: np.ndarray, c
     by similarity / the row's best + ``weight`` x support / the row's best (a best that is
     not positive scales nothing), as (codes, similarities, supports, scores), and the row's
     strongest support (0: an empty row)."""
+    if code >= t_ids.shape[0]:
+        raise ValueError("also-viewed: a product code is outside the neighbour table")
     width = t_ids.shape[1]
     n = 0
     for j in range(width):
