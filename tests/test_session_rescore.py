@@ -1,19 +1,25 @@
 """The compiled session merge (``session.rescore``, V-SKNN's ``score_one``) serves exactly
 what the plain numpy version it replaced served, on the demo shop for many random sessions:
-same items, scores, reasons, fills and ``applied``, bit for bit."""
+same items, scores, reasons, fills and ``applied``, bit for bit. Also-viewed, which builds
+only the candidates that can be shown (``finish.finish_pool``), against the version that
+built every candidate and finished them all."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from recsys.models.neighbours import Neighbours
+from recsys.models.session_knn import best_first
 from recsys.serving import recommend, session
-from recsys.serving.finish import Candidate, Decisions, Options
+from recsys.serving.cold_start import borrowed_also_viewed
+from recsys.serving.finish import Candidate, Decisions, Options, finish
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.session import Session, session_of_recent
 
@@ -106,6 +112,48 @@ def reference_rescore(index: ServingIndex, table: Neighbours | None,
     return out
 
 
+def reference_also_viewed(index: ServingIndex, product_id: str, options: Options,
+                          decisions: Decisions, s: Session) -> recommend.Result:
+    """``recommend.also_viewed`` as it was served before it built candidates lazily: every
+    candidate a ``Candidate``, rescored by the numpy version, all of them finished."""
+    code = index.code_of.get(product_id)
+    table = index.also_viewed
+    limit = 3 * options.k + len(options.exclude) + 10
+    candidates = []
+    strongest = 0
+    if code is not None and table is not None:
+        ids = np.asarray(table.ids[code])
+        keep = ids >= 0
+        ids = ids[keep]
+        sims = np.asarray(table.scores[code], dtype=np.float64)[keep]
+        support = np.asarray(table.support[code], dtype=np.float64)[keep]
+        strongest = int(support.max()) if len(support) else 0
+        weight = index.ranking.also_viewed_support_weight
+        counted = f"{index.ranking.also_viewed_counts}_with_both"
+
+        def scaled(values: np.ndarray) -> np.ndarray:
+            peak = float(values.max()) if len(values) else 0.0
+            return values / peak if peak > 0 else values
+
+        scores = scaled(sims) + weight * scaled(support)
+        for i in np.argsort(-scores, kind="stable")[:limit].tolist():
+            candidates.append(Candidate(index.ids[int(ids[i])], float(scores[i]), "also_viewed", {
+                "seed": product_id, counted: int(support[i]),
+                "similarity": round(float(sims[i]), 6)}))
+    if not candidates:
+        candidates = borrowed_also_viewed(index, product_id, code, limit)
+    candidates = reference_rescore(index, table, candidates, s, limit)
+    content = index.content
+    if content is not None and strongest < content.min_support:
+        candidates += [Candidate(index.ids[c], score, "content", {
+            "seed": product_id, "similarity": round(score, 6), "shared_features": shared,
+            "co_view_support": strongest}, 1)
+            for c, score, shared in content.neighbours(code, product_id, limit)]
+    return finish(index, candidates, options, decisions, seeds=[product_id],
+                  fallback_category=index.categories.get(product_id),
+                  never=frozenset([product_id]))
+
+
 @pytest.fixture(scope="module")
 def index(demo_artifact: Path) -> ServingIndex:
     return load_index(demo_artifact)
@@ -128,6 +176,18 @@ def test_served_lists_are_those_of_the_numpy_version(index: ServingIndex,
     unavailable = [p for p in products if p not in index.available]
     decisions = [Decisions(), Decisions(blocked_products=frozenset(rng.sample(products, 20)),
                                         category_cap=2)]
+    categories = sorted(index.category_paths)
+    assert index.content is not None
+    # every list completed from content neighbours (as for a product with little traffic)
+    thin = replace(index, content=replace(index.content, min_support=10**9))
+    # and a third of the products without co-view neighbours (borrowed from content's)
+    table = index.also_viewed
+    ids = np.array(table.ids)
+    ids[rng.sample(range(len(ids)), len(ids) // 3)] = -1
+    thin = replace(thin, also_viewed=Neighbours(ids, np.asarray(table.scores),
+                                                np.asarray(table.support)))
+    applied: set[str] = set()
+    sources: set[str] = set()
     shaped = 0
     for case in range(400):
         on_screen = rng.choice(products)
@@ -146,12 +206,46 @@ def test_served_lists_are_those_of_the_numpy_version(index: ServingIndex,
                           max_p_value=rng.choice([1.0, 0.05]), fill=rng.random() < 0.8)
         d = decisions[case % 2]
         cart = [on_screen, rng.choice(products)]
-        for list_of, seed in ((recommend.also_viewed, on_screen),
-                              (recommend.bought_together, on_screen),
+        # also-viewed: pruned candidates against every candidate finished; with boosts and
+        # pins, a category, reordering by value, and without the session too
+        d_viewed = d if case % 3 else Decisions(
+            boosts={p: rng.choice([0.5, 3.0]) for p in rng.sample(products, 30)},
+            pins={on_screen: ((rng.choice(products), rng.randint(1, 4)),)},
+            blocked_products=frozenset(rng.sample(products, 5)))
+        o_viewed = replace(options, category=rng.choice(categories)) if case % 4 == 1 else options
+        for viewed in (s, session.NO_SESSION):
+            args = (index if case % 5 else thin, on_screen, o_viewed, d_viewed, viewed)
+            new_list = recommend.also_viewed(*args)
+            old_list = reference_also_viewed(*args)
+            assert ((new_list.items, new_list.fallback, new_list.applied) ==
+                    (old_list.items, old_list.fallback, old_list.applied)), (case, viewed, o_viewed)
+            assert orjson.dumps(new_list.items) == orjson.dumps(old_list.items)  # key order
+            applied.update(a.split(":")[0] for a in new_list.applied)
+            sources.update(i["reason"]["source"] for i in new_list.items)
+        for list_of, seed in ((recommend.bought_together, on_screen),
                               (recommend.cart_addons, cart)):
             args = (index, seed, options, d, s)
             new = served(list_of, args, session.rescore, monkeypatch)
             old = served(list_of, args, reference_rescore, monkeypatch)
             assert new == old, (case, list_of.__name__, s, options)
             shaped += any(i["reason"]["evidence"].get("session") for i in new[0])
-    assert shaped > 600  # most lists were changed by their session
+    assert shaped > 400  # most lists were changed by their session
+    # every reason finish names in also-viewed lists was met
+    assert {"blocked_product", "out_of_stock_or_inactive", "category_filter", "weak_evidence",
+            "boost", "bury", "pinned", "category_cap"} <= applied, applied
+    assert {"also_viewed", "session", "content", "content_co_viewed", "pinned",
+            "popular"} <= sources, sources
+
+
+def test_best_by_value_ranks_as_best_first_in_key_order() -> None:
+    """The merge's top products: ``best_first`` over the values sorted by key, ties and
+    limits past the end included."""
+    rng = np.random.default_rng(1)
+    for case in range(2000):
+        n = int(rng.integers(0, 60))
+        keys = rng.permutation(500)[:n].astype(np.int64)
+        values = rng.integers(0, 5, n).astype(np.float64) if case % 2 else rng.random(n)
+        limit = int(rng.integers(0, 70))
+        by_key = np.argsort(keys, kind="stable")
+        assert session._best_by_value(values, keys, limit).tolist() == by_key[
+            best_first(values[by_key], limit)].tolist(), case

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from numba import njit
 
 __all__ = ["SessionKNN", "query_matrix", "load_sessions", "sessions_by_item", "sums_by_key",
-           "best_first", "score_session"]
+           "best_first", "score_session", "session_votes"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -190,7 +190,19 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
     p / n (a repeated item its latest); the training sessions holding them score the summed
     weights of the items they hold (the weighted overlap); the ``k`` best (ties: the lower
     session) vote for their items with that score. ``by_*``: the items x sessions CSR,
-    ``s_*``: the sessions x items CSR. Returns (item codes ascending, votes)."""
+    ``s_*``: the sessions x items CSR. Returns (item codes ascending, votes): the sums of
+    ``session_votes``."""
+    items, votes = session_votes(by_indptr, by_indices, s_indptr, s_indices, session, k)
+    found, sums, _ = sums_by_key(items, votes)
+    return found, sums
+
+
+@njit(cache=True, nogil=True)
+def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
+                  s_indices: np.ndarray, session: np.ndarray,
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """V-SKNN's votes before they are summed (see ``score_session``): (item, vote) per item
+    of each of the ``k`` best sessions, best session first, each session's items in order."""
     codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
     weights = np.empty(len(session), np.float64)
     distinct = 0
@@ -243,8 +255,7 @@ def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             items[m] = s_indices[j]
             votes[m] = sims[r]
             m += 1
-    found, sums, _ = sums_by_key(items, votes)
-    return found, sums
+    return items, votes
 
 
 def sessions_by_item(indptr: np.ndarray, indices: np.ndarray,

@@ -4,6 +4,8 @@ and active flags, the category filter, the minimum evidence of engine items
 from best sellers (the seed's category first, then global) so that a list is never empty
 unless the catalogue is, and finally pins at fixed positions. ``applied`` names every
 rule that changed the list; ``fallback`` names the best-seller list used to fill it, if any.
+``finish_pool`` gives the same answer for candidates held as arrays (``Pool``), building
+only those that can be shown.
 
 Also the types every ranker shares: the request's ``Options``, the merchandisers'
 ``Decisions``, a ``Candidate`` and the ``Result``.
@@ -12,14 +14,17 @@ Also the types every ranker shares: the request's ``Options``, the merchandisers
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from numba import njit
 
 from recsys.serving.evidence import clear_evidence
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Options", "Decisions", "Candidate", "Result", "finish"]
+__all__ = ["Options", "Decisions", "Candidate", "Result", "Pool", "finish", "finish_pool"]
 
 @dataclass(frozen=True)
 class Options:
@@ -65,6 +70,20 @@ class Result:
     items: list[dict[str, Any]]
     fallback: str | None
     applied: list[str]
+
+
+class Pool(NamedTuple):
+    """A list's candidates as arrays, one row each, made ``Candidate``s by ``build`` (rows
+    -> candidates, in that order) only where they can be shown (``finish_pool``). Every row
+    is a known product (``codes``) with no rule (``Candidate.rule_key`` None); ``tiers`` as
+    ``Candidate.tier``; ``judged``: the engine items the evidence floor judges on their
+    share of the best alone (also-viewed neighbours: no co-purchase counts to test)."""
+
+    codes: np.ndarray  # int64
+    scores: np.ndarray  # float64
+    tiers: np.ndarray  # int64
+    judged: np.ndarray  # bool
+    build: Callable[[list[int]], list[Candidate]]
 
 
 def _in_category(index: ServingIndex, product_id: str, root: str) -> bool:
@@ -187,3 +206,123 @@ def _render(index: ServingIndex, cand: Candidate) -> dict[str, Any]:
     item["score"] = round(float(cand.score), 6)
     item["reason"] = {"source": cand.source, "evidence": cand.evidence}
     return item
+
+
+_REASONS = ("blocked_product", "out_of_stock_or_inactive", "category_filter")  # in its order
+
+
+def finish_pool(index: ServingIndex, pool: Pool, options: Options, decisions: Decisions, *,
+                seeds: Iterable[str] = (), fallback_category: str | None = None,
+                never: frozenset[str] = frozenset()) -> Result:
+    """``finish`` over every candidate of ``pool``, the same answer to the byte, building
+    few of them: its loop (each product once, in rank order; exclusions; the reasons, counted
+    in the order it meets them) and the evidence floor run here over the arrays
+    (``_sift``), and only the candidates still in the running are built: the first ``k``
+    left, or all of them when boosts, a category cap or ranking by value may reorder them
+    (and name or count the rest in ``applied``)."""
+    seeds = list(seeds)
+    codes = pool.codes
+    outside = (np.array([not _in_category(index, index.ids[c], options.category)
+                         for c in codes.tolist()], dtype=np.bool_) if options.category
+               else np.zeros(len(codes), np.bool_))
+    judge = options.min_score_share > 0 or options.max_p_value < 1
+    kept, count, first, weak = _sift(
+        codes, pool.scores, pool.tiers, pool.judged, _sorted_codes(index, options.exclude | never),
+        _sorted_codes(index, decisions.blocked_products), index.unavailable_mask,
+        options.in_stock_only, outside, judge, options.min_score_share)
+    met = sorted((at, r) for r, (at, n) in enumerate(zip(first.tolist(), count.tolist(),
+                                                          strict=True)) if n)
+    counts = {_REASONS[r]: int(count[r]) for _, r in met}
+    if weak:
+        counts["weak_evidence"] = int(weak)
+    reorder = decisions.boosts or decisions.category_cap or options.rank_by == "value"
+    rows = kept.tolist() if reorder else kept[:options.k].tolist()
+    # finish meets nothing more to leave out: what it counts is ``counts``, in that order
+    return finish(index, pool.build(rows), options, decisions, seeds=seeds,
+                  fallback_category=fallback_category, never=never, prefiltered=counts)
+
+
+def _sorted_codes(index: ServingIndex, product_ids: frozenset[str]) -> np.ndarray:
+    """The codes of the products the index knows, ascending, once each."""
+    if not product_ids:
+        return _NO_CODES
+    code_of = index.code_of
+    return np.array(sorted({code_of[p] for p in product_ids if p in code_of}), np.int64)
+
+
+_NO_CODES = np.zeros(0, np.int64)
+
+
+@njit(cache=True, nogil=True)
+def _sift(codes: np.ndarray, scores: np.ndarray, tiers: np.ndarray, judged: np.ndarray,
+          excluded: np.ndarray, blocked: np.ndarray, unavailable: np.ndarray,
+          in_stock_only: bool, outside: np.ndarray, judge: bool, share: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``finish``'s loop and ``clear_evidence`` over a pool's arrays. Rows in ``finish``'s
+    order (tier, then score descending, ties in row order), each product at its first row,
+    ``excluded`` codes (sorted) skipped; a row of a ``blocked`` code (sorted), of an
+    ``unavailable`` one (with ``in_stock_only``) or ``outside`` the category is left out
+    for the first of these reasons; then the ``judged`` rows under ``share`` of the best
+    judged row left (with ``judge``) are weak. Returns the rows left in order, the count of
+    each reason (``_REASONS``' order), the rank where each was first met (n: never) and the
+    number of weak rows."""
+    n = len(codes)
+    order = np.argsort(-scores, kind="mergesort")
+    order = order[np.argsort(tiers[order], kind="mergesort")]
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    # each product's first row in that order
+    first_row = np.zeros(n, np.bool_)
+    by_code = np.argsort(codes, kind="mergesort")
+    g = 0
+    while g < n:
+        best, e = by_code[g], g + 1
+        while e < n and codes[by_code[e]] == codes[by_code[g]]:
+            if rank[by_code[e]] < rank[best]:
+                best = by_code[e]
+            e += 1
+        first_row[best] = True
+        g = e
+    count = np.zeros(3, np.int64)
+    first = np.full(3, n, np.int64)
+    kept = np.empty(n, np.int64)
+    m = 0
+    for j in range(n):
+        r = order[j]
+        c = codes[r]
+        if not first_row[r]:
+            continue
+        at = np.searchsorted(excluded, c)
+        if at < len(excluded) and excluded[at] == c:
+            continue
+        at = np.searchsorted(blocked, c)
+        reason = -1
+        if at < len(blocked) and blocked[at] == c:
+            reason = 0
+        elif in_stock_only and unavailable[c]:
+            reason = 1
+        elif outside[r]:
+            reason = 2
+        if reason >= 0:
+            count[reason] += 1
+            first[reason] = min(first[reason], j)
+            continue
+        kept[m] = r
+        m += 1
+    kept = kept[:m]
+    weak = 0
+    if judge:
+        peak, any_judged = 0.0, False
+        for r in kept:
+            if judged[r]:
+                peak = scores[r] if not any_judged else max(peak, scores[r])
+                any_judged = True
+        if any_judged:
+            floor = share * peak
+            strong = np.ones(m, np.bool_)
+            for i in range(m):
+                if judged[kept[i]] and scores[kept[i]] < floor:
+                    strong[i] = False
+                    weak += 1
+            kept = kept[strong]
+    return kept, count, first, weak

@@ -58,18 +58,23 @@ def parse(buffer: bytes | bytearray, at: int) -> tuple[Reply | redis.RedisError,
         return None, end + 2
     items: list[str] = []
     at = end + 2
+    length = len(buffer)
     for _ in range(count):
         end = buffer.find(b"\r\n", at)
         if end < 0:
             return None
-        if buffer[at:at + 1] != b"$":
+        if buffer[at] != _BULK:
             return redis.ResponseError("unexpected array element"), end + 2
-        size = int(buffer[at + 1:end])
-        if end + 2 + size + 2 > len(buffer):
+        start = end + 2
+        stop = start + int(buffer[at + 1:end])
+        if stop + 2 > length:
             return None
-        items.append(bytes(buffer[end + 2:end + 2 + size]).decode())
-        at = end + 2 + size + 2
+        items.append(buffer[start:stop].decode())
+        at = stop + 2
     return items, at
+
+
+_BULK = ord("$")
 
 
 class _Replies(asyncio.Protocol):

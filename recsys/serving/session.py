@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
 
 from recsys.models.neighbours import Neighbours
-from recsys.models.session_knn import best_first, score_session, sums_by_key
+from recsys.models.session_knn import session_votes
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Session", "NO_SESSION", "weighted", "session_of_recent", "rescore"]
+__all__ = ["Session", "NO_SESSION", "Merged", "weighted", "session_of_recent", "merge",
+           "rescore", "session_evidence"]
 
 SHOWN = 3  # session products named per item, strongest first
 
@@ -67,14 +69,27 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
     return Session(tuple(others), order, knn_weight, knn_k)
 
 
-def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
-            session: Session, limit: int) -> list[Candidate]:
-    """``candidates`` (scaled to the best one) plus each session product's weighted
-    neighbours (each row scaled to its best) plus the V-SKNN scores (scaled to the best,
-    times ``knn_weight``); the ``limit`` best products the session adds that were not
-    candidates join with source ``session``. The arithmetic is ``_merge``."""
+class Merged(NamedTuple):
+    """A list's candidates with what a session adds (``merge``), per row (the candidates,
+    then the products the session adds, best first): its product ``codes`` and ``scores`` (a
+    candidate's scaled to the best candidate's, plus its session sum where the session
+    scores it: ``hit``, per candidate), and the codes of the session products that shaped it
+    (``shaped``, -1 padded, ``n_shaped`` of them)."""
+
+    codes: np.ndarray
+    scores: np.ndarray
+    hit: np.ndarray
+    shaped: np.ndarray
+    n_shaped: np.ndarray
+
+
+def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray,
+          scores: np.ndarray, session: Session, limit: int) -> Merged | None:
+    """The session's neighbours and V-SKNN scores added to candidates with these product
+    ``codes`` (-1: unknown) and ``scores``, and the ``limit`` best products it adds; None
+    without a session or when it has nothing to add. The arithmetic is ``_merge``."""
     if not session:
-        return candidates
+        return None
     code_of = index.code_of
     t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
                        else (_NO_IDS, _NO_SCORES))
@@ -84,28 +99,40 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
         *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
         session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),
         t_ids, t_scores, np.array([code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
-        np.array([w for _, w in session.recent], np.float64),
-        np.array([code_of.get(c.product_id, -1) for c in candidates], np.int64), limit)
-    entries, hit, total, added, added_total, shaped, n_shaped = _merge(*arguments)
-    if not entries:
+        np.array([w for _, w in session.recent], np.float64), codes, scores, limit)
+    entries, *found = _merge(*arguments)
+    return Merged(*found) if entries else None
+
+
+def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
+            session: Session, limit: int) -> list[Candidate]:
+    """``candidates`` (scaled to the best one) plus each session product's weighted
+    neighbours (each row scaled to its best) plus the V-SKNN scores (scaled to the best,
+    times ``knn_weight``); the ``limit`` best products the session adds that were not
+    candidates join with source ``session``. The arithmetic is ``_merge``."""
+    found = merge(index, table, np.array([index.code_of.get(c.product_id, -1)
+                                          for c in candidates], np.int64),
+                  np.array([c.score for c in candidates], np.float64), session, limit)
+    if found is None:
         return candidates
     # every row's named products in one indexing (padding: -1, cut off below)
     names = [row[:n] if n < SHOWN else row for row, n in zip(
-        index.id_array[shaped].tolist(), n_shaped.tolist(), strict=True)]
-    peak = max((c.score for c in candidates), default=0.0)
-    scale = 1.0 / peak if peak > 0 else 1.0
-    for cand, found, value, named in zip(candidates, hit.tolist(), total.tolist(), names,
-                                         strict=False):  # names: then the added products'
-        cand.score *= scale
-        if found:
-            cand.score += value
+        index.id_array[found.shaped].tolist(), found.n_shaped.tolist(), strict=True)]
+    scores = found.scores.tolist()
+    for cand, hit, value, named in zip(candidates, found.hit.tolist(), scores, names,
+                                       strict=False):  # then the added products'
+        cand.score = value
+        if hit:
             cand.evidence["session"] = named
     n = len(candidates)
-    return candidates + [Candidate(pid, value, "session", {"session": named,
-                                                           "weight": round(value, 6)})
-                         for pid, value, named in zip(index.id_array[added].tolist(),
-                                                      added_total.tolist(), names[n:],
-                                                      strict=True)]
+    return candidates + [Candidate(pid, value, "session", session_evidence(named, value))
+                         for pid, value, named in zip(index.id_array[found.codes[n:]].tolist(),
+                                                      scores[n:], names[n:], strict=True)]
+
+
+def session_evidence(named: list[str], value: float) -> dict[str, Any]:
+    """The reason's evidence of a product the session adds."""
+    return {"session": named, "weight": round(value, 6)}
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -125,32 +152,29 @@ _NO_KNN = (np.zeros(0, np.int32),) * 4  # no V-SKNN: an empty CSR
 def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
            s_indices: np.ndarray, order: np.ndarray, knn_k: int, knn_weight: float,
            knn_src: int, t_ids: np.ndarray, t_scores: np.ndarray, s_codes: np.ndarray,
-           s_weights: np.ndarray, cand: np.ndarray, limit: int
-           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                      np.ndarray]:
+           s_weights: np.ndarray, cand: np.ndarray, cand_scores: np.ndarray, limit: int
+           ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The session's entries: the V-SKNN products of the session ``order`` (codes, oldest
     first; ``by_*`` / ``s_*``: the training sessions, empty without) scaled to the best,
-    times ``knn_weight``, named after ``knn_src``; then for each session product (``s_codes``, -1 unknown, weight ``s_weights``; none
-    without a table) its neighbour row ``t_ids`` / ``t_scores`` times its weight, scaled to
-    the row's best (a row whose best is not positive adds nothing). Products sum their
-    entries in that order. Returns the number of entries; for each ``cand`` code whether the
-    session scores it and its sum; the ``limit`` best other products (ties: the lower code)
-    and their sums; and for the candidates then those products, the session products that
-    shaped them (strongest entry first, each once, ``SHOWN`` at most; -1 padded) and how
-    many."""
-    knn_ids, knn_vals = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    times ``knn_weight``, named after ``knn_src`` (-1: after none); then for each session
+    product (``s_codes``, -1 unknown, weight ``s_weights``; none without a table) its
+    neighbour row ``t_ids`` / ``t_scores`` times its weight, scaled to the row's best (a row
+    whose best is not positive adds nothing). Products sum their entries in that order, in
+    one hash table (Fibonacci hashing, linear probing, written out: a call per entry costs
+    more than the entry; no sort of all the products).
+    Returns the number of entries; the rows: the candidates (``cand``, ``cand_scores``
+    scaled to the best; plus their sum where the session scores them) then the ``limit``
+    best other products (ties: the lower code) with their sums, as codes and scores; for
+    each candidate whether the session scores it; and for every row the session products
+    that shaped it (strongest entry first, ties: the earlier entry; each once, ``SHOWN`` at
+    most; -1 padded) and how many."""
+    items, votes = np.zeros(0, np.int64), np.zeros(0, np.float64)
     if len(by_indptr) and len(order):
-        knn_ids, votes = score_session(by_indptr, by_indices, s_indptr, s_indices, order,
-                                       knn_k)
-        best = votes.max() if len(votes) else 0.0
-        if best > 0:
-            knn_vals = knn_weight * votes / best
-        else:
-            knn_ids = knn_ids[:0]
+        items, votes = session_votes(by_indptr, by_indices, s_indptr, s_indices, order, knn_k)
     n_items = t_ids.shape[0]
     width = t_ids.shape[1] if n_items else 0
     peaks = np.zeros(len(s_codes), np.float64)
-    size = len(knn_ids)
+    n_rows_entries = 0
     for s in range(len(s_codes)):
         code = s_codes[s]
         if code < 0 or n_items == 0 or s_weights[s] <= 0:
@@ -164,79 +188,151 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
                 peaks[s] = value if kept == 0 else max(peaks[s], value)
                 kept += 1
         if peaks[s] > 0:
-            size += kept
-    ids = np.empty(size, np.int64)
-    vals = np.empty(size, np.float64)
-    src = np.empty(size, np.int64)
-    m = 0
-    for i in range(len(knn_ids)):
-        ids[m], vals[m], src[m] = knn_ids[i], knn_vals[i], knn_src
-        m += 1
+            n_rows_entries += kept
+    capacity = len(items) + n_rows_entries  # distinct products at most
+    bits = 4
+    while (1 << bits) < 2 * capacity:
+        bits += 1
+    mask = (1 << bits) - 1
+    slot_key = np.full(mask + 1, -1, np.int64)
+    slot_at = np.empty(mask + 1, np.int64)
+    keys = np.empty(capacity, np.int64)  # the products, in order of their first entry
+    sums = np.zeros(capacity, np.float64)
+    u = 0
+    shift, golden = np.uint64(64 - bits), np.uint64(0x9E3779B97F4A7C15)
+    for i in range(len(items)):  # V-SKNN's votes summed per product (as score_session)
+        key = np.int64(items[i])
+        h = np.int64((np.uint64(key) * golden) >> shift)
+        while slot_key[h] >= 0 and slot_key[h] != key:
+            h = (h + 1) & mask
+        if slot_key[h] < 0:
+            slot_key[h], slot_at[h], keys[u] = key, u, key
+            u += 1
+        sums[slot_at[h]] += votes[i]
+    best = 0.0
+    for p in range(u):
+        best = sums[p] if p == 0 else max(best, sums[p])
+    if best > 0:
+        for p in range(u):
+            sums[p] = 0.0 + knn_weight * sums[p] / best  # its entry, the product's first
+    else:  # no V-SKNN entries
+        slot_key[:] = -1
+        sums[:u] = 0.0
+        u = 0
+    n_knn = u
+    size = n_knn + n_rows_entries
+    e_product = np.empty(size, np.int64)
+    e_src = np.empty(size, np.int64)
+    e_value = np.empty(size, np.float64)
+    for p in range(n_knn):
+        e_product[p], e_src[p], e_value[p] = p, knn_src, sums[p]
+    m = n_knn
     for s in range(len(s_codes)):
         if peaks[s] <= 0:
             continue
         code, w = s_codes[s], s_weights[s]
         for j in range(width):
             if t_ids[code, j] >= 0:
-                ids[m] = t_ids[code, j]
-                vals[m] = w * np.float64(t_scores[code, j]) / peaks[s]
-                src[m] = code
+                value = w * np.float64(t_scores[code, j]) / peaks[s]
+                key = np.int64(t_ids[code, j])
+                h = np.int64((np.uint64(key) * golden) >> shift)
+                while slot_key[h] >= 0 and slot_key[h] != key:
+                    h = (h + 1) & mask
+                if slot_key[h] < 0:
+                    slot_key[h], slot_at[h], keys[u] = key, u, key
+                    u += 1
+                p = slot_at[h]
+                sums[p] += value
+                e_product[m], e_src[m], e_value[m] = p, code, value
                 m += 1
-    products, sums, where = sums_by_key(ids, vals)  # where: each entry's product
-    at = np.searchsorted(products, cand)
     hit = np.zeros(len(cand), np.bool_)
     total = np.zeros(len(cand), np.float64)
+    row_product = np.full(len(cand), -1, np.int64)
+    is_cand = np.zeros(u, np.bool_)
     for i in range(len(cand)):
-        if at[i] < len(products) and products[at[i]] == cand[i]:
-            hit[i] = True
-            total[i] = sums[at[i]]
-    others = np.ones(len(products), np.bool_)
-    for i in range(len(cand)):
-        if hit[i]:
-            others[at[i]] = False
-    rest = np.flatnonzero(others)
-    added = rest[best_first(sums[rest], limit)]  # rest ascending: ties, the lower code
-    # the rows (the candidates the session scores, then the added products) of each product,
-    # as a chain: its first row, each row's next row of the same product
-    n_rows = len(cand) + len(added)
-    first = np.full(len(products), -1, np.int64)
-    after = np.full(n_rows, -1, np.int64)
-    for r in range(n_rows - 1, -1, -1):
-        if r >= len(cand) or hit[r]:
-            p = at[r] if r < len(cand) else added[r - len(cand)]
-            after[r], first[p] = first[p], r
-    # each row's entries named after a product, in entry order (a product has a few: V-SKNN's
-    # and one per session product), as a CSR of rows x entries
-    starts = np.zeros(n_rows + 1, np.int64)
+        key = np.int64(cand[i])
+        if key < 0:
+            continue
+        h = np.int64((np.uint64(key) * golden) >> shift)
+        while slot_key[h] >= 0 and slot_key[h] != key:
+            h = (h + 1) & mask
+        if slot_key[h] == key:
+            p = slot_at[h]
+            hit[i], total[i], row_product[i] = True, sums[p], p
+            is_cand[p] = True
+    rest = np.flatnonzero(~is_cand)
+    added = rest[_best_by_value(sums[rest], keys[rest], limit)]
+    rows = np.concatenate((row_product, added))
+    # each product's named entries in entry order, as a chain
+    head = np.full(u, -1, np.int64)
+    tail = np.full(u, -1, np.int64)
+    after = np.full(size, -1, np.int64)
     for e in range(size):
-        r = first[where[e]] if src[e] >= 0 else -1
-        while r >= 0:
-            starts[r + 1] += 1
-            r = after[r]
-    starts = np.cumsum(starts)
-    fill = starts[:-1].copy()
-    listed = np.empty(starts[-1], np.int64)
-    for e in range(size):
-        r = first[where[e]] if src[e] >= 0 else -1
-        while r >= 0:
-            listed[fill[r]] = e
-            fill[r] += 1
-            r = after[r]
+        if e_src[e] >= 0:
+            p = e_product[e]
+            if head[p] < 0:
+                head[p] = e
+            else:
+                after[tail[p]] = e
+            tail[p] = e
     # each row names the sources of its strongest entries (ties: the earlier entry), each once
-    shaped = np.full((n_rows, SHOWN), -1, np.int64)
-    n_shaped = np.zeros(n_rows, np.int64)
-    taken = np.zeros(len(listed), np.bool_)
-    for r in range(n_rows):
+    shaped = np.full((len(rows), SHOWN), -1, np.int64)
+    n_shaped = np.zeros(len(rows), np.int64)
+    taken = np.zeros(size, np.bool_)
+    for r in range(len(rows)):
+        p = rows[r]
+        if p < 0:
+            continue
         while n_shaped[r] < SHOWN:
-            best = -1
-            for i in range(starts[r], starts[r + 1]):
-                if not taken[i] and (best < 0 or vals[listed[i]] > vals[listed[best]]):
-                    best = i
-            if best < 0:
+            strongest = -1
+            e = head[p]
+            while e >= 0:
+                if not taken[e] and (strongest < 0 or e_value[e] > e_value[strongest]):
+                    strongest = e
+                e = after[e]
+            if strongest < 0:
                 break
-            taken[best] = True
-            by = src[listed[best]]
-            if by not in shaped[r, :n_shaped[r]]:
+            taken[strongest] = True
+            by = e_src[strongest]
+            named = False
+            for q in range(n_shaped[r]):
+                named = named or shaped[r, q] == by
+            if not named:
                 shaped[r, n_shaped[r]] = by
                 n_shaped[r] += 1
-    return (size, hit, total, products[added], sums[added], shaped, n_shaped)
+        e = head[p]
+        while e >= 0:  # another row of the same product takes them afresh
+            taken[e] = False
+            e = after[e]
+    peak = 0.0
+    for i in range(len(cand_scores)):
+        peak = cand_scores[i] if i == 0 else max(peak, cand_scores[i])
+    scale = 1.0 / peak if peak > 0 else 1.0
+    scores = np.empty(len(rows), np.float64)
+    for i in range(len(cand)):
+        scores[i] = cand_scores[i] * scale + total[i] if hit[i] else cand_scores[i] * scale
+    scores[len(cand):] = sums[added]
+    return (size, np.concatenate((cand, keys[added])), scores, hit, shaped, n_shaped)
+
+
+@njit(cache=True, nogil=True)
+def _best_by_value(values: np.ndarray, keys: np.ndarray, limit: int) -> np.ndarray:
+    """The positions of the ``limit`` largest ``values`` (distinct ``keys``), largest first,
+    ties: the lower key (``best_first`` over the values in key order), by insertion into
+    the ranked few (a list takes tens of a few hundred products)."""
+    n = min(max(limit, 0), len(values))
+    out = np.empty(n, np.int64)
+    m = 0
+    for i in range(len(values)):
+        value, key = values[i], keys[i]
+        j = m  # where it goes: after every better one
+        while j > 0 and (value > values[out[j - 1]] or (
+                value == values[out[j - 1]] and key < keys[out[j - 1]])):
+            j -= 1
+        if j >= n:
+            continue
+        for q in range(min(m, n - 1), j, -1):
+            out[q] = out[q - 1]
+        out[j] = i
+        m = min(m + 1, n)
+    return out
