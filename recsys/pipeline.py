@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys import layout
 from recsys.analytics.aggregates import ClvAggregates
@@ -112,13 +113,18 @@ def job_content(ctx: JobContext) -> dict[str, Any]:
     return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
 
 
-def job_cold_start(ctx: JobContext, lines: OrderLines | None = None) -> dict[str, Any]:
+def job_cold_start(ctx: JobContext, lines: OrderLines | None = None,
+                   sessions: Callable[[], sp.csr_matrix | None] | None = None
+                   ) -> dict[str, Any]:
     """The cold-start weights, chosen on products held out of the shop's own co-views (see
     recsys.models.cold_start_job); runs after the content job, whose neighbours it reads.
-    ``lines``: where the order lines are read (default: pandas, from ctx.orders)."""
-    return run_cold_start_job(lines or LocalOrderLines(ctx.lines()), ctx.events, ctx.catalog, ctx.items, ctx.config.models,
-                              ctx.config.interactions, window_days=ctx.config.popularity.window_days,
-                              top_k=ctx.config.popularity.top_k, out=ctx.out)
+    ``lines``: where the order lines are read (default: pandas, from ctx.orders);
+    ``sessions``: where the view sessions are made (default: pandas, from ctx.events)."""
+    return run_cold_start_job(lines or LocalOrderLines(ctx.lines()), ctx.events, ctx.catalog,
+                              ctx.items, ctx.config.models, ctx.config.interactions,
+                              window_days=ctx.config.popularity.window_days,
+                              top_k=ctx.config.popularity.top_k, out=ctx.out,
+                              sessions=sessions)
 
 
 def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None

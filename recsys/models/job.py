@@ -134,21 +134,24 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
                    repurchase: Callable[[], pd.DataFrame] | None = None,
                    confidence: Callable[[], Interactions] | None = None,
                    purchases: Callable[[Vocabulary], PurchaseHistory] | None = None,
-                   known_customers: bool | None = None) -> dict[str, Any]:
+                   known_customers: bool | None = None,
+                   sessions: Callable[[], sp.csr_matrix | None] | None = None
+                   ) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
     (``catalog``: its ``durable`` column, where given, says which products last;
     ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``, ``purchases``: where the
     co-purchase tables, the ALS factors, the repurchase cycles, ALS's customer x product
     confidence matrix and the purchase history (given the customer vocabulary) come from,
     default this process from ``orders``; ``known_customers``: whether an order line names a
-    customer, default from ``orders``). ``orders`` may be None when all of these are given:
-    the Spark engine reads the lines there."""
+    customer, default from ``orders``; ``sessions``: where the view sessions come from,
+    ``view_sessions`` of ``events`` by default). ``orders`` may be None when all of these are
+    given: the Spark engine reads the lines there."""
     metrics: dict[str, Any] = {}
-    sessions = view_sessions(events, items, weights)
-    if sessions is not None:
-        save_view_models(sessions, config, out)
+    views = sessions() if sessions is not None else view_sessions(events, items, weights)
+    if views is not None:
+        save_view_models(views, config, out)
         metrics["also_viewed_source"] = "view sessions"
-        metrics["view_sessions"] = int(sessions.shape[0])
+        metrics["view_sessions"] = int(views.shape[0])
     bought_instead = viewed_then_bought(events, items, config.top_k,
                                         catalog_categories(catalog, items))
     save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))

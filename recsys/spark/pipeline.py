@@ -75,12 +75,17 @@ def _run_jobs_on_spark(config: Config, *, show_progress: bool,
 def item_vocabulary_on_spark(spark: SparkSession, data_dir: Path, catalog: pd.DataFrame | None,
                              events: pd.DataFrame | None) -> Vocabulary:
     """``recsys.matrices.item_vocabulary`` of the catalog, the orders and the events, with the
-    orders' distinct products found on Spark (the lines stay there)."""
+    distinct products of the orders and of the events found on Spark (the lines stay
+    there); ``events``, the driver's copy, is not read."""
     from pyspark.sql import functions as F
+
+    from recsys.spark.session_matrix import event_products_on_spark
 
     ordered = spark.read.parquet(str(table_file(data_dir, "orders"))).select(
         F.col("product_id").cast("string")).distinct()
-    return item_vocabulary(catalog, pd.DataFrame(ordered.toPandas()), events)
+    path = table_file(data_dir, "events")
+    viewed = event_products_on_spark(spark.read.parquet(str(path)) if path.exists() else None)
+    return item_vocabulary(catalog, pd.DataFrame(ordered.toPandas()), viewed)
 
 
 class SparkOrderLines:
@@ -114,10 +119,18 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
     from recsys.spark.rules import SparkRuleInputs
-
+    from recsys.spark.session_matrix import view_sessions_on_spark
 
     def orders(ctx: JobContext) -> DataFrame:
         return spark.read.parquet(str(table_file(ctx.config.data_dir, "orders")))
+
+    def events(ctx: JobContext) -> DataFrame | None:
+        path = table_file(ctx.config.data_dir, "events")
+        return spark.read.parquet(str(path)) if ctx.events is not None and path.exists() else None
+
+    def view_sessions(ctx: JobContext) -> Callable[[], sp.csr_matrix | None]:
+        return partial(view_sessions_on_spark, spark, events(ctx), ctx.items,
+                       ctx.config.interactions)
 
     def job_popularity(ctx: JobContext) -> dict[str, Any]:
         cfg = ctx.config.popularity
@@ -130,19 +143,16 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return basket_stats_on_spark(orders(ctx))
 
     def job_rules(ctx: JobContext) -> dict[str, Any]:
-        # itemsets, the order x product matrix's codes and the median prices from Spark;
-        # rule generation, substitutes and bundles on the driver
+        # itemsets, the order x product matrix's codes, the median prices and the view
+        # sessions from Spark; rule generation, substitutes and bundles on the driver
         return run_rules_job(SparkRuleInputs(spark, orders(ctx)), ctx.events, ctx.catalog,
                              ctx.config.rules, ctx.out, weights=ctx.config.interactions,
-                             items=ctx.items)
-
-    def events(ctx: JobContext) -> DataFrame | None:
-        path = table_file(ctx.config.data_dir, "events")
-        return spark.read.parquet(str(path)) if ctx.events is not None and path.exists() else None
+                             items=ctx.items, sessions=view_sessions(ctx))
 
     def job_models(ctx: JobContext) -> dict[str, Any]:
         # item-kNN, EASE's Gram matrix, ALS (MLlib) and its confidence matrix, the purchase
-        # history and the repurchase cycles on Spark; the view models local (from events)
+        # history, the repurchase cycles and the view sessions on Spark; viewed-then-bought
+        # local (from the events)
         tables = SparkCoPurchase(spark, orders(ctx), ctx.items, ctx.config.models,
                                  scratch=Path(ctx.config.data_dir))
         try:
@@ -160,13 +170,16 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
                                   purchases=partial(purchase_history_on_spark, spark,
                                                     orders(ctx), ctx.items),
                                   known_customers="customer_id" in filled_columns(
-                                      orders(ctx), ["customer_id"]))
+                                      orders(ctx), ["customer_id"]),
+                                  sessions=view_sessions(ctx))
         finally:
             tables.close()
 
     def job_cold_start_on_spark(ctx: JobContext) -> dict[str, Any]:
-        # the grid and the item-kNN refits on the driver; baskets and best sellers from Spark
-        return job_cold_start(ctx, lines=SparkOrderLines(spark, orders(ctx)))
+        # the grid and the item-kNN refits on the driver; baskets, best sellers and the view
+        # sessions from Spark
+        return job_cold_start(ctx, lines=SparkOrderLines(spark, orders(ctx)),
+                              sessions=view_sessions(ctx))
 
     def job_clv(ctx: JobContext) -> dict[str, Any]:
         # the line-level aggregations on Spark; the fits, RFM and the lists on the driver
