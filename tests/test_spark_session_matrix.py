@@ -16,11 +16,13 @@ import scipy.sparse as sp
 from recsys.ingest import table_file
 from recsys.matrices import InteractionWeights, session_item_matrix
 from recsys.models.job import view_sessions
+from recsys.models.upsell import viewed_bought_counts
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.session_matrix import (
     event_products_on_spark,
     session_item_matrix_on_spark,
     view_sessions_on_spark,
+    viewed_bought_counts_on_spark,
 )
 from recsys.vocab import Vocabulary
 from tests.conftest import DemoShop
@@ -39,9 +41,12 @@ def generated_events(n: int, *, with_sessions: bool, seed: int = 3) -> pd.DataFr
                          + [f"u{c}" for c in range(32)], dtype=object)
     customer = customers[rng.integers(0, len(customers), n)].astype(object)
     customer[rng.random(n) < 0.1] = None
-    # steps of 0 (ties), just under, exactly at and just over the gap, and long breaks
-    steps = rng.choice(np.array([0, 60, 29 * 60, 30 * 60, 30 * 60 + 1, 3 * 3600]), n)
+    # steps of 0 (ties) to 15 minutes: a customer's next event comes some minutes to hours
+    # later; customer 1's last three events are exactly 30 minutes apart, then 30 min + 1 s
+    steps = rng.choice(np.array([0, 10, 30, 45, 60, 900]), n)
     when = pd.Timestamp("2026-01-01") + pd.to_timedelta(np.cumsum(steps), unit="s")
+    when = when.append(when[-1] + pd.to_timedelta([3600, 5400, 7201], unit="s"))[3:]
+    customer[-3:] = "1"
     order = rng.permutation(n)  # events not in time order
     session = np.full(n, None, dtype=object)
     if with_sessions:
@@ -116,3 +121,19 @@ def test_view_sessions_of_the_demo_shop(spark_local: Any, demo_shop: DemoShop) -
     products = event_products_on_spark(read)
     assert products is not None
     assert sorted(products["product_id"]) == sorted(events["product_id"].astype(str).unique())
+
+
+@pytest.mark.parametrize("with_sessions", [True, False], ids=["sessions", "derived"])
+def test_viewed_bought_counts_equal_the_local_ones(spark_local: Any,
+                                                   with_sessions: bool) -> None:
+    events = generated_events(6000, with_sessions=with_sessions)
+    items = Vocabulary.from_ids(pd.Series([f"p{k}" for k in range(50)]), sort=True)
+    frame = spark_local.createDataFrame(to_spark_pandas(events), SCHEMA)
+
+    def pairs(counts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[int, ...]]:
+        return sorted(zip(*(c.tolist() for c in counts), strict=True))
+
+    expected = pairs(viewed_bought_counts(events, items))
+    assert len(expected) > 50 and max(n for _, _, n in expected) > 1
+    assert pairs(viewed_bought_counts_on_spark(spark_local, frame, items)) == expected
+    assert pairs(viewed_bought_counts_on_spark(spark_local, None, items)) == []

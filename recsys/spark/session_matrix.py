@@ -33,7 +33,8 @@ from recsys.vocab import Vocabulary
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["session_item_matrix_on_spark", "view_sessions_on_spark", "event_products_on_spark"]
+__all__ = ["session_item_matrix_on_spark", "view_sessions_on_spark", "viewed_bought_counts_on_spark",
+           "event_products_on_spark"]
 
 
 def keyed_events(events: DataFrame) -> DataFrame:
@@ -114,6 +115,30 @@ def view_sessions_on_spark(spark: SparkSession, events: DataFrame | None, items:
     if views.isEmpty():
         return None
     return session_item_matrix_on_spark(spark, views, items, weights)
+
+
+def viewed_bought_counts_on_spark(spark: SparkSession, events: DataFrame | None,
+                                  items: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``recsys.models.upsell.viewed_bought_counts`` on Spark: per (viewed A, bought B) the
+    sessions that viewed A without buying it and bought B, counted by a join and a group-by
+    there; one row per pair reaches the driver."""
+    from pyspark.sql import functions as F
+
+    if events is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    coded = (keyed_events(events).select("session", "event_type",
+                                         F.col("product_id").cast("string"))
+             .join(F.broadcast(item_codes(spark, items)), "product_id"))
+    bought = (coded.filter(F.col("event_type") == "purchase")
+              .select("session", F.col("item").alias("b")).distinct())
+    viewed = (coded.filter(F.col("event_type") == "view")
+              .select("session", F.col("item").alias("a")).distinct()
+              .join(bought.withColumnRenamed("b", "a"), ["session", "a"], "left_anti"))
+    counts = (viewed.join(bought, "session").groupBy("a", "b")
+              .agg(F.count(F.lit(1)).alias("n")))
+    table = pd.DataFrame(counts.toPandas())
+    return (table["a"].to_numpy(np.int64), table["b"].to_numpy(np.int64),
+            table["n"].to_numpy(np.int64))
 
 
 def event_products_on_spark(events: DataFrame | None) -> pd.DataFrame | None:
