@@ -74,13 +74,20 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
         assert spark.metrics[job] == local.metrics[job], job
     paths = {e: ArtifactStore(built[e] / "artifacts").path() for e in built}
     for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet",
-                 "substitutes.parquet", layout.REPURCHASE.path, layout.CUSTOMERS.path):
+                 "substitutes.parquet", layout.REPURCHASE.path, layout.CUSTOMERS.path,
+                 layout.VIEWED_BOUGHT.path):
         pd.testing.assert_frame_equal(pd.read_parquet(paths["spark"] / name),
                                       pd.read_parquet(paths["local"] / name), obj=name)
-    bought = {e: load_npz(layout.PURCHASES.at(paths[e])) for e in paths}  # made on Spark
-    assert set(bought["spark"]) == set(bought["local"])
-    for key in bought["local"]:
-        np.testing.assert_array_equal(bought["spark"][key], bought["local"][key], err_msg=key)
+    # made on Spark: the purchase history, the view sessions in the local row order
+    for file in (layout.PURCHASES, layout.SESSIONS, layout.SESSIONS_BY_ITEM):
+        arrays = {e: load_npz(file.at(paths[e])) for e in paths}
+        assert set(arrays["spark"]) == set(arrays["local"])
+        for key in arrays["local"]:
+            np.testing.assert_array_equal(arrays["spark"][key], arrays["local"][key],
+                                          err_msg=f"{file.path} {key}")
+    assert spark.metrics["models"]["view_sessions"] > 1  # so that their order is checked
+    assert (json.loads(layout.COLD_START.at(paths["spark"]).read_text())
+            == json.loads(layout.COLD_START.at(paths["local"]).read_text()))
     for name in ("rules.parquet", "category_rules.parquet"):
         pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
                                       canonical(pd.read_parquet(paths["local"] / name)), obj=name)
