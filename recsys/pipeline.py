@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys import layout
 from recsys.analytics.aggregates import ClvAggregates
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class JobContext:
     """What a job sees: the config, the canonical tables and the staging folder to write to.
-    ``orders`` is None in the Spark engine: its jobs read the order lines on Spark from the
-    data directory, and the driver never loads them."""
+    ``orders`` and ``events`` are None in the Spark engine: its jobs read the order lines and
+    the events on Spark from the data directory, and the driver never loads them."""
 
     config: Config
     orders: pd.DataFrame | None
@@ -112,13 +113,18 @@ def job_content(ctx: JobContext) -> dict[str, Any]:
     return run_content_job(ctx.catalog, ctx.items, ctx.config.models.content_top_k, ctx.out)
 
 
-def job_cold_start(ctx: JobContext, lines: OrderLines | None = None) -> dict[str, Any]:
+def job_cold_start(ctx: JobContext, lines: OrderLines | None = None,
+                   sessions: Callable[[], sp.csr_matrix | None] | None = None
+                   ) -> dict[str, Any]:
     """The cold-start weights, chosen on products held out of the shop's own co-views (see
     recsys.models.cold_start_job); runs after the content job, whose neighbours it reads.
-    ``lines``: where the order lines are read (default: pandas, from ctx.orders)."""
-    return run_cold_start_job(lines or LocalOrderLines(ctx.lines()), ctx.events, ctx.catalog, ctx.items, ctx.config.models,
-                              ctx.config.interactions, window_days=ctx.config.popularity.window_days,
-                              top_k=ctx.config.popularity.top_k, out=ctx.out)
+    ``lines``: where the order lines are read (default: pandas, from ctx.orders);
+    ``sessions``: where the view sessions are made (default: pandas, from ctx.events)."""
+    return run_cold_start_job(lines or LocalOrderLines(ctx.lines()), ctx.events, ctx.catalog,
+                              ctx.items, ctx.config.models, ctx.config.interactions,
+                              window_days=ctx.config.popularity.window_days,
+                              top_k=ctx.config.popularity.top_k, out=ctx.out,
+                              sessions=sessions)
 
 
 def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
@@ -167,13 +173,13 @@ def run_pipeline(config: Config, *, show_progress: bool = True,
 
 def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., IngestReport] = ingest,
              jobs: dict[str, Callable[[JobContext], dict[str, Any]]] = JOBS,
-             vocabulary: Callable[[Path, pd.DataFrame | None, pd.DataFrame | None],
-                                  Vocabulary] | None = None,
+             vocabulary: Callable[[Path, pd.DataFrame | None], Vocabulary] | None = None,
              ) -> tuple[IngestReport, Manifest]:
     """Ingest with ``ingest_fn``, run ``jobs`` in order and publish (the engines differ only
     in these). ``vocabulary``: the product vocabulary of the data directory's orders, the
-    catalog and the events, made without loading the order lines (the Spark engine's; then
-    ``JobContext.orders`` is None); by default the lines are loaded and it is made from them."""
+    catalog and the events, made without loading the order lines and the events (the Spark
+    engine's; then ``JobContext.orders`` and ``JobContext.events`` are None); by default the
+    lines and the events are loaded and it is made from them."""
     sources = config.ingest.sources()  # fails first when no orders are configured
     mapping = load_mapping(config.ingest.mapping)
     data_dir = Path(config.data_dir)
@@ -185,18 +191,19 @@ def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., In
                                   data_dir, report) if config.ingest.server_events else None
     if server is not None:  # its label hides the URL's password
         sources = {**sources, "server_events": server.source}
-    ctx_tables = {t: load_table(data_dir, t, required=False) for t in ("events", "catalog")}
-    orders = None if vocabulary is not None else load_table(data_dir, "orders")
-    if orders is not None:
-        items = item_vocabulary(ctx_tables["catalog"], orders, ctx_tables["events"])
+    catalog = load_table(data_dir, "catalog", required=False)
+    if vocabulary is None:
+        orders = load_table(data_dir, "orders")
+        events = load_table(data_dir, "events", required=False)
+        items = item_vocabulary(catalog, orders, events)
     else:
-        assert vocabulary is not None
-        items = vocabulary(data_dir, ctx_tables["catalog"], ctx_tables["events"])
+        orders = events = None
+        items = vocabulary(data_dir, catalog)
     store = ArtifactStore(config.artifacts.root, keep_last=config.artifacts.keep_last)
     metrics: dict[str, Any] = {}
     with store.staging() as staging:
-        ctx = JobContext(config=config, orders=orders, events=ctx_tables["events"],
-                         catalog=ctx_tables["catalog"], items=items, out=staging)
+        ctx = JobContext(config=config, orders=orders, events=events, catalog=catalog,
+                         items=items, out=staging)
         for name in progress_bar(list(jobs), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = jobs[name](ctx)
             log.info("job %s: %s", name, metrics[name])

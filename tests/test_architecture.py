@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "recsys.vocab", "recsys.matrices", "recsys.demo")),
     ("components", ("recsys.spark.rules", "recsys.spark.popularity", "recsys.spark.neighbours",
                     "recsys.spark.als", "recsys.spark.history", "recsys.spark.clv",
-                    "recsys.spark.interactions",
+                    "recsys.spark.interactions", "recsys.spark.session_matrix",
                     "recsys.popularity", "recsys.repurchase", "recsys.rules", "recsys.models",
                     "recsys.analytics")),
     ("config and artifacts", ("recsys.config", "recsys.artifacts", "recsys.atomic_fs", "recsys.manifest", "recsys.artifact_upkeep")),

@@ -35,7 +35,7 @@ from tests.test_spark_rules import canonical
 @pytest.fixture(scope="module")
 def built(spark_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The small shop published twice: by the local engine and by Spark on the cluster; the
-    Spark engine's driver never loads the order lines."""
+    Spark engine's driver never loads the order lines nor the events."""
     roots = {}
     loaded: list[str] = []
 
@@ -50,7 +50,7 @@ def built(spark_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(pipeline, "load_table", recording)
                 run_on_spark(config, show_progress=False, spark=spark_cluster)
-            assert loaded and "orders" not in loaded, loaded
+            assert loaded and not {"orders", "events"} & set(loaded), loaded
         else:
             run_pipeline(config, show_progress=False)
         roots[engine] = tmp
@@ -74,13 +74,20 @@ def test_the_artifact_holds_what_the_local_engine_publishes(built: dict[str, Pat
         assert spark.metrics[job] == local.metrics[job], job
     paths = {e: ArtifactStore(built[e] / "artifacts").path() for e in built}
     for name in ("popular.parquet", "items.parquet", "catalog.parquet", "bundles.parquet",
-                 "substitutes.parquet", layout.REPURCHASE.path, layout.CUSTOMERS.path):
+                 "substitutes.parquet", layout.REPURCHASE.path, layout.CUSTOMERS.path,
+                 layout.VIEWED_BOUGHT.path):
         pd.testing.assert_frame_equal(pd.read_parquet(paths["spark"] / name),
                                       pd.read_parquet(paths["local"] / name), obj=name)
-    bought = {e: load_npz(layout.PURCHASES.at(paths[e])) for e in paths}  # made on Spark
-    assert set(bought["spark"]) == set(bought["local"])
-    for key in bought["local"]:
-        np.testing.assert_array_equal(bought["spark"][key], bought["local"][key], err_msg=key)
+    # made on Spark: the purchase history, the view sessions in the local row order
+    for file in (layout.PURCHASES, layout.SESSIONS, layout.SESSIONS_BY_ITEM):
+        arrays = {e: load_npz(file.at(paths[e])) for e in paths}
+        assert set(arrays["spark"]) == set(arrays["local"])
+        for key in arrays["local"]:
+            np.testing.assert_array_equal(arrays["spark"][key], arrays["local"][key],
+                                          err_msg=f"{file.path} {key}")
+    assert spark.metrics["models"]["view_sessions"] > 1  # so that their order is checked
+    assert (json.loads(layout.COLD_START.at(paths["spark"]).read_text())
+            == json.loads(layout.COLD_START.at(paths["local"]).read_text()))
     for name in ("rules.parquet", "category_rules.parquet"):
         pd.testing.assert_frame_equal(canonical(pd.read_parquet(paths["spark"] / name)),
                                       canonical(pd.read_parquet(paths["local"] / name)), obj=name)

@@ -32,6 +32,7 @@ Choice: the best HR@10 over ``GRID_NEIGHBOURS`` (at most ``content_top_k``) x
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,10 +96,13 @@ class LocalOrderLines:
 def run_cold_start_job(orders: OrderLines, events: pd.DataFrame | None,
                        catalog: pd.DataFrame | None, items: Vocabulary, config: ModelsConfig,
                        weights: InteractionWeights, *, window_days: int, top_k: int,
-                       out: Path) -> dict[str, Any]:
+                       out: Path, sessions: Callable[[], sp.csr_matrix | None] | None = None
+                       ) -> dict[str, Any]:
     """Choose the pair on held-out products (see the module docstring) and write
     ``cold_start.json`` into the version folder ``out``, which holds the content job's
-    ``content_similar/``; ``window_days``, ``top_k``: the best sellers' settings."""
+    ``content_similar/``; ``window_days``, ``top_k``: the best sellers' settings;
+    ``sessions``: where the view sessions come from (``view_sessions`` of ``events`` by
+    default)."""
     pinned_n, pinned_prior = config.cold_start_neighbours, config.cold_start_prior
     kept = (DEFAULT_COLD_START_NEIGHBOURS if pinned_n is None else pinned_n,
             DEFAULT_COLD_START_PRIOR if pinned_prior is None else pinned_prior)
@@ -112,8 +116,8 @@ def run_cold_start_job(orders: OrderLines, events: pd.DataFrame | None,
     if not layout.CONTENT_SIMILAR.at(out).exists():
         return _write(out, *kept, "default", {"reason": "no catalog: no content neighbours"})
     content = Neighbours.load(layout.CONTENT_SIMILAR.at(out), mmap=False)
-    sessions = view_sessions(events, items, weights)
-    rows = sessions if sessions is not None else orders.baskets(items)
+    views = sessions() if sessions is not None else view_sessions(events, items, weights)
+    rows = views if views is not None else orders.baskets(items)
     binary = sp.csr_matrix((np.ones(rows.nnz, np.int32), rows.indices, rows.indptr),
                            shape=rows.shape)
     folds = _folds(binary, content.ids[:, 0] >= 0, config)

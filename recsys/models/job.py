@@ -38,7 +38,7 @@ from recsys.models.implicit_adapter import ALS, ItemKNN
 from recsys.models.neighbours import Neighbours, cooccurrence_at, top_k_neighbours
 from recsys.models.session_knn import sessions_by_item
 from recsys.models.settings import ModelsConfig
-from recsys.models.upsell import viewed_then_bought
+from recsys.models.upsell import top_bought_instead, viewed_bought_counts
 from recsys.progress import progress_enabled
 from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
@@ -134,25 +134,32 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
                    repurchase: Callable[[], pd.DataFrame] | None = None,
                    confidence: Callable[[], Interactions] | None = None,
                    purchases: Callable[[Vocabulary], PurchaseHistory] | None = None,
-                   known_customers: bool | None = None) -> dict[str, Any]:
+                   known_customers: bool | None = None,
+                   sessions: Callable[[], sp.csr_matrix | None] | None = None,
+                   bought_instead: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+                   | None = None) -> dict[str, Any]:
     """Train every model over the artifact's product vocabulary ``items`` and write them
     (``catalog``: its ``durable`` column, where given, says which products last;
     ``co_purchase``, ``factorizer``, ``repurchase``, ``confidence``, ``purchases``: where the
     co-purchase tables, the ALS factors, the repurchase cycles, ALS's customer x product
     confidence matrix and the purchase history (given the customer vocabulary) come from,
     default this process from ``orders``; ``known_customers``: whether an order line names a
-    customer, default from ``orders``). ``orders`` may be None when all of these are given:
-    the Spark engine reads the lines there."""
+    customer, default from ``orders``; ``sessions``, ``bought_instead``: where the view
+    sessions and viewed-then-bought's pair counts come from, default this process from
+    ``events``). ``orders`` may be None when all of these are given, ``events`` when the last
+    two are: the Spark engine reads the lines there."""
     metrics: dict[str, Any] = {}
-    sessions = view_sessions(events, items, weights)
-    if sessions is not None:
-        save_view_models(sessions, config, out)
+    views = sessions() if sessions is not None else view_sessions(events, items, weights)
+    if views is not None:
+        save_view_models(views, config, out)
         metrics["also_viewed_source"] = "view sessions"
-        metrics["view_sessions"] = int(sessions.shape[0])
-    bought_instead = viewed_then_bought(events, items, config.top_k,
-                                        catalog_categories(catalog, items))
-    save_parquet(bought_instead, layout.VIEWED_BOUGHT.at(out))
-    metrics["viewed_bought_pairs"] = len(bought_instead)
+        metrics["view_sessions"] = int(views.shape[0])
+    counts = bought_instead() if bought_instead is not None else viewed_bought_counts(
+        events, items)
+    instead = top_bought_instead(counts, items, config.top_k,
+                                 catalog_categories(catalog, items))
+    save_parquet(instead, layout.VIEWED_BOUGHT.at(out))
+    metrics["viewed_bought_pairs"] = len(instead)
     tables = co_purchase or LocalCoPurchase(order_item_matrix(_lines(orders), items=items).matrix,
                                             config)
     if config.bought_together == "ease":

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from recsys.matrices import session_keys
 from recsys.vocab import Vocabulary
 
-__all__ = ["COLUMNS", "viewed_then_bought"]
+__all__ = ["COLUMNS", "viewed_then_bought", "viewed_bought_counts", "top_bought_instead"]
 
 COLUMNS = ["product_a", "product_b", "sessions"]
 
@@ -26,8 +26,15 @@ def viewed_then_bought(events: pd.DataFrame | None, items: Vocabulary, top_k: in
     order. ``categories`` (per product code a category number, -1 unknown): the B of A's
     category are kept first, so that the products bought along with A's alternatives (the case
     bought with a phone) do not crowd the alternatives out of the ``top_k``. Empty without events."""
+    return top_bought_instead(viewed_bought_counts(events, items), items, top_k, categories)
+
+
+def viewed_bought_counts(events: pd.DataFrame | None, items: Vocabulary
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, n) product codes and session counts (int64): ``n`` sessions viewed A without
+    buying it and bought B; one entry per pair with n > 0, in any order."""
     if events is None or events.empty:
-        return _frame(np.zeros(0, object), np.zeros(0, object), np.zeros(0, np.int64))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     keys = session_keys(events)
     kind = events["event_type"].astype("string")
     code = items.lookup(events["product_id"].astype("string"), on_unknown="mask")
@@ -49,7 +56,14 @@ def viewed_then_bought(events: pd.DataFrame | None, items: Vocabulary, top_k: in
     views = (views - views.multiply(purchases)).tocsr()  # viewed and not bought
     views.eliminate_zeros()
     counts = (views.T @ purchases).tocoo()
-    a, b, n = counts.row.astype(np.int64), counts.col.astype(np.int64), counts.data.astype(np.int64)
+    return (counts.row.astype(np.int64), counts.col.astype(np.int64),
+            counts.data.astype(np.int64))
+
+
+def top_bought_instead(counts: tuple[np.ndarray, np.ndarray, np.ndarray], items: Vocabulary,
+                       top_k: int, categories: np.ndarray | None = None) -> pd.DataFrame:
+    """``viewed_then_bought``'s table of the pair counts ``(a, b, n)`` (in any order)."""
+    a, b, n = (np.asarray(x, dtype=np.int64) for x in counts)
     other = (np.zeros(len(a), bool) if categories is None
              else (categories[a] < 0) | (categories[a] != categories[b]))
     order = np.lexsort((b, -n, other, a))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,11 +94,15 @@ class LineInputs:
 def run_rules_job(orders: pd.DataFrame | RuleInputs, events: pd.DataFrame | None,
                   catalog: pd.DataFrame | None, config: RulesConfig, out: Path, *,
                   weights: InteractionWeights | None = None,
-                  items: Vocabulary | None = None) -> dict[str, Any]:
+                  items: Vocabulary | None = None,
+                  sessions: Callable[[], sp.csr_matrix | None] | None = None
+                  ) -> dict[str, Any]:
     """Mine and write every rules output into ``out``; returns the figures for the manifest.
     ``orders``: the canonical lines, or where they are read (``RuleInputs``); ``items``: the
     product vocabulary of catalog, orders and events (made from the three tables when not
-    given, which needs the lines in memory)."""
+    given, which needs the lines in memory); ``sessions``: where the session x product
+    matrix of the view events comes from (None: no view events), given ``items``; by
+    default made from ``events``."""
     out.mkdir(parents=True, exist_ok=True)
     lines = LineInputs(orders) if isinstance(orders, pd.DataFrame) else orders
     if items is None:
@@ -131,10 +136,9 @@ def run_rules_job(orders: pd.DataFrame | RuleInputs, events: pd.DataFrame | None
         "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64),
         "coviews": np.zeros(0, np.int64), "view_lift": np.zeros(0),
         "copurchases": np.zeros(0, np.int64), "purchase_lift": np.zeros(0)})
-    views = None if events is None else events[events["event_type"] == "view"]
-    if views is not None and len(views):
-        sessions = session_item_matrix(views, weights=weights, items=items).matrix
-        substitutes = substitute_pairs(sessions, baskets, config.substitutes)
+    views = sessions() if sessions is not None else _view_sessions(events, items, weights)
+    if views is not None:
+        substitutes = substitute_pairs(views, baskets, config.substitutes)
     ids = items.ids
     sub_table = substitutes.assign(product_a=ids[substitutes["a"].to_numpy(np.int64)],
                                    product_b=ids[substitutes["b"].to_numpy(np.int64)])
@@ -167,3 +171,10 @@ def run_rules_job(orders: pd.DataFrame | RuleInputs, events: pd.DataFrame | None
     return metrics
 
 
+def _view_sessions(events: pd.DataFrame | None, items: Vocabulary,
+                   weights: InteractionWeights | None) -> sp.csr_matrix | None:
+    """The session x product matrix of the view events in memory; None without any."""
+    views = None if events is None else events[events["event_type"] == "view"]
+    if views is None or not len(views):
+        return None
+    return session_item_matrix(views, weights=weights, items=items).matrix

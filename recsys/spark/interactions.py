@@ -23,10 +23,10 @@ from recsys.vocab import Vocabulary
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["customer_item_matrix_on_spark"]
+__all__ = ["customer_item_matrix_on_spark", "newest", "decay_weight"]
 
 
-def _newest(frame: DataFrame | None, column: str) -> pd.Timestamp | None:
+def newest(frame: DataFrame | None, column: str) -> pd.Timestamp | None:
     from pyspark.sql import functions as F
 
     if frame is None or column not in frame.columns:
@@ -35,7 +35,8 @@ def _newest(frame: DataFrame | None, column: str) -> pd.Timestamp | None:
     return None if row is None or row[0] is None else pd.Timestamp(row[0])
 
 
-def _decay(when: str, half_life_days: float | None, reference: pd.Timestamp | None) -> Column:
+def decay_weight(when: str, half_life_days: float | None,
+                 reference: pd.Timestamp | None) -> Column:
     """0.5 ^ (age in days / half-life), ages below 0 (and unknown) as 0; 1 without decay."""
     from pyspark.sql import functions as F
 
@@ -56,21 +57,21 @@ def customer_item_matrix_on_spark(spark: SparkSession, orders: DataFrame,
     weights = weights or InteractionWeights()
     reference = None
     if weights.half_life_days is not None:
-        stamps = [s for s in (_newest(orders, "ordered_at"), _newest(events, "occurred_at"))
+        stamps = [s for s in (newest(orders, "ordered_at"), newest(events, "occurred_at"))
                   if s is not None]
         reference = max(stamps) if stamps else None
     quantity = F.lit(1.0)
     if "quantity" in orders.columns and weights.quantity != "ignore":
         q = F.col("quantity").cast("double")
         quantity = F.log1p(q) / float(np.log(2.0)) if weights.quantity == "log1p" else q
-    purchase = F.lit(weights.event_weights.get("purchase", 0.0)) * quantity * _decay(
+    purchase = F.lit(weights.event_weights.get("purchase", 0.0)) * quantity * decay_weight(
         "ordered_at", weights.half_life_days, reference)
     parts = [orders.filter(F.col("customer_id").isNotNull()).select(
         F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
         purchase.cast("float").alias("w"))]
     if events is not None and "customer_id" in events.columns:
         kinds = F.create_map(*(F.lit(x) for kv in weights.event_weights.items() for x in kv))
-        weight = F.coalesce(kinds[F.col("event_type")], F.lit(0.0)) * _decay(
+        weight = F.coalesce(kinds[F.col("event_type")], F.lit(0.0)) * decay_weight(
             "occurred_at", weights.half_life_days, reference)
         parts.append(events.filter(F.col("customer_id").isNotNull()
                                    & (F.col("event_type") != "purchase")).select(

@@ -2,18 +2,20 @@
 
 The artifact is written by the local writers and published by the local store
 (``recsys.pipeline.run_jobs``), so its format is the one serving reads. The driver never loads
-the order lines (``JobContext.orders`` is None): the product vocabulary takes their distinct
-products from Spark, and every job that reads them reads them on Spark. On Spark: the ingest,
-best sellers, basket figures; in the rules job the itemset counting of the product and
-category rules, the order x product matrix (as integer codes) and the median prices behind
-bundles and substitutes; in the models job the co-purchase tables (item-kNN, EASE's Gram
-matrix), ALS's confidence matrix (recsys.spark.interactions) and fit (MLlib), the purchase
-history and the repurchase cycles; in the cold_start job the order x product matrix and the
-best sellers without the held-out products' orders; in the customer-value job its skip check and the
-aggregations of the order lines (recsys.spark.clv). On the driver: the catalog and content
-jobs (catalog and vocabulary), rule generation, substitutes and bundles from the collected
-inputs, the view models of the models job (also-viewed from sessions, viewed-then-bought:
-from the events, which the driver still loads) and customer value's fits, from the
+the order lines nor the events (``JobContext.orders`` and ``JobContext.events`` are None):
+the product vocabulary takes their distinct products from Spark, and every job that reads
+them reads them on Spark. On Spark: the ingest, best sellers, basket figures; in the rules
+job the itemset counting of the product and category rules, the order x product matrix (as
+integer codes), the median prices behind bundles and the view sessions behind substitutes;
+in the models job the co-purchase tables (item-kNN, EASE's Gram matrix), ALS's confidence
+matrix (recsys.spark.interactions) and fit (MLlib), the purchase history, the repurchase
+cycles, the session x product matrix of the view events (recsys.spark.session_matrix) and
+viewed-then-bought's pair counts; in the cold_start job the order x product matrix, the view
+sessions and the best sellers without the held-out products' orders; in the customer-value
+job its skip check and the aggregations of the order lines (recsys.spark.clv). On the
+driver: the catalog and content jobs (catalog and vocabulary), rule generation, substitutes
+and bundles from the collected inputs, also-viewed (item-kNN) and ``sessions.npz`` from the
+collected session matrix, viewed-then-bought's top-K, and customer value's fits, from the
 aggregated tables."""
 
 from __future__ import annotations
@@ -72,15 +74,20 @@ def _run_jobs_on_spark(config: Config, *, show_progress: bool,
                                                                      session))
 
 
-def item_vocabulary_on_spark(spark: SparkSession, data_dir: Path, catalog: pd.DataFrame | None,
-                             events: pd.DataFrame | None) -> Vocabulary:
+def item_vocabulary_on_spark(spark: SparkSession, data_dir: Path,
+                             catalog: pd.DataFrame | None) -> Vocabulary:
     """``recsys.matrices.item_vocabulary`` of the catalog, the orders and the events, with the
-    orders' distinct products found on Spark (the lines stay there)."""
+    distinct products of the orders and of the events found on Spark (the lines stay
+    there)."""
     from pyspark.sql import functions as F
+
+    from recsys.spark.session_matrix import event_products_on_spark
 
     ordered = spark.read.parquet(str(table_file(data_dir, "orders"))).select(
         F.col("product_id").cast("string")).distinct()
-    return item_vocabulary(catalog, pd.DataFrame(ordered.toPandas()), events)
+    path = table_file(data_dir, "events")
+    viewed = event_products_on_spark(spark.read.parquet(str(path)) if path.exists() else None)
+    return item_vocabulary(catalog, pd.DataFrame(ordered.toPandas()), viewed)
 
 
 class SparkOrderLines:
@@ -114,10 +121,18 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
     from recsys.spark.rules import SparkRuleInputs
-
+    from recsys.spark.session_matrix import view_sessions_on_spark, viewed_bought_counts_on_spark
 
     def orders(ctx: JobContext) -> DataFrame:
         return spark.read.parquet(str(table_file(ctx.config.data_dir, "orders")))
+
+    def events(ctx: JobContext) -> DataFrame | None:
+        path = table_file(ctx.config.data_dir, "events")
+        return spark.read.parquet(str(path)) if path.exists() else None
+
+    def view_sessions(ctx: JobContext) -> Callable[[], sp.csr_matrix | None]:
+        return partial(view_sessions_on_spark, spark, events(ctx), ctx.items,
+                       ctx.config.interactions)
 
     def job_popularity(ctx: JobContext) -> dict[str, Any]:
         cfg = ctx.config.popularity
@@ -130,19 +145,16 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return basket_stats_on_spark(orders(ctx))
 
     def job_rules(ctx: JobContext) -> dict[str, Any]:
-        # itemsets, the order x product matrix's codes and the median prices from Spark;
-        # rule generation, substitutes and bundles on the driver
+        # itemsets, the order x product matrix's codes, the median prices and the view
+        # sessions from Spark; rule generation, substitutes and bundles on the driver
         return run_rules_job(SparkRuleInputs(spark, orders(ctx)), ctx.events, ctx.catalog,
                              ctx.config.rules, ctx.out, weights=ctx.config.interactions,
-                             items=ctx.items)
-
-    def events(ctx: JobContext) -> DataFrame | None:
-        path = table_file(ctx.config.data_dir, "events")
-        return spark.read.parquet(str(path)) if ctx.events is not None and path.exists() else None
+                             items=ctx.items, sessions=view_sessions(ctx))
 
     def job_models(ctx: JobContext) -> dict[str, Any]:
         # item-kNN, EASE's Gram matrix, ALS (MLlib) and its confidence matrix, the purchase
-        # history and the repurchase cycles on Spark; the view models local (from events)
+        # history, the repurchase cycles, the view sessions and viewed-then-bought's pair
+        # counts on Spark
         tables = SparkCoPurchase(spark, orders(ctx), ctx.items, ctx.config.models,
                                  scratch=Path(ctx.config.data_dir))
         try:
@@ -160,13 +172,18 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
                                   purchases=partial(purchase_history_on_spark, spark,
                                                     orders(ctx), ctx.items),
                                   known_customers="customer_id" in filled_columns(
-                                      orders(ctx), ["customer_id"]))
+                                      orders(ctx), ["customer_id"]),
+                                  sessions=view_sessions(ctx),
+                                  bought_instead=partial(viewed_bought_counts_on_spark, spark,
+                                                         events(ctx), ctx.items))
         finally:
             tables.close()
 
     def job_cold_start_on_spark(ctx: JobContext) -> dict[str, Any]:
-        # the grid and the item-kNN refits on the driver; baskets and best sellers from Spark
-        return job_cold_start(ctx, lines=SparkOrderLines(spark, orders(ctx)))
+        # the grid and the item-kNN refits on the driver; baskets, best sellers and the view
+        # sessions from Spark
+        return job_cold_start(ctx, lines=SparkOrderLines(spark, orders(ctx)),
+                              sessions=view_sessions(ctx))
 
     def job_clv(ctx: JobContext) -> dict[str, Any]:
         # the line-level aggregations on Spark; the fits, RFM and the lists on the driver
