@@ -19,8 +19,9 @@ from recsys import layout
 from recsys.artifacts import save_parquet
 from recsys.matrices import InteractionWeights, item_vocabulary, order_item_matrix
 from recsys.models.ease import ease_from_gram, ease_items
-from recsys.models.job import LocalCoPurchase, PurchaseHistory, _PurchaseLines, run_models_job
+from recsys.models.job import LocalCoPurchase, run_models_job
 from recsys.models.neighbours import Neighbours
+from recsys.models.purchases import PurchaseHistory, PurchaseLines
 from recsys.models.settings import ModelsConfig
 from recsys.spark.als import SparkALS
 from recsys.spark.history import purchase_history_on_spark, repurchase_cycles_on_spark
@@ -283,7 +284,7 @@ def test_purchase_history_equals_the_local_one(spark_local: Any) -> None:
     items = Vocabulary(pd.Index([*sorted(orders["product_id"].unique()), "zz"], dtype="string"))
     customers = Vocabulary(pd.Index([*sorted(orders["customer_id"].dropna().unique()),
                                      "only-views"], dtype="string"))
-    expected = PurchaseHistory.of_sorted(_PurchaseLines.of(orders, customers, items))
+    expected = PurchaseHistory.of_sorted(PurchaseLines.of(orders, customers, items))
     got = purchase_history_on_spark(spark_local, spark_local.createDataFrame(
         to_spark_pandas(orders)), items, customers)
     assert len(got.customer) == len(orders.dropna(subset=["customer_id"])[

@@ -24,7 +24,7 @@ from numba import njit
 from recsys.serving.evidence import clear_evidence
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Options", "Decisions", "Candidate", "Result", "Pool", "finish", "finish_pool"]
+__all__ = ["Options", "Decisions", "Candidate", "Result", "Pool", "finish", "finish_pool", "candidate_limit"]
 
 @dataclass(frozen=True)
 class Options:
@@ -84,6 +84,11 @@ class Pool(NamedTuple):
     tiers: np.ndarray  # int64
     judged: np.ndarray  # bool
     build: Callable[[list[int]], list[Candidate]]
+
+
+def candidate_limit(options: Options) -> int:
+    """How many candidates a list asks its sources for: enough for ``k`` after filters."""
+    return 3 * options.k + len(options.exclude) + 10
 
 
 def _in_category(index: ServingIndex, product_id: str, root: str) -> bool:

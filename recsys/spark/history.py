@@ -1,7 +1,7 @@
 """The purchase history and the repurchase cycles as Spark aggregations.
 
 Purchase history: per bought (customer, product) the last purchase day and the distinct
-orders, the table behind ``purchases.npz`` (``recsys.models.job.PurchaseHistory``).
+orders, the table behind ``purchases.npz`` (``recsys.models.purchases.PurchaseHistory``).
 
 Repurchase cycles, equal to the local models job's
 (``recsys.repurchase.cycles_of_sorted``): per product, the median of the day gaps between a
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from recsys.models.job import PurchaseHistory
+from recsys.models.purchases import PurchaseHistory
 from recsys.repurchase import COLUMNS
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.neighbours import item_codes
@@ -67,7 +67,7 @@ def repurchase_cycles_on_spark(spark: SparkSession, orders: DataFrame, items: Vo
 
 def purchase_history_on_spark(spark: SparkSession, orders: DataFrame, items: Vocabulary,
                               customers: Vocabulary) -> PurchaseHistory:
-    """The purchase history (``recsys.models.job.PurchaseHistory``) of the lines of
+    """The purchase history (``recsys.models.purchases.PurchaseHistory``) of the lines of
     ``customers`` and ``items`` in ``orders``: per (customer, product) the last day (days since
     the epoch + 1; 1 when no line of the pair is dated) and the distinct orders, aggregated
     on the executors; one row per bought pair reaches the driver."""
