@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.models.session_knn import SessionKNN, best_first, query_matrix, sums_by_key
+from recsys.models.session_knn import (
+    SessionKNN,
+    query_matrix,
+    session_votes,
+    sums_by_key,
+)
 
 # training sessions over items 0..4
 TRAIN = sp.csr_matrix(np.array([[1, 1, 0, 0, 0],
@@ -71,9 +76,8 @@ def test_one_session_on_random_sessions_as_the_batch() -> None:
         model.score_one([60])
 
 
-def test_compiled_sums_and_order_match_numpy() -> None:
-    """``sums_by_key`` sums as ``np.unique`` + ``np.bincount`` (same order, to the bit) and
-    ``best_first`` orders as a stable sort of the negated values, ties included."""
+def test_compiled_sums_match_numpy() -> None:
+    """``sums_by_key`` sums as ``np.unique`` + ``np.bincount`` (same order, to the bit)."""
     rng = np.random.default_rng(3)
     for _ in range(200):
         n = int(rng.integers(0, 300))
@@ -85,8 +89,48 @@ def test_compiled_sums_and_order_match_numpy() -> None:
         assert found.tolist() == unique.tolist()
         assert where.tolist() == inverse.tolist()
         assert sums.tolist() == np.bincount(inverse, weights=values).tolist()
-        limit = int(rng.integers(0, n + 2))
-        assert best_first(values, limit).tolist() == np.argsort(
-            -values, kind="stable")[:limit].tolist()
     with pytest.raises(ValueError, match="negative key"):
         sums_by_key(np.array([3, -1]), np.ones(2))
+
+
+def reference_votes(model: SessionKNN, session: list[int], k: int
+                    ) -> tuple[list[int], list[float]]:
+    """V-SKNN's votes written plainly: every session holding a query item sums the weights
+    of those it holds (in the query's item order), the sessions in ascending order, a
+    stable sort of the negated sums, the ``k`` first vote with their items."""
+    weights: dict[int, float] = {}
+    for p, code in enumerate(session, start=1):
+        weights[code] = p / len(session)  # an item keeps its first place, its latest weight
+    by_indptr, by_indices, s_indptr, s_indices = model.arrays
+    sums: dict[int, float] = {}
+    for code, w in weights.items():
+        for s in by_indices[by_indptr[code]:by_indptr[code + 1]].tolist():
+            sums[s] = sums.get(s, 0.0) + w
+    neighbours = sorted(sums)
+    values = np.array([sums[s] for s in neighbours])
+    items: list[int] = []
+    votes: list[float] = []
+    for r in np.argsort(-values, kind="stable")[:k].tolist():
+        row = s_indices[s_indptr[neighbours[r]]:s_indptr[neighbours[r] + 1]].tolist()
+        items += row
+        votes += [float(values[r])] * len(row)
+    return items, votes
+
+
+def test_session_votes_as_written_plainly() -> None:
+    """The compiled votes (sessions holding one query item read in order, the others
+    sorted) are the plain reference's, to the bit and in order, on random sessions with
+    many tied similarities, sessions holding several query items, and k past the end."""
+    rng = np.random.default_rng(11)
+    for case in range(300):
+        n_sessions, n_items = int(rng.choice([5, 80, 600])), int(rng.choice([4, 30]))
+        train = sp.random(n_sessions, n_items, density=float(rng.choice([0.05, 0.3])),
+                          format="csr", random_state=rng)
+        train.data[:] = 1.0
+        model = SessionKNN(k=5, similarity="dot").fit(train)
+        session = rng.integers(0, n_items, int(rng.choice([1, 2, 3, 6, 10]))).tolist()
+        k = int(rng.choice([1, 3, 20, 100, 10_000]))
+        items, votes = session_votes(*model.arrays, np.array(session, np.int64), k)
+        want_items, want_votes = reference_votes(model, session, k)
+        assert items.tolist() == want_items, case
+        assert votes.tolist() == want_votes, case

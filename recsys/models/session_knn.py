@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from numba import njit
 
 __all__ = ["SessionKNN", "query_matrix", "load_sessions", "sessions_by_item", "sums_by_key",
-           "best_first", "score_session", "session_votes"]
+           "score_session", "session_votes"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -160,29 +160,6 @@ def sums_by_key(keys: np.ndarray, values: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def best_first(values: np.ndarray, limit: int) -> np.ndarray:
-    """The positions of the ``limit`` largest ``values``, largest first, ties: the lower
-    position (what a stable sort of ``-values`` gives, without its cost: only the values
-    above the ``limit``-th largest are sorted; those equal to it follow in position order,
-    as many as fit)."""
-    n = min(max(limit, 0), len(values))
-    if n == 0:
-        return np.zeros(0, np.int64)
-    floor = np.partition(values, len(values) - n)[len(values) - n]
-    above = np.flatnonzero(values > floor)  # fewer than n, ascending
-    out = np.empty(n, np.int64)
-    out[:len(above)] = above[np.argsort(-values[above], kind="mergesort")]
-    m = len(above)
-    for i in range(len(values)):
-        if m == n:
-            break
-        if values[i] == floor:
-            out[m] = i
-            m += 1
-    return out
-
-
-@njit(cache=True, nogil=True)
 def score_session(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
                   s_indices: np.ndarray, session: np.ndarray,
                   k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -202,7 +179,8 @@ def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
                   s_indices: np.ndarray, session: np.ndarray,
                   k: int) -> tuple[np.ndarray, np.ndarray]:
     """V-SKNN's votes before they are summed (see ``score_session``): (item, vote) per item
-    of each of the ``k`` best sessions, best session first, each session's items in order."""
+    of each of the ``k`` best sessions, best session first (ties: the lower session), each
+    session's items in order."""
     codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
     weights = np.empty(len(session), np.float64)
     distinct = 0
@@ -215,34 +193,44 @@ def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             codes[at] = session[p]
             distinct += 1
         weights[at] = (p + 1) / len(session)
-    cursor = np.empty(distinct, np.int64)
-    end = np.empty(distinct, np.int64)
-    n = 0
+    starts = np.zeros(distinct + 1, np.int64)  # item d's entries: starts[d]..starts[d + 1]
     for d in range(distinct):
         c = codes[d]
         if c < 0 or c + 1 >= len(by_indptr):
             raise ValueError("V-SKNN: a product code is outside the training sessions")
-        cursor[d], end[d] = by_indptr[c], by_indptr[c + 1]
-        n += end[d] - cursor[d]
-    # merge the items' session rows (each ascending): each session sums the weights of the
-    # items it holds in the session's order (a tie takes the earlier item's row first)
+        starts[d + 1] = starts[d] + by_indptr[c + 1] - by_indptr[c]
+    n = starts[distinct]
+    # each session holding query items sums their weights in the query's item order, in a
+    # hash table (Fibonacci hashing, linear probing) over the sessions met
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    mask = (1 << bits) - 1
+    shift, golden = np.uint64(64 - bits), np.uint64(0x9E3779B97F4A7C15)
+    slot_key = np.full(mask + 1, -1, np.int64)
+    slot_at = np.empty(mask + 1, np.int64)
     neighbours = np.empty(n, np.int64)
     sims = np.zeros(n, np.float64)
-    u = -1
-    while True:
-        row, head = -1, 0
-        for d in range(distinct):
-            if cursor[d] < end[d] and (row < 0 or by_indices[cursor[d]] < head):
-                row, head = d, by_indices[cursor[d]]
-        if row < 0:
-            break
-        cursor[row] += 1
-        if u < 0 or neighbours[u] != head:
-            u += 1
-            neighbours[u] = head
-        sims[u] += weights[row]
-    neighbours, sims = neighbours[:u + 1], sims[:u + 1]
-    best = best_first(sims, k)  # neighbours ascending: ties, the lower session
+    held = np.zeros(n, np.int64)  # how many query items each holds
+    entry_at = np.empty(n, np.int64)  # each entry's session, as its place among them
+    u = 0
+    for d in range(distinct):
+        c, e = codes[d], starts[d]
+        for j in range(by_indptr[c], by_indptr[c + 1]):
+            key = np.int64(by_indices[j])
+            h = np.int64((np.uint64(key) * golden) >> shift)
+            while slot_key[h] >= 0 and slot_key[h] != key:
+                h = (h + 1) & mask
+            if slot_key[h] < 0:
+                slot_key[h], slot_at[h], neighbours[u] = key, u, key
+                u += 1
+            at = slot_at[h]
+            sims[at] += weights[d]
+            held[at] += 1
+            entry_at[e] = at
+            e += 1
+    best = _best_sessions(neighbours[:u], sims[:u], held[:u], weights[:distinct], starts,
+                          entry_at, k)
     n = 0
     for r in best:
         n += s_indptr[neighbours[r] + 1] - s_indptr[neighbours[r]]
@@ -256,6 +244,48 @@ def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             votes[m] = sims[r]
             m += 1
     return items, votes
+
+
+@njit(cache=True, nogil=True)
+def _best_sessions(neighbours: np.ndarray, sims: np.ndarray, held: np.ndarray,
+                   weights: np.ndarray, starts: np.ndarray, entry_at: np.ndarray,
+                   k: int) -> np.ndarray:
+    """The places of the ``k`` best sessions (``neighbours``, their ``sims``), best first,
+    ties: the lower session; what a stable sort of ``-sims`` over the sessions in ascending
+    order gives, without sorting them all. A session holding one query item scores exactly
+    that item's weight (the items' weights differ: each is its latest place), and the
+    sessions holding item d are its entries ``starts[d]..starts[d + 1]`` (``entry_at``) in
+    ascending order; so only the sessions holding several items (few) are sorted, and the
+    rest are read item by item, heaviest first, merged with those."""
+    n = min(max(k, 0), len(sims))
+    out = np.empty(n, np.int64)
+    several = np.flatnonzero(held > 1)
+    several = several[np.argsort(neighbours[several], kind="mergesort")]
+    several = several[np.argsort(-sims[several], kind="mergesort")]
+    m, i = 0, 0
+    for d in np.argsort(-weights):
+        w = weights[d]
+        while m < n and i < len(several) and sims[several[i]] > w:
+            out[m] = several[i]
+            m, i = m + 1, i + 1
+        e, end = starts[d], starts[d + 1]
+        while m < n:
+            while e < end and held[entry_at[e]] != 1:
+                e += 1
+            tie = i < len(several) and sims[several[i]] == w
+            if e == end and not tie:
+                break
+            if tie and (e == end or neighbours[several[i]] < neighbours[entry_at[e]]):
+                out[m] = several[i]
+                i += 1
+            else:
+                out[m] = entry_at[e]
+                e += 1
+            m += 1
+    while m < n:
+        out[m] = several[i]
+        m, i = m + 1, i + 1
+    return out
 
 
 def sessions_by_item(indptr: np.ndarray, indices: np.ndarray,

@@ -318,7 +318,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
 @njit(cache=True, nogil=True)
 def _best_by_value(values: np.ndarray, keys: np.ndarray, limit: int) -> np.ndarray:
     """The positions of the ``limit`` largest ``values`` (distinct ``keys``), largest first,
-    ties: the lower key (``best_first`` over the values in key order), by insertion into
+    ties: the lower key (a stable sort of the negated values in key order), by insertion into
     the ranked few (a list takes tens of a few hundred products)."""
     n = min(max(limit, 0), len(values))
     out = np.empty(n, np.int64)
