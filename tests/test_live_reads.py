@@ -136,3 +136,39 @@ def test_wrong_type_silence_and_loss_raise_then_reconnect(lists: tuple[redis.Red
     silent.close()
     for conn in accepted:
         conn.close()
+
+
+def test_one_timer_watches_each_request_to_its_own_deadline() -> None:
+    """The reader's one timer follows the oldest request: a reply that comes in time
+    answers its request, and the next one, sent later and never answered, still fails at
+    its own deadline (not at the first's), dropping the connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer_first_late() -> None:
+        conn, _ = server.accept()
+        conn.recv(1024)
+        threading.Event().wait(0.06)  # inside the first request's 0.1 s
+        conn.sendall(b"*1\r\n$1\r\na\r\n")
+        threading.Event().wait(1.0)
+        conn.close()
+
+    threading.Thread(target=answer_first_late, daemon=True).start()
+    reader = ListReader(f"redis://127.0.0.1:{server.getsockname()[1]}/0", 0.1)
+    sent: list[float] = []
+
+    async def check() -> float:
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(reader.lrange("k", 0))
+        await asyncio.sleep(0.05)
+        sent.append(loop.time())
+        with pytest.raises(redis.TimeoutError):
+            await asyncio.gather(first, reader.lrange("k", 0))
+        assert await first == ["a"]
+        return loop.time()
+
+    failed_at = run(check())
+    assert failed_at - sent[0] >= 0.095  # its own deadline, not the first's (0.05 s earlier)
+    assert reader.transport is None
+    server.close()

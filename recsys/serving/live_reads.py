@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -75,27 +76,49 @@ def parse(buffer: bytes | bytearray, at: int) -> tuple[Reply | redis.RedisError,
 
 
 _BULK = ord("$")
+LRANGE = b"*4\r\n$6\r\nLRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n$%d\r\n%s\r\n"  # command(), written out
 
 
 class _Replies(asyncio.Protocol):
     """One connection: the requests of a loop iteration go out in one write, and the replies
-    read are matched with the requests waiting, in order."""
+    read are matched with the requests waiting, in order. One timer watches the oldest
+    request (replies come in order: it is the first to be late), not one per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float,
+                 expire: Callable[[asyncio.Future[Reply]], None]) -> None:
+        self.timeout, self.expire = timeout, expire
         self.buffer = bytearray()
-        self.waiting: deque[asyncio.Future[Reply]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[Reply], float]] = deque()  # with deadlines
         self.outgoing: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
+        self.watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def send(self, request: bytes, future: asyncio.Future[Reply]) -> None:
+        loop = future.get_loop()
         if not self.outgoing:
-            future.get_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self.outgoing.append(request)
-        self.waiting.append(future)
+        deadline = loop.time() + self.timeout
+        self.waiting.append((future, deadline))
+        if self.watch is None:
+            self.watch = loop.call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        """The oldest request still waiting fails past its deadline; else watch it."""
+        self.watch = None
+        while self.waiting and self.waiting[0][0].done():
+            self.waiting.popleft()
+        if self.waiting:
+            future, deadline = self.waiting[0]
+            loop = future.get_loop()
+            if loop.time() >= deadline:
+                self.expire(future)
+            else:
+                self.watch = loop.call_at(deadline, self._check)
 
     def _flush(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -110,7 +133,7 @@ class _Replies(asyncio.Protocol):
             if found is None:
                 break
             reply, at = found
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if future.done():  # timed out: this connection is being dropped
                 continue
             if isinstance(reply, redis.RedisError):
@@ -121,8 +144,11 @@ class _Replies(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = redis.ConnectionError(f"connection to Redis lost: {exc or 'closed'}")
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(self.lost)
 
@@ -145,26 +171,22 @@ class ListReader:
             handshake.append(command(b"SELECT", str(params["db"]).encode()))
         self.handshake = handshake
         self.transport: asyncio.Transport | None = None
-        self.replies = _Replies()
+        self.replies = _Replies(timeout, self._expire)
         self.opening: asyncio.Future[None] | None = None
 
     async def lrange(self, key: str, stop: int) -> list[str]:
         """The list's items 0 to ``stop`` (an empty list for a missing key)."""
         if self.transport is None or self.replies.lost is not None:
             await self._open()
-        reply = await self._ask(command(b"LRANGE", key.encode(), b"0", b"%d" % stop))
+        name, last = key.encode(), b"%d" % stop
+        reply = await self._ask(LRANGE % (len(name), name, len(last), last))
         return reply if isinstance(reply, list) else []
 
     async def _ask(self, request: bytes) -> Reply:
         assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Reply] = loop.create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.replies.send(request, future)
-        timer = loop.call_later(self.timeout, self._expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await future
 
     def _expire(self, future: asyncio.Future[Reply]) -> None:
         if not future.done():
@@ -186,7 +208,7 @@ class ListReader:
     async def _connect(self) -> None:
         self.close()
         loop = asyncio.get_running_loop()
-        replies = _Replies()
+        replies = _Replies(self.timeout, self._expire)
         try:
             connecting = (loop.create_unix_connection(lambda: replies, self.path) if self.unix
                           else loop.create_connection(lambda: replies, self.host, self.port))
