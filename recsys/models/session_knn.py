@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from numba import njit
 
 __all__ = ["SessionKNN", "query_matrix", "load_sessions", "sessions_by_item", "sums_by_key",
-           "score_session", "session_votes"]
+           "score_session", "session_votes", "session_neighbours"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -179,8 +179,28 @@ def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
                   s_indices: np.ndarray, session: np.ndarray,
                   k: int) -> tuple[np.ndarray, np.ndarray]:
     """V-SKNN's votes before they are summed (see ``score_session``): (item, vote) per item
-    of each of the ``k`` best sessions, best session first (ties: the lower session), each
+    of each of the ``k`` best sessions (``session_neighbours``), best session first, each
     session's items in order."""
+    sessions, sims = session_neighbours(by_indptr, by_indices, session, k)
+    n = 0
+    for row in sessions:
+        n += s_indptr[row + 1] - s_indptr[row]
+    items = np.empty(n, np.int64)
+    votes = np.empty(n, np.float64)
+    m = 0
+    for r in range(len(sessions)):
+        for j in range(s_indptr[sessions[r]], s_indptr[sessions[r] + 1]):
+            items[m] = s_indices[j]
+            votes[m] = sims[r]
+            m += 1
+    return items, votes
+
+
+@njit(cache=True, nogil=True)
+def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    """V-SKNN's ``k`` best training sessions for ``session`` (item codes, oldest first; see
+    ``score_session``) and their similarities, best first (ties: the lower session)."""
     codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
     weights = np.empty(len(session), np.float64)
     distinct = 0
@@ -231,19 +251,7 @@ def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
             e += 1
     best = _best_sessions(neighbours[:u], sims[:u], held[:u], weights[:distinct], starts,
                           entry_at, k)
-    n = 0
-    for r in best:
-        n += s_indptr[neighbours[r] + 1] - s_indptr[neighbours[r]]
-    items = np.empty(n, np.int64)
-    votes = np.empty(n, np.float64)
-    m = 0
-    for r in best:
-        row = neighbours[r]
-        for j in range(s_indptr[row], s_indptr[row + 1]):
-            items[m] = s_indices[j]
-            votes[m] = sims[r]
-            m += 1
-    return items, votes
+    return neighbours[best], sims[best]
 
 
 @njit(cache=True, nogil=True)

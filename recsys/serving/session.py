@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from recsys.models.neighbours import Neighbours
-from recsys.models.session_knn import session_votes
+from recsys.models.session_knn import session_neighbours
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
@@ -168,9 +168,12 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
     each candidate whether the session scores it; and for every row the session products
     that shaped it (strongest entry first, ties: the earlier entry; each once, ``SHOWN`` at
     most; -1 padded) and how many."""
-    items, votes = np.zeros(0, np.int64), np.zeros(0, np.float64)
+    neighbours, sims = np.zeros(0, np.int64), np.zeros(0, np.float64)
     if len(by_indptr) and len(order):
-        items, votes = session_votes(by_indptr, by_indices, s_indptr, s_indices, order, knn_k)
+        neighbours, sims = session_neighbours(by_indptr, by_indices, order, knn_k)
+    n_votes = 0  # each neighbour votes for each of its products with its similarity
+    for row in neighbours:
+        n_votes += s_indptr[row + 1] - s_indptr[row]
     n_items = t_ids.shape[0]
     width = t_ids.shape[1] if n_items else 0
     peaks = np.zeros(len(s_codes), np.float64)
@@ -189,7 +192,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
                 kept += 1
         if peaks[s] > 0:
             n_rows_entries += kept
-    capacity = len(items) + n_rows_entries  # distinct products at most
+    capacity = n_votes + n_rows_entries  # distinct products at most
     bits = 4
     while (1 << bits) < 2 * capacity:
         bits += 1
@@ -200,15 +203,16 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
     sums = np.zeros(capacity, np.float64)
     u = 0
     shift, golden = np.uint64(64 - bits), np.uint64(0x9E3779B97F4A7C15)
-    for i in range(len(items)):  # V-SKNN's votes summed per product (as score_session)
-        key = np.int64(items[i])
-        h = np.int64((np.uint64(key) * golden) >> shift)
-        while slot_key[h] >= 0 and slot_key[h] != key:
-            h = (h + 1) & mask
-        if slot_key[h] < 0:
-            slot_key[h], slot_at[h], keys[u] = key, u, key
-            u += 1
-        sums[slot_at[h]] += votes[i]
+    for r in range(len(neighbours)):  # V-SKNN's votes summed per product (as score_session)
+        for j in range(s_indptr[neighbours[r]], s_indptr[neighbours[r] + 1]):
+            key = np.int64(s_indices[j])
+            h = np.int64((np.uint64(key) * golden) >> shift)
+            while slot_key[h] >= 0 and slot_key[h] != key:
+                h = (h + 1) & mask
+            if slot_key[h] < 0:
+                slot_key[h], slot_at[h], keys[u] = key, u, key
+                u += 1
+            sums[slot_at[h]] += sims[r]
     best = 0.0
     for p in range(u):
         best = sums[p] if p == 0 else max(best, sums[p])
