@@ -29,6 +29,7 @@ __all__ = [
     "order_item_matrix",
     "customer_item_matrix",
     "session_item_matrix",
+    "view_sessions",
 ]
 
 SESSION_GAP = pd.Timedelta(minutes=30)
@@ -185,3 +186,14 @@ def session_item_matrix(events: pd.DataFrame, *, weights: InteractionWeights | N
     result = _build(keys[keep], ev["product_id"], w, items, np.float32)
     result.matrix.eliminate_zeros()
     return result
+
+
+def view_sessions(events: pd.DataFrame | None, items: Vocabulary,
+                  weights: InteractionWeights | None) -> sp.csr_matrix | None:
+    """The session x product matrix of the view events (what also-viewed, V-SKNN,
+    substitutes and the cold-start weights count); None without view events (also-viewed
+    then counts orders: ``order_item_matrix``)."""
+    views = None if events is None else events[events["event_type"] == "view"]
+    if views is None or not len(views):
+        return None
+    return session_item_matrix(views, weights=weights, items=items).matrix

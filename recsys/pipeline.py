@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from recsys.artifacts import ArtifactStore, Manifest, fingerprint_files
 from recsys.config import Config
 from recsys.ingest import IngestReport, ingest, load_table
 from recsys.mapping import load_mapping
-from recsys.matrices import item_vocabulary, order_item_matrix
+from recsys.matrices import item_vocabulary, order_item_matrix, view_sessions
 from recsys.models.cold_start_job import LocalOrderLines, OrderLines, run_cold_start_job
 from recsys.models.content import run_content_job
 from recsys.models.job import run_models_job
@@ -51,12 +52,31 @@ class JobContext:
     catalog: pd.DataFrame | None
     items: Vocabulary  # every product of catalog, orders and events: the artifact's codes
     out: Path
+    made: dict[str, sp.csr_matrix | None] = field(default_factory=dict, repr=False)
 
     def lines(self) -> pd.DataFrame:
         """The order lines in memory (the local engine's jobs)."""
         if self.orders is None:
             raise RuntimeError("this job needs the order lines in memory: the local engine's")
         return self.orders
+
+    def view_sessions(self, make: Callable[[], sp.csr_matrix | None] | None = None
+                      ) -> Callable[[], sp.csr_matrix | None]:
+        """The session x product matrix of the view events (None without any), made once per
+        run by the first job that reads it (rules, models and cold start share it) and
+        read-only, so that no job changes what the others read. ``make``: how (default:
+        pandas, from ``events``; the Spark engine makes it on Spark)."""
+        def shared() -> sp.csr_matrix | None:
+            if "view_sessions" not in self.made:
+                matrix = (make or partial(view_sessions, self.events, self.items,
+                                          self.config.interactions))()
+                if matrix is not None:
+                    for array in (matrix.data, matrix.indices, matrix.indptr):
+                        array.flags.writeable = False
+                self.made["view_sessions"] = matrix
+            return self.made["view_sessions"]
+
+        return shared
 
 
 def job_catalog(ctx: JobContext) -> dict[str, Any]:
@@ -88,13 +108,15 @@ def job_basket_stats(ctx: JobContext) -> dict[str, Any]:
 def job_rules(ctx: JobContext) -> dict[str, Any]:
     """Association rules, category rules, substitutes and bundles (see recsys.rules.job)."""
     return run_rules_job(ctx.lines(), ctx.events, ctx.catalog, ctx.config.rules, ctx.out,
-                         weights=ctx.config.interactions, items=ctx.items)
+                         weights=ctx.config.interactions, items=ctx.items,
+                         sessions=ctx.view_sessions())
 
 
 def job_models(ctx: JobContext) -> dict[str, Any]:
     """Also-viewed, bought-together, ALS and repurchase cycles (see recsys.models.job)."""
     return run_models_job(ctx.lines(), ctx.events, ctx.items, ctx.config.models,
-                          ctx.config.interactions, ctx.out, ctx.catalog)
+                          ctx.config.interactions, ctx.out, ctx.catalog,
+                          sessions=ctx.view_sessions())
 
 
 def job_upsell(ctx: JobContext) -> dict[str, Any]:
@@ -119,12 +141,12 @@ def job_cold_start(ctx: JobContext, lines: OrderLines | None = None,
     """The cold-start weights, chosen on products held out of the shop's own co-views (see
     recsys.models.cold_start_job); runs after the content job, whose neighbours it reads.
     ``lines``: where the order lines are read (default: pandas, from ctx.orders);
-    ``sessions``: where the view sessions are made (default: pandas, from ctx.events)."""
+    ``sessions``: the view sessions (default: ``ctx.view_sessions``, made with pandas)."""
     return run_cold_start_job(lines or LocalOrderLines(ctx.lines()), ctx.events, ctx.catalog,
                               ctx.items, ctx.config.models, ctx.config.interactions,
                               window_days=ctx.config.popularity.window_days,
                               top_k=ctx.config.popularity.top_k, out=ctx.out,
-                              sessions=sessions)
+                              sessions=sessions or ctx.view_sessions())
 
 
 def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -116,3 +117,32 @@ def test_demo_console_user_gets_a_fresh_password_each_run(tmp_path: Path) -> Non
         assert not verify_password(user["password_hash"], first)
     finally:
         store.dispose()
+
+
+def test_the_view_sessions_are_made_once_per_run_and_read_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules (substitutes), models (also-viewed, V-SKNN) and cold start read one session x
+    product matrix, made by the first of them; no job can change it under the others."""
+    import recsys.pipeline as pipeline
+    from recsys.config import load_config
+    from recsys.demo import DemoSpec, generate_demo
+
+    made: list[Any] = []
+
+    def counted(*args: Any) -> Any:
+        made.append(view_sessions(*args))
+        return made[-1]
+
+    view_sessions = pipeline.view_sessions
+    monkeypatch.setattr(pipeline, "view_sessions", counted)
+    generate_demo(tmp_path / "shop", DemoSpec(orders=1500, seed=2), progress=False)
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[ingest]\n' + "".join(
+        f'{t} = "{tmp_path / "shop" / f"{t}.csv"}"\n' for t in ("orders", "events", "catalog"))
+        + f'[demo]\ngenerate_if_missing = false\n[artifacts]\nroot = "{tmp_path / "a"}"\n')
+    _, manifest = pipeline.run_pipeline(load_config(config), show_progress=False)
+    assert len(made) == 1 and made[0] is not None
+    assert manifest.metrics["models"]["view_sessions"] == made[0].shape[0]
+    assert manifest.metrics["cold_start"]["rows"] == made[0].shape[0]  # sessions, not orders
+    with pytest.raises(ValueError, match="read-only"):
+        made[0].data[0] = 2.0

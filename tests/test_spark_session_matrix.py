@@ -14,8 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.ingest import table_file
-from recsys.matrices import InteractionWeights, session_item_matrix
-from recsys.models.job import view_sessions
+from recsys.matrices import InteractionWeights, session_item_matrix, view_sessions
 from recsys.models.upsell import viewed_bought_counts
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.session_matrix import (

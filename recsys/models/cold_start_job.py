@@ -42,9 +42,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import layout
-from recsys.matrices import InteractionWeights, order_item_matrix
+from recsys.matrices import InteractionWeights, order_item_matrix, view_sessions
 from recsys.models.borrowed import borrowed_parts, cold_start_scores, ranked
-from recsys.models.job import knn_table, view_sessions
+from recsys.models.job import knn_table
 from recsys.models.neighbours import Neighbours
 from recsys.models.settings import (
     DEFAULT_COLD_START_NEIGHBOURS,

@@ -30,7 +30,7 @@ from recsys.matrices import (
     InteractionWeights,
     customer_item_matrix,
     order_item_matrix,
-    session_item_matrix,
+    view_sessions,
 )
 from recsys.models.ease import ease_neighbours
 from recsys.models.implicit_adapter import ALS, ItemKNN
@@ -44,7 +44,7 @@ from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
-__all__ = ["ModelsConfig", "run_models_job", "save_view_models", "knn_table", "view_sessions",
+__all__ = ["ModelsConfig", "run_models_job", "save_view_models", "knn_table",
            "CoPurchaseTables", "LocalCoPurchase", "Factorizer", "LocalALS"]
 
 log = logging.getLogger(__name__)
@@ -219,16 +219,6 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
     metrics["repurchase_products"] = len(cycles)
     metrics["products"] = len(items)
     return metrics
-
-
-def view_sessions(events: pd.DataFrame | None, items: Vocabulary,
-                  weights: InteractionWeights) -> sp.csr_matrix | None:
-    """The session x product matrix of the view events that also-viewed counts; None without
-    view events (also-viewed then counts orders: ``order_item_matrix``)."""
-    views = None if events is None else events[events["event_type"] == "view"]
-    if views is None or not len(views):
-        return None
-    return session_item_matrix(views, weights=weights, items=items).matrix
 
 
 def _lines(orders: pd.DataFrame | None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from recsys.matrices import (
     InteractionWeights,
     item_vocabulary,
     order_item_matrix,
-    session_item_matrix,
+    view_sessions,
 )
 from recsys.rules.bounds import bounded_itemsets
 from recsys.rules.bundles import (
@@ -136,7 +136,7 @@ def run_rules_job(orders: pd.DataFrame | RuleInputs, events: pd.DataFrame | None
         "a": np.zeros(0, np.int64), "b": np.zeros(0, np.int64),
         "coviews": np.zeros(0, np.int64), "view_lift": np.zeros(0),
         "copurchases": np.zeros(0, np.int64), "purchase_lift": np.zeros(0)})
-    views = sessions() if sessions is not None else _view_sessions(events, items, weights)
+    views = sessions() if sessions is not None else view_sessions(events, items, weights)
     if views is not None:
         substitutes = substitute_pairs(views, baskets, config.substitutes)
     ids = items.ids
@@ -169,12 +169,3 @@ def run_rules_job(orders: pd.DataFrame | RuleInputs, events: pd.DataFrame | None
     log.info("rules: %s rules, %s bundles, %s substitute pairs", len(rules), len(table),
              len(sub_table))
     return metrics
-
-
-def _view_sessions(events: pd.DataFrame | None, items: Vocabulary,
-                   weights: InteractionWeights | None) -> sp.csr_matrix | None:
-    """The session x product matrix of the view events in memory; None without any."""
-    views = None if events is None else events[events["event_type"] == "view"]
-    if views is None or not len(views):
-        return None
-    return session_item_matrix(views, weights=weights, items=items).matrix

@@ -131,8 +131,8 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
         return spark.read.parquet(str(path)) if path.exists() else None
 
     def view_sessions(ctx: JobContext) -> Callable[[], sp.csr_matrix | None]:
-        return partial(view_sessions_on_spark, spark, events(ctx), ctx.items,
-                       ctx.config.interactions)
+        return ctx.view_sessions(partial(view_sessions_on_spark, spark, events(ctx), ctx.items,
+                                         ctx.config.interactions))
 
     def job_popularity(ctx: JobContext) -> dict[str, Any]:
         cfg = ctx.config.popularity
