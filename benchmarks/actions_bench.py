@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +37,7 @@ from evaluation_bench import (  # noqa: E402
     load_online_retail,
 )
 
+from benchmarks import machine  # noqa: E402
 from recsys.analytics.actions import ROW_GROUP_ROWS, replenishment_list  # noqa: E402
 from recsys.analytics.job import compute_clv  # noqa: E402
 from recsys.analytics.lifecycle import STAGES, lifecycle_stages  # noqa: E402
@@ -231,8 +230,7 @@ def main() -> int:
                         help="export: also run with N of the products excluded (out of stock "
                              "in the catalogue overlay), 10 recommendations kept per customer")
     args = parser.parse_args()
-    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}"
-          f", python {platform.python_version()}")
+    print(f"# {machine.describe()}")
     if "lifecycle" in args.only:
         lifecycle(args.holdout_days)
     if "replenishment" in args.only:

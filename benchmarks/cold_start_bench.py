@@ -32,7 +32,6 @@ also-viewed with that pair too.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import machine  # noqa: E402
 from benchmarks.evaluation_bench import load_instacart, load_online_retail  # noqa: E402
 from recsys.config import Config  # noqa: E402
 from recsys.models.settings import (  # noqa: E402
@@ -307,7 +307,7 @@ def main() -> int:
     parser.add_argument("--tune", action="store_true", help="choose cold_start_neighbours and "
                         "cold_start_prior on a validation split first (another pipeline run)")
     args = parser.parse_args()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.processor()}")
+    print(f"# {machine.describe()}")
     rows = []
     for name in args.only:
         loader, mode = LOADERS[name]

@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks import machine  # noqa: E402
 from recsys.config import Config, load_config  # noqa: E402
 from recsys.evaluation import (  # noqa: E402
     CartCandidate,
@@ -250,8 +249,7 @@ def main() -> int:
         print(f"shared datasets not found at {DATASETS}", file=sys.stderr)
         return 1
     logging.basicConfig(level=logging.WARNING)
-    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{platform.processor() or platform.machine()}, python {platform.python_version()}")
+    print(f"# {machine.describe()}")
     started = time.perf_counter()
     config = load_config(args.config) if args.config else Config()
     with tempfile.TemporaryDirectory(prefix="recsys-eval-bench-") as work:  # engine artifacts

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from serving_bench import HOST, Endpoint, Server, run_openloop  # noqa: E402
 
+from benchmarks import machine  # noqa: E402
 from recsys.config import ServingSettings, load_config  # noqa: E402
 from recsys.demo import DemoSpec, generate_demo  # noqa: E402
 from recsys.pipeline import run_pipeline  # noqa: E402
@@ -123,7 +124,9 @@ def main() -> int:
     products = [rng.choice(known) for _ in range(args.products)]
     sessions = [f"s-{i}" for i in range(args.products)]
     views = [rng.sample(known, 5) for _ in sessions]  # posted oldest first
-    results: dict[str, Any] = {"load_average_before": os.getloadavg(),
+    print(f"# {machine.describe()}", flush=True)
+    results: dict[str, Any] = {"machine": machine.describe(),
+                               "load_average_before": os.getloadavg(),
                                "in_process": in_process(index, products, views)}
     print("in process", results["in_process"], flush=True)
     prefix = f"bench-{uuid.uuid4().hex}:"

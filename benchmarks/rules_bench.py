@@ -55,7 +55,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import pstats
 import re
 import shlex
@@ -749,21 +748,15 @@ def targets_markdown(run: dict[str, Any]) -> list[str]:
 
 
 def machine_markdown() -> list[str]:
-    cpu = "?"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from benchmarks import machine
+
     libs = []
     for pkg in ("numpy", "pandas", "pyarrow", "scipy", "numba", "mlxtend", "pyfim"):
         try:
             libs.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
             libs.append(f"{pkg} (absent)")
-    return [f"Machine: {os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), "
-            f"{_mem_gib():.1f} GiB memory, {cpu}; Python {platform.python_version()}; "
-            + ", ".join(libs) + "."]
+    return [f"Machine: {machine.describe()}; " + ", ".join(libs) + "."]
 
 
 def write_section(runs: list[dict[str, Any]], when: str, command: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -25,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import machine
 from recsys.demo import DemoSpec, generate_demo
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -192,9 +192,7 @@ def main() -> None:
     parser.add_argument("--until", help="stop each run after this job (e.g. rules: ingest "
                                         "and the jobs up to the rules only)")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, nproc {os.cpu_count()}, "
-          f"load {load:.1f}; master {args.master}")
+    print(f"# {machine.describe()}; master {args.master}")
     for n in args.orders:
         shop = args.work / f"shop-{n}"
         if not (shop / "orders.csv").exists():
