@@ -11,8 +11,10 @@ CPU 0; Redis at ``--redis``, keys under a fresh prefix) over the demo shop's art
 The load is ``serving_bench.py``'s open-loop client (pinned to CPU 1): first far above what
 the server can take (``--overload`` req/s: what it completes per second is its maximum),
 then at half of each endpoint's own maximum, where the latency percentiles are read;
-``--rounds`` repeats plain and session one after the other (other jobs' load moves). Each
-phase counts the server's Redis timeouts (lists served without the session for 2 s).
+``--rounds`` repeats plain and session one after the other (other jobs' load moves; the
+median of the rounds' ratios is reported too). Each phase counts the server's Redis timeouts
+(lists served without the session for 2 s) and the worker's CPU per answered request at its
+maximum.
 Before the server starts, the same lists in process (``recommend.also_viewed`` on the
 loaded index, no HTTP, no Redis): the median per call of 5 passes over the products, plain
 and with each session's 5 products. The machine is shared with other jobs: short runs,
@@ -41,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving_bench import HOST, Endpoint, Server, run_openloop  # noqa: E402
+from serving_bench import HOST, Endpoint, Server, cpu_ticks, run_openloop  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 from recsys.config import ServingSettings, load_config  # noqa: E402
@@ -155,13 +157,19 @@ def main() -> int:
                   for r in range(1, args.rounds + 1) for e in lists]
         log_path = args.workdir / "server.log"
         degraded = 0
+        worker = server.worker_pids()[0]
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
         for name, endpoint in [*rounds, ("events", events)]:
+            ticks = cpu_ticks(worker)
             top = run_openloop(server.port, endpoint, args.overload, args.duration, 32, 1, "1",
                                args.workdir)
+            # the worker's CPU per answered request at its maximum (its idle start included)
+            cpu_us = (cpu_ticks(worker) - ticks) * tick_us / max(1, top["ok"])
             half = run_openloop(server.port, endpoint, top["achieved_rps"] / 2, args.duration,
                                 32, 1, "1", args.workdir)
             results[name] = {
                 "max_rps": round(top["achieved_rps"], 1), "max_errors": top["errors"],
+                "worker_cpu_us_per_request": round(cpu_us, 1),
                 "half_rate": round(half["rate"], 1), "half_errors": half["errors"],
                 **{f"half_{k}": round(half[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms")},
                 "load_average": os.getloadavg()[0]}
@@ -176,6 +184,8 @@ def main() -> int:
         suffix = f"_{r}" if args.rounds > 1 else ""
         results[f"session_vs_plain{suffix}"] = round(
             results[f"session{suffix}"]["max_rps"] / results[f"plain{suffix}"]["max_rps"], 3)
+    ratios = [v for k, v in results.items() if k.startswith("session_vs_plain")]
+    results["session_vs_plain_median"] = statistics.median(ratios)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
