@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from numba import njit
 
 __all__ = ["SessionKNN", "query_matrix", "load_sessions", "sessions_by_item", "sums_by_key",
-           "score_session", "session_votes", "session_neighbours"]
+           "score_session", "session_votes", "session_neighbours",
+           "table_bits", "slot_of"]
 
 
 def query_matrix(sessions: Sequence[Sequence[int]], n_items: int, *,
@@ -121,6 +122,26 @@ class SessionKNN:
 
 
 @njit(cache=True, nogil=True)
+def table_bits(n: int) -> int:
+    """The bits of an open-addressing table for up to ``n`` keys (at most half full)."""
+    bits = 4
+    while (1 << bits) < 2 * n:
+        bits += 1
+    return bits
+
+
+@njit(cache=True, nogil=True, inline="always")
+def slot_of(slot_key: np.ndarray, key: np.int64, bits: int) -> np.int64:
+    """Where ``key`` is, or goes, in a table of ``2**bits`` slots (``slot_key``: -1 empty):
+    Fibonacci hashing, linear probing; inlined where it is called (a call per key would
+    cost more than the probe)."""
+    h = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+    while slot_key[h] >= 0 and slot_key[h] != key:
+        h = (h + 1) & ((1 << bits) - 1)
+    return h
+
+
+@njit(cache=True, nogil=True)
 def sums_by_key(keys: np.ndarray, values: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct keys ascending, each one's values summed in the order given, each key's
@@ -129,14 +150,9 @@ def sums_by_key(keys: np.ndarray, values: np.ndarray
     open-addressing table (Fibonacci hashing, linear probing); only the distinct keys are
     sorted (a session's few thousand votes fall on a few hundred products)."""
     n = len(keys)
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    mask = (1 << bits) - 1
-    shift = np.uint64(64 - bits)
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    slot_key = np.full(mask + 1, -1, np.int64)
-    slot_at = np.empty(mask + 1, np.int64)
+    bits = table_bits(n)
+    slot_key = np.full(1 << bits, -1, np.int64)
+    slot_at = np.empty(1 << bits, np.int64)
     found = np.empty(n, np.int64)
     sums = np.zeros(n, np.float64)
     inverse = np.empty(n, np.int64)
@@ -145,9 +161,7 @@ def sums_by_key(keys: np.ndarray, values: np.ndarray
         key = np.int64(keys[i])
         if key < 0:
             raise ValueError("sums_by_key: a negative key")
-        h = np.int64((np.uint64(key) * golden) >> shift)
-        while slot_key[h] >= 0 and slot_key[h] != key:
-            h = (h + 1) & mask
+        h = slot_of(slot_key, key, bits)
         if slot_key[h] < 0:
             slot_key[h], slot_at[h], found[u] = key, u, key
             u += 1
@@ -221,14 +235,10 @@ def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: n
         starts[d + 1] = starts[d] + by_indptr[c + 1] - by_indptr[c]
     n = starts[distinct]
     # each session holding query items sums their weights in the query's item order, in a
-    # hash table (Fibonacci hashing, linear probing) over the sessions met
-    bits = 4
-    while (1 << bits) < 2 * n:
-        bits += 1
-    mask = (1 << bits) - 1
-    shift, golden = np.uint64(64 - bits), np.uint64(0x9E3779B97F4A7C15)
-    slot_key = np.full(mask + 1, -1, np.int64)
-    slot_at = np.empty(mask + 1, np.int64)
+    # hash table over the sessions met
+    bits = table_bits(n)
+    slot_key = np.full(1 << bits, -1, np.int64)
+    slot_at = np.empty(1 << bits, np.int64)
     neighbours = np.empty(n, np.int64)
     sims = np.zeros(n, np.float64)
     held = np.zeros(n, np.int64)  # how many query items each holds
@@ -238,9 +248,7 @@ def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: n
         c, e = codes[d], starts[d]
         for j in range(by_indptr[c], by_indptr[c + 1]):
             key = np.int64(by_indices[j])
-            h = np.int64((np.uint64(key) * golden) >> shift)
-            while slot_key[h] >= 0 and slot_key[h] != key:
-                h = (h + 1) & mask
+            h = slot_of(slot_key, key, bits)
             if slot_key[h] < 0:
                 slot_key[h], slot_at[h], neighbours[u] = key, u, key
                 u += 1

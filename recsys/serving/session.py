@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from recsys.models.neighbours import Neighbours
-from recsys.models.session_knn import session_neighbours
+from recsys.models.session_knn import session_neighbours, slot_of, table_bits
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
@@ -160,8 +160,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
     product (``s_codes``, -1 unknown, weight ``s_weights``; none without a table) its
     neighbour row ``t_ids`` / ``t_scores`` times its weight, scaled to the row's best (a row
     whose best is not positive adds nothing). Products sum their entries in that order, in
-    one hash table (Fibonacci hashing, linear probing, written out: a call per entry costs
-    more than the entry; no sort of all the products).
+    one hash table (``slot_of``, inlined; no sort of all the products).
     Returns the number of entries; the rows: the candidates (``cand``, ``cand_scores``
     scaled to the best; plus their sum where the session scores them) then the ``limit``
     best other products (ties: the lower code) with their sums, as codes and scores; for
@@ -193,22 +192,16 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
         if peaks[s] > 0:
             n_rows_entries += kept
     capacity = n_votes + n_rows_entries  # distinct products at most
-    bits = 4
-    while (1 << bits) < 2 * capacity:
-        bits += 1
-    mask = (1 << bits) - 1
-    slot_key = np.full(mask + 1, -1, np.int64)
-    slot_at = np.empty(mask + 1, np.int64)
+    bits = table_bits(capacity)
+    slot_key = np.full(1 << bits, -1, np.int64)
+    slot_at = np.empty(1 << bits, np.int64)
     keys = np.empty(capacity, np.int64)  # the products, in order of their first entry
     sums = np.zeros(capacity, np.float64)
     u = 0
-    shift, golden = np.uint64(64 - bits), np.uint64(0x9E3779B97F4A7C15)
     for r in range(len(neighbours)):  # V-SKNN's votes summed per product (as score_session)
         for j in range(s_indptr[neighbours[r]], s_indptr[neighbours[r] + 1]):
             key = np.int64(s_indices[j])
-            h = np.int64((np.uint64(key) * golden) >> shift)
-            while slot_key[h] >= 0 and slot_key[h] != key:
-                h = (h + 1) & mask
+            h = slot_of(slot_key, key, bits)
             if slot_key[h] < 0:
                 slot_key[h], slot_at[h], keys[u] = key, u, key
                 u += 1
@@ -239,9 +232,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
             if t_ids[code, j] >= 0:
                 value = w * np.float64(t_scores[code, j]) / peaks[s]
                 key = np.int64(t_ids[code, j])
-                h = np.int64((np.uint64(key) * golden) >> shift)
-                while slot_key[h] >= 0 and slot_key[h] != key:
-                    h = (h + 1) & mask
+                h = slot_of(slot_key, key, bits)
                 if slot_key[h] < 0:
                     slot_key[h], slot_at[h], keys[u] = key, u, key
                     u += 1
@@ -257,9 +248,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
         key = np.int64(cand[i])
         if key < 0:
             continue
-        h = np.int64((np.uint64(key) * golden) >> shift)
-        while slot_key[h] >= 0 and slot_key[h] != key:
-            h = (h + 1) & mask
+        h = slot_of(slot_key, key, bits)
         if slot_key[h] == key:
             p = slot_at[h]
             hit[i], total[i], row_product[i] = True, sums[p], p
