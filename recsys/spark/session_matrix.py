@@ -105,7 +105,7 @@ def session_item_matrix_on_spark(spark: SparkSession, events: DataFrame, items: 
 
 def view_sessions_on_spark(spark: SparkSession, events: DataFrame | None, items: Vocabulary,
                            weights: InteractionWeights) -> sp.csr_matrix | None:
-    """``recsys.models.job.view_sessions`` on Spark: the session x product matrix of the view
+    """``recsys.matrices.view_sessions`` on Spark: the session x product matrix of the view
     events; None without view events."""
     from pyspark.sql import functions as F
 
