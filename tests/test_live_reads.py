@@ -172,3 +172,36 @@ def test_one_timer_watches_each_request_to_its_own_deadline() -> None:
     assert failed_at - sent[0] >= 0.095  # its own deadline, not the first's (0.05 s earlier)
     assert reader.transport is None
     server.close()
+
+
+def test_a_cancelled_read_keeps_the_replies_in_step() -> None:
+    """A read cancelled while its reply is due (the client went away) still takes that
+    reply when it comes, even after its own deadline passed: the next read gets its own
+    list, never the cancelled one's."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer_both_late() -> None:
+        conn, _ = server.accept()
+        got = b""
+        while got.count(b"LRANGE") < 2:
+            got += conn.recv(1024)
+        threading.Event().wait(0.15)  # past the first read's deadline, inside the second's
+        conn.sendall(b"*1\r\n$1\r\na\r\n*1\r\n$1\r\nb\r\n")
+        threading.Event().wait(1.0)
+        conn.close()
+
+    threading.Thread(target=answer_both_late, daemon=True).start()
+    reader = ListReader(f"redis://127.0.0.1:{server.getsockname()[1]}/0", 0.2)
+
+    async def check() -> list[str]:
+        first = asyncio.ensure_future(reader.lrange("a", 0))
+        await asyncio.sleep(0.1)
+        first.cancel()
+        found = await reader.lrange("b", 0)
+        reader.close()
+        return found
+
+    assert run(check()) == ["b"]
+    server.close()

@@ -108,17 +108,17 @@ class _Replies(asyncio.Protocol):
             self.watch = loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
-        """The oldest request still waiting fails past its deadline; else watch it."""
+        """The oldest request still awaited fails past its deadline; else watch it. (One
+        no longer awaited, e.g. cancelled, stays in the queue: its reply is still due.)"""
         self.watch = None
-        while self.waiting and self.waiting[0][0].done():
-            self.waiting.popleft()
-        if self.waiting:
-            future, deadline = self.waiting[0]
-            loop = future.get_loop()
-            if loop.time() >= deadline:
-                self.expire(future)
-            else:
-                self.watch = loop.call_at(deadline, self._check)
+        for future, deadline in self.waiting:
+            if not future.done():
+                loop = future.get_loop()
+                if loop.time() >= deadline:
+                    self.expire(future)
+                else:
+                    self.watch = loop.call_at(deadline, self._check)
+                return
 
     def _flush(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
