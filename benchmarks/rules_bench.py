@@ -489,11 +489,9 @@ def mlxtend_estimate(orders: int, items: int) -> str:
 
 
 def _mem_gib() -> float:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
+    from benchmarks import machine
+
+    return machine.memory_gib()
 
 
 def _mb(value: float | None) -> str:
