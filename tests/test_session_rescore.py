@@ -237,14 +237,16 @@ def test_served_lists_are_those_of_the_numpy_version(index: ServingIndex,
 
 
 def test_best_by_value_ranks_as_a_stable_sort_in_key_order() -> None:
-    """The merge's top products: a stable sort of the negated values in key order, ties
-    and limits past the end included."""
+    """The merge's top products: a stable sort of the negated values in key order of the
+    rows not skipped, ties, limits past the end and all rows skipped included."""
     rng = np.random.default_rng(1)
     for case in range(2000):
         n = int(rng.integers(0, 60))
         keys = rng.permutation(500)[:n].astype(np.int64)
         values = rng.integers(0, 5, n).astype(np.float64) if case % 2 else rng.random(n)
+        skip = rng.random(n) < (0.0, 0.3, 1.0)[case % 3]
         limit = int(rng.integers(0, 70))
-        by_key = np.argsort(keys, kind="stable")
-        assert session._best_by_value(values, keys, limit).tolist() == by_key[
+        rest = np.flatnonzero(~skip)
+        by_key = rest[np.argsort(keys[rest], kind="stable")]
+        assert session._best_by_value(values, keys, skip, limit).tolist() == by_key[
             np.argsort(-values[by_key], kind="stable")[:limit]].tolist(), case

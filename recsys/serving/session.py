@@ -253,8 +253,7 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
             p = slot_at[h]
             hit[i], total[i], row_product[i] = True, sums[p], p
             is_cand[p] = True
-    rest = np.flatnonzero(~is_cand)
-    added = rest[_best_by_value(sums[rest], keys[rest], limit)]
+    added = _best_by_value(sums[:u], keys[:u], is_cand, limit)
     rows = np.concatenate((row_product, added))
     # each product's named entries in entry order, as a chain
     head = np.full(u, -1, np.int64)
@@ -309,14 +308,17 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def _best_by_value(values: np.ndarray, keys: np.ndarray, limit: int) -> np.ndarray:
-    """The positions of the ``limit`` largest ``values`` (distinct ``keys``), largest first,
-    ties: the lower key (a stable sort of the negated values in key order), by insertion into
-    the ranked few (a list takes tens of a few hundred products)."""
-    n = min(max(limit, 0), len(values))
+def _best_by_value(values: np.ndarray, keys: np.ndarray, skip: np.ndarray,
+                   limit: int) -> np.ndarray:
+    """The positions of the ``limit`` largest ``values`` (distinct ``keys``) not ``skip``ped,
+    largest first, ties: the lower key (a stable sort of the negated values in key order),
+    by insertion into the ranked few (a list takes tens of a few hundred products)."""
+    n = min(max(limit, 0), len(values) - int(skip.sum()))
     out = np.empty(n, np.int64)
     m = 0
     for i in range(len(values)):
+        if skip[i]:
+            continue
         value, key = values[i], keys[i]
         j = m  # where it goes: after every better one
         while j > 0 and (value > values[out[j - 1]] or (
