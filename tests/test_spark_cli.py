@@ -3,6 +3,8 @@ the message without pyspark."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,3 +72,39 @@ def test_config_settings_win_over_the_defaults_but_not_over_the_fixed_ones() -> 
     assert settings["spark.sql.shuffle.partitions"] == "3"
     assert settings["spark.sql.session.timeZone"] == "UTC"
     assert settings["spark.sql.execution.arrow.maxRecordsPerBatch"] == "100000"
+
+
+OUT_OF_MEMORY = """
+import os
+import subprocess
+import sys
+from recsys.errors import ConfigError
+from recsys.spark.session import spark_session
+from recsys.spark.settings import SparkConfig
+
+config = SparkConfig(master="local[1]", settings={"spark.driver.memory": "512m",
+                                                  "spark.ui.enabled": "false"})
+try:
+    with spark_session(config) as spark:
+        spark.range(0, 500_000_000).selectExpr("collect_list(id) AS ids").collect()
+except ConfigError as exc:
+    print(f"ConfigError: {exc}")
+    sys.exit(1)
+"""
+
+
+def test_a_jvm_out_of_memory_says_what_to_give_spark(tmp_path: Path) -> None:
+    """Spark's JVM exits on an OutOfMemoryError: the run ends with a config error that names
+    the memory settings, not with py4j's connection error from the dead JVM."""
+    require_spark()
+    script = tmp_path / "oom.py"
+    script.write_text(OUT_OF_MEMORY)
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 1, done.stderr[-2000:]
+    said = done.stdout
+    assert said.startswith("ConfigError: [spark] master 'local[1]': Spark"), done.stderr[-3000:]
+    assert "OutOfMemoryError" in said and "spark.driver.memory" in said, said
+    assert "Connection refused" not in said

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = ["require_pyspark", "spark_session", "default_settings", "session_settings",
-           "FIXED_SETTINGS"]
+           "FIXED_SETTINGS", "jvm_stopped"]
 
 # Settings the engine relies on (they win over [spark] settings): timestamps are naive UTC
 # everywhere in the project, and pandas <-> Spark goes through Arrow.
@@ -88,7 +88,71 @@ def spark_session(config: SparkConfig,
     except Exception as exc:  # noqa: BLE001 - py4j/JVM start-up errors have many types
         raise ConfigError(f"[spark] master {config.master!r}: Spark did not start: "
                           f"{str(exc).strip().splitlines()[0]}") from None
+    lost = False
     try:
         yield spark
+    except Exception as exc:
+        lost = _jvm_lost(exc) or _stopped(spark)
+        if lost:
+            raise ConfigError(jvm_stopped(config.master, exc)) from exc
+        raise
     finally:
-        spark.stop()
+        try:
+            spark.stop()
+        except Exception:  # noqa: BLE001 - py4j's errors from a JVM that is gone
+            if not lost:
+                raise
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (ten at most)."""
+    out: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(out) < 10:
+        out.append(link)
+        link = link.__cause__ or link.__context__
+    return out
+
+
+def _text(exc: BaseException) -> str | None:
+    """``str(exc)``; None when that fails (a Py4JJavaError asks the JVM for its message: it
+    fails once the JVM is gone)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _stopped(spark: SparkSession) -> bool:
+    """Whether the session's SparkContext was stopped under the job (the JVM's shutdown on an
+    OutOfMemoryError stops it first) or its JVM no longer answers."""
+    try:
+        return bool(spark.sparkContext._jsc.sc().isStopped())
+    except Exception:  # noqa: BLE001 - py4j raises network or protocol errors, by version
+        return True
+
+
+def _jvm_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says that Spark's JVM went away (it exits on an OutOfMemoryError)
+    or ran out of memory."""
+    from py4j.protocol import Py4JNetworkError
+
+    for link in _chain(exc):
+        text = _text(link)
+        if (text is None or "OutOfMemoryError" in text
+                or isinstance(link, Py4JNetworkError | ConnectionError)):
+            return True
+    return False
+
+
+def jvm_stopped(master: str, exc: BaseException) -> str:
+    """What to say when Spark's JVM died or ran out of memory under a job (``exc``: what the
+    job then raised)."""
+    memory = any("OutOfMemoryError" in (_text(link) or "") for link in _chain(exc))
+    what = ("Spark ran out of memory during the run (java.lang.OutOfMemoryError)" if memory
+            else "Spark's JVM stopped during the run (most often out of memory: look for "
+                 "java.lang.OutOfMemoryError in Spark's log above)")
+    return (f"[spark] master {master!r}: {what}. Give Spark more memory ([spark] settings: "
+            "spark.driver.memory, and with a cluster spark.executor.memory; with a local "
+            "master the executors run in the driver's JVM) or smaller tasks "
+            "(spark.sql.shuffle.partitions, spark.sql.files.maxPartitionBytes), then run again")
