@@ -185,7 +185,9 @@ def _ingest_on_spark(spark: SparkSession, table: str, spec: SourceSpec, raw_name
     wide_schema = _wide_schema(accepted_schema, raw_fields)
     validate = _partition_validator(table, columns, mapping, spec.label, raw_names,
                                     to_arrow_schema(wide_schema, timezone="UTC"))
-    wide = frame.mapInArrow(validate, wide_schema).persist(StorageLevel.MEMORY_AND_DISK)
+    # every validated line, read three times below: kept on the executors' disks, not in
+    # their heap (cached in memory, 10M orders' lines overflowed a 4 GB local JVM)
+    wide = frame.mapInArrow(validate, wide_schema).persist(StorageLevel.DISK_ONLY)
     # one pass over the validated rows (one out per record read): the counts per reason and
     # the records per scan partition, which number the rows
     counts: dict[str | None, int] = {}
