@@ -2,7 +2,7 @@
 with it, against the best sellers of its category (the engine's answer before content
 similarity). Not a test: a few minutes, reads ../shared/datasets where present.
 
-    .venv/bin/python benchmarks/cold_start_bench.py [--only demo online_retail instacart]
+    .venv/bin/python benchmarks/cold_start_bench.py [--only demo online_retail instacart dunnhumby]
         [--orders 12000 --products 300 --seed 5]  (the demo shop's size and seed) [--tune]
 
 Per dataset: one global time cutoff (80% of the time range). Cold products are those first
@@ -46,7 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks import machine  # noqa: E402
-from benchmarks.evaluation_bench import load_instacart, load_online_retail  # noqa: E402
+from benchmarks.evaluation_bench import (  # noqa: E402
+    load_dunnhumby,
+    load_instacart,
+    load_online_retail,
+)
 from recsys.config import Config  # noqa: E402
 from recsys.models.settings import (  # noqa: E402
     DEFAULT_COLD_START_NEIGHBOURS,
@@ -110,6 +114,25 @@ def instacart_tables() -> tuple[pd.DataFrame, None, pd.DataFrame]:
         "name": products["product_name"].astype(str),
         "category": products["department"].fillna("other").astype(str) + " > aisle "
         + products["aisle_id"].astype(str)})
+    return orders, None, catalog
+
+
+def dunnhumby_tables() -> tuple[pd.DataFrame, None, pd.DataFrame]:
+    """The dunnhumby sample's purchase lines (baskets of about 1.6 sampled lines); the
+    catalogue: category "department > product category > product type", the product type
+    and package size as the name, the brand (National or Private) and the median price."""
+    folder = DATASETS / "dunnhumby_complete_journey"
+    orders = load_dunnhumby(folder)
+    products = pd.read_csv(folder / "products.csv.gz", dtype=str)
+    levels = products[["department", "product_category", "product_type"]].fillna("")
+    category = levels.apply(lambda row: " > ".join(v for v in row if v), axis=1)
+    name = (products["product_type"].fillna("") + " " + products["package_size"].fillna(""))
+    price = orders.groupby("product_id")["unit_price"].median().rename("price")
+    catalog = pd.DataFrame({"product_id": products["product_id"], "name": name.str.strip(),
+                            "category": category.replace("", "other"),
+                            "brand": products["brand"]})
+    catalog = catalog.merge(price, left_on="product_id", right_index=True, how="left")
+    catalog["name"] = catalog["name"].replace("", None)
     return orders, None, catalog
 
 
@@ -295,6 +318,7 @@ LOADERS: dict[str, tuple[Callable[[], tuple[pd.DataFrame, pd.DataFrame | None,
     "demo": (demo_tables, "held_out"),
     "online_retail": (online_retail_tables, "first_seen"),
     "instacart": (instacart_tables, "first_seen"),
+    "dunnhumby": (dunnhumby_tables, "first_seen"),
 }
 
 
