@@ -22,7 +22,13 @@ from recsys.config import Placement, ServingSettings
 from recsys.serving.evidence import co_purchase_p_values, pair_counts
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex, load_index
-from recsys.serving.recommend import Decisions, Options, bought_together, cart_addons
+from recsys.serving.recommend import (
+    Decisions,
+    Options,
+    bought_together,
+    cart_addons,
+    cart_category,
+)
 from recsys.serving.served_rules import rule_key
 from tests.conftest import DemoShop
 
@@ -144,3 +150,20 @@ def test_counts_and_p_values_match_brute_force(index: ServingIndex,
             if k and k * len(baskets) > n_seed * n_item:
                 best = min(best, float(hypergeom.sf(k - 1, len(baskets), n_item, n_seed)))
         assert p_values[j] == pytest.approx(best, rel=1e-6, abs=1e-300), index.ids[code]
+
+
+def test_a_short_cart_list_is_filled_from_the_category_most_of_the_cart_is_in(
+        index: ServingIndex) -> None:
+    """An espresso machine and two phones: the fill comes from the phones' category (the
+    first product's, the espresso machine's, before); a tie goes to the first product's."""
+    espresso, phone = _espresso(index), _phone(index)
+    phones = index.categories[phone]
+    other_phone = next(p for p in index.ids if p != phone and index.categories.get(p) == phones)
+    assert cart_category(index, [espresso, phone, other_phone]) == phones
+    assert cart_category(index, [espresso, phone]) == index.categories[espresso]
+    assert cart_category(index, ["not-in-the-catalogue"]) is None
+    result = cart_addons(index, [espresso, phone, other_phone],
+                         _options(ServingSettings().placements.cart), Decisions())
+    fills = [i for i in result.items if i["reason"]["source"] == "popular"]
+    assert fills and result.fallback == "category_best_sellers"
+    assert phones.startswith(fills[0]["reason"]["evidence"]["scope"])

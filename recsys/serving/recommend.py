@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from recsys.serving.served_rules import rule_key
 from recsys.serving.session import NO_SESSION, Session, rescore
 
 __all__ = ["Options", "Decisions", "Result", "also_viewed", "bought_together", "bundles_for",
-           "cart_addons", "for_customer", "popular", "warm_up"]
+           "cart_addons", "cart_category", "for_customer", "popular", "warm_up"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -206,15 +207,22 @@ def _bought_with(index: ServingIndex, cart: list[str], options: Options,
     candidates, blocked, considered = _scored_for(index, codes, decisions, silent, limit,
                                                   reasons)
     candidates = rescore(index, index.bought_together, candidates, session, candidate_limit(options))
-    first_category = next((index.categories[p] for p in cart if p in index.categories), None)
+    category = cart_category(index, cart)
     rejected = frozenset(b for a, b in _blocked_pairs(decisions.blocked_rules) if a in cart) if (
         decisions.blocked_rules) else frozenset()  # not even as a best-seller fill
     result = finish(index, candidates, options, decisions, seeds=cart,
-                    fallback_category=first_category, never=never | rejected,
+                    fallback_category=category, never=never | rejected,
                     prefiltered={r: n for r, n in considered.items() if n})
     if blocked:
         result.applied.insert(0, f"blocked_rule:{blocked}")
     return result
+
+
+def cart_category(index: ServingIndex, cart: list[str]) -> str | None:
+    """The category a short cart list is filled from: the one most of the cart's products
+    are in (ties: the first met in the cart); None when the catalogue has none of them."""
+    held = Counter(index.categories[p] for p in dict.fromkeys(cart) if p in index.categories)
+    return max(held, key=held.__getitem__) if held else None
 
 
 def _user_vector(model: Any, history: np.ndarray) -> np.ndarray:
