@@ -108,3 +108,33 @@ def test_a_jvm_out_of_memory_says_what_to_give_spark(tmp_path: Path) -> None:
     assert said.startswith("ConfigError: [spark] master 'local[1]': Spark"), done.stderr[-3000:]
     assert "OutOfMemoryError" in said and "spark.driver.memory" in said, said
     assert "Connection refused" not in said
+
+
+OTHER_ERROR = """
+import sys
+from recsys.errors import InputError
+from recsys.spark.session import spark_session
+from recsys.spark.settings import SparkConfig
+
+try:
+    with spark_session(SparkConfig(master="local[1]",
+                                   settings={"spark.ui.enabled": "false"})) as spark:
+        spark.range(3).count()
+        raise InputError("orders.csv row 2: a bad date")
+except InputError as exc:
+    print(f"InputError: {exc}")
+    sys.exit(3)
+"""
+
+
+def test_other_errors_under_a_live_spark_pass_through_as_they_are(tmp_path: Path) -> None:
+    """Only a lost JVM or an OutOfMemoryError becomes the memory message."""
+    require_spark()
+    script = tmp_path / "other.py"
+    script.write_text(OTHER_ERROR)
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stdout.strip() == "InputError: orders.csv row 2: a bad date"

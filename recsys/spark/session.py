@@ -139,8 +139,7 @@ def _jvm_lost(exc: BaseException) -> bool:
 
     for link in _chain(exc):
         text = _text(link)
-        if (text is None or "OutOfMemoryError" in text
-                or isinstance(link, Py4JNetworkError | ConnectionError)):
+        if text is None or "OutOfMemoryError" in text or isinstance(link, Py4JNetworkError):
             return True
     return False
 
