@@ -9,6 +9,7 @@ size into --work, outside the timing), so Spark's start-up (JVM, session) is inc
     .venv/bin/python benchmarks/spark_bench.py --orders 100000 [--orders 1000000 ...]
         [--engines local,spark] [--master local[2]] [--work var/spark-bench] [--timeout 3600]
         [--until rules]   # stop each run after that job: the ingest and rules stages only
+        [--spark-setting KEY=VALUE ...]   # more [spark] settings for the Spark runs
 """
 
 from __future__ import annotations
@@ -82,10 +83,12 @@ class _Sampler(threading.Thread):
                 self.peak_by_kind[kind] = max(self.peak_by_kind[kind], value)
 
 
-def _config(shop: Path, work: Path, engine: str, master: str) -> Path:
+def _config(shop: Path, work: Path, engine: str, master: str,
+            extra: dict[str, str] | None = None) -> Path:
     root = work / f"{engine}-{shop.name}"
     path = root / "recsys.toml"
     root.mkdir(parents=True, exist_ok=True)
+    more = "".join(f', "{k}" = "{v}"' for k, v in (extra or {}).items())
     path.write_text(
         f'data_dir = "{root / "data"}"\n'
         f'[ingest]\norders = "{shop / "orders.csv"}"\nevents = "{shop / "events.csv"}"\n'
@@ -95,7 +98,7 @@ def _config(shop: Path, work: Path, engine: str, master: str) -> Path:
         f'[spark]\nmaster = "{master}"\n'
         f'settings = {{ "spark.driver.memory" = "4g", "spark.sql.shuffle.partitions" = "8", '
         f'"spark.ui.enabled" = "false", "spark.ui.showConsoleProgress" = "false", '
-        f'"spark.local.dir" = "{root / "spark-tmp"}" }}\n')
+        f'"spark.local.dir" = "{root / "spark-tmp"}"{more} }}\n')
     return path
 
 
@@ -189,6 +192,8 @@ def main() -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--work", type=Path, default=Path("var/spark-bench"))
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--spark-setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="one more Spark setting for the Spark runs (repeatable)")
     parser.add_argument("--until", help="stop each run after this job (e.g. rules: ingest "
                                         "and the jobs up to the rules only)")
     args = parser.parse_args()
@@ -202,8 +207,9 @@ def main() -> None:
             print(f"generated {shop} in {time.time() - t:.0f} s")
         lines = sum(1 for _ in (shop / "orders.csv").open()) - 1
         for engine in args.engines.split(","):
-            result = run_one(_config(shop, args.work, engine, args.master), engine, args.timeout,
-                             args.until)
+            extra = dict(kv.split("=", 1) for kv in args.spark_setting)
+            result = run_one(_config(shop, args.work, engine, args.master, extra), engine,
+                             args.timeout, args.until)
             print(f"orders={n} lines={lines} {result}", flush=True)
 
 
