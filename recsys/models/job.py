@@ -71,6 +71,9 @@ class CoPurchaseTables(Protocol):
     def save_ease(self, folder: Path) -> int:
         """The EASE table into ``folder``; returns the products that got neighbours."""
 
+    def close(self) -> None:
+        """Let go of what the tables were made from (called once the last one is saved)."""
+
 
 class LocalCoPurchase:
     """The co-purchase tables from the order x product matrix, in this process."""
@@ -93,6 +96,9 @@ class LocalCoPurchase:
         Neighbours(ids=ease.ids, scores=ease.scores,
                    support=cooccurrence_at(self.baskets, ease.ids)).save(folder)
         return int((ease.ids[:, 0] >= 0).sum())
+
+    def close(self) -> None:
+        self.baskets = sp.csr_matrix((0, 0))  # the order x product matrix, freed before ALS
 
 
 class Factorizer(Protocol):
@@ -179,6 +185,7 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
     if "also_viewed_source" not in metrics:  # no view events: co-purchase stands in, says so
         tables.save_knn(layout.ALSO_VIEWED.at(out))
         metrics["also_viewed_source"] = "co-purchase (no view events)"
+    tables.close()  # the baskets (Spark: the cached pair table) are not needed by ALS
 
     if known_customers is None:
         known_customers = bool("customer_id" in _lines(orders)
