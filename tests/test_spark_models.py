@@ -23,7 +23,8 @@ from recsys.models.job import LocalCoPurchase, run_models_job
 from recsys.models.neighbours import Neighbours
 from recsys.models.purchases import PurchaseHistory, PurchaseLines
 from recsys.models.settings import ModelsConfig
-from recsys.spark.als import SparkALS
+from recsys.spark import als as spark_als
+from recsys.spark.als import RATINGS_PER_BLOCK, SparkALS, als_blocks
 from recsys.spark.history import purchase_history_on_spark, repurchase_cycles_on_spark
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.neighbours import (
@@ -203,9 +204,15 @@ def test_ease_memory_budget_caps_spark_as_it_caps_the_local_job(spark_local: Any
                  Neighbours.load(tmp_path / "local", mmap=False), rtol=1e-5)
 
 
-def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_block", [None, 25])
+def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            per_block: int | None) -> None:
     """Two groups of customers buy from two disjoint halves of the catalog: every customer's
-    best unseen products are in its own half; a product no one bought gets zero factors."""
+    best unseen products are in its own half; a product no one bought gets zero factors.
+    Also with the ratings cut into 8 blocks (at most 25 each), as a large shop's are."""
+    if per_block is not None:
+        monkeypatch.setattr(spark_als, "RATINGS_PER_BLOCK", per_block)
     rng = np.random.default_rng(5)
     rows, cols = [], []
     for user in range(40):
@@ -323,3 +330,9 @@ def test_cold_start_inputs_equal_the_local_ones(spark_local: Any) -> None:
         assert not got_table["product_id"].isin(held).any()
         assert got_table["scope"].nunique() > 3
         pd.testing.assert_frame_equal(got_table, expected_table, check_exact=False, rtol=1e-12)
+
+
+def test_als_blocks_grow_with_the_ratings() -> None:
+    assert als_blocks(0, 2) == 2 and als_blocks(RATINGS_PER_BLOCK * 2, 2) == 2
+    assert als_blocks(RATINGS_PER_BLOCK * 2 + 1, 2) == 3
+    assert als_blocks(25_000_000, 4) == -(-25_000_000 // RATINGS_PER_BLOCK)

@@ -34,9 +34,18 @@ if TYPE_CHECKING:
 
     from recsys.models.settings import ModelsConfig
 
-__all__ = ["SparkALS", "CHECKPOINT_INTERVAL"]
+__all__ = ["SparkALS", "CHECKPOINT_INTERVAL", "RATINGS_PER_BLOCK", "als_blocks"]
 
 CHECKPOINT_INTERVAL = 5  # iterations between ALS checkpoints
+# MLlib builds each block's arrays in one task: with 2 blocks (a local[2] default) a
+# 10,000,000-order shop's blocks overflowed a 4 GB JVM (OutOfMemoryError in makeBlocks)
+RATINGS_PER_BLOCK = 2_000_000
+
+
+def als_blocks(ratings: int, parallelism: int) -> int:
+    """User and item blocks for MLlib's ALS: one per core at least, and more as the ratings
+    grow, ``RATINGS_PER_BLOCK`` at most in each."""
+    return max(parallelism, -(-ratings // RATINGS_PER_BLOCK))
 
 
 class SparkALS:
@@ -71,16 +80,17 @@ class SparkALS:
         from pyspark.ml.recommendation import ALS
 
         coo = sp.coo_matrix(users_items)
+        blocks = als_blocks(coo.nnz, self.partitions)
         ratings = self.spark.createDataFrame(pd.DataFrame(
             {"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
              "rating": coo.data.astype(np.float32)}), "user int, item int, rating float")
         als = ALS(rank=config.als_factors, maxIter=config.als_iterations,
                   regParam=config.als_regularization, alpha=config.als_alpha,
                   implicitPrefs=True, seed=config.seed, userCol="user", itemCol="item",
-                  ratingCol="rating", numUserBlocks=self.partitions,
-                  numItemBlocks=self.partitions, intermediateStorageLevel="MEMORY_AND_DISK",
+                  ratingCol="rating", numUserBlocks=blocks, numItemBlocks=blocks,
+                  intermediateStorageLevel="MEMORY_AND_DISK",
                   finalStorageLevel="MEMORY_AND_DISK", checkpointInterval=CHECKPOINT_INTERVAL)
-        model = als.fit(ratings.repartition(self.partitions))
+        model = als.fit(ratings.repartition(blocks))
         n_users, n_items = users_items.shape
         return (self._factors(model.userFactors, n_users, config.als_factors),
                 self._factors(model.itemFactors, n_items, config.als_factors))
