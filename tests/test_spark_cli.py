@@ -74,6 +74,17 @@ def test_config_settings_win_over_the_defaults_but_not_over_the_fixed_ones() -> 
     assert settings["spark.sql.execution.arrow.maxRecordsPerBatch"] == "100000"
 
 
+def _own_process(source: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``source`` run as a script in a Python process of its own (its own Spark session: the
+    test process's shared session must not be the one that dies or stops)."""
+    require_spark()
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo)})
+
+
 OUT_OF_MEMORY = """
 import os
 import subprocess
@@ -96,13 +107,7 @@ except ConfigError as exc:
 def test_a_jvm_out_of_memory_says_what_to_give_spark(tmp_path: Path) -> None:
     """Spark's JVM exits on an OutOfMemoryError: the run ends with a config error that names
     the memory settings, not with py4j's connection error from the dead JVM."""
-    require_spark()
-    script = tmp_path / "oom.py"
-    script.write_text(OUT_OF_MEMORY)
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
+    done = _own_process(OUT_OF_MEMORY, tmp_path)
     assert done.returncode == 1, done.stderr[-2000:]
     said = done.stdout
     assert said.startswith("ConfigError: [spark] master 'local[1]': Spark"), done.stderr[-3000:]
@@ -129,12 +134,6 @@ except InputError as exc:
 
 def test_other_errors_under_a_live_spark_pass_through_as_they_are(tmp_path: Path) -> None:
     """Only a lost JVM or an OutOfMemoryError becomes the memory message."""
-    require_spark()
-    script = tmp_path / "other.py"
-    script.write_text(OTHER_ERROR)
-    repo = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
+    done = _own_process(OTHER_ERROR, tmp_path)
     assert done.returncode == 3, done.stderr[-2000:]
     assert done.stdout.strip() == "InputError: orders.csv row 2: a bad date"
