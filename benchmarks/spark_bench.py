@@ -184,6 +184,14 @@ def run_one(config: Path, engine: str, timeout: float, until: str | None = None,
             "stages_s": stages, "driver_peak_by_stage_mb": driver}
 
 
+def _setting(text: str) -> tuple[str, str]:
+    """A ``--spark-setting`` value: ``KEY=VALUE``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, action="append", required=True)
@@ -193,7 +201,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("var/spark-bench"))
     parser.add_argument("--timeout", type=float, default=3600)
     parser.add_argument("--spark-setting", action="append", default=[], metavar="KEY=VALUE",
-                        help="one more Spark setting for the Spark runs (repeatable)")
+                        type=_setting, help="one more Spark setting for the Spark runs "
+                                            "(repeatable)")
     parser.add_argument("--until", help="stop each run after this job (e.g. rules: ingest "
                                         "and the jobs up to the rules only)")
     args = parser.parse_args()
@@ -207,9 +216,8 @@ def main() -> None:
             print(f"generated {shop} in {time.time() - t:.0f} s")
         lines = sum(1 for _ in (shop / "orders.csv").open()) - 1
         for engine in args.engines.split(","):
-            extra = dict(kv.split("=", 1) for kv in args.spark_setting)
-            result = run_one(_config(shop, args.work, engine, args.master, extra), engine,
-                             args.timeout, args.until)
+            result = run_one(_config(shop, args.work, engine, args.master,
+                                     dict(args.spark_setting)), engine, args.timeout, args.until)
             print(f"orders={n} lines={lines} {result}", flush=True)
 
 

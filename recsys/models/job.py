@@ -98,7 +98,7 @@ class LocalCoPurchase:
         return int((ease.ids[:, 0] >= 0).sum())
 
     def close(self) -> None:
-        self.baskets = sp.csr_matrix((0, 0))  # the order x product matrix, freed before ALS
+        del self.baskets  # the order x product matrix, freed before ALS (a later use fails)
 
 
 class Factorizer(Protocol):

@@ -291,6 +291,6 @@ class SparkCoPurchase:
         return int((ids[:, 0] >= 0).sum())
 
     def close(self) -> None:
-        """Drop the cached baskets and pairs (again: a no-op)."""
+        """Drop the cached baskets and pairs (a second call does nothing)."""
         self.pairs.unpersist()
         self._baskets.unpersist()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 __all__ = ["require_pyspark", "spark_session", "default_settings", "session_settings",
-           "FIXED_SETTINGS", "jvm_stopped"]
+           "FIXED_SETTINGS"]
 
 # Settings the engine relies on (they win over [spark] settings): timestamps are naive UTC
 # everywhere in the project, and pandas <-> Spark goes through Arrow.
@@ -92,9 +92,10 @@ def spark_session(config: SparkConfig,
     try:
         yield spark
     except Exception as exc:
-        lost = _jvm_lost(exc) or _stopped(spark)
+        texts = [_text(link) for link in _chain(exc)]
+        lost = _jvm_lost(exc, texts) or _stopped(spark)
         if lost:
-            raise ConfigError(jvm_stopped(config.master, exc)) from exc
+            raise ConfigError(_jvm_stopped(config.master, texts)) from exc
         raise
     finally:
         try:
@@ -132,22 +133,19 @@ def _stopped(spark: SparkSession) -> bool:
         return True
 
 
-def _jvm_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says that Spark's JVM went away (it exits on an OutOfMemoryError)
-    or ran out of memory."""
+def _jvm_lost(exc: BaseException, texts: list[str | None]) -> bool:
+    """Whether ``exc`` (its chain's ``texts``: None where ``str`` failed) says that Spark's
+    JVM went away (it exits on an OutOfMemoryError) or ran out of memory."""
     from py4j.protocol import Py4JNetworkError
 
-    for link in _chain(exc):
-        text = _text(link)
-        if text is None or "OutOfMemoryError" in text or isinstance(link, Py4JNetworkError):
-            return True
-    return False
+    return any(text is None or "OutOfMemoryError" in text for text in texts) or any(
+        isinstance(link, Py4JNetworkError) for link in _chain(exc))
 
 
-def jvm_stopped(master: str, exc: BaseException) -> str:
-    """What to say when Spark's JVM died or ran out of memory under a job (``exc``: what the
-    job then raised)."""
-    memory = any("OutOfMemoryError" in (_text(link) or "") for link in _chain(exc))
+def _jvm_stopped(master: str, texts: list[str | None]) -> str:
+    """What to say when Spark's JVM died or ran out of memory under a job (``texts``: the
+    job's exception chain)."""
+    memory = any("OutOfMemoryError" in (text or "") for text in texts)
     what = ("Spark ran out of memory during the run (java.lang.OutOfMemoryError)" if memory
             else "Spark's JVM stopped during the run (most often out of memory: look for "
                  "java.lang.OutOfMemoryError in Spark's log above)")
