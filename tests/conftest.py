@@ -71,7 +71,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the tests of SLOW_MODULES and SLOW_TESTS, and those using a SLOW_FIXTURES
     fixture, ``slow``."""
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        owner = getattr(item, "module", None)  # None for items that are not Python tests
+        module = owner.__name__.rsplit(".", 1)[-1] if owner else ""
         fixtures = set(getattr(item, "fixturenames", ()))
         test = f"{module}.py::{getattr(item, 'originalname', item.name)}"
         if module in SLOW_MODULES or test in SLOW_TESTS or fixtures & SLOW_FIXTURES:

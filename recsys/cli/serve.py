@@ -61,7 +61,7 @@ def _serve(settings: ServingSettings, quiet: bool) -> int:
         # worker health check (5 s) the supervisor would kill workers while they load.
         uvicorn.run("recsys.app:app_from_env", factory=True, host=settings.host,
                     port=settings.port, workers=settings.workers,
-                    timeout_worker_healthcheck=600,
+                    timeout_worker_healthcheck=600, access_log=False,  # ours: recsys.access
                     log_config=uvicorn_log_config("WARNING" if quiet else "INFO"))
     finally:
         if metrics_dir:
