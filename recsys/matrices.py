@@ -136,10 +136,10 @@ def customer_item_matrix(orders: pd.DataFrame, events: pd.DataFrame | None = Non
         reference_time = max(stamps)
     used = [c for c in ("customer_id", "product_id", "quantity", "ordered_at") if c in orders]
     known = orders[used][orders["customer_id"].notna().to_numpy()]
+    decay = (_decay(known["ordered_at"], weights.half_life_days, reference_time)
+             if "ordered_at" in known else 1.0)  # undated orders: no decay (checked above)
     w = weights.event_weights.get("purchase", 0.0) * _quantity_factor(
-        known.get("quantity"), weights.quantity) * _decay(
-            known["ordered_at"] if "ordered_at" in known else pd.Series(dtype="datetime64[us]"),
-            weights.half_life_days, reference_time)
+        known.get("quantity"), weights.quantity) * decay
     customers = [known["customer_id"]]
     products = [known["product_id"]]
     values = [np.broadcast_to(np.asarray(w, dtype=np.float64), (len(known),))]

@@ -127,6 +127,19 @@ def test_unknown_items_are_left_out_with_a_given_vocabulary() -> None:
     assert result.matrix.nnz == 1
 
 
+def test_customer_matrix_of_undated_orders() -> None:
+    """Orders need no date (only order_id and product_id are required): without decay the
+    undated lines weigh as dated ones; with decay the date is asked for."""
+    dated = _orders([(1, 1, 1, 2, 0), (2, 2, 1, 1, 3), (3, 1, 2, 1, 5)])
+    undated = dated.drop(columns=["ordered_at"])
+    got = customer_item_matrix(undated)
+    expected = customer_item_matrix(dated)
+    assert list(got.rows.ids) == list(expected.rows.ids)
+    assert (got.matrix != expected.matrix).nnz == 0 and got.matrix.nnz == 3
+    with pytest.raises(InputError, match="ordered_at"):
+        customer_item_matrix(undated, weights=InteractionWeights(half_life_days=30.0))
+
+
 def test_customer_matrix_needs_customer_column() -> None:
     orders = _orders([(1, 1, 0, 1, 0)]).drop(columns=["customer_id"])
     with pytest.raises(InputError, match="customer_id"):
