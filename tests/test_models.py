@@ -4,6 +4,7 @@ repurchase cycles, ALS factors)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +234,23 @@ def test_purchase_history_known_answer(tmp_path: Path) -> None:
     assert days.toarray().tolist() == [[day["2024-01-03"], day["2024-01-05"], 0],
                                        [1, day["2024-01-04"], 0]]
     assert counts.toarray().tolist() == [[2, 2, 0], [1, 1, 0]]
+
+
+def test_the_job_logs_each_step_with_its_time(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A long run shows where it is: each step's start, then its end with the seconds."""
+    orders = pd.DataFrame({"order_id": ["o1", "o1", "o2"], "customer_id": ["c1", "c1", "c2"],
+                           "product_id": ["a", "b", "a"]}).astype("string")
+    orders["ordered_at"] = pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-02"])
+    items = Vocabulary(pd.Index(["a", "b"], dtype="string"))
+    with caplog.at_level(logging.INFO, logger="recsys.models.job"):
+        run_models_job(orders, None, items, ModelsConfig(als_factors=2, als_iterations=1),
+                       InteractionWeights(), tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "recsys.models.job"]
+    steps = ["view sessions and also-viewed", "viewed-then-bought", "bought-together (EASE)",
+             "co-purchase item-kNN", "ALS confidence matrix", "ALS fit (2 customers)",
+             "purchase history", "repurchase cycles"]
+    expected = [f"models: {step}{end}" for step in steps for end in (" ...", ": done in")]
+    assert [line.split(" in ")[0] + " in" if ": done in" in line else line
+            for line in lines] == expected
+    assert all(float(line.rsplit(" ", 2)[1]) >= 0 for line in lines if "done in" in line)

@@ -46,6 +46,7 @@ from recsys.analytics.rfm import rfm_table, segment_summary
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.artifacts import save_parquet
 from recsys.errors import InputError
+from recsys.progress import timed_step
 
 __all__ = ["AnalyticsConfig", "ClvResult", "clv_inputs_missing", "compute_clv", "customer_value",
            "run_clv_job", "SEGMENT_COLUMNS", "OUTPUT_FILES"]
@@ -258,17 +259,21 @@ def run_clv_job(orders: pd.DataFrame | ClvAggregates, catalog: pd.DataFrame | No
     out.mkdir(parents=True, exist_ok=True)
     aggregates = LineAggregates(orders) if isinstance(orders, pd.DataFrame) else orders
     as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
-    result = customer_value(aggregates.order_table(catalog, as_of=as_of,
-                                                   use_margin=config.use_margin), config=config)
-    result.figures["actions"] = write_action_lists(
-        result.customers, result.orders.orders, aggregates, catalog, result.orders.end, out,
-        config=config, previous=previous, model_dir=model_dir)
+    with timed_step(log, "customer value: the order table"):
+        table = aggregates.order_table(catalog, as_of=as_of, use_margin=config.use_margin)
+    with timed_step(log, f"customer value: fits ({len(table.orders):,} orders)"):
+        result = customer_value(table, config=config)
+    with timed_step(log, "customer value: lifecycle and action lists"):
+        result.figures["actions"] = write_action_lists(
+            result.customers, result.orders.orders, aggregates, catalog, result.orders.end,
+            out, config=config, previous=previous, model_dir=model_dir)
     save_parquet(result.customers, out / layout.CLV_CUSTOMERS.name, row_group_size=ROW_GROUP_ROWS)
     save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
     save_parquet(result.cohorts, out / layout.COHORTS.name)
     save_parquet(result.segments, out / layout.CUSTOMER_SEGMENTS.name)
-    by_segment, by_customer = price_tables(
-        aggregates.price_aggregates(catalog, result.segments), config.pricing)
+    with timed_step(log, "customer value: price sensitivity"):
+        by_segment, by_customer = price_tables(
+            aggregates.price_aggregates(catalog, result.segments), config.pricing)
     save_parquet(by_segment, out / layout.PRICE_SENSITIVITY.name)
     save_parquet(by_customer, out / layout.DISCOUNT_CUSTOMERS.name)
     result.figures["discount_only_customers"] = int(by_customer["discount_only"].sum())
