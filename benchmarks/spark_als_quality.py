@@ -69,7 +69,7 @@ def main() -> None:
         for name, model in (("local (implicit)", LocalALS()),
                             ("spark (MLlib)", SparkALS(spark, Path(scratch)))):
             began = time.perf_counter()
-            users, item_factors = model.fit(matrix.matrix, config)
+            users, item_factors = model.fit(matrix, config)
             seconds = time.perf_counter() - began
             scores = users[rows] @ item_factors.T
             ranked = np.argsort(-scores, axis=1, kind="stable")[:, :10]

@@ -1,17 +1,19 @@
-"""ALS's customer x product confidence matrix made on Spark (``local[2]``) against the local
-``customer_item_matrix`` on the demo shop's orders and events: the same customers, the same
-non-zeros, values equal to float32 rounding."""
+"""ALS's customer x product confidence matrix made and kept on Spark (``local[2]``) against the
+local ``customer_item_matrix`` on the demo shop's orders and events: the same customers, the
+same non-zeros, values equal to float32 rounding."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recsys.ingest import table_file
 from recsys.matrices import InteractionWeights, customer_item_matrix, item_vocabulary
-from recsys.spark.interactions import customer_item_matrix_on_spark
+from recsys.spark.interactions import confidence_on_spark
 from tests.conftest import DemoShop
 
 
@@ -28,12 +30,19 @@ def test_confidence_matrix_equals_the_local_one(spark_local: Any, demo_shop: Dem
                                     items=items)
     read = {t: spark_local.read.parquet(str(table_file(demo_shop.data, t)))
             for t in ("orders", "events")}
-    got = customer_item_matrix_on_spark(spark_local, read["orders"], read["events"], items,
-                                        weights)
+    got = confidence_on_spark(spark_local, read["orders"], read["events"], items, weights)
+    ratings = pd.DataFrame(got.ratings.toPandas())
+    assert got.nnz == len(ratings)
+    matrix = sp.csr_matrix((ratings["rating"].to_numpy(np.float32),
+                            (ratings["user"].to_numpy(), ratings["item"].to_numpy())),
+                           shape=(len(got.rows), len(got.items)))
+    matrix.sort_indices()
     assert list(got.rows.ids) == list(expected.rows.ids)
-    assert got.matrix.shape == expected.matrix.shape
-    np.testing.assert_array_equal(got.matrix.indptr, expected.matrix.indptr)
-    np.testing.assert_array_equal(got.matrix.indices, expected.matrix.indices)
-    assert got.matrix.dtype == expected.matrix.dtype == np.float32
-    np.testing.assert_allclose(got.matrix.data, expected.matrix.data, rtol=2e-6)
+    assert got.items is items
+    assert matrix.shape == expected.matrix.shape
+    np.testing.assert_array_equal(matrix.indptr, expected.matrix.indptr)
+    np.testing.assert_array_equal(matrix.indices, expected.matrix.indices)
+    assert matrix.dtype == expected.matrix.dtype == np.float32
+    np.testing.assert_allclose(matrix.data, expected.matrix.data, rtol=2e-6)
     assert expected.matrix.nnz > 1000
+    got.release()

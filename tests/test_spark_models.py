@@ -17,7 +17,7 @@ from implicit.nearest_neighbours import bm25_weight
 
 from recsys import layout
 from recsys.artifacts import save_parquet
-from recsys.matrices import InteractionWeights, item_vocabulary, order_item_matrix
+from recsys.matrices import Interactions, InteractionWeights, item_vocabulary, order_item_matrix
 from recsys.models.ease import ease_from_gram, ease_items
 from recsys.models.job import LocalCoPurchase, run_models_job
 from recsys.models.neighbours import Neighbours
@@ -222,7 +222,9 @@ def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path,
             cols.append(2 * int(item) + half)  # even products for even customers
     matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(40, 21))
     config = ModelsConfig(als_factors=4, als_iterations=10)
-    users, items = SparkALS(spark_local, tmp_path).fit(matrix, config)
+    confidence = Interactions(matrix, Vocabulary([f"c{u}" for u in range(40)]),
+                              Vocabulary([f"p{i}" for i in range(21)]))
+    users, items = SparkALS(spark_local, tmp_path).fit(confidence, config)
     # it checkpointed into its own scratch folder (removed: tmp_path is empty below)
     assert str(tmp_path / "als-checkpoints-") in spark_local.sparkContext.getCheckpointDir()
     assert users.shape == (40, 4) and items.shape == (21, 4)

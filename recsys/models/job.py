@@ -39,13 +39,13 @@ from recsys.models.purchases import PurchaseHistory, PurchaseLines
 from recsys.models.session_knn import sessions_by_item
 from recsys.models.settings import ModelsConfig
 from recsys.models.upsell import top_bought_instead, viewed_bought_counts
-from recsys.progress import progress_enabled
+from recsys.progress import progress_enabled, timed_step
 from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
 __all__ = ["ModelsConfig", "run_models_job", "save_view_models", "knn_table",
-           "CoPurchaseTables", "LocalCoPurchase", "Factorizer", "LocalALS"]
+           "CoPurchaseTables", "LocalCoPurchase", "Confidence", "Factorizer", "LocalALS"]
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,23 @@ class LocalCoPurchase:
         del self.baskets  # the order x product matrix, freed before ALS (a later use fails)
 
 
+class Confidence(Protocol):
+    """ALS's customers x products confidence matrix, wherever it is held (``Interactions``
+    in this process; recsys.spark.interactions keeps it on Spark)."""
+
+    @property
+    def rows(self) -> Vocabulary:
+        """The customers: the factors' rows."""
+
+    @property
+    def items(self) -> Vocabulary:
+        """The products: the item factors' rows."""
+
+
 class Factorizer(Protocol):
     """Fits ALS factors of a customers x products confidence matrix."""
 
-    def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+    def fit(self, confidence: Confidence, config: ModelsConfig
             ) -> tuple[np.ndarray, np.ndarray]:
         """(user factors, item factors), float32, one row per customer / product code."""
 
@@ -112,11 +125,13 @@ class Factorizer(Protocol):
 class LocalALS:
     """ALS with ``implicit``, in this process."""
 
-    def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+    def fit(self, confidence: Confidence, config: ModelsConfig
             ) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(confidence, Interactions):
+            raise TypeError(f"LocalALS fits a matrix in this process, not {confidence!r}")
         als = ALS(factors=config.als_factors, regularization=config.als_regularization,
                   alpha=config.als_alpha, iterations=config.als_iterations, seed=config.seed)
-        als.fit(users_items, show_progress=progress_enabled())
+        als.fit(confidence.matrix, show_progress=progress_enabled())
         assert als.user_factors is not None and als.item_factors is not None
         return als.user_factors, als.item_factors
 
@@ -138,7 +153,7 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
                    co_purchase: CoPurchaseTables | None = None,
                    factorizer: Factorizer | None = None,
                    repurchase: Callable[[], pd.DataFrame] | None = None,
-                   confidence: Callable[[], Interactions] | None = None,
+                   confidence: Callable[[], Confidence] | None = None,
                    purchases: Callable[[Vocabulary], PurchaseHistory] | None = None,
                    known_customers: bool | None = None,
                    sessions: Callable[[], sp.csr_matrix | None] | None = None,
@@ -155,26 +170,31 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
     ``events``). ``orders`` may be None when all of these are given, ``events`` when the last
     two are: the Spark engine reads the lines there."""
     metrics: dict[str, Any] = {}
-    views = sessions() if sessions is not None else view_sessions(events, items, weights)
-    if views is not None:
-        save_view_models(views, config, out)
-        metrics["also_viewed_source"] = "view sessions"
-        metrics["view_sessions"] = int(views.shape[0])
-    counts = bought_instead() if bought_instead is not None else viewed_bought_counts(
-        events, items)
-    instead = top_bought_instead(counts, items, config.top_k,
-                                 catalog_categories(catalog, items))
+    with timed_step(log, "models: view sessions and also-viewed"):
+        views = sessions() if sessions is not None else view_sessions(events, items, weights)
+        if views is not None:
+            save_view_models(views, config, out)
+            metrics["also_viewed_source"] = "view sessions"
+            metrics["view_sessions"] = int(views.shape[0])
+    with timed_step(log, "models: viewed-then-bought"):
+        counts = bought_instead() if bought_instead is not None else viewed_bought_counts(
+            events, items)
+        instead = top_bought_instead(counts, items, config.top_k,
+                                     catalog_categories(catalog, items))
     save_parquet(instead, layout.VIEWED_BOUGHT.at(out))
     metrics["viewed_bought_pairs"] = len(instead)
     tables = co_purchase or LocalCoPurchase(order_item_matrix(_lines(orders), items=items).matrix,
                                             config)
     if config.bought_together == "ease":
-        metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
+        with timed_step(log, "models: bought-together (EASE)"):
+            metrics["ease_products"] = tables.save_ease(layout.BOUGHT_TOGETHER.at(out))
         if tables.ease_warnings:
             metrics["warnings"] = tables.ease_warnings
-        tables.save_knn(layout.BOUGHT_TOGETHER_KNN.at(out))
+        with timed_step(log, "models: co-purchase item-kNN"):
+            tables.save_knn(layout.BOUGHT_TOGETHER_KNN.at(out))
     else:
-        tables.save_knn(layout.BOUGHT_TOGETHER.at(out))
+        with timed_step(log, "models: co-purchase item-kNN"):
+            tables.save_knn(layout.BOUGHT_TOGETHER.at(out))
     layout.RANKING.at(out).write_text(json.dumps({
         "cart_knn_weight": config.cart_knn_weight if config.bought_together == "ease" else 0.0,
         "rule_weight": config.rule_weight,
@@ -191,33 +211,38 @@ def run_models_job(orders: pd.DataFrame | None, events: pd.DataFrame | None, ite
         known_customers = bool("customer_id" in _lines(orders)
                                and _lines(orders)["customer_id"].notna().any())
     if known_customers:
-        customers = confidence() if confidence is not None else customer_item_matrix(
-            orders, events, weights=weights, items=items)
-        user_factors, item_factors = (factorizer or LocalALS()).fit(customers.matrix, config)
+        with timed_step(log, "models: ALS confidence matrix"):
+            customers = confidence() if confidence is not None else customer_item_matrix(
+                orders, events, weights=weights, items=items)
+        with timed_step(log, f"models: ALS fit ({len(customers.rows):,} customers)"):
+            user_factors, item_factors = (factorizer or LocalALS()).fit(customers, config)
         save_npz(layout.ALS.at(out), user_factors=user_factors, item_factors=item_factors,
                  regularization=np.float32(config.als_regularization),
                  alpha=np.float32(config.als_alpha))
         customers.rows.save(layout.CUSTOMERS.at(out))
         lines = (PurchaseLines.of(_lines(orders), customers.rows, items)
                  if purchases is None or repurchase is None else None)
-        if purchases is not None:
-            history = purchases(customers.rows)
-        else:
-            assert lines is not None
-            history = PurchaseHistory.of_sorted(lines)
-        durable = _save_purchases(history, len(customers.rows), len(items),
-                                  layout.PURCHASES.at(out), config, catalog_durable(catalog, items))
+        with timed_step(log, "models: purchase history"):
+            if purchases is not None:
+                history = purchases(customers.rows)
+            else:
+                assert lines is not None
+                history = PurchaseHistory.of_sorted(lines)
+            durable = _save_purchases(history, len(customers.rows), len(items),
+                                      layout.PURCHASES.at(out), config,
+                                      catalog_durable(catalog, items))
         metrics["durable_products"] = durable
         metrics["als_customers"] = len(customers.rows)
-        if repurchase is not None:
-            cycles = repurchase()
-        else:
-            assert lines is not None
-            dated = lines.dated
-            cycles = cycles_of_sorted(
-                lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
-                min_intervals=config.repurchase_min_intervals,
-                min_repeat_share=config.repurchase_min_share)
+        with timed_step(log, "models: repurchase cycles"):
+            if repurchase is not None:
+                cycles = repurchase()
+            else:
+                assert lines is not None
+                dated = lines.dated
+                cycles = cycles_of_sorted(
+                    lines.customer[dated], lines.product[dated], lines.day[dated], items.ids,
+                    min_intervals=config.repurchase_min_intervals,
+                    min_repeat_share=config.repurchase_min_share)
     else:
         metrics["als_customers"] = 0
         log.warning("orders have no customer_id: personalised lists fall back to best sellers")

@@ -2,9 +2,10 @@
 local models job saves (``als.npz``: user and item factors, float32, rows in the codes of the
 customer and product vocabularies; zeros for a customer or product MLlib never saw).
 
-The confidence matrix is ``customer_item_matrix``'s (made on Spark by the Spark engine,
-recsys.spark.interactions); its non-zeros go to the executors, MLlib fits there, and the factors come back through Parquet parts one batch at a
-time (``recsys.spark.neighbours.stream``). MLlib's model is Hu, Koren and Volinsky's with
+The confidence matrix is ``customer_item_matrix``'s, made and kept on Spark by the Spark
+engine (recsys.spark.interactions: the driver never holds its non-zeros; a matrix in this
+process, e.g. a benchmark's, is sent to the executors), MLlib fits there, and the factors
+come back through Parquet parts one batch at a time (``recsys.spark.neighbours.stream``). MLlib's model is Hu, Koren and Volinsky's with
 confidence 1 + alpha r and the L2 penalty scaled by each row's ratings (ALS-WR), where
 implicit uses confidence alpha r and a plain penalty: the same settings give close, not
 equal, factors (quality compared in ``benchmarks/spark_als_quality.py``).
@@ -27,11 +28,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.matrices import Interactions
+from recsys.spark.interactions import SparkConfidence
 from recsys.spark.neighbours import stream
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from recsys.models.job import Confidence
     from recsys.models.settings import ModelsConfig
 
 __all__ = ["SparkALS", "CHECKPOINT_INTERVAL", "RATINGS_PER_BLOCK", "als_blocks"]
@@ -56,17 +60,20 @@ class SparkALS:
         self.spark, self.scratch = spark, scratch
         self.partitions = partitions or spark.sparkContext.defaultParallelism
 
-    def fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+    def fit(self, confidence: Confidence, config: ModelsConfig
             ) -> tuple[np.ndarray, np.ndarray]:
-        """(user factors, item factors) of the users x items confidence matrix."""
+        """(user factors, item factors) of the customers x products confidence matrix (a
+        ``SparkConfidence``, released once fitted, or ``Interactions``)."""
         context = self.spark.sparkContext
         own = None
         if context.getCheckpointDir() is None or self._owns(context.getCheckpointDir()):
             own = self.scratch / f"als-checkpoints-{uuid.uuid4().hex}"
             context.setCheckpointDir(str(own))
         try:
-            return self._fit(users_items, config)
+            return self._fit(confidence, config)
         finally:
+            if isinstance(confidence, SparkConfidence):
+                confidence.release()
             if own is not None:
                 shutil.rmtree(own, ignore_errors=True)
 
@@ -75,15 +82,21 @@ class SparkALS:
         """Whether ``folder`` is a checkpoint folder an earlier fit made (and removed)."""
         return folder is not None and "/als-checkpoints-" in folder
 
-    def _fit(self, users_items: sp.csr_matrix, config: ModelsConfig
+    def _fit(self, confidence: Confidence, config: ModelsConfig
              ) -> tuple[np.ndarray, np.ndarray]:
         from pyspark.ml.recommendation import ALS
 
-        coo = sp.coo_matrix(users_items)
-        blocks = als_blocks(coo.nnz, self.partitions)
-        ratings = self.spark.createDataFrame(pd.DataFrame(
-            {"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
-             "rating": coo.data.astype(np.float32)}), "user int, item int, rating float")
+        if isinstance(confidence, SparkConfidence):
+            ratings, nnz = confidence.ratings, confidence.nnz
+        elif isinstance(confidence, Interactions):
+            coo = sp.coo_matrix(confidence.matrix)
+            nnz = coo.nnz
+            ratings = self.spark.createDataFrame(pd.DataFrame(
+                {"user": coo.row.astype(np.int32), "item": coo.col.astype(np.int32),
+                 "rating": coo.data.astype(np.float32)}), "user int, item int, rating float")
+        else:
+            raise TypeError(f"SparkALS fits a SparkConfidence or Interactions, not {confidence!r}")
+        blocks = als_blocks(nnz, self.partitions)
         als = ALS(rank=config.als_factors, maxIter=config.als_iterations,
                   regParam=config.als_regularization, alpha=config.als_alpha,
                   implicitPrefs=True, seed=config.seed, userCol="user", itemCol="item",
@@ -91,7 +104,7 @@ class SparkALS:
                   intermediateStorageLevel="MEMORY_AND_DISK",
                   finalStorageLevel="MEMORY_AND_DISK", checkpointInterval=CHECKPOINT_INTERVAL)
         model = als.fit(ratings.repartition(blocks))
-        n_users, n_items = users_items.shape
+        n_users, n_items = len(confidence.rows), len(confidence.items)
         return (self._factors(model.userFactors, n_users, config.als_factors),
                 self._factors(model.itemFactors, n_items, config.als_factors))
 

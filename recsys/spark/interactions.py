@@ -1,7 +1,8 @@
 """The ALS confidence matrix (``recsys.matrices.customer_item_matrix``) as a Spark aggregation:
 each order line and each non-purchase event of a known customer weighed on the executors
 (event weight x quantity factor x time decay, as the local code), summed per (customer,
-product) there; one row per non-zero reaches the driver, which makes the CSR matrix.
+product) there. The non-zeros stay on Spark (``SparkConfidence``: MLlib's ALS fits them
+there); only the customer vocabulary reaches the driver.
 
 The local code sums a pair's float32 weights in float32; Spark sums them in double and the
 total is rounded to float32 once: the entries agree to float32 rounding (relative 1e-6),
@@ -10,20 +11,36 @@ the structure and the customer vocabulary exactly (``tests/test_spark_interactio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from recsys.matrices import Interactions, InteractionWeights
+from recsys.matrices import InteractionWeights
+from recsys.spark.history import customer_codes
 from recsys.spark.neighbours import item_codes
 from recsys.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-__all__ = ["customer_item_matrix_on_spark", "newest", "decay_weight"]
+__all__ = ["SparkConfidence", "confidence_on_spark", "newest", "decay_weight"]
+
+
+@dataclass(frozen=True)
+class SparkConfidence:
+    """ALS's customers x products confidence matrix held by Spark: its non-zeros
+    ``ratings`` (user int, item int, rating float: codes of ``rows`` and ``items``), ``nnz``
+    of them, kept on the executors' disks until ``release``."""
+
+    ratings: DataFrame
+    rows: Vocabulary
+    items: Vocabulary
+    nnz: int
+
+    def release(self) -> None:
+        self.ratings.unpersist()
 
 
 def newest(frame: DataFrame | None, column: str) -> pd.Timestamp | None:
@@ -48,10 +65,13 @@ def decay_weight(when: str, half_life_days: float | None,
                  / half_life_days)
 
 
-def customer_item_matrix_on_spark(spark: SparkSession, orders: DataFrame,
-                                  events: DataFrame | None, items: Vocabulary,
-                                  weights: InteractionWeights | None = None) -> Interactions:
-    """``customer_item_matrix(orders, events, weights=weights, items=items)`` on Spark."""
+def confidence_on_spark(spark: SparkSession, orders: DataFrame, events: DataFrame | None,
+                        items: Vocabulary, weights: InteractionWeights | None = None
+                        ) -> SparkConfidence:
+    """``customer_item_matrix(orders, events, weights=weights, items=items)``, kept on Spark:
+    the same customer vocabulary (every customer with a weighed line, sorted), the same
+    non-zeros."""
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     weights = weights or InteractionWeights()
@@ -78,14 +98,18 @@ def customer_item_matrix_on_spark(spark: SparkSession, orders: DataFrame,
             F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
             weight.cast("float").alias("w")))
     lines = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    # a pair's sum rounded to float32 once, as the local matrix holds it
     sums = (lines.join(F.broadcast(item_codes(spark, items)), "product_id")
-            .groupBy("customer_id", "item").agg(F.sum("w").alias("w")))
-    table = pd.DataFrame(sums.toPandas())
-    row_codes, row_ids = pd.factorize(table["customer_id"].astype("string"), sort=True)
-    rows = Vocabulary(pd.Index(row_ids, dtype="string"))
-    matrix = sp.csr_matrix((table["w"].to_numpy(np.float64).astype(np.float32),
-                            (row_codes.astype(np.int32), table["item"].to_numpy(np.int32))),
-                           shape=(len(rows), len(items)))
-    matrix.sort_indices()
-    matrix.eliminate_zeros()
-    return Interactions(matrix=matrix, rows=rows, items=items)
+            .groupBy("customer_id", "item").agg(F.sum("w").cast("float").alias("rating"))
+            .persist(StorageLevel.DISK_ONLY))
+    try:
+        named = pd.DataFrame(sums.select("customer_id").distinct().toPandas())["customer_id"]
+        rows = Vocabulary.from_ids(named.astype("string"), sort=True)
+        ratings = (sums.filter(F.col("rating") != 0)  # the local matrix's eliminate_zeros
+                   .join(customer_codes(spark, rows), "customer_id")
+                   .select(F.col("customer").cast("int").alias("user"), "item", "rating")
+                   .persist(StorageLevel.DISK_ONLY))
+        nnz = ratings.count()
+    finally:
+        sums.unpersist()
+    return SparkConfidence(ratings=ratings, rows=rows, items=items, nnz=nnz)

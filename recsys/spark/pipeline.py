@@ -8,7 +8,7 @@ them reads them on Spark. On Spark: the ingest, best sellers, basket figures; in
 job the itemset counting of the product and category rules, the order x product matrix (as
 integer codes), the median prices behind bundles and the view sessions behind substitutes;
 in the models job the co-purchase tables (item-kNN, EASE's Gram matrix), ALS's confidence
-matrix (recsys.spark.interactions) and fit (MLlib), the purchase history, the repurchase
+matrix (recsys.spark.interactions, kept there) and fit (MLlib), the purchase history, the repurchase
 cycles, the session x product matrix of the view events (recsys.spark.session_matrix) and
 viewed-then-bought's pair counts; in the cold_start job the order x product matrix, the view
 sessions and the best sellers without the held-out products' orders; in the customer-value
@@ -117,7 +117,7 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
     from recsys.spark.als import SparkALS
     from recsys.spark.clv import SparkClvAggregates, filled_columns
     from recsys.spark.history import purchase_history_on_spark, repurchase_cycles_on_spark
-    from recsys.spark.interactions import customer_item_matrix_on_spark
+    from recsys.spark.interactions import confidence_on_spark
     from recsys.spark.neighbours import SparkCoPurchase
     from recsys.spark.popularity import basket_stats_on_spark, best_sellers_on_spark
     from recsys.spark.rules import SparkRuleInputs
@@ -167,7 +167,7 @@ def spark_jobs(spark: SparkSession) -> dict[str, Callable[[JobContext], dict[str
                                       min_intervals=ctx.config.models.repurchase_min_intervals,
                                       min_repeat_share=ctx.config.models.repurchase_min_share),
                                   confidence=partial(
-                                      customer_item_matrix_on_spark, spark, orders(ctx),
+                                      confidence_on_spark, spark, orders(ctx),
                                       events(ctx), ctx.items, ctx.config.interactions),
                                   purchases=partial(purchase_history_on_spark, spark,
                                                     orders(ctx), ctx.items),
