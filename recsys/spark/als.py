@@ -5,10 +5,11 @@ customer and product vocabularies; zeros for a customer or product MLlib never s
 The confidence matrix is ``customer_item_matrix``'s, made and kept on Spark by the Spark
 engine (recsys.spark.interactions: the driver never holds its non-zeros; a matrix in this
 process, e.g. a benchmark's, is sent to the executors), MLlib fits there, and the factors
-come back through Parquet parts one batch at a time (``recsys.spark.neighbours.stream``). MLlib's model is Hu, Koren and Volinsky's with
-confidence 1 + alpha r and the L2 penalty scaled by each row's ratings (ALS-WR), where
-implicit uses confidence alpha r and a plain penalty: the same settings give close, not
-equal, factors (quality compared in ``benchmarks/spark_als_quality.py``).
+come back through Parquet parts one batch at a time (``recsys.spark.neighbours.stream``).
+MLlib's model is Hu, Koren and Volinsky's with confidence 1 + alpha r and the L2 penalty
+scaled by each row's ratings (ALS-WR), where implicit uses confidence alpha r and a plain
+penalty: the same settings give close, not equal, factors (quality compared in
+``benchmarks/spark_als_quality.py``).
 
 MLlib's iterations grow each block's lineage; without checkpoints a task of a later iteration
 overflows the JVM stack when it is deserialised (``StackOverflowError`` on a 1,000,000-order
