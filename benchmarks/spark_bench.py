@@ -143,11 +143,15 @@ def run_one(config: Path, engine: str, timeout: float, until: str | None = None,
     sampler.start()
     log: list[str] = []
     stopped = threading.Event()
+    written = (config.parent / f"run-{engine}.log").open("w")  # as it comes: a long run shows
+    # where it is, and a run that times out keeps its log
 
     def read() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
             log.append(line)
+            written.write(line)
+            written.flush()
             m = _STAGE.match(line)
             if m:  # progress of a long run
                 print(f"  {engine}: {m.group(3)} at {time.time() - start:.0f} s", flush=True)
@@ -157,25 +161,28 @@ def run_one(config: Path, engine: str, timeout: float, until: str | None = None,
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    timed_out = False
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        timed_out = True
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        return {"engine": engine, "status": f"timed out after {timeout:.0f} s"}
     finally:
         sampler.stop.set()
         sampler.join()
         reader.join(timeout=10)
+        written.close()
     end = time.time()
     err = "".join(log)
-    (config.parent / f"run-{engine}.log").write_text(err)
     ok = proc.returncode == 0 or stopped.is_set()
-    status = (f"ok, stopped after job {until}" if stopped.is_set() else "ok" if ok else
+    status = (f"timed out after {timeout:.0f} s" if timed_out else
+              f"ok, stopped after job {until}" if stopped.is_set() else "ok" if ok else
               f"exit {proc.returncode}: {err.strip()[-300:]}")
-    marks = _marks(err, start, end) if ok else []
+    # a run that timed out: the stages it finished (its last mark is the kill, not publish)
+    marks = _marks(err, start, end) if ok or timed_out else []
     stages, driver = _stages(marks), _driver_peaks(marks, sampler.driver)
-    if stopped.is_set():  # the time to stop it, not a stage
+    if stopped.is_set() or timed_out:  # the time to stop it, not a stage
         stages.pop("publish", None)
         driver.pop("publish", None)
     return {"engine": engine, "status": status, "wall_s": round(end - start, 1),
