@@ -12,7 +12,7 @@ where age is measured back from the newest timestamp in the data (or ``reference
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from recsys.contract import require_columns
 from recsys.vocab import Vocabulary
 
 __all__ = [
+    "Confidence",
     "Interactions",
     "InteractionWeights",
     "item_vocabulary",
@@ -62,6 +63,19 @@ class Interactions:
     @property
     def shape(self) -> tuple[int, int]:
         return (len(self.rows), len(self.items))
+
+
+class Confidence(Protocol):
+    """ALS's customers x products confidence matrix, wherever it is held (``Interactions``
+    in this process; recsys.spark.interactions keeps it on Spark)."""
+
+    @property
+    def rows(self) -> Vocabulary:
+        """The customers: the factors' rows."""
+
+    @property
+    def items(self) -> Vocabulary:
+        """The products: the item factors' rows."""
 
 
 def item_vocabulary(*tables: pd.DataFrame | None) -> Vocabulary:

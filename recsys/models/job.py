@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from recsys import layout
 from recsys.artifacts import save_npz, save_parquet
 from recsys.matrices import (
+    Confidence,
     Interactions,
     InteractionWeights,
     customer_item_matrix,
@@ -45,7 +46,7 @@ from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
 
 __all__ = ["ModelsConfig", "run_models_job", "save_view_models", "knn_table",
-           "CoPurchaseTables", "LocalCoPurchase", "Confidence", "Factorizer", "LocalALS"]
+           "CoPurchaseTables", "LocalCoPurchase", "Factorizer", "LocalALS"]
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +100,6 @@ class LocalCoPurchase:
 
     def close(self) -> None:
         del self.baskets  # the order x product matrix, freed before ALS (a later use fails)
-
-
-class Confidence(Protocol):
-    """ALS's customers x products confidence matrix, wherever it is held (``Interactions``
-    in this process; recsys.spark.interactions keeps it on Spark)."""
-
-    @property
-    def rows(self) -> Vocabulary:
-        """The customers: the factors' rows."""
-
-    @property
-    def items(self) -> Vocabulary:
-        """The products: the item factors' rows."""
 
 
 class Factorizer(Protocol):

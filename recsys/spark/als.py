@@ -29,14 +29,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.matrices import Interactions
+from recsys.matrices import Confidence, Interactions
 from recsys.spark.interactions import SparkConfidence
 from recsys.spark.neighbours import stream
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from recsys.models.job import Confidence
     from recsys.models.settings import ModelsConfig
 
 __all__ = ["SparkALS", "CHECKPOINT_INTERVAL", "RATINGS_PER_BLOCK", "als_blocks"]
