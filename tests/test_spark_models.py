@@ -5,6 +5,7 @@ the local job."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from recsys.models.neighbours import Neighbours
 from recsys.models.purchases import PurchaseHistory, PurchaseLines
 from recsys.models.settings import ModelsConfig
 from recsys.spark import als as spark_als
-from recsys.spark.als import RATINGS_PER_BLOCK, SparkALS, als_blocks
+from recsys.spark.als import RATINGS_PER_BLOCK, SparkALS, als_blocks, mllib_blas
 from recsys.spark.history import purchase_history_on_spark, repurchase_cycles_on_spark
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.neighbours import (
@@ -207,10 +208,12 @@ def test_ease_memory_budget_caps_spark_as_it_caps_the_local_job(spark_local: Any
 @pytest.mark.parametrize("per_block", [None, 25])
 def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture,
                                             per_block: int | None) -> None:
     """Two groups of customers buy from two disjoint halves of the catalog: every customer's
     best unseen products are in its own half; a product no one bought gets zero factors.
-    Also with the ratings cut into 8 blocks (at most 25 each), as a large shop's are."""
+    Also with the ratings cut into 8 blocks (at most 25 each), as a large shop's are. The
+    fit says which BLAS MLlib runs on."""
     if per_block is not None:
         monkeypatch.setattr(spark_als, "RATINGS_PER_BLOCK", per_block)
     rng = np.random.default_rng(5)
@@ -224,7 +227,13 @@ def test_als_on_mllib_learns_planted_groups(spark_local: Any, tmp_path: Path,
     config = ModelsConfig(als_factors=4, als_iterations=10)
     confidence = Interactions(matrix, Vocabulary([f"c{u}" for u in range(40)]),
                               Vocabulary([f"p{i}" for i in range(21)]))
-    users, items = SparkALS(spark_local, tmp_path).fit(confidence, config)
+    with caplog.at_level(logging.INFO, logger="recsys.spark.als"):
+        users, items = SparkALS(spark_local, tmp_path).fit(confidence, config)
+    blas = mllib_blas(spark_local)
+    assert blas.startswith("dev.ludovic.netlib.blas.")
+    said = [r.getMessage() for r in caplog.records if r.name == "recsys.spark.als"]
+    blocks = 2 if per_block is None else 8
+    assert said == [f"MLlib ALS: 200 ratings in {blocks} x {blocks} blocks, BLAS {blas}"]
     # it checkpointed into its own scratch folder (removed: tmp_path is empty below)
     assert str(tmp_path / "als-checkpoints-") in spark_local.sparkContext.getCheckpointDir()
     assert users.shape == (40, 4) and items.shape == (21, 4)

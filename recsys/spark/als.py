@@ -20,6 +20,7 @@ executor reaches), else into a folder of the scratch directory removed after the
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from pathlib import Path
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 
     from recsys.models.settings import ModelsConfig
 
-__all__ = ["SparkALS", "CHECKPOINT_INTERVAL", "RATINGS_PER_BLOCK", "als_blocks"]
+__all__ = ["SparkALS", "CHECKPOINT_INTERVAL", "RATINGS_PER_BLOCK", "als_blocks", "mllib_blas"]
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 5  # iterations between ALS checkpoints
 # MLlib builds each block's arrays in one task: with 2 blocks (a local[2] default) a
@@ -50,6 +53,16 @@ def als_blocks(ratings: int, parallelism: int) -> int:
     """User and item blocks for MLlib's ALS: one per core at least, and more as the ratings
     grow, ``RATINGS_PER_BLOCK`` at most in each."""
     return max(parallelism, -(-ratings // RATINGS_PER_BLOCK))
+
+
+def mllib_blas(spark: SparkSession) -> str:
+    """The class of the BLAS MLlib's ALS calls in the driver's JVM (with a local master, the
+    executors' too): ``dev.ludovic.netlib.blas.JNIBLAS`` when it loaded the system's
+    ``libblas.so.3`` (e.g. OpenBLAS), else a Java one (``VectorBLAS``, ``Java8BLAS``...)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None, "the Spark session has no JVM"
+    blas = getattr(jvm.org.apache.spark.ml.linalg, "BLAS$").__getattr__("MODULE$")  # Scala object
+    return str(blas.nativeBLAS().getClass().getName())
 
 
 class SparkALS:
@@ -97,6 +110,8 @@ class SparkALS:
         else:
             raise TypeError(f"SparkALS fits a SparkConfidence or Interactions, not {confidence!r}")
         blocks = als_blocks(nnz, self.partitions)
+        log.info("MLlib ALS: %s ratings in %s x %s blocks, BLAS %s", f"{nnz:,}", blocks,
+                 blocks, mllib_blas(self.spark))
         als = ALS(rank=config.als_factors, maxIter=config.als_iterations,
                   regParam=config.als_regularization, alpha=config.als_alpha,
                   implicitPrefs=True, seed=config.seed, userCol="user", itemCol="item",
