@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 __all__ = ["progress_bar", "progress_enabled", "set_quiet", "timed_step"]
 
@@ -31,12 +32,14 @@ def progress_enabled() -> bool:
 
 def progress_bar(items: Iterable[T], *, desc: str, unit: str = "it", total: int | None = None,
                  enabled: bool = True) -> Iterator[T]:
-    """Iterate with a tqdm bar on stderr, unless disabled or quiet."""
+    """Iterate with a tqdm bar on stderr, unless disabled or quiet; log lines written to the
+    console meanwhile go above the bar, not into it."""
     if not enabled or _QUIET:
         yield from items
         return
-    yield from tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, leave=False,
-                    mininterval=0.5)
+    with logging_redirect_tqdm():
+        yield from tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr, leave=False,
+                        mininterval=0.5)
 
 
 @contextmanager

@@ -1,0 +1,51 @@
+"""Progress bars and log lines on the same console."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from recsys.progress import progress_bar, set_quiet
+
+
+@contextmanager
+def console_log() -> Iterator[None]:
+    """The root logger writing to stderr (pytest's capture of this phase), as the CLI's
+    ``basicConfig``; made inside the test: a fixture's stderr is another phase's."""
+    root, level = logging.getLogger(), logging.getLogger().level
+    handler = logging.StreamHandler(sys.stderr)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def test_a_log_line_during_a_bar_gets_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with console_log():
+        for i in progress_bar(range(3), desc="counting", total=3):
+            if i == 1:
+                logging.getLogger("recsys.test").info("step two starts")
+        # the console handler is the plain one again after the bar
+        assert [type(h) for h in logging.getLogger().handlers].count(logging.StreamHandler) == 1
+    err = capsys.readouterr().err
+    assert "counting" in err  # the bar was drawn
+    # the bar is cleared for it, not written into ("...it/s]step two starts")
+    assert "\rstep two starts\n" in err and "]step two starts" not in err
+    assert "Logging error" not in err
+
+
+def test_quiet_draws_no_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    set_quiet(True)
+    try:
+        with console_log():
+            assert list(progress_bar(range(3), desc="counting")) == [0, 1, 2]
+    finally:
+        set_quiet(False)
+    assert "counting" not in capsys.readouterr().err
