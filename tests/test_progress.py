@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from recsys.progress import progress_bar, set_quiet
+from recsys.progress import progress_bar, progress_enabled, set_quiet
 
 
 @contextmanager
@@ -27,6 +27,17 @@ def console_log() -> Iterator[None]:
         root.setLevel(level)
 
 
+@pytest.fixture
+def bars_on() -> Iterator[None]:
+    """Progress bars drawn (an in-process ``recsys -q`` of an earlier test turns them off for
+    the process), then as they were."""
+    quiet = not progress_enabled()
+    set_quiet(False)
+    yield
+    set_quiet(quiet)
+
+
+@pytest.mark.usefixtures("bars_on")
 def test_a_log_line_during_a_bar_gets_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
     with console_log():
         for i in progress_bar(range(3), desc="counting", total=3):
@@ -41,11 +52,9 @@ def test_a_log_line_during_a_bar_gets_its_own_line(capsys: pytest.CaptureFixture
     assert "Logging error" not in err
 
 
+@pytest.mark.usefixtures("bars_on")
 def test_quiet_draws_no_bar(capsys: pytest.CaptureFixture[str]) -> None:
     set_quiet(True)
-    try:
-        with console_log():
-            assert list(progress_bar(range(3), desc="counting")) == [0, 1, 2]
-    finally:
-        set_quiet(False)
+    with console_log():
+        assert list(progress_bar(range(3), desc="counting")) == [0, 1, 2]
     assert "counting" not in capsys.readouterr().err
