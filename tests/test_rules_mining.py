@@ -175,6 +175,17 @@ def test_matches_brute_force(lines: Lines, threshold: tuple[str | None, int | No
     assert len(itemsets) == len(result.itemsets)
     assert itemsets == expected.itemsets
     assert (result.itemsets["length"] == result.itemsets["items"].map(len)).all()
+    # the canonical order: itemsets by length, then by their products (the rules follow
+    # them); the same frames, row for row, from the lines in another order
+    keys = [(len(items), tuple(items)) for items in result.itemsets["items"]]
+    assert keys == sorted(keys)
+    shuffled = mine(_orders([(-o, item) for o, item in reversed(lines)]),
+                    min_support=float(min_support) if min_support is not None else None,
+                    min_count=min_count, min_confidence=float(min_confidence),
+                    min_lift=float(min_lift) if min_lift is not None else None,
+                    max_len=max_len, multi_consequent=multi, max_basket_items=max_basket_items)
+    pd.testing.assert_frame_equal(shuffled.rules, result.rules)
+    pd.testing.assert_frame_equal(shuffled.itemsets, result.itemsets)
 
     report = result.report
     assert report.n_orders == expected.n

@@ -41,6 +41,16 @@ class FrequentItemsets:
         mask = self.lengths == k
         return self.items[mask, :k], self.counts[mask]
 
+    def canonical(self) -> FrequentItemsets:
+        """The same itemsets ordered by length, then by their codes (lexicographically): an
+        order that does not depend on how they were counted, so both engines write the same
+        rules and itemsets row for row."""
+        width = self.items.shape[1]
+        order = np.lexsort((*(self.items[:, j] for j in reversed(range(width))), self.lengths))
+        return FrequentItemsets(items=self.items[order], lengths=self.lengths[order],
+                                counts=self.counts[order], n_orders=self.n_orders,
+                                min_count=self.min_count)
+
     def at_least(self, min_count: int) -> FrequentItemsets:
         """The itemsets in at least ``min_count`` orders: exactly what mining at that count
         finds (every subset of a kept itemset is counted in at least as many orders)."""
