@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from recsys.errors import InputError
 from recsys.matrices import (
+    Interactions,
     InteractionWeights,
     customer_item_matrix,
     item_vocabulary,
@@ -41,7 +42,7 @@ def _orders(lines: list[tuple[int, int, int, int, int]]) -> pd.DataFrame:
     })
 
 
-def _dense_entry(result, row: str, item: str) -> float:  # type: ignore[no-untyped-def]
+def _dense_entry(result: Interactions, row: str, item: str) -> float:
     r = result.rows.lookup([row])[0]
     c = result.items.lookup([item])[0]
     return float(result.matrix[r, c])
@@ -67,7 +68,7 @@ def test_order_matrix_is_exact_membership(lines: list[tuple[int, int, int, int, 
 @settings(max_examples=80, deadline=None)
 def test_customer_weights_match_brute_force(lines: list[tuple[int, int, int, int, int]],
                                             quantity: str, half_life: float | None) -> None:
-    weights = InteractionWeights(quantity=quantity, half_life_days=half_life)  # type: ignore[arg-type]
+    weights = InteractionWeights(quantity=quantity, half_life_days=half_life)
     orders = _orders(lines)
     if orders["customer_id"].isna().all():
         with pytest.raises(InputError, match="customer_id"):

@@ -60,8 +60,8 @@ def test_item_knn_finds_items_used_together() -> None:
     rows = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1],
                                    [1, 1, 0, 0]], dtype=np.float32))
     for kind in ("bm25", "cosine"):
-        knn = ItemKNN(kind, k=3).fit(rows)  # type: ignore[arg-type]
-        ids, _ = top_k_neighbours(knn.similarity, 1)  # type: ignore[arg-type]
+        knn = ItemKNN(kind, k=3).fit(rows)
+        ids, _ = top_k_neighbours(knn.similarity, 1)
         assert ids[:, 0].tolist() == [1, 0, 3, 2]
 
 
@@ -71,7 +71,8 @@ def test_als_fits_and_ranks_a_users_own_items_high() -> None:
     dense[:30, :10] = rng.random((30, 10)) < 0.6  # two taste groups
     dense[30:, 10:] = rng.random((30, 10)) < 0.6
     als = ALS(factors=8, iterations=10, seed=1).fit(sp.csr_matrix(dense))
-    scores = als.user_factors @ als.item_factors.T  # type: ignore[operator]
+    assert als.user_factors is not None and als.item_factors is not None
+    scores = als.user_factors @ als.item_factors.T
     first_group = scores[:30, :10].mean() > scores[:30, 10:].mean()
     second_group = scores[30:, 10:].mean() > scores[30:, :10].mean()
     assert first_group and second_group

@@ -75,7 +75,7 @@ def test_id_lookup_equals_a_dict(ids: list[str], probes: list[str]) -> None:
         assert lookup.get(probe) == expected.get(probe)
         assert (probe in lookup) == (probe in expected)
     assert len(lookup) == len(expected) and sorted(lookup) == sorted(expected)
-    assert lookup.get(3) is None  # type: ignore[call-overload]
+    assert lookup.get(3) is None
 
 
 def test_id_lookup_refuses_duplicates_and_missing() -> None:

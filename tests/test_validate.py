@@ -121,8 +121,9 @@ def test_quarantine_keeps_raw_values_and_source() -> None:
 
 
 def test_quarantine_does_not_clash_with_raw_columns_named_like_its_own() -> None:
-    rows = [{"order_id": o, "product_id": "A", "source": "web", "reason": "gift", "row": "r",
-             "column": "c"} for o in ("1", None)]
+    rows: list[dict[str, object]] = [
+        {"order_id": o, "product_id": "A", "source": "web", "reason": "gift", "row": "r",
+         "column": "c"} for o in ("1", None)]
     result = _validate("orders", rows)
     assert result.rejected_by_reason == {"missing_order_id": 1}
     q = result.quarantine
@@ -215,7 +216,7 @@ def test_date_format_is_applied() -> None:
 
 @pytest.mark.parametrize(("unit", "value"), [("s", "1700000000"), ("ms", "1700000000000")])
 def test_date_unit_for_unix_times(unit: str, value: str) -> None:
-    mapping = TableMapping(date_unit=unit)  # type: ignore[arg-type]
+    mapping = TableMapping(date_unit=unit)
     result = _validate("orders", [_order(ordered_at=value), _order(ordered_at="soon")], mapping)
     assert result.accepted["ordered_at"].tolist() == [pd.Timestamp(datetime(2023, 11, 14, 22, 13,
                                                                              20))]
@@ -272,8 +273,9 @@ def test_events_every_reason_precedence_and_event_type_remapping() -> None:
 
 
 def test_events_with_only_customer_column() -> None:
-    rows = [{"product_id": "A", "event_type": "view", "occurred_at": "2020-01-01T00:00:00Z",
-             "customer_id": c} for c in ("9.0", None)]
+    rows: list[dict[str, object]] = [
+        {"product_id": "A", "event_type": "view", "occurred_at": "2020-01-01T00:00:00Z",
+         "customer_id": c} for c in ("9.0", None)]
     result = _validate("events", rows)
     assert result.accepted["customer_id"].tolist() == ["9"]
     assert _reasons(result) == {2: ("missing_session_and_customer", "session_id")}

@@ -70,7 +70,7 @@ def test_rejects_duplicates_and_missing() -> None:
     with pytest.raises(ValueError, match="unique"):
         Vocabulary(["a", "a"])
     with pytest.raises(ValueError, match="missing"):
-        Vocabulary(["a", None])  # type: ignore[list-item]
+        Vocabulary(["a", None])
 
 
 def test_decode_rejects_out_of_range() -> None:
