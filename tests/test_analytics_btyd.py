@@ -85,10 +85,12 @@ def test_likelihood_is_a_distribution_over_outcomes() -> None:
     BG/NBD likelihood is the density of (x, t_x) for a given T; summed over x and integrated
     over t_x (x = 0 is a point mass) it is 1."""
     r, alpha, a, b, T = 0.5, 3.0, 0.8, 2.5, 6.0
-    total = float(np.exp(btyd.bgnbd_log_likelihood(r, alpha, a, b, [0], [0], [T]))[0])
+    total = float(np.exp(btyd.bgnbd_log_likelihood(r, alpha, a, b, np.array([0]), np.array([0]),
+                                                   np.array([T])))[0])
     for x in range(1, 80):
         def density(tx: float, x: int = x) -> float:
-            ll = btyd.bgnbd_log_likelihood(r, alpha, a, b, [x], [tx], [T])[0]
+            ll = btyd.bgnbd_log_likelihood(r, alpha, a, b, np.array([x]), np.array([tx]),
+                                           np.array([T]))[0]
             return float(np.exp(ll + (x - 1) * np.log(tx) - special.gammaln(x)))
         total += integrate.quad(density, 0, T, limit=200)[0]
     assert total == pytest.approx(1.0, abs=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from recsys.analytics.settings import AnalyticsConfig
 from recsys.errors import InputError
 
 
-def _lines(rows: list[tuple[str, str, str, str, float, float]]) -> pd.DataFrame:
+def _lines(rows: Sequence[tuple[str, str, str | None, str, float, float]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["order_id", "product_id", "customer_id", "ordered_at",
                                         "quantity", "unit_price"])
     frame["ordered_at"] = pd.to_datetime(frame["ordered_at"])
@@ -66,7 +67,7 @@ def test_margins_adjust_clv_and_unknown_margins_get_the_weighted_mean() -> None:
 
 def test_guests_and_lines_after_as_of_are_left_out_and_prices_fall_back() -> None:
     orders = _lines([("o1", "a", "c1", "2024-01-01", 2, np.nan),
-                     ("o2", "a", None, "2024-01-02", 1, 5.0),  # type: ignore[list-item]
+                     ("o2", "a", None, "2024-01-02", 1, 5.0),
                      ("o3", "a", "c1", "2024-03-01", 1, 5.0)])
     catalog = pd.DataFrame({"product_id": ["a"], "price": [7.0]})
     table = order_table(orders, catalog, as_of=pd.Timestamp("2024-02-01"))

@@ -4,6 +4,7 @@ written by the customer_value job and used by upsell."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ SEGMENTS = pd.DataFrame({"customer_id": ["c1", "c2", "c3"],
                          "segment": ["champions", "lost", "lost"]})
 
 
-def _orders(**extra: list[object]) -> pd.DataFrame:
+def _orders(**extra: Sequence[object]) -> pd.DataFrame:
     base = {"order_id": ["o1", "o1", "o2", "o3", "o4", "o5", "o6"],
             "product_id": ["A", "B", "A", "B", "C", "C", "A"],
             "customer_id": ["c1", "c1", "c1", "c2", "c2", "c3", "c3"],

@@ -7,7 +7,9 @@ import gzip
 import lzma
 import sqlite3
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 import pytest
@@ -58,7 +60,8 @@ def _zip(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-COMPRESSORS = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "zip": _zip}
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress, "zip": _zip}
 
 
 @pytest.mark.parametrize("compression", sorted(COMPRESSORS))
@@ -146,10 +149,10 @@ def test_unreadable_file_is_an_input_error(tmp_path: Path, monkeypatch: pytest.M
     path.write_text(_csv_text(","))
     real_open = Path.open
 
-    def refuse(self: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> IO[Any]:
         if self.name == "locked.csv":
             raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(InputError, match=r"locked\.csv: cannot read the file \(Permission denied\)"):

@@ -19,7 +19,8 @@ from recsys.mapping import SourceMapping, load_mapping
 CET = timezone(timedelta(hours=1))
 
 # (invoice, sku, customer, ts, qty, price); the reason each row should get, or None.
-ROWS: list[tuple[tuple[object, ...], str | None]] = [
+Row = tuple[str | None, str | None, int | None, datetime | None, int, Decimal]
+ROWS: list[tuple[Row, str | None]] = [
     (("5001", "A1", 13085, datetime(2010, 1, 4, 10, 0, tzinfo=CET), 2, Decimal("1.25")), None),
     (("5001", "B2", 13085, datetime(2010, 1, 4, 10, 0, tzinfo=CET), 1, Decimal("3.00")), None),
     (("5002", " A1 ", None, datetime(2010, 1, 5, 23, 30, tzinfo=UTC), 4, Decimal("1.25")), None),
@@ -55,7 +56,7 @@ def _mapping_file(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-def _check(out: Path, rows: list[tuple[tuple[object, ...], str | None]]) -> None:
+def _check(out: Path, rows: list[tuple[Row, str | None]]) -> None:
     """Counts, quarantine (row number and reason per result row) and accepted values."""
     data = json.loads((out / "report.json").read_text())
     rep = data["tables"]["orders"]
@@ -84,7 +85,7 @@ def _check(out: Path, rows: list[tuple[tuple[object, ...], str | None]]) -> None
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def _pg_create(url: str, table: str, rows: list[tuple[tuple[object, ...], str | None]]) -> None:
+def _pg_create(url: str, table: str, rows: list[tuple[Row, str | None]]) -> None:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
@@ -176,7 +177,7 @@ def test_postgres_errors_fail_before_writing(postgres_url: str, pg_table: str, t
 # -- SQLite -------------------------------------------------------------------------------------
 
 
-def _sqlite(tmp_path: Path, rows: list[tuple[tuple[object, ...], str | None]]) -> str:
+def _sqlite(tmp_path: Path, rows: list[tuple[Row, str | None]]) -> str:
     db = tmp_path / "shop.sqlite"
     con = sqlite3.connect(db)
     con.execute("CREATE TABLE orders (invoice TEXT, sku TEXT, customer INTEGER, ts TEXT, "
