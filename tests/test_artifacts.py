@@ -73,7 +73,8 @@ def test_publish_writes_version_manifest_and_current(store: ArtifactStore) -> No
     assert m.inputs["orders.parquet"]["rows"] == 3
     assert m.metrics == {"n_rules": 7}
     created = datetime.fromisoformat(m.created_at)
-    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+    offset = created.utcoffset()
+    assert offset is not None and offset.total_seconds() == 0
     assert abs((datetime.now(UTC) - created).total_seconds()) < 60
     assert m.libraries["numpy"] == np.__version__
     assert m.git_commit is None or re.fullmatch(r"[0-9a-f]{40,64}", m.git_commit)

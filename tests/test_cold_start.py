@@ -96,6 +96,7 @@ def test_served_also_viewed_borrows_only_without_co_view_data() -> None:
 
 def test_neighbours_without_co_views_leave_the_prior_alone() -> None:
     index = _index()  # c's one content neighbour is a; d's content row is empty
+    assert index.content is not None
     empty = replace(index, content=replace(index.content, added={"n": [(3, 0.9, 1)]}))
     found = borrowed_also_viewed(empty, "n", None, 10)  # d has no co-view row
     assert [(x.product_id, x.score) for x in found] == [("d", 0.5), ("e", 0.25)]

@@ -202,6 +202,7 @@ def test_recsys_serve_starts_on_an_older_version(store: ArtifactStore, tmp_path:
                               stderr=subprocess.STDOUT, env={**os.environ,
                                                              "PYTHONPATH": str(REPO)})
     try:
+        assert server.stdout is not None  # stdout=PIPE
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:
