@@ -151,8 +151,9 @@ def test_rollback_only_to_a_version_that_loads(good: Path, tmp_path: Path,
        high=st.integers(0, 16), bad_score=st.sampled_from([None, np.nan, np.inf]),
        seed=st.integers(0, 2**16))
 def test_neighbour_checks_admit_exactly_the_arrays_kernels_may_index(
-        tmp_path: Path, n_items: int, rows: int, k: int, ids_dtype: type, scores_dtype: type,
-        low: int, high: int, bad_score: float | None, seed: int) -> None:
+        tmp_path: Path, n_items: int, rows: int, k: int, ids_dtype: type[np.number],
+        scores_dtype: type[np.floating], low: int, high: int, bad_score: float | None,
+        seed: int) -> None:
     """Fuzzed neighbour tables: the checks find nothing wrong with them iff every code indexes
     the vocabulary (or is the -1 padding), the shapes agree with it and the scores are finite
     float32."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ def _shop() -> tuple[pd.DataFrame, pd.DataFrame]:
     return orders, catalog
 
 
-def _run(tmp_path: Path, **models: object) -> dict[str, object]:
+def _run(tmp_path: Path, **models: object) -> dict[str, Any]:
     orders, catalog = _shop()
     items = item_vocabulary(catalog, orders)
     run_content_job(catalog, items, 50, tmp_path)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -35,7 +36,7 @@ def artifacts(demo_artifact: Path) -> Path:
 def serve(artifacts: Path, tmp_path: Path) -> Callable[..., AbstractContextManager[TestClient]]:
     @contextmanager
     def make(**settings: object) -> Iterator[TestClient]:
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "artifacts": str(artifacts), "api_key": KEY, "reload_interval_s": 0,
             "database_url": REFUSED, "data_dir": str(tmp_path / "data"),
             "session_secret_file": str(tmp_path / "secret"),  # not in the shared store

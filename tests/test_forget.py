@@ -160,11 +160,13 @@ def test_forget_everywhere_postgres(postgres_url: str, tmp_path: Path,
     run_forget(tmp_path, postgres_url, capsys)
     engine = create_engine(postgres_url)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT count(*) FROM recsys_events WHERE customer_id = :c "
-                                 "OR session_id = :s OR cast(recsys_events AS text) LIKE :p"),
-                            {"c": GONE, "s": SESSION, "p": f"%{GONE}%"}).scalar_one()
-        kept = conn.execute(text("SELECT count(*) FROM recsys_events WHERE customer_id = :c"),
-                            {"c": KEPT[0]}).scalar_one()
+        rows: int = conn.execute(
+            text("SELECT count(*) FROM recsys_events WHERE customer_id = :c "
+                 "OR session_id = :s OR cast(recsys_events AS text) LIKE :p"),
+            {"c": GONE, "s": SESSION, "p": f"%{GONE}%"}).scalar_one()
+        kept: int = conn.execute(
+            text("SELECT count(*) FROM recsys_events WHERE customer_id = :c"),
+            {"c": KEPT[0]}).scalar_one()
         conn.execute(text("DELETE FROM recsys_events WHERE customer_id = :c"), {"c": KEPT[0]})
         conn.commit()
     engine.dispose()

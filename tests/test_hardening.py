@@ -114,7 +114,8 @@ def test_postgres_query_that_writes_fails(postgres_url: str, pg_table: str, tmp_
         with engine.connect() as conn:
             assert conn.execute(text(f"SELECT count(*) FROM {pg_table}")).scalar_one() == 2
             assert conn.execute(text(f"SELECT last_value FROM {pg_table}_seq")).scalar_one() == 1
-            called = conn.execute(text(f"SELECT is_called FROM {pg_table}_seq")).scalar_one()
+            called: bool = conn.execute(
+                text(f"SELECT is_called FROM {pg_table}_seq")).scalar_one()
             assert called is False  # nextval never ran
     finally:
         with engine.begin() as conn:

@@ -7,6 +7,7 @@ import re
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -520,7 +521,7 @@ category = "Dept"
 
 
 def _derived(tmp_path: Path, extra: str = "", catalog: str | None = None,
-             ) -> tuple[pd.DataFrame, dict[str, object], str]:
+             ) -> tuple[pd.DataFrame, dict[str, Any], str]:
     orders = tmp_path / "orders.csv"
     orders.write_text(NAMED_ORDERS_CSV, encoding="utf-8")
     sources = {"orders": str(orders)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -22,11 +23,12 @@ INGEST_PASSWORD = "ingest-pw-Tf3Rz8Nb1"
 
 
 def test_redact_by_field_and_url_password() -> None:
-    config = {"serving": {"api_key": "abc", "database_url": "postgresql://u:pw1@h/db",
-                          "port": 8000, "session_secret": None},
-              "ingest": {"orders": "mysql://shop:p%40ss@db:3306/x#orders",
-                         "catalog": "sqlite:///var/x.db", "events": None},
-              "extra": [{"token": "t"}, "https://user:pw2@example.org/a"]}
+    config: dict[str, Any] = {
+        "serving": {"api_key": "abc", "database_url": "postgresql://u:pw1@h/db",
+                    "port": 8000, "session_secret": None},
+        "ingest": {"orders": "mysql://shop:p%40ss@db:3306/x#orders",
+                   "catalog": "sqlite:///var/x.db", "events": None},
+        "extra": [{"token": "t"}, "https://user:pw2@example.org/a"]}
     out = redact(config)
     assert out["serving"] == {"api_key": REDACTED, "session_secret": None, "port": 8000,
                               "database_url": f"postgresql://u:{REDACTED}@h/db"}

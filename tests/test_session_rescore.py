@@ -10,6 +10,7 @@ import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -160,7 +161,7 @@ def index(demo_artifact: Path) -> ServingIndex:
 
 def served(list_of: Callable[..., recommend.Result], args: tuple[object, ...],
            scorer: Callable[..., list[Candidate]], monkeypatch: pytest.MonkeyPatch
-           ) -> tuple[list[dict[str, object]], str | None, list[str]]:
+           ) -> tuple[list[dict[str, Any]], str | None, list[str]]:
     """The list ``list_of(*args)`` with ``scorer`` as the session's rescoring."""
     monkeypatch.setattr(recommend, "rescore", scorer)
     result = list_of(*args)
@@ -223,9 +224,9 @@ def test_served_lists_are_those_of_the_numpy_version(index: ServingIndex,
             sources.update(i["reason"]["source"] for i in new_list.items)
         for list_of, seed in ((recommend.bought_together, on_screen),
                               (recommend.cart_addons, cart)):
-            args = (index, seed, options, d, s)
-            new = served(list_of, args, session.rescore, monkeypatch)
-            old = served(list_of, args, reference_rescore, monkeypatch)
+            list_args = (index, seed, options, d, s)
+            new = served(list_of, list_args, session.rescore, monkeypatch)
+            old = served(list_of, list_args, reference_rescore, monkeypatch)
             assert new == old, (case, list_of.__name__, s, options)
             shaped += any(i["reason"]["evidence"].get("session") for i in new[0])
     assert shaped > 400  # most lists were changed by their session
