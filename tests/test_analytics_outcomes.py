@@ -208,7 +208,7 @@ def test_generated_log_known_answer() -> None:
 
 def test_a_stored_arm_column_wins() -> None:
     log = small_log()
-    log["arm"] = np.where(log["customer_id"].isin(["c1", "c2"]), "treatment", None)
+    log["arm"] = np.where(log["customer_id"].isin(["c1", "c2"]), "treatment", np.array(None))
     config = ExperimentConfig(split={"control": 1.0, "treatment": 0.0}, bootstrap_samples=200)
     outcomes = measure_outcomes(log, config)
     treated = _estimates(outcomes, "all", "treatment")

@@ -386,34 +386,33 @@ def test_users_commands_revoke_sessions(small: Path, tmp_path: Path,
     config.write_text(small.read_text().replace(
         str(small.parent / "recsys.db"), str(tmp_path / "recsys.db")))
     app = console_app(config, tmp_path)
-    users = {"monkeypatch": monkeypatch}
 
     old = signed_in(app)
     assert run_users(config, "reset-password", "alice", "--password-stdin",
-                     stdin="a-new-password-2\n", **users) == 0
+                     stdin="a-new-password-2\n", monkeypatch=monkeypatch) == 0
     assert not works(old)
     with pytest.raises(AssertionError):
         signed_in(app)  # the old password
     old = signed_in(app, "a-new-password-2")
 
-    assert run_users(config, "disable", "alice", **users) == 0
+    assert run_users(config, "disable", "alice", monkeypatch=monkeypatch) == 0
     assert not works(old)
     with pytest.raises(AssertionError):
         signed_in(app, "a-new-password-2")
     capsys.readouterr()
-    assert run_users(config, "list", **users) == 0
+    assert run_users(config, "list", monkeypatch=monkeypatch) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 1 and listed[0].startswith("alice  editor")
     assert listed[0].endswith("disabled")
-    assert run_users(config, "enable", "alice", **users) == 0
+    assert run_users(config, "enable", "alice", monkeypatch=monkeypatch) == 0
     old = signed_in(app, "a-new-password-2")
 
-    assert run_users(config, "remove", "alice", **users) == 0
+    assert run_users(config, "remove", "alice", monkeypatch=monkeypatch) == 0
     assert not works(old)
     with pytest.raises(AssertionError):
         signed_in(app, "a-new-password-2")
     for action in ("remove", "disable", "enable"):
-        assert run_users(config, action, "alice", **users) == 1
+        assert run_users(config, action, "alice", monkeypatch=monkeypatch) == 1
     assert "no user 'alice'" in capsys.readouterr().err
 
 

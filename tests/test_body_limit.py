@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import Message
 
 from recsys.app import create_app
 from recsys.config import ServingSettings
@@ -69,7 +70,7 @@ def test_a_bad_content_length_is_400(client: TestClient) -> None:
 def test_nothing_past_the_limit_is_read() -> None:
     """An endless chunked body: the app is never called, reading stops at the limit."""
     called: list[bool] = []
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
     pulled = 0
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -80,7 +81,7 @@ def test_nothing_past_the_limit_is_read() -> None:
         pulled += 1
         return {"type": "http.request", "body": b"y" * 1000, "more_body": True}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/v1/events",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from recsys.app import create_app
@@ -172,4 +173,5 @@ def test_every_worker_applies_the_watched_catalogue_file(tmp_path: Path) -> None
                 time.sleep(0.1)
             else:
                 raise AssertionError("the out-of-stock update never reached a worker")
+            assert isinstance(client.app, FastAPI)
             assert "cup" in client.app.state.serving.index.names  # earlier rows stay
