@@ -1032,11 +1032,12 @@ def test_weak_items_do_not_fill_the_espresso_machines_list(
 
 def test_cart_of_phone_and_espresso_machine_gets_only_evidenced_add_ons(
         client: TestClient) -> None:
-    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    serving = client.app.state.serving  # type: ignore[attr-defined]
+    index = serving.index
     phone = next(p for p, c in index.categories.items() if c.endswith("> Smartphones"))
     espresso = next(p for p, n in index.names.items() if n.startswith("Espresso Machine"))
     body = cart(client, [phone, espresso], k=10)
-    share = client.app.state.serving.settings.placements.cart.min_score_share
+    share = serving.settings.placements.cart.min_score_share
     _clears_evidence(body, share, [index.categories[phone], index.categories[espresso]])
 
 
