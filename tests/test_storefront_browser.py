@@ -18,7 +18,7 @@ from tests.browser import live_server, screenshot, wait_until
 from tests.test_storefront import EVIL, publish_shop
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Dialog, Page
 
 
 @dataclass
@@ -56,7 +56,12 @@ def names(page: Page, kind: str) -> list[str]:
 def test_product_page_renders_the_lists_and_sends_impressions(page: Page,
                                                                server: Server) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     errors: list[str] = []  # a CSP violation would show here
     page.on("console", lambda message: errors.append(message.text)
             if message.type == "error" else None)
