@@ -52,7 +52,7 @@ test-fast: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check recsys jobs tests benchmarks
-	$(BIN)/mypy recsys
+	$(BIN)/mypy recsys tests
 
 # Known vulnerabilities with a fix in the installed packages fail; see tests/dependency_audit.py
 audit: $(VENV)/.installed-test

@@ -27,7 +27,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     ingest({t: str(raw / f"{t}.csv") for t in ("orders", "events", "catalog")}, SourceMapping(),
            data, show_progress=False)
     tables = {t: load_table(data, t) for t in ("orders", "events", "catalog")}
-    run_rules_job(tables["orders"], tables["events"], tables["catalog"],  # type: ignore[arg-type]
+    run_rules_job(tables["orders"], tables["events"], tables["catalog"],
                   RulesConfig(), out)
     baskets = tables["orders"].groupby("order_id")["product_id"].agg(frozenset)  # type: ignore[union-attr]
     return {"bundles": load_parquet(out / "bundles.parquet"), "baskets": baskets,

@@ -4,6 +4,7 @@ ranked by the stated gain formula without substitutes, filters, and `recsys mine
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,9 @@ BASKETS = [["mug", "tea", "spoon"], ["mug", "tea"], ["kettle", "tea"], ["mug", "
         (RuleFilterConfig(min_count=2), lambda a, c, n: n >= 2),
     ],
 )
-def test_filters_against_plain_python(rule_filter: RuleFilterConfig, expected) -> None:  # type: ignore[no-untyped-def]
+def test_filters_against_plain_python(rule_filter: RuleFilterConfig,
+                                      expected: Callable[[list[str], list[str], int], bool]
+                                      ) -> None:
     rules = mine_rules(_orders(BASKETS), min_count=1, max_len=3)
     kept = filter_rules(rules, rule_filter, CATALOG)
     want = {(tuple(a), tuple(c)) for a, c, n in zip(rules["antecedents"], rules["consequents"],

@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -107,8 +108,8 @@ def _expected_measures(n: int, c_a: int, c_c: int, c_ac: int) -> dict[str, float
 
 
 def _rules_by_key(rules: pd.DataFrame) -> dict[tuple[tuple[str, ...], tuple[str, ...]],
-                                              dict[str, object]]:
-    out: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, object]] = {}
+                                              dict[str, Any]]:
+    out: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
     records = rules.to_dict("records")
     for row in records:
         ant, con = list(row["antecedents"]), list(row["consequents"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -155,7 +155,8 @@ def retail(spark_local: Any, online_retail_path: Path,
 @pytest.mark.parametrize(("kind", "knn_k", "top_k"), [("cosine", 6, 5), ("bm25", 100, 50),
                                                       ("bm25", 6, 5)])
 def test_knn_equals_the_local_job_on_online_retail(retail: dict[str, Any], tmp_path: Path,
-                                                   kind: str, knn_k: int, top_k: int) -> None:
+                                                   kind: Literal["cosine", "bm25"], knn_k: int,
+                                                   top_k: int) -> None:
     """The same neighbours and counts as implicit's; a small K makes implicit's own choice
     among tied candidates matter."""
     config = ModelsConfig(similarity=kind, knn_k=knn_k, top_k=top_k)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from recsys import layout, pipeline
@@ -127,6 +128,7 @@ def test_served_lists_equal_the_local_engines(built: dict[str, Path], small: Tes
     key = {"X-API-Key": config.serving_settings().api_key}  # the shop's backend: every list
     with TestClient(create_app(config.serving_settings())) as local:
         expected = local.get(path, headers=key)
+    assert isinstance(small.app, FastAPI)
     got = small.get(path, headers={"X-API-Key": small.app.state.serving.settings.api_key})
     assert got.status_code == expected.status_code == 200, got.text
     ignore = {"request_id", "model_version"}
