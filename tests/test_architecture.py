@@ -24,7 +24,7 @@ MAX_LINES = 450
 # (``evaluation.engine`` calls ``serving.recommend``), and config above the components
 # whose settings it gathers into one validated file.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("recsys.errors", "recsys.progress", "recsys.charts", "recsys.contract",
+    ("foundation", ("recsys.errors", "recsys.kernel_cache", "recsys.progress", "recsys.charts", "recsys.contract",
                     "recsys.layout", "recsys.tomlfile", "recsys.redact", "recsys.filemodes",
                     "recsys.spark.settings")),
     ("data", ("recsys.artifact_io", "recsys.derive_catalog", "recsys.spark.ingest",
