@@ -32,11 +32,18 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _STAGE = re.compile(r"^(\S+ \S+),(\d+) INFO recsys\.pipeline: (ingest done|job (\w+):)")
 
 
+_FORKNOEXEC = 0x40  # the kernel's PF_FORKNOEXEC: a process that has not exec'd since its fork
+
+
 def _tree_rss(root: int) -> dict[str, int]:
     """Resident bytes of ``root`` (the driver) and its descendants, by kind (driver, other
-    python processes: Spark's Python workers; java: Spark's JVM; other)."""
+    python processes: Spark's Python workers; java: Spark's JVM; other). A child of the JVM
+    that has not exec'd yet is left out: the JVM starts processes (``rm -rf`` of its scratch
+    folders, the Python daemon) with posix_spawn, whose child shares the JVM's memory until
+    it execs and, named after the spawning thread, would count the JVM a second time."""
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
+    spawning: set[int] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -45,8 +52,11 @@ def _tree_rss(root: int) -> dict[str, int]:
         except OSError:
             continue
         name = stat[stat.index("(") + 1: stat.rindex(")")]
-        parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        fields = stat[stat.rindex(")") + 2:].split()
+        parents[int(entry)] = int(fields[1])
         names[int(entry)] = name
+        if int(fields[6]) & _FORKNOEXEC:
+            spawning.add(int(entry))
     tree, frontier = {root}, [root]
     while frontier:
         pid = frontier.pop()
@@ -55,6 +65,8 @@ def _tree_rss(root: int) -> dict[str, int]:
         frontier.extend(children)
     out = {"driver": 0, "python": 0, "java": 0, "other": 0}
     for pid in tree:
+        if pid in spawning and names.get(parents[pid]) == "java":
+            continue
         try:
             resident = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
         except (OSError, IndexError):
