@@ -157,11 +157,12 @@ def test_matches_brute_force(lines: Lines, threshold: tuple[str | None, int | No
     expected = _brute(lines, min_support=min_support, min_count=min_count,
                       min_confidence=min_confidence, min_lift=min_lift, max_len=max_len,
                       multi=multi, max_basket_items=max_basket_items)
-    result = mine(_orders(lines),
-                  min_support=float(min_support) if min_support is not None else None,
-                  min_count=min_count, min_confidence=float(min_confidence),
-                  min_lift=float(min_lift) if min_lift is not None else None,
-                  max_len=max_len, multi_consequent=multi, max_basket_items=max_basket_items)
+    thresholds: dict[str, Any] = {
+        "min_support": float(min_support) if min_support is not None else None,
+        "min_count": min_count, "min_confidence": float(min_confidence),
+        "min_lift": float(min_lift) if min_lift is not None else None,
+        "max_len": max_len, "multi_consequent": multi, "max_basket_items": max_basket_items}
+    result = mine(_orders(lines), **thresholds)
 
     assert list(result.rules.columns) == RULE_COLUMNS
     got = _rules_by_key(result.rules)
@@ -180,11 +181,7 @@ def test_matches_brute_force(lines: Lines, threshold: tuple[str | None, int | No
     # them); the same frames, row for row, from the lines in another order
     keys = [(len(items), tuple(items)) for items in result.itemsets["items"]]
     assert keys == sorted(keys)
-    shuffled = mine(_orders([(-o, item) for o, item in reversed(lines)]),
-                    min_support=float(min_support) if min_support is not None else None,
-                    min_count=min_count, min_confidence=float(min_confidence),
-                    min_lift=float(min_lift) if min_lift is not None else None,
-                    max_len=max_len, multi_consequent=multi, max_basket_items=max_basket_items)
+    shuffled = mine(_orders([(-o, item) for o, item in reversed(lines)]), **thresholds)
     pd.testing.assert_frame_equal(shuffled.rules, result.rules)
     pd.testing.assert_frame_equal(shuffled.itemsets, result.itemsets)
 

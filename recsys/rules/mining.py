@@ -322,10 +322,10 @@ def rules_from_itemsets(fi: FrequentItemsets, items: Vocabulary, *, min_confiden
                         lines_excluded: int = 0,
                         max_basket_items: int | None = None) -> MiningResult:
     """Rules, itemsets table and report from frequent itemsets counted elsewhere (``mine``, or
-    the Spark engine); ``items`` decodes the itemsets' product codes. Itemsets and rules
-    come out in the itemsets' canonical order (``FrequentItemsets.canonical``, the same on
-    both engines). The rules are counted
-    before any is built: past ``max_rules`` the count threshold rises to the smallest that fits."""
+    the Spark engine); ``items`` decodes the itemsets' product codes. Itemsets and rules come
+    out in the itemsets' canonical order (``FrequentItemsets.canonical``, the same on both
+    engines). The rules are counted before any is built: past ``max_rules`` the count
+    threshold rises to the smallest that fits."""
     conf = _fraction(min_confidence, "min_confidence")
     lift = _fraction(min_lift, "min_lift") if min_lift is not None else None
     fi = fi.canonical()  # rules and itemsets in an order independent of the counting
