@@ -40,7 +40,7 @@ from evaluation_bench import (  # noqa: E402
 from benchmarks import machine  # noqa: E402
 from recsys.analytics.actions import ROW_GROUP_ROWS, replenishment_list  # noqa: E402
 from recsys.analytics.job import compute_clv  # noqa: E402
-from recsys.analytics.lifecycle import STAGES, lifecycle_stages  # noqa: E402
+from recsys.analytics.lifecycle import STAGES  # noqa: E402
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig  # noqa: E402
 from recsys.artifacts import save_parquet  # noqa: E402
 from recsys.repurchase import repurchase_cycles  # noqa: E402
@@ -53,8 +53,7 @@ def lifecycle(holdout_days: int) -> None:
     cutoff = end - pd.Timedelta(days=holdout_days)
     started = time.perf_counter()
     result = compute_clv(orders, None, config=AnalyticsConfig(as_of=cutoff.to_pydatetime()))
-    stages = lifecycle_stages(result.orders.orders, result.customers, result.orders.end,
-                              AnalyticsConfig().lifecycle)
+    stages = result.stages.copy()
     took = time.perf_counter() - started
     buyers = set(orders.loc[orders["ordered_at"] > cutoff, "customer_id"])
     stages["lost"] = ~stages["customer_id"].isin(buyers)

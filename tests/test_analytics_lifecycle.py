@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from recsys.analytics.clv import order_table
 from recsys.analytics.job import compute_clv
 from recsys.analytics.lifecycle import STAGES, lifecycle_stages, stage_flows
 from recsys.analytics.settings import AnalyticsConfig, LifecycleConfig
@@ -54,9 +55,12 @@ HISTORIES = {
 @pytest.fixture(scope="module")
 def stages() -> pd.DataFrame:
     result = compute_clv(_orders(HISTORIES), None, config=AnalyticsConfig(as_of=AS_OF))
-    table = lifecycle_stages(result.orders.orders, result.customers, result.orders.end,
-                             LifecycleConfig())
+    table = result.stages
     assert table["customer_id"].tolist() == result.customers["customer_id"].tolist()
+    # the stages of the order table itself are the job's (made from the per-customer facts)
+    orders = order_table(_orders(HISTORIES), as_of=pd.Timestamp(AS_OF)).orders
+    pd.testing.assert_frame_equal(
+        lifecycle_stages(orders, result.customers, result.facts.end, LifecycleConfig()), table)
     return table.set_index("customer_id")
 
 
@@ -78,9 +82,9 @@ def test_stage_inputs_are_the_documented_figures(stages: pd.DataFrame) -> None:
 
 
 def test_thresholds_are_configurable() -> None:
-    result = compute_clv(_orders(HISTORIES), None, config=AnalyticsConfig(as_of=AS_OF))
     loose = LifecycleConfig(at_risk_factor=2.0, churned_factor=4.0, spend_drop=0.2)
-    table = lifecycle_stages(result.orders.orders, result.customers, result.orders.end, loose)
+    table = compute_clv(_orders(HISTORIES), None,
+                        config=AnalyticsConfig(as_of=AS_OF, lifecycle=loose)).stages
     stage = table.set_index("customer_id")["stage"]
     assert stage["at_risk"] == "declining"  # 50 days: past due, below 2 x 30
     assert stage["churned"] == "at_risk"  # 100 days: > 2 x 30, not > 4 x 30
@@ -90,9 +94,8 @@ def test_thresholds_are_configurable() -> None:
 def test_a_one_time_buyer_is_new_until_past_due() -> None:
     histories = {"repeat": _every("2024-12-16", 30, 6), "once_in_cycle": [("2024-12-11", 50.0)],
                  "once_past_due": [("2024-11-21", 50.0)]}  # 40 days > the usual 30
-    result = compute_clv(_orders(histories), None, config=AnalyticsConfig(as_of=AS_OF))
-    table = lifecycle_stages(result.orders.orders, result.customers, result.orders.end,
-                             LifecycleConfig(new_days=5))
+    table = compute_clv(_orders(histories), None, config=AnalyticsConfig(
+        as_of=AS_OF, lifecycle=LifecycleConfig(new_days=5))).stages
     stage = table.set_index("customer_id")["stage"]
     assert stage["once_in_cycle"] == "new" and stage["once_past_due"] == "declining"
 

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from recsys import layout
 from recsys.analytics.aggregates import ClvAggregates, customer_products
-from recsys.analytics.lifecycle import STAGES, lifecycle_stages, stage_flows
+from recsys.analytics.lifecycle import STAGES, stage_flows
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
 from recsys.artifact_io import load_npz, load_parquet, save_parquet
 from recsys.vocab import Vocabulary
@@ -267,7 +267,7 @@ ROW_GROUP_ROWS = 100_000
 ACTION_FILES = tuple(f.name for f in layout.ACTION_FILES)
 
 
-def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame,
+def write_action_lists(customers: pd.DataFrame, stages: pd.DataFrame,
                        aggregates: ClvAggregates, catalog: pd.DataFrame | None,
                        end: pd.Timestamp, out: Path, *, config: AnalyticsConfig,
                        previous: Path | None = None,
@@ -275,12 +275,11 @@ def write_action_lists(customers: pd.DataFrame, order_rows: pd.DataFrame,
     """Lifecycle stages and flows, recommendations and the action lists, written to ``out``
     (``ACTION_FILES``; stages and recommendations in the row order of ``customers``).
 
-    ``order_rows``: one row per order (recsys.analytics.clv.order_table); ``aggregates``: the
-    lines' aggregations (recsys.analytics.aggregates); ``previous``: the previous artifact's
+    ``stages``: the lifecycle stages of ``customers`` (same order); ``aggregates``: the lines'
+    aggregations (recsys.analytics.aggregates); ``previous``: the previous artifact's
     analytics folder (for the flows); ``model_dir``: the folder with the models job's ALS
     factors and repurchase cycles."""
     pairs = aggregates.customer_products(end)
-    stages = lifecycle_stages(order_rows, customers, end, config.lifecycle)
     before_path = None if previous is None else previous / layout.LIFECYCLE.name
     before = load_parquet(before_path) if before_path and before_path.exists() else None
     flows = stage_flows(before, stages)

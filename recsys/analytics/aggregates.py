@@ -1,11 +1,11 @@
 """The line-level aggregations of the customer-value job, behind one interface.
 
 The job (recsys.analytics.job) never reads order lines itself: it asks a ``ClvAggregates``
-for the per-order table, the per-(customer, product) table of the action lists, the
-repurchase cycles and the pricing sums, then runs the small fits and the rules on the driver.
-``LineAggregates`` makes them with pandas from the canonical lines in memory (the local
-engine); ``recsys.spark.clv.SparkClvAggregates`` makes the same tables as Spark aggregations,
-so that only one row per order, per (customer, product) and per customer reaches the driver.
+for the per-customer facts (recsys.analytics.facts), the per-(customer, product) table of
+the action lists, the repurchase cycles and the pricing sums, then runs the small fits and
+the rules on the driver. ``LineAggregates`` makes them with pandas from the canonical lines
+in memory (the local engine); ``recsys.spark.clv.SparkClvAggregates`` makes the same tables
+on Spark, so that only one row per customer and per (customer, product) reaches the driver.
 
 ``customer_products`` columns (``PAIR_COLUMNS``), one row per customer and product bought by
 a known customer (up to the observation end): lines, orders (distinct orders), last_ordered_at,
@@ -22,8 +22,10 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from recsys.analytics.clv import OrderTable, order_table
+from recsys.analytics.clv import order_table
+from recsys.analytics.facts import CustomerFacts, facts_of_order_table
 from recsys.analytics.pricing import PriceAggregates, price_aggregates
+from recsys.analytics.settings import AnalyticsConfig
 from recsys.repurchase import repurchase_cycles
 
 __all__ = ["ClvAggregates", "LineAggregates", "customer_products", "PAIR_COLUMNS"]
@@ -38,9 +40,10 @@ class ClvAggregates(Protocol):
     def filled_columns(self, columns: Sequence[str]) -> set[str]:
         """Those of ``columns`` the lines have, with a value in at least one line."""
 
-    def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
-                    use_margin: bool) -> OrderTable:
-        """recsys.analytics.clv.order_table of the lines."""
+    def customer_facts(self, catalog: pd.DataFrame | None, *,
+                       config: AnalyticsConfig) -> CustomerFacts:
+        """The facts (recsys.analytics.facts) of the lines' order table
+        (recsys.analytics.clv.order_table, with ``config``'s as_of and use_margin)."""
 
     def customer_products(self, end: pd.Timestamp) -> pd.DataFrame:
         """The lines of known customers up to ``end`` per (customer, product): PAIR_COLUMNS."""
@@ -62,9 +65,11 @@ class LineAggregates:
     def filled_columns(self, columns: Sequence[str]) -> set[str]:
         return {c for c in columns if c in self.orders.columns and self.orders[c].notna().any()}
 
-    def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
-                    use_margin: bool) -> OrderTable:
-        return order_table(self.orders, catalog, as_of=as_of, use_margin=use_margin)
+    def customer_facts(self, catalog: pd.DataFrame | None, *,
+                       config: AnalyticsConfig) -> CustomerFacts:
+        as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
+        return facts_of_order_table(order_table(self.orders, catalog, as_of=as_of,
+                                                use_margin=config.use_margin), config)
 
     def _known(self, end: pd.Timestamp) -> pd.DataFrame:
         orders = self.orders

@@ -41,6 +41,10 @@ __all__ = [
     "estimate_lifetime_years",
     "LifetimeEstimate",
     "customer_table",
+    "customer_table_of_totals",
+    "customer_totals",
+    "lifetime_of_windows",
+    "window_flags",
     "summary_lines",
     "round_values",
     "VALUE_DECIMALS",
@@ -201,33 +205,62 @@ def estimate_lifetime_years(orders: pd.DataFrame, end: pd.Timestamp, *, window_d
     expected lifetime of 1 / (1 - rho) years (geometric), capped at ``max_years``. Data shorter
     than two windows (or an empty earlier window) gives ``fallback_years``.
     """
+    flags = window_flags(orders, end, window_days)
+    return lifetime_of_windows(orders["ordered_at"].min(), end, flags["in_earlier_window"],
+                               flags["in_last_window"], window_days=window_days,
+                               fallback_years=fallback_years, max_years=max_years)
+
+
+def window_flags(orders: pd.DataFrame, end: pd.Timestamp, window_days: int) -> pd.DataFrame:
+    """Per customer (index, sorted) of the orders up to ``end``: in_earlier_window (an order in
+    (end - 2w, end - w]) and in_last_window (one in (end - w, end])."""
     when = orders["ordered_at"]
     w = pd.Timedelta(days=window_days)
-    if when.min() > end - 2 * w:
+    frame = pd.DataFrame({"customer_id": orders["customer_id"].to_numpy(),
+                          "in_earlier_window": ((when > end - 2 * w) & (when <= end - w)).to_numpy(),
+                          "in_last_window": ((when > end - w) & (when <= end)).to_numpy()})
+    return frame.groupby("customer_id", sort=True).any()
+
+
+def lifetime_of_windows(first_order: pd.Timestamp, end: pd.Timestamp, in_earlier: pd.Series,
+                        in_last: pd.Series, *, window_days: int, fallback_years: float,
+                        max_years: float) -> LifetimeEstimate:
+    """:func:`estimate_lifetime_years` from the first order of all and, per customer, whether
+    they ordered in the earlier and in the last window (:func:`window_flags`)."""
+    if first_order > end - 2 * pd.Timedelta(days=window_days):
         return LifetimeEstimate(fallback_years, "fallback")
-    ids = orders["customer_id"]
-    earlier = pd.Index(pd.unique(ids[(when > end - 2 * w) & (when <= end - w)]))
-    if earlier.empty:
+    earlier = in_earlier.to_numpy(bool)
+    if not earlier.any():
         return LifetimeEstimate(fallback_years, "fallback")
-    kept = int(earlier.isin(ids[(when > end - w) & (when <= end)]).sum())
-    q = 1.0 - kept / len(earlier)
+    kept = int((earlier & in_last.to_numpy(bool)).sum())
+    q = 1.0 - kept / int(earlier.sum())
     rho = (1.0 - q) ** (DAYS_PER_YEAR / window_days)
     if rho >= 1.0 - 1.0 / max_years:  # 1 / (1 - rho) >= max_years
-        return LifetimeEstimate(max_years, "capped", q, rho, len(earlier))
-    return LifetimeEstimate(1.0 / (1.0 - rho), "estimated", q, rho, len(earlier))
+        return LifetimeEstimate(max_years, "capped", q, rho, int(earlier.sum()))
+    return LifetimeEstimate(1.0 / (1.0 - rho), "estimated", q, rho, int(earlier.sum()))
+
+
+def customer_totals(orders: pd.DataFrame) -> pd.DataFrame:
+    """Per customer (index, sorted) of an order table: orders, first_order, last_order,
+    revenue, profit."""
+    return orders.groupby("customer_id", sort=True).agg(
+        orders=("order_id", "size"), first_order=("ordered_at", "min"),
+        last_order=("ordered_at", "max"), revenue=("revenue", "sum"), profit=("profit", "sum"))
 
 
 def customer_table(table: OrderTable, config: AnalyticsConfig,
                    lifetime: LifetimeEstimate) -> pd.DataFrame:
     """One row per customer: order counts, dates, tenure, AOV, frequency, historical CLV,
     expected days between orders and the churn-risk flag (see the module docstring)."""
-    orders = table.orders
-    end = table.end
-    grouped = orders.groupby("customer_id", sort=True)
-    out = grouped.agg(orders=("order_id", "size"), first_order=("ordered_at", "min"),
-                      last_order=("ordered_at", "max"), revenue=("revenue", "sum"),
-                      profit=("profit", "sum"))
-    if not table.margin_known:
+    return customer_table_of_totals(customer_totals(table.orders), table.end, config, lifetime,
+                                    margin_known=table.margin_known)
+
+
+def customer_table_of_totals(totals: pd.DataFrame, end: pd.Timestamp, config: AnalyticsConfig,
+                             lifetime: LifetimeEstimate, *, margin_known: bool) -> pd.DataFrame:
+    """:func:`customer_table` from the per-customer totals (:func:`customer_totals`)."""
+    out = totals[["orders", "first_order", "last_order", "revenue", "profit"]].copy()
+    if not margin_known:
         out["profit"] = np.nan
     n = out["orders"].to_numpy(np.float64)
     first = out["first_order"].to_numpy()
@@ -257,7 +290,7 @@ def customer_table(table: OrderTable, config: AnalyticsConfig,
     due = pd.Series(last) + pd.to_timedelta(np.round(expected * 86_400.0), unit="s")
     out["next_order_due"] = due.to_numpy()
     out["churn_risk"] = recency > config.churn_risk_factor * expected  # NaN (no gap): False
-    return out.reset_index()
+    return out.rename_axis("customer_id").reset_index()
 
 
 _SHARES = ("margin_revenue_coverage", "window_churn", "annual_retention",

@@ -35,13 +35,14 @@ from recsys.analytics.aggregates import ClvAggregates, LineAggregates
 from recsys.analytics.clv import (
     DAYS_PER_YEAR,
     LifetimeEstimate,
-    OrderTable,
-    customer_table,
-    estimate_lifetime_years,
+    customer_table_of_totals,
+    lifetime_of_windows,
     order_table,
 )
+from recsys.analytics.facts import WEEK, CustomerFacts, facts_of_order_table
+from recsys.analytics.lifecycle import INPUT_COLUMNS, stages_of_inputs
 from recsys.analytics.pricing import price_tables
-from recsys.analytics.retention import cohort_counts, retention_figures
+from recsys.analytics.retention import retention_figures_of_gaps
 from recsys.analytics.rfm import rfm_table, segment_summary
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.artifacts import save_parquet
@@ -59,7 +60,6 @@ OUTPUT_FILES = tuple(f.name for f in (layout.CLV_CUSTOMERS, layout.RFM_SEGMENTS,
                                         layout.CUSTOMER_SEGMENTS, layout.CLV_REPORT,
                                         layout.PRICE_SENSITIVITY, layout.DISCOUNT_CUSTOMERS)
                     ) + ACTION_FILES
-_WEEK = 7.0
 _PREDICTED = ("p_alive", "expected_purchases", "expected_order_value", "predicted_clv",
               "predicted_clv_margin")
 
@@ -68,8 +68,9 @@ _PREDICTED = ("p_alive", "expected_purchases", "expected_order_value", "predicte
 class ClvResult:
     """Everything the job writes, in memory (the report draws from it)."""
 
-    orders: OrderTable
+    facts: CustomerFacts
     customers: pd.DataFrame
+    stages: pd.DataFrame  # recsys.analytics.lifecycle.STAGE_COLUMNS, in the customers' order
     rfm_segments: pd.DataFrame
     cohorts: pd.DataFrame
     lifetime: LifetimeEstimate
@@ -103,14 +104,14 @@ def clv_inputs_missing(orders: pd.DataFrame | ClvAggregates,
 def compute_clv(orders: pd.DataFrame, catalog: pd.DataFrame | None, *,
                 config: AnalyticsConfig) -> ClvResult:
     """Customer value from canonical orders (and the catalog's prices and margins):
-    :func:`customer_value` of their order table."""
+    :func:`customer_value` of the facts of their order table."""
     as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
-    return customer_value(order_table(orders, catalog, as_of=as_of,
-                                      use_margin=config.use_margin), config=config)
+    table = order_table(orders, catalog, as_of=as_of, use_margin=config.use_margin)
+    return customer_value(facts_of_order_table(table, config), config=config)
 
 
-def customer_value(table: OrderTable, *, config: AnalyticsConfig) -> ClvResult:
-    """Customer value from the order table (recsys.analytics.clv.order_table).
+def customer_value(facts: CustomerFacts, *, config: AnalyticsConfig) -> ClvResult:
+    """Customer value from the per-customer facts (recsys.analytics.facts).
 
     ``customers`` columns: customer_id, orders, first_order, last_order, revenue, profit,
     tenure_days, active_days, recency_days, average_order_value, purchase_frequency (orders
@@ -121,29 +122,32 @@ def customer_value(table: OrderTable, *, config: AnalyticsConfig) -> ClvResult:
     predicted_clv_margin; RFM r, f, m, fm, rfm_score, segment. Profit columns are NaN when
     margins are unknown.
     """
+    known = facts.customers
     if config.lifetime_years is not None:
         lifetime = LifetimeEstimate(config.lifetime_years, "configured")
     else:
-        lifetime = estimate_lifetime_years(table.orders, table.end,
-                                           window_days=config.churn_window_days,
-                                           fallback_years=config.fallback_lifetime_years,
-                                           max_years=config.max_lifetime_years)
-    customers = customer_table(table, config, lifetime)
-    summary = btyd.btyd_summary(table.orders, table.end, time_unit_days=_WEEK)
-    customers = customers.merge(summary.rename(columns={"recency": "recency_weeks",
-                                                        "T": "T_weeks"}),
+        lifetime = lifetime_of_windows(known["first_order"].min(), facts.end,
+                                       known["in_earlier_window"], known["in_last_window"],
+                                       window_days=config.churn_window_days,
+                                       fallback_years=config.fallback_lifetime_years,
+                                       max_years=config.max_lifetime_years)
+    customers = customer_table_of_totals(known.set_index("customer_id"), facts.end, config,
+                                         lifetime, margin_known=facts.margin_known)
+    stages = stages_of_inputs(known[list(INPUT_COLUMNS)], customers, facts.end, config.lifecycle)
+    customers = customers.merge(known[["customer_id", "frequency", "recency_weeks", "T_weeks",
+                                       "monetary_value"]],
                                 on="customer_id", how="left", validate="one_to_one")
-    bgnbd, gg, notes, status = _predict(customers, config, table.margin_known)
+    bgnbd, gg, notes, status = _predict(customers, config, facts.margin_known)
     rfm = rfm_table(customers, monetary="profit" if config.rfm.monetary == "profit"
-                    and table.margin_known else "revenue",
+                    and facts.margin_known else "revenue",
                     frequency="orders" if config.rfm.frequency == "orders"
                     else "purchase_frequency")
     customers = customers.merge(rfm, on="customer_id", how="left", validate="one_to_one")
     segments = segment_summary(rfm, customers["revenue"], customers["predicted_clv"])
-    cohorts = cohort_counts(table.orders)
+    cohorts = facts.cohorts
     figures: dict[str, Any] = {
-        **table.figures(), **lifetime.figures(),
-        **retention_figures(table.orders, customers),
+        **facts.figures(), **lifetime.figures(),
+        **retention_figures_of_gaps(facts.gaps, customers),
         "revenue": float(customers["revenue"].sum()),
         "historical_clv_total": float(customers["historical_clv"].sum()),
         "historical_clv_mean": float(customers["historical_clv"].mean()),
@@ -159,10 +163,11 @@ def customer_value(table: OrderTable, *, config: AnalyticsConfig) -> ClvResult:
         "cohorts": int(cohorts["cohort"].nunique()),
         "notes": notes,
     }
-    if table.margin_known:
+    if facts.margin_known:
         figures["predicted_clv_margin_total"] = float(
             customers["predicted_clv_margin"].sum(min_count=1))
-    return ClvResult(orders=table, customers=customers, rfm_segments=segments, cohorts=cohorts,
+    return ClvResult(facts=facts, customers=customers, stages=stages, rfm_segments=segments,
+                     cohorts=cohorts,
                      lifetime=lifetime, bgnbd=bgnbd, gamma_gamma=gg, figures=_clean(figures))
 
 
@@ -176,7 +181,7 @@ def _predict(customers: pd.DataFrame, config: AnalyticsConfig, margin_known: boo
     tx = customers["recency_weeks"].to_numpy(np.float64)
     t = customers["T_weeks"].to_numpy(np.float64)
     m = customers["monetary_value"].to_numpy(np.float64)
-    period = DAYS_PER_YEAR / 12 / _WEEK  # one month in weeks
+    period = DAYS_PER_YEAR / 12 / WEEK  # one month in weeks
     monthly_rate = (1.0 + config.annual_discount_rate) ** (1 / 12) - 1.0
     bgnbd: btyd.BGNBD | None = None
     gg: btyd.GammaGamma | None = None
@@ -258,15 +263,14 @@ def run_clv_job(orders: pd.DataFrame | ClvAggregates, catalog: pd.DataFrame | No
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     aggregates = LineAggregates(orders) if isinstance(orders, pd.DataFrame) else orders
-    as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
-    with timed_step(log, "customer value: the order table"):
-        table = aggregates.order_table(catalog, as_of=as_of, use_margin=config.use_margin)
-    with timed_step(log, f"customer value: fits ({len(table.orders):,} orders)"):
-        result = customer_value(table, config=config)
+    with timed_step(log, "customer value: the facts per customer"):
+        facts = aggregates.customer_facts(catalog, config=config)
+    with timed_step(log, f"customer value: fits ({len(facts.customers):,} customers)"):
+        result = customer_value(facts, config=config)
     with timed_step(log, "customer value: lifecycle and action lists"):
         result.figures["actions"] = write_action_lists(
-            result.customers, result.orders.orders, aggregates, catalog, result.orders.end,
-            out, config=config, previous=previous, model_dir=model_dir)
+            result.customers, result.stages, aggregates, catalog, facts.end, out,
+            config=config, previous=previous, model_dir=model_dir)
     save_parquet(result.customers, out / layout.CLV_CUSTOMERS.name, row_group_size=ROW_GROUP_ROWS)
     save_parquet(result.rfm_segments, out / layout.RFM_SEGMENTS.name)
     save_parquet(result.cohorts, out / layout.COHORTS.name)

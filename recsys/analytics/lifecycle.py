@@ -38,12 +38,14 @@ import pandas as pd
 
 from recsys.analytics.settings import LifecycleConfig
 
-__all__ = ["STAGES", "lifecycle_stages", "stage_flows", "STAGE_COLUMNS"]
+__all__ = ["STAGES", "lifecycle_stages", "lifecycle_inputs", "stages_of_inputs", "stage_flows",
+           "STAGE_COLUMNS", "INPUT_COLUMNS"]
 
 STAGES: tuple[str, ...] = ("new", "growing", "stable", "declining", "at_risk", "churned",
                            "reactivated")
 STAGE_COLUMNS = ("customer_id", "stage", "recency_days", "expected_days_between_orders",
                  "last_gap_days", "earlier_gap_days", "spend_recent", "spend_usual")
+INPUT_COLUMNS = ("last_gap_days", "earlier_gap_days", "spend_recent", "spend_before")
 _DAY = np.timedelta64(1, "D")
 NONE = "none"
 
@@ -53,10 +55,20 @@ def lifecycle_stages(orders: pd.DataFrame, customers: pd.DataFrame, end: pd.Time
     """One row per customer of ``customers`` (same order), columns ``STAGE_COLUMNS``.
 
     ``orders``: one row per order (customer_id, ordered_at, revenue), as
-    recsys.analytics.clv.order_table gives; ``customers``: customer_id, orders, tenure_days,
-    recency_days, expected_days_between_orders (recsys.analytics.clv.customer_table).
+    recsys.analytics.clv.order_table gives; ``customers``: customer_id, orders, first_order,
+    tenure_days, recency_days, mean_days_between_orders, expected_days_between_orders
+    (recsys.analytics.clv.customer_table).
     """
-    ids = pd.Index(customers["customer_id"])
+    inputs = lifecycle_inputs(orders, pd.Index(customers["customer_id"]), end,
+                              config.trend_window_days)
+    return stages_of_inputs(inputs, customers, end, config)
+
+
+def lifecycle_inputs(orders: pd.DataFrame, ids: pd.Index, end: pd.Timestamp,
+                     trend_window_days: int) -> pd.DataFrame:
+    """What the stages need of the orders, per customer of ``ids`` (same order):
+    ``INPUT_COLUMNS`` (the last gap, the mean of the gaps before it with three orders or more,
+    the spend in the last ``trend_window_days`` and before them)."""
     code = ids.get_indexer(orders["customer_id"])
     if (code < 0).any():
         raise ValueError("lifecycle: orders hold customers the customer table does not")
@@ -71,18 +83,32 @@ def lifecycle_stages(orders: pd.DataFrame, customers: pd.DataFrame, end: pd.Time
     last_row = np.r_[np.flatnonzero(~same)[1:], len(code)] - 1
     last_gap = np.full(n_customers, np.nan)
     last_gap[code[last_row]] = gap[last_row]
-    repeat = n >= 2
-    last_gap[~repeat] = np.nan
+    last_gap[n < 2] = np.nan
     gap_sum = np.bincount(code, weights=gap, minlength=n_customers)
     earlier_gap = np.full(n_customers, np.nan)
     three = n >= 3
     earlier_gap[three] = (gap_sum[three] - last_gap[three]) / (n[three] - 2)
+    end64 = np.datetime64(pd.Timestamp(end))
+    recent_rows = when > end64 - np.timedelta64(trend_window_days, "D")
+    return pd.DataFrame({
+        "last_gap_days": last_gap, "earlier_gap_days": earlier_gap,
+        "spend_recent": np.bincount(code, weights=revenue * recent_rows, minlength=n_customers),
+        "spend_before": np.bincount(code, weights=revenue * ~recent_rows,
+                                    minlength=n_customers)})
 
+
+def stages_of_inputs(inputs: pd.DataFrame, customers: pd.DataFrame, end: pd.Timestamp,
+                     config: LifecycleConfig) -> pd.DataFrame:
+    """:func:`lifecycle_stages` from the per-customer inputs (:func:`lifecycle_inputs`, in
+    the row order of ``customers``)."""
+    last_gap = inputs["last_gap_days"].to_numpy(np.float64)
+    earlier_gap = inputs["earlier_gap_days"].to_numpy(np.float64)
+    recent = inputs["spend_recent"].to_numpy(np.float64)
+    before = inputs["spend_before"].to_numpy(np.float64)
+    n = customers["orders"].to_numpy(np.int64)
+    repeat, three = n >= 2, n >= 3
     end64 = np.datetime64(pd.Timestamp(end))
     window = np.timedelta64(config.trend_window_days, "D")
-    recent_rows = when > end64 - window
-    recent = np.bincount(code, weights=revenue * recent_rows, minlength=n_customers)
-    before = np.bincount(code, weights=revenue * ~recent_rows, minlength=n_customers)
     first = customers["first_order"].to_numpy("datetime64[ns]")
     observed = np.maximum((end64 - window - first) / _DAY, config.trend_window_days)
     usual = before / observed * config.trend_window_days  # revenue per window before it
@@ -108,9 +134,10 @@ def lifecycle_stages(orders: pd.DataFrame, customers: pd.DataFrame, end: pd.Time
     stage = np.select(conditions, ["new", "churned", "at_risk", "reactivated", "declining",
                                    "growing"], default="stable")
     table = pd.DataFrame({
-        "customer_id": ids.to_numpy(), "stage": stage.astype(object), "recency_days": recency,
-        "expected_days_between_orders": expected, "last_gap_days": last_gap,
-        "earlier_gap_days": earlier_gap, "spend_recent": recent, "spend_usual": usual})
+        "customer_id": customers["customer_id"].to_numpy(), "stage": stage.astype(object),
+        "recency_days": recency, "expected_days_between_orders": expected,
+        "last_gap_days": last_gap, "earlier_gap_days": earlier_gap, "spend_recent": recent,
+        "spend_usual": usual})
     return table[list(STAGE_COLUMNS)]
 
 

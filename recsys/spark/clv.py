@@ -1,24 +1,29 @@
 """The customer-value job's line-level aggregations on Spark (``ClvAggregates`` of
-recsys.analytics.aggregates): the driver receives one row per order (the order table: BG/NBD's
-purchase days, the lifecycle's gaps, cohorts and the lifetime windows are computed from it by
-the local code), one row per bought (customer, product) (the action lists), one row per
-product (repurchase cycles) and one row per customer or per (segment, category) (pricing);
-never the order lines. Sums are Spark's (in its summation order: order values agree with the
-local ones once rounded, recsys.analytics.clv.VALUE_DECIMALS); counts, minima, maxima and the
-exact ``percentile`` medians and terciles are those of the local code.
+recsys.analytics.aggregates): the driver receives one row per customer (the facts of
+recsys.analytics.facts, made by the local code on the executors from each customer's orders),
+one per bought (customer, product) (the action lists), one per product (repurchase cycles),
+one per (cohort, month) and one per customer or per (segment, category) (pricing); never the
+order lines nor one row per order. Sums are Spark's (in its summation order: order values
+agree with the local ones once rounded, recsys.analytics.clv.VALUE_DECIMALS); counts, minima,
+maxima and the exact ``percentile`` medians and terciles are those of the local code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recsys.analytics.aggregates import PAIR_COLUMNS
-from recsys.analytics.clv import OrderTable, round_values
+from recsys.analytics.clv import round_values
+from recsys.analytics.facts import FACT_COLUMNS, CustomerFacts, customer_facts
 from recsys.analytics.pricing import BANDS, PriceAggregates
+from recsys.analytics.retention import GapStats, cohort_table
+from recsys.analytics.settings import AnalyticsConfig
 from recsys.errors import InputError
 from recsys.repurchase import MIN_INTERVALS, MIN_REPEAT_SHARE
 from recsys.spark.history import repurchase_cycles_on_spark
@@ -63,6 +68,19 @@ def filled_columns(frame: DataFrame, columns: Sequence[str]) -> set[str]:
     return {c for c in present if counts is not None and counts[c] > 0}
 
 
+@dataclass(frozen=True)
+class _LineUse:
+    """The observation end and how the order lines were used (as in
+    recsys.analytics.clv.OrderTable)."""
+
+    end: pd.Timestamp
+    lines_used: int
+    lines_without_customer: int
+    lines_after_end: int
+    margin_known: bool
+    margin_coverage: float
+
+
 class SparkClvAggregates:
     """The aggregations of canonical order lines ``orders`` (a Spark DataFrame)."""
 
@@ -104,9 +122,11 @@ class SparkClvAggregates:
                     else F.lit(1.0))
         return lines.withColumn("price", F.col("_paid")).withColumn("qty", quantity)
 
-    def order_table(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
-                    use_margin: bool) -> OrderTable:
-        """recsys.analytics.clv.order_table, aggregated on Spark."""
+    def _order_rows(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
+                    use_margin: bool) -> tuple[DataFrame, _LineUse]:
+        """recsys.analytics.clv.order_table on Spark: its rows as a Spark DataFrame (order_id,
+        customer_id, ordered_at, revenue, profit; not rounded yet) and how the lines were
+        used."""
         from pyspark.sql import functions as F
 
         lines = self._priced(catalog)
@@ -159,19 +179,40 @@ class SparkClvAggregates:
             F.min_by("customer_id", "_row").alias("customer_id"),
             F.min("ordered_at").alias("ordered_at"), F.sum("revenue").alias("revenue"),
             F.sum(profit).alias("profit"))
-        table = pd.DataFrame(per_order.toPandas())
-        table = pd.DataFrame({
-            "order_id": table["order_id"].astype(object).to_numpy(),
-            "customer_id": table["customer_id"].astype(object).to_numpy(),
-            "ordered_at": table["ordered_at"].to_numpy("datetime64[us]"),
-            "revenue": table["revenue"].to_numpy(np.float64),
-            "profit": table["profit"].to_numpy(np.float64)})
-        table = round_values(table, margin_known).sort_values(["customer_id", "ordered_at", "order_id"], kind="stable")
-        return OrderTable(orders=table.reset_index(drop=True), end=end,
-                          lines_used=int(totals["used"]),
-                          lines_without_customer=int(row["without"] or 0),
-                          lines_after_end=int(sums["after"] or 0), margin_known=margin_known,
-                          margin_coverage=coverage)
+        return per_order, _LineUse(end=end, lines_used=int(totals["used"]),
+                                   lines_without_customer=int(row["without"] or 0),
+                                   lines_after_end=int(sums["after"] or 0),
+                                   margin_known=margin_known, margin_coverage=coverage)
+
+    def customer_facts(self, catalog: pd.DataFrame | None, *,
+                       config: AnalyticsConfig) -> CustomerFacts:
+        """recsys.analytics.facts of the order table, made on the executors: the orders are
+        grouped by a hash of their customer (every order of a customer in one group, about
+        ``GROUP_LINES`` lines a group) and each group's facts are those of
+        recsys.analytics.facts.customer_facts on its orders; the cohort counts and the pooled
+        gaps between orders are Spark aggregations. The driver receives one row per customer."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        as_of = pd.Timestamp(config.as_of) if config.as_of is not None else None
+        per_order, usage = self._order_rows(catalog, as_of=as_of, use_margin=config.use_margin)
+        groups = max(1, math.ceil(usage.lines_used / GROUP_LINES))
+        per_order = per_order.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            facts = (per_order.groupBy(F.pmod(F.xxhash64("customer_id"), F.lit(groups)))
+                     .applyInPandas(_group_facts(usage.end, config, usage.margin_known),
+                                    FACTS_SCHEMA))
+            customers = _facts_frame(pd.DataFrame(facts.toPandas()))
+            cohorts = _cohorts(per_order)
+            gaps = _gaps(per_order)
+        finally:
+            per_order.unpersist()
+        return CustomerFacts(customers=customers, cohorts=cohorts, gaps=gaps, end=usage.end,
+                             lines_used=usage.lines_used,
+                             lines_without_customer=usage.lines_without_customer,
+                             lines_after_end=usage.lines_after_end,
+                             margin_known=usage.margin_known,
+                             margin_coverage=usage.margin_coverage)
 
     def _known(self, end: pd.Timestamp) -> DataFrame:
         from pyspark.sql import functions as F
@@ -277,3 +318,75 @@ class SparkClvAggregates:
             lines.unpersist()
         return PriceAggregates(by_category=by_category, by_segment=by_segment,
                                customers=customers, known=bool(has_discount or has_list))
+
+
+#: Order lines per group of customers whose facts one Python worker makes at once.
+GROUP_LINES = 1_000_000
+_TYPES = {"customer_id": "string", "orders": "long", "first_order": "timestamp",
+          "last_order": "timestamp", "in_earlier_window": "boolean",
+          "in_last_window": "boolean"}
+FACTS_SCHEMA = ", ".join(f"{c} {_TYPES.get(c, 'double')}" for c in FACT_COLUMNS)
+
+
+def _group_facts(end: pd.Timestamp, config: AnalyticsConfig, margin_known: bool
+                 ) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """recsys.analytics.facts.customer_facts of one group's orders, rounded and ordered as the
+    local order table (recsys.analytics.clv.order_table)."""
+    def run(orders: pd.DataFrame) -> pd.DataFrame:
+        table = pd.DataFrame({
+            "order_id": orders["order_id"].astype(str).to_numpy(object),
+            "customer_id": orders["customer_id"].astype(str).to_numpy(object),
+            "ordered_at": orders["ordered_at"].to_numpy("datetime64[us]"),
+            "revenue": orders["revenue"].to_numpy(np.float64),
+            "profit": orders["profit"].to_numpy(np.float64)})
+        table = round_values(table, margin_known).sort_values(
+            ["customer_id", "ordered_at", "order_id"], kind="stable")
+        return customer_facts(table.reset_index(drop=True), end, config)
+
+    return run
+
+
+def _facts_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The collected facts with the local engine's types, sorted by customer_id."""
+    out = pd.DataFrame({c: table[c].to_numpy(np.float64) for c in FACT_COLUMNS
+                        if _TYPES.get(c) is None})
+    out.insert(0, "customer_id", table["customer_id"].astype("string"))
+    out["orders"] = table["orders"].to_numpy(np.int64)
+    for column in ("first_order", "last_order"):
+        out[column] = table[column].to_numpy("datetime64[us]")
+    for column in ("in_earlier_window", "in_last_window"):
+        out[column] = table[column].to_numpy(bool)
+    out = out.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return out[list(FACT_COLUMNS)]
+
+
+def _cohorts(orders: DataFrame) -> pd.DataFrame:
+    """recsys.analytics.retention.cohort_counts of the order rows, counted on Spark."""
+    from pyspark.sql import functions as F
+
+    active = orders.select("customer_id", (F.year("ordered_at") * 12 + F.month("ordered_at")
+                                           - 1).alias("month")).distinct()
+    first = active.groupBy("customer_id").agg(F.min("month").alias("cohort"))
+    counts = pd.DataFrame(active.join(first, "customer_id")
+                          .groupBy("cohort", (F.col("month") - F.col("cohort")).alias("period"))
+                          .agg(F.count(F.lit(1)).alias("customers")).toPandas())
+    last = int(counts["cohort"].add(counts["period"]).max())
+    return cohort_table(pd.DataFrame({c: counts[c].to_numpy(np.int64) for c in counts}), last)
+
+
+def _gaps(orders: DataFrame) -> GapStats:
+    """recsys.analytics.retention.gap_stats of the order rows, on Spark (``percentile`` is
+    exact, as numpy's median)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    micros = F.unix_micros("ordered_at")
+    previous = F.lag(micros).over(Window.partitionBy("customer_id").orderBy("ordered_at"))
+    gap = (micros - previous).cast("double") / 1e6 / 86_400.0
+    row = (orders.select(gap.alias("gap")).filter(F.col("gap").isNotNull())
+           .agg(F.count(F.lit(1)).alias("n"), F.avg("gap").alias("mean"),
+                F.percentile("gap", F.lit(0.5)).alias("median")).first())
+    assert row is not None
+    if row["n"] == 0:
+        return GapStats(0, float("nan"), float("nan"))
+    return GapStats(int(row["n"]), float(row["mean"]), float(row["median"]))
