@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,25 +66,10 @@ def replenishment_of_pairs(pairs: pd.DataFrame, cycles: pd.DataFrame, end: pd.Ti
                            ) -> pd.DataFrame:
     """:func:`replenishment_list` from the per-(customer, product) table
     (recsys.analytics.aggregates.customer_products of the lines up to ``end``)."""
-    columns = ["customer_id", "product_id", "last_purchase", "purchase_days", "cycle_days",
-               "cycle_source", "expected_date", "days_overdue", "status"]
-    sellable = cycles["product_id"]
-    if catalog is not None:
-        items = Vocabulary.from_ids(catalog["product_id"].astype(str))
-        sellable = sellable[~sellable.astype(str).isin(items.ids[_unavailable(catalog, items)])]
-    pairs = pairs[pairs["product_id"].isin(sellable)]
-    if pairs.empty:
-        return pd.DataFrame(columns=columns)
-    typical = cycles.set_index("product_id")["cycle_days"].astype(np.float64)
-    product_cycle = typical.reindex(pairs["product_id"]).to_numpy()
-    use_own = pairs["gaps"].to_numpy() >= config.own_cycle_min_intervals
-    cycle = np.maximum(np.where(use_own, pairs["median_gap"].to_numpy(np.float64),
-                                product_cycle), 1.0)
+    pairs = pairs[_sellable(pairs, cycles, catalog)]
+    cycle, use_own, expected, overdue = _cycles(pairs, cycles, end, config)
+    chosen = _due(cycle, overdue, config)
     last_day = pairs["last_day"].to_numpy(np.int64)
-    expected = last_day + np.round(cycle).astype(np.int64)
-    overdue = (pd.Timestamp(end).to_datetime64().astype("datetime64[D]").astype(np.int64)
-               - expected)
-    chosen = (overdue >= -config.due_within_days) & (overdue <= config.max_overdue_cycles * cycle)
     table = pd.DataFrame({
         "customer_id": pairs["customer_id"].to_numpy()[chosen],
         "product_id": pairs["product_id"].to_numpy()[chosen],
@@ -99,6 +85,48 @@ def replenishment_of_pairs(pairs: pd.DataFrame, cycles: pd.DataFrame, end: pd.Ti
     table["expected_date"] = table["expected_date"].astype("datetime64[ns]")
     return table.sort_values(["days_overdue", "customer_id", "product_id"],
                              ascending=[False, True, True], kind="stable").reset_index(drop=True)
+
+
+def replenishment_due(pairs: pd.DataFrame, cycles: pd.DataFrame, end: pd.Timestamp,
+                      config: ActionsConfig, catalog: pd.DataFrame | None = None) -> np.ndarray:
+    """Per row of the per-(customer, product) table: does :func:`replenishment_of_pairs` list
+    it (a filter that runs where the table is, e.g. on Spark's executors)?"""
+    sellable = _sellable(pairs, cycles, catalog)
+    out = np.zeros(len(pairs), dtype=bool)
+    if sellable.any():
+        cycle, _, _, overdue = _cycles(pairs[sellable], cycles, end, config)
+        out[sellable] = _due(cycle, overdue, config)
+    return out
+
+
+def _due(cycle: np.ndarray, overdue: np.ndarray, config: ActionsConfig) -> np.ndarray:
+    """Due within ``due_within_days``, and not overdue by more than ``max_overdue_cycles``."""
+    return (overdue >= -config.due_within_days) & (overdue <= config.max_overdue_cycles * cycle)
+
+
+def _sellable(pairs: pd.DataFrame, cycles: pd.DataFrame, catalog: pd.DataFrame | None
+              ) -> np.ndarray:
+    """Per pair: its product has a cycle and the catalog does not mark it unavailable."""
+    sellable = cycles["product_id"]
+    if catalog is not None:
+        items = Vocabulary.from_ids(catalog["product_id"].astype(str))
+        sellable = sellable[~sellable.astype(str).isin(items.ids[_unavailable(catalog, items)])]
+    return pairs["product_id"].isin(sellable).to_numpy(bool)
+
+
+def _cycles(pairs: pd.DataFrame, cycles: pd.DataFrame, end: pd.Timestamp,
+            config: ActionsConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair (each with a product cycle): the cycle used (days), whether it is the
+    customer's own, the expected day (days since 1970-01-01) and the days overdue."""
+    typical = cycles.set_index("product_id")["cycle_days"].astype(np.float64)
+    product_cycle = typical.reindex(pairs["product_id"]).to_numpy()
+    use_own = pairs["gaps"].to_numpy() >= config.own_cycle_min_intervals
+    cycle = np.maximum(np.where(use_own, pairs["median_gap"].to_numpy(np.float64),
+                                product_cycle), 1.0)
+    expected = pairs["last_day"].to_numpy(np.int64) + np.round(cycle).astype(np.int64)
+    overdue = (pd.Timestamp(end).to_datetime64().astype("datetime64[D]").astype(np.int64)
+               - expected)
+    return cycle, use_own, expected, overdue
 
 
 def _unavailable(catalog: pd.DataFrame | None, items: Vocabulary) -> np.ndarray:
@@ -261,6 +289,19 @@ def load_cycles(model_dir: Path | None) -> pd.DataFrame | None:
     return load_parquet(layout.REPURCHASE.at(model_dir))
 
 
+def _flag_columns(catalog: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The catalog's product_id and availability flags (what the pair filters need of it)."""
+    if catalog is None:
+        return None
+    return catalog[[c for c in ("product_id", "in_stock", "is_active") if c in catalog]]
+
+
+def _repeat_of(pairs: pd.DataFrame, customers: pd.Series) -> np.ndarray:
+    """Per pair: one of ``customers``, bought in two orders or more (win-back's own offers)."""
+    return ((pairs["orders"].to_numpy() >= 2)
+            & pairs["customer_id"].isin(customers).to_numpy(bool))
+
+
 #: Row group size of the per-customer tables, so that exports stream them in bounded memory.
 ROW_GROUP_ROWS = 100_000
 #: The files :func:`write_action_lists` writes into the job's analytics folder.
@@ -279,20 +320,26 @@ def write_action_lists(customers: pd.DataFrame, stages: pd.DataFrame,
     aggregations (recsys.analytics.aggregates); ``previous``: the previous artifact's
     analytics folder (for the flows); ``model_dir``: the folder with the models job's ALS
     factors and repurchase cycles."""
-    pairs = aggregates.customer_products(end)
     before_path = None if previous is None else previous / layout.LIFECYCLE.name
     before = load_parquet(before_path) if before_path and before_path.exists() else None
     flows = stage_flows(before, stages)
     cycles = load_cycles(model_dir)
     if cycles is None:
         cycles = aggregates.repurchase_cycles(end)
-    recs = recommendations_of_pairs(pairs, customers["customer_id"], catalog,
+    bought = aggregates.customer_products(end, columns=("customer_id", "product_id", "lines"))
+    recs = recommendations_of_pairs(bought, customers["customer_id"], catalog,
                                     config.actions.recommendations, model_dir)
+    del bought
+    flags = _flag_columns(catalog)
+    due = aggregates.customer_products(end, keep=partial(
+        replenishment_due, cycles=cycles, end=end, config=config.actions, catalog=flags))
+    lapsing = stages.loc[stages["stage"].isin(["declining", "at_risk"]), "customer_id"]
+    repeat = aggregates.customer_products(end, keep=partial(_repeat_of, customers=lapsing))
     tables = {layout.LIFECYCLE: stages, layout.LIFECYCLE_FLOWS: flows,
               layout.CUSTOMER_RECOMMENDATIONS: recs,
-              layout.REPLENISHMENT: replenishment_of_pairs(pairs, cycles, end, config.actions,
+              layout.REPLENISHMENT: replenishment_of_pairs(due, cycles, end, config.actions,
                                                            catalog),
-              layout.WINBACK: winback_of_pairs(customers, stages, pairs, recs, config.actions,
+              layout.WINBACK: winback_of_pairs(customers, stages, repeat, recs, config.actions,
                                                catalog),
               layout.HIGH_VALUE: high_value_list(customers, stages, config.actions)}
     for entry, table in tables.items():

@@ -16,7 +16,7 @@ purchase days; NaN without a gap).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -28,8 +28,10 @@ from recsys.analytics.pricing import PriceAggregates, price_aggregates
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.repurchase import repurchase_cycles
 
-__all__ = ["ClvAggregates", "LineAggregates", "customer_products", "PAIR_COLUMNS"]
+__all__ = ["ClvAggregates", "LineAggregates", "customer_products", "PAIR_COLUMNS", "PairFilter"]
 
+#: Which rows of the per-(customer, product) table to keep: a boolean per row.
+PairFilter = Callable[[pd.DataFrame], np.ndarray]
 PAIR_COLUMNS = ("customer_id", "product_id", "lines", "orders", "last_ordered_at",
                 "purchase_days", "last_day", "gaps", "median_gap")
 
@@ -45,8 +47,10 @@ class ClvAggregates(Protocol):
         """The facts (recsys.analytics.facts) of the lines' order table
         (recsys.analytics.clv.order_table, with ``config``'s as_of and use_margin)."""
 
-    def customer_products(self, end: pd.Timestamp) -> pd.DataFrame:
-        """The lines of known customers up to ``end`` per (customer, product): PAIR_COLUMNS."""
+    def customer_products(self, end: pd.Timestamp, *, keep: PairFilter | None = None,
+                          columns: Sequence[str] = PAIR_COLUMNS) -> pd.DataFrame:
+        """The lines of known customers up to ``end`` per (customer, product): ``columns``
+        of PAIR_COLUMNS, of the rows ``keep`` keeps (all without), in no particular order."""
 
     def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
         """recsys.repurchase.repurchase_cycles of the lines of known customers up to ``end``."""
@@ -75,8 +79,12 @@ class LineAggregates:
         orders = self.orders
         return orders[orders["customer_id"].notna() & (orders["ordered_at"] <= end)]
 
-    def customer_products(self, end: pd.Timestamp) -> pd.DataFrame:
-        return customer_products(self._known(end))
+    def customer_products(self, end: pd.Timestamp, *, keep: PairFilter | None = None,
+                          columns: Sequence[str] = PAIR_COLUMNS) -> pd.DataFrame:
+        table = customer_products(self._known(end))
+        if keep is not None:
+            table = table[keep(table)].reset_index(drop=True)
+        return table[list(columns)]
 
     def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
         return repurchase_cycles(self._known(end))

@@ -11,14 +11,14 @@ maxima and the exact ``percentile`` medians and terciles are those of the local 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.analytics.aggregates import PAIR_COLUMNS
+from recsys.analytics.aggregates import PAIR_COLUMNS, PairFilter
 from recsys.analytics.clv import round_values
 from recsys.analytics.facts import FACT_COLUMNS, CustomerFacts, customer_facts
 from recsys.analytics.pricing import BANDS, PriceAggregates
@@ -221,8 +221,10 @@ class SparkClvAggregates:
                                   & F.col("ordered_at").isNotNull()
                                   & (F.col("ordered_at") <= _timestamp(end)))
 
-    def customer_products(self, end: pd.Timestamp) -> pd.DataFrame:
-        """recsys.analytics.aggregates.customer_products of the known lines up to ``end``."""
+    def customer_products(self, end: pd.Timestamp, *, keep: PairFilter | None = None,
+                          columns: Sequence[str] = PAIR_COLUMNS) -> pd.DataFrame:
+        """recsys.analytics.aggregates.customer_products of the known lines up to ``end``,
+        the rows ``keep`` keeps chosen on the executors (in no particular order)."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
@@ -231,6 +233,9 @@ class SparkClvAggregates:
             F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
             "order_id", "ordered_at",
             F.datediff(F.to_date("ordered_at"), F.lit("1970-01-01")).alias("day"))
+        if keep is None and set(columns) <= {"customer_id", "product_id", "lines"}:
+            pairs = lines.groupBy(*keys).agg(F.count(F.lit(1)).alias("lines"))
+            return _pair_frame(pd.DataFrame(pairs.select(*columns).toPandas()))[list(columns)]
         pairs = lines.groupBy(*keys).agg(
             F.count(F.lit(1)).alias("lines"), F.countDistinct("order_id").alias("orders"),
             F.max("ordered_at").alias("last_ordered_at"))
@@ -240,13 +245,10 @@ class SparkClvAggregates:
         per = gaps.groupBy(*keys).agg(
             F.count(F.lit(1)).alias("purchase_days"), F.max("day").alias("last_day"),
             F.count("gap").alias("gaps"), F.percentile("gap", F.lit(0.5)).alias("median_gap"))
-        table = pd.DataFrame(pairs.join(per, keys).toPandas())
-        out = pd.DataFrame({key: table[key].astype("string") for key in keys})
-        for column in ("lines", "orders", "purchase_days", "last_day", "gaps"):
-            out[column] = table[column].to_numpy(np.int64)
-        out["last_ordered_at"] = table["last_ordered_at"].to_numpy("datetime64[us]")
-        out["median_gap"] = table["median_gap"].to_numpy(np.float64, na_value=np.nan)
-        return out[list(PAIR_COLUMNS)]
+        table = pairs.join(per, keys).select(*PAIR_COLUMNS)
+        if keep is not None:
+            table = table.mapInPandas(_kept(keep), PAIR_SCHEMA)
+        return _pair_frame(pd.DataFrame(table.select(*columns).toPandas()))[list(columns)]
 
     def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
         """recsys.repurchase.repurchase_cycles (its default thresholds) on Spark."""
@@ -390,3 +392,32 @@ def _gaps(orders: DataFrame) -> GapStats:
     if row["n"] == 0:
         return GapStats(0, float("nan"), float("nan"))
     return GapStats(int(row["n"]), float(row["mean"]), float(row["median"]))
+
+
+PAIR_SCHEMA = ("customer_id string, product_id string, lines long, orders long, "
+               "last_ordered_at timestamp, purchase_days long, last_day long, gaps long, "
+               "median_gap double")
+
+
+def _pair_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Collected (customer, product) rows with the local engine's types."""
+    out = pd.DataFrame({key: table[key].astype("string") for key in ("customer_id", "product_id")
+                        if key in table})
+    for column in ("lines", "orders", "purchase_days", "last_day", "gaps"):
+        if column in table:
+            out[column] = table[column].to_numpy(np.int64)
+    if "last_ordered_at" in table:
+        out["last_ordered_at"] = table["last_ordered_at"].to_numpy("datetime64[us]")
+    if "median_gap" in table:
+        out["median_gap"] = table["median_gap"].to_numpy(np.float64, na_value=np.nan)
+    return out[[c for c in PAIR_COLUMNS if c in table]]
+
+
+def _kept(keep: PairFilter) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The rows of each batch that ``keep`` keeps (it sees them with the local types)."""
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            rows = _pair_frame(batch)
+            yield to_spark_pandas(rows[keep(rows)])
+
+    return run
