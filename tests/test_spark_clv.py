@@ -16,6 +16,7 @@ import pytest
 from recsys.analytics.job import OUTPUT_FILES, clv_inputs_missing, run_clv_job
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.errors import InputError
+from recsys.spark import clv as spark_clv
 from recsys.spark.clv import SparkClvAggregates
 from tests.conftest import DemoShop
 
@@ -85,11 +86,15 @@ def test_online_retail_equals_the_local_job(spark_local: Any, online_retail_path
     assert local["actions"]["replenishment_pairs"] > 0 and local["actions"]["winback_customers"] > 0
 
 
+@pytest.mark.parametrize("group_lines", [spark_clv.GROUP_LINES, 2_000])
 def test_demo_shop_with_discounts_margins_and_as_of_equals_the_local_job(
-        spark_local: Any, demo_shop: DemoShop, tmp_path: Path) -> None:
+        spark_local: Any, demo_shop: DemoShop, tmp_path: Path, group_lines: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Catalog prices, margins (one product's unknown), categories, stock flags; discount and
     list-price columns (with missing values); an observation end before the last order; a
-    line without a price."""
+    line without a price. The customers' facts made in one group, and in many (each a Python
+    worker's call of the local code on its customers' orders)."""
+    monkeypatch.setattr(spark_clv, "GROUP_LINES", group_lines)
     tables = demo_shop.tables()
     lines, catalog = tables["orders"], tables["catalog"]
     n = len(lines)
@@ -102,6 +107,7 @@ def test_demo_shop_with_discounts_margins_and_as_of_equals_the_local_job(
     config = AnalyticsConfig(as_of=as_of.to_pydatetime())
     local, _ = _both(spark_local, lines, catalog, tmp_path, config)
     assert local["order_lines_after_as_of"] > 0 and local["margins_known"]
+    assert local["order_lines_used"] > 10 * 2_000  # many groups in the second case
     shares = pd.read_parquet(tmp_path / "spark" / "price_sensitivity.parquet")
     assert (shares["discount_revenue_share"] > 0).any()  # the discount path ran
 
@@ -147,10 +153,13 @@ def test_the_skip_check_answers_from_spark_as_from_the_lines(spark_local: Any,
     assert len(answers) == 4  # None, no customer_id, no ordered_at, no prices
 
 
-def test_edge_cases_equal_the_local_job(spark_local: Any, tmp_path: Path) -> None:
+def test_edge_cases_equal_the_local_job(spark_local: Any, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A small random shop: integer catalog prices, a catalog without categories, missing
     quantities and prices, guest lines, lines on one day, orders whose lines are not next to
-    each other, and two customers on one order (its first line names it, as pandas' ``first``)."""
+    each other, and two customers on one order (its first line names it, as pandas' ``first``);
+    the customers' facts made in groups of about 50 lines."""
+    monkeypatch.setattr(spark_clv, "GROUP_LINES", 50)
     rng = np.random.default_rng(7)
     n = 400
     order = rng.integers(0, 120, n)
