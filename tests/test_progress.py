@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from recsys import progress
 from recsys.progress import progress_bar, progress_enabled, set_quiet
 
 
@@ -38,7 +39,9 @@ def bars_on() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("bars_on")
-def test_a_log_line_during_a_bar_gets_its_own_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_log_line_during_a_bar_gets_its_own_line(capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar is drawn
     with console_log():
         for i in progress_bar(range(3), desc="counting", total=3):
             if i == 1:
@@ -58,3 +61,20 @@ def test_quiet_draws_no_bar(capsys: pytest.CaptureFixture[str]) -> None:
     with console_log():
         assert list(progress_bar(range(3), desc="counting")) == [0, 1, 2]
     assert "counting" not in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("bars_on")
+def test_without_a_terminal_progress_is_log_lines(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log file gets whole lines, no bar redrawn with carriage returns."""
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)  # a line after every item
+    assert not sys.stderr.isatty()
+    with console_log():
+        assert list(progress_bar(range(3), desc="counting", unit="orders", total=3)) == [0, 1, 2]
+        assert list(progress_bar(iter("ab"), desc="reading")) == ["a", "b"]
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("counting: 1 of 3 orders (33%), ")
+    assert lines[2].startswith("counting: 3 of 3 orders (100%), ")
+    assert lines[4].startswith("reading: 2 it, ") and len(lines) == 5

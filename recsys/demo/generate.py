@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from tqdm import tqdm
 
 from recsys.demo.arrays import Clock, break_dates, ids, money, null_where, run_starts, take
 from recsys.demo.orders import Headers, browse_events, build_headers, order_lines, purchase_events
@@ -35,6 +33,7 @@ from recsys.demo.spec import (
     DemoSpec,
     DemoSummary,
 )
+from recsys.progress import progress_bar
 
 __all__ = ["generate_demo"]
 
@@ -168,13 +167,11 @@ def generate_demo(out_dir: Path, spec: DemoSpec, *, progress: bool = True) -> De
     b_lo = np.r_[0, b_cut]
     b_hi = np.r_[b_cut, len(hdr.b_ts)]
     try:
-        with tqdm(total=len(bounds), desc="demo shop", unit="chunk", disable=not progress,
-                  file=sys.stderr) as bar:
-            for chunk, lo in enumerate(bounds.tolist()):  # a handful of chunks
-                hi = min(lo + CHUNK_ORDERS, spec.orders)
-                _write_chunk(rng, up_rng, spec, shop, cust, hdr, clock, int(lo), int(hi),
-                             int(b_lo[chunk]), int(b_hi[chunk]), orders_out, events_out, dirty)
-                bar.update(1)
+        for chunk, lo in progress_bar(enumerate(bounds.tolist()), desc="demo shop",
+                                      unit="chunk", total=len(bounds), enabled=progress):
+            hi = min(lo + CHUNK_ORDERS, spec.orders)
+            _write_chunk(rng, up_rng, spec, shop, cust, hdr, clock, int(lo), int(hi),
+                         int(b_lo[chunk]), int(b_hi[chunk]), orders_out, events_out, dirty)
     finally:
         orders_out.close()
         events_out.close()
