@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import layout
-from recsys.analytics.aggregates import ClvAggregates, customer_products
+from recsys.analytics.aggregates import BoughtCodes, ClvAggregates, bought_codes, customer_products
 from recsys.analytics.lifecycle import STAGES, stage_flows
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
 from recsys.artifact_io import load_npz, load_parquet, save_parquet
@@ -170,23 +171,44 @@ def recommendations_of_pairs(pairs: pd.DataFrame, customer_ids: pd.Series,
                              model_dir: Path | None = None) -> pd.DataFrame:
     """:func:`recommendations_table` from the per-(customer, product) table
     (recsys.analytics.aggregates.customer_products)."""
-    user: np.ndarray | None = None
-    item: np.ndarray | None = None
-    if model_dir is not None and layout.ALS.at(model_dir).exists():
-        items = Vocabulary.load(layout.ITEMS.at(model_dir))
-        rows = Vocabulary.load(layout.CUSTOMERS.at(model_dir))
-        als = load_npz(layout.ALS.at(model_dir))
-        user, item = als["user_factors"].astype(np.float32), als["item_factors"].astype(np.float32)
-    else:
-        items = Vocabulary.from_ids(pairs["product_id"].astype(str), sort=True)
-        rows = Vocabulary.from_ids(pairs["customer_id"].astype(str), sort=True)
-    product = items.lookup(pairs["product_id"].astype(str), on_unknown="mask")
-    row = rows.lookup(pairs["customer_id"].astype(str), on_unknown="mask")
-    ok = (product >= 0) & (row >= 0)
-    bought = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (row[ok], product[ok])),
-                           shape=(len(rows), len(items)))
-    popularity = np.bincount(product[product >= 0],
-                             weights=pairs["lines"].to_numpy(np.float64)[product >= 0],
+    factors = als_factors(model_dir)
+    codes = bought_codes(pairs, *((factors.rows, factors.items) if factors else (None, None)))
+    return recommendations_of_codes(codes, customer_ids, catalog, k, factors)
+
+
+@dataclass(frozen=True)
+class AlsFactors:
+    """The models job's ALS factors (float32) and their vocabularies."""
+
+    rows: Vocabulary
+    items: Vocabulary
+    user: np.ndarray
+    item: np.ndarray
+
+
+def als_factors(model_dir: Path | None) -> AlsFactors | None:
+    """The ALS factors in ``model_dir``, or None when it holds none."""
+    if model_dir is None or not layout.ALS.at(model_dir).exists():
+        return None
+    als = load_npz(layout.ALS.at(model_dir))
+    return AlsFactors(rows=Vocabulary.load(layout.CUSTOMERS.at(model_dir)),
+                      items=Vocabulary.load(layout.ITEMS.at(model_dir)),
+                      user=als["user_factors"].astype(np.float32),
+                      item=als["item_factors"].astype(np.float32))
+
+
+def recommendations_of_codes(codes: BoughtCodes, customer_ids: pd.Series,
+                             catalog: pd.DataFrame | None, k: int,
+                             factors: AlsFactors | None = None) -> pd.DataFrame:
+    """:func:`recommendations_table` from the bought pairs as codes (in ``factors``'
+    vocabularies when given)."""
+    rows, items = codes.rows, codes.items
+    user, item = (factors.user, factors.item) if factors is not None else (None, None)
+    ok = (codes.item >= 0) & (codes.row >= 0)
+    bought = sp.csr_matrix((np.ones(int(ok.sum()), np.float32),
+                            (codes.row[ok], codes.item[ok])), shape=(len(rows), len(items)))
+    known = codes.item >= 0
+    popularity = np.bincount(codes.item[known], weights=codes.lines[known].astype(np.float64),
                              minlength=len(items)).astype(np.float32)
     blocked = _unavailable(catalog, items)
     wanted = rows.lookup(customer_ids.astype(str), on_unknown="mask")
@@ -194,21 +216,21 @@ def recommendations_of_pairs(pairs: pd.DataFrame, customer_ids: pd.Series,
     top = np.full((len(wanted), k), -1, dtype=np.int64)
     chunk = max(1, 2**22 // max(len(items), 1))
     for start in range(0, len(wanted), chunk):
-        codes = wanted[start:start + chunk]
-        known_rows = np.maximum(codes, 0)
+        part = wanted[start:start + chunk]
+        known_rows = np.maximum(part, 0)
         if user is not None and item is not None:
             scores = user[known_rows] @ item.T
-            scores[codes < 0] = popularity / max(float(popularity.max(initial=0)), 1.0)
+            scores[part < 0] = popularity / max(float(popularity.max(initial=0)), 1.0)
         else:
-            scores = np.broadcast_to(popularity, (len(codes), len(items))).copy()
+            scores = np.broadcast_to(popularity, (len(part), len(items))).copy()
         scores[:, blocked] = -np.inf
-        seen = sp.diags((codes >= 0).astype(np.float32)) @ bought[known_rows]
+        seen = sp.diags((part >= 0).astype(np.float32)) @ bought[known_rows]
         seen.eliminate_zeros()
         r, c = seen.nonzero()
         scores[r, c] = -np.inf
         best = _top_k(scores, k_eff)
         best[np.take_along_axis(scores, best, axis=1) == -np.inf] = -1
-        top[start:start + len(codes), :k_eff] = best
+        top[start:start + len(part), :k_eff] = best
     ids = np.asarray(items.ids, dtype=object)
     table = pd.DataFrame({"customer_id": customer_ids.to_numpy()})
     for i in range(k):
@@ -326,10 +348,12 @@ def write_action_lists(customers: pd.DataFrame, stages: pd.DataFrame,
     cycles = load_cycles(model_dir)
     if cycles is None:
         cycles = aggregates.repurchase_cycles(end)
-    bought = aggregates.customer_products(end, columns=("customer_id", "product_id", "lines"))
-    recs = recommendations_of_pairs(bought, customers["customer_id"], catalog,
-                                    config.actions.recommendations, model_dir)
-    del bought
+    factors = als_factors(model_dir)
+    codes = aggregates.bought_codes(
+        end, *((factors.rows, factors.items) if factors is not None else (None, None)))
+    recs = recommendations_of_codes(codes, customers["customer_id"], catalog,
+                                    config.actions.recommendations, factors)
+    del codes
     flags = _flag_columns(catalog)
     due = aggregates.customer_products(end, keep=partial(
         replenishment_due, cycles=cycles, end=end, config=config.actions, catalog=flags))

@@ -17,6 +17,7 @@ purchase days; NaN without a gap).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -27,8 +28,10 @@ from recsys.analytics.facts import CustomerFacts, facts_of_order_table
 from recsys.analytics.pricing import PriceAggregates, price_aggregates
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.repurchase import repurchase_cycles
+from recsys.vocab import Vocabulary
 
-__all__ = ["ClvAggregates", "LineAggregates", "customer_products", "PAIR_COLUMNS", "PairFilter"]
+__all__ = ["ClvAggregates", "LineAggregates", "customer_products", "PAIR_COLUMNS", "PairFilter",
+           "BoughtCodes", "bought_codes"]
 
 #: Which rows of the per-(customer, product) table to keep: a boolean per row.
 PairFilter = Callable[[pd.DataFrame], np.ndarray]
@@ -51,6 +54,10 @@ class ClvAggregates(Protocol):
                           columns: Sequence[str] = PAIR_COLUMNS) -> pd.DataFrame:
         """The lines of known customers up to ``end`` per (customer, product): ``columns``
         of PAIR_COLUMNS, of the rows ``keep`` keeps (all without), in no particular order."""
+
+    def bought_codes(self, end: pd.Timestamp, rows: Vocabulary | None = None,
+                     items: Vocabulary | None = None) -> BoughtCodes:
+        """:func:`bought_codes` of the (customer, product) pairs up to ``end``."""
 
     def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
         """recsys.repurchase.repurchase_cycles of the lines of known customers up to ``end``."""
@@ -86,12 +93,43 @@ class LineAggregates:
             table = table[keep(table)].reset_index(drop=True)
         return table[list(columns)]
 
+    def bought_codes(self, end: pd.Timestamp, rows: Vocabulary | None = None,
+                     items: Vocabulary | None = None) -> BoughtCodes:
+        return bought_codes(self.customer_products(
+            end, columns=("customer_id", "product_id", "lines")), rows, items)
+
     def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
         return repurchase_cycles(self._known(end))
 
     def price_aggregates(self, catalog: pd.DataFrame | None,
                          segments: pd.DataFrame) -> PriceAggregates:
         return price_aggregates(self.orders, catalog, segments)
+
+
+@dataclass(frozen=True)
+class BoughtCodes:
+    """The bought (customer, product) pairs as codes: per pair its row in ``rows`` and its
+    product's code in ``items`` (-1 where the vocabulary lacks it) and its order lines."""
+
+    rows: Vocabulary
+    items: Vocabulary
+    row: np.ndarray
+    item: np.ndarray
+    lines: np.ndarray
+
+
+def bought_codes(pairs: pd.DataFrame, rows: Vocabulary | None = None,
+                 items: Vocabulary | None = None) -> BoughtCodes:
+    """The pairs (customer_id, product_id, lines) as codes of ``rows`` and ``items``, by
+    default the pairs' customers and products, sorted."""
+    if rows is None:
+        rows = Vocabulary.from_ids(pairs["customer_id"].astype(str), sort=True)
+    if items is None:
+        items = Vocabulary.from_ids(pairs["product_id"].astype(str), sort=True)
+    return BoughtCodes(rows=rows, items=items,
+                       row=rows.lookup(pairs["customer_id"].astype(str), on_unknown="mask"),
+                       item=items.lookup(pairs["product_id"].astype(str), on_unknown="mask"),
+                       lines=pairs["lines"].to_numpy(np.int64))
 
 
 def customer_products(lines: pd.DataFrame) -> pd.DataFrame:

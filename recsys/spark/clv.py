@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recsys.analytics.aggregates import PAIR_COLUMNS, PairFilter
+from recsys.analytics.aggregates import PAIR_COLUMNS, BoughtCodes, PairFilter
 from recsys.analytics.clv import round_values
 from recsys.analytics.facts import FACT_COLUMNS, CustomerFacts, customer_facts
 from recsys.analytics.pricing import BANDS, PriceAggregates
@@ -250,6 +250,41 @@ class SparkClvAggregates:
             table = table.mapInPandas(_kept(keep), PAIR_SCHEMA)
         return _pair_frame(pd.DataFrame(table.select(*columns).toPandas()))[list(columns)]
 
+    def bought_codes(self, end: pd.Timestamp, rows: Vocabulary | None = None,
+                     items: Vocabulary | None = None) -> BoughtCodes:
+        """recsys.analytics.aggregates.bought_codes of the pairs up to ``end``, coded on the
+        executors: the driver gets three numbers per pair (and, without vocabularies given,
+        the distinct customers and products)."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        lines = self._known(end).select(F.col("customer_id").cast("string"),
+                                        F.col("product_id").cast("string"))
+        pairs = lines.groupBy("customer_id", "product_id").agg(
+            F.count(F.lit(1)).alias("lines")).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            if rows is None:
+                rows = _distinct(pairs, "customer_id")
+            if items is None:
+                items = _distinct(pairs, "product_id")
+            coded = (pairs.join(self._codes(rows, "customer_id", "row"), "customer_id", "left")
+                     .join(F.broadcast(self._codes(items, "product_id", "item")), "product_id",
+                           "left")
+                     .select(F.coalesce("row", F.lit(-1)).alias("row"),
+                             F.coalesce("item", F.lit(-1)).alias("item"), "lines"))
+            table = pd.DataFrame(coded.toPandas())
+        finally:
+            pairs.unpersist()
+        return BoughtCodes(rows=rows, items=items, row=table["row"].to_numpy(np.int64),
+                           item=table["item"].to_numpy(np.int64),
+                           lines=table["lines"].to_numpy(np.int64))
+
+    def _codes(self, vocabulary: Vocabulary, key: str, code: str) -> DataFrame:
+        """(key, code): each id of ``vocabulary`` with its code."""
+        return self.spark.createDataFrame(to_spark_pandas(pd.DataFrame(
+            {key: vocabulary.ids, code: np.arange(len(vocabulary), dtype=np.int32)})),
+            f"{key} string, {code} int")
+
     def repurchase_cycles(self, end: pd.Timestamp) -> pd.DataFrame:
         """recsys.repurchase.repurchase_cycles (its default thresholds) on Spark."""
         from pyspark.sql import functions as F
@@ -397,6 +432,12 @@ def _gaps(orders: DataFrame) -> GapStats:
 PAIR_SCHEMA = ("customer_id string, product_id string, lines long, orders long, "
                "last_ordered_at timestamp, purchase_days long, last_day long, gaps long, "
                "median_gap double")
+
+
+def _distinct(pairs: DataFrame, key: str) -> Vocabulary:
+    """The sorted vocabulary of ``key``'s values in ``pairs``."""
+    ids = pd.DataFrame(pairs.select(key).distinct().toPandas())[key]
+    return Vocabulary.from_ids(ids.astype(str), sort=True)
 
 
 def _pair_frame(table: pd.DataFrame) -> pd.DataFrame:
