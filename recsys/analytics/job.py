@@ -42,7 +42,7 @@ from recsys.analytics.clv import (
 from recsys.analytics.facts import WEEK, CustomerFacts, facts_of_order_table
 from recsys.analytics.lifecycle import INPUT_COLUMNS, stages_of_inputs
 from recsys.analytics.pricing import price_tables
-from recsys.analytics.retention import retention_figures_of_gaps
+from recsys.analytics.retention import retention_figures
 from recsys.analytics.rfm import rfm_table, segment_summary
 from recsys.analytics.settings import AnalyticsConfig
 from recsys.artifacts import save_parquet
@@ -147,7 +147,7 @@ def customer_value(facts: CustomerFacts, *, config: AnalyticsConfig) -> ClvResul
     cohorts = facts.cohorts
     figures: dict[str, Any] = {
         **facts.figures(), **lifetime.figures(),
-        **retention_figures_of_gaps(facts.gaps, customers),
+        **retention_figures(facts.gaps, customers),
         "revenue": float(customers["revenue"].sum()),
         "historical_clv_total": float(customers["historical_clv"].sum()),
         "historical_clv_mean": float(customers["historical_clv"].mean()),

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["cohort_counts", "cohort_matrix", "cohort_table", "month_index", "order_gaps",
-           "retention_figures", "retention_figures_of_gaps", "gap_stats", "GapStats"]
+           "retention_figures", "gap_stats", "GapStats"]
 
 
 def month_index(when: pd.Series) -> np.ndarray:
@@ -70,19 +70,6 @@ def order_gaps(orders: pd.DataFrame) -> np.ndarray:
     return gaps[same]
 
 
-def retention_figures(orders: pd.DataFrame, customers: pd.DataFrame) -> dict[str, float | int]:
-    """Repeat-purchase rate (share of customers with two or more orders), mean and median days
-    between consecutive orders (pooled), and how many customers carry the churn-risk flag."""
-    return retention_figures_of_gaps(gap_stats(orders), customers)
-
-
-def gap_stats(orders: pd.DataFrame) -> GapStats:
-    """The figures of :func:`order_gaps`."""
-    gaps = order_gaps(orders)
-    return GapStats(len(gaps), float(gaps.mean()) if len(gaps) else float("nan"),
-                    float(np.median(gaps)) if len(gaps) else float("nan"))
-
-
 @dataclass(frozen=True)
 class GapStats:
     """The pooled days between consecutive orders of a customer: how many, mean, median."""
@@ -92,9 +79,17 @@ class GapStats:
     median: float
 
 
-def retention_figures_of_gaps(gaps: GapStats, customers: pd.DataFrame
-                              ) -> dict[str, float | int]:
-    """:func:`retention_figures` from the pooled gaps' figures."""
+def gap_stats(orders: pd.DataFrame) -> GapStats:
+    """The figures of :func:`order_gaps`."""
+    gaps = order_gaps(orders)
+    return GapStats(len(gaps), float(gaps.mean()) if len(gaps) else float("nan"),
+                    float(np.median(gaps)) if len(gaps) else float("nan"))
+
+
+def retention_figures(gaps: GapStats, customers: pd.DataFrame) -> dict[str, float | int]:
+    """Repeat-purchase rate (share of customers with two or more orders), mean and median days
+    between consecutive orders (the pooled ``gaps``), and how many customers carry the
+    churn-risk flag."""
     n = len(customers)
     repeat = int((customers["orders"] >= 2).sum())
     return {
