@@ -29,7 +29,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import layout
-from recsys.analytics.aggregates import BoughtCodes, ClvAggregates, bought_codes, customer_products
+from recsys.analytics.aggregates import (
+    BoughtCodes,
+    ClvAggregates,
+    PairFilter,
+    bought_codes,
+    customer_products,
+)
 from recsys.analytics.lifecycle import STAGES, stage_flows
 from recsys.analytics.settings import ActionsConfig, AnalyticsConfig
 from recsys.artifact_io import load_npz, load_parquet, save_parquet
@@ -324,6 +330,14 @@ def _repeat_of(pairs: pd.DataFrame, customers: pd.Series) -> np.ndarray:
             & pairs["customer_id"].isin(customers).to_numpy(bool))
 
 
+def _any_of(pairs: pd.DataFrame, keeps: tuple[PairFilter, ...]) -> np.ndarray:
+    """Per pair: does one of ``keeps`` keep it."""
+    out = np.zeros(len(pairs), dtype=bool)
+    for keep in keeps:
+        out |= keep(pairs)
+    return out
+
+
 #: Row group size of the per-customer tables, so that exports stream them in bounded memory.
 ROW_GROUP_ROWS = 100_000
 #: The files :func:`write_action_lists` writes into the job's analytics folder.
@@ -354,17 +368,18 @@ def write_action_lists(customers: pd.DataFrame, stages: pd.DataFrame,
     recs = recommendations_of_codes(codes, customers["customer_id"], catalog,
                                     config.actions.recommendations, factors)
     del codes
-    flags = _flag_columns(catalog)
-    due = aggregates.customer_products(end, keep=partial(
-        replenishment_due, cycles=cycles, end=end, config=config.actions, catalog=flags))
+    # the pairs the two lists use, in one pass over the (customer, product) table
+    due = partial(replenishment_due, cycles=cycles, end=end, config=config.actions,
+                  catalog=_flag_columns(catalog))
     lapsing = stages.loc[stages["stage"].isin(["declining", "at_risk"]), "customer_id"]
-    repeat = aggregates.customer_products(end, keep=partial(_repeat_of, customers=lapsing))
+    repeat = partial(_repeat_of, customers=lapsing)
+    used = aggregates.customer_products(end, keep=partial(_any_of, keeps=(due, repeat)))
     tables = {layout.LIFECYCLE: stages, layout.LIFECYCLE_FLOWS: flows,
               layout.CUSTOMER_RECOMMENDATIONS: recs,
-              layout.REPLENISHMENT: replenishment_of_pairs(due, cycles, end, config.actions,
-                                                           catalog),
-              layout.WINBACK: winback_of_pairs(customers, stages, repeat, recs, config.actions,
-                                               catalog),
+              layout.REPLENISHMENT: replenishment_of_pairs(used[due(used)], cycles, end,
+                                                           config.actions, catalog),
+              layout.WINBACK: winback_of_pairs(customers, stages, used[repeat(used)], recs,
+                                               config.actions, catalog),
               layout.HIGH_VALUE: high_value_list(customers, stages, config.actions)}
     for entry, table in tables.items():
         save_parquet(table, out / entry.name, row_group_size=ROW_GROUP_ROWS)
