@@ -36,6 +36,7 @@ from recsys.errors import InputError
 __all__ = [
     "DAYS_PER_YEAR",
     "OrderTable",
+    "LineUse",
     "order_table",
     "historical_clv",
     "estimate_lifetime_years",
@@ -56,12 +57,9 @@ _DAY = np.timedelta64(1, "D")
 
 
 @dataclass(frozen=True)
-class OrderTable:
-    """One row per order of a known customer (columns order_id, customer_id, ordered_at,
-    revenue, profit; profit is NaN when margins are unknown), the observation end, and how the
-    order lines were used."""
+class LineUse:
+    """The observation end and how the order lines were used."""
 
-    orders: pd.DataFrame
     end: pd.Timestamp
     lines_used: int
     lines_without_customer: int
@@ -69,13 +67,14 @@ class OrderTable:
     margin_known: bool
     margin_coverage: float  # share of revenue from products with a known margin
 
-    def figures(self) -> dict[str, object]:
-        return {"orders": len(self.orders), "customers": int(self.orders["customer_id"].nunique()),
-                "order_lines_used": self.lines_used,
-                "order_lines_without_customer": self.lines_without_customer,
-                "order_lines_after_as_of": self.lines_after_end,
-                "observation_end": self.end.isoformat(), "margins_known": self.margin_known,
-                "margin_revenue_coverage": round(self.margin_coverage, 4)}
+
+@dataclass(frozen=True)
+class OrderTable(LineUse):
+    """One row per order of a known customer (columns order_id, customer_id, ordered_at,
+    revenue, profit; profit is NaN when margins are unknown), the observation end, and how the
+    order lines were used."""
+
+    orders: pd.DataFrame
 
 
 def order_table(orders: pd.DataFrame, catalog: pd.DataFrame | None = None, *,

@@ -10,13 +10,13 @@ that one row per customer reaches the driver, not one per order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
 
 from recsys.analytics.btyd import btyd_summary
-from recsys.analytics.clv import OrderTable, customer_totals, window_flags
+from recsys.analytics.clv import LineUse, OrderTable, customer_totals, window_flags
 from recsys.analytics.lifecycle import INPUT_COLUMNS, lifecycle_inputs
 from recsys.analytics.retention import GapStats, cohort_counts, gap_stats
 from recsys.analytics.settings import AnalyticsConfig
@@ -36,26 +36,29 @@ FACT_COLUMNS = ("customer_id", "orders", "first_order", "last_order", "revenue",
 @dataclass(frozen=True)
 class CustomerFacts:
     """The per-customer facts (``FACT_COLUMNS``, sorted by customer_id), the cohort table
-    (recsys.analytics.retention.cohort_counts), the pooled gaps, the observation end and how
-    the order lines were used (as recsys.analytics.clv.OrderTable)."""
+    (recsys.analytics.retention.cohort_counts), the pooled gaps and how the lines were used."""
 
     customers: pd.DataFrame
     cohorts: pd.DataFrame
     gaps: GapStats
-    end: pd.Timestamp
-    lines_used: int
-    lines_without_customer: int
-    lines_after_end: int
-    margin_known: bool
-    margin_coverage: float
+    use: LineUse
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return self.use.end
+
+    @property
+    def margin_known(self) -> bool:
+        return self.use.margin_known
 
     def figures(self) -> dict[str, object]:
+        use = self.use
         return {"orders": int(self.customers["orders"].sum()),
-                "customers": len(self.customers), "order_lines_used": self.lines_used,
-                "order_lines_without_customer": self.lines_without_customer,
-                "order_lines_after_as_of": self.lines_after_end,
-                "observation_end": self.end.isoformat(), "margins_known": self.margin_known,
-                "margin_revenue_coverage": round(self.margin_coverage, 4)}
+                "customers": len(self.customers), "order_lines_used": use.lines_used,
+                "order_lines_without_customer": use.lines_without_customer,
+                "order_lines_after_as_of": use.lines_after_end,
+                "observation_end": use.end.isoformat(), "margins_known": use.margin_known,
+                "margin_revenue_coverage": round(use.margin_coverage, 4)}
 
 
 def customer_facts(orders: pd.DataFrame, end: pd.Timestamp,
@@ -85,7 +88,4 @@ def facts_of_order_table(table: OrderTable, config: AnalyticsConfig) -> Customer
         customers=customer_facts(table.orders, table.end, config),
         cohorts=cohort_counts(table.orders),
         gaps=gap_stats(table.orders),
-        end=table.end, lines_used=table.lines_used,
-        lines_without_customer=table.lines_without_customer,
-        lines_after_end=table.lines_after_end, margin_known=table.margin_known,
-        margin_coverage=table.margin_coverage)
+        use=LineUse(**{f.name: getattr(table, f.name) for f in fields(LineUse)}))

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recsys.analytics.aggregates import PAIR_COLUMNS, BoughtCodes, PairFilter
-from recsys.analytics.clv import round_values
+from recsys.analytics.clv import LineUse, round_values
 from recsys.analytics.facts import FACT_COLUMNS, CustomerFacts, customer_facts
 from recsys.analytics.pricing import BANDS, PriceAggregates
 from recsys.analytics.retention import GapStats, cohort_table
@@ -68,19 +67,6 @@ def filled_columns(frame: DataFrame, columns: Sequence[str]) -> set[str]:
     return {c for c in present if counts is not None and counts[c] > 0}
 
 
-@dataclass(frozen=True)
-class _LineUse:
-    """The observation end and how the order lines were used (as in
-    recsys.analytics.clv.OrderTable)."""
-
-    end: pd.Timestamp
-    lines_used: int
-    lines_without_customer: int
-    lines_after_end: int
-    margin_known: bool
-    margin_coverage: float
-
-
 class SparkClvAggregates:
     """The aggregations of canonical order lines ``orders`` (a Spark DataFrame)."""
 
@@ -123,7 +109,7 @@ class SparkClvAggregates:
         return lines.withColumn("price", F.col("_paid")).withColumn("qty", quantity)
 
     def _order_rows(self, catalog: pd.DataFrame | None, *, as_of: pd.Timestamp | None,
-                    use_margin: bool) -> tuple[DataFrame, _LineUse]:
+                    use_margin: bool) -> tuple[DataFrame, LineUse]:
         """recsys.analytics.clv.order_table on Spark: its rows as a Spark DataFrame (order_id,
         customer_id, ordered_at, revenue, profit; not rounded yet) and how the lines were
         used."""
@@ -179,10 +165,10 @@ class SparkClvAggregates:
             F.min_by("customer_id", "_row").alias("customer_id"),
             F.min("ordered_at").alias("ordered_at"), F.sum("revenue").alias("revenue"),
             F.sum(profit).alias("profit"))
-        return per_order, _LineUse(end=end, lines_used=int(totals["used"]),
-                                   lines_without_customer=int(row["without"] or 0),
-                                   lines_after_end=int(sums["after"] or 0),
-                                   margin_known=margin_known, margin_coverage=coverage)
+        return per_order, LineUse(end=end, lines_used=int(totals["used"]),
+                                  lines_without_customer=int(row["without"] or 0),
+                                  lines_after_end=int(sums["after"] or 0),
+                                  margin_known=margin_known, margin_coverage=coverage)
 
     def customer_facts(self, catalog: pd.DataFrame | None, *,
                        config: AnalyticsConfig) -> CustomerFacts:
@@ -207,12 +193,7 @@ class SparkClvAggregates:
             gaps = _gaps(per_order)
         finally:
             per_order.unpersist()
-        return CustomerFacts(customers=customers, cohorts=cohorts, gaps=gaps, end=usage.end,
-                             lines_used=usage.lines_used,
-                             lines_without_customer=usage.lines_without_customer,
-                             lines_after_end=usage.lines_after_end,
-                             margin_known=usage.margin_known,
-                             margin_coverage=usage.margin_coverage)
+        return CustomerFacts(customers=customers, cohorts=cohorts, gaps=gaps, use=usage)
 
     def _known(self, end: pd.Timestamp) -> DataFrame:
         from pyspark.sql import functions as F
