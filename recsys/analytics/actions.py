@@ -367,7 +367,7 @@ def write_action_lists(customers: pd.DataFrame, stages: pd.DataFrame,
         end, *((factors.rows, factors.items) if factors is not None else (None, None)))
     recs = recommendations_of_codes(codes, customers["customer_id"], catalog,
                                     config.actions.recommendations, factors)
-    del codes
+    del codes  # per-pair arrays, freed before the next pass over the pairs
     # the pairs the two lists use, in one pass over the (customer, product) table
     due = partial(replenishment_due, cycles=cycles, end=end, config=config.actions,
                   catalog=_flag_columns(catalog))

@@ -214,9 +214,6 @@ class SparkClvAggregates:
             F.col("customer_id").cast("string"), F.col("product_id").cast("string"),
             "order_id", "ordered_at",
             F.datediff(F.to_date("ordered_at"), F.lit("1970-01-01")).alias("day"))
-        if keep is None and set(columns) <= {"customer_id", "product_id", "lines"}:
-            pairs = lines.groupBy(*keys).agg(F.count(F.lit(1)).alias("lines"))
-            return _pair_frame(pd.DataFrame(pairs.select(*columns).toPandas()))[list(columns)]
         pairs = lines.groupBy(*keys).agg(
             F.count(F.lit(1)).alias("lines"), F.countDistinct("order_id").alias("orders"),
             F.max("ordered_at").alias("last_ordered_at"))
