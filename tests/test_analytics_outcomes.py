@@ -396,3 +396,21 @@ def test_recsys_report_follows_the_servers_ab_test(tmp_path: Path, ab_test: bool
     section = out.read_text(encoding="utf-8").split("<h2>Recommendation outcomes</h2>")[1]
     assert ("observational, no experiment" in section) is not ab_test
     assert ("<td>control</td>" in section) is ab_test
+
+
+def test_recsys_report_before_the_server_stored_any_event(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The server's database does not exist yet (a shop that has not served): the report is
+    written without the outcomes, says why, and creates no database file."""
+    from recsys.cli import main
+
+    missing = tmp_path / "var" / "recsys.db"
+    config = tmp_path / "recsys.toml"
+    config.write_text(f'[serving]\ndatabase_url = "sqlite:///{missing}"\n', encoding="utf-8")
+    out = tmp_path / "report.html"
+    assert main(["-q", "report", "--config", str(config), "--data", str(_report_data(tmp_path)),
+                 "--out", str(out)]) == 0
+    assert "holds no events yet" in capsys.readouterr().err
+    text = out.read_text(encoding="utf-8")
+    assert "<h2>Customer lifetime value</h2>" in text and "<h2>Cohort retention</h2>" in text
+    assert "no outcomes are measured" in text and not missing.exists()

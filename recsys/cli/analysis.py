@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from recsys.cli.common import AddCommand, load_config_arg
@@ -41,11 +42,19 @@ def cmd_clv(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from recsys.analytics.report import build_report
+    from recsys.server_events import has_server_events
 
     config = load_config_arg(args)
     serving = config.serving_settings()  # ab_test: arms only when the experiment ran
+    events = args.events
+    if events is None and has_server_events(serving.database_url):
+        events = serving.database_url
+    elif events is None:  # no server has stored events there yet: the report without them
+        print("note: the server's database holds no events yet; the outcomes of "
+              "recommendations come from DATA_DIR/events.parquet if it has impressions or "
+              "clicks, else are left out", file=sys.stderr)
     out = build_report(args.data or config.data_dir, Path(args.out), config=config.analytics,
-                       events=args.events or serving.database_url, ab_test=serving.ab_test)
+                       events=events, ab_test=serving.ab_test)
     print(f"report written to {out}")
     return 0
 
