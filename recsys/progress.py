@@ -13,7 +13,7 @@ from typing import TypeVar
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-__all__ = ["progress_bar", "progress_enabled", "set_quiet", "timed_step"]
+__all__ = ["bars_enabled", "progress_bar", "progress_enabled", "set_quiet", "timed_step"]
 
 T = TypeVar("T")
 _QUIET = False
@@ -31,6 +31,12 @@ def set_quiet(quiet: bool) -> None:
 def progress_enabled() -> bool:
     """Whether long steps should show progress (off under ``recsys -q``)."""
     return not _QUIET
+
+
+def bars_enabled() -> bool:
+    """Whether a library's own progress bar (implicit's fits) may draw: not quiet, and stderr
+    is a terminal (in a log file a redrawn bar leaves its text on the log's lines)."""
+    return not _QUIET and sys.stderr.isatty()
 
 
 def progress_bar(items: Iterable[T], *, desc: str, unit: str = "it", total: int | None = None,

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 
 from recsys import progress
-from recsys.progress import progress_bar, progress_enabled, set_quiet
+from recsys.progress import bars_enabled, progress_bar, progress_enabled, set_quiet
 
 
 @contextmanager
@@ -78,3 +78,14 @@ def test_without_a_terminal_progress_is_log_lines(capsys: pytest.CaptureFixture[
     assert lines[0].startswith("counting: 1 of 3 orders (33%), ")
     assert lines[2].startswith("counting: 3 of 3 orders (100%), ")
     assert lines[4].startswith("reading: 2 it, ") and len(lines) == 5
+
+
+@pytest.mark.usefixtures("bars_on")
+def test_library_bars_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """implicit's own bars (its fits) draw on a terminal, never into a log file or under -q."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert not bars_enabled()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert bars_enabled()
+    set_quiet(True)
+    assert not bars_enabled()

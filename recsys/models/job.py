@@ -40,7 +40,7 @@ from recsys.models.purchases import PurchaseHistory, PurchaseLines
 from recsys.models.session_knn import sessions_by_item
 from recsys.models.settings import ModelsConfig
 from recsys.models.upsell import top_bought_instead, viewed_bought_counts
-from recsys.progress import progress_enabled, timed_step
+from recsys.progress import bars_enabled, timed_step
 from recsys.repurchase import COLUMNS as CYCLE_COLUMNS
 from recsys.repurchase import cycles_of_sorted
 from recsys.vocab import Vocabulary
@@ -55,7 +55,7 @@ def knn_table(rows_items: sp.csr_matrix, config: ModelsConfig) -> Neighbours:
     """The item-kNN neighbour table (``similarity``, ``knn_k``, ``top_k``) of a rows x
     products matrix (view sessions or orders), with co-occurrence support."""
     knn = ItemKNN(config.similarity, k=config.knn_k).fit(rows_items,
-                                                          show_progress=progress_enabled())
+                                                          show_progress=bars_enabled())
     assert knn.similarity is not None
     ids, scores = top_k_neighbours(knn.similarity, config.top_k)
     return Neighbours(ids=ids, scores=scores, support=cooccurrence_at(rows_items, ids))
@@ -119,7 +119,7 @@ class LocalALS:
             raise TypeError(f"LocalALS fits a matrix in this process, not {confidence!r}")
         als = ALS(factors=config.als_factors, regularization=config.als_regularization,
                   alpha=config.als_alpha, iterations=config.als_iterations, seed=config.seed)
-        als.fit(confidence.matrix, show_progress=progress_enabled())
+        als.fit(confidence.matrix, show_progress=bars_enabled())
         assert als.user_factors is not None and als.item_factors is not None
         return als.user_factors, als.item_factors
 
