@@ -31,7 +31,7 @@ from recsys.mapping import TableMapping
 from recsys.readers import RawTable, SourceSpec, read_source
 from recsys.validate import validate_table
 
-__all__ = ["SERVER_EVENTS_TABLE", "has_server_events", "ingest_server_events"]
+__all__ = ["SERVER_EVENTS_TABLE", "ingest_server_events"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ _IDS = ("event_id", "event_key")  # not event columns: what deduplication reads
 _KEY = ["product_id", "event_type", "occurred_at", "session_id", "customer_id"]
 
 
-def has_server_events(url: str) -> bool:
+def _has_table(url: str) -> bool:
     """Whether the database exists and holds the events table (a missing SQLite file is not
     created)."""
     try:
@@ -79,7 +79,7 @@ def ingest_server_events(database_url: str, events_source: str | None, data_dir:
     """Add the server's stored events to ``data_dir``'s events (see the module docstring);
     returns their report (also added to ``report`` and ``report.json``), or None when there
     is no such table or the configured events source already is it."""
-    if _is_this_table(events_source, database_url) or not has_server_events(database_url):
+    if _is_this_table(events_source, database_url) or not _has_table(database_url):
         return None
     spec = SourceSpec(location=database_url, format="sql", query=_QUERY)
     raw = read_source(spec)

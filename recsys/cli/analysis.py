@@ -42,14 +42,12 @@ def cmd_clv(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from recsys.analytics.report import build_report
-    from recsys.server_events import has_server_events
 
     config = load_config_arg(args)
     serving = config.serving_settings()  # ab_test: arms only when the experiment ran
-    events = args.events
-    if events is None and has_server_events(serving.database_url):
-        events = serving.database_url
-    elif events is None:  # no server has stored events there yet: the report without them
+    events = args.events or serving.database_url
+    if args.events is None and _missing_sqlite(serving.database_url):
+        events = None  # no server has stored events there yet: the report without them
         print("note: the server's database holds no events yet; the outcomes of "
               "recommendations come from DATA_DIR/events.parquet if it has impressions or "
               "clicks, else are left out", file=sys.stderr)
@@ -57,6 +55,16 @@ def cmd_report(args: argparse.Namespace) -> int:
                        events=events, ab_test=serving.ab_test)
     print(f"report written to {out}")
     return 0
+
+
+def _missing_sqlite(url: str) -> bool:
+    """Whether ``url`` is a SQLite file that does not exist (yet): any other database the
+    report reads, so that one that is down or misconfigured fails loudly."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return bool(file) and file != ":memory:" and not Path(str(file)).exists()
 
 
 def register(add: AddCommand) -> None:
