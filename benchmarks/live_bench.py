@@ -3,9 +3,13 @@ request beside the plain one, one uvicorn worker with Redis, in the same run.
 
 One server (``python -m uvicorn --factory recsys.app:app_from_env``, 1 worker, pinned to
 CPU 0; Redis at ``--redis``, keys under a fresh prefix) over the demo shop's artifact
-(generated and built here when missing). Endpoints:
+(generated and built here when missing: ``--orders`` x ``--catalog`` products, 8,000 x 300 by
+default). Endpoints:
   plain     ``GET /v1/items/{id}/also-viewed?k=10`` over ``--products`` products;
   session   the same with ``session_id=`` of sessions holding 5 views each (posted first);
+            products and views drawn uniformly from those with an also-viewed row, or with
+            ``--by-views`` as often as the training sessions viewed them (popular products
+            most, as shoppers view them: V-SKNN then reads their many sessions);
   events    ``POST /v1/events`` view events of those sessions (Redis + the SQL store,
             PostgreSQL by default: ``--database``).
 The load is ``serving_bench.py``'s open-loop client (pinned to CPU 1): first far above what
@@ -55,12 +59,13 @@ from recsys.serving.index import ServingIndex, load_index  # noqa: E402
 from recsys.serving.session import NO_SESSION, session_of_recent  # noqa: E402
 
 
-def demo_artifact(work: Path) -> Path:
+def demo_artifact(work: Path, orders: int = 8000, products: int = 300) -> Path:
     """The demo shop's artifact store under ``work`` (built once)."""
     root = work / "artifacts"
     if (root / "CURRENT").exists():
         return root
-    generate_demo(work / "shop", DemoSpec(orders=8000, seed=3), progress=False)
+    generate_demo(work / "shop", DemoSpec(orders=orders, products=products, seed=3),
+                  progress=False)
     config = work / "recsys.toml"
     config.write_text("\n".join([
         f'data_dir = "{work / "data"}"', "[ingest]",
@@ -87,7 +92,8 @@ def in_process(index: ServingIndex, products: list[str], recent: list[list[str]]
                       fill=s.placements.also_viewed.fill)
     sessions = [session_of_recent(list(reversed(views)), [p], weight=s.session_weight,
                                   decay=s.session_decay, length=s.session_length,
-                                  knn_weight=s.session_knn_weight, knn_k=s.session_knn_k)
+                                  knn_weight=s.session_knn_weight, knn_k=s.session_knn_k,
+                                  knn_sample=s.session_knn_sample)
                 for p, views in zip(products, recent, strict=True)]
     out = {}
     for name, with_session in (("plain", False), ("session", True)):
@@ -106,7 +112,12 @@ def in_process(index: ServingIndex, products: list[str], recent: list[list[str]]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "recsys_live_bench")
+                        help="default: recsys_live_bench[_ORDERS] in the temp folder")
+    parser.add_argument("--orders", type=int, default=8000, help="the demo shop's orders")
+    parser.add_argument("--catalog", type=int, default=300, help="the demo shop's products")
+    parser.add_argument("--by-views", action="store_true",
+                        help="draw the products and the sessions' views in proportion to "
+                             "their training views (popular products most), not uniformly")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         help="the events store (SQLite refuses concurrent writers under load)")
@@ -116,18 +127,33 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    args.workdir = args.workdir or Path(tempfile.gettempdir()) / (
+        "recsys_live_bench" + ("" if (args.orders, args.catalog) == (8000, 300) else
+                               f"_{args.orders}x{args.catalog}"))
     args.workdir.mkdir(parents=True, exist_ok=True)
-    root = demo_artifact(args.workdir)
+    root = demo_artifact(args.workdir, args.orders, args.catalog)
     index = load_index(root)
     rng = random.Random(7)
     table = index.also_viewed
     assert table is not None
     known = [index.ids[c] for c in range(len(index.ids)) if table.ids[c][0] >= 0]
-    products = [rng.choice(known) for _ in range(args.products)]
     sessions = [f"s-{i}" for i in range(args.products)]
-    views = [rng.sample(known, 5) for _ in sessions]  # posted oldest first
+    if args.by_views:  # a product as often as the training sessions viewed it
+        assert index.sessions is not None
+        viewed = [index.ids[c] for c in index.sessions.arrays[3].tolist()]
+        has_row = set(known)
+        viewed = [p for p in viewed if p in has_row]
+        products = [rng.choice(viewed) for _ in range(args.products)]
+        views = [[rng.choice(viewed) for _ in range(5)] for _ in sessions]
+    else:
+        products = [rng.choice(known) for _ in range(args.products)]
+        views = [rng.sample(known, 5) for _ in sessions]  # posted oldest first
     print(f"# {machine.describe()}", flush=True)
     results: dict[str, Any] = {"machine": machine.describe(),
+                               "shop": {"orders": args.orders, "products": args.catalog,
+                                        "by_views": args.by_views,
+                                        "session_knn_sample":
+                                            ServingSettings().session_knn_sample},
                                "load_average_before": os.getloadavg(),
                                "in_process": in_process(index, products, views)}
     print("in process", results["in_process"], flush=True)

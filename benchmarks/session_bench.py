@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from evaluation_bench import DATASETS, load_yoochoose  # noqa: E402
 
-from recsys.config import Config  # noqa: E402
+from recsys.config import Config, ServingSettings  # noqa: E402
 from recsys.evaluation import evaluate_also_viewed, time_windows  # noqa: E402
 from recsys.evaluation.engine import build_index, to_codes  # noqa: E402
 from recsys.evaluation.metrics import single_target_metrics  # noqa: E402
@@ -53,6 +53,8 @@ KS = (10, 20)
 # 06:51 run (item neighbours alone: 0.5 best of 0.5 and 0.8 at every weight)
 ENGINE_GRID = [(w, 0.5, b) for w in (0.0, 0.3) for b in (0.0, 1.0, 2.0, 4.0) if w or b]
 KNN_GRID = (50, 100, 200, 500)
+SAMPLE = ServingSettings().session_knn_sample  # V-SKNN's candidate sessions per product, served
+SAMPLES = (0, 50, 100, 250)  # also reported on test at the chosen setting (0: every session)
 
 
 def cases(window: pd.DataFrame, items: Vocabulary) -> tuple[list[list[int]], np.ndarray]:
@@ -84,16 +86,17 @@ def top(scores: sp.csr_matrix, last: np.ndarray) -> np.ndarray:
 
 
 def engine_lists(index: Any, items: Vocabulary, prefixes: list[list[int]],
-                 setting: tuple[float, float, float] | None) -> np.ndarray:
+                 setting: tuple[float, float, float] | None, sample: int = SAMPLE) -> np.ndarray:
     """The served also-viewed per case: the last product alone (``setting`` None) or with
-    the session so far (session_weight, session_decay, session_knn_weight)."""
+    the session so far (session_weight, session_decay, session_knn_weight; V-SKNN's
+    candidates: each product's last ``sample`` training sessions)."""
     options, decisions = recommend.Options(k=K, in_stock_only=False), recommend.Decisions()
     lists = []
     for prefix in prefixes:
         ids = [items.ids[c] for c in prefix]
         session = NO_SESSION if setting is None else session_of_recent(
             ids[::-1], [ids[-1]], weight=setting[0], decay=setting[1], length=20,
-            knn_weight=setting[2], knn_k=100)
+            knn_weight=setting[2], knn_k=100, knn_sample=sample)
         result = recommend.also_viewed(index, ids[-1], options, decisions, session)
         lists.append([i["product_id"] for i in result.items])
     return to_codes(lists, items, K)
@@ -133,9 +136,16 @@ def run(out: Path) -> dict[str, Any]:
         report["validation_engine_session"] = {f"w={a} d={b} knn={c}": v
                                                for (a, b, c), v in tuned.items()}
         report["models"][f"engine + session (weight {best[0]}, decay {best[1]}, "
-                         f"V-SKNN weight {best[2]}, k=100)"] = metrics(
+                         f"V-SKNN weight {best[2]}, k=100, sample {SAMPLE})"] = metrics(
             engine_lists(test["index"], test["items"], test["prefixes"], best), test)
         report["engine_seconds"] = round(time.perf_counter() - started, 1)
+        per_product = np.diff(test["index"].sessions.arrays[0])
+        report["training_sessions_per_product"] = {
+            "median": float(np.median(per_product)), "p99": float(np.percentile(per_product, 99)),
+            "max": int(per_product.max()), "over_sample": int((per_product > SAMPLE).sum())}
+        report["test_by_sample"] = {sample: metrics(engine_lists(
+            test["index"], test["items"], test["prefixes"], best, sample), test)
+            for sample in SAMPLES}
         for name, weighting, similarity in (("sknn", "binary", "cosine"),
                                             ("vsknn", "linear", "dot")):
             def ranked(data: dict[str, Any], k: int, weighting: Any = weighting,

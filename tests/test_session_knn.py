@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from recsys.models.session_knn import (
     SessionKNN,
     query_matrix,
+    session_neighbours,
     session_votes,
     sums_by_key,
 )
@@ -134,3 +135,37 @@ def test_session_votes_as_written_plainly() -> None:
         want_items, want_votes = reference_votes(model, session, k)
         assert items.tolist() == want_items, case
         assert votes.tolist() == want_votes, case
+
+
+def test_sampled_neighbours_are_those_of_each_items_last_sessions() -> None:
+    """With a sample, each query item brings only its last ``sample`` training sessions: the
+    neighbours and similarities are the plain reference's over those sessions alone (a
+    session outside an item's sample does not count that item), and a sample at least as
+    large as every item's sessions changes nothing."""
+    rng = np.random.default_rng(5)
+    for case in range(200):
+        train = sp.random(int(rng.choice([40, 400])), 12, density=0.3, format="csr",
+                          random_state=rng)
+        train.data[:] = 1.0
+        by_indptr, by_indices, _, _ = SessionKNN(similarity="dot").fit(train).arrays
+        session = rng.integers(0, 12, int(rng.choice([1, 3, 8]))).tolist()
+        k, sample = int(rng.choice([1, 10, 100])), int(rng.choice([1, 5, 30]))
+        weights: dict[int, float] = {}
+        for p, code in enumerate(session, start=1):
+            weights[code] = p / len(session)
+        sums: dict[int, float] = {}
+        for code, w in weights.items():
+            lo, hi = by_indptr[code], by_indptr[code + 1]
+            for s in by_indices[max(lo, hi - sample):hi].tolist():
+                sums[s] = sums.get(s, 0.0) + w
+        ascending = sorted(sums)
+        values = np.array([sums[s] for s in ascending])
+        best = np.argsort(-values, kind="stable")[:k]
+        found, sims = session_neighbours(by_indptr, by_indices, np.array(session, np.int64), k,
+                                         sample)
+        assert found.tolist() == [ascending[r] for r in best.tolist()], case
+        assert sims.tolist() == values[best].tolist(), case
+        whole = session_neighbours(by_indptr, by_indices, np.array(session, np.int64), k)
+        large = session_neighbours(by_indptr, by_indices, np.array(session, np.int64), k,
+                                   int(np.diff(by_indptr).max()))
+        assert all(np.array_equal(a, b) for a, b in zip(whole, large, strict=True)), case

@@ -37,6 +37,8 @@ def reference_knn(index: ServingIndex, s: Session) -> tuple[np.ndarray, np.ndarr
         weights[code] = p / len(codes_seen)
     codes = np.fromiter(weights, dtype=np.int64, count=len(weights))
     lo, hi = by_indptr[codes], by_indptr[codes + 1]
+    if s.knn_sample > 0:  # each product's last sessions only
+        lo = np.maximum(lo, hi - s.knn_sample)
     held = np.concatenate([by_indices[a:b] for a, b in zip(lo, hi, strict=True)])
     if not len(held):
         return np.zeros(0, np.int64), np.zeros(0)
@@ -65,8 +67,8 @@ def reference_rescore(index: ServingIndex, table: Neighbours | None,
     if len(knn_ids):
         parts_ids.append(knn_ids)
         parts_vals.append(knn_vals)
-        parts_src.append(np.full(len(knn_ids), index.code_of.get(s.recent[0][0], -1)))
-    for pid, w in s.recent:
+        parts_src.append(np.full(len(knn_ids), index.code_of.get(s.products[0], -1)))
+    for pid, w in zip(s.products, s.weights, strict=True):
         code = index.code_of.get(pid)
         if code is None or table is None or w <= 0:
             continue
@@ -198,7 +200,8 @@ def test_served_lists_are_those_of_the_numpy_version(index: ServingIndex,
         s = session_of_recent(recent, [on_screen], weight=rng.choice([0.0, 0.3, 1.0]),
                               decay=rng.choice([0.5, 1.0]), length=rng.choice([3, 20]),
                               knn_weight=rng.choice([0.0, 4.0]),
-                              knn_k=rng.choice([1, 5, 100]))
+                              knn_k=rng.choice([1, 5, 100]),
+                              knn_sample=rng.choice([0, 1, 20, 500]))
         options = Options(k=rng.choice([1, 10, 20]), in_stock_only=rng.random() < 0.7,
                           exclude=frozenset(rng.sample(products, rng.choice([0, 3]))),
                           rank_by=rng.choice(["score", "value"]),

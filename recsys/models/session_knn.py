@@ -212,9 +212,11 @@ def session_votes(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.nd
 
 @njit(cache=True, nogil=True)
 def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: np.ndarray,
-                       k: int) -> tuple[np.ndarray, np.ndarray]:
+                       k: int, sample: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """V-SKNN's ``k`` best training sessions for ``session`` (item codes, oldest first; see
-    ``score_session``) and their similarities, best first (ties: the lower session)."""
+    ``score_session``) and their similarities, best first (ties: the lower session). With a
+    ``sample`` (0: none), each item brings only its last ``sample`` sessions (the highest:
+    V-SKNN's sample of candidate neighbours, which bounds the work for popular items)."""
     codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
     weights = np.empty(len(session), np.float64)
     distinct = 0
@@ -228,11 +230,13 @@ def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: n
             distinct += 1
         weights[at] = (p + 1) / len(session)
     starts = np.zeros(distinct + 1, np.int64)  # item d's entries: starts[d]..starts[d + 1]
+    first = np.empty(distinct, np.int64)  # item d's first session read, in by_indices
     for d in range(distinct):
         c = codes[d]
         if c < 0 or c + 1 >= len(by_indptr):
             raise ValueError("V-SKNN: a product code is outside the training sessions")
-        starts[d + 1] = starts[d] + by_indptr[c + 1] - by_indptr[c]
+        first[d] = by_indptr[c] if sample <= 0 else max(by_indptr[c], by_indptr[c + 1] - sample)
+        starts[d + 1] = starts[d] + by_indptr[c + 1] - first[d]
     n = starts[distinct]
     # each session holding query items sums their weights in the query's item order, in a
     # hash table over the sessions met
@@ -246,7 +250,7 @@ def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: n
     u = 0
     for d in range(distinct):
         c, e = codes[d], starts[d]
-        for j in range(by_indptr[c], by_indptr[c + 1]):
+        for j in range(first[d], by_indptr[c + 1]):
             key = np.int64(by_indices[j])
             h = slot_of(slot_key, key, bits)
             if slot_key[h] < 0:

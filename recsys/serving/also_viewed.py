@@ -141,8 +141,7 @@ def _co_viewed_rows(index: ServingIndex, table: Neighbours, product_id: str, ids
                 "seed": product_id, counted: count, "similarity": round(similarity, 6)})
                 for pid, value, count, similarity in zip(pids, values, supports, similarities,
                                                          strict=True)]
-        names = [named[:k] for named, k in zip(index.id_array[found.shaped[at]].tolist(),
-                                               found.n_shaped[at].tolist(), strict=True)]
+        names = found.named(index, at)
         out = []
         for r, pid, value, count, similarity, hit, named in zip(
                 rows, pids, values, supports, similarities, found.hit[own].tolist(), names,

@@ -137,7 +137,7 @@ def warm_up(index: ServingIndex) -> None:
     """One answer of each kind (with a session: its merge is compiled too), so that compiled
     code is loaded before the first request."""
     if index.ids:
-        seen = Session(((index.ids[-1], 1.0),), (index.ids[-1],), knn_weight=1.0)
+        seen = Session((index.ids[-1],), (1.0,), (index.ids[-1],), knn_weight=1.0)
         cart_addons(index, index.ids[:2], Options(k=1), Decisions(), seen)
         also_viewed(index, index.ids[0], Options(k=1), Decisions(), seen)
 

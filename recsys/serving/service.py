@@ -94,7 +94,7 @@ def session_of(state: ServingState, session_id: str | None, history: tuple[str, 
               state.live.recent(session_id=session_id) if session_id else [])
     return session_of_recent(recent, leave_out, weight=s.session_weight, decay=s.session_decay,
                              length=s.session_length, knn_weight=s.session_knn_weight,
-                             knn_k=s.session_knn_k)
+                             knn_k=s.session_knn_k, knn_sample=s.session_knn_sample)
 
 
 def ranked(state: ServingState, index: ServingIndex, arm: str | None,

@@ -7,8 +7,6 @@ merges a few thousand entries: compiled (``_merge``), as the bought-together ble
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -19,54 +17,50 @@ from recsys.models.session_knn import session_neighbours, slot_of, table_bits
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Session", "NO_SESSION", "Merged", "weighted", "session_of_recent", "merge",
+__all__ = ["Session", "NO_SESSION", "Merged", "session_of_recent", "merge",
            "rescore", "session_evidence"]
 
 SHOWN = 3  # session products named per item, strongest first
 
 
-@dataclass(frozen=True)
-class Session:
-    """The session's other products with their weights (most recent first), the whole
+class Session(NamedTuple):
+    """The session's other products (most recent first) and their weights, the whole
     session oldest first (the V-SKNN query: its last products are those on screen), and the
-    V-SKNN share and neighbour count."""
+    V-SKNN share, neighbour count and sample (``session_neighbours``; 0: every training
+    session). False when it has no other product."""
 
-    recent: tuple[tuple[str, float], ...] = ()
+    products: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
     order: tuple[str, ...] = ()
     knn_weight: float = 0.0
     knn_k: int = 100
+    knn_sample: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.recent)
+        return bool(self.products)
 
 
 NO_SESSION = Session()
 
 
-def weighted(recent: Iterable[str], *, leave_out: Iterable[str] = (), weight: float,
-             decay: float, length: int) -> list[tuple[str, float]]:
-    """The session's products (most recent first, each once, ``leave_out`` left out) with
-    their weights: ``weight`` for the most recent, ``decay`` times less for each older."""
-    skip = set(leave_out)
-    out: list[tuple[str, float]] = []
-    for pid in recent:
-        if pid in skip:
-            continue
-        skip.add(pid)
-        out.append((pid, weight * decay ** len(out)))
-        if len(out) == length:
-            break
-    return out
-
-
 def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float, decay: float,
-                      length: int, knn_weight: float, knn_k: int) -> Session:
-    """The Session of ``recent`` (most recent first) around the ``on_screen`` products."""
-    others = weighted(recent, leave_out=on_screen, weight=weight, decay=decay, length=length)
-    if not others:
+                      length: int, knn_weight: float, knn_k: int, knn_sample: int) -> Session:
+    """The Session of ``recent`` (most recent first) around the ``on_screen`` products: the
+    others, each once, at most ``length``, weighing ``weight`` for the most recent and
+    ``decay`` times less for each older."""
+    skip = set(on_screen)
+    products: list[str] = []
+    for pid in recent:
+        if pid not in skip:
+            skip.add(pid)
+            products.append(pid)
+            if len(products) == length:
+                break
+    if not products:
         return NO_SESSION
-    order = tuple(pid for pid, _ in reversed(others)) + tuple(dict.fromkeys(on_screen))
-    return Session(tuple(others), order, knn_weight, knn_k)
+    weights = tuple(weight * decay ** i for i in range(len(products)))
+    order = (*reversed(products), *dict.fromkeys(on_screen))
+    return Session(tuple(products), weights, order, knn_weight, knn_k, knn_sample)
 
 
 class Merged(NamedTuple):
@@ -82,6 +76,12 @@ class Merged(NamedTuple):
     shaped: np.ndarray
     n_shaped: np.ndarray
 
+    def named(self, index: ServingIndex, rows: np.ndarray) -> list[list[str]]:
+        """The session products that shaped each of these rows, strongest first."""
+        ids = index.id_array[self.shaped[rows].ravel()].tolist()
+        return [ids[at:at + n] for at, n in zip(range(0, len(ids), SHOWN),
+                                                self.n_shaped[rows].tolist(), strict=True)]
+
 
 def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray,
           scores: np.ndarray, session: Session, limit: int) -> Merged | None:
@@ -91,17 +91,22 @@ def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray,
     if not session:
         return None
     code_of = index.code_of
-    t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
-                       else (_NO_IDS, _NO_SCORES))
     model = index.sessions
     knn = model.arrays if model is not None and session.knn_weight > 0 else _NO_KNN
+    recent = [code_of.get(pid, -1) for pid in session.products]
     arguments = (  # in _merge's order
         *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
-        session.knn_k, session.knn_weight, code_of.get(session.recent[0][0], -1),
-        t_ids, t_scores, np.array([code_of.get(pid, -1) for pid, _ in session.recent], np.int64),
-        np.array([w for _, w in session.recent], np.float64), codes, scores, limit)
+        session.knn_k, session.knn_sample, session.knn_weight, recent[0], *_rows_of(table),
+        np.array(recent, np.int64), np.array(session.weights, np.float64), codes, scores,
+        limit)
     entries, *found = _merge(*arguments)
     return Merged(*found) if entries else None
+
+
+def _rows_of(table: Neighbours | None) -> tuple[np.ndarray, np.ndarray]:
+    """A neighbour table's ids and scores as plain arrays (none without a table)."""
+    return (np.asarray(table.ids), np.asarray(table.scores)) if table is not None else (
+        _NO_IDS, _NO_SCORES)
 
 
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
@@ -115,9 +120,7 @@ def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Cand
                   np.array([c.score for c in candidates], np.float64), session, limit)
     if found is None:
         return candidates
-    # every row's named products in one indexing (padding: -1, cut off below)
-    names = [row[:n] if n < SHOWN else row for row, n in zip(
-        index.id_array[found.shaped].tolist(), found.n_shaped.tolist(), strict=True)]
+    names = found.named(index, np.arange(len(found.codes)))
     scores = found.scores.tolist()
     for cand, hit, value, named in zip(candidates, found.hit.tolist(), scores, names,
                                        strict=False):  # then the added products'
@@ -150,12 +153,14 @@ _NO_KNN = (np.zeros(0, np.int32),) * 4  # no V-SKNN: an empty CSR
 
 @njit(cache=True, nogil=True)
 def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
-           s_indices: np.ndarray, order: np.ndarray, knn_k: int, knn_weight: float,
-           knn_src: int, t_ids: np.ndarray, t_scores: np.ndarray, s_codes: np.ndarray,
-           s_weights: np.ndarray, cand: np.ndarray, cand_scores: np.ndarray, limit: int
+           s_indices: np.ndarray, order: np.ndarray, knn_k: int, knn_sample: int,
+           knn_weight: float, knn_src: int, t_ids: np.ndarray, t_scores: np.ndarray,
+           s_codes: np.ndarray, s_weights: np.ndarray, cand: np.ndarray,
+           cand_scores: np.ndarray, limit: int
            ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The session's entries: the V-SKNN products of the session ``order`` (codes, oldest
-    first; ``by_*`` / ``s_*``: the training sessions, empty without) scaled to the best,
+    first; ``by_*`` / ``s_*``: the training sessions, empty without; ``knn_k`` neighbours
+    among each product's last ``knn_sample``, ``session_neighbours``) scaled to the best,
     times ``knn_weight``, named after ``knn_src`` (-1: after none); then for each session
     product (``s_codes``, -1 unknown, weight ``s_weights``; none without a table) its
     neighbour row ``t_ids`` / ``t_scores`` times its weight, scaled to the row's best (a row
@@ -169,7 +174,8 @@ def _merge(by_indptr: np.ndarray, by_indices: np.ndarray, s_indptr: np.ndarray,
     most; -1 padded) and how many."""
     neighbours, sims = np.zeros(0, np.int64), np.zeros(0, np.float64)
     if len(by_indptr) and len(order):
-        neighbours, sims = session_neighbours(by_indptr, by_indices, order, knn_k)
+        neighbours, sims = session_neighbours(by_indptr, by_indices, order, knn_k,
+                                              knn_sample)
     n_votes = 0  # each neighbour votes for each of its products with its similarity
     for row in neighbours:
         n_votes += s_indptr[row + 1] - s_indptr[row]
