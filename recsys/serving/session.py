@@ -78,7 +78,7 @@ class Merged(NamedTuple):
 
     def named(self, index: ServingIndex, rows: np.ndarray) -> list[list[str]]:
         """The session products that shaped each of these rows, strongest first."""
-        ids = index.id_array[self.shaped[rows].ravel()].tolist()
+        ids = index.id_array[self.shaped[rows].ravel()].tolist()  # padding (-1): cut off
         return [ids[at:at + n] for at, n in zip(range(0, len(ids), SHOWN),
                                                 self.n_shaped[rows].tolist(), strict=True)]
 
@@ -91,22 +91,18 @@ def merge(index: ServingIndex, table: Neighbours | None, codes: np.ndarray,
     if not session:
         return None
     code_of = index.code_of
+    t_ids, t_scores = ((np.asarray(table.ids), np.asarray(table.scores)) if table is not None
+                       else (_NO_IDS, _NO_SCORES))
     model = index.sessions
     knn = model.arrays if model is not None and session.knn_weight > 0 else _NO_KNN
     recent = [code_of.get(pid, -1) for pid in session.products]
     arguments = (  # in _merge's order
         *knn, np.array([code_of[p] for p in session.order if p in code_of], np.int64),
-        session.knn_k, session.knn_sample, session.knn_weight, recent[0], *_rows_of(table),
+        session.knn_k, session.knn_sample, session.knn_weight, recent[0], t_ids, t_scores,
         np.array(recent, np.int64), np.array(session.weights, np.float64), codes, scores,
         limit)
     entries, *found = _merge(*arguments)
     return Merged(*found) if entries else None
-
-
-def _rows_of(table: Neighbours | None) -> tuple[np.ndarray, np.ndarray]:
-    """A neighbour table's ids and scores as plain arrays (none without a table)."""
-    return (np.asarray(table.ids), np.asarray(table.scores)) if table is not None else (
-        _NO_IDS, _NO_SCORES)
 
 
 def rescore(index: ServingIndex, table: Neighbours | None, candidates: list[Candidate],
