@@ -201,7 +201,7 @@ class ServingSettings(BaseSettings):
     session_knn_k: int = Field(100, ge=1, le=10_000, description="V-SKNN: similar training "
                                                                  "sessions that vote")
     session_knn_sample: int = Field(100, ge=0, description="V-SKNN: each session product "
-                                    "brings its last N training sessions as candidate "
+                                    "brings its latest N training sessions as candidate "
                                     "neighbours (0: all; bounds a request's work on a large "
                                     "shop)")
     trending_hours: int = Field(3, ge=1, le=48, description="trending: the recent window")

@@ -191,8 +191,8 @@ COLD_START = ArtifactFile(
     "held-out products), config (pinned) or default", optional=True,
     keys=("cold_start_neighbours", "cold_start_prior", "chosen_by"))
 SESSIONS = ArtifactFile(
-    "sessions.npz", "models", "training view sessions x products (CSR, 1 = viewed): the "
-    "V-SKNN part of session-aware lists", optional=True,
+    "sessions.npz", "models", "training view sessions x products (CSR, 1 = viewed), "
+    "in the order of their last view: the V-SKNN part of session-aware lists", optional=True,
     arrays=(Array("indptr", "int32|int64", ("sessions+1",)),
             Array("indices", "int32|int64", ("session_views",)), Array("shape", "int64", (2,))))
 SESSIONS_BY_ITEM = ArtifactFile(

@@ -87,7 +87,10 @@ def item_vocabulary(*tables: pd.DataFrame | None) -> Vocabulary:
 
 
 def _build(row_ids: pd.Series, item_ids: pd.Series, values: np.ndarray, items: Vocabulary | None,
-           dtype: type) -> Interactions:
+           dtype: type, row_times: pd.Series | None = None) -> Interactions:
+    """The rows x items matrix of (row id, item id, value) triples, duplicates summed; the rows
+    are the distinct row ids of known items, sorted, or in time order where ``row_times``
+    gives each triple's time (``_time_order``)."""
     if items is None:  # one pass: codes and the sorted vocabulary together
         codes, uniques = pd.factorize(pd.Series(item_ids, dtype="string"), sort=True)
         items = Vocabulary(pd.Index(uniques, dtype="string"))
@@ -96,6 +99,9 @@ def _build(row_ids: pd.Series, item_ids: pd.Series, values: np.ndarray, items: V
         cols = items.lookup(item_ids, on_unknown="mask")
     keep = cols >= 0
     row_codes, row_uniques = pd.factorize(pd.Series(row_ids, dtype="string")[keep], sort=True)
+    if row_times is not None:
+        order = _time_order(row_codes, len(row_uniques), row_times[keep])
+        row_uniques, row_codes = row_uniques[order], np.argsort(order)[row_codes]
     rows = Vocabulary(pd.Index(row_uniques, dtype="string"))
     matrix = sp.coo_matrix(
         (values[keep].astype(dtype), (row_codes.astype(np.int32), cols[keep].astype(np.int32))),
@@ -112,6 +118,18 @@ def order_item_matrix(orders: pd.DataFrame, items: Vocabulary | None = None) -> 
     result = _build(orders["order_id"], orders["product_id"], ones, items, np.int32)
     result.matrix.data[:] = 1
     return result
+
+
+def _time_order(codes: np.ndarray, n: int, times: pd.Series) -> np.ndarray:
+    """The ``n`` rows (``codes``: each triple's row, in sorted id order) ordered by their last
+    time (to the microsecond, as Spark keeps times; rows without one last), then by id: the
+    latest sessions are the last rows, which V-SKNN's sample reads."""
+    stamps = pd.to_datetime(times, utc=True).dt.tz_convert(None).to_numpy("datetime64[us]")
+    micros = stamps.view(np.int64)
+    never = np.iinfo(np.int64).min  # NaT
+    last = pd.Series(micros).groupby(codes).max().to_numpy(copy=True)
+    last[last == never] = np.iinfo(np.int64).max
+    return np.lexsort((np.arange(n), last))
 
 
 def _decay(times: pd.Series, half_life_days: float | None,
@@ -190,14 +208,15 @@ def session_keys(events: pd.DataFrame) -> pd.Series:
 def session_item_matrix(events: pd.DataFrame, *, weights: InteractionWeights | None = None,
                         items: Vocabulary | None = None,
                         reference_time: pd.Timestamp | None = None) -> Interactions:
-    """session x product (float32) from events, weighted per event type and decayed."""
+    """session x product (float32) from events, weighted per event type and decayed; the
+    sessions in the order of their last event, then of their keys."""
     weights = weights or InteractionWeights()
     keys = session_keys(events)
     keep = keys.notna().to_numpy()
     ev = events[keep]
     w = ev["event_type"].map(weights.event_weights).fillna(0.0).to_numpy(dtype=np.float64)
     w = w * _decay(ev["occurred_at"], weights.half_life_days, reference_time)
-    result = _build(keys[keep], ev["product_id"], w, items, np.float32)
+    result = _build(keys[keep], ev["product_id"], w, items, np.float32, ev["occurred_at"])
     result.matrix.eliminate_zeros()
     return result
 

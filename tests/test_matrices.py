@@ -120,6 +120,32 @@ def test_sessions_split_customer_events_at_30_minutes() -> None:
     assert result.matrix.sum() == 4.0
 
 
+def test_sessions_are_rows_in_the_order_of_their_last_event() -> None:
+    """The latest sessions are the last rows (V-SKNN's sample reads them): ordered by each
+    session's last event whatever their keys, equal times (to the microsecond) by key; a
+    session of unknown products only has no row, and its events do not move another's."""
+    at = [T0 + pd.Timedelta(minutes=m) for m in (50, 1, 20, 5, 20, 60, 99)]
+    at[4] += pd.Timedelta(nanoseconds=400)  # the same microsecond as at[2]
+    events = pd.DataFrame({
+        "product_id": ["a", "b", "a", "c", "b", "x", "x"],
+        "event_type": ["view"] * 7,
+        "occurred_at": at,
+        "session_id": pd.array(["s1", "s1", "s9", "s2", "s0", "s9", "s5"], dtype="string"),
+    })
+    items = item_vocabulary(pd.DataFrame({"product_id": ["a", "b", "c"]}))
+    result = session_item_matrix(events, items=items)
+    # last events: s2 at 5, s0 and s9 at 20 (x at 60 is unknown), s1 at 50; s5 only x
+    assert list(result.rows.ids) == ["s2", "s0", "s9", "s1"]
+    assert result.matrix.toarray().tolist() == [[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 0]]
+    # derived sessions too: u2's sessions (b at 1; a at 50 with x; x at 99, unknown) around
+    # u1's one (5 to 20), whatever their keys' order
+    events["session_id"] = pd.array([None] * 7, dtype="string")
+    events["customer_id"] = pd.array(["u2", "u2", "u1", "u1", "u1", "u2", "u2"], dtype="string")
+    derived = session_item_matrix(events, items=items).rows.ids
+    keys = session_keys(events)
+    assert list(derived) == [keys[1], keys[3], keys[0]] == ["c:u2:2", "c:u1:1", "c:u2:3"]
+
+
 def test_unknown_items_are_left_out_with_a_given_vocabulary() -> None:
     orders = _orders([(1, 1, 1, 1, 0), (1, 2, 1, 1, 0)])
     vocab = item_vocabulary(pd.DataFrame({"product_id": ["p1", "p7"]}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -169,3 +170,28 @@ def test_sampled_neighbours_are_those_of_each_items_last_sessions() -> None:
         large = session_neighbours(by_indptr, by_indices, np.array(session, np.int64), k,
                                    int(np.diff(by_indptr).max()))
         assert all(np.array_equal(a, b) for a, b in zip(whole, large, strict=True)), case
+
+
+def test_the_sample_is_the_latest_sessions_whatever_their_ids() -> None:
+    """The models job's view sessions are rows in time order, so an item's last sessions are
+    its latest: with random-looking session ids (the latest sorting first), a sample of one
+    session of product a finds the session that viewed it last, and votes for that one's c."""
+    from recsys.matrices import item_vocabulary, view_sessions
+    from recsys.models.session_knn import sessions_by_item
+
+    t0 = pd.Timestamp("2026-03-01 10:00")
+    events = pd.DataFrame({
+        "session_id": pd.array(["f3e1", "f3e1", "07b2", "07b2", "9c4d"], dtype="string"),
+        "product_id": ["a", "b", "a", "c", "b"],
+        "event_type": ["view"] * 5,
+        "occurred_at": [t0, t0 + pd.Timedelta(minutes=1), t0 + pd.Timedelta(hours=5),
+                        t0 + pd.Timedelta(hours=5, minutes=2), t0 + pd.Timedelta(hours=1)],
+    })
+    items = item_vocabulary(events)
+    sessions = view_sessions(events, items, None)
+    assert sessions is not None
+    by_indptr, by_indices = sessions_by_item(sessions.indptr, sessions.indices, len(items))
+    a, c = items.lookup(["a", "c"]).tolist()
+    found, _ = session_neighbours(by_indptr, by_indices, np.array([a], np.int64), 1, 1)
+    assert found.tolist() == [2]  # "07b2", viewed last, is the last row
+    assert sessions[found[0]].indices.tolist() == [a, c]

@@ -1,5 +1,5 @@
 """The session x product matrix made on Spark (``local[2]``) against the local
-``session_item_matrix``: the same rows in the same order (sorted session keys), the same
+``session_item_matrix``: the same rows in the same order (time order), the same
 non-zeros; on generated events with and without session ids (sessions then derived from the
 customer and the 30-minute gap), several event types and products the vocabulary lacks, and
 on the demo shop's view events as ingested."""
@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.ingest import table_file
-from recsys.matrices import InteractionWeights, session_item_matrix, view_sessions
+from recsys.matrices import InteractionWeights, session_item_matrix, session_keys, view_sessions
 from recsys.models.upsell import viewed_bought_counts
 from recsys.spark.ingest import to_spark_pandas
 from recsys.spark.session_matrix import (
@@ -85,11 +85,14 @@ def test_session_matrix_equals_the_local_one(spark_local: Any, with_sessions: bo
     frame = spark_local.createDataFrame(to_spark_pandas(events), SCHEMA)
     got = session_item_matrix_on_spark(spark_local, frame, items, weights)
     assert_same(got, expected.matrix, rtol=0.0 if weights.half_life_days is None else 2e-6)
-    # the rows are the local ones, in the sorted keys' order: past 9 sessions of a customer
-    # "c:1:10" comes before "c:1:2"; zero weights (share, purchase) leave rows without entries
+    # the rows are the local ones, in time order (each session's last event, then its key;
+    # the events have ties); zero weights (share, purchase) leave rows without entries
     assert len(expected.rows) > 100 and expected.matrix.nnz > 500
-    derived = [k for k in expected.rows.ids if k.startswith("c:")]
-    assert derived and derived != sorted(derived, key=lambda k: int(k.rsplit(":", 1)[1]))
+    known = events["product_id"].isin(set(items.ids)).to_numpy()
+    last = events[known].groupby(session_keys(events)[known].to_numpy())["occurred_at"].max()
+    order = sorted(last.index, key=lambda k: (last[k], k))
+    assert list(expected.rows.ids) == order != sorted(order)
+    assert last.duplicated().any()
     if weights.event_weights.get("purchase") == 0.0:
         assert (np.diff(expected.matrix.indptr) == 0).any()
 

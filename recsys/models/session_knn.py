@@ -215,8 +215,9 @@ def session_neighbours(by_indptr: np.ndarray, by_indices: np.ndarray, session: n
                        k: int, sample: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """V-SKNN's ``k`` best training sessions for ``session`` (item codes, oldest first; see
     ``score_session``) and their similarities, best first (ties: the lower session). With a
-    ``sample`` (0: none), each item brings only its last ``sample`` sessions (the highest:
-    V-SKNN's sample of candidate neighbours, which bounds the work for popular items)."""
+    ``sample`` (0: none), each item brings only its last ``sample`` sessions (the highest;
+    the latest in the models job's ``sessions.npz``, whose rows are in time order): V-SKNN's
+    sample of candidate neighbours, which bounds the work for popular items."""
     codes = np.empty(len(session), np.int64)  # distinct, in order of first appearance
     weights = np.empty(len(session), np.float64)
     distinct = 0

@@ -9,8 +9,9 @@ a customer, ``c:<customer>:<n>`` where ``n`` counts the sessions (a new customer
 30 minutes since the customer's previous event) over all such events in (customer, time)
 order: a window per customer numbers a customer's sessions, and a prefix sum over the
 customers (one row each, in customer order) adds the sessions of the customers before.
-The rows come out in the local order (sorted session keys): the sessions are sorted by key on
-Spark and numbered in that order, so ``sessions.npz`` is the local engine's file.
+The rows come out in the local order (``recsys.matrices.session_item_matrix``: each
+session's last event, then its key): the sessions are sorted so on Spark and numbered in that
+order, so ``sessions.npz`` is the local engine's file.
 
 Weights: the local code sums a pair's float32 weights in float32, Spark in double, rounded to
 float32 once: equal when the sums are exact in float32 (no time decay, weights small whole
@@ -85,12 +86,16 @@ def session_item_matrix_on_spark(spark: SparkSession, events: DataFrame, items: 
     weight = F.coalesce(kinds[F.col("event_type")], F.lit(0.0)) * decay_weight(
         "occurred_at", weights.half_life_days, reference)
     cells = (keyed.select("session", F.col("product_id").cast("string"),
-                          weight.cast("float").alias("w"))
+                          weight.cast("float").alias("w"), "occurred_at")
              .join(F.broadcast(item_codes(spark, items)), "product_id")
-             .groupBy("session", "item").agg(F.sum("w").alias("w")))
-    # sorted by key and numbered in that order (Spark's row ids grow with it), one row each
-    rows = (cells.groupBy("session").agg(F.collect_list(F.struct("item", "w")).alias("cells"))
-            .orderBy("session").withColumn("row", F.monotonically_increasing_id())
+             .groupBy("session", "item").agg(F.sum("w").alias("w"),
+                                             F.max("occurred_at").alias("last")))
+    # in time order (each session's last event, then its key) and numbered in that order
+    # (Spark's row ids grow with it), one row each
+    rows = (cells.groupBy("session").agg(F.collect_list(F.struct("item", "w")).alias("cells"),
+                                         F.max("last").alias("last"))
+            .orderBy(F.col("last").asc_nulls_last(), "session")
+            .withColumn("row", F.monotonically_increasing_id())
             .select("row", F.explode("cells").alias("cell"))
             .select("row", "cell.item", "cell.w"))
     table = pd.DataFrame(rows.toPandas())
