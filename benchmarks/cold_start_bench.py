@@ -14,19 +14,22 @@ pipeline (``run_pipeline``) from the training rows; the cold products are then a
 session or basket and another product Q of it that the artifact knows: for view sessions Q
 is the next different product viewed after P, for baskets every other product of the basket.
 Hit: Q in the top 10 of P's list (HR@10 over cases; "per product": the mean of each cold
-product's own hit rate, so that a product in thousands of baskets does not dominate). Lists: the served also-viewed and similar items, and the
-best sellers of P's category (global where the catalogue has no category), all with
+product's own hit rate, so that a product in thousands of baskets does not dominate). Lists:
+the served also-viewed and similar items, the best sellers of P's category (global where the
+catalogue has no category) and of the shop, all with
 ``in_stock_only=False`` (the datasets' stock flags are not the test's). Two "ceiling" rows
 are no list anyone can serve: the 10 products most often Q in the test cases themselves, per
 P's category and per P (fitted to the cases they are scored on: bounds, not results).
 
 The served also-viewed uses the cold-start weights (``cold_start_neighbours``,
-``cold_start_prior``) that the pipeline's cold_start job chose on the training rows (its
-choice and grid are printed); a row with the fixed defaults (10, 0.5) is shown beside it.
+``cold_start_prior``, ``cold_start_prior_scope``) that the pipeline's cold_start job chose on
+the training rows (its choice and grid are printed); a row with the fixed defaults (10, 0.5,
+the category's best sellers) is shown beside it.
 ``--tune`` also chooses the served cold-start weights (``cold_start_neighbours``,
 ``cold_start_prior``) on a validation split: the rows before the test cutoff, split the same
 way with another seed's held-out products (a second pipeline run); the test rows then show
-also-viewed with that pair too.
+also-viewed with that pair too (and the prior's scope the job chose). The served also-viewed's ratio to the best sellers is printed
+with a 95% bootstrap interval over the cold products (``ratio_interval``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from recsys.config import Config  # noqa: E402
 from recsys.models.settings import (  # noqa: E402
     DEFAULT_COLD_START_NEIGHBOURS,
     DEFAULT_COLD_START_PRIOR,
+    PriorScope,
 )
 from recsys.pipeline import run_pipeline  # noqa: E402
 from recsys.serving import recommend  # noqa: E402
@@ -219,24 +223,54 @@ SERVED: dict[str, Callable[[ServingIndex, str], list[str]]] = {
     "category best sellers": lambda ix, p: [i["product_id"] for i in recommend.popular(
         ix, Options(k=K, in_stock_only=False, category=ix.categories.get(p)),
         Decisions()).items],
+    "shop best sellers": lambda ix, p: [i["product_id"] for i in recommend.popular(
+        ix, Options(k=K, in_stock_only=False), Decisions()).items],
 }
 
 
 def measure(index: ServingIndex, cases: pd.DataFrame, make: Callable[[ServingIndex, str],
             list[str]]) -> dict[str, float]:
     """HR@10, MRR@10, per-product HR@10 and ms per list of one list function on the cases."""
+    return _scores(*_ranked(index, cases, make))
+
+
+def _ranked(index: ServingIndex, cases: pd.DataFrame,
+            make: Callable[[ServingIndex, str], list[str]]) -> tuple[pd.DataFrame, np.ndarray,
+                                                                      float]:
+    """(the cases, each case's rank of Q in P's list (0: not in the top 10), ms per list)."""
     started = time.perf_counter()
     answers = {p: make(index, p) for p in cases["p"].unique()}
     took = time.perf_counter() - started
     ranks = np.array([answers[p].index(q) + 1 if q in answers[p][:K] else 0
-                      for p, q in zip(cases["p"], cases["q"], strict=True)])
+                      for p, q in zip(cases["p"], cases["q"], strict=True)], dtype=np.int64)
+    return cases, ranks, 1000 * took / max(len(answers), 1)
+
+
+def _scores(cases: pd.DataFrame, ranks: np.ndarray, ms_per_list: float) -> dict[str, float]:
     hits = ranks > 0
     per_product = pd.Series(hits).groupby(cases["p"].to_numpy()).mean()
     nan = float("nan")
     return {"hr@10": float(hits.mean()) if len(hits) else nan,
             "mrr@10": float((1.0 / ranks[hits]).sum() / len(ranks)) if len(ranks) else nan,
             "hr@10 per product": float(per_product.mean()) if len(per_product) else nan,
-            "ms_per_list": 1000 * took / max(len(answers), 1)}
+            "ms_per_list": ms_per_list}
+
+
+def ratio_interval(cases: pd.DataFrame, hits: np.ndarray, baseline: np.ndarray,
+                   draws: int = 2000, seed: int = 11) -> tuple[float, float, float]:
+    """HR@10 of ``hits`` over ``baseline``'s (per case: Q in the top 10) and its 95% bootstrap
+    interval, the cold products drawn with replacement (a product's cases go together: they
+    share its list)."""
+    by_product = pd.DataFrame({"p": cases["p"].to_numpy(), "a": hits, "b": baseline}
+                              ).groupby("p")[["a", "b"]].sum().to_numpy(np.float64)
+    if not len(by_product) or by_product[:, 1].sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(by_product), (draws, len(by_product)))
+    sums = by_product[drawn].sum(axis=1)
+    ratios = sums[:, 0] / np.where(sums[:, 1] > 0, sums[:, 1], np.nan)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    return float(by_product[:, 0].sum() / by_product[:, 1].sum()), float(low), float(high)
 
 
 def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
@@ -251,19 +285,27 @@ def evaluate(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
           f"{index.manifest.metrics.get('cold_start')}", flush=True)
     lists = [(label, index, make) for label, make in SERVED.items()]
     lists[0] = (f"also-viewed (served, {ranking.cold_start_chosen_by} "
-                f"{ranking.cold_start_neighbours}, {ranking.cold_start_prior})", *lists[0][1:])
-    lists.insert(1, (f"also-viewed (defaults {DEFAULTS[0]}, {DEFAULTS[1]})",
-                     _with(index, *DEFAULTS), SERVED["also-viewed (served)"]))
+                f"{ranking.cold_start_neighbours}, {ranking.cold_start_prior}, "
+                f"{ranking.cold_start_prior_scope})", *lists[0][1:])
+    lists.insert(1, (f"also-viewed (defaults {DEFAULTS[0]}, {DEFAULTS[1]}, category)",
+                     _with(index, *DEFAULTS, scope="category"), SERVED["also-viewed (served)"]))
     if chosen is not None:
         lists.insert(2, (f"also-viewed (--tune validation-chosen {chosen[0]}, {chosen[1]})",
                          _with(index, *chosen), SERVED["also-viewed (served)"]))
     for label, scope in (("ceiling: the test's own top 10 per category", "category"),
                          ("ceiling: the test's own top 10 per product", "product")):
         lists.append((label, index, _in_sample(index, cases, scope)))
+    ranked = {label: _ranked(ix, cases, make) for label, ix, make in lists}
+    served, sellers = ranked[lists[0][0]][1] > 0, ranked["category best sellers"][1] > 0
+    ratio, low, high = ratio_interval(cases, served, sellers)
+    print(f"{name}: served also-viewed / category best sellers, HR@10 {ratio:.2f}x (95% "
+          f"bootstrap interval over the cold products {low:.2f}x to {high:.2f}x; "
+          f"{int(served.sum())} against {int(sellers.sum())} hits of {len(cases)} cases)",
+          flush=True)
     return [{"dataset": name, "cold": mode, "cold_products": len(cold),
              "queried": int(cases["p"].nunique()), "cases": len(cases), "list": label,
-             **measure(ix, cases, make), "build_s": built}
-            for label, ix, make in lists]
+             **_scores(*ranked[label]), "build_s": built}
+            for label, _, _ in lists]
 
 
 def _in_sample(index: ServingIndex, cases: pd.DataFrame, scope: str
@@ -284,9 +326,12 @@ DEFAULTS = (DEFAULT_COLD_START_NEIGHBOURS, DEFAULT_COLD_START_PRIOR)
 GRID = [(m, prior) for m in (0, 5, 10, 20, 50) for prior in (0.0, 0.25, 0.5, 1.0, 2.0)]
 
 
-def _with(index: ServingIndex, neighbours: int, prior: float) -> ServingIndex:
-    return replace(index, ranking=replace(index.ranking, cold_start_neighbours=neighbours,
-                                          cold_start_prior=prior))
+def _with(index: ServingIndex, neighbours: int, prior: float,
+          scope: PriorScope | None = None) -> ServingIndex:
+    """The index with these cold-start settings (``scope`` None: the served one)."""
+    return replace(index, ranking=replace(
+        index.ranking, cold_start_neighbours=neighbours, cold_start_prior=prior,
+        cold_start_prior_scope=scope or index.ranking.cold_start_prior_scope))
 
 
 def tune(name: str, orders: pd.DataFrame, events: pd.DataFrame | None,
@@ -345,7 +390,7 @@ def main() -> int:
             grid, chosen = tune(name, orders, events, catalog, mode)
             print(pd.DataFrame(grid).to_string(index=False, float_format="%.4f"), flush=True)
         rows += evaluate(name, orders, events, catalog, mode, chosen=chosen)
-        print(pd.DataFrame(rows[-8:]).to_string(index=False, float_format="%.4f"), flush=True)
+        print(pd.DataFrame(rows[-9:]).to_string(index=False, float_format="%.4f"), flush=True)
     print("| dataset | cold | cold products | queried | cases | list | HR@10 | MRR@10 | "
           "HR@10 per product |")
     print("|---|---|---:|---:|---:|---|---:|---:|---:|")

@@ -138,6 +138,12 @@ def run(out: Path) -> dict[str, Any]:
         report["models"][f"engine + session (weight {best[0]}, decay {best[1]}, "
                          f"V-SKNN weight {best[2]}, k=100, sample {SAMPLE})"] = metrics(
             engine_lists(test["index"], test["items"], test["prefixes"], best), test)
+        served = ServingSettings()
+        default = (served.session_weight, served.session_decay, served.session_knn_weight)
+        if default != best:
+            report["models"][f"engine + session (the served defaults: weight {default[0]}, "
+                             f"decay {default[1]}, V-SKNN weight {default[2]})"] = metrics(
+                engine_lists(test["index"], test["items"], test["prefixes"], default), test)
         report["engine_seconds"] = round(time.perf_counter() - started, 1)
         per_product = np.diff(test["index"].sessions.arrays[0])
         report["training_sessions_per_product"] = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,7 @@ from recsys.artifact_io import load_npz
 from recsys.atomic_fs import LOCK_NAME
 from recsys.errors import ArtifactError
 from recsys.manifest import MANIFEST_NAME
+from recsys.models.settings import DEFAULT_COLD_START_PRIOR_SCOPE, PriorScope
 
 __all__ = ["check_version", "check_loads", "version_files"]
 
@@ -68,6 +70,12 @@ def check_version(folder: Path | str) -> None:
             problems.need(all(isinstance(v, int | float) and not isinstance(v, bool)
                               and np.isfinite(v) and v >= 0 for v in weights.values()),
                           f"{entry.path}: the blend weights must be finite numbers, not below 0")
+    if layout.COLD_START.path in usable:
+        scope = json.loads(layout.COLD_START.at(folder).read_text(encoding="utf-8")).get(
+            "cold_start_prior_scope", DEFAULT_COLD_START_PRIOR_SCOPE)
+        problems.need(scope in get_args(PriorScope), f"{layout.COLD_START.path}: "
+                      f"cold_start_prior_scope must be one of {get_args(PriorScope)}, not "
+                      f"{scope!r}")
     if n_items is not None:
         for table in layout.NEIGHBOUR_TABLES:
             _check_neighbours(folder, table, n_items, usable, problems)

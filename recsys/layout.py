@@ -186,9 +186,10 @@ RANKING = ArtifactFile("ranking.json", "models", "the blend weights the API appl
                        keys=("cart_knn_weight", "rule_weight", "also_viewed_support_weight",
                              "als_min_history"))
 COLD_START = ArtifactFile(
-    "cold_start.json", "cold_start", "the cold-start weights the API applies (also viewed of a "
-    "product without co-view data) and who chose them: validation (the cold_start job, on "
-    "held-out products), config (pinned) or default", optional=True,
+    "cold_start.json", "cold_start", "the cold-start settings the API applies (also viewed of "
+    "a product without co-view data: also cold_start_prior_scope, category or shop, where "
+    "the version has it) and who chose them: validation (the cold_start job, on held-out "
+    "products), config (pinned) or default", optional=True,
     keys=("cold_start_neighbours", "cold_start_prior", "chosen_by"))
 SESSIONS = ArtifactFile(
     "sessions.npz", "models", "training view sessions x products (CSR, 1 = viewed), "

@@ -86,6 +86,12 @@ def _garbage_json(folder: Path) -> None:
     (folder / "ranking.json").write_text("{not json")
 
 
+def _unknown_prior_scope(folder: Path) -> None:
+    chosen = json.loads((folder / "cold_start.json").read_text())
+    (folder / "cold_start.json").write_text(json.dumps({**chosen,
+                                                        "cold_start_prior_scope": "brand"}))
+
+
 def _garbage_parquet(folder: Path) -> None:
     (folder / "popular.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
 
@@ -102,6 +108,8 @@ DAMAGE = [
     (_nan_score, "bought_together_knn/scores.npy: 1 infinite or NaN scores"),
     (_purchases_out_of_range, f"purchases.npz: product codes outside 0..{PRODUCTS - 1}"),
     (_garbage_json, "ranking.json: not valid JSON"),
+    (_unknown_prior_scope, "cold_start.json: cold_start_prior_scope must be one of "
+                           "('category', 'shop'), not 'brand'"),
     (_garbage_parquet, "popular.parquet: not readable Parquet"),
     (_factors_cut, "dimension 'customers' is "),
 ]

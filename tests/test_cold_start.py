@@ -75,6 +75,20 @@ def test_the_prior_alone_adds_a_category_best_seller_nobody_co_viewed() -> None:
     assert "via" not in found["e"].evidence
 
 
+def test_the_shops_best_sellers_as_the_prior() -> None:
+    """With the prior's scope the shop, the shop's best sellers (a to e, one order each)
+    take the category's place, and say so."""
+    index = _index(neighbours=1, prior=2.0)
+    shop = replace(index, ranking=replace(index.ranking, cold_start_prior_scope="shop"))
+    found = {x.product_id: x for x in borrowed_also_viewed(shop, "n", None, 10)}
+    d = 0.8 * (0.5 + 2 * 3 / 7) / (0.8 * 3)
+    assert {p: x.score for p, x in found.items()} == pytest.approx(
+        {"a": 2.0, "b": 2.0, "c": 3.0, "d": d + 2.0, "e": 2.0})
+    assert found["e"].evidence["shop_best_seller"] is True
+    assert "category_best_seller" not in found["e"].evidence and "via" not in found["e"].evidence
+    assert found["d"].evidence["via"] == "a"
+
+
 def test_a_known_product_without_co_views_never_gets_itself() -> None:
     found = borrowed_also_viewed(_index(prior=0.0), "c", 2, 10)
     assert [x.product_id for x in found] == ["d"]  # a's list is c, d; c is the seed

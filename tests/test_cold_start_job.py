@@ -8,9 +8,10 @@ The shop (orders only, no categories: the prior is the global best sellers):
   best sellers (100 - k orders).
 With one neighbour per also-viewed row (``top_k = 1``: the gadget's accessory), a gadget
 scored as new borrows its content neighbours' accessories, never its own (5 cases) nor the
-staples (10 cases) unless the prior brings them: prior 2.0 puts the 10 staples first (10 of
-its 15 cases), a prior of 0.25-1 with 5 neighbours leaves room for 5 of them after the 5
-accessories, and 10 or more neighbours none.
+staples (10 cases) unless the prior brings them: prior 2.0 (or 4.0) puts the 10 staples first
+(10 of its 15 cases), a prior of 0.25-1 with 5 neighbours leaves room for 5 of them after the
+5 accessories, and 10 or more neighbours none. With the gadgets in a category of their own
+(``_shop(categories=True)``) only the shop's best sellers are the staples.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ STAPLES = [f"s{k}" for k in range(10)]
 SHOP = {"similarity": "cosine", "top_k": 1}
 
 
-def _shop() -> tuple[pd.DataFrame, pd.DataFrame]:
+def _shop(categories: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(orders, catalog) of the shop in the module docstring."""
     lines: list[tuple[str, str]] = []
     for i, gadget in enumerate(GADGETS):
@@ -58,11 +59,13 @@ def _shop() -> tuple[pd.DataFrame, pd.DataFrame]:
     lines += [(f"c{k}-{n}", staple) for k, staple in enumerate(STAPLES) for n in range(60 - k)]
     orders = pd.DataFrame(lines, columns=["order_id", "product_id"]).assign(quantity=1.0)
     catalog = pd.DataFrame({"product_id": GADGETS, "name": [f"gadget {g}" for g in GADGETS]})
+    if categories:
+        catalog["category"] = "Gadgets"
     return orders, catalog
 
 
-def _run(tmp_path: Path, **models: object) -> dict[str, Any]:
-    orders, catalog = _shop()
+def _run(tmp_path: Path, categories: bool = False, **models: object) -> dict[str, Any]:
+    orders, catalog = _shop(categories)
     items = item_vocabulary(catalog, orders)
     run_content_job(catalog, items, 50, tmp_path)
     return run_cold_start_job(LocalOrderLines(orders), None, catalog, items, ModelsConfig(**{**SHOP, **models}),
@@ -71,7 +74,7 @@ def _run(tmp_path: Path, **models: object) -> dict[str, Any]:
 
 def _expected_hr(n: int, prior: float) -> float:
     """HR@10 by hand: 15 cases per held-out gadget (see the module docstring)."""
-    if prior == 2.0:
+    if prior >= 2.0:
         return round(10 / 15, 4)
     return round(5 / 15, 4) if n == 5 and prior > 0 else 0.0
 
@@ -83,8 +86,10 @@ def test_the_clearly_best_pair_is_chosen(tmp_path: Path) -> None:
     assert report["held_out_products"] == 35 and report["cases"] == 35 * 15
     assert report["hr@10"] == {f"{n} x {prior}": _expected_hr(n, prior)
                                for n in GRID_NEIGHBOURS for prior in GRID_PRIOR}
-    # prior 2.0 ties across neighbours: the first (fewest) is kept
-    chosen = {"cold_start_neighbours": 5, "cold_start_prior": 2.0, "chosen_by": "validation"}
+    # prior 2.0 ties across neighbours and with 4.0: the first (fewest, smallest) is kept;
+    # without categories the shop's best sellers are the category's: not tried again
+    chosen = {"cold_start_neighbours": 5, "cold_start_prior": 2.0,
+              "cold_start_prior_scope": "category", "chosen_by": "validation"}
     assert {k: report[k] for k in chosen} == chosen
     assert report["chosen_hr@10"] == round(10 / 15, 4)
     assert json.loads(layout.COLD_START.at(tmp_path).read_text()) == chosen
@@ -96,8 +101,27 @@ def test_a_pinned_value_is_kept_and_the_other_chosen(tmp_path: Path) -> None:
     assert set(report["hr@10"]) == {f"20 x {prior}" for prior in GRID_PRIOR}
     pinned = _run(tmp_path, cold_start_neighbours=20, cold_start_prior=0.25)
     assert pinned == {"cold_start_neighbours": 20, "cold_start_prior": 0.25,
-                      "chosen_by": "config"}
+                      "cold_start_prior_scope": "category", "chosen_by": "config"}
     assert json.loads(layout.COLD_START.at(tmp_path).read_text()) == pinned
+
+
+def test_the_shops_best_sellers_where_they_go_with_every_new_product(tmp_path: Path) -> None:
+    """The gadgets' category's best sellers are gadgets, never bought together: a category
+    prior hits nothing, the shop's (the staples) 10 of 15 cases; both are tried where the
+    catalogue has categories, and a pinned scope is kept."""
+    report = _run(tmp_path, categories=True)
+    expected = {f"{n} x {prior}": 0.0 if prior else _expected_hr(n, prior)
+                for n in GRID_NEIGHBOURS for prior in GRID_PRIOR}
+    expected.update({f"{n} x {prior} shop": _expected_hr(n, prior)
+                     for n in GRID_NEIGHBOURS for prior in GRID_PRIOR if prior})
+    assert report["hr@10"] == expected
+    chosen = {"cold_start_neighbours": 5, "cold_start_prior": 2.0,
+              "cold_start_prior_scope": "shop", "chosen_by": "validation"}
+    assert {k: report[k] for k in chosen} == chosen
+    assert json.loads(layout.COLD_START.at(tmp_path).read_text()) == chosen
+    pinned = _run(tmp_path, categories=True, cold_start_prior_scope="category")
+    assert (pinned["cold_start_prior_scope"], pinned["chosen_hr@10"]) == ("category", 0.0)
+    assert all(not key.endswith("shop") for key in pinned["hr@10"])
 
 
 def test_too_few_cases_keep_the_defaults(tmp_path: Path) -> None:

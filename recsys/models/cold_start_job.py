@@ -1,14 +1,18 @@
-"""The cold_start job: chooses, on the shop's own data, the two weights of the also-viewed
+"""The cold_start job: chooses, on the shop's own data, the settings of the also-viewed
 list served for a product without co-view data (``cold_start_neighbours``,
-``cold_start_prior``; the score is ``recsys.models.borrowed``'s) and writes them, with who
-chose them, to ``cold_start.json``. A value set in ``[models]`` is pinned: the grid runs
-over the other one only, and not at all when both are set.
+``cold_start_prior`` and whose best sellers that prior counts, ``cold_start_prior_scope``;
+the score is ``recsys.models.borrowed``'s) and writes them, with who chose them, to
+``cold_start.json``. A value set in ``[models]`` is pinned: the grid runs over the others
+only, and not at all when that leaves one setting (all set; or the neighbours and the prior,
+where the scope makes no difference: a prior of 0, a catalogue without categories).
 
 Simulation. Up to ``cold_start_tune_products`` products that do have co-views and content
 neighbours are held out, drawn in a seeded order (``seed``) into up to ``MAX_FOLDS`` folds,
 and scored as a new product is served: the first ``n`` of their content neighbours
 (``content_similar/``, from the catalogue alone) lend their also-viewed lists, weighted by
-cosine, plus the prior x the best sellers of the product's category. A case is a held-out
+cosine, plus the prior x the best sellers of the product's category, or of the shop (in
+grocery baskets the shop's staples go with every new product; in view sessions that stay in
+a category its own best sellers do). A case is a held-out
 product P, a row (view session; an order when there are no view events) holding P and
 another product q of that row that is not held out; a hit is q in the top 10 of P's score.
 The list served is completed from content neighbours and best sellers when that score has
@@ -25,8 +29,10 @@ product that would pass it waits for the next fold), so the table scored with st
 to the one served; the sample leans to products with few rows, as new products are.
 
 Choice: the best HR@10 over ``GRID_NEIGHBOURS`` (at most ``content_top_k``) x
-``GRID_PRIOR``, ties to the first (fewer neighbours, then smaller prior); with fewer than
-``cold_start_tune_min_cases`` cases, or nothing to hold out, the defaults are kept.
+``GRID_PRIOR`` x ``PRIOR_SCOPES`` (the shop's scope only where the catalogue has categories
+and the prior is not 0: else it is the same list), ties to the first (fewer neighbours,
+then smaller prior, then the category); with fewer than ``cold_start_tune_min_cases`` cases,
+or nothing to hold out, the defaults are kept.
 """
 
 from __future__ import annotations
@@ -49,16 +55,21 @@ from recsys.models.neighbours import Neighbours
 from recsys.models.settings import (
     DEFAULT_COLD_START_NEIGHBOURS,
     DEFAULT_COLD_START_PRIOR,
+    DEFAULT_COLD_START_PRIOR_SCOPE,
     ModelsConfig,
+    PriorScope,
 )
 from recsys.popularity import GLOBAL_SCOPE, best_sellers
 from recsys.vocab import Vocabulary
 
-__all__ = ["GRID_NEIGHBOURS", "GRID_PRIOR", "MAX_FOLDS", "MAX_LEFT_OUT", "OrderLines",
-           "LocalOrderLines", "run_cold_start_job"]
+__all__ = ["GRID_NEIGHBOURS", "GRID_PRIOR", "PRIOR_SCOPES", "MAX_FOLDS", "MAX_LEFT_OUT",
+           "OrderLines", "LocalOrderLines", "Setting", "run_cold_start_job"]
 
 GRID_NEIGHBOURS = (5, 10, 20, 50)
-GRID_PRIOR = (0.0, 0.25, 0.5, 1.0, 2.0)
+GRID_PRIOR = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+PRIOR_SCOPES: tuple[PriorScope, ...] = ("category", "shop")
+Setting = tuple[int, float, PriorScope]
+"""(cold_start_neighbours, cold_start_prior, cold_start_prior_scope)."""
 MAX_LEFT_OUT = 0.1  # share of the rows (sessions or orders) one fold's products may hold
 MAX_FOLDS = 5  # held-out sets, each scored with its own refitted table
 K = 10  # the list length scored
@@ -104,10 +115,22 @@ def run_cold_start_job(orders: OrderLines, events: pd.DataFrame | None,
     ``sessions``: where the view sessions come from (``view_sessions`` of ``events`` by
     default)."""
     pinned_n, pinned_prior = config.cold_start_neighbours, config.cold_start_prior
-    kept = (DEFAULT_COLD_START_NEIGHBOURS if pinned_n is None else pinned_n,
-            DEFAULT_COLD_START_PRIOR if pinned_prior is None else pinned_prior)
-    if pinned_n is not None and pinned_prior is not None:
-        return _write(out, *kept, "config", {})
+    pinned_scope = config.cold_start_prior_scope
+    kept: Setting = (DEFAULT_COLD_START_NEIGHBOURS if pinned_n is None else pinned_n,
+                     DEFAULT_COLD_START_PRIOR if pinned_prior is None else pinned_prior,
+                     DEFAULT_COLD_START_PRIOR_SCOPE if pinned_scope is None else pinned_scope)
+    has_categories = catalog is not None and "category" in catalog \
+        and bool(catalog["category"].notna().any())
+    prior_scopes = ([pinned_scope] if pinned_scope is not None
+                    else PRIOR_SCOPES if has_categories else PRIOR_SCOPES[:1])
+    grid: list[Setting] = [
+        (n, prior, scope)
+        for n in ([pinned_n] if pinned_n is not None else
+                  sorted({min(n, config.content_top_k) for n in GRID_NEIGHBOURS}))
+        for prior in ([pinned_prior] if pinned_prior is not None else GRID_PRIOR)
+        for scope in (prior_scopes if prior > 0 else [kept[2]])]
+    if pinned_n is not None and pinned_prior is not None and len(grid) == 1:
+        return _write(out, *grid[0], "config", {})
     if pinned_n == 0:
         return _write(out, *kept, "default", {"reason": "cold_start_neighbours = 0 borrows "
                                                         "nothing: no prior to choose"})
@@ -128,9 +151,6 @@ def run_cold_start_job(orders: OrderLines, events: pd.DataFrame | None,
     if cases < config.cold_start_tune_min_cases:
         return _write(out, *kept, "default", {**report, "reason": f"{cases} cases, fewer than "
                       f"cold_start_tune_min_cases = {config.cold_start_tune_min_cases}"})
-    grid = [(n, prior) for n in ([pinned_n] if pinned_n is not None else
-                                 sorted({min(n, config.content_top_k) for n in GRID_NEIGHBOURS}))
-            for prior in ([pinned_prior] if pinned_prior is not None else GRID_PRIOR)]
     hits = np.zeros(len(grid), dtype=np.int64)
     for fold in folds:  # one more item-kNN fit each
         hits += _grid_hits(fold, content, knn_table(rows[~fold.left_out], config),
@@ -138,10 +158,17 @@ def run_cold_start_job(orders: OrderLines, events: pd.DataFrame | None,
                            _scopes(catalog, items.ids[fold.held]), grid,
                            config.also_viewed_support_weight)
     best = int(np.argmax(hits))  # the first of the best
-    report["hr@10"] = {f"{n} x {prior}": round(h / cases, 4)
-                       for (n, prior), h in zip(grid, hits.tolist(), strict=True)}
-    return _write(out, grid[best][0], grid[best][1], "validation",
+    report["hr@10"] = {_label(setting): round(h / cases, 4)
+                       for setting, h in zip(grid, hits.tolist(), strict=True)}
+    return _write(out, *grid[best], "validation",
                   {**report, "chosen_hr@10": round(float(hits[best]) / cases, 4)})
+
+
+def _label(setting: Setting) -> str:
+    """A grid point as the report names it: "neighbours x prior", and "shop" for the shop's
+    best sellers."""
+    n, prior, scope = setting
+    return f"{n} x {prior}" + (" shop" if scope == "shop" and prior > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -223,12 +250,13 @@ def _scopes(catalog: pd.DataFrame | None, ids: np.ndarray) -> list[str]:
 
 def _grid_hits(fold: _Fold, content: Neighbours, table: Neighbours,
                priors: dict[str, tuple[np.ndarray, np.ndarray]], scopes: list[str],
-               grid: list[tuple[int, float]], support_weight: float) -> np.ndarray:
-    """Per grid pair: the fold's cases whose product is in the top ``K`` of its held-out
-    product's score (a loop over the held-out products and the pairs: a few hundred x 20)."""
+               grid: list[Setting], support_weight: float) -> np.ndarray:
+    """Per grid setting: the fold's cases whose product is in the top ``K`` of its held-out
+    product's score (a loop over the held-out products and the settings: a few hundred x
+    up to 44)."""
     held, targets, is_held = fold.held, fold.targets, fold.is_held
     n_items = len(is_held)
-    most = max(n for n, _ in grid)
+    most = max(n for n, _, _ in grid)
     none = (np.zeros(0, np.int64), np.zeros(0, np.float64))
     hits = np.zeros(len(grid), dtype=np.int64)
     for i, p in enumerate(held.tolist()):
@@ -240,18 +268,20 @@ def _grid_hits(fold: _Fold, content: Neighbours, table: Neighbours,
         target = np.zeros(n_items, dtype=np.int64)
         target[targets.indices[targets.indptr[i]:targets.indptr[i + 1]]] = (
             targets.data[targets.indptr[i]:targets.indptr[i + 1]])
-        codes, shares = priors.get(scopes[i], none)
-        for g, (n, prior) in enumerate(grid):
+        prior_of = {"category": priors.get(scopes[i], none),
+                    "shop": priors.get(GLOBAL_SCOPE, none)}
+        for g, (n, prior, scope) in enumerate(grid):
+            codes, shares = prior_of[scope]
             score = cold_start_scores(parts, n_items, own=p, prior_codes=codes,
                                       prior_shares=shares, prior_weight=prior, neighbours=n)
             hits[g] += int(target[ranked(score, K)].sum())
     return hits
 
 
-def _write(out: Path, neighbours: int, prior: float, chosen_by: str,
+def _write(out: Path, neighbours: int, prior: float, scope: PriorScope, chosen_by: str,
            report: dict[str, Any]) -> dict[str, Any]:
     """Write ``cold_start.json``; returns the job's report (the manifest's metrics)."""
     chosen = {"cold_start_neighbours": int(neighbours), "cold_start_prior": float(prior),
-              "chosen_by": chosen_by}
+              "cold_start_prior_scope": scope, "chosen_by": chosen_by}
     layout.COLD_START.at(out).write_text(json.dumps(chosen, indent=2))
     return {**chosen, **report}

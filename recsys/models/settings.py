@@ -6,11 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ModelsConfig", "DEFAULT_COLD_START_NEIGHBOURS", "DEFAULT_COLD_START_PRIOR"]
+__all__ = ["ModelsConfig", "PriorScope", "DEFAULT_COLD_START_NEIGHBOURS",
+           "DEFAULT_COLD_START_PRIOR", "DEFAULT_COLD_START_PRIOR_SCOPE"]
+
+PriorScope = Literal["category", "shop"]
+"""Whose best sellers a new product's also-viewed prior counts: its category's, or the shop's."""
 
 #: The cold-start weights served when neither the config nor the cold_start job sets them.
 DEFAULT_COLD_START_NEIGHBOURS = 10
 DEFAULT_COLD_START_PRIOR = 0.5
+DEFAULT_COLD_START_PRIOR_SCOPE: PriorScope = "category"
 
 
 class ModelsConfig(BaseModel):
@@ -42,9 +47,13 @@ class ModelsConfig(BaseModel):
                                         "neighbours, weighted by cosine (0 = content neighbours "
                                         "alone); unset = chosen per shop by the cold_start job")
     cold_start_prior: float | None = Field(
-        None, ge=0, description="...plus this share of its category's best-seller orders (each "
-                                "scaled to the best); unset = chosen per shop by the cold_start "
-                                "job")
+        None, ge=0, description="...plus this share of its category's (or the shop's: "
+                                "cold_start_prior_scope) best-seller orders (each scaled to the "
+                                "best); unset = chosen per shop by the cold_start job")
+    cold_start_prior_scope: PriorScope | None = Field(
+        None, description="whose best sellers that prior counts: the product's category's, or "
+                          "the shop's (where staples go with everything, as in grocery "
+                          "baskets); unset = chosen per shop by the cold_start job")
     cold_start_tune_products: int = Field(
         300, ge=0, description="cold_start job: products with co-views it holds out and scores "
                                "as if new (0 = no tuning: the defaults)")

@@ -5,10 +5,10 @@ The score (``recsys.models.borrowed``): over the product's ``cold_start_neighbou
 content neighbours, each neighbour's served also-viewed score (similarity and
 ``also_viewed_support_weight`` x support, each scaled to that neighbour's best) weighted by
 how alike the two products are, scaled to the best score, plus ``cold_start_prior`` x the
-orders of the product's category's best sellers (global ones without a category) scaled to
-the best seller's. The product itself is never a candidate. The weights are the artifact's
-(``ranking.json``; ``cold_start.json``: the two cold-start weights, chosen per shop by the
-cold_start job unless the config pins them).
+orders of the best sellers of the product's category (global ones without a category), or
+of the shop (``cold_start_prior_scope``), scaled to the best seller's. The product itself is
+never a candidate. The weights are the artifact's (``ranking.json``; ``cold_start.json``:
+the cold-start settings, chosen per shop by the cold_start job unless the config pins them).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def borrowed_also_viewed(index: ServingIndex, product_id: str, code: int | None,
     rows = np.array([c for c, _ in near], dtype=np.int64)
     cosine = np.array([cos for _, cos in near], dtype=np.float64)
     parts = borrowed_parts(table, rows, cosine, ranking.also_viewed_support_weight)
-    prior = index.popular.get(index.categories.get(product_id) or GLOBAL_SCOPE, [])
+    shop = ranking.cold_start_prior_scope == "shop"
+    prior = index.popular.get(GLOBAL_SCOPE if shop else
+                              index.categories.get(product_id) or GLOBAL_SCOPE, [])
     known = [(index.code_of[pid], orders) for pid, orders in prior if pid in index.code_of]
     top = max(prior[0][1], 1) if prior else 1
     n = len(index.ids)
@@ -58,6 +60,8 @@ def borrowed_also_viewed(index: ServingIndex, product_id: str, code: int | None,
         if best_row[c] >= 0:
             evidence.update(via=index.ids[int(rows[best_row[c]])],
                             content_similarity=round(float(cosine[best_row[c]]), 6))
+        elif shop:
+            evidence.update(shop_best_seller=True)
         else:
             evidence.update(category_best_seller=True)
         out.append(Candidate(index.ids[c], float(score[c]), "content_co_viewed", evidence))

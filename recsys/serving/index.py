@@ -28,7 +28,12 @@ from recsys.artifacts import ArtifactStore, Manifest, load_npz, load_parquet
 from recsys.errors import ArtifactError
 from recsys.models.neighbours import Neighbours
 from recsys.models.session_knn import SessionKNN, load_sessions
-from recsys.models.settings import DEFAULT_COLD_START_NEIGHBOURS, DEFAULT_COLD_START_PRIOR
+from recsys.models.settings import (
+    DEFAULT_COLD_START_NEIGHBOURS,
+    DEFAULT_COLD_START_PRIOR,
+    DEFAULT_COLD_START_PRIOR_SCOPE,
+    PriorScope,
+)
 from recsys.models.upsell_prior import UpsellPrior
 from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
@@ -67,6 +72,7 @@ class Ranking:
     also_viewed_support_weight: float = 3.0
     cold_start_neighbours: int = DEFAULT_COLD_START_NEIGHBOURS  # cold_start.json's, if any
     cold_start_prior: float = DEFAULT_COLD_START_PRIOR
+    cold_start_prior_scope: PriorScope = DEFAULT_COLD_START_PRIOR_SCOPE
     cold_start_chosen_by: str = "default"  # or "validation" (the cold_start job), "config"
     als_min_history: int = 10
     # what also_viewed/'s support counted: view "sessions", or "orders" (no view events)
@@ -349,13 +355,16 @@ def load_index(store_root: Path | str, version: str | None = None, *,
 
 
 def _load_ranking(folder: Path) -> Ranking:
-    """``ranking.json``'s weights with ``cold_start.json``'s cold-start pair, where present."""
+    """``ranking.json``'s weights with ``cold_start.json``'s cold-start settings, where present
+    (a version from before the prior's scope was chosen has its category's)."""
     ranking = Ranking(**json.loads(layout.RANKING.at(folder).read_text())) \
         if layout.RANKING.at(folder).exists() else Ranking()
     if layout.COLD_START.at(folder).exists():
         chosen = json.loads(layout.COLD_START.at(folder).read_text())
         ranking = replace(ranking, cold_start_neighbours=int(chosen["cold_start_neighbours"]),
                           cold_start_prior=float(chosen["cold_start_prior"]),
+                          cold_start_prior_scope=chosen.get("cold_start_prior_scope",
+                                                            DEFAULT_COLD_START_PRIOR_SCOPE),
                           cold_start_chosen_by=str(chosen["chosen_by"]))
     return ranking
 
