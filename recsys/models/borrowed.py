@@ -5,7 +5,8 @@ choose the weights (``recsys.models.cold_start_job``).
 score(q) = sum over the product's first ``neighbours`` content neighbours c of
 cosine(product, c) x (sim(c, q) / max sim of c + ``support_weight`` x support(c, q) / max
 support of c), scaled to the best score, plus ``prior_weight`` x the prior's share of q
-(its category's best-seller orders / the best seller's). The product itself scores 0;
+(its orders / the best seller's, among the best sellers of the product's category or of the
+shop: ``cold_start_prior_scope``). The product itself scores 0;
 ``ranked`` keeps the positive scores, best first (ties: lower code first).
 """
 
