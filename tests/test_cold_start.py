@@ -62,6 +62,8 @@ def test_borrowed_scores_by_hand() -> None:
     assert {x.product_id: x.score for x in found} == pytest.approx(expected)
     via = {x.product_id: (x.evidence["via"], x.evidence["content_similarity"]) for x in found}
     assert via == {"c": ("a", 0.8), "d": ("a", 0.8), "e": ("b", 0.4)}
+    # d and e are also the category's best sellers, which raised them; c is not
+    assert [x.evidence.get("category_best_seller", False) for x in found] == [False, True, True]
     assert {x.source for x in found} == {"content_co_viewed"}
 
 
@@ -87,6 +89,8 @@ def test_the_shops_best_sellers_as_the_prior() -> None:
     assert found["e"].evidence["shop_best_seller"] is True
     assert "category_best_seller" not in found["e"].evidence and "via" not in found["e"].evidence
     assert found["d"].evidence["via"] == "a"
+    # d was borrowed via a and the prior raised it too: the reason says both
+    assert found["d"].evidence["shop_best_seller"] is True
 
 
 def test_a_known_product_without_co_views_never_gets_itself() -> None:

@@ -26,8 +26,9 @@ __all__ = ["borrowed_also_viewed"]
 def borrowed_also_viewed(index: ServingIndex, product_id: str, code: int | None,
                          limit: int) -> list[Candidate]:
     """The ``limit`` best candidates by the score above (source ``content_co_viewed``;
-    evidence: the content neighbour that contributed most, and its cosine); empty without
-    an also-viewed table or content neighbours."""
+    evidence: the content neighbour that contributed most, and its cosine, and whether the
+    prior's best sellers raised it); empty without an also-viewed table or content
+    neighbours."""
     content, table, ranking = index.content, index.also_viewed, index.ranking
     if content is None or table is None or ranking.cold_start_neighbours == 0:
         return []
@@ -54,16 +55,15 @@ def borrowed_also_viewed(index: ServingIndex, product_id: str, code: int | None,
     first = np.ones(len(order), dtype=bool)
     first[1:] = parts.ids[order][1:] != parts.ids[order][:-1]
     best_row[parts.ids[order][first]] = parts.via[order][first]
+    best_seller = {c for c, _ in known} if ranking.cold_start_prior > 0 else set()
     out = []
     for c in ranked(score, limit).tolist():
         evidence: dict[str, object] = {"seed": product_id, "score": round(float(score[c]), 6)}
         if best_row[c] >= 0:
             evidence.update(via=index.ids[int(rows[best_row[c]])],
                             content_similarity=round(float(cosine[best_row[c]]), 6))
-        elif shop:
-            evidence.update(shop_best_seller=True)
-        else:
-            evidence.update(category_best_seller=True)
+        if c in best_seller or best_row[c] < 0:
+            evidence["shop_best_seller" if shop else "category_best_seller"] = True
         out.append(Candidate(index.ids[c], float(score[c]), "content_co_viewed", evidence))
     return out
 
