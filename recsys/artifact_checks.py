@@ -64,18 +64,18 @@ def check_version(folder: Path | str) -> None:
                     _finite(entry.path, column, table.column(column), problems)
     for entry, numbers in ((layout.RANKING, layout.RANKING.keys),
                            (layout.COLD_START, ("cold_start_neighbours", "cold_start_prior"))):
-        if entry.path in usable:
-            weights = json.loads(entry.at(folder).read_text(encoding="utf-8"))
-            weights = {k: v for k, v in weights.items() if k in numbers}
-            problems.need(all(isinstance(v, int | float) and not isinstance(v, bool)
-                              and np.isfinite(v) and v >= 0 for v in weights.values()),
-                          f"{entry.path}: the blend weights must be finite numbers, not below 0")
-    if layout.COLD_START.path in usable:
-        scope = json.loads(layout.COLD_START.at(folder).read_text(encoding="utf-8")).get(
-            "cold_start_prior_scope", DEFAULT_COLD_START_PRIOR_SCOPE)
-        problems.need(scope in get_args(PriorScope), f"{layout.COLD_START.path}: "
-                      f"cold_start_prior_scope must be one of {get_args(PriorScope)}, not "
-                      f"{scope!r}")
+        if entry.path not in usable:
+            continue
+        found = json.loads(entry.at(folder).read_text(encoding="utf-8"))
+        weights = {k: v for k, v in found.items() if k in numbers}
+        problems.need(all(isinstance(v, int | float) and not isinstance(v, bool)
+                          and np.isfinite(v) and v >= 0 for v in weights.values()),
+                      f"{entry.path}: the blend weights must be finite numbers, not below 0")
+        if entry is layout.COLD_START:
+            scope = found.get("cold_start_prior_scope", DEFAULT_COLD_START_PRIOR_SCOPE)
+            problems.need(scope in get_args(PriorScope), f"{entry.path}: "
+                          f"cold_start_prior_scope must be one of {get_args(PriorScope)}, not "
+                          f"{scope!r}")
     if n_items is not None:
         for table in layout.NEIGHBOUR_TABLES:
             _check_neighbours(folder, table, n_items, usable, problems)
