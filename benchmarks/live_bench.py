@@ -17,8 +17,10 @@ the server can take (``--overload`` req/s: what it completes per second is its m
 then at half of each endpoint's own maximum, where the latency percentiles are read;
 ``--rounds`` repeats plain and session one after the other (other jobs' load moves; the
 median of the rounds' ratios is reported too). Each phase counts the server's Redis timeouts
-(lists served without the session for 2 s) and the worker's CPU per answered request at its
-maximum.
+(lists served without the session for 2 s), the worker's CPU per answered request at its
+maximum, and the cores the rest of the machine used and the hypervisor took (steal)
+meanwhile. ``--session-knn-k`` / ``--session-knn-sample`` set V-SKNN's neighbours and sample
+(default: the served ones), in process and on the server.
 Before the server starts, the same lists in process (``recommend.also_viewed`` on the
 loaded index, no HTTP, no Redis): the median per call of 5 passes over the products, plain
 and with each session's 5 products. The machine is shared with other jobs: short runs,
@@ -47,7 +49,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from serving_bench import HOST, Endpoint, Server, cpu_ticks, run_openloop  # noqa: E402
+from serving_bench import (  # noqa: E402
+    HOST,
+    Endpoint,
+    Server,
+    cpu_ticks,
+    other_load,
+    run_openloop,
+)
 
 from benchmarks import machine  # noqa: E402
 from recsys.config import ServingSettings, load_config  # noqa: E402
@@ -83,10 +92,10 @@ def post(port: int, body: dict[str, Any]) -> None:
         assert response.status == 201
 
 
-def in_process(index: ServingIndex, products: list[str], recent: list[list[str]]
-               ) -> dict[str, float]:
-    """Median ms per ``recommend.also_viewed`` call over 5 passes: plain, with the session."""
-    s = ServingSettings()
+def in_process(index: ServingIndex, products: list[str], recent: list[list[str]],
+               s: ServingSettings) -> dict[str, float]:
+    """Median ms per ``recommend.also_viewed`` call over 5 passes: plain, with the session
+    (``s``'s session settings)."""
     options = replace(Options(k=10), min_score_share=s.placements.also_viewed.min_score_share,
                       max_p_value=s.placements.also_viewed.max_p_value,
                       fill=s.placements.also_viewed.fill)
@@ -126,7 +135,14 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--session-knn-k", type=int, help="V-SKNN's neighbours (default: served)")
+    parser.add_argument("--session-knn-sample", type=int,
+                        help="V-SKNN's sessions read per product (default: served)")
     args = parser.parse_args()
+    knn = {name: value for name, value in (("session_knn_k", args.session_knn_k),
+                                           ("session_knn_sample", args.session_knn_sample))
+           if value is not None}
+    settings = ServingSettings(**knn)
     args.workdir = args.workdir or Path(tempfile.gettempdir()) / (
         "recsys_live_bench" + ("" if (args.orders, args.catalog) == (8000, 300) else
                                f"_{args.orders}x{args.catalog}"))
@@ -152,17 +168,18 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine.describe(),
                                "shop": {"orders": args.orders, "products": args.catalog,
                                         "by_views": args.by_views,
-                                        "session_knn_sample":
-                                            ServingSettings().session_knn_sample},
+                                        "session_knn_k": settings.session_knn_k,
+                                        "session_knn_sample": settings.session_knn_sample},
                                "load_average_before": os.getloadavg(),
-                               "in_process": in_process(index, products, views)}
+                               "in_process": in_process(index, products, views, settings)}
     print("in process", results["in_process"], flush=True)
     prefix = f"bench-{uuid.uuid4().hex}:"
     env = {"RECSYS_SERVING_ARTIFACTS": str(root), "RECSYS_SERVING_RELOAD_INTERVAL_S": "0",
            "RECSYS_SERVING_DATABASE_URL": args.database,
            "RECSYS_SERVING_REDIS_URL": args.redis, "RECSYS_SERVING_REDIS_PREFIX": prefix,
            "RECSYS_SERVING_STOREFRONT": "false",
-           "RECSYS_SERVING_EVENTS_PER_MINUTE": "0"}  # the load is one client: no rate limit
+           "RECSYS_SERVING_EVENTS_PER_MINUTE": "0",  # the load is one client: no rate limit
+           **{f"RECSYS_SERVING_{name.upper()}": str(value) for name, value in knn.items()}}
     server = Server("recsys", ["--factory", "recsys.app:app_from_env"], 1, "0", env,
                     args.workdir / "server.log", None)
     server.start("/readyz", 180)
@@ -187,18 +204,24 @@ def main() -> int:
         tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
         for name, endpoint in [*rounds, ("events", events)]:
             ticks = cpu_ticks(worker)
-            top = run_openloop(server.port, endpoint, args.overload, args.duration, 32, 1, "1",
-                               args.workdir)
+            with other_load([server]) as top_load:
+                top = run_openloop(server.port, endpoint, args.overload, args.duration, 32, 1,
+                                   "1", args.workdir)
             # the worker's CPU per answered request at its maximum (its idle start included)
             cpu_us = (cpu_ticks(worker) - ticks) * tick_us / max(1, top["ok"])
-            half = run_openloop(server.port, endpoint, top["achieved_rps"] / 2, args.duration,
-                                32, 1, "1", args.workdir)
+            with other_load([server]) as half_load:
+                half = run_openloop(server.port, endpoint, top["achieved_rps"] / 2,
+                                    args.duration, 32, 1, "1", args.workdir)
             results[name] = {
                 "max_rps": round(top["achieved_rps"], 1), "max_errors": top["errors"],
                 "worker_cpu_us_per_request": round(cpu_us, 1),
                 "half_rate": round(half["rate"], 1), "half_errors": half["errors"],
                 **{f"half_{k}": round(half[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms")},
-                "load_average": os.getloadavg()[0]}
+                "load_average": os.getloadavg()[0],
+                # cores the rest of the machine used and the hypervisor took meanwhile
+                **{f"{phase}_{k}": round(load[k], 3) for phase, load in
+                   (("max", top_load), ("half", half_load))
+                   for k in ("other_cores", "steal_cores")}}
             # a Redis call over 50 ms (a loaded machine) serves lists without the session for
             # 2 s: the session figures of a phase with such an episode are not the session's
             seen = log_path.read_text(errors="replace").count("redis unavailable")

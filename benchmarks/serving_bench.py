@@ -849,9 +849,9 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
             for server in running:
                 key = f"{server.label}/{workers}"
                 cmd = shlex.join(server.command).replace(f"--port {server.port}", "--port PORT")
-                env = " ".join(f"{k}={v}" for k, v in server.env.items())
+                env_text = " ".join(f"{k}={v}" for k, v in server.env.items())
                 results["servers"][key] = {
-                    "command": f"{env} {cmd}".strip(), "ready_s": server.ready_s,
+                    "command": f"{env_text} {cmd}".strip(), "ready_s": server.ready_s,
                     "restarts": server.restarts,
                     "mem": [memory(p) for p in server.worker_pids()]}
                 results["targets"] += [t.to_json(key) for t in mine if t.server is server]
