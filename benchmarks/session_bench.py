@@ -9,7 +9,8 @@ window, then scored once on the test window with models refitted before it.
 
 Models: ``engine`` = an artifact built by the pipeline's jobs from the training events
 (default config), ``recommend.also_viewed`` called per case with the last product only, and
-with the session (``recsys.serving.session``: weight, decay tuned); single-item baselines
+with the session (``recsys.serving.session``: weights tuned, then V-SKNN's neighbours and
+sample at the chosen weights; the served defaults scored too); single-item baselines
 (co-occurrence, BM25, cosine, ALS) through ``evaluate_also_viewed`` (its own tuning);
 S-KNN and V-SKNN (``recsys.models.session_knn``, k tuned).
 
@@ -53,8 +54,11 @@ KS = (10, 20)
 # 06:51 run (item neighbours alone: 0.5 best of 0.5 and 0.8 at every weight)
 ENGINE_GRID = [(w, 0.5, b) for w in (0.0, 0.3) for b in (0.0, 1.0, 2.0, 4.0) if w or b]
 KNN_GRID = (50, 100, 200, 500)
-SAMPLE = ServingSettings().session_knn_sample  # V-SKNN's candidate sessions per product, served
-SAMPLES = (0, 50, 250, 500)  # also reported on test at the chosen setting (0: every session)
+SERVED = ServingSettings()
+KNN = (SERVED.session_knn_k, SERVED.session_knn_sample)  # V-SKNN's neighbours and sample, served
+# V-SKNN's neighbours x each product's candidate sessions (0: every one), tuned for the blend
+# at the chosen weights; also reported on test
+KNN_SAMPLE_GRID = [(k, sample) for k in (50, 100) for sample in (20, 30, 50, 100, 0)]
 
 
 def cases(window: pd.DataFrame, items: Vocabulary) -> tuple[list[list[int]], np.ndarray]:
@@ -86,17 +90,18 @@ def top(scores: sp.csr_matrix, last: np.ndarray) -> np.ndarray:
 
 
 def engine_lists(index: Any, items: Vocabulary, prefixes: list[list[int]],
-                 setting: tuple[float, float, float] | None, sample: int = SAMPLE) -> np.ndarray:
+                 setting: tuple[float, float, float] | None,
+                 knn: tuple[int, int] = KNN) -> np.ndarray:
     """The served also-viewed per case: the last product alone (``setting`` None) or with
-    the session so far (session_weight, session_decay, session_knn_weight; V-SKNN's
-    candidates: each product's last ``sample`` training sessions)."""
+    the session so far (session_weight, session_decay, session_knn_weight; V-SKNN's ``knn``:
+    its neighbours among each product's last ``sample`` training sessions)."""
     options, decisions = recommend.Options(k=K, in_stock_only=False), recommend.Decisions()
     lists = []
     for prefix in prefixes:
         ids = [items.ids[c] for c in prefix]
         session = NO_SESSION if setting is None else session_of_recent(
             ids[::-1], [ids[-1]], weight=setting[0], decay=setting[1], length=20,
-            knn_weight=setting[2], knn_k=100, knn_sample=sample)
+            knn_weight=setting[2], knn_k=knn[0], knn_sample=knn[1])
         result = recommend.also_viewed(index, ids[-1], options, decisions, session)
         lists.append([i["product_id"] for i in result.items])
     return to_codes(lists, items, K)
@@ -135,23 +140,33 @@ def run(out: Path) -> dict[str, Any]:
         best = max(tuned, key=lambda key: (tuned[key], -key[0], -key[2]))
         report["validation_engine_session"] = {f"w={a} d={b} knn={c}": v
                                                for (a, b, c), v in tuned.items()}
+        # V-SKNN's neighbours and sample at those weights; ties: the cheaper (fewer
+        # neighbours, then fewer sessions read; 0 reads every one)
+        knn_tuned = {knn: metrics(engine_lists(valid["index"], valid["items"], valid["prefixes"],
+                                               best, knn), valid)["hr@10"]
+                     for knn in KNN_SAMPLE_GRID}
+        best_knn = max(knn_tuned, key=lambda key: (knn_tuned[key], -key[0],
+                                                   -(key[1] or np.inf)))
+        report["validation_engine_session_knn"] = {f"k={k} sample={n}": v
+                                                   for (k, n), v in knn_tuned.items()}
         report["models"][f"engine + session (weight {best[0]}, decay {best[1]}, "
-                         f"V-SKNN weight {best[2]}, k=100, sample {SAMPLE})"] = metrics(
-            engine_lists(test["index"], test["items"], test["prefixes"], best), test)
-        served = ServingSettings()
-        default = (served.session_weight, served.session_decay, served.session_knn_weight)
-        if default != best:
+                         f"V-SKNN weight {best[2]}, k={best_knn[0]}, sample {best_knn[1]})"] = (
+            metrics(engine_lists(test["index"], test["items"], test["prefixes"], best,
+                                 best_knn), test))
+        default = (SERVED.session_weight, SERVED.session_decay, SERVED.session_knn_weight)
+        if (default, KNN) != (best, best_knn):
             report["models"][f"engine + session (the served defaults: weight {default[0]}, "
-                             f"decay {default[1]}, V-SKNN weight {default[2]})"] = metrics(
+                             f"decay {default[1]}, V-SKNN weight {default[2]}, k={KNN[0]}, "
+                             f"sample {KNN[1]})"] = metrics(
                 engine_lists(test["index"], test["items"], test["prefixes"], default), test)
         report["engine_seconds"] = round(time.perf_counter() - started, 1)
         per_product = np.diff(test["index"].sessions.arrays[0])
         report["training_sessions_per_product"] = {
             "median": float(np.median(per_product)), "p99": float(np.percentile(per_product, 99)),
-            "max": int(per_product.max()), "over_sample": int((per_product > SAMPLE).sum())}
-        report["test_by_sample"] = {sample: metrics(engine_lists(
-            test["index"], test["items"], test["prefixes"], best, sample), test)
-            for sample in SAMPLES}
+            "max": int(per_product.max()), "over_sample": int((per_product > KNN[1]).sum())}
+        report["test_by_knn"] = {f"k={k} sample={n}": metrics(engine_lists(
+            test["index"], test["items"], test["prefixes"], best, (k, n)), test)
+            for k, n in KNN_SAMPLE_GRID}
         for name, weighting, similarity in (("sknn", "binary", "cosine"),
                                             ("vsknn", "linear", "dot")):
             def ranked(data: dict[str, Any], k: int, weighting: Any = weighting,
@@ -162,9 +177,9 @@ def run(out: Path) -> dict[str, Any]:
                 return top(model.score(queries), data["last"])
 
             scores = {k: metrics(ranked(valid, k), valid)["hr@10"] for k in KNN_GRID}
-            best = max(scores, key=lambda k: (scores[k], -k))
+            best_k = max(scores, key=lambda k: (scores[k], -k))
             report[f"validation_{name}"] = scores
-            report["models"][f"{name} (k={best})"] = metrics(ranked(test, best), test)
+            report["models"][f"{name} (k={best_k})"] = metrics(ranked(test, best_k), test)
         single = evaluate_also_viewed(events, windows, ks=KS, show_progress=False, models=[
             "popularity", "cooccurrence", "bm25_itemknn", "cosine_itemknn", "als"])
         for name, figures in single.metrics.items():
