@@ -196,11 +196,11 @@ class ServingSettings(BaseSettings):
                                                          "products in session-aware lists")
     session_decay: float = Field(0.5, gt=0, le=1, description="each older session product "
                                                               "counts this much less")
-    session_knn_weight: float = Field(4.0, ge=0, description="weight of V-SKNN (the training "
+    session_knn_weight: float = Field(2.0, ge=0, description="weight of V-SKNN (the training "
                                       "sessions most like this one) in session-aware lists")
     session_knn_k: int = Field(100, ge=1, le=10_000, description="V-SKNN: similar training "
                                                                  "sessions that vote")
-    session_knn_sample: int = Field(100, ge=0, description="V-SKNN: each session product "
+    session_knn_sample: int = Field(20, ge=0, description="V-SKNN: each session product "
                                     "brings its latest N training sessions as candidate "
                                     "neighbours (0: all; bounds a request's work on a large "
                                     "shop)")
