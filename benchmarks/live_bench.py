@@ -15,12 +15,13 @@ default). Endpoints:
 The load is ``serving_bench.py``'s open-loop client (pinned to CPU 1): first far above what
 the server can take (``--overload`` req/s: what it completes per second is its maximum),
 then at half of each endpoint's own maximum, where the latency percentiles are read;
-``--rounds`` repeats plain and session one after the other (other jobs' load moves; the
-median of the rounds' ratios is reported too). Each phase counts the server's Redis timeouts
-(lists served without the session for 2 s), the worker's CPU per answered request at its
-maximum, and the cores the rest of the machine used and the hypervisor took (steal)
-meanwhile. ``--session-knn-k`` / ``--session-knn-sample`` set V-SKNN's neighbours and sample
-(default: the served ones), in process and on the server.
+``--rounds`` repeats plain and session (each round: both maxima back to back, as the
+machine's speed drifts, then both halves; the median of the rounds' ratios is reported too).
+Each phase counts the server's Redis timeouts (lists served without the session for 2 s),
+the worker's CPU per answered request at its maximum, and the cores the rest of the machine
+used and the hypervisor took (steal) meanwhile. ``--session-knn-k`` and
+``--session-knn-sample`` set V-SKNN's neighbours and sample (default: the served ones), in
+process and on the server.
 Before the server starts, the same lists in process (``recommend.also_viewed`` on the
 loaded index, no HTTP, no Redis): the median per call of 5 passes over the products, plain
 and with each session's 5 products. The machine is shared with other jobs: short runs,
@@ -104,16 +105,16 @@ def in_process(index: ServingIndex, products: list[str], recent: list[list[str]]
                                   knn_weight=s.session_knn_weight, knn_k=s.session_knn_k,
                                   knn_sample=s.session_knn_sample)
                 for p, views in zip(products, recent, strict=True)]
-    out = {}
-    for name, with_session in (("plain", False), ("session", True)):
-        passes = []
-        for _ in range(6):  # the first pass warms up
+    passes: dict[str, list[float]] = {"plain": [], "session": []}
+    for _ in range(6):  # the first pass warms up; plain and session in turn (speed drifts)
+        for name, with_session in (("plain", False), ("session", True)):
             started = time.perf_counter()
             for p, session in zip(products, sessions, strict=True):
                 recommend.also_viewed(index, p, options, Decisions(),
                                       session if with_session else NO_SESSION)
-            passes.append((time.perf_counter() - started) * 1e3 / len(products))
-        out[f"{name}_ms"] = round(statistics.median(passes[1:]), 4)
+            passes[name].append((time.perf_counter() - started) * 1e3 / len(products))
+    out = {f"{name}_ms": round(statistics.median(times[1:]), 4)
+           for name, times in passes.items()}
     out["session_vs_plain"] = round(out["plain_ms"] / out["session_ms"], 3)
     return out
 
@@ -196,37 +197,50 @@ def main() -> int:
         events = Endpoint("events", "POST", ["/v1/events"], [json.dumps(
             {"event_type": "view", "product_id": rng.choice(known),
              "session_id": rng.choice(sessions)}).encode() for _ in range(500)])
-        rounds = [(f"{e.name}_{r}" if args.rounds > 1 else e.name, e)
-                  for r in range(1, args.rounds + 1) for e in lists]
         log_path = args.workdir / "server.log"
         degraded = 0
         worker = server.worker_pids()[0]
         tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
-        for name, endpoint in [*rounds, ("events", events)]:
+
+        def phase(name: str, endpoint: Endpoint, rate: float | None) -> None:
+            """One phase: at ``rate`` req/s (None: the overload, the endpoint's maximum)."""
+            nonlocal degraded
             ticks = cpu_ticks(worker)
-            with other_load([server]) as top_load:
-                top = run_openloop(server.port, endpoint, args.overload, args.duration, 32, 1,
-                                   "1", args.workdir)
-            # the worker's CPU per answered request at its maximum (its idle start included)
-            cpu_us = (cpu_ticks(worker) - ticks) * tick_us / max(1, top["ok"])
-            with other_load([server]) as half_load:
-                half = run_openloop(server.port, endpoint, top["achieved_rps"] / 2,
-                                    args.duration, 32, 1, "1", args.workdir)
-            results[name] = {
-                "max_rps": round(top["achieved_rps"], 1), "max_errors": top["errors"],
-                "worker_cpu_us_per_request": round(cpu_us, 1),
-                "half_rate": round(half["rate"], 1), "half_errors": half["errors"],
-                **{f"half_{k}": round(half[k], 2) for k in ("p50_ms", "p90_ms", "p99_ms")},
-                "load_average": os.getloadavg()[0],
-                # cores the rest of the machine used and the hypervisor took meanwhile
-                **{f"{phase}_{k}": round(load[k], 3) for phase, load in
-                   (("max", top_load), ("half", half_load))
-                   for k in ("other_cores", "steal_cores")}}
+            with other_load([server]) as load:
+                found = run_openloop(server.port, endpoint, rate or args.overload,
+                                     args.duration, 32, 1, "1", args.workdir)
+            out = results.setdefault(name, {})
+            at = "max" if rate is None else "half"
+            if rate is None:
+                # the worker's CPU per answered request at its maximum (its idle start included)
+                out.update(max_rps=round(found["achieved_rps"], 1), max_errors=found["errors"],
+                           worker_cpu_us_per_request=round(
+                               (cpu_ticks(worker) - ticks) * tick_us / max(1, found["ok"]), 1))
+            else:
+                out.update(half_rate=round(found["rate"], 1), half_errors=found["errors"],
+                           **{f"half_{k}": round(found[k], 2)
+                              for k in ("p50_ms", "p90_ms", "p99_ms")})
+            # cores the rest of the machine used and the hypervisor took meanwhile
+            out.update({f"{at}_{k}": round(load[k], 3) for k in ("other_cores", "steal_cores")},
+                       load_average=os.getloadavg()[0])
             # a Redis call over 50 ms (a loaded machine) serves lists without the session for
             # 2 s: the session figures of a phase with such an episode are not the session's
             seen = log_path.read_text(errors="replace").count("redis unavailable")
-            results[name]["redis_degraded_episodes"], degraded = seen - degraded, seen
-            print(name, results[name], flush=True)
+            out["redis_degraded_episodes"] = out.get("redis_degraded_episodes", 0) + (
+                seen - degraded)
+            degraded = seen
+
+        # each round: both maxima back to back (the machine's speed drifts), then both halves
+        for r in range(1, args.rounds + 1):
+            named = [(f"{e.name}_{r}" if args.rounds > 1 else e.name, e) for e in lists]
+            for name, endpoint in named:
+                phase(name, endpoint, None)
+            for name, endpoint in named:
+                phase(name, endpoint, results[name]["max_rps"] / 2)
+                print(name, results[name], flush=True)
+        phase("events", events, None)
+        phase("events", events, results["events"]["max_rps"] / 2)
+        print("events", results["events"], flush=True)
     finally:
         server.stop()
     for r in range(1, args.rounds + 1):
