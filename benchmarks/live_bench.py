@@ -207,7 +207,8 @@ def main() -> int:
             nonlocal degraded
             ticks = cpu_ticks(worker)
             with other_load([server]) as load:
-                found = run_openloop(server.port, endpoint, rate or args.overload,
+                found = run_openloop(server.port, endpoint,
+                                     args.overload if rate is None else rate,
                                      args.duration, 32, 1, "1", args.workdir)
             out = results.setdefault(name, {})
             at = "max" if rate is None else "half"

@@ -141,32 +141,34 @@ def run(out: Path) -> dict[str, Any]:
         report["validation_engine_session"] = {f"w={a} d={b} knn={c}": v
                                                for (a, b, c), v in tuned.items()}
         # V-SKNN's neighbours and sample at those weights; ties: the cheaper (fewer
-        # neighbours, then fewer sessions read; 0 reads every one)
-        knn_tuned = {knn: metrics(engine_lists(valid["index"], valid["items"], valid["prefixes"],
-                                               best, knn), valid)["hr@10"]
-                     for knn in KNN_SAMPLE_GRID}
+        # neighbours, then fewer sessions read; 0 reads every one). The served ones were
+        # scored with the weights already.
+        knn_tuned = {knn: tuned[best] if knn == KNN else metrics(
+            engine_lists(valid["index"], valid["items"], valid["prefixes"], best, knn),
+            valid)["hr@10"] for knn in KNN_SAMPLE_GRID}
         best_knn = max(knn_tuned, key=lambda key: (knn_tuned[key], -key[0],
                                                    -(key[1] or np.inf)))
         report["validation_engine_session_knn"] = {f"k={k} sample={n}": v
                                                    for (k, n), v in knn_tuned.items()}
+        by_knn = {knn: metrics(engine_lists(test["index"], test["items"], test["prefixes"],
+                                            best, knn), test) for knn in KNN_SAMPLE_GRID}
         report["models"][f"engine + session (weight {best[0]}, decay {best[1]}, "
                          f"V-SKNN weight {best[2]}, k={best_knn[0]}, sample {best_knn[1]})"] = (
-            metrics(engine_lists(test["index"], test["items"], test["prefixes"], best,
-                                 best_knn), test))
+            by_knn[best_knn])
         default = (SERVED.session_weight, SERVED.session_decay, SERVED.session_knn_weight)
         if (default, KNN) != (best, best_knn):
             report["models"][f"engine + session (the served defaults: weight {default[0]}, "
                              f"decay {default[1]}, V-SKNN weight {default[2]}, k={KNN[0]}, "
-                             f"sample {KNN[1]})"] = metrics(
-                engine_lists(test["index"], test["items"], test["prefixes"], default), test)
+                             f"sample {KNN[1]})"] = (
+                by_knn[KNN] if default == best and KNN in by_knn else metrics(
+                    engine_lists(test["index"], test["items"], test["prefixes"], default),
+                    test))
         report["engine_seconds"] = round(time.perf_counter() - started, 1)
         per_product = np.diff(test["index"].sessions.arrays[0])
         report["training_sessions_per_product"] = {
             "median": float(np.median(per_product)), "p99": float(np.percentile(per_product, 99)),
             "max": int(per_product.max()), "over_sample": int((per_product > KNN[1]).sum())}
-        report["test_by_knn"] = {f"k={k} sample={n}": metrics(engine_lists(
-            test["index"], test["items"], test["prefixes"], best, (k, n)), test)
-            for k, n in KNN_SAMPLE_GRID}
+        report["test_by_knn"] = {f"k={k} sample={n}": found for (k, n), found in by_knn.items()}
         for name, weighting, similarity in (("sknn", "binary", "cosine"),
                                             ("vsknn", "linear", "dot")):
             def ranked(data: dict[str, Any], k: int, weighting: Any = weighting,
