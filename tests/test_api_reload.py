@@ -342,3 +342,36 @@ def test_workers_are_forked_and_share_the_imported_code(served: Callable[..., Pa
             # importing recsys.app alone makes about 120 MiB of anonymous memory
             assert shared > 60, (pid, shared, private)
         assert _anonymous_mib(supervisor)[0] > 60
+
+
+def _mapped_files(pid: int, folder: Path) -> set[str]:
+    """The files under ``folder`` that ``pid`` has memory-mapped (from /proc/PID/maps)."""
+    inside = str(folder.resolve()) + os.sep
+    return {line.split(None, 5)[5] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+            if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith(inside)}
+
+
+def test_the_supervisor_lets_go_of_a_superseded_preload(served: Callable[..., Path]) -> None:
+    """The supervisor of `recsys serve --workers 2` preloaded the first version for its
+    workers; once CURRENT names another, it drops that index: it no longer maps the old
+    version's files (which pruning or an erasure may delete) and holds none of its data, while
+    the workers serve the new version (and let go of their copies of it too)."""
+    config = served(reload_interval_s=0.1)
+    store = ArtifactStore(load_config(config).artifacts.root)
+    old = store.path()
+    with real_server(config, "--workers", "2") as base:
+        supervisor, workers = _server_pids(config)
+        assert _mapped_files(supervisor, old), "the preload maps the version's files"
+        second = publish(config)
+
+        def both_serve_second() -> bool:
+            versions = {httpx.get(f"{base}/readyz", timeout=5).json()["version"]
+                        for _ in range(10)}  # a new connection each: both workers answer
+            return versions == {second}
+
+        wait_for(both_serve_second, "both workers on the second version")
+        for pid in (supervisor, *workers):
+            wait_for(lambda pid=pid: not _mapped_files(pid, old),
+                     f"process {pid} to unmap the first version", timeout=10)
+        assert _server_pids(config)[1] == workers  # no worker restarted for it
+        assert httpx.get(f"{base}/v1/items/{SEED}/also-viewed").json()["model_version"] == second

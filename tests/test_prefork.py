@@ -50,6 +50,13 @@ def test_uvicorn_has_the_spawn_context_prefork_swaps_for_fork() -> None:
     assert uvicorn._subprocess.spawn.get_start_method() == "spawn"
 
 
+def test_uvicorn_has_the_supervisor_loop_prefork_watches_from() -> None:
+    """prefork lets go of a superseded preload from the supervisor's periodic check."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    assert callable(Multiprocess.keep_subprocess_alive)
+
+
 def test_a_worker_imports_nothing_heavy_after_the_preload(demo_artifact: Path,
                                                           tmp_path: Path) -> None:
     """After PRELOADED_MODULES and the preloaded artifact, starting the app and answering every

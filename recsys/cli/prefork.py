@@ -10,9 +10,10 @@ supervisor fork its workers: the imported code stays shared, copy-on-write, in e
 The supervisor also loads and warms up the current artifact version (``state.preload``): a
 worker that starts on that version serves the supervisor's index, so its Python objects and
 compiled kernels are shared too. A version published later is loaded by each worker on its
-own (hot reload, as with spawned workers); restarting the server shares it again. The
-supervisor opens no database or Redis connection and starts no thread of its own before it
-forks.
+own (hot reload, as with spawned workers), and the supervisor, which checks CURRENT each time
+it checks on its workers, then lets go of its own copy (``state.drop_superseded_preload``);
+restarting the server shares a version again. The supervisor opens no database or Redis
+connection and starts no thread of its own.
 """
 
 from __future__ import annotations
@@ -51,11 +52,15 @@ def fork_workers_from_here(settings: ServingSettings) -> str | None:
     it in the supervisor before ``uvicorn.run``; returns the preloaded version (None if it did
     not load: each worker then loads, and reports, it)."""
     import uvicorn._subprocess as uvicorn_subprocess
+    from uvicorn.supervisors.multiprocess import Multiprocess
 
-    from recsys.serving.state import preload
+    from recsys.serving.state import drop_superseded_preload, preload
 
-    if not hasattr(uvicorn_subprocess, "spawn"):  # checked by a test against the pinned uvicorn
+    # both checked by a test against the pinned uvicorn
+    if not hasattr(uvicorn_subprocess, "spawn"):
         raise RuntimeError("this uvicorn has no _subprocess.spawn to make its workers fork")
+    if not hasattr(Multiprocess, "keep_subprocess_alive"):
+        raise RuntimeError("this uvicorn's supervisor has no keep_subprocess_alive to watch from")
     for name in PRELOADED_MODULES:
         importlib.import_module(name)
     version = preload(settings)
@@ -63,4 +68,11 @@ def fork_workers_from_here(settings: ServingSettings) -> str | None:
     gc.freeze()
     fork: Any = multiprocessing.get_context("fork")
     uvicorn_subprocess.spawn = fork
+    keep_alive = Multiprocess.keep_subprocess_alive
+
+    def keep_alive_and_let_go(supervisor: Multiprocess) -> None:  # every half second
+        drop_superseded_preload(settings)  # before a restarted worker forks with it
+        keep_alive(supervisor)
+
+    Multiprocess.keep_subprocess_alive = keep_alive_and_let_go  # type: ignore[method-assign,assignment]
     return version

@@ -41,7 +41,8 @@ from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.spool import EventSpool
 from recsys.serving.store import DATABASE_DOWN, ServingStore
 
-__all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan", "preload"]
+__all__ = ["ServingState", "NotReady", "State", "Index", "Admin", "lifespan", "preload",
+           "drop_superseded_preload"]
 
 log = logging.getLogger("recsys.serving")
 
@@ -64,6 +65,34 @@ def preload(settings: ServingSettings) -> str | None:
         return None
     _preloaded = (str(settings.artifacts), index)
     return index.version
+
+
+def drop_superseded_preload(settings: ServingSettings) -> bool:
+    """Let go of the preloaded index once CURRENT names another version (the supervisor
+    calls this while it watches its workers): they load that one themselves, and the old
+    index's memory and memory-mapped files (which pruning or an erasure may delete) are
+    freed. Returns whether it let go."""
+    global _preloaded
+    if _preloaded is None:
+        return False
+    try:
+        current = ArtifactStore(settings.artifacts).current_version()
+    except RecsysError:
+        return False  # the workers report an unreadable pointer
+    version = _preloaded[1].version
+    if current is None or current == version:
+        return False
+    _preloaded = None
+    release_freed_memory()
+    log.info("let go of the preloaded version %s: %s is current", version, current)
+    return True
+
+
+def _forget_preload() -> None:
+    """A worker's copy of the preload serves its first load at most: from then on the worker
+    holds what it serves, and an index it no longer serves is freed."""
+    global _preloaded
+    _preloaded = None
 
 
 class ServingState:
@@ -125,6 +154,7 @@ class ServingState:
             index = self.overlay.apply(base, self.settings.content_min_support)
             self.base = base
             previous, self.index = self.index, index  # one assignment: requests hold it
+        _forget_preload()
         self.error, self.failed_version = None, None  # they started with
         if self.version_gauge is not None:
             if previous is not None and previous.version != index.version:
