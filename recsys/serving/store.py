@@ -11,6 +11,7 @@ decisions are kept, marked inactive.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -162,6 +163,8 @@ class ServingStore:
         self._snapshot_at = 0.0
         self._generation = 0  # bumped by invalidate: a read begun before it is not kept
         self._refreshing = False
+        self._refresh_due: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # generations
+        self._refresher: threading.Thread | None = None  # started by the first refresh
         self.database_ok = False
         self.check_database()
 
@@ -183,6 +186,9 @@ class ServingStore:
         return True
 
     def dispose(self) -> None:
+        with self._lock:
+            self._refresh_due.put(None)  # the refresh thread ends (a later one starts anew)
+            self._refresher = None
         self.engine.dispose()
 
     # -- events ------------------------------------------------------------------------------
@@ -391,10 +397,19 @@ class ServingStore:
             if snapshot is not None and self.refresh_seconds > 0:
                 if not self._refreshing:
                     self._refreshing = True
-                    threading.Thread(target=self._refresh, args=(generation,), daemon=True,
-                                     name="recsys-decisions").start()
+                    self._refresh_due.put(generation)
+                    if self._refresher is None:
+                        self._refresher = threading.Thread(
+                            target=self._keep_refreshing, daemon=True, name="recsys-decisions")
+                        self._refresher.start()
                 return snapshot
         return self._read(now, generation)
+
+    def _keep_refreshing(self) -> None:
+        """The one refresh thread of this store (until ``dispose``): a thread started for
+        each refresh held up the request that asked for it until the thread ran."""
+        while (generation := self._refresh_due.get()) is not None:
+            self._refresh(generation)
 
     def _refresh(self, generation: int) -> None:
         try:
