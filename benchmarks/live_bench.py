@@ -14,9 +14,13 @@ default). Endpoints:
             PostgreSQL by default: ``--database``).
 The load is ``serving_bench.py``'s open-loop client (pinned to CPU 1): first far above what
 the server can take (``--overload`` req/s: what it completes per second is its maximum),
-then at half of each endpoint's own maximum, where the latency percentiles are read;
+then at half of each endpoint's own maximum, where the latency percentiles are read after a
+warm-up at that rate (``--warmup`` seconds, answered and not counted: a phase starts from an
+idle server, whose first milliseconds on a virtual machine can be tens of times slower than
+the rest, ``machine.wake_up_ms``, recorded with the results; ``--warmup 0`` counts them);
 ``--rounds`` repeats plain and session (each round: both maxima back to back, as the
-machine's speed drifts, then both halves; the median of the rounds' ratios is reported too).
+machine's speed drifts, then both halves; the median of the rounds' ratios is reported too,
+with a 95% bootstrap interval over the rounds).
 Each phase counts the server's Redis timeouts (lists served without the session for 2 s),
 the worker's CPU per answered request at its maximum, and the cores the rest of the machine
 used and the hypervisor took (steal) meanwhile. ``--session-knn-k`` and
@@ -119,6 +123,15 @@ def in_process(index: ServingIndex, products: list[str], recent: list[list[str]]
     return out
 
 
+def median_interval(values: list[float], draws: int = 2000,
+                    seed: int = 11) -> tuple[float, float]:
+    """The 95% bootstrap interval of the median of ``values`` (drawn with replacement)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values)))
+                     for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path,
@@ -135,6 +148,8 @@ def main() -> int:
     parser.add_argument("--overload", type=float, default=4000.0)
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before each half-rate phase's counted requests")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--session-knn-k", type=int, help="V-SKNN's neighbours (default: served)")
     parser.add_argument("--session-knn-sample", type=int,
@@ -167,6 +182,8 @@ def main() -> int:
         views = [rng.sample(known, 5) for _ in sessions]  # posted oldest first
     print(f"# {machine.describe()}", flush=True)
     results: dict[str, Any] = {"machine": machine.describe(),
+                               "machine_wake_up": machine.wake_up_ms(),
+                               "warmup_s": args.warmup,
                                "shop": {"orders": args.orders, "products": args.catalog,
                                         "by_views": args.by_views,
                                         "session_knn_k": settings.session_knn_k,
@@ -209,7 +226,8 @@ def main() -> int:
             with other_load([server]) as load:
                 found = run_openloop(server.port, endpoint,
                                      args.overload if rate is None else rate,
-                                     args.duration, 32, 1, "1", args.workdir)
+                                     args.duration, 32, 1, "1", args.workdir,
+                                     0.0 if rate is None else args.warmup)
             out = results.setdefault(name, {})
             at = "max" if rate is None else "half"
             if rate is None:
@@ -220,7 +238,7 @@ def main() -> int:
             else:
                 out.update(half_rate=round(found["rate"], 1), half_errors=found["errors"],
                            **{f"half_{k}": round(found[k], 2)
-                              for k in ("p50_ms", "p90_ms", "p99_ms")})
+                              for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "lag_p99_ms")})
             # cores the rest of the machine used and the hypervisor took meanwhile
             out.update({f"{at}_{k}": round(load[k], 3) for k in ("other_cores", "steal_cores")},
                        load_average=os.getloadavg()[0])
@@ -250,6 +268,8 @@ def main() -> int:
             results[f"session{suffix}"]["max_rps"] / results[f"plain{suffix}"]["max_rps"], 3)
     ratios = [v for k, v in results.items() if k.startswith("session_vs_plain")]
     results["session_vs_plain_median"] = statistics.median(ratios)
+    if len(ratios) > 1:
+        results["session_vs_plain_median_ci95"] = median_interval(ratios)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

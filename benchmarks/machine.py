@@ -1,11 +1,13 @@
 """The machine a benchmark ran on, in one line for its header: the CPU model (from
 /proc/cpuinfo: ``platform.processor()`` is empty on Linux), cores, memory, load average
-and Python."""
+and Python; and how slowly an idle core starts working again (``wake_up_ms``)."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,3 +34,29 @@ def describe() -> str:
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores "
             f"(nproc {len(os.sched_getaffinity(0))}), {memory_gib():.1f} GiB, "
             f"load {os.getloadavg()[0]:.1f}, Python {platform.python_version()}")
+
+
+def wake_up_ms(idle_s: float = 1.0, repeats: int = 3) -> dict[str, float]:
+    """How long a few microseconds of work take on this process's core right after it slept
+    ``idle_s`` seconds, against the same work while busy (medians of ``repeats``, ms). On a
+    virtual machine the first work after an idle spell can take tens of milliseconds (the
+    host runs something else meanwhile): a latency benchmark whose phases start from idle
+    counts that in its tail; ``serving_bench.run_openloop``'s ``warmup`` leaves it out."""
+    table = {str(i): i for i in range(100_000)}
+    keys = [str(i) for i in range(0, 100_000, 331)]
+
+    def work() -> float:
+        started = time.perf_counter()
+        for key in keys:
+            table[key]
+        return (time.perf_counter() - started) * 1e3
+
+    for _ in range(1000):
+        work()
+    busy = statistics.median(work() for _ in range(200))
+    first = []
+    for _ in range(repeats):
+        time.sleep(idle_s)
+        first.append(work())
+    return {"idle_s": idle_s, "busy_ms": round(busy, 4),
+            "after_idle_ms": round(statistics.median(first), 3)}

@@ -428,21 +428,27 @@ def run_wrk(port: int, script: Path, connections: int, duration: float,
 
 
 def run_openloop(port: int, endpoint: Endpoint, rate: float, duration: float,
-                 connections: int, procs: int, cpus: str | None, work: Path) -> dict[str, Any]:
-    """Open loop at ``rate`` req/s in ``procs`` client processes; merged latencies."""
+                 connections: int, procs: int, cpus: str | None, work: Path,
+                 warmup: float = 0.0) -> dict[str, Any]:
+    """Open loop at ``rate`` req/s in ``procs`` client processes; merged latencies. With a
+    ``warmup`` (seconds), the same load runs that much longer first, answered but left out
+    of the figures: they are those of a server already under the load, not of one waking
+    from idle (on a virtual machine an idle core's first milliseconds of work can take tens
+    of milliseconds: ``machine.wake_up_ms``)."""
     import numpy as np
 
     n = int(rate * duration)
+    lead = int(rate * warmup)
     spec_path = work / f"openloop-{endpoint.name}.json"
     t0 = time.monotonic() + 1.5  # CLOCK_MONOTONIC: shared by the client processes
-    spec = {"port": port, "rate": rate, "n": n, "t0": t0, "procs": procs,
+    spec = {"port": port, "rate": rate, "n": lead + n, "skip": lead, "t0": t0, "procs": procs,
             "connections": max(1, connections // procs),
             "requests": [r.decode("latin-1") for r in endpoint.raw_requests(port)]}
     spec_path.write_text(json.dumps(spec))
     cmds = [[*cpu_prefix(cpus), sys.executable, __file__, "_openloop", str(spec_path), str(i)]
             for i in range(procs)]
     children = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in cmds]
-    results = [json.loads(c.communicate(timeout=duration + 120)[0]) for c in children]
+    results = [json.loads(c.communicate(timeout=warmup + duration + 120)[0]) for c in children]
     latency = np.concatenate([np.array(r["latency"]) for r in results])
     lag = np.concatenate([np.array(r["lag"]) for r in results])
     ok = latency[np.isfinite(latency)]
@@ -464,11 +470,11 @@ def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
     spends as little CPU per request as Python can."""
     requests = [r.encode("latin-1") for r in spec["requests"]]
     rate, n, t0, procs = spec["rate"], spec["n"], spec["t0"], spec["procs"]
+    skip = spec.get("skip", 0)  # the warm-up's requests: sent, not counted
     mine = range(proc, n, procs)
     due = [t0 + i / rate for i in mine]
     latency = [math.nan] * len(mine)
     lag = [math.nan] * len(mine)
-    errors = 0
     poller = select.epoll()
     socks: dict[int, socket.socket] = {}
     buffers: dict[int, bytearray] = {}
@@ -529,8 +535,7 @@ def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
             except OSError:
                 chunk = b""
             if not chunk:  # closed by the server: the request in flight failed
-                if busy.pop(fd, None) is not None:
-                    errors += 1
+                if busy.pop(fd, None) is not None:  # its latency stays NaN: an error
                     done += 1
                 close(fd)
                 use(connect())
@@ -549,18 +554,19 @@ def _openloop_client(spec: dict[str, Any], proc: int) -> dict[str, Any]:
             ok = buf[9:10] == b"2"  # any 2xx (events answer 201)
             del buf[:end]
             j = busy.pop(fd)
-            if ok:
+            if ok:  # else its latency stays NaN: an error
                 latency[j] = time.monotonic() - due[j]
-            else:
-                errors += 1
             done += 1
             use(fd)
-    elapsed = time.monotonic() - t0
+    elapsed = time.monotonic() - (t0 + skip / rate)
     cpu_s = time.process_time() - cpu0
     for fd in list(socks):
         close(fd)
-    return {"latency": [x for x in latency if not math.isnan(x)], "lag": lag,
-            "errors": errors + len(mine) - done, "elapsed": elapsed, "cpu_s": cpu_s}
+    counted = [i for i, j in enumerate(mine) if j >= skip]
+    return {"latency": [latency[i] for i in counted if not math.isnan(latency[i])],
+            "lag": [lag[i] for i in counted], "errors": sum(
+                1 for i in counted if math.isnan(latency[i])),
+            "elapsed": elapsed, "cpu_s": cpu_s}
 
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", flags=re.I)
