@@ -28,8 +28,10 @@ The servers of one worker count run side by side, idle but for the one under loa
      (``_openloop``: one epoll loop, raw keep-alive HTTP/1.1 over ``--rate-connections``
      connections) in its own process(es); request i is due at t0 + i / rate and its latency
      is measured from that due time, so time waiting for the server or a free connection
-     counts (no coordinated omission). Debian's wrk has no ``-R`` (wrk2), hence this client;
-     its CPU time per request is reported (with 2 workers it shares the cores with them).
+     counts (no coordinated omission); the first ``--warmup`` s of the same load are not
+     counted (an idle core's first milliseconds run slowly on a virtual machine). Debian's
+     wrk has no ``-R`` (wrk2), hence this client; its CPU time per request is reported (with
+     2 workers it shares the cores with them).
 The machine has 2 cores shared by server and load generator. With ``--workers 1`` the server
 is pinned to CPU 0 and wrk / the client to CPU 1 (``taskset``); with 2 workers nothing is
 pinned and the load generator takes CPU from the workers. Memory per worker is read after
@@ -835,7 +837,7 @@ def run(args: argparse.Namespace, results: dict[str, Any], save: Callable[[], No
                     with other_load(running) as load:
                         fixed = run_openloop(t.server.port, t.endpoint, rate, duration,
                                              args.rate_connections, args.client_procs,
-                                             load_cpus, work)
+                                             load_cpus, work, args.warmup)
                     fixed["cpu_ms_per_request"] = (server_cpu_s(t.server) - cpu0) * 1e3 / max(
                         1, fixed["ok"])
                     t.fixed.append({**fixed, **load, "waited_s": waited})
@@ -990,7 +992,8 @@ def markdown(results: dict[str, Any]) -> str:
              "over all endpoints in turn. `half-max rate`: open loop at half of the best "
              f"maximum, this script's own client (one epoll loop; wrk2 is not in Debian) on "
              f"{a['rate_connections']} keep-alive connections, latency from each request's due "
-             f"time (queueing included), {a['rounds']} rounds; `errors`: non-200 answers and "
+             f"time (queueing included), after {a['warmup']:g} s of the same load not counted, "
+             f"{a['rounds']} rounds; `errors`: non-200 answers and "
              "socket errors of all runs. The machine is shared with other jobs that come and "
              "go (`other CPU`: cores used by other processes during the run, not our servers "
              "or load generator; before each run the script waits up to "
@@ -1136,7 +1139,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  / "recsys_serving_bench"))
     parser.add_argument("--rebuild", action="store_true", help="rebuild the artifacts")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds of load before each measurement (not counted)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--rate-connections", type=int, default=64,
