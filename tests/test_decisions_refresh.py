@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from recsys.serving.store import ServingStore
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+from tests.test_api_reload import wait_for
 
 
 def test_a_stale_snapshot_is_served_while_one_thread_refreshes_it(tmp_path: Path) -> None:
@@ -30,12 +23,12 @@ def test_a_stale_snapshot_is_served_while_one_thread_refreshes_it(tmp_path: Path
         other.add_decision("block_product", product_id="P1")
         time.sleep(0.06)
         assert store.decisions().blocked_products == frozenset()  # stale, at once
-        _wait_for(lambda: store.decisions().blocked_products == {"P1"}, "the first refresh")
+        wait_for(lambda: store.decisions().blocked_products == {"P1"}, "the first refresh")
         refresher = [t for t in threading.enumerate()
                      if t.name == "recsys-decisions" and t not in before]
         assert len(refresher) == 1 and refresher[0].is_alive()
         other.add_decision("block_product", product_id="P2")
-        _wait_for(lambda: store.decisions().blocked_products == {"P1", "P2"},
+        wait_for(lambda: store.decisions().blocked_products == {"P1", "P2"},
                   "the second refresh")
         assert [t for t in threading.enumerate()
                 if t.name == "recsys-decisions" and t not in before] == refresher
