@@ -370,8 +370,10 @@ def test_the_supervisor_lets_go_of_a_superseded_preload(served: Callable[..., Pa
             return versions == {second}
 
         wait_for(both_serve_second, "both workers on the second version")
+        def unmapped(pid: int) -> Callable[[], bool]:
+            return lambda: not _mapped_files(pid, old)
+
         for pid in (supervisor, *workers):
-            wait_for(lambda pid=pid: not _mapped_files(pid, old),
-                     f"process {pid} to unmap the first version", timeout=10)
+            wait_for(unmapped(pid), f"process {pid} to unmap the first version", timeout=10)
         assert _server_pids(config)[1] == workers  # no worker restarted for it
         assert httpx.get(f"{base}/v1/items/{SEED}/also-viewed").json()["model_version"] == second
