@@ -11,9 +11,6 @@ decisions are kept, marked inactive.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -51,6 +48,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from recsys.errors import ConfigError
 from recsys.redact import redact_text
 from recsys.server_events import SERVER_EVENTS_TABLE
+from recsys.serving.decision_snapshot import DecisionSnapshot
 from recsys.serving.finish import Decisions
 from recsys.serving.migrate import new_epoch, upgrade
 
@@ -155,16 +153,9 @@ class ServingStore:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if parsed.drivername.startswith("sqlite"):
             sql_event.listen(self.engine, "connect", _sqlite_concurrent)
-        self.refresh_seconds = refresh_seconds
-        self.category_cap = category_cap
-        self.best_sellers_first = best_sellers_first
-        self._lock = threading.Lock()
-        self._snapshot: Decisions | None = None
-        self._snapshot_at = 0.0
-        self._generation = 0  # bumped by invalidate: a read begun before it is not kept
-        self._refreshing = False
-        self._refresh_due: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # generations
-        self._refresher: threading.Thread | None = None  # started by the first refresh
+        self.snapshot = DecisionSnapshot(self.list_decisions, refresh_seconds=refresh_seconds,
+                                         category_cap=category_cap,
+                                         best_sellers_first=best_sellers_first)
         self.database_ok = False
         self.check_database()
 
@@ -186,9 +177,7 @@ class ServingStore:
         return True
 
     def dispose(self) -> None:
-        with self._lock:
-            self._refresh_due.put(None)  # the refresh thread ends (a later one starts anew)
-            self._refresher = None
+        self.snapshot.close()
         self.engine.dispose()
 
     # -- events ------------------------------------------------------------------------------
@@ -379,81 +368,10 @@ class ServingStore:
             return [dict(row._mapping) for row in conn.execute(query)]
 
     def invalidate(self) -> None:
-        """Drop the snapshot: the next ``decisions()`` reads the database (after a write)."""
-        with self._lock:
-            self._snapshot = None
-            self._generation += 1
+        """Drop the decisions snapshot: the next ``decisions()`` reads the database (after a
+        write)."""
+        self.snapshot.invalidate()
 
     def decisions(self) -> Decisions:
-        """The active decisions, re-read at most every ``refresh_seconds``. A stale snapshot
-        is served while a background thread re-reads it, so requests never wait on the
-        database once one snapshot exists; if the database is unreachable the last snapshot
-        stays in force."""
-        now = time.monotonic()
-        with self._lock:
-            snapshot, generation = self._snapshot, self._generation
-            if snapshot is not None and now - self._snapshot_at < self.refresh_seconds:
-                return snapshot
-            if snapshot is not None and self.refresh_seconds > 0:
-                if not self._refreshing:
-                    self._refreshing = True
-                    self._refresh_due.put(generation)
-                    if self._refresher is None:
-                        self._refresher = threading.Thread(
-                            target=self._keep_refreshing, daemon=True, name="recsys-decisions")
-                        self._refresher.start()
-                return snapshot
-        return self._read(now, generation)
-
-    def _keep_refreshing(self) -> None:
-        """The one refresh thread of this store (until ``dispose``): a thread started for
-        each refresh held up the request that asked for it until the thread ran."""
-        while (generation := self._refresh_due.get()) is not None:
-            self._refresh(generation)
-
-    def _refresh(self, generation: int) -> None:
-        try:
-            self._read(time.monotonic(), generation)
-        except SQLAlchemyError as exc:
-            log.warning("decisions not refreshed, the last ones stay in force: %s", exc)
-        finally:
-            with self._lock:
-                self._refreshing = False
-
-    def _read(self, now: float, generation: int) -> Decisions:
-        """Read the decisions into a snapshot; kept unless an invalidate came meanwhile."""
-        try:
-            rows = self.list_decisions()
-        except SQLAlchemyError as exc:
-            with self._lock:
-                if self._snapshot is not None:
-                    return self._snapshot
-            # never read yet and the database is down: serve without decisions until it is
-            # back (re-read after refresh_seconds) rather than fail the request
-            log.warning("decisions unreadable, none applied: %s", type(exc).__name__)
-            rows = []
-        pins: dict[str, dict[str, int]] = {}
-        boosts: dict[str, float] = {}
-        blocked_products: set[str] = set()
-        blocked_rules: set[str] = set()
-        # in id order, so the latest decision on a rule, a pin or a boost wins
-        for row in rows:  # a merchandiser's decisions: thousands, not millions
-            if row["kind"] == "block_product":
-                blocked_products.add(row["product_id"])
-            elif row["kind"] == "block_rule":
-                blocked_rules.add(row["rule_key"])
-            elif row["kind"] == "approve_rule":
-                blocked_rules.discard(row["rule_key"])
-            elif row["kind"] == "pin":
-                pins.setdefault(row["seed_id"], {})[row["product_id"]] = row["position"]
-            elif row["kind"] == "boost":
-                boosts[row["product_id"]] = float(row["factor"])
-        snapshot = Decisions(
-            blocked_products=frozenset(blocked_products), blocked_rules=frozenset(blocked_rules),
-            pins={seed: tuple(sorted(p.items(), key=lambda x: x[1])) for seed, p in pins.items()},
-            boosts=boosts, category_cap=self.category_cap,
-            best_sellers_first=self.best_sellers_first)
-        with self._lock:
-            if generation == self._generation:
-                self._snapshot, self._snapshot_at = snapshot, now
-        return snapshot
+        """The active decisions (``DecisionSnapshot.get``)."""
+        return self.snapshot.get()
