@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from recsys.serving.decision_snapshot import DecisionSnapshot
 from recsys.serving.store import ServingStore
 from tests.test_api_reload import wait_for
 
@@ -37,3 +38,26 @@ def test_a_stale_snapshot_is_served_while_one_thread_refreshes_it(tmp_path: Path
         other.dispose()
     refresher[0].join(timeout=10)
     assert not refresher[0].is_alive()  # dispose ends it
+
+
+def test_a_failed_refresh_does_not_end_the_refreshes() -> None:
+    """A read that fails in an unexpected way (not a database error) keeps the last snapshot,
+    and the next refresh still happens on the same thread."""
+    calls = 0
+
+    def read_rows() -> list[dict[str, object]]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first refresh
+            raise RuntimeError("a bad row")
+        return [] if calls == 1 else [{"kind": "block_product", "product_id": "P1"}]
+
+    snapshot = DecisionSnapshot(read_rows, refresh_seconds=0.05, category_cap=0,
+                                best_sellers_first=frozenset())
+    try:
+        assert snapshot.get().blocked_products == frozenset()  # the first read, in the caller
+        wait_for(lambda: snapshot.get().blocked_products == {"P1"},
+                 "a refresh after the failed one")
+        assert calls >= 3
+    finally:
+        snapshot.close()

@@ -78,7 +78,10 @@ class DecisionSnapshot:
         """The one refresh thread (until ``close``): a thread started for each refresh held
         up the request that asked for it until the thread ran."""
         while (generation := self._refresh_due.get()) is not None:
-            self._refresh(generation)
+            try:
+                self._refresh(generation)
+            except Exception:  # noqa: BLE001 - one failed read must not end the refreshes
+                log.exception("decisions not refreshed, the last ones stay in force")
 
     def _refresh(self, generation: int) -> None:
         try:
