@@ -155,6 +155,8 @@ def main() -> int:
     parser.add_argument("--session-knn-sample", type=int,
                         help="V-SKNN's sessions read per product (default: served)")
     args = parser.parse_args()
+    if args.warmup < 0:
+        parser.error(f"--warmup must be 0 or more seconds, got {args.warmup:g}")
     knn = {name: value for name, value in (("session_knn_k", args.session_knn_k),
                                            ("session_knn_sample", args.session_knn_sample))
            if value is not None}
