@@ -5,17 +5,34 @@ Arrow's default pool (mimalloc) and glibc's heap keep freed memory for reuse, so
 hold on to its load-time peak for good (on Online Retail II about 60 MiB of each worker's
 private memory, more than the index itself). A server reads Arrow only while loading, so it
 uses the system allocator, and hands freed memory back to the system after each load.
+
+The cyclic garbage collector makes its young pass less often in a server process. A request
+that awaits Redis keeps its objects alive while other requests run, so with CPython's default
+(a pass every 700 net allocations) the session-aware list made a young pass about every 15
+requests and a full one every few thousand, and cost the worker about 8 us more a request
+than with passes every 10,000 (BENCHMARKS.md); a request answered without waiting never
+triggers one.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 from collections.abc import Callable
 
 import pyarrow as pa
 
-__all__ = ["use_system_allocator", "release_freed_memory"]
+__all__ = ["use_system_allocator", "release_freed_memory", "collect_young_less_often"]
+
+YOUNG_PASS_EVERY = 10_000  # net allocations between the collector's young passes (CPython: 700)
+
+
+def collect_young_less_often() -> None:
+    """The garbage collector's young pass every ``YOUNG_PASS_EVERY`` net allocations in this
+    process (the older generations keep their ratios; see the module)."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_PASS_EVERY, middle, old)
 
 
 def use_system_allocator() -> None:
