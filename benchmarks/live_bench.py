@@ -20,7 +20,9 @@ idle server, whose first milliseconds on a virtual machine can be tens of times 
 the rest, ``machine.wake_up_ms``, recorded with the results; ``--warmup 0`` counts them);
 ``--rounds`` repeats plain and session (each round: both maxima back to back, as the
 machine's speed drifts, then both halves; the median of the rounds' ratios is reported too,
-with a 95% bootstrap interval over the rounds).
+with a 95% bootstrap interval over the rounds). ``--restarts`` shares the rounds out over that
+many server starts, so the median rests on more than one start (a server's memory layout is
+its own: one start's session request can be cheaper or dearer than the next one's).
 Each phase counts the server's Redis timeouts (lists served without the session for 2 s),
 the worker's CPU per answered request at its maximum, and the cores the rest of the machine
 used and the hypervisor took (steal) meanwhile. ``--session-knn-k`` and
@@ -132,67 +134,12 @@ def median_interval(values: list[float], draws: int = 2000,
     return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path,
-                        help="default: recsys_live_bench[_ORDERS] in the temp folder")
-    parser.add_argument("--orders", type=int, default=8000, help="the demo shop's orders")
-    parser.add_argument("--catalog", type=int, default=300, help="the demo shop's products")
-    parser.add_argument("--by-views", action="store_true",
-                        help="draw the products and the sessions' views in proportion to "
-                             "their training views (popular products most), not uniformly")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                        help="the events store (SQLite refuses concurrent writers under load)")
-    parser.add_argument("--duration", type=float, default=4.0)
-    parser.add_argument("--overload", type=float, default=4000.0)
-    parser.add_argument("--products", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of load before each half-rate phase's counted requests")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--session-knn-k", type=int, help="V-SKNN's neighbours (default: served)")
-    parser.add_argument("--session-knn-sample", type=int,
-                        help="V-SKNN's sessions read per product (default: served)")
-    args = parser.parse_args()
-    if args.warmup < 0:
-        parser.error(f"--warmup must be 0 or more seconds, got {args.warmup:g}")
-    knn = {name: value for name, value in (("session_knn_k", args.session_knn_k),
-                                           ("session_knn_sample", args.session_knn_sample))
-           if value is not None}
-    settings = ServingSettings(**knn)
-    args.workdir = args.workdir or Path(tempfile.gettempdir()) / (
-        "recsys_live_bench" + ("" if (args.orders, args.catalog) == (8000, 300) else
-                               f"_{args.orders}x{args.catalog}"))
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    root = demo_artifact(args.workdir, args.orders, args.catalog)
-    index = load_index(root)
-    rng = random.Random(7)
-    table = index.also_viewed
-    assert table is not None
-    known = [index.ids[c] for c in range(len(index.ids)) if table.ids[c][0] >= 0]
-    sessions = [f"s-{i}" for i in range(args.products)]
-    if args.by_views:  # a product as often as the training sessions viewed it
-        assert index.sessions is not None
-        viewed = [index.ids[c] for c in index.sessions.arrays[3].tolist()]
-        has_row = set(known)
-        viewed = [p for p in viewed if p in has_row]
-        products = [rng.choice(viewed) for _ in range(args.products)]
-        views = [[rng.choice(viewed) for _ in range(5)] for _ in sessions]
-    else:
-        products = [rng.choice(known) for _ in range(args.products)]
-        views = [rng.sample(known, 5) for _ in sessions]  # posted oldest first
-    print(f"# {machine.describe()}", flush=True)
-    results: dict[str, Any] = {"machine": machine.describe(),
-                               "machine_wake_up": machine.wake_up_ms(),
-                               "warmup_s": args.warmup,
-                               "shop": {"orders": args.orders, "products": args.catalog,
-                                        "by_views": args.by_views,
-                                        "session_knn_k": settings.session_knn_k,
-                                        "session_knn_sample": settings.session_knn_sample},
-                               "load_average_before": os.getloadavg(),
-                               "in_process": in_process(index, products, views, settings)}
-    print("in process", results["in_process"], flush=True)
+def serve_rounds(args: argparse.Namespace, root: Path, knn: dict[str, int],
+                 results: dict[str, Any], numbers: list[int], products: list[str],
+                 sessions: list[str], views: list[list[str]], known: list[str],
+                 rng: random.Random, *, events: bool) -> None:
+    """One server start (a fresh Redis prefix, the sessions' views posted): the rounds
+    ``numbers``, then the events phases when ``events``."""
     prefix = f"bench-{uuid.uuid4().hex}:"
     env = {"RECSYS_SERVING_ARTIFACTS": str(root), "RECSYS_SERVING_RELOAD_INTERVAL_S": "0",
            "RECSYS_SERVING_DATABASE_URL": args.database,
@@ -203,7 +150,8 @@ def main() -> int:
     server = Server("recsys", ["--factory", "recsys.app:app_from_env"], 1, "0", env,
                     args.workdir / "server.log", None)
     server.start("/readyz", 180)
-    results.update(prefix=prefix, command=" ".join(server.command))
+    results.setdefault("servers", []).append({"prefix": prefix, "rounds": numbers})
+    results["command"] = " ".join(server.command)
     try:
         for session, posted in zip(sessions, views, strict=True):
             for pid in posted:
@@ -213,7 +161,7 @@ def main() -> int:
             Endpoint("plain", "GET", [f"/v1/items/{p}/also-viewed?k=10" for p in products]),
             Endpoint("session", "GET", [f"/v1/items/{p}/also-viewed?k=10&session_id={s}"
                                         for p, s in zip(products, sessions, strict=True)])]
-        events = Endpoint("events", "POST", ["/v1/events"], [json.dumps(
+        events_endpoint = Endpoint("events", "POST", ["/v1/events"], [json.dumps(
             {"event_type": "view", "product_id": rng.choice(known),
              "session_id": rng.choice(sessions)}).encode() for _ in range(500)])
         log_path = args.workdir / "server.log"
@@ -252,18 +200,93 @@ def main() -> int:
             degraded = seen
 
         # each round: both maxima back to back (the machine's speed drifts), then both halves
-        for r in range(1, args.rounds + 1):
+        for r in numbers:
             named = [(f"{e.name}_{r}" if args.rounds > 1 else e.name, e) for e in lists]
             for name, endpoint in named:
                 phase(name, endpoint, None)
             for name, endpoint in named:
                 phase(name, endpoint, results[name]["max_rps"] / 2)
                 print(name, results[name], flush=True)
-        phase("events", events, None)
-        phase("events", events, results["events"]["max_rps"] / 2)
-        print("events", results["events"], flush=True)
+        if events:
+            phase("events", events_endpoint, None)
+            phase("events", events_endpoint, results["events"]["max_rps"] / 2)
+            print("events", results["events"], flush=True)
     finally:
         server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path,
+                        help="default: recsys_live_bench[_ORDERS] in the temp folder")
+    parser.add_argument("--orders", type=int, default=8000, help="the demo shop's orders")
+    parser.add_argument("--catalog", type=int, default=300, help="the demo shop's products")
+    parser.add_argument("--by-views", action="store_true",
+                        help="draw the products and the sessions' views in proportion to "
+                             "their training views (popular products most), not uniformly")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                        help="the events store (SQLite refuses concurrent writers under load)")
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--overload", type=float, default=4000.0)
+    parser.add_argument("--products", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="server starts the rounds are shared out over (a start's memory "
+                             "layout moves a request's speed; the rounds' median spans them)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before each half-rate phase's counted requests")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--session-knn-k", type=int, help="V-SKNN's neighbours (default: served)")
+    parser.add_argument("--session-knn-sample", type=int,
+                        help="V-SKNN's sessions read per product (default: served)")
+    args = parser.parse_args()
+    if args.warmup < 0:
+        parser.error(f"--warmup must be 0 or more seconds, got {args.warmup:g}")
+    if not 1 <= args.restarts <= args.rounds:
+        parser.error(f"--restarts must be 1 to --rounds ({args.rounds}), got {args.restarts}")
+    knn = {name: value for name, value in (("session_knn_k", args.session_knn_k),
+                                           ("session_knn_sample", args.session_knn_sample))
+           if value is not None}
+    settings = ServingSettings(**knn)
+    args.workdir = args.workdir or Path(tempfile.gettempdir()) / (
+        "recsys_live_bench" + ("" if (args.orders, args.catalog) == (8000, 300) else
+                               f"_{args.orders}x{args.catalog}"))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    root = demo_artifact(args.workdir, args.orders, args.catalog)
+    index = load_index(root)
+    rng = random.Random(7)
+    table = index.also_viewed
+    assert table is not None
+    known = [index.ids[c] for c in range(len(index.ids)) if table.ids[c][0] >= 0]
+    sessions = [f"s-{i}" for i in range(args.products)]
+    if args.by_views:  # a product as often as the training sessions viewed it
+        assert index.sessions is not None
+        viewed = [index.ids[c] for c in index.sessions.arrays[3].tolist()]
+        has_row = set(known)
+        viewed = [p for p in viewed if p in has_row]
+        products = [rng.choice(viewed) for _ in range(args.products)]
+        views = [[rng.choice(viewed) for _ in range(5)] for _ in sessions]
+    else:
+        products = [rng.choice(known) for _ in range(args.products)]
+        views = [rng.sample(known, 5) for _ in sessions]  # posted oldest first
+    print(f"# {machine.describe()}", flush=True)
+    results: dict[str, Any] = {"machine": machine.describe(),
+                               "machine_wake_up": machine.wake_up_ms(),
+                               "warmup_s": args.warmup,
+                               "shop": {"orders": args.orders, "products": args.catalog,
+                                        "by_views": args.by_views,
+                                        "session_knn_k": settings.session_knn_k,
+                                        "session_knn_sample": settings.session_knn_sample},
+                               "load_average_before": os.getloadavg(),
+                               "in_process": in_process(index, products, views, settings)}
+    print("in process", results["in_process"], flush=True)
+    rounds = iter(range(1, args.rounds + 1))
+    for start in range(args.restarts):  # the rounds shared out over the server starts
+        share = args.rounds // args.restarts + (start < args.rounds % args.restarts)
+        serve_rounds(args, root, knn, results, [next(rounds) for _ in range(share)],
+                     products, sessions, views, known, rng,
+                     events=start == args.restarts - 1)
     for r in range(1, args.rounds + 1):
         suffix = f"_{r}" if args.rounds > 1 else ""
         results[f"session_vs_plain{suffix}"] = round(
