@@ -1,6 +1,6 @@
 """The pipelined session reads (``live_reads``) against the real Redis: the same lists as
 redis-py's ``LRANGE`` for many concurrent requests on one connection, replies split at any
-byte, the handshake (database, password), and errors, timeouts and a lost connection
+byte (hiredis's reader), the handshake (database, password), and errors, timeouts and a lost connection
 raising ``redis.RedisError`` with the next read connecting again."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from recsys.serving.live_reads import ListReader, command, parse, supported
+from recsys.serving.live_reads import ListReader, _Replies, command, supported
 
 T = TypeVar("T")
 
@@ -60,20 +60,56 @@ def test_concurrent_reads_match_redis_py(lists: tuple[redis.Redis, str], redis_u
     assert sum(1 for f in found if f) == 150 and [] in found
 
 
-def test_replies_split_anywhere_parse_once_complete() -> None:
-    replies = b"*2\r\n$3\r\nabc\r\n$0\r\n\r\n*-1\r\n*0\r\n+OK\r\n-WRONGTYPE no list\r\n"
-    expected: list[object] = [["abc", ""], None, [], "OK"]
-    at, got = 0, []
-    while at < len(replies):
-        for end in range(at, len(replies) + 1):  # every prefix: incomplete until it is not
-            found = parse(replies[:end], at)
-            if found is not None:
-                break
-        assert found is not None
-        reply, at = found
-        got.append(reply)
-    assert got[:4] == expected
-    assert isinstance(got[4], redis.ResponseError) and "WRONGTYPE" in str(got[4])
+def test_replies_split_anywhere_answer_their_requests_in_order() -> None:
+    """Replies arriving a byte at a time answer the requests waiting in order, each the
+    moment its last byte comes: lists (of an empty string too), a missing list (null), a
+    simple string, and an error reply failing its own read alone; a stream that is not the
+    protocol drops the connection."""
+    replies = [b"*2\r\n$3\r\nabc\r\n$0\r\n\r\n", b"*-1\r\n", b"*0\r\n", b"+OK\r\n",
+               b"-WRONGTYPE no list\r\n", b"*1\r\n$3\r\n\xc3\xa9a\r\n"]
+    ends = [len(b"".join(replies[:i + 1])) for i in range(len(replies))]
+
+    class Transport:
+        aborted = False
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            pass
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    async def feed() -> tuple[list[object], list[int], Transport]:
+        loop = asyncio.get_running_loop()
+        protocol = _Replies(5.0, lambda future: None)
+        protocol.connection_made(Transport())  # type: ignore[arg-type]
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in replies]
+        for future in futures:
+            protocol.send(b"", future)
+        done_at: list[int] = []
+        stream = b"".join(replies)
+        for i in range(len(stream)):
+            protocol.data_received(stream[i:i + 1])
+            done_at += [i + 1] * (sum(f.done() for f in futures) - len(done_at))
+        answers = [f.exception() or f.result() for f in futures]
+        garbled = _Replies(5.0, lambda future: None)
+        transport = Transport()
+        garbled.connection_made(transport)  # type: ignore[arg-type]
+        garbled.send(b"", loop.create_future())
+        garbled.data_received(b"?not redis\r\n")
+        for watched in (protocol, garbled):
+            if watched.watch is not None:
+                watched.watch.cancel()
+        assert isinstance(garbled.lost, redis.ConnectionError)
+        return answers, done_at, transport
+
+    answers, done_at, transport = run(feed())
+    assert done_at == ends
+    assert answers[:4] == [["abc", ""], None, [], "OK"] and answers[5] == ["éa"]
+    assert isinstance(answers[4], redis.ResponseError) and "WRONGTYPE" in str(answers[4])
+    assert transport.aborted
     assert command(b"LRANGE", b"k", b"0", b"9") == (
         b"*4\r\n$6\r\nLRANGE\r\n$1\r\nk\r\n$1\r\n0\r\n$1\r\n9\r\n")
 

@@ -2,15 +2,17 @@
 per event loop: each request queues its command and waits for its own reply, Redis
 answers a connection's commands in order, so concurrent requests share one socket; the
 commands of one loop iteration go out in one write and a burst of replies arrives in one
-read. A read costs this process 8-15 us of CPU here, 41-44 us with ``redis.asyncio`` (pure
-Python without ``hiredis``: a connection pool, a lock, a general parser; BENCHMARKS.md).
+read, which hiredis's C reader (the parser redis-py uses when it is installed) splits into
+replies: 0.3 us a reply of five products here, 3.1 us with the parser in Python this module
+had before (BENCHMARKS.md). A read costs this process a few microseconds of CPU; 41-44 us
+with ``redis.asyncio`` (a connection pool, a lock, a general client).
 
-Only what the reads need of the protocol: the handshake (``AUTH``, ``SELECT`` from the URL,
-``redis://`` or ``unix://``; a TLS URL is ``redis.asyncio``'s business, in ``live``), and
-replies that are arrays of bulk strings, null, simple strings or errors. An error reply
-raises ``redis.ResponseError`` for that read alone; a reply slower than ``timeout`` seconds
-or a lost connection raises ``redis.RedisError`` and drops the connection (the replies still
-due would no longer match their requests), and the next read opens another.
+Only what the reads need of a client: the handshake (``AUTH``, ``SELECT`` from the URL,
+``redis://`` or ``unix://``; a TLS URL is ``redis.asyncio``'s business, in ``live``), and the
+replies in order. An error reply raises ``redis.ResponseError`` for that read alone; a reply
+slower than ``timeout`` seconds, a lost connection or a stream that is not the protocol raises
+``redis.RedisError`` and drops the connection (the replies still due would no longer match
+their requests), and the next read opens another.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import redis
 from redis.connection import UnixDomainSocketConnection, parse_url
 
 __all__ = ["ListReader", "supported"]
 
-Reply = list[str] | str | None
+Reply = list[str] | str | int | None  # what the reads are answered
 
 
 def supported(url: str) -> bool:
@@ -41,41 +44,6 @@ def command(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
-def parse(buffer: bytes | bytearray, at: int) -> tuple[Reply | redis.RedisError, int] | None:
-    """The reply starting at ``at`` and where the next one starts, or None when ``buffer``
-    does not hold all of it yet."""
-    end = buffer.find(b"\r\n", at)
-    if end < 0:
-        return None
-    kind, line = buffer[at:at + 1], bytes(buffer[at + 1:end])
-    if kind == b"+":
-        return line.decode(), end + 2
-    if kind == b"-":
-        return redis.ResponseError(line.decode(errors="replace")), end + 2
-    if kind != b"*":
-        return redis.ResponseError(f"unexpected reply {bytes(buffer[at:end])!r}"), end + 2
-    count = int(line)
-    if count < 0:
-        return None, end + 2
-    items: list[str] = []
-    at = end + 2
-    length = len(buffer)
-    for _ in range(count):
-        end = buffer.find(b"\r\n", at)
-        if end < 0:
-            return None
-        if buffer[at] != _BULK:
-            return redis.ResponseError("unexpected array element"), end + 2
-        start = end + 2
-        stop = start + int(buffer[at + 1:end])
-        if stop + 2 > length:
-            return None
-        items.append(buffer[start:stop].decode())
-        at = stop + 2
-    return items, at
-
-
-_BULK = ord("$")
 LRANGE = b"*4\r\n$6\r\nLRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n$%d\r\n%s\r\n"  # command(), written out
 
 
@@ -87,7 +55,9 @@ class _Replies(asyncio.Protocol):
     def __init__(self, timeout: float,
                  expire: Callable[[asyncio.Future[Reply]], None]) -> None:
         self.timeout, self.expire = timeout, expire
-        self.buffer = bytearray()
+        # an error reply comes back as an exception instance (not raised): that read's alone
+        self.reader = hiredis.Reader(encoding="utf-8", errors="replace",
+                                     replyError=redis.ResponseError)
         self.waiting: deque[tuple[asyncio.Future[Reply], float]] = deque()  # with deadlines
         self.outgoing: list[bytes] = []
         self.transport: asyncio.Transport | None = None
@@ -126,13 +96,17 @@ class _Replies(asyncio.Protocol):
         self.outgoing.clear()  # on a closing connection: their futures fail with it
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        at = 0
+        self.reader.feed(data)
         while self.waiting:
-            found = parse(self.buffer, at)
-            if found is None:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:  # not Redis speaking: nothing more matches
+                if self.transport is not None:
+                    self.transport.abort()  # connection_lost fails the requests waiting
+                self.lost = redis.ConnectionError(f"not the Redis protocol: {exc}")
+                return
+            if reply is False:  # the rest of the reply is still to come
                 break
-            reply, at = found
             future, _ = self.waiting.popleft()
             if future.done():  # timed out: this connection is being dropped
                 continue
@@ -140,7 +114,6 @@ class _Replies(asyncio.Protocol):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
-        del self.buffer[:at]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = redis.ConnectionError(f"connection to Redis lost: {exc or 'closed'}")
