@@ -7,6 +7,7 @@ merges a few thousand entries: compiled (``_merge``), as the bought-together ble
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -58,9 +59,16 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
                 break
     if not products:
         return NO_SESSION
-    weights = tuple(weight * decay ** i for i in range(len(products)))
+    weights = _weights(weight, decay, len(products))
     order = (*reversed(products), *dict.fromkeys(on_screen))
     return Session(tuple(products), weights, order, knn_weight, knn_k, knn_sample)
+
+
+@functools.lru_cache(maxsize=256)
+def _weights(weight: float, decay: float, n: int) -> tuple[float, ...]:
+    """The weights of a session's ``n`` other products, most recent first (a few settings
+    serve every request: computed once each)."""
+    return tuple(weight * decay ** i for i in range(n))
 
 
 class Merged(NamedTuple):
