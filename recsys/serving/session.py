@@ -86,7 +86,7 @@ class Merged(NamedTuple):
 
     def named(self, index: ServingIndex, rows: np.ndarray) -> list[list[str]]:
         """The session products that shaped each of these rows, strongest first."""
-        ids = index.id_array[self.shaped[rows].ravel()].tolist()  # padding (-1): cut off
+        ids = index.id_array[self.shaped.take(rows, axis=0).ravel()].tolist()  # -1: cut off
         return [ids[at:at + n] for at, n in zip(range(0, len(ids), SHOWN),
                                                 self.n_shaped[rows].tolist(), strict=True)]
 
