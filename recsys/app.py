@@ -23,6 +23,7 @@ from recsys.console.site import HERE as CONSOLE_HERE
 from recsys.errors import ConfigError
 from recsys.serving import api
 from recsys.serving.keys import warn_about_default_key
+from recsys.serving.memory import collect_young_less_often
 from recsys.serving.state import lifespan
 from recsys.storefront.pages import mount_storefront
 
@@ -101,5 +102,8 @@ def _offline_docs(app: FastAPI) -> None:
 
 
 def app_from_env() -> FastAPI:
-    """The app for ``uvicorn --factory``: settings from RECSYS_SERVING_* variables."""
+    """The app for ``uvicorn --factory`` (each ``recsys serve`` worker): settings from
+    RECSYS_SERVING_* variables, and the process's garbage collector tuned for serving
+    (``recsys.serving.memory``; an app made with ``create_app`` leaves its process's alone)."""
+    collect_young_less_often()
     return create_app(ServingSettings())

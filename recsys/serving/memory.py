@@ -6,7 +6,7 @@ hold on to its load-time peak for good (on Online Retail II about 60 MiB of each
 private memory, more than the index itself). A server reads Arrow only while loading, so it
 uses the system allocator, and hands freed memory back to the system after each load.
 
-The cyclic garbage collector makes its young pass less often in a server process. A request
+The cyclic garbage collector makes its young pass less often in a server's worker. A request
 that awaits Redis keeps its objects alive while other requests run, so with CPython's default
 (a pass every 700 net allocations) the session-aware list made a young pass about every 15
 requests and a full one every few thousand: 2.2-2.9 us of collecting per request, of about
@@ -30,7 +30,8 @@ YOUNG_PASS_EVERY = 10_000  # net allocations between the collector's young passe
 
 def collect_young_less_often() -> None:
     """The garbage collector's young pass every ``YOUNG_PASS_EVERY`` net allocations in this
-    process (the older generations keep their ratios; see the module)."""
+    process (the older generations keep their ratios; see the module). A server's workers
+    call it (``recsys.app.app_from_env``); a program embedding the app keeps its own."""
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_PASS_EVERY, middle, old)
 

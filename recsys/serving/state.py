@@ -36,11 +36,7 @@ from recsys.serving.catalog_watch import CatalogWatch
 from recsys.serving.event_guard import RateLimiter, keep_events_pruned
 from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.live import live_from
-from recsys.serving.memory import (
-    collect_young_less_often,
-    release_freed_memory,
-    use_system_allocator,
-)
+from recsys.serving.memory import release_freed_memory, use_system_allocator
 from recsys.serving.observe import MULTIPROCESS
 from recsys.serving.spool import EventSpool
 from recsys.serving.store import DATABASE_DOWN, ServingStore
@@ -104,7 +100,6 @@ class ServingState:
 
     def __init__(self, settings: ServingSettings, version_gauge: Gauge | None = None) -> None:
         use_system_allocator()  # Arrow only loads here: see recsys.serving.memory
-        collect_young_less_often()  # see recsys.serving.memory
         self.settings = settings
         self.version_gauge = version_gauge  # 1 for the version this worker serves
         self.index: ServingIndex | None = None
