@@ -28,7 +28,7 @@ from redis.connection import UnixDomainSocketConnection, parse_url
 
 __all__ = ["ListReader", "supported"]
 
-Reply = list[str] | str | int | None  # what the reads are answered
+Reply = list[str] | str | int | None  # a reply: a list, OK, a count or nothing
 
 
 def supported(url: str) -> bool:
