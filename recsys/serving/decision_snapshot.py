@@ -76,21 +76,17 @@ class DecisionSnapshot:
 
     def _keep_refreshing(self) -> None:
         """The one refresh thread (until ``close``): a thread started for each refresh held
-        up the request that asked for it until the thread ran."""
+        up the request that asked for it until the thread ran. An unreachable database keeps
+        the last snapshot (``_read``); any other failure of a read is logged, and it must
+        not end the refreshes."""
         while (generation := self._refresh_due.get()) is not None:
             try:
-                self._refresh(generation)
+                self._read(time.monotonic(), generation)
             except Exception:  # noqa: BLE001 - one failed read must not end the refreshes
                 log.exception("decisions not refreshed, the last ones stay in force")
-
-    def _refresh(self, generation: int) -> None:
-        try:
-            self._read(time.monotonic(), generation)
-        except SQLAlchemyError as exc:
-            log.warning("decisions not refreshed, the last ones stay in force: %s", exc)
-        finally:
-            with self._lock:
-                self._refreshing = False
+            finally:
+                with self._lock:
+                    self._refreshing = False
 
     def _read(self, now: float, generation: int) -> Decisions:
         """Read the decisions into a snapshot; kept unless an invalidate came meanwhile."""
