@@ -21,8 +21,8 @@ the rest, ``machine.wake_up_ms``, recorded with the results; ``--warmup 0`` coun
 ``--rounds`` repeats plain and session (each round: both maxima back to back, as the
 machine's speed drifts, then both halves; the median of the rounds' ratios is reported too,
 with a 95% bootstrap interval over the rounds). ``--restarts`` shares the rounds out over that
-many server starts, so the median rests on more than one start (a server's memory layout is
-its own: one start's session request can be cheaper or dearer than the next one's).
+many server starts, so the median rests on more than one start (the same code measured 0.67
+in both rounds of one start and 0.72-0.73 in another's: BENCHMARKS.md).
 Each phase counts the server's Redis timeouts (lists served without the session for 2 s),
 the worker's CPU per answered request at its maximum, and the cores the rest of the machine
 used and the hypervisor took (steal) meanwhile. ``--session-knn-k`` and
@@ -161,9 +161,6 @@ def serve_rounds(args: argparse.Namespace, root: Path, knn: dict[str, int],
             Endpoint("plain", "GET", [f"/v1/items/{p}/also-viewed?k=10" for p in products]),
             Endpoint("session", "GET", [f"/v1/items/{p}/also-viewed?k=10&session_id={s}"
                                         for p, s in zip(products, sessions, strict=True)])]
-        events_endpoint = Endpoint("events", "POST", ["/v1/events"], [json.dumps(
-            {"event_type": "view", "product_id": rng.choice(known),
-             "session_id": rng.choice(sessions)}).encode() for _ in range(500)])
         log_path = args.workdir / "server.log"
         degraded = 0
         worker = server.worker_pids()[0]
@@ -208,6 +205,9 @@ def serve_rounds(args: argparse.Namespace, root: Path, knn: dict[str, int],
                 phase(name, endpoint, results[name]["max_rps"] / 2)
                 print(name, results[name], flush=True)
         if events:
+            events_endpoint = Endpoint("events", "POST", ["/v1/events"], [json.dumps(
+                {"event_type": "view", "product_id": rng.choice(known),
+                 "session_id": rng.choice(sessions)}).encode() for _ in range(500)])
             phase("events", events_endpoint, None)
             phase("events", events_endpoint, results["events"]["max_rps"] / 2)
             print("events", results["events"], flush=True)
@@ -232,8 +232,8 @@ def main() -> int:
     parser.add_argument("--products", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--restarts", type=int, default=1,
-                        help="server starts the rounds are shared out over (a start's memory "
-                             "layout moves a request's speed; the rounds' median spans them)")
+                        help="server starts the rounds are shared out over (the rounds' "
+                             "median then spans several starts)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="seconds of load before each half-rate phase's counted requests")
     parser.add_argument("--json", type=Path)
