@@ -1,0 +1,234 @@
+"""The session on bought-together, measured: does a product page's "frequently bought
+together" predict the next product put in the basket better with the shopper's earlier
+products (``history=``, the session) than with the product on screen alone? Not a test: a
+few minutes, reads ../shared/datasets (Online Retail II, Instacart users 1-100).
+
+    .venv/bin/python benchmarks/basket_session_bench.py [--only online_retail instacart]
+        [--cases 4000] [--json out.json]
+
+No dataset here has views and baskets together, so the session is the basket so far: the
+lines of an order in the order they were entered (Instacart's ``add_to_cart_order``; Online
+Retail II's line order within an invoice), each product once. A case is a basket's product
+at place i > 1 (the target) with the products before it: the last of them is on screen, all
+of them (oldest first) are the session. Cases whose target or product on screen the artifact
+does not know, or whose target is already in the session, are left out; at most ``--cases``
+are drawn per window (seeded), a basket's cases together.
+
+Global time split (70% / 85% of the time range): the validation artifact is built by the
+pipeline (``run_pipeline``, default config) from the rows before 70% and scored on the
+baskets of 70-85%; the test artifact from the rows before 85%, scored once on the baskets
+after. Lists (``recsys.serving.recommend``, k=10, ``in_stock_only=False``, no decisions):
+bought-together of the product on screen; the same with the session at each weight x decay
+of ``GRID`` (the served list: the session's other products' neighbour rows, most recent
+weighing ``session_weight``; without view events the artifact has no V-SKNN sessions);
+the cart add-ons for the whole basket so far (what a cart widget shows); the shop's best
+sellers. The setting with the best validation HR@10 is scored on test beside the served
+defaults; the ratio of each to bought-together alone comes with a 95% bootstrap interval
+over the test baskets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from benchmarks import machine  # noqa: E402
+from benchmarks.cold_start_bench import instacart_tables, online_retail_tables  # noqa: E402
+from benchmarks.evaluation_bench import DATASETS  # noqa: E402
+from recsys.config import Config, ServingSettings  # noqa: E402
+from recsys.pipeline import run_pipeline  # noqa: E402
+from recsys.serving import recommend  # noqa: E402
+from recsys.serving.finish import Decisions, Options  # noqa: E402
+from recsys.serving.index import ServingIndex, load_index  # noqa: E402
+from recsys.serving.session import NO_SESSION, Session, session_of_recent  # noqa: E402
+
+K = 10
+SERVED = ServingSettings()
+GRID = [(w, d) for w in (0.3, 1.0, 2.0, 4.0) for d in (0.5, 0.8, 1.0)]  # weight x decay
+CUTS = (0.70, 0.85)
+Case = tuple[str, str, tuple[str, ...], str]  # basket, on screen, session (oldest first), target
+
+
+def entry_ordered(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(order lines with ``place``: their place in the basket as entered, the catalogue)."""
+    if name == "online_retail":
+        orders, _, catalog = online_retail_tables()
+        place = orders.groupby("order_id", sort=False).cumcount()  # the file's line order
+    else:
+        orders, _, catalog = instacart_tables()
+        lines = pd.read_csv(DATASETS / "instacart_100_users" / "instacart_ordertoproductmap.csv",
+                            dtype={"order_id": str, "product_id": str})
+        place = orders[["order_id", "product_id"]].astype(str).merge(
+            lines, on=["order_id", "product_id"], how="left")["add_to_cart_order"]
+        assert place.notna().all(), "an Instacart line without its add_to_cart_order"
+    return orders.assign(place=place.to_numpy()), catalog
+
+
+def build(name: str, orders: pd.DataFrame, catalog: pd.DataFrame,
+          cutoff: pd.Timestamp) -> ServingIndex:
+    """The pipeline's artifact from the order lines before ``cutoff``."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"basket_session_{name}_"))
+    orders[orders["ordered_at"] < cutoff].drop(columns="place").to_parquet(
+        tmp / "orders.parquet", index=False)
+    catalog.to_parquet(tmp / "catalog.parquet", index=False)
+    config = Config.model_validate({
+        "data_dir": str(tmp / "data"), "artifacts": {"root": str(tmp / "artifacts")},
+        "popularity": {"window_days": 0},
+        "ingest": {"orders": str(tmp / "orders.parquet"),
+                   "catalog": str(tmp / "catalog.parquet"), "server_events": False}})
+    run_pipeline(config, show_progress=False)
+    return load_index(tmp / "artifacts")
+
+
+def cases_of(orders: pd.DataFrame, index: ServingIndex, lo: pd.Timestamp, hi: pd.Timestamp,
+             limit: int, seed: int) -> list[Case]:
+    """The window's cases (see the module), at most ``limit`` (whole baskets, seeded)."""
+    window = orders[(orders["ordered_at"] >= lo) & (orders["ordered_at"] < hi)]
+    window = window.sort_values(["order_id", "place"], kind="stable")
+    known = index.code_of
+    by_basket: dict[str, list[Case]] = {}
+    for basket, products in window.groupby("order_id", sort=True)["product_id"]:
+        seen = list(dict.fromkeys(products.astype(str)))  # each product once, as entered
+        for i in range(1, len(seen)):
+            if seen[i - 1] in known and seen[i] in known:
+                by_basket.setdefault(str(basket), []).append(
+                    (str(basket), seen[i - 1], tuple(seen[:i]), seen[i]))
+    baskets = sorted(by_basket)
+    np.random.default_rng(seed).shuffle(baskets)
+    out: list[Case] = []
+    for basket in baskets:
+        if len(out) >= limit:
+            break
+        out.extend(by_basket[basket])
+    return out
+
+
+def session(recent: tuple[str, ...], on_screen: str, weight: float, decay: float) -> Session:
+    """The served Session of a basket so far (oldest first) at this weight and decay."""
+    return session_of_recent(list(reversed(recent)), [on_screen], weight=weight, decay=decay,
+                             length=SERVED.session_length, knn_weight=SERVED.session_knn_weight,
+                             knn_k=SERVED.session_knn_k, knn_sample=SERVED.session_knn_sample)
+
+
+List = Callable[[ServingIndex, Case], list[str]]
+OPTIONS = Options(k=K, in_stock_only=False)
+
+
+def bought_together(weight: float | None = None, decay: float = 0.5) -> List:
+    """Bought-together of the product on screen, with the session at ``weight`` (None:
+    without)."""
+    def make(index: ServingIndex, case: Case) -> list[str]:
+        _, shown, recent, _ = case
+        s = NO_SESSION if weight is None else session(recent, shown, weight, decay)
+        return [i["product_id"] for i in recommend.bought_together(
+            index, shown, OPTIONS, Decisions(), s).items]
+    return make
+
+
+def cart(index: ServingIndex, case: Case) -> list[str]:
+    """The cart add-ons for the basket so far."""
+    return [i["product_id"] for i in recommend.cart_addons(
+        index, list(case[2]), OPTIONS, Decisions()).items]
+
+
+def best_sellers(index: ServingIndex, case: Case) -> list[str]:
+    return [i["product_id"] for i in recommend.popular(index, OPTIONS, Decisions()).items]
+
+
+def ranks(index: ServingIndex, cases: list[Case], make: List) -> np.ndarray:
+    """Each case's rank of its target in the list (0: not in the top K)."""
+    out = np.zeros(len(cases), np.int64)
+    for n, case in enumerate(cases):
+        listed = make(index, case)[:K]
+        out[n] = listed.index(case[3]) + 1 if case[3] in listed else 0
+    return out
+
+
+def scores(found: np.ndarray) -> dict[str, float]:
+    hits = found > 0
+    return {"hr@10": round(float(hits.mean()), 4),
+            "mrr@10": round(float((1.0 / found[hits]).sum() / len(found)), 4)}
+
+
+def ratio_interval(cases: list[Case], hits: np.ndarray, baseline: np.ndarray,
+                   draws: int = 2000, seed: int = 11) -> tuple[float, float, float]:
+    """HR ratio of ``hits`` to ``baseline`` and its 95% bootstrap interval over baskets."""
+    baskets = pd.factorize(pd.Series([c[0] for c in cases]))[0]
+    a = np.bincount(baskets, weights=hits.astype(float))
+    b = np.bincount(baskets, weights=baseline.astype(float))
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(a), size=(draws, len(a)))
+    ratios = a[draw].sum(axis=1) / np.maximum(b[draw].sum(axis=1), 1e-12)
+    return (round(float(a.sum() / max(b.sum(), 1e-12)), 3),
+            round(float(np.quantile(ratios, 0.025)), 3), round(float(np.quantile(ratios, 0.975)), 3))
+
+
+def run(name: str, limit: int) -> dict[str, Any]:
+    """Validation then test for one dataset (see the module)."""
+    orders, catalog = entry_ordered(name)
+    lo, hi = orders["ordered_at"].min(), orders["ordered_at"].max()
+    cut_valid, cut_test = (lo + f * (hi - lo) for f in CUTS)
+    out: dict[str, Any] = {"lines": len(orders), "baskets": int(orders["order_id"].nunique())}
+    started = time.perf_counter()
+    index = build(name, orders, catalog, cut_valid)
+    valid = cases_of(orders, index, cut_valid, cut_test, limit, seed=1)
+    grid = {f"{w}/{d}": scores(ranks(index, valid, bought_together(w, d)))["hr@10"]
+            for w, d in GRID}
+    grid["none"] = scores(ranks(index, valid, bought_together()))["hr@10"]
+    chosen = max(GRID, key=lambda s: grid[f"{s[0]}/{s[1]}"])  # ties: the first (lighter)
+    out["validation"] = {"cases": len(valid), "hr@10 by weight/decay": grid,
+                         "chosen": list(chosen)}
+    print(name, "validation", out["validation"], flush=True)
+    index = build(name, orders, catalog, cut_test)
+    test = cases_of(orders, index, cut_test, hi + pd.Timedelta(seconds=1), limit, seed=2)
+    served = (SERVED.session_weight, SERVED.session_decay)
+    lists: dict[str, List] = {
+        "bought-together, product on screen": bought_together(),
+        f"bought-together + session, served ({served[0]}, {served[1]})": bought_together(*served),
+        f"bought-together + session, chosen ({chosen[0]}, {chosen[1]})": bought_together(*chosen),
+        "cart add-ons, the basket so far": cart,
+        "shop best sellers": best_sellers}
+    found = {label: ranks(index, test, make) for label, make in lists.items()}
+    alone = found["bought-together, product on screen"] > 0
+    out["test"] = {"cases": len(test), "baskets": len({c[0] for c in test}),
+                   "lists": {label: {**scores(r), "vs bought-together alone (95% interval)":
+                                     ratio_interval(test, r > 0, alone)}
+                             for label, r in found.items()}}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    print(name, "test", json.dumps(out["test"], indent=1), flush=True)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", default=["online_retail", "instacart"],
+                        choices=["online_retail", "instacart"])
+    parser.add_argument("--cases", type=int, default=4000, help="at most, per window")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    print(f"# {machine.describe()}", flush=True)
+    results: dict[str, Any] = {"machine": machine.describe(), "cases": args.cases,
+                               "grid": GRID, "served": [SERVED.session_weight,
+                                                        SERVED.session_decay]}
+    for name in args.only:
+        results[name] = run(name, args.cases)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
