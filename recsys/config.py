@@ -105,7 +105,9 @@ class ArtifactsConfig(_Section):
 class Placement(_Section):
     """The evidence every item of one kind of list must clear (issue #16,
     ``recsys.serving.evidence``), and what a list left short by it gets: best sellers of the
-    seed's category (named in ``fallback``), or nothing (the list ends shorter)."""
+    seed's category (named in ``fallback``), or nothing (the list ends shorter); and, where
+    set, how much the session weighs in it (else ``[serving]``'s ``session_weight`` and
+    ``session_decay``)."""
 
     min_score_share: float = Field(
         0.05, ge=0, le=1, description="leave out engine items scoring below this share of the "
@@ -116,6 +118,12 @@ class Placement(_Section):
                                        "with any seed (one-sided Fisher p-value above this, "
                                        "as the rules' max_p_value); 1 = off")
     fill: bool = Field(True, description="fill a short list from best sellers; false: shorter")
+    session_weight: float | None = Field(
+        None, ge=0, description="this list's weight of the session's most recent other product; "
+                                "unset: [serving] session_weight")
+    session_decay: float | None = Field(
+        None, gt=0, le=1, description="this list's factor for each older session product; "
+                                      "unset: [serving] session_decay")
 
 
 class Placements(_Section):

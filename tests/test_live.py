@@ -159,6 +159,32 @@ def test_recent_views_weigh_more(memory_client: TestClient) -> None:
     assert first_named([others[1], others[0]]) == others[0]
 
 
+def test_a_placement_weighs_the_session_its_own_way(demo_artifact: Path, tmp_path: Path) -> None:
+    """``[serving.placements.bought_together] session_weight`` scales what the session's
+    products add to that list alone (V-SKNN's votes off: they do not depend on it);
+    also-viewed keeps ``[serving]``'s weight."""
+    heavy = {"bought_together": {"session_weight": 1.2, "session_decay": 1.0}}
+    answers = []
+    for values in ({}, {"placements": heavy}):
+        with TestClient(create_app(settings(demo_artifact, tmp_path, session_knn_weight=0.0,
+                                            **values))) as client:
+            product, others = seeds(client)
+            answers.append({kind: get(client, f"/v1/items/{product}/{kind}?k=20"
+                                              f"&history={others[0]}")["items"]
+                            for kind in ("also-viewed", "bought-together")})
+    served, weighed = answers
+    assert served["also-viewed"] == weighed["also-viewed"]
+
+    def added(items: list[dict[str, Any]]) -> dict[str, float]:
+        return {i["product_id"]: i["reason"]["evidence"]["weight"] for i in items
+                if i["reason"]["source"] == "session"}
+
+    before, after = added(served["bought-together"]), added(weighed["bought-together"])
+    both = before.keys() & after.keys()
+    assert both  # one session product: each added weight is 4x (1.2 against 0.3)
+    assert all(after[p] == pytest.approx(4 * before[p], rel=1e-4) for p in both)
+
+
 def test_events_update_the_session_at_once(memory_client: TestClient) -> None:
     product, others = seeds(memory_client)
     session = f"s-{uuid.uuid4().hex}"

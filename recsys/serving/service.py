@@ -30,8 +30,9 @@ UPSELL_SEEDS = 3  # the customer page shows the upsell lists of this many last p
 ItemKind = Literal["also-viewed", "bought-together", "similar"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
               "bought-together": recommend.bought_together}
-PLACEMENTS: dict[str, Literal["also_viewed", "bought_together"]] = {
-    "also-viewed": "also_viewed", "bought-together": "bought_together"}
+Placed = Literal["also_viewed", "bought_together", "cart"]  # a list with its own settings
+PLACEMENTS: dict[str, Placed] = {"also-viewed": "also_viewed",
+                                 "bought-together": "bought_together"}
 
 
 class UnknownCategory(ValueError):
@@ -55,8 +56,7 @@ def _check_category(index: ServingIndex, query: ListQuery) -> None:
         raise UnknownCategory(index, query.options.category or "")
 
 
-def _placed(settings: ServingSettings, placement: Literal["also_viewed", "bought_together",
-                                                          "cart"],
+def _placed(settings: ServingSettings, placement: Placed,
             options: recommend.Options) -> recommend.Options:
     """The request's options with the placement's minimum evidence and fill."""
     floor = getattr(settings.placements, placement)
@@ -85,14 +85,18 @@ async def live_recent(state: ServingState, session_id: str | None,
 
 
 def session_of(state: ServingState, session_id: str | None, history: tuple[str, ...],
-               leave_out: list[str], live: list[str] | None = None) -> Session:
+               leave_out: list[str], live: list[str] | None = None,
+               placement: Placed | None = None) -> Session:
     """The shopper's recent products, weighted: ``history`` (most recent last) when given,
     else the live session's (``live`` when read already; empty when Redis is down: the list
-    is the artifact's)."""
+    is the artifact's); by the ``placement``'s session weights where it sets them."""
     s = state.settings
     recent = (list(reversed(history)) if history else live if live is not None else
               state.live.recent(session_id=session_id) if session_id else [])
-    return session_of_recent(recent, leave_out, weight=s.session_weight, decay=s.session_decay,
+    own = getattr(s.placements, placement) if placement is not None else None
+    weight = s.session_weight if own is None or own.session_weight is None else own.session_weight
+    decay = s.session_decay if own is None or own.session_decay is None else own.session_decay
+    return session_of_recent(recent, leave_out, weight=weight, decay=decay,
                              length=s.session_length, knn_weight=s.session_knn_weight,
                              knn_k=s.session_knn_k, knn_sample=s.session_knn_sample)
 
@@ -128,7 +132,8 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
     if kind == "similar":
         return ranked(state, index, arm, query.options,
                       lambda d: similar.similar_items(index, product_id, options, d)), arm
-    session = session_of(state, query.session_id, query.history, [product_id], live)
+    session = session_of(state, query.session_id, query.history, [product_id], live,
+                         placement)
     return ranked(state, index, arm, query.options,
                   lambda d: ITEM_LISTS[kind](index, product_id, options, d, session)), arm
 
@@ -140,7 +145,7 @@ def cart_list(state: ServingState, index: ServingIndex, products: list[str],
     _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
     options = _placed(state.settings, "cart", query.options)
-    session = session_of(state, session_id, query.history, products, live)
+    session = session_of(state, session_id, query.history, products, live, "cart")
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
         index, products, options, d, session)), arm
 
