@@ -22,9 +22,10 @@ bought-together of the product on screen; the same with the session at each weig
 of ``GRID`` (the served list: the session's other products' neighbour rows, most recent
 weighing ``session_weight``; without view events the artifact has no V-SKNN sessions);
 the cart add-ons for the whole basket so far (what a cart widget shows); the shop's best
-sellers. The setting with the best validation HR@10 is scored on test beside the served
-defaults; the ratio of each to bought-together alone comes with a 95% bootstrap interval
-over the test baskets.
+sellers; and the served list with the session's products left out (``exclude=``: they are in
+the basket already, and no case's target is one of them). The setting with the best
+validation HR@10 is scored on test beside the served defaults; the ratio of each to
+bought-together alone comes with a 95% bootstrap interval over the test baskets.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +129,16 @@ List = Callable[[ServingIndex, Case], list[str]]
 OPTIONS = Options(k=K, in_stock_only=False)
 
 
-def bought_together(weight: float | None = None, decay: float = 0.5) -> List:
+def bought_together(weight: float | None = None, decay: float = 0.5, *,
+                    leave_out: bool = False) -> List:
     """Bought-together of the product on screen, with the session at ``weight`` (None:
-    without)."""
+    without); with ``leave_out``, the session's products are excluded (``exclude=``)."""
     def make(index: ServingIndex, case: Case) -> list[str]:
         _, shown, recent, _ = case
         s = NO_SESSION if weight is None else session(recent, shown, weight, decay)
+        options = replace(OPTIONS, exclude=frozenset(recent)) if leave_out else OPTIONS
         return [i["product_id"] for i in recommend.bought_together(
-            index, shown, OPTIONS, Decisions(), s).items]
+            index, shown, options, Decisions(), s).items]
     return make
 
 
@@ -199,6 +203,8 @@ def run(name: str, limit: int) -> dict[str, Any]:
         "bought-together, product on screen": bought_together(),
         f"bought-together + session, served ({served[0]}, {served[1]})": bought_together(*served),
         f"bought-together + session, chosen ({chosen[0]}, {chosen[1]})": bought_together(*chosen),
+        "bought-together + session, served, the session's products left out":
+            bought_together(*served, leave_out=True),
         "cart add-ons, the basket so far": cart,
         "shop best sellers": best_sellers}
     found = {label: ranks(index, test, make) for label, make in lists.items()}
