@@ -285,7 +285,9 @@ def run_clv_job(orders: pd.DataFrame | ClvAggregates, catalog: pd.DataFrame | No
     tmp.write_text(json.dumps(result.figures, indent=2, allow_nan=False) + "\n",
                    encoding="utf-8")
     os.replace(tmp, out / layout.CLV_REPORT.name)
+    total = result.figures["predicted_clv_total"]
     log.info("clv: %s customers, lifetime %.2f years (%s), predicted CLV total %s (%s)",
              result.figures["customers"], result.lifetime.years, result.lifetime.method,
-             result.figures["predicted_clv_total"], result.figures["predicted_clv_status"])
+             f"{total:,.2f}" if isinstance(total, int | float) else total,
+             result.figures["predicted_clv_status"])
     return result.figures
