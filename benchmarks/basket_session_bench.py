@@ -8,7 +8,8 @@ few minutes, reads ../shared/datasets (Online Retail II, Instacart users 1-100).
 
 No dataset here has views and baskets together, so the session is the basket so far: the
 lines of an order in the order they were entered (Instacart's ``add_to_cart_order``; Online
-Retail II's line order within an invoice), each product once. A case is a basket's product
+Retail II's line order within an invoice, without the lines that are not products, as in
+``configs/mappings/online_retail_ii.toml``), each product once. A case is a basket's product
 at place i > 1 (the target) with the products before it: the last of them is on screen, all
 of them (oldest first) are the session. Cases whose target or product on screen the artifact
 does not know, or whose target is already in the session, are left out; at most ``--cases``
@@ -35,6 +36,7 @@ import json
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -68,6 +70,13 @@ def entry_ordered(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(order lines with ``place``: their place in the basket as entered, the catalogue)."""
     if name == "online_retail":
         orders, _, catalog = online_retail_tables()
+        # without the lines that are not products (postage, fees...), as the shipped mapping
+        mapping = tomllib.loads((REPO / "configs" / "mappings" / "online_retail_ii.toml")
+                                .read_text(encoding="utf-8"))["orders"]
+        code = orders["product_id"].astype(str)
+        other = code.str.upper().isin({c.upper() for c in mapping["non_product_codes"]}) | (
+            code.str.fullmatch(mapping["non_product_pattern"]))
+        orders = orders[~other.to_numpy(bool)].reset_index(drop=True)
         place = orders.groupby("order_id", sort=False).cumcount()  # the file's line order
     else:
         orders, _, catalog = instacart_tables()
