@@ -126,13 +126,22 @@ class Placement(_Section):
                                       "unset: [serving] session_decay")
 
 
+class CartPlacement(Placement):
+    """The cart add-ons' placement, with how much more the cart's latest lines count."""
+
+    line_decay: float = Field(
+        0.8, gt=0, le=1, description="each cart line the session touched before the latest "
+                                     "counts this times less (the session's events give the "
+                                     "order; 1 = every line alike)")
+
+
 class Placements(_Section):
     """Per kind of list: ``[serving.placements.cart]`` and so on."""
 
     # also-viewed items count views: the significance test does not apply to them
     also_viewed: Placement = Field(default_factory=lambda: Placement(max_p_value=1.0))
     bought_together: Placement = Field(default_factory=Placement)
-    cart: Placement = Field(default_factory=Placement)
+    cart: CartPlacement = Field(default_factory=CartPlacement)
 
 
 class ServingSettings(BaseSettings):

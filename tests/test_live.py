@@ -198,6 +198,75 @@ def test_events_update_the_session_at_once(memory_client: TestClient) -> None:
     assert get(memory_client, "/readyz")["redis"] == "off"
 
 
+def first_bought_together(client: TestClient) -> tuple[str, str]:
+    """A product and the first item of its bought-together list."""
+    index = client.app.state.serving.index  # type: ignore[attr-defined]
+    for product in index.ids:
+        items = ids(get(client, f"/v1/items/{product}/bought-together", in_stock_only=False))
+        if len(items) >= 5:
+            return product, items[0]
+    raise AssertionError("no product with a bought-together list")
+
+
+def test_the_session_cart_is_not_offered_back(memory_client: TestClient) -> None:
+    """A product the session put in the cart (or bought) leaves bought-together and the cart
+    add-ons; a product it only viewed stays, and also-viewed may show either."""
+    product, top = first_bought_together(memory_client)
+    path = f"/v1/items/{product}/bought-together"
+    for kind, offered in (("view", True), ("add_to_cart", False), ("purchase", False)):
+        session = f"s-{uuid.uuid4().hex}"
+        view(memory_client, top, session, kind=kind)
+        assert (top in ids(get(memory_client, path, in_stock_only=False,
+                               session_id=session))) is offered, kind
+        cart = memory_client.post("/v1/cart/add-ons?in_stock_only=false", json={
+            "items": [{"product_id": product}], "session_id": session})
+        assert (top in ids(cart.json())) is offered, kind
+        recent = get(memory_client, f"/v1/sessions/{session}/recently-viewed",
+                     in_stock_only=False)["items"]
+        assert recent[0]["reason"]["evidence"] == {"position": 1, "event": kind}
+    assert top in ids(get(memory_client, path, in_stock_only=False,
+                          history=top))  # history= has no event types: nothing left out
+
+
+def test_cart_add_ons_weigh_the_latest_cart_add_most(demo_artifact: Path,
+                                                     tmp_path: Path) -> None:
+    """The session's events order the cart (a request's line order does not): with a steep
+    ``line_decay`` the add-ons are the latest line's; without a session every line counts."""
+    steep = {"cart": {"line_decay": 0.01}}
+    with TestClient(create_app(settings(demo_artifact, tmp_path, placements=steep))) as client:
+        a, _ = first_bought_together(client)
+        b = next(p for p in client.app.state.serving.index.ids  # type: ignore[attr-defined]
+                 if p != a and len(ids(get(client, f"/v1/items/{p}/bought-together"))) >= 5)
+        session = f"s-{uuid.uuid4().hex}"
+
+        def add_ons(lines: list[str], session_id: str | None = None) -> list[str]:
+            """The engine's add-ons (a short list's best-seller fill takes the category of
+            the cart's first line on a tie)."""
+            body = {"items": [{"product_id": p} for p in lines], "session_id": session_id}
+            return [i["product_id"] for i in client.post("/v1/cart/add-ons?k=10", json=body)
+                    .json()["items"] if i["reason"]["source"] != "popular"]
+
+        assert add_ons([a, b]) == add_ons([b, a])  # no order known: every line alike
+        view(client, a, session, kind="add_to_cart")
+        view(client, b, session, kind="add_to_cart")
+        latest_b = add_ons([a, b], session)
+        assert latest_b == add_ons([b, a], session) != add_ons([a, b])
+        view(client, a, session)  # looked at again: now the latest
+        assert add_ons([a, b], session) != latest_b
+
+
+def test_memory_store_keeps_each_event(tmp_path: Path) -> None:
+    live = MemoryLive(ServingSettings())
+    for kind, pid in (("view", "a"), ("add_to_cart", "b"), ("purchase", "c"), ("view", "b")):
+        live.record(kind, pid, "s", "c1")
+    recent = live.recent(session_id="s")
+    assert recent == live.recent(customer_id="c1")
+    assert recent.products == ["b", "c", "b", "a"]
+    assert recent.events == ["view", "purchase", "add_to_cart", "view"]
+    assert recent.carted == {"b", "c"}
+    assert live.hourly(1)[0] == {"a": 1, "b": 2, "c": 1}  # trending counts products
+
+
 def test_customer_recently_viewed_and_bad_ids(memory_client: TestClient) -> None:
     _, others = seeds(memory_client)
     customer = f"c-{uuid.uuid4().hex}"
@@ -219,9 +288,9 @@ def test_memory_store_expires_and_trims(tmp_path: Path) -> None:
     for pid in "abcd":
         live.record("view", pid, "s", None)
     live.record("impression", "z", "s", None)  # not a product interaction
-    assert live.recent(session_id="s") == ["d", "c", "b"]
+    assert live.recent(session_id="s").products == ["d", "c", "b"]
     time.sleep(0.25)
-    assert live.recent(session_id="s") == []
+    assert live.recent(session_id="s").products == []
     live.record("view", "x", "t", None)  # a write drops the expired lists
     assert list(live.sessions.lists) == ["t"]
 
@@ -230,11 +299,12 @@ def test_memory_store_counts_an_event_id_once(tmp_path: Path) -> None:
     live = MemoryLive(ServingSettings(session_ttl_s=0.2))
     for pid, key in (("a", "e-1"), ("a", "e-1"), ("b", None), ("b", None), ("c", "e-2")):
         live.record("view", pid, "s", "c1", key)
-    assert live.recent(session_id="s") == live.recent(customer_id="c1") == ["c", "b", "b", "a"]
+    assert live.recent(session_id="s") == live.recent(customer_id="c1")
+    assert live.recent(session_id="s").products == ["c", "b", "b", "a"]
     assert live.hourly(1)[0] == {"a": 1, "b": 2, "c": 1}
     time.sleep(0.25)  # the id is forgotten with the session
     live.record("view", "a", "s", None, "e-1")
-    assert live.recent(session_id="s") == ["a"]
+    assert live.recent(session_id="s").products == ["a"]
 
 
 def test_rising_ranks_by_rise_with_a_minimum() -> None:
@@ -294,6 +364,13 @@ def test_two_apps_share_the_session_through_redis(redis_settings: dict[str, Any]
                                                    "session_id": session})
         assert any(i["reason"]["evidence"].get("session") for i in cart.json()["items"])
         assert get(two, "/readyz")["redis"] == "ok"
+        seed, top = first_bought_together(one)
+        view(one, top, session, kind="add_to_cart")
+        assert top not in ids(get(two, f"/v1/items/{seed}/bought-together",
+                                  in_stock_only=False, session_id=session))
+        assert get(two, f"/v1/sessions/{session}/recently-viewed", in_stock_only=False)[
+            "items"][0]["reason"]["evidence"] == {"position": 1, "event": "add_to_cart"}
+        assert top in two.app.state.serving.live.hourly(1)[0]  # type: ignore[attr-defined]
 
 
 def test_redis_counts_a_retried_event_once(redis_settings: dict[str, Any]) -> None:
@@ -314,7 +391,7 @@ def test_redis_counts_a_retried_event_once(redis_settings: dict[str, Any]) -> No
         assert ids(get(two, f"/v1/sessions/{session}/recently-viewed", in_stock_only=False,
                        k=10)) == [others[1], others[0]]  # each product once in the list
         state = one.app.state.serving  # type: ignore[attr-defined]
-        assert state.live.recent(session_id=session) == [others[1]] * 3 + [others[0]]
+        assert state.live.recent(session_id=session).products == [others[1]] * 3 + [others[0]]
         assert state.live.hourly(1)[0] == {others[0]: 1, others[1]: 3}
 
 

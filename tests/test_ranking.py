@@ -20,6 +20,7 @@ from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.index import Ranking, ServingIndex
 from recsys.serving.recommend import Decisions, Options, also_viewed, bought_together, cart_addons
 from recsys.serving.served_rules import rule_table
+from recsys.serving.session import line_weights
 from recsys.vocab import Vocabulary
 
 
@@ -187,6 +188,20 @@ def test_cart_scores_by_hand() -> None:
     assert reasons["d"]["evidence"]["seed"] == "a" and reasons["d"]["evidence"]["co_purchases"] == 3
 
 
+def test_cart_lines_touched_last_count_most() -> None:
+    assert line_weights(["a", "b", "c"], ["b", "x", "a", "b"], 0.5) == {
+        "b": 1.0, "a": 0.5, "c": 0.25}  # c: not in the session, older than its oldest
+    assert line_weights(["a", "b"], ["x"], 0.5) is None  # no order known: every line alike
+    assert line_weights(["a", "b"], ["b", "a"], 1.0) is None
+    index = _index()
+    result = cart_addons(index, ["a", "b"], Options(k=3), Decisions(),
+                         line_weights=line_weights(["a", "b"], ["b", "a"], 0.5))
+    # EASE sums: c 0.5 x 0.4 + 0.1 = 0.3, d 0.5 x 0.2 = 0.1, e 0.5 (max 0.5);
+    # kNN sums: d 0.5 x 1 + 1 = 1.5 (max 1.5); rules as above, unweighted
+    assert _scores(result) == pytest.approx({"c": 0.6 + 0.25 * 0.6, "d": 0.2 + 0.5,
+                                             "e": 1.0 + 0.25 * 0.8})
+
+
 def test_single_product_and_blocked_rule() -> None:
     index = _index()
     result = bought_together(index, "a", Options(k=2), Decisions())
@@ -210,17 +225,17 @@ def test_also_viewed_reranked_by_support() -> None:
     assert _scores(result) == pytest.approx({"e": 3.0, "c": 0.2 + 4 / 9}, rel=1e-5)
 
 
-def _reference_blend(seeds: list[int], ease: Neighbours, knn: Neighbours, knn_weight: float,
-                     fired: list[tuple[int, int, float]], rule_weight: float,
-                     silent: set[int], reason: set[int]) -> dict[int, float]:
+def _reference_blend(seeds: list[int], weights: list[float], ease: Neighbours,
+                     knn: Neighbours, knn_weight: float, fired: list[tuple[int, int, float]],
+                     rule_weight: float, silent: set[int], reason: set[int]) -> dict[int, float]:
     """The blend in plain Python: product -> score (the ``reason`` products left out)."""
     sums: list[dict[int, float]] = [{}, {}]
     for t, table in enumerate((ease, knn)):
-        for s in seeds:
+        for s, w in zip(seeds, weights, strict=True):
             for code, score in zip(table.ids[s].tolist(), table.scores[s].tolist(),
                                    strict=True):
                 if code >= 0 and code not in silent:
-                    sums[t][code] = sums[t].get(code, 0.0) + score
+                    sums[t][code] = sums[t].get(code, 0.0) + w * float(score)
     best_rule: dict[int, float] = {}
     for _, consequent, confidence in fired:
         if consequent not in silent:
@@ -254,6 +269,7 @@ def test_compiled_blend_equals_plain_python(seed: int, n_seeds: int, n_rules: in
 
     ease, knn = table(), table()
     seeds = sorted(rng.choice(n, size=n_seeds, replace=False).tolist())
+    weights = rng.choice([1.0, 0.8, 0.64, 0.3], size=n_seeds)  # a cart's line weights
     consequent = rng.integers(0, n, n_rules).astype(np.int32)
     confidence = np.round(rng.random(n_rules), 2).astype(np.float32)
     silent = np.zeros(n, bool)
@@ -261,13 +277,14 @@ def test_compiled_blend_equals_plain_python(seed: int, n_seeds: int, n_rules: in
     silent[rng.choice(n, 3)] = True
     reason = rng.random(n) < 0.15
     codes, scores, row, *_, counts = blend(BlendInput(
-        seeds=np.array(seeds, np.int64), e_ids=ease.ids, e_scores=ease.scores,
+        seeds=np.array(seeds, np.int64), seed_weights=weights, e_ids=ease.ids,
+        e_scores=ease.scores,
         e_support=ease.support, k_ids=knn.ids, k_scores=knn.scores, k_support=knn.support,
         knn_weight=0.3, rule_lo=np.array([0], np.int64), rule_hi=np.array([n_rules], np.int64),
         rule_consequent=consequent, rule_confidence=confidence, rule_weight=0.5,
         blocked_rows=NO_ROWS, pair_seed=NO_ROWS, pair_item=NO_ROWS, silent=silent,
         reason_a=reason, reason_b=np.zeros(0, bool), limit=limit))
-    expected = _reference_blend(seeds, ease, knn, 0.3,
+    expected = _reference_blend(seeds, weights.tolist(), ease, knn, 0.3,
                                 [(r, int(c), float(confidence[r]))
                                  for r, c in enumerate(consequent)], 0.5,
                                 set(np.flatnonzero(silent).tolist()),

@@ -138,8 +138,9 @@ def _inputs(draw: st.DrawFn) -> BlendInput:
     n_rules = draw(st.integers(0, 5))
     n_sets = draw(st.integers(0, 3))
     n_silent = draw(st.sampled_from([_CODES, _CODES - 4, 0]))
+    seeds = ints((draw(st.integers(0, 4)),), -1, 8).astype(np.int64)
     return BlendInput(
-        seeds=ints((draw(st.integers(0, 4)),), -1, 8).astype(np.int64),
+        seeds=seeds, seed_weights=np.ones(draw(st.sampled_from([len(seeds), len(seeds) + 1]))),
         e_ids=ints((rows, width)).astype(np.int32),
         e_scores=np.ones((rows, width), np.float32),
         e_support=np.ones((rows, draw(st.sampled_from([width, width + 1]))), np.int64),

@@ -28,6 +28,7 @@ class BlendInput(NamedTuple):
     argument order."""
 
     seeds: np.ndarray
+    seed_weights: np.ndarray
     e_ids: np.ndarray
     e_scores: np.ndarray
     e_support: np.ndarray
@@ -68,7 +69,7 @@ def blend(inputs: BlendInput) -> BlendOutput:
 
 
 @njit(cache=True, nogil=True)
-def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support: np.ndarray,
+def _kernel(seeds: np.ndarray, seed_weights: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support: np.ndarray,
           k_ids: np.ndarray, k_scores: np.ndarray, k_support: np.ndarray, knn_weight: float,
           rule_lo: np.ndarray, rule_hi: np.ndarray, rule_consequent: np.ndarray,
           rule_confidence: np.ndarray, rule_weight: float, blocked_rows: np.ndarray,
@@ -76,7 +77,8 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
           reason_a: np.ndarray, reason_b: np.ndarray, limit: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                      np.ndarray, np.ndarray]:
-    """Score the candidates of the ``seeds`` (product codes).
+    """Score the candidates of the ``seeds`` (product codes), each seed's neighbour scores
+    times its ``seed_weights`` entry.
 
     ``e_*`` / ``k_*``: the EASE and item-kNN neighbour tables (k_ids may have no columns);
     rules fire from the table slices ``rule_lo[s]:rule_hi[s]`` (one per antecedent set s the
@@ -95,7 +97,8 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
     if (e_scores.shape != e_ids.shape or e_support.shape != e_ids.shape
             or k_scores.shape != k_ids.shape or k_support.shape != k_ids.shape):
         raise ValueError("blend: neighbour ids, scores and support differ in shape")
-    if (len(rule_hi) != len(rule_lo) or len(rule_confidence) != len(rule_consequent)
+    if (len(seed_weights) != len(seeds) or len(rule_hi) != len(rule_lo)
+            or len(rule_confidence) != len(rule_consequent)
             or len(pair_item) != len(pair_seed)
             or (len(reason_a) > 0 and len(reason_a) != n_codes)
             or (len(reason_b) > 0 and len(reason_b) != n_codes)):
@@ -119,7 +122,8 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
     ref = np.empty(size, np.int64)  # seed code, or rule row
     extra = np.empty(size, np.int64)  # support, or antecedent set
     m = 0
-    for seed in seeds:
+    for si in range(len(seeds)):
+        seed = seeds[si]
         for table in range(2):
             ids = e_ids if table == 0 else k_ids
             if ids.shape[0] == 0:
@@ -139,7 +143,8 @@ def _kernel(seeds: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_suppor
                     continue
                 item[m] = code
                 kind[m] = table
-                value[m] = e_scores[seed, j] if table == 0 else k_scores[seed, j]
+                value[m] = seed_weights[si] * (e_scores[seed, j] if table == 0
+                                               else k_scores[seed, j])
                 ref[m] = seed
                 extra[m] = e_support[seed, j] if table == 0 else k_support[seed, j]
                 m += 1

@@ -1,5 +1,6 @@
 """Live shopper state: each session's and each customer's recent products (most recent
-first) and per-hour product counts for trending, updated by ``POST /v1/events`` at once.
+first, each with its event: a view, a cart add or a purchase) and per-hour product counts for
+trending, updated by ``POST /v1/events`` at once.
 
 ``RedisLive`` keeps them in Redis, shared by every worker and replica: a list per session
 and per customer (LPUSH, LTRIM to the configured length, EXPIRE with the TTL) and a sorted
@@ -18,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, deque
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import redis
 import redis.asyncio
@@ -26,32 +27,64 @@ import redis.asyncio
 from recsys.config import ServingSettings
 from recsys.serving.live_reads import ListReader, supported
 
-__all__ = ["LIVE_EVENTS", "Live", "MemoryLive", "RedisLive", "live_from"]
+__all__ = ["LIVE_EVENTS", "Live", "MemoryLive", "Recent", "RedisLive", "live_from"]
 
 log = logging.getLogger("recsys.serving")
 LIVE_EVENTS = frozenset({"view", "add_to_cart", "purchase"})  # what changes a session
 RETRY_S = 2.0  # after a Redis failure, this long without trying (requests stay fast)
 TIMEOUT_S = 0.05  # a Redis call slower than this counts as a failure
 HOUR_S = 3600
+SEP = "\x1f"  # a stored entry: "P1" for a view, "P1<SEP>add_to_cart" (ids hold no control chars)
 # KEYS: the hour bucket, the event id's key, then the session's and/or customer's list;
-# ARGV: product, list length, bucket TTL, the id key's TTL (0: no id), each list's TTL
+# ARGV: product, list entry, list length, bucket TTL, the id key's TTL (0: no id), each
+# list's TTL
 _RECORD = """
-if ARGV[4] ~= "0" and not redis.call("SET", KEYS[2], "1", "NX", "EX", ARGV[4]) then
+if ARGV[5] ~= "0" and not redis.call("SET", KEYS[2], "1", "NX", "EX", ARGV[5]) then
   return 0
 end
 for i = 3, #KEYS do
-  redis.call("LPUSH", KEYS[i], ARGV[1])
-  redis.call("LTRIM", KEYS[i], 0, tonumber(ARGV[2]) - 1)
-  redis.call("EXPIRE", KEYS[i], ARGV[i + 2])
+  redis.call("LPUSH", KEYS[i], ARGV[2])
+  redis.call("LTRIM", KEYS[i], 0, tonumber(ARGV[3]) - 1)
+  redis.call("EXPIRE", KEYS[i], ARGV[i + 3])
 end
 redis.call("ZINCRBY", KEYS[1], 1, ARGV[1])
-redis.call("EXPIRE", KEYS[1], ARGV[3])
+redis.call("EXPIRE", KEYS[1], ARGV[4])
 return 1
 """
 
 
 def hour_now() -> int:
     return int(time.time() // HOUR_S)
+
+
+def _entry(event_type: str, product_id: str) -> str:
+    return product_id if event_type == "view" else f"{product_id}{SEP}{event_type}"
+
+
+class Recent(NamedTuple):
+    """A session's or customer's recent products, most recent first, and each one's event
+    (``view``, ``add_to_cart``, ``purchase``); a product may come more than once."""
+
+    products: list[str]
+    events: list[str]
+
+    @classmethod
+    def of(cls, entries: list[str]) -> Recent:
+        """From the stored entries (an entry without an event, as stored before events were
+        kept, is a view)."""
+        if not any(SEP in e for e in entries):
+            return cls(entries, ["view"] * len(entries))
+        pairs = [e.partition(SEP) for e in entries]
+        return cls([p for p, _, _ in pairs], [event or "view" for _, _, event in pairs])
+
+    @property
+    def carted(self) -> frozenset[str]:
+        """The products put in the cart or bought."""
+        return frozenset(p for p, e in zip(self.products, self.events, strict=True)
+                         if e != "view")
+
+
+NOTHING = Recent([], [])
 
 
 class Live(Protocol):
@@ -61,9 +94,9 @@ class Live(Protocol):
                customer_id: str | None, event_key: str | None = None) -> None: ...
 
     def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
-               n: int | None = None) -> list[str]: ...
+               n: int | None = None) -> Recent: ...
 
-    async def recent_async(self, *, session_id: str) -> list[str]: ...
+    async def recent_async(self, *, session_id: str) -> Recent: ...
 
     def hourly(self, hours: int) -> list[dict[str, int]]: ...
 
@@ -117,23 +150,24 @@ class MemoryLive:
             if self.seen.get(event_key, now):
                 return  # a retried event
             self.seen.push(event_key, "", now)
+        entry = _entry(event_type, product_id)
         if session_id:
-            self.sessions.push(session_id, product_id, now)
+            self.sessions.push(session_id, entry, now)
         if customer_id:
-            self.customers.push(customer_id, product_id, now)
+            self.customers.push(customer_id, entry, now)
         hour = int(now // HOUR_S)
         self.counts.setdefault(hour, Counter())[product_id] += 1
         for old in [h for h in self.counts if h <= hour - self.keep_hours]:
             del self.counts[old]
 
     def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
-               n: int | None = None) -> list[str]:
+               n: int | None = None) -> Recent:
         now = time.time()
         found = (self.sessions.get(session_id, now) if session_id else
                  self.customers.get(customer_id, now) if customer_id else [])
-        return found[:n] if n is not None else found
+        return Recent.of(found[:n] if n is not None else found)
 
-    async def recent_async(self, *, session_id: str) -> list[str]:
+    async def recent_async(self, *, session_id: str) -> Recent:
         return self.recent(session_id=session_id)
 
     def hourly(self, hours: int) -> list[dict[str, int]]:
@@ -184,7 +218,8 @@ class RedisLive:
         if event_type not in LIVE_EVENTS or product_id is None or not self._up():
             return
         keys = [f"{self.prefix}h:{hour_now()}", f"{self.prefix}e:{event_key or ''}"]
-        args: list[str | int] = [product_id, self.length, int(self.keep_s),
+        args: list[str | int] = [product_id, _entry(event_type, product_id), self.length,
+                                 int(self.keep_s),
                                  max(1, int(self.session_ttl)) if event_key else 0]
         for kind, owner, ttl in (("s", session_id, self.session_ttl),
                                  ("c", customer_id, self.customer_ttl)):
@@ -198,24 +233,24 @@ class RedisLive:
             self._failed(exc)
 
     def recent(self, *, session_id: str | None = None, customer_id: str | None = None,
-               n: int | None = None) -> list[str]:
+               n: int | None = None) -> Recent:
         key = f"s:{session_id}" if session_id else f"c:{customer_id}" if customer_id else None
         if key is None or not self._up():
-            return []
+            return NOTHING
         try:
             found: list[str] = self.client.lrange(self.prefix + key, 0,
                                                   (n or self.length) - 1)  # type: ignore[assignment]
         except redis.RedisError as exc:
             self._failed(exc)
-            return []
+            return NOTHING
         self.error = None
-        return found
+        return Recent.of(found)
 
-    async def recent_async(self, *, session_id: str) -> list[str]:
+    async def recent_async(self, *, session_id: str) -> Recent:
         """The session's recent products, read without blocking the event loop: while Redis
         answers, the worker goes on with other requests."""
         if not self._up():
-            return []
+            return NOTHING
         loop = asyncio.get_running_loop()
         if self.async_client is None or self.async_loop is not loop:
             self.async_client = ListReader(self.url, TIMEOUT_S) if supported(self.url) else (
@@ -231,9 +266,9 @@ class RedisLive:
                 found = await self.async_client.lrange(key, 0, self.length - 1)  # type: ignore[misc]
         except redis.RedisError as exc:
             self._failed(exc)
-            return []
+            return NOTHING
         self.error = None
-        return found
+        return Recent.of(found)
 
     def hourly(self, hours: int) -> list[dict[str, int]]:
         if not self._up():

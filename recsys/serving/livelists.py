@@ -24,18 +24,21 @@ CACHE_S = 5.0  # trending counts are re-read at most this often per worker
 def recently_viewed(state: ServingState, index: ServingIndex,
                     query: ListQuery) -> recommend.Result:
     """The session's (or customer's) products viewed, carted or bought, most recent first,
-    each once; excluded, blocked and (``in_stock_only``) unavailable ones left out."""
+    each once (its evidence: its last event and that event's position); excluded, blocked
+    and (``in_stock_only``) unavailable ones left out."""
     options = query.options
     recent = state.live.recent(session_id=query.session_id, customer_id=query.customer_id)
     blocked = state.store.decisions().blocked_products
     items, seen = [], set(options.exclude) | blocked
-    for position, pid in enumerate(recent, start=1):
+    n = len(recent.products)
+    for position, (pid, event) in enumerate(zip(*recent, strict=True), start=1):
         if pid in seen or (options.in_stock_only and pid not in index.available):
             continue
         seen.add(pid)
         item = index.describe(pid)
-        item["score"] = float(len(recent) - position + 1)
-        item["reason"] = {"source": "recently_viewed", "evidence": {"position": position}}
+        item["score"] = float(n - position + 1)
+        item["reason"] = {"source": "recently_viewed",
+                          "evidence": {"position": position, "event": event}}
         items.append(item)
         if len(items) == options.k:
             break

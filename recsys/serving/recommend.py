@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,8 @@ def _arrays(table: Neighbours | None) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.asarray(table.ids), np.asarray(table.scores), np.asarray(table.support)
 
 
-def _scored_for(index: ServingIndex, codes: list[int], decisions: Decisions,
+def _scored_for(index: ServingIndex, codes: list[int], seed_weights: np.ndarray,
+                decisions: Decisions,
                 banned: np.ndarray, limit: int, reasons: dict[str, np.ndarray]
                 ) -> tuple[list[Candidate], int, dict[str, int]]:
     """The ``limit`` best bought-together candidates for a set of seed products (one
@@ -81,7 +83,7 @@ def _scored_for(index: ServingIndex, codes: list[int], decisions: Decisions,
     e_ids, e_scores, e_support = _arrays(index.bought_together)
     k_ids, k_scores, k_support = _arrays(knn)
     top, score, row, set_of, n_rules, seed, support, counts = blend(BlendInput(
-        seeds=np.asarray(codes, dtype=np.int64), e_ids=e_ids, e_scores=e_scores,
+        seeds=np.asarray(codes, dtype=np.int64), seed_weights=seed_weights, e_ids=e_ids, e_scores=e_scores,
         e_support=e_support, k_ids=k_ids, k_scores=k_scores, k_support=k_support,
         knn_weight=weights.cart_knn_weight, rule_lo=spans[:, 0].copy(),
         rule_hi=spans[:, 1].copy(), rule_consequent=rules.consequent,
@@ -144,8 +146,8 @@ def warm_up(index: ServingIndex) -> None:
 
 def bought_together(index: ServingIndex, product_id: str, options: Options,
                     decisions: Decisions, session: Session = NO_SESSION) -> Result:
-    """Frequently bought together: the cart scorer on a one-product cart (its substitutes
-    are never offered)."""
+    """Frequently bought together: the cart scorer on a one-product cart (its substitutes,
+    and what the ``session`` put in the cart or bought, are never offered)."""
     return _bought_with(index, [product_id], options, decisions, session)
 
 
@@ -176,25 +178,35 @@ def bundles_for(index: ServingIndex, product_id: str, k: int, *,
 
 
 def cart_addons(index: ServingIndex, cart: list[str], options: Options,
-                decisions: Decisions, session: Session = NO_SESSION) -> Result:
+                decisions: Decisions, session: Session = NO_SESSION,
+                line_weights: Mapping[str, float] | None = None) -> Result:
     """Add-ons for a whole cart: neighbour scores summed over every cart item, plus every
-    rule whose antecedent the cart holds (see ``_scored_for``); cart items and their
-    substitutes are never offered; the ``session``'s other products add their neighbours."""
-    return _bought_with(index, cart, options, decisions, session)
+    rule whose antecedent the cart holds (see ``_scored_for``); cart items, their
+    substitutes and what the ``session`` put in the cart or bought are never offered; the
+    ``session``'s other products add their neighbours; a cart product's neighbour scores
+    count times its ``line_weights`` entry (``recsys.serving.session.line_weights``: the
+    line the shopper touched last weighs most; default 1)."""
+    return _bought_with(index, cart, options, decisions, session, line_weights)
 
 
 def _bought_with(index: ServingIndex, cart: list[str], options: Options,
-                 decisions: Decisions, session: Session = NO_SESSION) -> Result:
+                 decisions: Decisions, session: Session = NO_SESSION,
+                 line_weights: Mapping[str, float] | None = None) -> Result:
     codes = list(dict.fromkeys(index.codes(cart)))
+    seed_weights = np.array([line_weights.get(index.ids[c], 1.0) for c in codes]
+                            if line_weights else np.ones(len(codes)), dtype=np.float64)
     banned = np.zeros(len(index.ids), dtype=bool)
     banned[codes] = True
     for c in codes:
         banned[list(index.substitutes.get(c, ()))] = True
-    never = frozenset(index.ids[b] for b in np.flatnonzero(banned).tolist()) | frozenset(cart)
+    never = (frozenset(index.ids[b] for b in np.flatnonzero(banned).tolist()) | frozenset(cart)
+             | session.in_cart)
     # Left out before scoring (counted as finish() would), so few candidates need building:
-    # the caller's exclusions, blocked products, and out-of-stock products.
+    # the caller's exclusions, the session's cart and purchases, blocked products, and
+    # out-of-stock products.
     silent = banned.copy()
     silent[index.codes(options.exclude)] = True
+    silent[index.codes(session.in_cart)] = True
     reasons = {}
     if decisions.blocked_products:
         reasons["blocked_product"] = np.zeros(len(index.ids), dtype=bool)
@@ -204,7 +216,8 @@ def _bought_with(index: ServingIndex, cart: list[str], options: Options,
     reordering = options.category or decisions.category_cap or decisions.boosts or (
         options.rank_by == "value")
     limit = candidate_limit(options) + 50 if reordering else options.k + 10
-    candidates, blocked, considered = _scored_for(index, codes, decisions, silent, limit,
+    candidates, blocked, considered = _scored_for(index, codes, seed_weights, decisions,
+                                                  silent, limit,
                                                   reasons)
     candidates = rescore(index, index.bought_together, candidates, session, candidate_limit(options))
     category = cart_category(index, cart)

@@ -14,16 +14,17 @@ from recsys.analytics.experiments import assign_arm, unit_id
 from recsys.config import ServingSettings
 from recsys.serving import customer_view, livelists, recommend, similar
 from recsys.serving.index import ServingIndex
+from recsys.serving.live import NOTHING, Recent
 from recsys.serving.params import ListQuery
-from recsys.serving.session import Session, session_of_recent
+from recsys.serving.session import Session, line_weights, session_of_recent
 from recsys.serving.upsell import upsell
 
 if TYPE_CHECKING:
     from recsys.serving.state import ServingState
 
 __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
-           "item_list", "cart_list", "customer_list", "popular_list", "session_of", "live_recent",
-           "bundles", "upsell_list", "product_lists", "customer_lists", "UPSELL_SEEDS"]
+           "item_list", "cart_list", "customer_list", "popular_list", "recent_of", "session_of",
+           "live_recent", "bundles", "upsell_list", "product_lists", "customer_lists", "UPSELL_SEEDS"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 UPSELL_SEEDS = 3  # the customer page shows the upsell lists of this many last purchases
@@ -76,7 +77,7 @@ def arm_of(settings: ServingSettings, customer_id: str | None,
 
 
 async def live_recent(state: ServingState, session_id: str | None,
-                      history: tuple[str, ...]) -> list[str] | None:
+                      history: tuple[str, ...]) -> Recent | None:
     """The live session's recent products for a list request, read without blocking the
     event loop; None when the list reads none (``history`` given, or no session)."""
     if history or not session_id:
@@ -84,21 +85,30 @@ async def live_recent(state: ServingState, session_id: str | None,
     return await state.live.recent_async(session_id=session_id)
 
 
-def session_of(state: ServingState, session_id: str | None, history: tuple[str, ...],
-               leave_out: list[str], live: list[str] | None = None,
+def recent_of(state: ServingState, session_id: str | None, history: tuple[str, ...],
+              live: Recent | None = None) -> Recent:
+    """The shopper's recent products, most recent first: ``history`` (most recent last; no
+    event types: each counts as a view) when given, else the live session's (``live`` when
+    read already; nothing when Redis is down: the list is the artifact's)."""
+    if history:
+        return Recent(list(reversed(history)), ["view"] * len(history))
+    if live is not None:
+        return live
+    return state.live.recent(session_id=session_id) if session_id else NOTHING
+
+
+def session_of(state: ServingState, recent: Recent, leave_out: list[str],
                placement: Placed | None = None) -> Session:
-    """The shopper's recent products, weighted: ``history`` (most recent last) when given,
-    else the live session's (``live`` when read already; empty when Redis is down: the list
-    is the artifact's); by the ``placement``'s session weights where it sets them."""
+    """The Session of these recent products around ``leave_out`` (with those put in the cart
+    or bought), by the ``placement``'s session weights where it sets them."""
     s = state.settings
-    recent = (list(reversed(history)) if history else live if live is not None else
-              state.live.recent(session_id=session_id) if session_id else [])
     own = getattr(s.placements, placement) if placement is not None else None
     weight = s.session_weight if own is None or own.session_weight is None else own.session_weight
     decay = s.session_decay if own is None or own.session_decay is None else own.session_decay
-    return session_of_recent(recent, leave_out, weight=weight, decay=decay,
+    return session_of_recent(recent.products, leave_out, weight=weight, decay=decay,
                              length=s.session_length, knn_weight=s.session_knn_weight,
-                             knn_k=s.session_knn_k, knn_sample=s.session_knn_sample)
+                             knn_k=s.session_knn_k, knn_sample=s.session_knn_sample,
+                             in_cart=recent.carted)
 
 
 def ranked(state: ServingState, index: ServingIndex, arm: str | None,
@@ -120,7 +130,7 @@ def list_body(index: ServingIndex, result: recommend.Result, request_id: str,
 
 
 def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
-              query: ListQuery, live: list[str] | None = None) -> Answer:
+              query: ListQuery, live: Recent | None = None) -> Answer:
     """A product's also-viewed, bought-together or similar-items list for this shopper
     (``live``: the session's recent products, when read already)."""
     _check_category(index, query)
@@ -132,22 +142,25 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
     if kind == "similar":
         return ranked(state, index, arm, query.options,
                       lambda d: similar.similar_items(index, product_id, options, d)), arm
-    session = session_of(state, query.session_id, query.history, [product_id], live,
-                         placement)
+    recent = recent_of(state, query.session_id, query.history, live)
+    session = session_of(state, recent, [product_id], placement)
     return ranked(state, index, arm, query.options,
                   lambda d: ITEM_LISTS[kind](index, product_id, options, d, session)), arm
 
 
 def cart_list(state: ServingState, index: ServingIndex, products: list[str],
               customer_id: str | None, session_id: str | None, query: ListQuery,
-              live: list[str] | None = None) -> Answer:
-    """Add-ons for a cart of these products (``live`` as for ``item_list``)."""
+              live: Recent | None = None) -> Answer:
+    """Add-ons for a cart of these products (``live`` as for ``item_list``), the lines the
+    session touched last counting most."""
     _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
     options = _placed(state.settings, "cart", query.options)
-    session = session_of(state, session_id, query.history, products, live, "cart")
+    recent = recent_of(state, session_id, query.history, live)
+    session = session_of(state, recent, products, "cart")
+    weights = line_weights(products, recent.products, state.settings.placements.cart.line_decay)
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
-        index, products, options, d, session)), arm
+        index, products, options, d, session, weights)), arm
 
 
 def customer_list(state: ServingState, index: ServingIndex, query: ListQuery) -> Answer:

@@ -18,7 +18,7 @@ from recsys.models.session_knn import session_neighbours, slot_of, table_bits
 from recsys.serving.finish import Candidate
 from recsys.serving.index import ServingIndex
 
-__all__ = ["Session", "NO_SESSION", "Merged", "session_of_recent", "merge",
+__all__ = ["Session", "NO_SESSION", "Merged", "session_of_recent", "line_weights", "merge",
            "rescore", "session_evidence"]
 
 SHOWN = 3  # session products named per item, strongest first
@@ -28,7 +28,9 @@ class Session(NamedTuple):
     """The session's other products (most recent first) and their weights, the whole
     session oldest first (the V-SKNN query: its last products are those on screen), and the
     V-SKNN share, neighbour count and sample (``session_neighbours``; 0: every training
-    session). False when it has no other product."""
+    session), and the products it put in the cart or bought (``in_cart``: bought-together
+    and the cart add-ons never offer them back; also-viewed may). False when it has no
+    other product."""
 
     products: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()
@@ -36,6 +38,7 @@ class Session(NamedTuple):
     knn_weight: float = 0.0
     knn_k: int = 100
     knn_sample: int = 0
+    in_cart: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.products)
@@ -45,11 +48,14 @@ NO_SESSION = Session()
 
 
 def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float, decay: float,
-                      length: int, knn_weight: float, knn_k: int, knn_sample: int) -> Session:
+                      length: int, knn_weight: float, knn_k: int, knn_sample: int,
+                      in_cart: frozenset[str] = frozenset()) -> Session:
     """The Session of ``recent`` (most recent first) around the ``on_screen`` products: the
     others, each once, at most ``length``, weighing ``weight`` for the most recent and
-    ``decay`` times less for each older."""
+    ``decay`` times less for each older; ``in_cart``: those of them put in the cart or
+    bought."""
     skip = set(on_screen)
+    in_cart = in_cart - skip if in_cart else in_cart
     products: list[str] = []
     for pid in recent:
         if pid not in skip:
@@ -58,10 +64,27 @@ def session_of_recent(recent: list[str], on_screen: list[str], *, weight: float,
             if len(products) == length:
                 break
     if not products:
-        return NO_SESSION
+        return Session(in_cart=in_cart) if in_cart else NO_SESSION
     weights = _weights(weight, decay, len(products))
     order = (*reversed(products), *dict.fromkeys(on_screen))
-    return Session(tuple(products), weights, order, knn_weight, knn_k, knn_sample)
+    return Session(tuple(products), weights, order, knn_weight, knn_k, knn_sample, in_cart)
+
+
+def line_weights(cart: list[str], recent: list[str], decay: float) -> dict[str, float] | None:
+    """Each cart product's weight in the cart add-ons by how recently the session
+    (``recent``, most recent first) touched it: the latest 1, each earlier ``decay`` times
+    less, products the session does not hold one step older than its oldest. None (every
+    line alike) when the session holds none of them or ``decay`` is 1: a request's line
+    order is not trusted (storefronts list carts oldest or newest first)."""
+    if decay == 1.0:
+        return None
+    lines = set(cart)
+    known = list(dict.fromkeys(p for p in recent if p in lines))
+    if not known:
+        return None
+    weights = dict.fromkeys(lines, decay ** len(known))
+    weights.update(zip(known, _weights(1.0, decay, len(known)), strict=True))
+    return weights
 
 
 @functools.lru_cache(maxsize=256)
