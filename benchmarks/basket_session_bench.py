@@ -22,9 +22,11 @@ after. Lists (``recsys.serving.recommend``, k=10, ``in_stock_only=False``, no de
 bought-together of the product on screen; the same with the session at each weight x decay
 of ``GRID`` (the served list: the session's other products' neighbour rows, most recent
 weighing ``session_weight``; without view events the artifact has no V-SKNN sessions);
-the cart add-ons for the whole basket so far (what a cart widget shows); the shop's best
-sellers; and the served list with the session's products left out (``exclude=``: they are in
-the basket already, and no case's target is one of them). The setting with the best
+the cart add-ons for the whole basket so far (what a cart widget shows), the lines the
+session put in last counting most (``line_decay``: served, chosen on validation, and 1 = every
+line alike); the shop's best sellers. The session's products are cart adds, so the served list leaves them out (as the
+server does for a live session's cart adds and purchases; no case's target is one of them);
+the same session as ``history=`` (no event types: nothing left out) is scored too. The setting with the best
 validation HR@10 is scored on test beside the served defaults; the ratio of each to
 bought-together alone comes with a 95% bootstrap interval over the test baskets.
 """
@@ -38,7 +40,6 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,17 @@ from recsys.pipeline import run_pipeline  # noqa: E402
 from recsys.serving import recommend  # noqa: E402
 from recsys.serving.finish import Decisions, Options  # noqa: E402
 from recsys.serving.index import ServingIndex, load_index  # noqa: E402
-from recsys.serving.session import NO_SESSION, Session, session_of_recent  # noqa: E402
+from recsys.serving.session import (  # noqa: E402
+    NO_SESSION,
+    Session,
+    line_weights,
+    session_of_recent,
+)
 
 K = 10
 SERVED = ServingSettings()
 GRID = [(w, d) for w in (0.3, 1.0, 2.0, 4.0) for d in (0.5, 0.8, 1.0)]  # weight x decay
+LINE_DECAYS = (1.0, 0.8, 0.5, 0.3, 0.1)  # the cart add-ons' line_decay
 CUTS = (0.70, 0.85)
 Case = tuple[str, str, tuple[str, ...], str]  # basket, on screen, session (oldest first), target
 
@@ -127,11 +134,14 @@ def cases_of(orders: pd.DataFrame, index: ServingIndex, lo: pd.Timestamp, hi: pd
     return out
 
 
-def session(recent: tuple[str, ...], on_screen: str, weight: float, decay: float) -> Session:
-    """The served Session of a basket so far (oldest first) at this weight and decay."""
+def session(recent: tuple[str, ...], on_screen: str, weight: float, decay: float,
+            carted: bool) -> Session:
+    """The served Session of a basket so far (oldest first) at this weight and decay, its
+    products known as cart adds when ``carted`` (a live session) or not (``history=``)."""
     return session_of_recent(list(reversed(recent)), [on_screen], weight=weight, decay=decay,
                              length=SERVED.session_length, knn_weight=SERVED.session_knn_weight,
-                             knn_k=SERVED.session_knn_k, knn_sample=SERVED.session_knn_sample)
+                             knn_k=SERVED.session_knn_k, knn_sample=SERVED.session_knn_sample,
+                             in_cart=frozenset(recent) if carted else frozenset())
 
 
 List = Callable[[ServingIndex, Case], list[str]]
@@ -139,22 +149,26 @@ OPTIONS = Options(k=K, in_stock_only=False)
 
 
 def bought_together(weight: float | None = None, decay: float = 0.5, *,
-                    leave_out: bool = False) -> List:
+                    carted: bool = True) -> List:
     """Bought-together of the product on screen, with the session at ``weight`` (None:
-    without); with ``leave_out``, the session's products are excluded (``exclude=``)."""
+    without), its products cart adds (``carted``, left out) or of unknown event."""
     def make(index: ServingIndex, case: Case) -> list[str]:
         _, shown, recent, _ = case
-        s = NO_SESSION if weight is None else session(recent, shown, weight, decay)
-        options = replace(OPTIONS, exclude=frozenset(recent)) if leave_out else OPTIONS
+        s = NO_SESSION if weight is None else session(recent, shown, weight, decay, carted)
         return [i["product_id"] for i in recommend.bought_together(
-            index, shown, options, Decisions(), s).items]
+            index, shown, OPTIONS, Decisions(), s).items]
     return make
 
 
-def cart(index: ServingIndex, case: Case) -> list[str]:
-    """The cart add-ons for the basket so far."""
-    return [i["product_id"] for i in recommend.cart_addons(
-        index, list(case[2]), OPTIONS, Decisions()).items]
+def cart(decay: float) -> List:
+    """The cart add-ons for the basket so far, each line ``decay`` times less than the one
+    put in after it (the session's order, as served; 1: every line alike)."""
+    def make(index: ServingIndex, case: Case) -> list[str]:
+        lines = list(case[2])
+        return [i["product_id"] for i in recommend.cart_addons(
+            index, lines, OPTIONS, Decisions(),
+            line_weights=line_weights(lines, lines[::-1], decay)).items]
+    return make
 
 
 def best_sellers(index: ServingIndex, case: Case) -> list[str]:
@@ -202,19 +216,26 @@ def run(name: str, limit: int) -> dict[str, Any]:
             for w, d in GRID}
     grid["none"] = scores(ranks(index, valid, bought_together()))["hr@10"]
     chosen = max(GRID, key=lambda s: grid[f"{s[0]}/{s[1]}"])  # ties: the first (lighter)
+    lines = {d: scores(ranks(index, valid, cart(d)))["hr@10"] for d in LINE_DECAYS}
+    line_chosen = max(LINE_DECAYS, key=lines.__getitem__)  # ties: the first (flatter)
     out["validation"] = {"cases": len(valid), "hr@10 by weight/decay": grid,
-                         "chosen": list(chosen)}
+                         "chosen": list(chosen), "cart add-ons hr@10 by line_decay": lines,
+                         "line_decay chosen": line_chosen}
     print(name, "validation", out["validation"], flush=True)
     index = build(name, orders, catalog, cut_test)
     test = cases_of(orders, index, cut_test, hi + pd.Timedelta(seconds=1), limit, seed=2)
     served = (SERVED.session_weight, SERVED.session_decay)
+    line_served = SERVED.placements.cart.line_decay
     lists: dict[str, List] = {
         "bought-together, product on screen": bought_together(),
         f"bought-together + session, served ({served[0]}, {served[1]})": bought_together(*served),
         f"bought-together + session, chosen ({chosen[0]}, {chosen[1]})": bought_together(*chosen),
-        "bought-together + session, served, the session's products left out":
-            bought_together(*served, leave_out=True),
-        "cart add-ons, the basket so far": cart,
+        "bought-together + session, served, as history= (session products offered back)":
+            bought_together(*served, carted=False),
+        f"cart add-ons, the basket so far, served (line_decay {line_served})":
+            cart(line_served),
+        f"cart add-ons, line_decay chosen ({line_chosen})": cart(line_chosen),
+        "cart add-ons, every line alike (line_decay 1)": cart(1.0),
         "shop best sellers": best_sellers}
     found = {label: ranks(index, test, make) for label, make in lists.items()}
     alone = found["bought-together, product on screen"] > 0
@@ -237,7 +258,8 @@ def main() -> int:
     print(f"# {machine.describe()}", flush=True)
     results: dict[str, Any] = {"machine": machine.describe(), "cases": args.cases,
                                "grid": GRID, "served": [SERVED.session_weight,
-                                                        SERVED.session_decay]}
+                                                        SERVED.session_decay],
+                               "line_decay served": SERVED.placements.cart.line_decay}
     for name in args.only:
         results[name] = run(name, args.cases)
     if args.json:
