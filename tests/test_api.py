@@ -1074,11 +1074,11 @@ def test_significance_leaves_out_co_purchases_near_chance(client: TestClient,
 
 
 def test_a_placement_without_fill_ends_shorter(shop: Shop, tmp_path: Path) -> None:
-    from recsys.config import Placement, Placements
+    from recsys.config import CartPlacement, Placements
 
     settings = shop.settings.model_copy(update={
         "database_url": f"sqlite:///{tmp_path / 'short.db'}",
-        "placements": Placements(cart=Placement(min_score_share=0.5, fill=False))})
+        "placements": Placements(cart=CartPlacement(min_score_share=0.5, fill=False))})
     with TestClient(create_app(settings)) as short:
         seed = shop.planted.complements[0][0]
         body = cart(short, [seed], k=20)

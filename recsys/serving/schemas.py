@@ -70,9 +70,12 @@ class CartLine(BaseModel):
 class CartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"items": [{"product_id": "P00180", "quantity": 1}], "customer_id": "C000001"}]})
-    items: list[CartLine] = Field(min_length=1, max_length=100)
+    items: list[CartLine] = Field(min_length=1, max_length=100,
+                                  description="the cart's lines, in any order")
     customer_id: IdString | None = None
-    session_id: IdString | None = None
+    session_id: IdString | None = Field(
+        None, description="the live session: its products add their neighbours, what it "
+                          "bought is left out, and the lines it touched last count most")
 
 
 def _iso_text(value: object) -> object:
