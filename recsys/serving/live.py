@@ -62,29 +62,26 @@ def _entry(event_type: str, product_id: str) -> str:
 
 
 class Recent(NamedTuple):
-    """A session's or customer's recent products, most recent first, and each one's event
-    (``view``, ``add_to_cart``, ``purchase``); a product may come more than once."""
+    """A session's or customer's recent products, most recent first, each one's event
+    (``view``, ``add_to_cart``, ``purchase``), and those of them put in the cart or bought;
+    a product may come more than once."""
 
     products: list[str]
     events: list[str]
+    carted: frozenset[str]
 
     @classmethod
     def of(cls, entries: list[str]) -> Recent:
         """From the stored entries (an entry without an event, as stored before events were
         kept, is a view)."""
-        if not any(SEP in e for e in entries):
-            return cls(entries, ["view"] * len(entries))
+        if SEP not in "".join(entries):  # views only: the common case, kept cheap
+            return cls(entries, ["view"] * len(entries), frozenset())
         pairs = [e.partition(SEP) for e in entries]
-        return cls([p for p, _, _ in pairs], [event or "view" for _, _, event in pairs])
-
-    @property
-    def carted(self) -> frozenset[str]:
-        """The products put in the cart or bought."""
-        return frozenset(p for p, e in zip(self.products, self.events, strict=True)
-                         if e != "view")
+        return cls([p for p, _, _ in pairs], [event or "view" for _, _, event in pairs],
+                   frozenset(p for p, _, event in pairs if event and event != "view"))
 
 
-NOTHING = Recent([], [])
+NOTHING = Recent([], [], frozenset())
 
 
 class Live(Protocol):

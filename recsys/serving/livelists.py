@@ -31,7 +31,8 @@ def recently_viewed(state: ServingState, index: ServingIndex,
     blocked = state.store.decisions().blocked_products
     items, seen = [], set(options.exclude) | blocked
     n = len(recent.products)
-    for position, (pid, event) in enumerate(zip(*recent, strict=True), start=1):
+    for position, (pid, event) in enumerate(zip(recent.products, recent.events, strict=True),
+                                             start=1):
         if pid in seen or (options.in_stock_only and pid not in index.available):
             continue
         seen.add(pid)

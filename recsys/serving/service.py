@@ -91,7 +91,7 @@ def recent_of(state: ServingState, session_id: str | None, history: tuple[str, .
     event types: each counts as a view) when given, else the live session's (``live`` when
     read already; nothing when Redis is down: the list is the artifact's)."""
     if history:
-        return Recent(list(reversed(history)), ["view"] * len(history))
+        return Recent(list(reversed(history)), ["view"] * len(history), frozenset())
     if live is not None:
         return live
     return state.live.recent(session_id=session_id) if session_id else NOTHING
