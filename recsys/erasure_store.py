@@ -29,7 +29,7 @@ from recsys.errors import ConfigError, InputError
 from recsys.filemodes import private_sqlite
 from recsys.serving.store import EVENTS
 
-__all__ = ["ERASURES", "erase_events", "record_erasure", "erasures"]
+__all__ = ["ERASURES", "event_sessions", "erase_events", "record_erasure", "erasures"]
 
 ERASURES = Table(
     "recsys_erasures", MetaData(),
@@ -53,6 +53,23 @@ def _engine(url: str) -> tuple[Engine, str]:
 def _refused(shown: str, exc: SQLAlchemyError) -> InputError:
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     return InputError(f"the database {shown} refused the erasure: {reason}")
+
+
+def event_sessions(url: str, ids: list[str]) -> set[str]:
+    """The session ids of the customers' stored events."""
+    engine, shown = _engine(url)
+    try:
+        if not inspect(engine).has_table(EVENTS.name):
+            return set()
+        query = select(EVENTS.c.session_id).distinct().where(
+            EVENTS.c.customer_id.in_(ids)).where(EVENTS.c.session_id.is_not(None))
+        with engine.connect() as conn:
+            found: list[str] = list(conn.execute(query).scalars())
+        return set(found)
+    except SQLAlchemyError as exc:
+        raise _refused(shown, exc) from None
+    finally:
+        engine.dispose()
 
 
 def erase_events(url: str, ids: list[str]) -> int:

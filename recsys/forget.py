@@ -1,6 +1,8 @@
 """Right to erasure (GDPR art. 17): remove customers everywhere the engine keeps them.
 
-Places, in the order erased: the server's events table (the customer's events and every event
+Places, in the order erased: the live session state (the customers' recent products and those
+of their sessions, in Redis or a server's memory: first, so that a failure leaves nothing half
+done that a retry could not find again), the server's events table (the customer's events and every event
 of their sessions; SQLite and PostgreSQL are vacuumed so deleted rows leave the files), the data
 directory (orders, events, quarantine rows), every kept artifact version (customer vocabulary,
 ALS user factors, purchase history, analytics tables), and access-log files given. The current
@@ -15,7 +17,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from recsys.vocab import Vocabulary
 
 __all__ = ["Erasure", "forget_customers", "erase_data_dir", "erase_version"]
 
+LiveEraser = Callable[[list[str], set[str]], int]  # (customers, sessions) -> lists dropped
 # artifact tables keyed by a customer id column, from the layout (the customer model is
 # handled on its own)
 CUSTOMER_TABLES = tuple(f.path for f in layout.FILES
@@ -58,9 +61,12 @@ class Erasure:
 
 
 def forget_customers(customer_ids: Iterable[str], *, database_url: str, data_dir: Path,
-                     store: ArtifactStore, access_logs: Iterable[Path] = ()) -> Erasure:
-    """Erase ``customer_ids`` everywhere (see the module docstring) and record it."""
-    from recsys.erasure_store import erase_events, record_erasure
+                     store: ArtifactStore, access_logs: Iterable[Path] = (),
+                     live: LiveEraser | None = None, sessions: Iterable[str] = ()) -> Erasure:
+    """Erase ``customer_ids`` everywhere (see the module docstring) and record it. ``live``
+    drops the live lists of the customers and of their sessions (those of their stored events
+    and ``sessions``, e.g. of events still buffered) and says how many."""
+    from recsys.erasure_store import erase_events, event_sessions, record_erasure
 
     ids = sorted({str(c).strip() for c in customer_ids})
     if not ids or "" in ids:
@@ -71,6 +77,9 @@ def forget_customers(customer_ids: Iterable[str], *, database_url: str, data_dir
         raise InputError(f"forget: access log(s) not found: {', '.join(missing)}; nothing "
                          "was erased")
     erasure = Erasure(customers=len(ids))
+    if live is not None:
+        found = event_sessions(database_url, ids) | set(sessions)
+        erasure.add("live: recent products", live(ids, found))
     erasure.add("database: events", erase_events(database_url, ids))
     for place, count in erase_data_dir(data_dir, ids).items():
         erasure.add(f"data: {place}", count)

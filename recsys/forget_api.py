@@ -1,7 +1,8 @@
 """``POST /admin/forget`` (admin key): the right to erasure through the API.
 
-Runs ``recsys.forget.forget_customers`` with the server's own database, data folder and
-artifact store, also erases the customers' events still buffered while the database was down,
+Runs ``recsys.forget.forget_customers`` with the server's own live session state (Redis, or
+this worker's memory), database, data folder and artifact store, also erases the customers'
+events still buffered while the database was down,
 then reloads, so the version served no longer holds them. The answer says how many rows went
 where, never an id. Kept out of ``recsys.serving``: erasure reaches above the serving layer.
 """
@@ -49,10 +50,12 @@ class ForgetAnswer(BaseModel):
 
 def _forget(state: ServingState, ids: list[str]) -> dict[str, Any]:
     settings = state.settings
+    sessions = state.spool.sessions_of(ids)
     buffered = state.spool.erase(ids)
     erasure = forget_customers(ids, database_url=settings.database_url,
                                data_dir=Path(settings.data_dir),
-                               store=ArtifactStore(settings.artifacts))
+                               store=ArtifactStore(settings.artifacts),
+                               live=state.live.forget, sessions=sessions)
     erasure.add("buffered events", buffered)
     return erasure.to_dict()
 

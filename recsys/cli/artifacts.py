@@ -56,13 +56,21 @@ def cmd_forget(args: argparse.Namespace) -> int:
     """Erase customers everywhere the engine keeps them (recsys/forget.py)."""
     from recsys.artifacts import ArtifactStore
     from recsys.forget import forget_customers
+    from recsys.serving.live import RedisLive
 
     config = load_config_arg(args)
-    erasure = forget_customers(
-        args.customer_ids, database_url=config.serving_settings().database_url,
-        data_dir=Path(config.data_dir), store=ArtifactStore(config.artifacts.root,
-                                                            keep_last=config.artifacts.keep_last),
-        access_logs=[Path(p) for p in args.access_log])
+    settings = config.serving_settings()
+    live = RedisLive(settings, settings.redis_url) if settings.redis_url else None
+    try:
+        erasure = forget_customers(
+            args.customer_ids, database_url=settings.database_url,
+            data_dir=Path(config.data_dir), store=ArtifactStore(
+                config.artifacts.root, keep_last=config.artifacts.keep_last),
+            access_logs=[Path(p) for p in args.access_log],
+            live=live.forget if live is not None else None)
+    finally:
+        if live is not None:
+            live.close()
     print(json.dumps(erasure.to_dict(), indent=2))
     return 0
 
@@ -75,8 +83,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("action", choices=["list", "show", "verify", "rollback"])
     p.add_argument("version", nargs="?", help="a version (default: current; rollback: previous)")
 
-    p = add("forget", cmd_forget, "erase customers (GDPR art. 17): events, data directory, "
-            "every artifact version, access logs; recorded without ids", config=True)
+    p = add("forget", cmd_forget, "erase customers (GDPR art. 17): live session lists (Redis), "
+            "events, data directory, every artifact version, access logs; recorded without ids", config=True)
     p.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
     p.add_argument("--access-log", action="append", default=[], metavar="FILE",
                    help="a server log file to remove the customers' lines from (repeatable)")

@@ -10,7 +10,8 @@ key for the id (SET NX, expiring with the session TTL) and a retried event whose
 changes nothing. A list request reads its session over one pipelined connection per event
 loop (``recsys.serving.live_reads``). ``MemoryLive`` keeps the same in this process, for one
 worker only. When Redis fails, ``RedisLive`` answers "nothing known" (lists are then served from
-the artifact alone), says ``degraded`` and retries after ``RETRY_S``; it never raises.
+the artifact alone), says ``degraded`` and retries after ``RETRY_S``; it raises only for an
+erasure (``forget``), which must not pass for done.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 import redis
 import redis.asyncio
 
 from recsys.config import ServingSettings
+from recsys.errors import RecsysError
 from recsys.serving.live_reads import ListReader, supported
 
 __all__ = ["LIVE_EVENTS", "Live", "MemoryLive", "Recent", "RedisLive", "live_from"]
@@ -96,6 +99,8 @@ class Live(Protocol):
     async def recent_async(self, *, session_id: str) -> Recent: ...
 
     def hourly(self, hours: int) -> list[dict[str, int]]: ...
+
+    def forget(self, customer_ids: Iterable[str], session_ids: Iterable[str]) -> int: ...
 
     def status(self) -> str: ...
 
@@ -170,6 +175,14 @@ class MemoryLive:
     def hourly(self, hours: int) -> list[dict[str, int]]:
         hour = hour_now()
         return [dict(self.counts.get(hour - back, {})) for back in range(hours)]
+
+    def forget(self, customer_ids: Iterable[str], session_ids: Iterable[str]) -> int:
+        """Drop these customers' and sessions' recent products (an erasure); how many lists."""
+        dropped = 0
+        for store, keys in ((self.customers, customer_ids), (self.sessions, session_ids)):
+            for key in keys:
+                dropped += store.lists.pop(key, None) is not None
+        return dropped
 
     def status(self) -> str:
         return "off"
@@ -281,6 +294,21 @@ class RedisLive:
             return []
         self.error = None
         return [{pid: int(n) for pid, n in row} for row in rows]
+
+    def forget(self, customer_ids: Iterable[str], session_ids: Iterable[str]) -> int:
+        """Delete these customers' and sessions' lists (an erasure: tried even while Redis
+        counts as down); how many there were. Raises RecsysError when Redis refuses."""
+        keys = ([f"{self.prefix}c:{c}" for c in customer_ids]
+                + [f"{self.prefix}s:{s}" for s in session_ids])
+        if not keys:
+            return 0
+        try:
+            return int(self.client.delete(*keys))  # type: ignore[arg-type]
+        except redis.RedisError as exc:
+            self._failed(exc)
+            raise RecsysError(f"Redis ([serving] redis_url) did not erase the live session "
+                              f"lists: {type(exc).__name__}: {exc}; nothing else was erased, "
+                              "retry when it answers") from None
 
     def status(self) -> str:
         if not self._up():

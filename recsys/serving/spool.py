@@ -92,6 +92,17 @@ class EventSpool:
             os.fsync(handle.fileno())
         return len(events)
 
+    def sessions_of(self, customer_ids: Iterable[str]) -> set[str]:
+        """The session ids of these customers' buffered events."""
+        ids = set(customer_ids)
+        if not self.path.exists():
+            return set()
+        with self._locked() as handle:
+            handle.seek(0)
+            events = [_parse(line) or {} for line in handle if line.strip()]
+        return {str(e["session_id"]) for e in events
+                if e.get("customer_id") in ids and e.get("session_id") is not None}
+
     def erase(self, customer_ids: Iterable[str]) -> int:
         """Remove the events of these customers and of their sessions; how many lines."""
         ids = set(customer_ids)
