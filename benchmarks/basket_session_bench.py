@@ -24,11 +24,12 @@ of ``GRID`` (the served list: the session's other products' neighbour rows, most
 weighing ``session_weight``; without view events the artifact has no V-SKNN sessions);
 the cart add-ons for the whole basket so far (what a cart widget shows), the lines the
 session put in last counting most (``line_decay``: served, chosen on validation, and 1 = every
-line alike); the shop's best sellers. The session's products are cart adds, so the served list leaves them out (as the
-server does for a live session's cart adds and purchases; no case's target is one of them);
-the same session as ``history=`` (no event types: nothing left out) is scored too. The setting with the best
-validation HR@10 is scored on test beside the served defaults; the ratio of each to
-bought-together alone comes with a 95% bootstrap interval over the test baskets.
+line alike); the shop's best sellers. The session's products are cart adds, so the served
+list leaves them out (as the server does for a live session's cart adds and purchases; no
+case's target is one of them); the same session as ``history=`` (no event types: nothing
+left out) is scored too. The setting with the best validation HR@10 is scored on test
+beside the served defaults; the ratio of each to bought-together alone comes with a 95%
+bootstrap interval over the test baskets.
 """
 
 from __future__ import annotations

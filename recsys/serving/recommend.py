@@ -58,14 +58,14 @@ def _arrays(table: Neighbours | None) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _scored_for(index: ServingIndex, codes: list[int], seed_weights: np.ndarray,
-                decisions: Decisions,
-                banned: np.ndarray, limit: int, reasons: dict[str, np.ndarray]
-                ) -> tuple[list[Candidate], int, dict[str, int]]:
+                decisions: Decisions, banned: np.ndarray, limit: int,
+                reasons: dict[str, np.ndarray]) -> tuple[list[Candidate], int, dict[str, int]]:
     """The ``limit`` best bought-together candidates for a set of seed products (one
     product, or a cart).
 
     score = EASE sums / max + ``cart_knn_weight`` x item-kNN sums / max + ``rule_weight`` x
-    the best confidence of a (not blocked) rule whose antecedent the seeds hold. The reason is
+    the best confidence of a (not blocked) rule whose antecedent the seeds hold; each seed's
+    neighbour scores count times its ``seed_weights`` entry. The reason is
     that rule when one fired, else the seed with the strongest neighbour evidence. ``banned``
     products are never candidates; those in a ``reasons`` mask are left out and counted
     (as ``finish`` would count them). Returns the candidates, how many rules merchandisers'
@@ -83,8 +83,8 @@ def _scored_for(index: ServingIndex, codes: list[int], seed_weights: np.ndarray,
     e_ids, e_scores, e_support = _arrays(index.bought_together)
     k_ids, k_scores, k_support = _arrays(knn)
     top, score, row, set_of, n_rules, seed, support, counts = blend(BlendInput(
-        seeds=np.asarray(codes, dtype=np.int64), seed_weights=seed_weights, e_ids=e_ids, e_scores=e_scores,
-        e_support=e_support, k_ids=k_ids, k_scores=k_scores, k_support=k_support,
+        seeds=np.asarray(codes, dtype=np.int64), seed_weights=seed_weights, e_ids=e_ids,
+        e_scores=e_scores, e_support=e_support, k_ids=k_ids, k_scores=k_scores, k_support=k_support,
         knn_weight=weights.cart_knn_weight, rule_lo=spans[:, 0].copy(),
         rule_hi=spans[:, 1].copy(), rule_consequent=rules.consequent,
         rule_confidence=rules.confidence, rule_weight=weights.rule_weight,
@@ -217,8 +217,7 @@ def _bought_with(index: ServingIndex, cart: list[str], options: Options,
         options.rank_by == "value")
     limit = candidate_limit(options) + 50 if reordering else options.k + 10
     candidates, blocked, considered = _scored_for(index, codes, seed_weights, decisions,
-                                                  silent, limit,
-                                                  reasons)
+                                                  silent, limit, reasons)
     candidates = rescore(index, index.bought_together, candidates, session, candidate_limit(options))
     category = cart_category(index, cart)
     rejected = frozenset(b for a, b in _blocked_pairs(decisions.blocked_rules) if a in cart) if (

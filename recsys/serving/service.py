@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
            "item_list", "cart_list", "customer_list", "popular_list", "recent_of", "session_of",
-           "live_recent", "bundles", "upsell_list", "product_lists", "customer_lists", "UPSELL_SEEDS"]
+           "live_recent", "bundles", "upsell_list", "product_lists", "customer_lists",
+           "UPSELL_SEEDS"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
 UPSELL_SEEDS = 3  # the customer page shows the upsell lists of this many last purchases
