@@ -244,6 +244,10 @@ def run(name: str, limit: int) -> dict[str, Any]:
                    "lists": {label: {**scores(r), "vs bought-together alone (95% interval)":
                                      ratio_interval(test, r > 0, alone)}
                              for label, r in found.items()}}
+    alike = found["cart add-ons, every line alike (line_decay 1)"] > 0
+    out["test"]["cart add-ons served vs every line alike (95% interval)"] = ratio_interval(
+        test, found[f"cart add-ons, the basket so far, served (line_decay {line_served})"] > 0,
+        alike)
     out["seconds"] = round(time.perf_counter() - started, 1)
     print(name, "test", json.dumps(out["test"], indent=1), flush=True)
     return out
