@@ -4,11 +4,12 @@ Places, in the order erased: the live session state (the customers' recent produ
 those of their sessions, in Redis or a server's memory: first, so that a failure leaves
 nothing half done that a retry could not find again), the server's events table (the
 customer's events and every event of their sessions; SQLite and PostgreSQL are vacuumed so
-deleted rows leave the files), the data directory (orders, events, quarantine rows), every kept artifact version (customer vocabulary,
-ALS user factors, purchase history, analytics tables), and access-log files given. The current
-version is published anew (``CURRENT`` moves, so servers reload without the customer); older
-versions are rewritten under their own names with a new manifest. The erasure is recorded in
-the ``recsys_erasures`` table: when, how many customers, how many rows where; never an id.
+deleted rows leave the files), the data directory (orders, events, quarantine rows), every
+kept artifact version (customer vocabulary, ALS user factors, purchase history, analytics
+tables), and access-log files given. The current version is published anew (``CURRENT``
+moves, so servers reload without the customer); older versions are rewritten under their own
+names with a new manifest. The erasure is recorded in the ``recsys_erasures`` table: when, how
+many customers, how many rows where; never an id.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ def register(add: AddCommand) -> None:
     p.add_argument("version", nargs="?", help="a version (default: current; rollback: previous)")
 
     p = add("forget", cmd_forget, "erase customers (GDPR art. 17): live session lists (Redis), "
-            "events, data directory, every artifact version, access logs; recorded without ids", config=True)
+            "events, data directory, every artifact version, access logs; recorded without ids",
+            config=True)
     p.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
     p.add_argument("--access-log", action="append", default=[], metavar="FILE",
                    help="a server log file to remove the customers' lines from (repeatable)")

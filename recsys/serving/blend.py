@@ -69,8 +69,9 @@ def blend(inputs: BlendInput) -> BlendOutput:
 
 
 @njit(cache=True, nogil=True)
-def _kernel(seeds: np.ndarray, seed_weights: np.ndarray, e_ids: np.ndarray, e_scores: np.ndarray, e_support: np.ndarray,
-          k_ids: np.ndarray, k_scores: np.ndarray, k_support: np.ndarray, knn_weight: float,
+def _kernel(seeds: np.ndarray, seed_weights: np.ndarray, e_ids: np.ndarray,
+          e_scores: np.ndarray, e_support: np.ndarray, k_ids: np.ndarray, k_scores: np.ndarray,
+          k_support: np.ndarray, knn_weight: float,
           rule_lo: np.ndarray, rule_hi: np.ndarray, rule_consequent: np.ndarray,
           rule_confidence: np.ndarray, rule_weight: float, blocked_rows: np.ndarray,
           pair_seed: np.ndarray, pair_item: np.ndarray, silent: np.ndarray,

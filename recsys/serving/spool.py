@@ -94,14 +94,12 @@ class EventSpool:
 
     def sessions_of(self, customer_ids: Iterable[str]) -> set[str]:
         """The session ids of these customers' buffered events."""
-        ids = set(customer_ids)
         if not self.path.exists():
             return set()
         with self._locked() as handle:
             handle.seek(0)
             events = [_parse(line) or {} for line in handle if line.strip()]
-        return {str(e["session_id"]) for e in events
-                if e.get("customer_id") in ids and e.get("session_id") is not None}
+        return _sessions(events, set(customer_ids))
 
     def erase(self, customer_ids: Iterable[str]) -> int:
         """Remove the events of these customers and of their sessions; how many lines."""
@@ -112,8 +110,7 @@ class EventSpool:
             handle.seek(0)
             lines = [line for line in handle if line.strip()]
             events = [_parse(line) or {} for line in lines]
-            sessions = {e.get("session_id") for e in events if e.get("customer_id") in ids}
-            sessions.discard(None)
+            sessions = _sessions(events, ids)
             kept = [line for line, e in zip(lines, events, strict=True)
                     if e.get("customer_id") not in ids and e.get("session_id") not in sessions]
             handle.truncate(0)
@@ -121,6 +118,12 @@ class EventSpool:
             handle.flush()
             os.fsync(handle.fileno())
         return len(lines) - len(kept)
+
+
+def _sessions(events: list[dict[str, Any]], customer_ids: set[str]) -> set[str]:
+    """The session ids of these customers' events."""
+    return {e["session_id"] for e in events
+            if e.get("customer_id") in customer_ids and e.get("session_id") is not None}
 
 
 def _iso(value: object) -> str:
