@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from benchmarks import machine  # noqa: E402
 from benchmarks.cold_start_bench import instacart_tables, online_retail_tables  # noqa: E402
 from benchmarks.evaluation_bench import DATASETS  # noqa: E402
-from recsys.config import Config, ServingSettings  # noqa: E402
+from recsys.config import DEFAULT_LINE_DECAY, Config, ServingSettings  # noqa: E402
 from recsys.pipeline import run_pipeline  # noqa: E402
 from recsys.serving import recommend  # noqa: E402
 from recsys.serving.finish import Decisions, Options  # noqa: E402
@@ -64,6 +64,13 @@ from recsys.serving.session import (  # noqa: E402
     Session,
     line_weights,
     session_of_recent,
+)
+from recsys.session_tuning import Case as TuningCase  # noqa: E402
+from recsys.session_tuning import (  # noqa: E402
+    bought_together_hits,
+    cart_hits,
+    previous_version,
+    run_session_tuning_job,
 )
 
 K = 10
@@ -97,8 +104,8 @@ def entry_ordered(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def build(name: str, orders: pd.DataFrame, catalog: pd.DataFrame,
-          cutoff: pd.Timestamp) -> ServingIndex:
-    """The pipeline's artifact from the order lines before ``cutoff``."""
+          cutoff: pd.Timestamp) -> tuple[ServingIndex, Path]:
+    """The pipeline's artifact from the order lines before ``cutoff`` (and its store)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"basket_session_{name}_"))
     orders[orders["ordered_at"] < cutoff].drop(columns="place").to_parquet(
         tmp / "orders.parquet", index=False)
@@ -109,7 +116,7 @@ def build(name: str, orders: pd.DataFrame, catalog: pd.DataFrame,
         "ingest": {"orders": str(tmp / "orders.parquet"),
                    "catalog": str(tmp / "catalog.parquet"), "server_events": False}})
     run_pipeline(config, show_progress=False)
-    return load_index(tmp / "artifacts")
+    return load_index(tmp / "artifacts"), tmp / "artifacts"
 
 
 def cases_of(orders: pd.DataFrame, index: ServingIndex, lo: pd.Timestamp, hi: pd.Timestamp,
@@ -211,8 +218,10 @@ def run(name: str, limit: int) -> dict[str, Any]:
     cut_valid, cut_test = (lo + f * (hi - lo) for f in CUTS)
     out: dict[str, Any] = {"lines": len(orders), "baskets": int(orders["order_id"].nunique())}
     started = time.perf_counter()
-    index = build(name, orders, catalog, cut_valid)
+    index, root = build(name, orders, catalog, cut_valid)
     valid = cases_of(orders, index, cut_valid, cut_test, limit, seed=1)
+    nightly = nightly_choice(orders, root, cut_valid, cut_test, limit)
+    print(name, "the session_tuning job", nightly, flush=True)
     grid = {f"{w}/{d}": scores(ranks(index, valid, bought_together(w, d)))["hr@10"]
             for w, d in GRID}
     grid["none"] = scores(ranks(index, valid, bought_together()))["hr@10"]
@@ -223,10 +232,12 @@ def run(name: str, limit: int) -> dict[str, Any]:
                          "chosen": list(chosen), "cart add-ons hr@10 by line_decay": lines,
                          "line_decay chosen": line_chosen}
     print(name, "validation", out["validation"], flush=True)
-    index = build(name, orders, catalog, cut_test)
+    index, _ = build(name, orders, catalog, cut_test)
     test = cases_of(orders, index, cut_test, hi + pd.Timedelta(seconds=1), limit, seed=2)
+    out["session_tuning"] = {"validation": nightly,
+                             "test": nightly_test(index, test, nightly)}
     served = (SERVED.session_weight, SERVED.session_decay)
-    line_served = SERVED.placements.cart.line_decay
+    line_served = DEFAULT_LINE_DECAY
     lists: dict[str, List] = {
         "bought-together, product on screen": bought_together(),
         f"bought-together + session, served ({served[0]}, {served[1]})": bought_together(*served),
@@ -253,6 +264,49 @@ def run(name: str, limit: int) -> dict[str, Any]:
     return out
 
 
+def nightly_choice(orders: pd.DataFrame, root: Path, lo: pd.Timestamp, hi: pd.Timestamp,
+                   limit: int) -> dict[str, Any]:
+    """The session_tuning job's report on the window's baskets as cart-add sessions (in the
+    order entered), scored with the validation artifact: what the nightly run would choose."""
+    window = orders[(orders["ordered_at"] >= lo) & (orders["ordered_at"] < hi)]
+    events = pd.DataFrame({
+        "session_id": window["order_id"].astype(str), "product_id": window["product_id"],
+        "event_type": "add_to_cart",
+        "occurred_at": window["ordered_at"] + pd.to_timedelta(window["place"], unit="s")})
+    tmp = Path(tempfile.mkdtemp(prefix="basket_session_nightly_"))
+    (tmp / "data").mkdir()
+    events.to_parquet(tmp / "data" / "events.parquet", index=False)
+    previous = previous_version(root)
+    assert previous is not None
+    config = Config.model_validate({"models": {"session_tune_cases": limit}})
+    report = run_session_tuning_job(config, tmp / "data", tmp, previous)
+    return {k: report[k] for k in ("cases", "sessions", "bought_together", "cart",
+                                   "bought_together hr@10 by weight/decay",
+                                   "cart hr@10 by line_decay")}
+
+
+def nightly_test(index: ServingIndex, cases: list[Case], nightly: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """The test cases scored as the job scores (the served lists, the placements' minimum
+    evidence): the served defaults against the job's choice, ratio with its 95% interval."""
+    config = Config()
+    chosen = (nightly["bought_together"]["session_weight"],
+              nightly["bought_together"]["session_decay"])
+    served = (SERVED.session_weight, SERVED.session_decay)
+    lines = (DEFAULT_LINE_DECAY, nightly["cart"]["line_decay"])
+    asked = [TuningCase(basket, session, target) for basket, _, session, target in cases]
+    bought = np.array([bought_together_hits(index, c, config, [served, chosen]) for c in asked])
+    cart = np.array([cart_hits(index, c, config, list(lines)) for c in asked])
+    return {"cases": len(cases),
+            f"bought-together served {served}": round(float(bought[:, 0].mean()), 4),
+            f"bought-together the job's {chosen}": round(float(bought[:, 1].mean()), 4),
+            "bought-together ratio (95% interval)": ratio_interval(cases, bought[:, 1],
+                                                                   bought[:, 0]),
+            f"cart add-ons served ({lines[0]})": round(float(cart[:, 0].mean()), 4),
+            f"cart add-ons the job's ({lines[1]})": round(float(cart[:, 1].mean()), 4),
+            "cart add-ons ratio (95% interval)": ratio_interval(cases, cart[:, 1], cart[:, 0])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", default=["online_retail", "instacart"],
@@ -264,7 +318,7 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine.describe(), "cases": args.cases,
                                "grid": GRID, "served": [SERVED.session_weight,
                                                         SERVED.session_decay],
-                               "line_decay served": SERVED.placements.cart.line_decay}
+                               "line_decay served": DEFAULT_LINE_DECAY}
     for name in args.only:
         results[name] = run(name, args.cases)
     if args.json:

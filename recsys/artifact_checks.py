@@ -76,6 +76,8 @@ def check_version(folder: Path | str) -> None:
             problems.need(scope in get_args(PriorScope), f"{entry.path}: "
                           f"cold_start_prior_scope must be one of {get_args(PriorScope)}, not "
                           f"{scope!r}")
+    if layout.SESSION_WEIGHTS.path in usable:
+        _check_session_weights(folder, problems)
     if n_items is not None:
         for table in layout.NEIGHBOUR_TABLES:
             _check_neighbours(folder, table, n_items, usable, problems)
@@ -83,6 +85,22 @@ def check_version(folder: Path | str) -> None:
     if problems:
         raise ArtifactError(f"artifact version at {folder} fails the structural checks: "
                             + "; ".join(problems))
+
+
+def _check_session_weights(folder: Path, problems: _Problems) -> None:
+    """The session weights the API would apply: a weight a finite number not below 0, a
+    decay in (0, 1], or null (not chosen)."""
+    found = json.loads(layout.SESSION_WEIGHTS.at(folder).read_text(encoding="utf-8"))
+    for placement, key, top in (("bought_together", "session_weight", np.inf),
+                                ("bought_together", "session_decay", 1.0),
+                                ("cart", "line_decay", 1.0)):
+        value = found.get(placement, {}).get(key)
+        problems.need(value is None or (isinstance(value, int | float)
+                                        and not isinstance(value, bool) and np.isfinite(value)
+                                        and (value >= 0 if top == np.inf else 0 < value <= top)),
+                      f"{layout.SESSION_WEIGHTS.path}: {placement}.{key} must be "
+                      + ("a finite number not below 0" if top == np.inf else "in (0, 1]")
+                      + f" or null, not {value!r}")
 
 
 def check_loads(store_root: Path | str, version: str) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "ServingSettings",
     "DEFAULT_API_KEY",
     "MIN_PRODUCTION_KEY",
+    "DEFAULT_LINE_DECAY",
     "load_config",
     "format_validation_error",
 ]
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY = "change-me"
 MIN_PRODUCTION_KEY = 32  # characters of api_key in production (token_urlsafe(32) has 43)
+DEFAULT_LINE_DECAY = 0.8  # the cart add-ons' when neither the config nor the artifact sets it
 
 
 class _Section(BaseModel):
@@ -129,10 +131,11 @@ class Placement(_Section):
 class CartPlacement(Placement):
     """The cart add-ons' placement, with how much more the cart's latest lines count."""
 
-    line_decay: float = Field(
-        0.8, gt=0, le=1, description="each cart line the session touched before the latest "
-                                     "counts this times less (the session's events give the "
-                                     "order; 1 = every line alike)")
+    line_decay: float | None = Field(
+        None, gt=0, le=1, description="each cart line the session touched before the latest "
+                                      "counts this times less (the session's events give the "
+                                      "order; 1 = every line alike); unset: the artifact's "
+                                      f"choice (the session_tuning job), else {DEFAULT_LINE_DECAY}")
 
 
 class Placements(_Section):

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS",
            "NEIGHBOUR_TABLES", "NeighbourTable", "by_path", "check_file", "check_version",
            "ITEMS", "CATALOG", "POPULAR", "RULES", "ITEMSETS", "CATEGORY_RULES", "SUBSTITUTES",
-           "BUNDLES", "RULES_REPORT", "RANKING", "COLD_START", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
+           "BUNDLES", "RULES_REPORT", "RANKING", "COLD_START", "SESSION_WEIGHTS", "ALS", "CUSTOMERS", "PURCHASES", "REPURCHASE",
            "CLV_CUSTOMERS", "RFM_SEGMENTS", "COHORTS", "CUSTOMER_SEGMENTS", "CLV_REPORT",
            "LIFECYCLE", "LIFECYCLE_FLOWS", "CUSTOMER_RECOMMENDATIONS", "REPLENISHMENT", "WINBACK",
            "HIGH_VALUE", "ACTION_FILES", "INGEST_REPORT", "ALSO_VIEWED", "BOUGHT_TOGETHER", "BOUGHT_TOGETHER_KNN",
@@ -33,7 +33,7 @@ __all__ = ["Column", "Array", "ArtifactFile", "FILES", "JOBS", "NEIGHBOUR_ARRAYS
 
 #: The jobs that write artifact files: ``recsys.pipeline.JOBS`` plus the pipeline itself.
 JOBS = ("catalog", "popularity", "rules", "models", "upsell", "content", "cold_start",
-        "customer_value", "pipeline")
+        "session_tuning", "customer_value", "pipeline")
 
 _SIZE = re.compile(r"^([a-z_]+)(\+1)?$")
 
@@ -191,6 +191,12 @@ COLD_START = ArtifactFile(
     "the version has it) and who chose them: validation (the cold_start job, on held-out "
     "products), config (pinned) or default", optional=True,
     keys=("cold_start_neighbours", "cold_start_prior", "chosen_by"))
+SESSION_WEIGHTS = ArtifactFile(
+    "session_weights.json", "session_tuning", "the session's weights in bought-together "
+    "(session_weight, session_decay) and the cart add-ons (line_decay) and who chose them: "
+    "validation (the session_tuning job, on cart sessions the previous version never saw), "
+    "previous (kept from it), config or default; data_until: the latest order or event time "
+    "this version was trained on", optional=True, keys=("bought_together", "cart", "data_until"))
 SESSIONS = ArtifactFile(
     "sessions.npz", "models", "training view sessions x products (CSR, 1 = viewed), "
     "in the order of their last view: the V-SKNN part of session-aware lists", optional=True,
@@ -292,7 +298,7 @@ INGEST_REPORT = ArtifactFile(
 FILES: tuple[ArtifactFile, ...] = (
     ITEMS, CATALOG, POPULAR, RULES, ITEMSETS, CATEGORY_RULES, SUBSTITUTES, BUNDLES, RULES_REPORT,
     *ALSO_VIEWED.files, *BOUGHT_TOGETHER.files, *BOUGHT_TOGETHER_KNN.files,
-    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, COLD_START, SESSIONS,
+    *CONTENT_SIMILAR.files, CONTENT_TERMS, CONTENT_VECTORS, RANKING, COLD_START, SESSION_WEIGHTS, SESSIONS,
     SESSIONS_BY_ITEM, ALS,
     CUSTOMERS, PURCHASES, REPURCHASE, VIEWED_BOUGHT, UPSELL_PRIOR, CLV_CUSTOMERS, RFM_SEGMENTS, COHORTS,
     CUSTOMER_SEGMENTS, CLV_REPORT, *ACTION_FILES, PRICE_SENSITIVITY, DISCOUNT_CUSTOMERS,

@@ -33,6 +33,7 @@ from recsys.popularity import best_sellers
 from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.server_events import ingest_server_events
+from recsys.session_tuning import run_session_tuning_job
 from recsys.vocab import Vocabulary
 
 __all__ = ["JobContext", "JOBS", "run_pipeline", "run_jobs"]
@@ -149,6 +150,13 @@ def job_cold_start(ctx: JobContext, lines: OrderLines | None = None,
                               sessions=sessions or ctx.view_sessions())
 
 
+def job_session_tuning(ctx: JobContext) -> dict[str, Any]:
+    """The session's weights in bought-together and the cart add-ons, chosen with the served
+    version on the cart sessions it never saw (see recsys.session_tuning). The same on both
+    engines: it reads only those sessions' cart events from the data directory."""
+    return run_session_tuning_job(ctx.config, ctx.config.data_dir, ctx.out)
+
+
 def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
                        ) -> dict[str, Any]:
     """CLV, BG/NBD + Gamma-Gamma, RFM, retention and segments (see recsys.analytics.job);
@@ -174,6 +182,7 @@ JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {
     "upsell": job_upsell,
     "content": job_content,
     "cold_start": job_cold_start,
+    "session_tuning": job_session_tuning,
     "customer_value": job_customer_value,
 }
 

@@ -40,8 +40,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "recsys.analytics.job",
               "recsys.analytics.report", "recsys.analytics.actions", "recsys.analytics.export",
               "recsys.analytics.export_lists", "recsys.analytics.export_sql")),
-    ("pipeline", ("recsys.pipeline", "recsys.spark")),
     ("serving", ("recsys.serving", "recsys.artifact_checks")),
+    # the pipeline runs jobs that score the served lists of the previous version
+    ("pipeline", ("recsys.pipeline", "recsys.spark", "recsys.session_tuning")),
     ("evaluation", ("recsys.evaluation",)),
     ("operations", ("recsys.forget", "recsys.erasure_store", "recsys.forget_api")),
     ("console and storefront", ("recsys.console", "recsys.storefront")),

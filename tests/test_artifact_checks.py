@@ -92,6 +92,12 @@ def _unknown_prior_scope(folder: Path) -> None:
                                                         "cold_start_prior_scope": "brand"}))
 
 
+def _session_decay_above_one(folder: Path) -> None:
+    chosen = json.loads((folder / "session_weights.json").read_text())
+    chosen["cart"] = {"line_decay": 2.0, "chosen_by": "validation"}
+    (folder / "session_weights.json").write_text(json.dumps(chosen))
+
+
 def _garbage_parquet(folder: Path) -> None:
     (folder / "popular.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
 
@@ -110,6 +116,8 @@ DAMAGE = [
     (_garbage_json, "ranking.json: not valid JSON"),
     (_unknown_prior_scope, "cold_start.json: cold_start_prior_scope must be one of "
                            "('category', 'shop'), not 'brand'"),
+    (_session_decay_above_one, "session_weights.json: cart.line_decay must be in (0, 1] or "
+                               "null, not 2.0"),
     (_garbage_parquet, "popular.parquet: not readable Parquet"),
     (_factors_cut, "dimension 'customers' is "),
 ]

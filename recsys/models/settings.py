@@ -60,6 +60,14 @@ class ModelsConfig(BaseModel):
     cold_start_tune_min_cases: int = Field(
         200, ge=1, description="cold_start job: fewer (held-out product, co-viewed product) "
                                "cases than this keep the defaults")
+    session_tune_cases: int = Field(
+        2000, ge=0, description="session_tuning job: at most this many next cart adds, of "
+                                "sessions the served version never saw, score the session "
+                                "weights of bought-together and the cart add-ons (0 = no "
+                                "tuning)")
+    session_tune_min_cases: int = Field(
+        300, ge=1, description="session_tuning job: with fewer cases the previous version's "
+                               "choice is kept (else the config's settings apply)")
     als_min_history: int = Field(
         10, ge=0, description="customers with fewer distinct products get best sellers "
                               "before ALS (too little history for a reliable taste)")

@@ -39,6 +39,7 @@ from recsys.popularity import GLOBAL_SCOPE
 from recsys.serving.content import ContentIndex, load_content
 from recsys.serving.lookups import Grouped, Labels
 from recsys.serving.served_rules import ServedRules, load_rules
+from recsys.serving.session_weights import SessionWeights, load_session_weights
 from recsys.vocab import IdLookup, Vocabulary
 
 __all__ = ["ServingIndex", "Bundle", "Ranking", "load_index"]
@@ -133,6 +134,7 @@ class ServingIndex:
     discount_only: Container[str] = frozenset()  # customers who buy only on discount
     brands: dict[str, str] = field(default_factory=dict)  # non-empty brands (for upsell)
     upsell_prior: UpsellPrior = field(default_factory=UpsellPrior)
+    session_weights: SessionWeights = field(default_factory=SessionWeights)  # the chosen
 
     @property
     def version(self) -> str:
@@ -351,7 +353,8 @@ def load_index(store_root: Path | str, version: str | None = None, *,
         bought_instead=_load_bought_instead(folder, items),
         discount_only=_load_discount_only(folder), brands=brands,
         upsell_prior=UpsellPrior.load(layout.UPSELL_PRIOR.at(folder))
-        if layout.UPSELL_PRIOR.at(folder).exists() else UpsellPrior())
+        if layout.UPSELL_PRIOR.at(folder).exists() else UpsellPrior(),
+        session_weights=load_session_weights(folder))
 
 
 def _load_ranking(folder: Path) -> Ranking:

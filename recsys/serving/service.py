@@ -17,6 +17,7 @@ from recsys.serving.index import ServingIndex
 from recsys.serving.live import NOTHING, Recent
 from recsys.serving.params import ListQuery
 from recsys.serving.session import Session, line_weights, session_of_recent
+from recsys.serving.session_weights import Placed, line_decay_of, session_weights_of
 from recsys.serving.upsell import upsell
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ UPSELL_SEEDS = 3  # the customer page shows the upsell lists of this many last p
 ItemKind = Literal["also-viewed", "bought-together", "similar"]
 ITEM_LISTS = {"also-viewed": recommend.also_viewed,
               "bought-together": recommend.bought_together}
-Placed = Literal["also_viewed", "bought_together", "cart"]  # a list with its own settings
 PLACEMENTS: dict[str, Placed] = {"also-viewed": "also_viewed",
                                  "bought-together": "bought_together"}
 
@@ -98,14 +98,13 @@ def recent_of(state: ServingState, session_id: str | None, history: tuple[str, .
     return state.live.recent(session_id=session_id) if session_id else NOTHING
 
 
-def session_of(state: ServingState, recent: Recent, leave_out: list[str],
+def session_of(state: ServingState, index: ServingIndex, recent: Recent, leave_out: list[str],
                placement: Placed | None = None) -> Session:
     """The Session of these recent products around ``leave_out`` (with those put in the cart
-    or bought), by the ``placement``'s session weights where it sets them."""
+    or bought), by the ``placement``'s session weights (``recsys.serving.session_weights``:
+    the config's, else the artifact's choice)."""
     s = state.settings
-    own = getattr(s.placements, placement) if placement is not None else None
-    weight = s.session_weight if own is None or own.session_weight is None else own.session_weight
-    decay = s.session_decay if own is None or own.session_decay is None else own.session_decay
+    weight, decay = session_weights_of(s, index.session_weights, placement)
     return session_of_recent(recent.products, leave_out, weight=weight, decay=decay,
                              length=s.session_length, knn_weight=s.session_knn_weight,
                              knn_k=s.session_knn_k, knn_sample=s.session_knn_sample,
@@ -144,7 +143,7 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
         return ranked(state, index, arm, query.options,
                       lambda d: similar.similar_items(index, product_id, options, d)), arm
     recent = recent_of(state, query.session_id, query.history, live)
-    session = session_of(state, recent, [product_id], placement)
+    session = session_of(state, index, recent, [product_id], placement)
     return ranked(state, index, arm, query.options,
                   lambda d: ITEM_LISTS[kind](index, product_id, options, d, session)), arm
 
@@ -158,8 +157,9 @@ def cart_list(state: ServingState, index: ServingIndex, products: list[str],
     arm = arm_of(state.settings, customer_id, session_id)
     options = _placed(state.settings, "cart", query.options)
     recent = recent_of(state, session_id, query.history, live)
-    session = session_of(state, recent, products, "cart")
-    weights = line_weights(products, recent.products, state.settings.placements.cart.line_decay)
+    session = session_of(state, index, recent, products, "cart")
+    weights = line_weights(products, recent.products,
+                           line_decay_of(state.settings, index.session_weights))
     return ranked(state, index, arm, query.options, lambda d: recommend.cart_addons(
         index, products, options, d, session, weights)), arm
 
