@@ -41,6 +41,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ from recsys.serving.session import (  # noqa: E402
 )
 from recsys.session_tuning import Case as TuningCase  # noqa: E402
 from recsys.session_tuning import (  # noqa: E402
+    baskets_after,
     bought_together_hits,
     cart_hits,
     previous_version,
@@ -273,13 +275,11 @@ def nightly_choice(orders: pd.DataFrame, root: Path, lo: pd.Timestamp, hi: pd.Ti
         "session_id": window["order_id"].astype(str), "product_id": window["product_id"],
         "event_type": "add_to_cart",
         "occurred_at": window["ordered_at"] + pd.to_timedelta(window["place"], unit="s")})
-    tmp = Path(tempfile.mkdtemp(prefix="basket_session_nightly_"))
-    (tmp / "data").mkdir()
-    events.to_parquet(tmp / "data" / "events.parquet", index=False)
     previous = previous_version(root)
     assert previous is not None
     config = Config.model_validate({"models": {"session_tune_cases": limit}})
-    report = run_session_tuning_job(config, tmp / "data", tmp, previous)
+    report = run_session_tuning_job(config, Path(tempfile.mkdtemp(prefix="basket_nightly_")),
+                                    previous, partial(baskets_after, events), hi)
     return {k: report[k] for k in ("cases", "sessions", "bought_together", "cart",
                                    "bought_together hr@10 by weight/decay",
                                    "cart hr@10 by line_decay")}

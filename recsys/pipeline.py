@@ -33,7 +33,14 @@ from recsys.popularity import best_sellers
 from recsys.progress import progress_bar, progress_enabled, set_quiet
 from recsys.rules.job import run_rules_job
 from recsys.server_events import ingest_server_events
-from recsys.session_tuning import run_session_tuning_job
+from recsys.session_tuning import (
+    basket_events,
+    baskets_after,
+    data_until,
+    latest_time,
+    previous_version,
+    run_session_tuning_job,
+)
 from recsys.vocab import Vocabulary
 
 __all__ = ["JobContext", "JOBS", "run_pipeline", "run_jobs"]
@@ -54,6 +61,9 @@ class JobContext:
     items: Vocabulary  # every product of catalog, orders and events: the artifact's codes
     out: Path
     made: dict[str, sp.csr_matrix | None] = field(default_factory=dict, repr=False)
+    # the store this run publishes into: its current version is the one being served (None:
+    # none, as in the offline evaluation's artifacts)
+    store: Path | None = None
 
     def lines(self) -> pd.DataFrame:
         """The order lines in memory (the local engine's jobs)."""
@@ -152,9 +162,16 @@ def job_cold_start(ctx: JobContext, lines: OrderLines | None = None,
 
 def job_session_tuning(ctx: JobContext) -> dict[str, Any]:
     """The session's weights in bought-together and the cart add-ons, chosen with the served
-    version on the cart sessions it never saw (see recsys.session_tuning). The same on both
-    engines: it reads only those sessions' cart events from the data directory."""
-    return run_session_tuning_job(ctx.config, ctx.config.data_dir, ctx.out)
+    version on the cart sessions it never saw (see recsys.session_tuning). The Spark engine
+    (no tables in memory) reads only those sessions' cart events from the data directory."""
+    previous = previous_version(ctx.store) if ctx.store is not None else None
+    if ctx.orders is None:
+        return run_session_tuning_job(ctx.config, ctx.out, previous,
+                                      partial(basket_events, ctx.config.data_dir),
+                                      data_until(ctx.config.data_dir))
+    return run_session_tuning_job(ctx.config, ctx.out, previous,
+                                  partial(baskets_after, ctx.events),
+                                  latest_time(ctx.orders, ctx.events))
 
 
 def job_customer_value(ctx: JobContext, aggregates: ClvAggregates | None = None
@@ -234,7 +251,7 @@ def run_jobs(config: Config, *, show_progress: bool, ingest_fn: Callable[..., In
     metrics: dict[str, Any] = {}
     with store.staging() as staging:
         ctx = JobContext(config=config, orders=orders, events=events, catalog=catalog,
-                         items=items, out=staging)
+                         items=items, out=staging, store=store.root)
         for name in progress_bar(list(jobs), desc="jobs", unit="job", enabled=show_progress):
             metrics[name] = jobs[name](ctx)
             log.info("job %s: %s", name, metrics[name])

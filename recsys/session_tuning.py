@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,8 +52,8 @@ from recsys.serving.index import ServingIndex, load_index
 from recsys.serving.session import line_weights, session_of_recent
 
 __all__ = ["GRID_WEIGHTS", "GRID_DECAYS", "LINE_DECAYS", "Case", "Previous", "previous_version",
-           "data_until", "basket_events", "cases_of", "bought_together_hits", "cart_hits",
-           "run_session_tuning_job"]
+           "data_until", "latest_time", "basket_events", "baskets_after", "cases_of",
+           "bought_together_hits", "cart_hits", "run_session_tuning_job"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ GRID_WEIGHTS = (0.1, 0.3, 1.0, 2.0, 4.0)  # bought-together's session_weight
 GRID_DECAYS = (0.5, 0.8, 1.0)  # ... and session_decay
 LINE_DECAYS = (1.0, 0.8, 0.5, 0.3, 0.1)  # the cart add-ons' line_decay
 BASKET_EVENTS = ("add_to_cart", "purchase")
+_COLUMNS = ["session_id", "product_id", "occurred_at"]  # of the basket events read
 K = 10  # the list length scored
 
 
@@ -120,19 +122,34 @@ def data_until(data_dir: Path | str) -> pd.Timestamp | None:
     return max(found) if found else None
 
 
+def latest_time(orders: pd.DataFrame, events: pd.DataFrame | None) -> pd.Timestamp | None:
+    """The latest order or event time of the tables in memory."""
+    found = [t for t in (orders["ordered_at"].max(), None if events is None or not len(events)
+                         else events["occurred_at"].max()) if t is not None and not pd.isna(t)]
+    return _naive_utc(pd.Timestamp(max(found))) if found else None
+
+
+def baskets_after(events: pd.DataFrame | None, since: pd.Timestamp) -> pd.DataFrame:
+    """``basket_events`` of the events in memory."""
+    if events is None or "session_id" not in events:
+        return pd.DataFrame(columns=_COLUMNS)
+    keep = (events["event_type"].isin(BASKET_EVENTS) & (events["occurred_at"] > since)
+            & events["session_id"].notna())
+    return events.loc[keep, _COLUMNS].reset_index(drop=True)
+
+
 def basket_events(data_dir: Path | str, since: pd.Timestamp) -> pd.DataFrame:
     """The cart adds and purchases of sessions after ``since`` (session_id, product_id,
     occurred_at; in the table's order), read without loading the other events."""
     path = table_file(data_dir, "events")
-    columns = ["session_id", "product_id", "occurred_at"]
     if not path.exists():
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=_COLUMNS)
     dataset = ds.dataset(path, format="parquet")
     if "session_id" not in dataset.schema.names:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=_COLUMNS)
     kind = dataset.schema.field("occurred_at").type
     moment = pa.scalar(since.tz_localize("UTC") if kind.tz else since, type=kind)
-    found = dataset.to_table(columns=columns, filter=(
+    found = dataset.to_table(columns=_COLUMNS, filter=(
         pc.field("event_type").isin(list(BASKET_EVENTS)) & (pc.field("occurred_at") > moment)
         & pc.field("session_id").is_valid())).to_pandas()
     if kind.tz:
@@ -205,12 +222,13 @@ def _first_best(candidates: list[Any], rates: np.ndarray) -> Any:
     return candidates[int(np.flatnonzero(rates == rates.max())[0])]
 
 
-def run_session_tuning_job(config: Config, data_dir: Path | str, out: Path,
-                           previous: Previous | None = None) -> dict[str, Any]:
+def run_session_tuning_job(config: Config, out: Path, previous: Previous | None,
+                           events_after: Callable[[pd.Timestamp], pd.DataFrame],
+                           until: pd.Timestamp | None) -> dict[str, Any]:
     """Choose and write ``session_weights.json`` (see the module); returns the report
-    (the manifest's metrics). ``previous``: default the store's current version."""
-    previous = previous or previous_version(config.artifacts.root)
-    until = data_until(data_dir)
+    (the manifest's metrics). ``previous``: the version being served (None: none yet);
+    ``events_after``: the basket events after a time (``basket_events``); ``until``: the
+    latest order or event time of this run's data (the next run's ``since``)."""
     pinned = config.serving.placements.bought_together
     weights = [pinned.session_weight] if pinned.session_weight is not None else list(
         dict.fromkeys([config.serving.session_weight, *GRID_WEIGHTS]))
@@ -237,7 +255,7 @@ def run_session_tuning_job(config: Config, data_dir: Path | str, out: Path,
             log.warning("session_tuning: version %s not loaded (%s)", previous.version, exc)
             report["skipped"] = f"version {previous.version} did not load: {exc}"
     if index is not None and previous is not None:
-        found = basket_events(data_dir, previous.since)
+        found = events_after(previous.since)
         cases = cases_of(found, previous.since, index.code_of, config.models.session_tune_cases)
         report.update(cases=len(cases), sessions=len({c.session for c in cases}))
     chosen = _choose(index, cases, config, settings, lines, previous, report)
@@ -250,8 +268,8 @@ def _choose(index: ServingIndex | None, cases: list[Case], config: Config,
             settings: list[tuple[float, float]], lines: list[float], previous: Previous | None,
             report: dict[str, Any]) -> dict[str, Any]:
     """The file's choice: scored on ``cases`` when there are enough, else the previous
-    version's, else none; pinned values are the config's (written as null: the config
-    applies)."""
+    version's (unless tuning is off), else none; pinned values are the config's (written as
+    null: the config applies)."""
     pinned = config.serving.placements
     bought = {"session_weight": None, "session_decay": None, "chosen_by": "default"}
     cart: dict[str, Any] = {"line_decay": None, "chosen_by": "default"}
@@ -275,14 +293,16 @@ def _choose(index: ServingIndex | None, cases: list[Case], config: Config,
                       if pinned.bought_together.session_decay is not None else decay,
                       "chosen_by": "validation"}
             report["bought_together hr@10 by weight/decay"] = {
-                f"{w}/{d}": round(int(h) / len(cases), 4) for (w, d), h in zip(settings, bt, strict=True)}
+                f"{w}/{d}": round(int(h) / len(cases), 4)
+                for (w, d), h in zip(settings, bt, strict=True)}
         if len(lines) > 1:
             cart = {"line_decay": _first_best(lines, ca), "chosen_by": "validation"}
             report["cart hr@10 by line_decay"] = {
                 str(d): round(int(h) / len(cases), 4) for d, h in zip(lines, ca, strict=True)}
         return {"bought_together": bought, "cart": cart,
                 "chosen_on": {"version": previous and previous.version, "cases": len(cases)}}
-    kept = previous.chosen if previous is not None else {}
+    tuning = config.models.session_tune_cases > 0  # off: the config's settings apply
+    kept = previous.chosen if previous is not None and tuning else {}
     if bought["chosen_by"] == "default" and kept.get("bought_together", {}).get(
             "chosen_by") in ("validation", "previous"):
         bought = {**kept["bought_together"], "chosen_by": "previous"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,11 @@ from recsys.pipeline import run_pipeline
 from recsys.serving.session_weights import SessionWeights, line_decay_of, session_weights_of
 from recsys.session_tuning import (
     Previous,
+    basket_events,
+    baskets_after,
     cases_of,
     data_until,
+    latest_time,
     previous_version,
     run_session_tuning_job,
 )
@@ -58,7 +62,8 @@ def write_shop(folder: Path, orders: int = 3000, seed: int = 3) -> dict[str, Pat
     return {"orders": folder / "orders.csv", "catalog": folder / "catalog.csv"}
 
 
-def config_of(tmp: Path, events: Path | None = None, **serving: Any) -> Config:
+def config_of(tmp: Path, events: Path | None = None, models: dict[str, Any] | None = None,
+              **serving: Any) -> Config:
     files = write_shop(tmp / "raw") if not (tmp / "raw").exists() else {
         "orders": tmp / "raw" / "orders.csv", "catalog": tmp / "raw" / "catalog.csv"}
     ingest = {"orders": str(files["orders"]), "catalog": str(files["catalog"]),
@@ -66,7 +71,7 @@ def config_of(tmp: Path, events: Path | None = None, **serving: Any) -> Config:
     return Config.model_validate({
         "data_dir": str(tmp / "data"), "artifacts": {"root": str(tmp / "artifacts")},
         "popularity": {"window_days": 0}, "ingest": ingest,
-        "models": {"session_tune_min_cases": 50},
+        "models": {"session_tune_min_cases": 50, **(models or {})},
         "serving": {"database_url": f"sqlite:///{tmp / 'ev.db'}", **serving}})
 
 
@@ -103,15 +108,20 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-def tune(shop: Path, tmp: Path, kind: str, **serving: Any) -> dict[str, Any]:
+UNTIL = pd.Timestamp("2030-01-01")  # this run's data_until, as the pipeline gives it
+
+
+def tune(shop: Path, tmp: Path, kind: str, sessions: int = 150,
+         previous: Previous | None = None, models: dict[str, Any] | None = None,
+         **serving: Any) -> dict[str, Any]:
     """The job on ``kind`` baskets after the shop's first version, scored with it."""
-    previous = previous_version(shop / "artifacts")
+    previous = previous or previous_version(shop / "artifacts")
     assert previous is not None
-    (tmp / "data").mkdir(parents=True, exist_ok=True)
-    cart_events(baskets(kind), previous.since).to_parquet(tmp / "data" / "events.parquet")
-    (tmp / "out").mkdir(exist_ok=True)
-    return run_session_tuning_job(config_of(shop, **serving), tmp / "data", tmp / "out",
-                                  previous)
+    events = cart_events(baskets(kind, sessions), previous.since)
+    (tmp / "out").mkdir(parents=True, exist_ok=True)
+    return run_session_tuning_job(config_of(shop, models=models, **serving), tmp / "out",
+                                  previous,
+                                  partial(baskets_after, events), UNTIL)
 
 
 def test_cases_are_the_next_cart_adds_of_sessions_the_version_never_saw() -> None:
@@ -132,13 +142,20 @@ def test_cases_are_the_next_cart_adds_of_sessions_the_version_never_saw() -> Non
     assert len({c.session for c in cases_of(events, since, known, limit=1)}) == 1
 
 
-def test_data_until_is_the_latest_order_or_event(tmp_path: Path) -> None:
-    pd.DataFrame({"ordered_at": [START, START + pd.Timedelta(days=3)]}).to_parquet(
-        tmp_path / "orders.parquet")
-    assert data_until(tmp_path) == START + pd.Timedelta(days=3)
-    pd.DataFrame({"occurred_at": [START + pd.Timedelta(days=5)]}).to_parquet(
-        tmp_path / "events.parquet")
-    assert data_until(tmp_path) == START + pd.Timedelta(days=5)
+def test_the_data_directory_and_memory_give_the_same_events_and_times(tmp_path: Path) -> None:
+    """The Spark engine's reads (the data directory, filtered) equal the local engine's."""
+    orders = pd.DataFrame({"ordered_at": [START, START + pd.Timedelta(days=3)]})
+    orders.to_parquet(tmp_path / "orders.parquet")
+    assert data_until(tmp_path) == latest_time(orders, None) == START + pd.Timedelta(days=3)
+    events = cart_events(baskets("older", sessions=5), START + pd.Timedelta(days=5))
+    events.loc[3, "event_type"] = "view"
+    events.loc[4, "session_id"] = None
+    events.to_parquet(tmp_path / "events.parquet")
+    assert data_until(tmp_path) == latest_time(orders, events) == events["occurred_at"].max()
+    since = events["occurred_at"].iloc[2]
+    read, held = basket_events(tmp_path, since), baskets_after(events, since)
+    pd.testing.assert_frame_equal(read, held, check_dtype=False)
+    assert len(held) == len(events) - 3 - 2  # three before or at since, a view, no session
 
 
 @pytest.mark.parametrize(("kind", "heavy"), [("older", True), ("on_screen", False)])
@@ -161,7 +178,7 @@ def test_the_choice_follows_the_shop(shop: Path, tmp_path: Path, kind: str,
         assert grid["0.1/0.5"] > grid["4.0/1.0"] + 0.2 and lines["0.1"] > lines["1.0"] + 0.1
     written = json.loads((tmp_path / "out" / "session_weights.json").read_text())
     assert written["bought_together"]["session_weight"] == weight
-    assert written["data_until"] == str(data_until(tmp_path / "data"))
+    assert written["data_until"] == str(UNTIL)
 
 
 def test_the_job_scores_what_the_api_serves(shop: Path, tmp_path: Path) -> None:
@@ -262,20 +279,27 @@ def test_the_config_wins_over_the_artifact_over_the_defaults() -> None:
 
 
 def test_no_served_version_or_too_few_cases_choose_nothing(shop: Path, tmp_path: Path) -> None:
-    config = config_of(shop).model_copy(update={"artifacts": config_of(
-        tmp_path).artifacts})
     (tmp_path / "out").mkdir()
-    report = run_session_tuning_job(config, shop / "data", tmp_path / "out")
+    report = run_session_tuning_job(config_of(shop), tmp_path / "out", None,
+                                    partial(baskets_after, None), None)
     assert report["skipped"] == "no version served yet"
     assert report["bought_together"] == {"session_weight": None, "session_decay": None,
                                          "chosen_by": "default"}
+    assert report["data_until"] is None
     previous = previous_version(shop / "artifacts")
     assert previous is not None
     few = Previous(previous.version, previous.root, previous.since, {})
-    (tmp_path / "data").mkdir()
-    cart_events(baskets("older", sessions=10), previous.since).to_parquet(
-        tmp_path / "data" / "events.parquet")
-    report = run_session_tuning_job(config_of(shop), tmp_path / "data", tmp_path / "out", few)
+    report = tune(shop, tmp_path, "older", sessions=10, previous=few)
     assert report["cases"] == 20 and "fewer than session_tune_min_cases (50)" in report["skipped"]
     assert report["cart"] == {"line_decay": None, "chosen_by": "default"}
     assert layout.SESSION_WEIGHTS.at(tmp_path / "out").exists()
+    # a quiet day keeps the last choice; with the tuning switched off the config applies
+    chose = Previous(previous.version, previous.root, previous.since, {
+        "cart": {"line_decay": 0.3, "chosen_by": "validation"}, "chosen_on": {"cases": 900}})
+    kept = tune(shop, tmp_path, "older", sessions=10, previous=chose)
+    assert kept["cart"] == {"line_decay": 0.3, "chosen_by": "previous"}
+    assert kept["chosen_on"] == {"cases": 900}
+    off = tune(shop, tmp_path, "older", sessions=10, previous=chose,
+               models={"session_tune_cases": 0})
+    assert off["skipped"] == "session_tune_cases = 0"
+    assert off["cart"] == {"line_decay": None, "chosen_by": "default"}
