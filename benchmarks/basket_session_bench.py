@@ -30,6 +30,13 @@ case's target is one of them); the same session as ``history=`` (no event types:
 left out) is scored too. The setting with the best validation HR@10 is scored on test
 beside the served defaults; the ratio of each to bought-together alone comes with a 95%
 bootstrap interval over the test baskets.
+
+The nightly choice (``recsys.session_tuning``): the session_tuning job is given the
+validation window's baskets as cart-add sessions (each line an ``add_to_cart`` event, in the
+order entered) and the validation artifact as the version being served, as the nightly run
+would see them; its choice is then scored on the test cases against the served defaults,
+both as the job scores (the served lists with the placements' minimum evidence, which the
+lists above leave out), ratio with its 95% interval over the test baskets.
 """
 
 from __future__ import annotations
