@@ -228,7 +228,7 @@ def run_session_tuning_job(config: Config, out: Path, previous: Previous | None,
     """Choose and write ``session_weights.json`` (see the module); returns the report
     (the manifest's metrics). ``previous``: the version being served (None: none yet);
     ``events_after``: the basket events after a time (``basket_events``); ``until``: the
-    latest order or event time of this run's data (the next run's ``since``)."""
+    latest order or event time of this run's data (the next run's ``since``; at most now)."""
     pinned = config.serving.placements.bought_together
     weights = [pinned.session_weight] if pinned.session_weight is not None else list(
         dict.fromkeys([config.serving.session_weight, *GRID_WEIGHTS]))
@@ -259,7 +259,8 @@ def run_session_tuning_job(config: Config, out: Path, previous: Previous | None,
         cases = cases_of(found, previous.since, index.code_of, config.models.session_tune_cases)
         report.update(cases=len(cases), sessions=len({c.session for c in cases}))
     chosen = _choose(index, cases, config, settings, lines, previous, report)
-    chosen["data_until"] = None if until is None else str(until)
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)  # a row dated ahead stops nothing
+    chosen["data_until"] = None if until is None else str(min(until, now))
     layout.SESSION_WEIGHTS.at(out).write_text(json.dumps(chosen, indent=2))
     return {**report, **chosen}
 

@@ -108,7 +108,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-UNTIL = pd.Timestamp("2030-01-01")  # this run's data_until, as the pipeline gives it
+UNTIL = pd.Timestamp("2026-01-01")  # this run's data_until, as the pipeline gives it
 
 
 def tune(shop: Path, tmp: Path, kind: str, sessions: int = 150,
@@ -286,6 +286,9 @@ def test_no_served_version_or_too_few_cases_choose_nothing(shop: Path, tmp_path:
     assert report["bought_together"] == {"session_weight": None, "session_decay": None,
                                          "chosen_by": "default"}
     assert report["data_until"] is None
+    ahead = run_session_tuning_job(config_of(shop), tmp_path / "out", None,
+                                   partial(baskets_after, None), pd.Timestamp("2999-01-01"))
+    assert pd.Timestamp(ahead["data_until"]) <= pd.Timestamp.now(tz="UTC").tz_localize(None)
     previous = previous_version(shop / "artifacts")
     assert previous is not None
     few = Previous(previous.version, previous.root, previous.since, {})
