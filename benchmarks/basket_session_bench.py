@@ -81,6 +81,7 @@ from recsys.session_tuning import (  # noqa: E402
     previous_version,
     run_session_tuning_job,
 )
+from recsys.session_tuning import cases_of as tuning_cases  # noqa: E402
 
 K = 10
 SERVED = ServingSettings()
@@ -128,27 +129,23 @@ def build(name: str, orders: pd.DataFrame, catalog: pd.DataFrame,
     return load_index(tmp / "artifacts"), tmp / "artifacts"
 
 
+def window_events(orders: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
+    """The window's baskets as cart-add sessions, as the server stores them: each line an
+    ``add_to_cart`` event of the order's session, in the order entered."""
+    window = orders[(orders["ordered_at"] >= lo) & (orders["ordered_at"] < hi)]
+    return pd.DataFrame({
+        "session_id": window["order_id"].astype(str), "product_id": window["product_id"],
+        "event_type": "add_to_cart",
+        "occurred_at": window["ordered_at"] + pd.to_timedelta(window["place"], unit="s")})
+
+
 def cases_of(orders: pd.DataFrame, index: ServingIndex, lo: pd.Timestamp, hi: pd.Timestamp,
              limit: int, seed: int) -> list[Case]:
-    """The window's cases (see the module), at most ``limit`` (whole baskets, seeded)."""
-    window = orders[(orders["ordered_at"] >= lo) & (orders["ordered_at"] < hi)]
-    window = window.sort_values(["order_id", "place"], kind="stable")
-    known = index.code_of
-    by_basket: dict[str, list[Case]] = {}
-    for basket, products in window.groupby("order_id", sort=True)["product_id"]:
-        seen = list(dict.fromkeys(products.astype(str)))  # each product once, as entered
-        for i in range(1, len(seen)):
-            if seen[i - 1] in known and seen[i] in known:
-                by_basket.setdefault(str(basket), []).append(
-                    (str(basket), seen[i - 1], tuple(seen[:i]), seen[i]))
-    baskets = sorted(by_basket)
-    np.random.default_rng(seed).shuffle(baskets)
-    out: list[Case] = []
-    for basket in baskets:
-        if len(out) >= limit:
-            break
-        out.extend(by_basket[basket])
-    return out
+    """The window's cases (see the module), at most ``limit`` (whole baskets, seeded): the
+    session_tuning job's (``recsys.session_tuning.cases_of``)."""
+    found = tuning_cases(window_events(orders, lo, hi), lo - pd.Timedelta(seconds=1),
+                         index.code_of, limit, seed)
+    return [(c.session, c.basket[-1], c.basket, c.target) for c in found]
 
 
 def session(recent: tuple[str, ...], on_screen: str, weight: float, decay: float,
@@ -277,11 +274,7 @@ def nightly_choice(orders: pd.DataFrame, root: Path, lo: pd.Timestamp, hi: pd.Ti
                    limit: int) -> dict[str, Any]:
     """The session_tuning job's report on the window's baskets as cart-add sessions (in the
     order entered), scored with the validation artifact: what the nightly run would choose."""
-    window = orders[(orders["ordered_at"] >= lo) & (orders["ordered_at"] < hi)]
-    events = pd.DataFrame({
-        "session_id": window["order_id"].astype(str), "product_id": window["product_id"],
-        "event_type": "add_to_cart",
-        "occurred_at": window["ordered_at"] + pd.to_timedelta(window["place"], unit="s")})
+    events = window_events(orders, lo, hi)
     previous = previous_version(root)
     assert previous is not None
     config = Config.model_validate({"models": {"session_tune_cases": limit}})
