@@ -62,12 +62,12 @@ def write_shop(folder: Path, orders: int = 3000, seed: int = 3) -> dict[str, Pat
     return {"orders": folder / "orders.csv", "catalog": folder / "catalog.csv"}
 
 
-def config_of(tmp: Path, events: Path | None = None, models: dict[str, Any] | None = None,
+def config_of(tmp: Path, models: dict[str, Any] | None = None, server_events: bool = False,
               **serving: Any) -> Config:
     files = write_shop(tmp / "raw") if not (tmp / "raw").exists() else {
         "orders": tmp / "raw" / "orders.csv", "catalog": tmp / "raw" / "catalog.csv"}
     ingest = {"orders": str(files["orders"]), "catalog": str(files["catalog"]),
-              "server_events": False, **({"events": str(events)} if events else {})}
+              "server_events": server_events}
     return Config.model_validate({
         "data_dir": str(tmp / "data"), "artifacts": {"root": str(tmp / "artifacts")},
         "popularity": {"window_days": 0}, "ingest": ingest,
@@ -212,15 +212,24 @@ def test_the_job_scores_what_the_api_serves(shop: Path, tmp_path: Path) -> None:
 
 
 def test_the_nightly_run_chooses_and_the_server_applies_it(shop: Path, tmp_path: Path) -> None:
-    """A second run with the cart events ingested chooses on them with the first version;
-    the server weighs the session as chosen, unless the config pins it."""
+    """The cart adds the storefront posts to the server tune the next run (no configuration:
+    the run reads the server's stored events) with the first version; the server then weighs
+    the session as chosen, unless the config pins it."""
     store = tmp_path / "shop"
     shutil.copytree(shop, store, ignore=shutil.ignore_patterns(".lock", ".staging*"))
     first = previous_version(store / "artifacts")
     assert first is not None
-    events = tmp_path / "events.csv"
-    cart_events(baskets("older"), first.since).to_csv(events, index=False)
-    _, manifest = run_pipeline(config_of(store, events), show_progress=False)
+    config = config_of(store, server_events=True)
+    storefront = ServingSettings(artifacts=str(store / "artifacts"),
+                                 database_url=config.serving.database_url, reload_interval_s=0,
+                                 decisions_refresh_s=0, events_per_minute=0)
+    with TestClient(create_app(storefront)) as client:
+        for n, basket in enumerate(baskets("older")):
+            for pid in basket:
+                assert client.post("/v1/events", json={
+                    "event_type": "add_to_cart", "product_id": pid,
+                    "session_id": f"s{n}"}).status_code == 201
+    _, manifest = run_pipeline(config, show_progress=False)
     report = manifest.metrics["session_tuning"]
     assert report["previous_version"] == first.version and report["cases"] == 300
     chosen = report["bought_together"]["session_weight"]
@@ -245,7 +254,7 @@ def test_the_nightly_run_chooses_and_the_server_applies_it(shop: Path, tmp_path:
     light = served(placements={"bought_together": {"session_weight": 0.1}})
     assert sum(p.startswith("g0") for p in heavy) > sum(p.startswith("g0") for p in light)
     # a third run without new sessions keeps the choice (a quiet day)
-    _, manifest = run_pipeline(config_of(store, events), show_progress=False)
+    _, manifest = run_pipeline(config, show_progress=False)
     kept = manifest.metrics["session_tuning"]
     assert kept["cases"] == 0 and kept["bought_together"]["chosen_by"] == "previous"
     assert kept["bought_together"]["session_weight"] == chosen
