@@ -107,8 +107,11 @@ def _latest(path: Path, column: str) -> pd.Timestamp | None:
     """The latest value of a timestamp column of a parquet table (read in batches)."""
     if not path.exists():
         return None
+    dataset = ds.dataset(path, format="parquet")
+    if column not in dataset.schema.names:  # orders may have no times
+        return None
     latest = None
-    for batch in ds.dataset(path, format="parquet").to_batches(columns=[column]):
+    for batch in dataset.to_batches(columns=[column]):
         found = pc.max(batch.column(0)).as_py()
         if found is not None and (latest is None or found > latest):
             latest = found
@@ -124,8 +127,10 @@ def data_until(data_dir: Path | str) -> pd.Timestamp | None:
 
 def latest_time(orders: pd.DataFrame, events: pd.DataFrame | None) -> pd.Timestamp | None:
     """The latest order or event time of the tables in memory."""
-    found = [t for t in (orders["ordered_at"].max(), None if events is None or not len(events)
-                         else events["occurred_at"].max()) if t is not None and not pd.isna(t)]
+    found = [table[column].max() for table, column in ((orders, "ordered_at"),
+                                                       (events, "occurred_at"))
+             if table is not None and column in table and len(table)]
+    found = [t for t in found if not pd.isna(t)]
     return _naive_utc(pd.Timestamp(max(found))) if found else None
 
 

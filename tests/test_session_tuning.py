@@ -152,6 +152,10 @@ def test_the_data_directory_and_memory_give_the_same_events_and_times(tmp_path: 
     events.loc[4, "session_id"] = None
     events.to_parquet(tmp_path / "events.parquet")
     assert data_until(tmp_path) == latest_time(orders, events) == events["occurred_at"].max()
+    timeless = pd.DataFrame({"order_id": ["o1"]})  # orders may have no times
+    assert latest_time(timeless, None) is None
+    timeless.to_parquet(tmp_path / "orders.parquet")
+    assert data_until(tmp_path) == latest_time(timeless, events) == events["occurred_at"].max()
     since = events["occurred_at"].iloc[2]
     read, held = basket_events(tmp_path, since), baskets_after(events, since)
     pd.testing.assert_frame_equal(read, held, check_dtype=False)
