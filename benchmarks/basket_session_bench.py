@@ -67,12 +67,9 @@ from recsys.pipeline import run_pipeline  # noqa: E402
 from recsys.serving import recommend  # noqa: E402
 from recsys.serving.finish import Decisions, Options  # noqa: E402
 from recsys.serving.index import ServingIndex, load_index  # noqa: E402
-from recsys.serving.session import (  # noqa: E402
-    NO_SESSION,
-    Session,
-    line_weights,
-    session_of_recent,
-)
+from recsys.serving.live import Recent  # noqa: E402
+from recsys.serving.service import placed, session_at  # noqa: E402
+from recsys.serving.session import NO_SESSION, Session, line_weights  # noqa: E402
 from recsys.session_tuning import Case as TuningCase  # noqa: E402
 from recsys.session_tuning import (  # noqa: E402
     baskets_after,
@@ -152,10 +149,10 @@ def session(recent: tuple[str, ...], on_screen: str, weight: float, decay: float
             carted: bool) -> Session:
     """The served Session of a basket so far (oldest first) at this weight and decay, its
     products known as cart adds when ``carted`` (a live session) or not (``history=``)."""
-    return session_of_recent(list(reversed(recent)), [on_screen], weight=weight, decay=decay,
-                             length=SERVED.session_length, knn_weight=SERVED.session_knn_weight,
-                             knn_k=SERVED.session_knn_k, knn_sample=SERVED.session_knn_sample,
-                             in_cart=frozenset(recent) if carted else frozenset())
+    events = ["add_to_cart" if carted else "view"] * len(recent)
+    return session_at(SERVED, Recent(list(reversed(recent)), events,
+                                     frozenset(recent) if carted else frozenset()),
+                      [on_screen], weight, decay)
 
 
 List = Callable[[ServingIndex, Case], list[str]]
@@ -225,6 +222,7 @@ def run(name: str, limit: int) -> dict[str, Any]:
     out: dict[str, Any] = {"lines": len(orders), "baskets": int(orders["order_id"].nunique())}
     started = time.perf_counter()
     index, root = build(name, orders, catalog, cut_valid)
+    out["pipeline seconds (validation artifact)"] = round(time.perf_counter() - started, 1)
     valid = cases_of(orders, index, cut_valid, cut_test, limit, seed=1)
     nightly = nightly_choice(orders, root, cut_valid, cut_test, limit)
     print(name, "the session_tuning job", nightly, flush=True)
@@ -277,12 +275,29 @@ def nightly_choice(orders: pd.DataFrame, root: Path, lo: pd.Timestamp, hi: pd.Ti
     events = window_events(orders, lo, hi)
     previous = previous_version(root)
     assert previous is not None
-    config = Config.model_validate({"models": {"session_tune_cases": limit}})
-    report = run_session_tuning_job(config, Path(tempfile.mkdtemp(prefix="basket_nightly_")),
-                                    previous, partial(baskets_after, events), hi)
-    return {k: report[k] for k in ("cases", "sessions", "bought_together", "cart",
-                                   "bought_together hr@10 by weight/decay",
-                                   "cart hr@10 by line_decay")}
+    seconds = {}
+    for cap in (Config().models.session_tune_cases, limit):  # the default cap's cost, then
+        config = Config.model_validate({"models": {"session_tune_cases": cap}})
+        started = time.perf_counter()
+        report = run_session_tuning_job(config, Path(tempfile.mkdtemp(prefix="basket_nightly_")),
+                                        previous, partial(baskets_after, events), hi)
+        seconds[f"{report['cases']} cases"] = round(time.perf_counter() - started, 1)
+    return {**{k: report[k] for k in ("cases", "sessions", "bought_together", "cart",
+                                      "bought_together hr@10 by weight/decay",
+                                      "cart hr@10 by line_decay")},
+            "job seconds": seconds, "best-seller fill": fill_share(load_index(root))}
+
+
+def fill_share(index: ServingIndex, products: int = 500) -> dict[str, int]:
+    """How many items of the served bought-together lists (the placement's minimum evidence
+    and fill) of the ``products`` most bought products are the best-seller fill."""
+    assert index.orders is not None
+    config = Config()
+    options = placed(config.serving, "bought_together", Options(k=K, in_stock_only=False))
+    top = np.argsort(-index.orders.per_product, kind="stable")[:products]
+    items = [i for c in top.tolist() for i in recommend.bought_together(
+        index, index.ids[c], options, Decisions()).items]
+    return {"items": len(items), "fill": sum(i["reason"]["source"] == "popular" for i in items)}
 
 
 def nightly_test(index: ServingIndex, cases: list[Case], nightly: dict[str, Any]

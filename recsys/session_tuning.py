@@ -49,7 +49,9 @@ from recsys.progress import progress_bar
 from recsys.serving import recommend
 from recsys.serving.finish import Decisions, Options
 from recsys.serving.index import ServingIndex, load_index
-from recsys.serving.session import line_weights, session_of_recent
+from recsys.serving.live import Recent
+from recsys.serving.service import placed, session_at
+from recsys.serving.session import line_weights
 
 __all__ = ["GRID_WEIGHTS", "GRID_DECAYS", "LINE_DECAYS", "Case", "Previous", "previous_version",
            "data_until", "latest_time", "basket_events", "baskets_after", "cases_of",
@@ -187,24 +189,19 @@ def cases_of(events: pd.DataFrame, since: pd.Timestamp, known: dict[str, int], l
     return out
 
 
-def _options(config: Config, placement: str) -> Options:
-    floor = getattr(config.serving.placements, placement)
-    return Options(k=K, in_stock_only=False, min_score_share=floor.min_score_share,
-                   max_p_value=floor.max_p_value, fill=floor.fill)
+LISTED = Options(k=K, in_stock_only=False)  # then the placement's minimum evidence, as served
 
 
 def bought_together_hits(index: ServingIndex, case: Case, config: Config,
                          settings: list[tuple[float, float]]) -> np.ndarray:
     """Per (weight, decay): whether the case's target is in the served bought-together of
     the product on screen with the basket before it as a live session's cart adds."""
-    s, options, shown = config.serving, _options(config, "bought_together"), case.basket[-1]
-    recent = list(reversed(case.basket))
+    options, shown = placed(config.serving, "bought_together", LISTED), case.basket[-1]
+    recent = Recent(list(reversed(case.basket)), ["add_to_cart"] * len(case.basket),
+                    frozenset(case.basket))
     hits = np.zeros(len(settings), dtype=bool)
     for n, (weight, decay) in enumerate(settings):
-        session = session_of_recent(recent, [shown], weight=weight, decay=decay,
-                                    length=s.session_length, knn_weight=s.session_knn_weight,
-                                    knn_k=s.session_knn_k, knn_sample=s.session_knn_sample,
-                                    in_cart=frozenset(case.basket))
+        session = session_at(config.serving, recent, [shown], weight, decay)
         items = recommend.bought_together(index, shown, options, Decisions(), session).items
         hits[n] = any(i["product_id"] == case.target for i in items)
     return hits
@@ -214,7 +211,7 @@ def cart_hits(index: ServingIndex, case: Case, config: Config,
               decays: list[float]) -> np.ndarray:
     """Per ``line_decay``: whether the case's target is in the served cart add-ons of the
     basket so far, its lines weighted by the order they were put in."""
-    lines, options = list(case.basket), _options(config, "cart")
+    lines, options = list(case.basket), placed(config.serving, "cart", LISTED)
     hits = np.zeros(len(decays), dtype=bool)
     for n, decay in enumerate(decays):
         items = recommend.cart_addons(index, lines, options, Decisions(),

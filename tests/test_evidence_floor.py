@@ -39,7 +39,7 @@ def index(demo_artifact: Path) -> ServingIndex:
 
 
 def _options(placement: Placement) -> Options:
-    """The options the API applies to a placement (``service._placed``) at k = 10."""
+    """The options the API applies to a placement (``service.placed``) at k = 10."""
     return Options(k=10, min_score_share=placement.min_score_share,
                    max_p_value=placement.max_p_value, fill=placement.fill)
 

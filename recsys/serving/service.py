@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Answer", "UnknownCategory", "category_known", "arm_of", "ranked", "list_body",
            "item_list", "cart_list", "customer_list", "popular_list", "recent_of", "session_of",
-           "live_recent", "bundles", "upsell_list", "product_lists", "customer_lists",
+           "session_at", "placed", "live_recent", "bundles", "upsell_list", "product_lists", "customer_lists",
            "UPSELL_SEEDS"]
 
 Answer = tuple[recommend.Result, str | None]  # the list, and the shopper's A/B arm
@@ -58,7 +58,7 @@ def _check_category(index: ServingIndex, query: ListQuery) -> None:
         raise UnknownCategory(index, query.options.category or "")
 
 
-def _placed(settings: ServingSettings, placement: Placed,
+def placed(settings: ServingSettings, placement: Placed,
             options: recommend.Options) -> recommend.Options:
     """The request's options with the placement's minimum evidence and fill."""
     floor = getattr(settings.placements, placement)
@@ -103,8 +103,16 @@ def session_of(state: ServingState, index: ServingIndex, recent: Recent, leave_o
     """The Session of these recent products around ``leave_out`` (with those put in the cart
     or bought), by the ``placement``'s session weights (``recsys.serving.session_weights``:
     the config's, else the artifact's choice)."""
-    s = state.settings
-    weight, decay = session_weights_of(s, index.session_weights, placement)
+    weight, decay = session_weights_of(state.settings, index.session_weights, placement)
+    return session_at(state.settings, recent, leave_out, weight, decay)
+
+
+def session_at(settings: ServingSettings, recent: Recent, leave_out: list[str], weight: float,
+               decay: float) -> Session:
+    """The Session of these recent products around ``leave_out`` at this weight and decay,
+    with the rest of ``settings``' session settings (the session_tuning job scores each
+    setting of its grid this way)."""
+    s = settings
     return session_of_recent(recent.products, leave_out, weight=weight, decay=decay,
                              length=s.session_length, knn_weight=s.session_knn_weight,
                              knn_k=s.session_knn_k, knn_sample=s.session_knn_sample,
@@ -137,7 +145,7 @@ def item_list(state: ServingState, index: ServingIndex, kind: ItemKind,
     product_id, options = query.product_id or "", query.options
     placement = PLACEMENTS.get(kind)
     if placement is not None:
-        options = _placed(state.settings, placement, options)
+        options = placed(state.settings, placement, options)
     arm = arm_of(state.settings, query.customer_id, query.session_id)
     if kind == "similar":
         return ranked(state, index, arm, query.options,
@@ -155,7 +163,7 @@ def cart_list(state: ServingState, index: ServingIndex, products: list[str],
     session touched last counting most."""
     _check_category(index, query)
     arm = arm_of(state.settings, customer_id, session_id)
-    options = _placed(state.settings, "cart", query.options)
+    options = placed(state.settings, "cart", query.options)
     recent = recent_of(state, session_id, query.history, live)
     session = session_of(state, index, recent, products, "cart")
     weights = line_weights(products, recent.products,
@@ -204,8 +212,8 @@ def product_lists(state: ServingState, index: ServingIndex,
     """What the API shows for a product now (the engine's arm, default options): its
     bought-together and also-viewed lists and its first bundles."""
     decisions, options = state.store.decisions(), recommend.Options(k=10)
-    together = _placed(state.settings, "bought_together", options)
-    viewed = _placed(state.settings, "also_viewed", options)
+    together = placed(state.settings, "bought_together", options)
+    viewed = placed(state.settings, "also_viewed", options)
     return {"bought_together": recommend.bought_together(index, product_id, together,
                                                          decisions).items,
             "also_viewed": recommend.also_viewed(index, product_id, viewed, decisions).items,
