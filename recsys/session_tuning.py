@@ -259,7 +259,8 @@ def run_session_tuning_job(config: Config, out: Path, previous: Previous | None,
     if index is not None and previous is not None:
         found = events_after(previous.since)
         cases = cases_of(found, previous.since, index.code_of, config.models.session_tune_cases)
-        report.update(cases=len(cases), sessions=len({c.session for c in cases}))
+        report.update(cases=len(cases), sessions=len({c.session for c in cases}),
+                      sessions_read=int(found["session_id"].nunique()))  # some may hold none
     chosen = _choose(index, cases, config, settings, lines, previous, report)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)  # a row dated ahead stops nothing
     chosen["data_until"] = None if until is None else str(min(until, now))

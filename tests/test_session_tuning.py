@@ -166,7 +166,7 @@ def test_the_data_directory_and_memory_give_the_same_events_and_times(tmp_path: 
 def test_the_choice_follows_the_shop(shop: Path, tmp_path: Path, kind: str,
                                      heavy: bool) -> None:
     report = tune(shop, tmp_path, kind)
-    assert report["cases"] == 300 and report["sessions"] == 150
+    assert report["cases"] == 300 and report["sessions"] == report["sessions_read"] == 150
     grid, lines = report["bought_together hr@10 by weight/decay"], report[
         "cart hr@10 by line_decay"]
     weight = report["bought_together"]["session_weight"]
