@@ -91,16 +91,20 @@ def _check_session_weights(folder: Path, problems: _Problems) -> None:
     """The session weights the API would apply: a weight a finite number not below 0, a
     decay in (0, 1], or null (not chosen)."""
     found = json.loads(layout.SESSION_WEIGHTS.at(folder).read_text(encoding="utf-8"))
-    for placement, key, top in (("bought_together", "session_weight", np.inf),
-                                ("bought_together", "session_decay", 1.0),
-                                ("cart", "line_decay", 1.0)):
-        value = found.get(placement, {}).get(key)
-        problems.need(value is None or (isinstance(value, int | float)
-                                        and not isinstance(value, bool) and np.isfinite(value)
-                                        and (value >= 0 if top == np.inf else 0 < value <= top)),
+    for placement, key, is_decay in (("bought_together", "session_weight", False),
+                                     ("bought_together", "session_decay", True),
+                                     ("cart", "line_decay", True)):
+        chosen = found.get(placement)
+        if not problems.need(isinstance(chosen, dict), f"{layout.SESSION_WEIGHTS.path}: "
+                             f"{placement} must be an object, not {chosen!r}"):
+            continue
+        value = chosen.get(key)
+        number = (isinstance(value, int | float) and not isinstance(value, bool)
+                  and bool(np.isfinite(value)))
+        problems.need(value is None or (number and (0 < value <= 1 if is_decay else value >= 0)),
                       f"{layout.SESSION_WEIGHTS.path}: {placement}.{key} must be "
-                      + ("a finite number not below 0" if top == np.inf else "in (0, 1]")
-                      + f" or null, not {value!r}")
+                      f"{'in (0, 1]' if is_decay else 'a finite number not below 0'} or null, "
+                      f"not {value!r}")
 
 
 def check_loads(store_root: Path | str, version: str) -> None:

@@ -98,6 +98,11 @@ def _session_decay_above_one(folder: Path) -> None:
     (folder / "session_weights.json").write_text(json.dumps(chosen))
 
 
+def _session_placement_not_an_object(folder: Path) -> None:
+    chosen = json.loads((folder / "session_weights.json").read_text())
+    (folder / "session_weights.json").write_text(json.dumps({**chosen, "cart": [1]}))
+
+
 def _garbage_parquet(folder: Path) -> None:
     (folder / "popular.parquet").write_bytes(b"PAR1 this is not parquet PAR1")
 
@@ -118,6 +123,7 @@ DAMAGE = [
                            "('category', 'shop'), not 'brand'"),
     (_session_decay_above_one, "session_weights.json: cart.line_decay must be in (0, 1] or "
                                "null, not 2.0"),
+    (_session_placement_not_an_object, "session_weights.json: cart must be an object, not [1]"),
     (_garbage_parquet, "popular.parquet: not readable Parquet"),
     (_factors_cut, "dimension 'customers' is "),
 ]
