@@ -251,14 +251,12 @@ def run_session_tuning_job(config: Config, out: Path, previous: Previous | None,
     elif previous is None:
         report["skipped"] = "no version served yet"
     else:
-        try:
-            index = load_index(previous.root, previous.version)
-        except (ArtifactError, OSError, ValueError, KeyError) as exc:
-            log.warning("session_tuning: version %s not loaded (%s)", previous.version, exc)
-            report["skipped"] = f"version {previous.version} did not load: {exc}"
-    if index is not None and previous is not None:
         found = events_after(previous.since)
-        cases = cases_of(found, previous.since, index.code_of, config.models.session_tune_cases)
+        if len(found):  # a quiet day does not load the served version
+            index = _served_index(previous, report)
+        if index is not None:
+            cases = cases_of(found, previous.since, index.code_of,
+                             config.models.session_tune_cases)
         report.update(cases=len(cases), sessions=len({c.session for c in cases}),
                       sessions_read=int(found["session_id"].nunique()))  # some may hold none
     chosen = _choose(index, cases, config, settings, lines, previous, report)
@@ -266,6 +264,17 @@ def run_session_tuning_job(config: Config, out: Path, previous: Previous | None,
     chosen["data_until"] = None if until is None else str(min(until, now))
     layout.SESSION_WEIGHTS.at(out).write_text(json.dumps(chosen, indent=2))
     return {**report, **chosen}
+
+
+def _served_index(previous: Previous, report: dict[str, Any]) -> ServingIndex | None:
+    """The version being served, loaded as the API loads it (None, said in the report, when
+    it does not load)."""
+    try:
+        return load_index(previous.root, previous.version)
+    except (ArtifactError, OSError, ValueError, KeyError) as exc:
+        log.warning("session_tuning: version %s not loaded (%s)", previous.version, exc)
+        report["skipped"] = f"version {previous.version} did not load: {exc}"
+        return None
 
 
 def _choose(index: ServingIndex | None, cases: list[Case], config: Config,
@@ -310,6 +319,9 @@ def _choose(index: ServingIndex | None, cases: list[Case], config: Config,
     if bought["chosen_by"] == "default" and kept.get("bought_together", {}).get(
             "chosen_by") in ("validation", "previous"):
         bought = {**kept["bought_together"], "chosen_by": "previous"}
+        for key in ("session_weight", "session_decay"):
+            if getattr(pinned.bought_together, key) is not None:
+                bought[key] = None  # pinned since: the config's applies
     if cart["chosen_by"] == "default" and kept.get("cart", {}).get(
             "chosen_by") in ("validation", "previous"):
         cart = {**kept["cart"], "chosen_by": "previous"}

@@ -315,6 +315,19 @@ def test_no_served_version_or_too_few_cases_choose_nothing(shop: Path, tmp_path:
     kept = tune(shop, tmp_path, "older", sessions=10, previous=chose)
     assert kept["cart"] == {"line_decay": 0.3, "chosen_by": "previous"}
     assert kept["chosen_on"] == {"cases": 900}
+    # a value pinned since the last choice is the config's (null in the file), the other kept
+    both = Previous(previous.version, previous.root, previous.since, {"bought_together": {
+        "session_weight": 2.0, "session_decay": 0.8, "chosen_by": "validation"}})
+    pinned = tune(shop, tmp_path, "older", sessions=10, previous=both,
+                  placements={"bought_together": {"session_weight": 0.3}})
+    assert pinned["bought_together"] == {"session_weight": None, "session_decay": 0.8,
+                                         "chosen_by": "previous"}
+    # with no cart event since, the served version is not even loaded
+    gone = Previous("missing", tmp_path / "nowhere", previous.since, chose.chosen)
+    quiet = run_session_tuning_job(config_of(shop), tmp_path / "out", gone,
+                                   partial(baskets_after, None), UNTIL)
+    assert quiet["sessions_read"] == 0 and "0 cases, fewer than" in quiet["skipped"]
+    assert quiet["cart"] == {"line_decay": 0.3, "chosen_by": "previous"}
     off = tune(shop, tmp_path, "older", sessions=10, previous=chose,
                models={"session_tune_cases": 0})
     assert off["skipped"] == "session_tune_cases = 0"
